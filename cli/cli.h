@@ -1,0 +1,18 @@
+/* cli.h -- shared helpers of the kprec verbs. */
+#ifndef KP_CLI_H
+#define KP_CLI_H
+
+#include "common/config.h"
+
+/* Loads the config file (or only defaults + environment when path is NULL). On error prints
+ * "kprec: FILE:LINE: ..." to stderr and returns -1 (the verb exits 2). */
+int kp_cli_config(kp_config *c, const char *path);
+
+int kp_cmd_worker(int argc, char **argv);
+int kp_cmd_replay(int argc, char **argv);
+int kp_cmd_get(int argc, char **argv);
+int kp_cmd_topics(int argc, char **argv);
+int kp_cmd_dump(int argc, char **argv);
+int kp_cmd_config(int argc, char **argv);
+
+#endif

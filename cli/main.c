@@ -1,0 +1,46 @@
+/* kprec: one binary, a few verbs. Each verb is a thin front over library code. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} verb;
+
+static const verb verbs[] = {
+    {"worker", kp_cmd_worker, "run the stream worker (kprec worker -c FILE)"},
+    {"replay", kp_cmd_replay, "publish ItemListed events from a TSV file to Kafka"},
+    {"get", kp_cmd_get, "print the cached recommendations of one item from Redis"},
+    {"topics", kp_cmd_topics, "create the configured Kafka topics (idempotent)"},
+    {"dump", kp_cmd_dump, "print the records of a topic as JSON lines (suggestions, dlq, items)"},
+    {"config", kp_cmd_config, "print the effective configuration (file + environment)"},
+};
+#define NVERBS (int)(sizeof verbs / sizeof verbs[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: kprec COMMAND [OPTIONS]   (kprec COMMAND --help for its options)\n\n"
+               "kprec recommends advertiser keyphrases for new e-commerce listings, in a stream.\n\n"
+               "commands:\n");
+    for (int i = 0; i < NVERBS; i++) fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].help);
+    fprintf(f, "  %-10s %s\n", "help", "this list");
+}
+
+int main(int argc, char **argv)
+{
+    kp_log_init();
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (int i = 0; i < NVERBS; i++)
+        if (!strcmp(argv[1], verbs[i].name)) return verbs[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "kprec: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

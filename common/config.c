@@ -1,0 +1,279 @@
+#include "common/config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <ctype.h>
+#include <stddef.h>
+
+enum kp_key_type { T_STR, T_INT, T_DBL, T_LONG };
+
+typedef struct {
+    const char *section, *key;
+    enum kp_key_type type;
+    size_t off, size; /* offset in kp_config; size of a string buffer */
+    const char *def;
+    double lo, hi; /* allowed range of numbers */
+} kp_key;
+
+#define S(sec, k, field, d)                                                                        \
+    {sec, k, T_STR, offsetof(kp_config, field), sizeof(((kp_config *)0)->field), d, 0, 0}
+#define I(sec, k, field, d, lo, hi) {sec, k, T_INT, offsetof(kp_config, field), 0, d, lo, hi}
+#define L(sec, k, field, d, lo, hi) {sec, k, T_LONG, offsetof(kp_config, field), 0, d, lo, hi}
+#define D(sec, k, field, d, lo, hi) {sec, k, T_DBL, offsetof(kp_config, field), 0, d, lo, hi}
+
+static const kp_key keys[] = {
+    S("worker", "role", role, "serve"),
+    I("worker", "batch_size", batch_size, "256", 1, 100000),
+    I("worker", "batch_linger_ms", batch_linger_ms, "20", 0, 60000),
+    I("worker", "top_k", top_k, "20", 1, 1000),
+    D("worker", "min_score", min_score, "-1", -1, 1),
+    I("worker", "max_title_bytes", max_title_bytes, "1024", 1, 1 << 20),
+    I("worker", "retry_backoff_ms", retry_backoff_ms, "100", 1, 600000),
+    I("worker", "retry_backoff_max_ms", retry_backoff_max_ms, "5000", 1, 3600000),
+    I("worker", "metrics_port", metrics_port, "0", 0, 65535),
+    S("worker", "metrics_bind", metrics_bind, "127.0.0.1"),
+    S("topics", "items", topic_items, "items.listed"),
+    S("topics", "clicks", topic_clicks, "items.clicks"),
+    S("topics", "judgments", topic_judgments, "relevance.judgments"),
+    S("topics", "suggestions", topic_suggestions, "keyphrases.suggested"),
+    S("topics", "model", topic_model, "kprec.model"),
+    S("topics", "dlq", topic_dlq, "kprec.dlq"),
+    I("topics", "partitions", topic_partitions, "6", 1, 10000),
+    S("redis", "host", redis_host, "127.0.0.1"),
+    I("redis", "port", redis_port, "6379", 1, 65535),
+    S("redis", "password", redis_password, ""),
+    I("redis", "db", redis_db, "0", 0, 1000000),
+    I("redis", "connect_timeout_ms", redis_connect_timeout_ms, "2000", 1, 600000),
+    I("redis", "command_timeout_ms", redis_command_timeout_ms, "5000", 1, 600000),
+    I("redis", "ttl_s", redis_ttl_s, "604800", 0, INT_MAX),
+    S("redis", "prefix", redis_prefix, "kprec:"),
+    S("model", "path", model_path, ""),
+    S("model", "keyphrases", model_keyphrases, ""),
+    L("model", "seed", model_seed, "42", 0, 9e15),
+    I("model", "prefix_dim", model_prefix_dim, "0", 0, 4096),
+    S("schemas", "dir", schemas_dir, ""),
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static int set_key(kp_config *c, const kp_key *k, const char *v, char *err, size_t errlen)
+{
+    char *p = (char *)c + k->off;
+    char *end = NULL;
+    errno = 0;
+    switch (k->type) {
+    case T_STR:
+        if (strlen(v) >= k->size) {
+            snprintf(err, errlen, "value of '%s' is too long (max %zu bytes)", k->key, k->size - 1);
+            return -1;
+        }
+        memcpy(p, v, strlen(v) + 1);
+        return 0;
+    case T_INT:
+    case T_LONG: {
+        long long x = strtoll(v, &end, 10);
+        if (errno || end == v || *end || x < k->lo || x > k->hi) {
+            snprintf(err, errlen, "'%s' must be an integer in [%.0f, %.0f], got '%s'", k->key,
+                     k->lo, k->hi, v);
+            return -1;
+        }
+        if (k->type == T_INT) *(int *)p = (int)x;
+        else *(long *)p = (long)x;
+        return 0;
+    }
+    case T_DBL: {
+        double x = strtod(v, &end);
+        if (errno || end == v || *end || x < k->lo || x > k->hi) {
+            snprintf(err, errlen, "'%s' must be a number in [%g, %g], got '%s'", k->key, k->lo,
+                     k->hi, v);
+            return -1;
+        }
+        *(double *)p = x;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+void kp_config_defaults(kp_config *c)
+{
+    char err[8];
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < NKEYS; i++) set_key(c, &keys[i], keys[i].def, err, sizeof err);
+}
+
+static int set_kafka(kp_config *c, const char *key, const char *value, char *err, size_t errlen)
+{
+    for (int i = 0; i < c->n_kafka; i++) {
+        if (!strcmp(c->kafka_key[i], key)) {
+            char *nv = strdup(value);
+            if (!nv) goto oom;
+            free(c->kafka_val[i]);
+            c->kafka_val[i] = nv;
+            return 0;
+        }
+    }
+    if (c->n_kafka == KP_CONFIG_MAX_KAFKA) {
+        snprintf(err, errlen, "too many [kafka] keys (max %d)", KP_CONFIG_MAX_KAFKA);
+        return -1;
+    }
+    c->kafka_key[c->n_kafka] = strdup(key);
+    c->kafka_val[c->n_kafka] = strdup(value);
+    if (!c->kafka_key[c->n_kafka] || !c->kafka_val[c->n_kafka]) {
+        free(c->kafka_key[c->n_kafka]);
+        free(c->kafka_val[c->n_kafka]);
+        goto oom;
+    }
+    c->n_kafka++;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+int kp_config_set(kp_config *c, const char *section, const char *key, const char *value, char *err,
+                  size_t errlen)
+{
+    if (!strcasecmp(section, "kafka")) return set_kafka(c, key, value, err, errlen);
+    int section_known = 0;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strcasecmp(keys[i].section, section)) continue;
+        section_known = 1;
+        if (!strcasecmp(keys[i].key, key)) return set_key(c, &keys[i], value, err, errlen);
+    }
+    if (!section_known) snprintf(err, errlen, "unknown section [%s]", section);
+    else snprintf(err, errlen, "unknown key '%s' in [%s]", key, section);
+    return -1;
+}
+
+typedef struct {
+    kp_config *c;
+    char *err;
+    size_t errlen;
+    int failed;
+} parse_ctx;
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+    parse_ctx *ctx = user;
+    if (ctx->failed) return 0;
+    if (!name) return 1; /* a section header alone */
+    if (!*section) {
+        snprintf(ctx->err, ctx->errlen, "key '%s' outside any [section]", name);
+        ctx->failed = 1;
+        return 0;
+    }
+    if (kp_config_set(ctx->c, section, name, value ? value : "", ctx->err, ctx->errlen)) {
+        ctx->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+int kp_config_load(kp_config *c, const char *path, char *err, size_t errlen)
+{
+    char msg[512] = "";
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    parse_ctx ctx = {c, msg, sizeof msg, 0};
+    int line = ini_parse_file(f, on_ini, &ctx);
+    fclose(f);
+    if (line != 0) {
+        if (!ctx.failed) snprintf(msg, sizeof msg, "syntax error (expected [section] or key = value)");
+        snprintf(err, errlen, "%s:%d: %s", path, line, msg);
+        return -1;
+    }
+    extern char **environ;
+    if (kp_config_apply_env(c, environ, msg, sizeof msg)) {
+        snprintf(err, errlen, "environment: %s", msg);
+        return -1;
+    }
+    return 0;
+}
+
+int kp_config_apply_env(kp_config *c, char **envp, char *err, size_t errlen)
+{
+    static const char *sections[] = {"worker", "topics", "redis", "model", "schemas", "kafka"};
+    for (; envp && *envp; envp++) {
+        const char *e = *envp;
+        if (strncmp(e, "KPREC_", 6)) continue;
+        const char *eq = strchr(e, '=');
+        if (!eq) continue;
+        for (size_t s = 0; s < sizeof sections / sizeof sections[0]; s++) {
+            size_t sl = strlen(sections[s]);
+            if (strncasecmp(e + 6, sections[s], sl) || e[6 + sl] != '_') continue;
+            const char *k = e + 6 + sl + 1;
+            size_t kl = (size_t)(eq - k);
+            char key[256];
+            if (kl == 0 || kl >= sizeof key) break;
+            for (size_t i = 0; i < kl; i++) {
+                char ch = (char)tolower((unsigned char)k[i]);
+                key[i] = (!strcmp(sections[s], "kafka") && ch == '_') ? '.' : ch;
+            }
+            key[kl] = 0;
+            char msg[384];
+            if (kp_config_set(c, sections[s], key, eq + 1, msg, sizeof msg)) {
+                snprintf(err, errlen, "%.*s: %s", (int)(eq - e), e, msg);
+                return -1;
+            }
+            break;
+        }
+    }
+    return 0;
+}
+
+const char *kp_config_kafka(const kp_config *c, const char *key)
+{
+    for (int i = 0; i < c->n_kafka; i++)
+        if (!strcmp(c->kafka_key[i], key)) return c->kafka_val[i];
+    return NULL;
+}
+
+void kp_config_free(kp_config *c)
+{
+    if (!c) return;
+    for (int i = 0; i < c->n_kafka; i++) {
+        free(c->kafka_key[i]);
+        free(c->kafka_val[i]);
+    }
+    c->n_kafka = 0;
+}
+
+int kp_config_key_at(int i, const char **section, const char **key)
+{
+    if (i < 0 || (size_t)i >= NKEYS) return -1;
+    *section = keys[i].section;
+    *key = keys[i].key;
+    return 0;
+}
+
+void kp_config_dump(const kp_config *c, FILE *f)
+{
+    const char *sec = "";
+    for (size_t i = 0; i < NKEYS; i++) {
+        const kp_key *k = &keys[i];
+        const char *p = (const char *)c + k->off;
+        if (strcmp(sec, k->section)) fprintf(f, "%s[%s]\n", i ? "\n" : "", sec = k->section);
+        switch (k->type) {
+        case T_STR:
+            fprintf(f, "%s = %s\n", k->key,
+                    (strstr(k->key, "password") && *p) ? "********" : p);
+            break;
+        case T_INT: fprintf(f, "%s = %d\n", k->key, *(const int *)p); break;
+        case T_LONG: fprintf(f, "%s = %ld\n", k->key, *(const long *)p); break;
+        case T_DBL: fprintf(f, "%s = %g\n", k->key, *(const double *)p); break;
+        }
+    }
+    fprintf(f, "\n[kafka]\n");
+    for (int i = 0; i < c->n_kafka; i++)
+        fprintf(f, "%s = %s\n", c->kafka_key[i],
+                (strstr(c->kafka_key[i], "password") || strstr(c->kafka_key[i], "secret"))
+                    ? "********"
+                    : c->kafka_val[i]);
+}

@@ -1,0 +1,81 @@
+/* config.h -- the worker's configuration: an INI file (parsed by inih), then environment overrides.
+ *
+ * Every known key lives in one table (config.c) with its type and default; config.example.ini
+ * documents the same keys (a unit test checks that both agree). Any key of a [kafka] section is
+ * kept verbatim and handed to librdkafka as-is, so SASL/SSL and tuning need no code.
+ * Environment: KPREC_<SECTION>_<KEY>=value overrides the file (KPREC_REDIS_PORT=6380); in the kafka
+ * section underscores become dots (KPREC_KAFKA_BOOTSTRAP_SERVERS -> bootstrap.servers). */
+#ifndef KP_CONFIG_H
+#define KP_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define KP_CONFIG_MAX_KAFKA 64
+
+typedef struct {
+    /* [worker] */
+    char role[16];          /* serve | train | both */
+    int batch_size;         /* max events per micro-batch */
+    int batch_linger_ms;    /* max wait to fill a micro-batch */
+    int top_k;              /* suggestions per item */
+    double min_score;       /* drop suggestions scoring below this */
+    int max_title_bytes;    /* longer titles are dead-lettered */
+    int retry_backoff_ms;   /* first retry delay when Redis/Kafka fail; doubles up to max */
+    int retry_backoff_max_ms;
+    int metrics_port;       /* 0 = no HTTP endpoint */
+    char metrics_bind[64];
+    /* [topics] */
+    char topic_items[256], topic_clicks[256], topic_judgments[256], topic_suggestions[256],
+        topic_model[256], topic_dlq[256];
+    int topic_partitions; /* used by `kprec topics` when creating them */
+    /* [redis] */
+    char redis_host[256];
+    int redis_port;
+    char redis_password[256];
+    int redis_db;
+    int redis_connect_timeout_ms, redis_command_timeout_ms;
+    int redis_ttl_s;        /* TTL of kprec:rec:* and kprec:item:* keys; 0 = no expiry */
+    char redis_prefix[64];  /* key prefix, default "kprec:" */
+    /* [model] */
+    char model_path[1024];      /* bi-encoder checkpoint; empty = seeded initialisation */
+    char model_keyphrases[1024]; /* keyphrase inventory TSV: keyphrase_id<TAB>keyphrase, header */
+    long model_seed;
+    int model_prefix_dim;       /* Matryoshka first pass size; 0 = full size only */
+    /* [schemas] */
+    char schemas_dir[1024];     /* extra writer schemas <id>-<Name>.avsc; empty = built-in only */
+    /* [kafka]: passed through */
+    int n_kafka;
+    char *kafka_key[KP_CONFIG_MAX_KAFKA];
+    char *kafka_val[KP_CONFIG_MAX_KAFKA];
+} kp_config;
+
+/* Fills c with every default. Never fails. */
+void kp_config_defaults(kp_config *c);
+
+/* Loads path over the defaults, then applies KPREC_* environment overrides. On error returns -1
+ * and writes "FILE:LINE: message naming the key" into err; c is then partly filled and must still
+ * be released with kp_config_free. The caller owns c's strings (kp_config_free). */
+int kp_config_load(kp_config *c, const char *path, char *err, size_t errlen);
+
+/* Applies one setting (section, key, value) as the file would. Returns 0, or -1 with a message. */
+int kp_config_set(kp_config *c, const char *section, const char *key, const char *value, char *err,
+                  size_t errlen);
+
+/* Applies KPREC_<SECTION>_<KEY> variables from envp (NULL-terminated, e.g. environ). */
+int kp_config_apply_env(kp_config *c, char **envp, char *err, size_t errlen);
+
+/* Returns the value of a [kafka] key, or NULL. */
+const char *kp_config_kafka(const kp_config *c, const char *key);
+
+/* Frees the [kafka] strings. Accepts NULL. */
+void kp_config_free(kp_config *c);
+
+/* Iterates over the known (non-kafka) keys: returns 0 and sets *section, *key for index i, or -1
+ * past the end. Used by tests and `kprec config`. */
+int kp_config_key_at(int i, const char **section, const char **key);
+
+/* Writes the effective configuration as INI text (passwords masked) to f. */
+void kp_config_dump(const kp_config *c, FILE *f);
+
+#endif

@@ -1,0 +1,179 @@
+#include "common/metrics.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+kp_metrics kp_m;
+const char *kp_mtopic_name[KP_MT_N] = {"items", "clicks", "judgments"};
+
+/* Upper bounds of the batch latency buckets, seconds. */
+static const double hist_le[KP_HIST_BUCKETS] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+                                                0.2,   0.5,   1,     2,    5,    10,   30};
+
+void kp_metrics_observe_batch(uint64_t us)
+{
+    int b = 0;
+    while (b < KP_HIST_BUCKETS && (double)us / 1e6 > hist_le[b]) b++;
+    atomic_fetch_add(&kp_m.batch_hist[b], 1);
+    atomic_fetch_add(&kp_m.batch_sum_us, us);
+}
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_printf(sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *s, const char *fmt, ...)
+{
+    if (s->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(s->buf + s->len, s->cap - s->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) { s->oom = 1; return; }
+        if ((size_t)n < s->cap - s->len) { s->len += (size_t)n; return; }
+        size_t ncap = s->cap * 2 + (size_t)n;
+        char *nb = realloc(s->buf, ncap);
+        if (!nb) { s->oom = 1; return; }
+        s->buf = nb;
+        s->cap = ncap;
+    }
+}
+
+static void per_topic(sbuf *s, const char *name, const char *help, atomic_ullong *v)
+{
+    sb_printf(s, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (int t = 0; t < KP_MT_N; t++)
+        sb_printf(s, "%s{topic=\"%s\"} %llu\n", name, kp_mtopic_name[t],
+                  (unsigned long long)atomic_load(&v[t]));
+}
+
+static void one(sbuf *s, const char *name, const char *type, const char *help, long long v)
+{
+    sb_printf(s, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name, type, name, v);
+}
+
+char *kp_metrics_render(void)
+{
+    sbuf s = {malloc(4096), 0, 4096, 0};
+    if (!s.buf) return NULL;
+    per_topic(&s, "kprec_events_consumed_total", "Events read from Kafka.", kp_m.consumed);
+    per_topic(&s, "kprec_events_processed_total", "Events fully handled.", kp_m.processed);
+    per_topic(&s, "kprec_events_dead_lettered_total", "Events sent to the dead-letter topic.",
+              kp_m.dead_lettered);
+    one(&s, "kprec_suggestions_delivered_total", "counter", "Suggestion records acknowledged.",
+        (long long)atomic_load(&kp_m.suggestions_delivered));
+    one(&s, "kprec_producer_errors_total", "counter", "Failed deliveries (retried).",
+        (long long)atomic_load(&kp_m.producer_errors));
+    one(&s, "kprec_redis_errors_total", "counter", "Failed Redis round trips (retried).",
+        (long long)atomic_load(&kp_m.redis_errors));
+    one(&s, "kprec_redis_writes_total", "counter", "Recommendation entries written to Redis.",
+        (long long)atomic_load(&kp_m.redis_writes));
+    one(&s, "kprec_redis_stale_skipped_total", "counter",
+        "Writes skipped because Redis held a newer model version.",
+        (long long)atomic_load(&kp_m.stale_skipped));
+    one(&s, "kprec_batches_total", "counter", "Micro-batches processed.",
+        (long long)atomic_load(&kp_m.batches));
+    one(&s, "kprec_rebalances_total", "counter", "Consumer group rebalances seen.",
+        (long long)atomic_load(&kp_m.rebalances));
+    one(&s, "kprec_in_flight", "gauge", "Events taken from Kafka and not yet done.",
+        atomic_load(&kp_m.in_flight));
+    one(&s, "kprec_paused", "gauge", "1 while input partitions are paused (backpressure).",
+        atomic_load(&kp_m.paused));
+    one(&s, "kprec_model_version", "gauge", "Version of the model scoring now.",
+        (long long)atomic_load(&kp_m.model_version));
+    one(&s, "kprec_keyphrases", "gauge", "Keyphrases in the index.",
+        atomic_load(&kp_m.keyphrases));
+    one(&s, "kprec_consumer_lag", "gauge", "Messages behind the end of the assigned partitions.",
+        atomic_load(&kp_m.consumer_lag));
+    sb_printf(&s,
+              "# HELP kprec_batch_seconds Micro-batch latency, consume to done.\n"
+              "# TYPE kprec_batch_seconds histogram\n");
+    unsigned long long cum = 0;
+    for (int b = 0; b < KP_HIST_BUCKETS; b++) {
+        cum += atomic_load(&kp_m.batch_hist[b]);
+        sb_printf(&s, "kprec_batch_seconds_bucket{le=\"%g\"} %llu\n", hist_le[b], cum);
+    }
+    cum += atomic_load(&kp_m.batch_hist[KP_HIST_BUCKETS]);
+    sb_printf(&s, "kprec_batch_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
+    sb_printf(&s, "kprec_batch_seconds_sum %.6f\nkprec_batch_seconds_count %llu\n",
+              (double)atomic_load(&kp_m.batch_sum_us) / 1e6, cum);
+    if (s.oom) {
+        free(s.buf);
+        return NULL;
+    }
+    return s.buf;
+}
+
+static struct MHD_Daemon *daemon_;
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **state)
+{
+    (void)cls, (void)version, (void)upload, (void)upload_size, (void)state;
+    struct MHD_Response *r;
+    unsigned status = MHD_HTTP_OK;
+    if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+        static const char msg[] = "method not allowed\n";
+        r = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
+        status = MHD_HTTP_METHOD_NOT_ALLOWED;
+    } else if (!strcmp(url, "/metrics")) {
+        char *body = kp_metrics_render();
+        if (!body) return MHD_NO;
+        r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+        MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4");
+    } else if (!strcmp(url, "/healthz")) {
+        char body[128];
+        int n = snprintf(body, sizeof body, "ok model_version=%llu paused=%lld\n",
+                         (unsigned long long)atomic_load(&kp_m.model_version),
+                         atomic_load(&kp_m.paused));
+        r = MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    } else {
+        static const char msg[] = "not found: try /metrics or /healthz\n";
+        r = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
+        status = MHD_HTTP_NOT_FOUND;
+    }
+    if (!r) return MHD_NO;
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+int kp_metrics_http_start(const char *bind, int port)
+{
+    if (port == 0) return 0;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, bind, &sa.sin_addr) != 1) {
+        kp_error("metrics: bad bind address '%s'", bind);
+        return -1;
+    }
+    daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
+                               NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+                               MHD_OPTION_END);
+    if (!daemon_) {
+        kp_error("metrics: cannot listen on %s:%d", bind, port);
+        return -1;
+    }
+    kp_info("metrics: http://%s:%d/metrics", bind, port);
+    return 0;
+}
+
+void kp_metrics_http_stop(void)
+{
+    if (daemon_) MHD_stop_daemon(daemon_);
+    daemon_ = NULL;
+}

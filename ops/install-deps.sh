@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs every system dependency of kprec with apt-get (Debian 12). Idempotent: packages that are
+# already installed are skipped, so a second run does not touch the network.
+set -euo pipefail
+PKGS=(build-essential cmake pkg-config git
+      librdkafka-dev libavro-dev libopenblas-dev libhiredis-dev libinih-dev libmicrohttpd-dev
+      libcmocka-dev libjansson-dev redis-server redis-tools default-jre-headless maven python3 curl)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Java: any JRE >= 17 will do (the machine may already have one outside apt).
+if command -v java >/dev/null 2>&1; then
+  missing=("${missing[@]/default-jre-headless}")
+fi
+if command -v mvn >/dev/null 2>&1; then
+  missing=("${missing[@]/maven}")
+fi
+read -r -a missing <<<"${missing[*]:-}"
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "install-deps: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Debian starts redis-server as a service on install; kprec's scripts run their own instances.
+echo "install-deps: ok" >&2

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# A real Apache Kafka broker (single node, KRaft: broker + controller in one JVM) for local runs and
+# end-to-end tests. The jars come from Maven Central through ops/pom.xml.
+#
+#   ops/kafka.sh fetch                 download the broker jars (once; cached in $KPREC_KAFKA_LIBS)
+#   ops/kafka.sh start DIR [PORT]      format DIR as a fresh KRaft log dir, start on 127.0.0.1:PORT,
+#                                      wait until it serves metadata; prints the bootstrap address
+#   ops/kafka.sh stop DIR              stop the broker started in DIR (SIGTERM, then SIGKILL)
+#   ops/kafka.sh status DIR            exit 0 if it runs
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LIBS=${KPREC_KAFKA_LIBS:-${XDG_CACHE_HOME:-$HOME/.cache}/kprec/kafka-libs}
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+fetch() {
+  if [ -f "$LIBS/.complete" ]; then return 0; fi
+  command -v mvn >/dev/null || { echo "kafka.sh: mvn not found: run ops/install-deps.sh" >&2; exit 1; }
+  mkdir -p "$LIBS"
+  echo "kafka.sh: fetching the Kafka broker jars into $LIBS" >&2
+  mvn -q -B -f "$HERE/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$LIBS" >&2
+  touch "$LIBS/.complete"
+}
+
+cmd=${1:-}; shift || true
+case "$cmd" in
+fetch) fetch ;;
+start)
+  dir=${1:?usage: kafka.sh start DIR [PORT]}; port=${2:-$(free_port)}
+  fetch
+  mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
+  if [ -f "$dir/kafka.pid" ] && kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null; then
+    echo "kafka.sh: already running in $dir" >&2; cat "$dir/bootstrap"; exit 0
+  fi
+  cport=$(free_port)
+  rm -rf "$dir/data"
+  cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$dir/data
+num.partitions=6
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+log.segment.bytes=67108864
+PROPS
+  cat >"$dir/log4j2.properties" <<PROPS
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $dir/kafka.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = info
+logger.org.name = org.apache.kafka
+logger.org.level = warn
+PROPS
+  java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
+             -Dlog4j2.configurationFile="$dir/log4j2.properties")
+  cid=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  java "${java_opts[@]}" -cp "$LIBS/*" kafka.tools.StorageTool format -t "$cid" \
+       -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
+    { echo "kafka.sh: storage format failed:" >&2; cat "$dir/format.log" >&2; exit 1; }
+  nohup java "${java_opts[@]}" -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
+        >"$dir/stdout.log" 2>&1 </dev/null &
+  echo $! >"$dir/kafka.pid"
+  echo "127.0.0.1:$port" >"$dir/bootstrap"
+  for _ in $(seq 1 600); do
+    if grep -q "Kafka Server started" "$dir/kafka.log" 2>/dev/null; then
+      cat "$dir/bootstrap"; exit 0
+    fi
+    kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null ||
+      { echo "kafka.sh: broker died:" >&2; tail -30 "$dir/stdout.log" "$dir/kafka.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "kafka.sh: broker did not start within 120 s" >&2; tail -30 "$dir/kafka.log" >&2; exit 1 ;;
+stop)
+  dir=${1:?usage: kafka.sh stop DIR}
+  [ -f "$dir/kafka.pid" ] || exit 0
+  pid=$(cat "$dir/kafka.pid")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/kafka.pid" ;;
+status)
+  dir=${1:?usage: kafka.sh status DIR}
+  [ -f "$dir/kafka.pid" ] && kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null ;;
+*) sed -n '2,10p' "$0" >&2; exit 2 ;;
+esac

@@ -1,0 +1,61 @@
+/* producer.h -- kprec's Kafka producer: idempotent, deliveries counted only in the delivery
+ * report callback, failed deliveries retried with backoff until they succeed or the caller stops.
+ *
+ * One kp_producer per process; all calls from one thread (the delivery callback runs inside
+ * rd_kafka_poll/flush on that thread). */
+#ifndef KP_PRODUCER_H
+#define KP_PRODUCER_H
+
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stddef.h>
+
+#include "common/config.h"
+
+typedef struct kp_producer kp_producer;
+
+typedef enum { KP_OUT_PENDING = 0, KP_OUT_DONE = 1, KP_OUT_FAILED = 2 } kp_out_state;
+
+/* One record to publish. The caller owns key, val and hdrs (a template: each send hands librdkafka
+ * a copy); state is set by the delivery report. */
+typedef struct {
+    const char *topic;
+    const void *key;
+    size_t keylen;
+    const void *val;
+    size_t vallen;
+    rd_kafka_headers_t *hdrs; /* may be NULL */
+    int is_suggestion;        /* counts toward kprec_suggestions_delivered_total */
+    kp_out_state state;
+} kp_outmsg;
+
+/* Called while waiting (deliveries, backoff) so the caller can keep its consumer alive. */
+typedef void (*kp_tick_fn)(void *opaque);
+
+/* Applies every [kafka] key to conf (checked; err names the key). Returns 0 / -1. */
+int kp_kafka_conf_apply(rd_kafka_conf_t *conf, const kp_config *c, char *err, size_t errlen);
+
+/* Routes librdkafka's log lines to kp_log. */
+void kp_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+
+/* Creates an idempotent producer from c ([kafka] keys, plus enable.idempotence=true unless set).
+ * NULL with err on failure. */
+kp_producer *kp_producer_new(const kp_config *c, char *err, size_t errlen);
+
+/* Flushes (up to timeout_ms) and destroys. Accepts NULL. Returns the number of records that were
+ * still undelivered (0 = all delivered). */
+int kp_producer_free(kp_producer *p, int timeout_ms);
+
+rd_kafka_t *kp_producer_handle(kp_producer *p);
+
+/* Publishes every message of msgs whose state is not DONE and waits for all delivery reports;
+ * failed ones are published again after a backoff (retry_backoff_ms doubling up to
+ * retry_backoff_max_ms), tick is called while waiting. Returns 0 when all are DONE, or -1 if
+ * *abort became non-zero first (the undelivered ones stay PENDING/FAILED). */
+int kp_producer_deliver(kp_producer *p, kp_outmsg *msgs, int n, const kp_config *c,
+                        volatile sig_atomic_t *abort_flag, kp_tick_fn tick, void *tick_opaque);
+
+/* Sleeps ms milliseconds in slices, calling tick every slice, returning early on *abort_flag. */
+void kp_backoff_sleep(int ms, volatile sig_atomic_t *abort_flag, kp_tick_fn tick, void *opaque);
+
+#endif

@@ -1,0 +1,255 @@
+#include "producer/replay.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/progress.h"
+#include "producer/producer.h"
+#include "schemas/codec.h"
+
+typedef struct {
+    char *id, *title;
+} row;
+
+static atomic_long acked, failed;
+
+static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk, (void)opaque;
+    if (m->err) {
+        atomic_fetch_add(&failed, 1);
+        kp_error("replay: delivery failed: %s", rd_kafka_err2str(m->err));
+    } else {
+        atomic_fetch_add(&acked, 1);
+    }
+}
+
+static int load_rows(const char *path, row **out, long *n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "replay: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long cnt = 0, rcap = 0, lineno = 0;
+    row *rows = NULL;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        if (++lineno == 1) continue; /* header */
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (!len) continue;
+        char *tab = strchr(line, '\t');
+        if (!tab) {
+            fprintf(stderr, "replay: %s:%ld: expected item_id<TAB>title\n", path, lineno);
+            goto err;
+        }
+        *tab = 0;
+        char *title = tab + 1, *tab2 = strchr(title, '\t');
+        if (tab2) *tab2 = 0; /* extra columns are ignored */
+        if (cnt == rcap) {
+            rcap = rcap ? rcap * 2 : 1024;
+            row *nr = realloc(rows, sizeof *rows * (size_t)rcap);
+            if (!nr) goto err;
+            rows = nr;
+        }
+        rows[cnt].id = strdup(line);
+        rows[cnt].title = strdup(title);
+        if (!rows[cnt].id || !rows[cnt].title) goto err;
+        cnt++;
+    }
+    free(line);
+    fclose(f);
+    *out = rows;
+    *n = cnt;
+    return 0;
+err:
+    free(line);
+    fclose(f);
+    for (long i = 0; i < cnt; i++) free(rows[i].id), free(rows[i].title);
+    free(rows);
+    return -1;
+}
+
+/* The i-th malformed record: a mix of what real producers get wrong. */
+static void *bad_record(kp_codec *codec, long i, size_t *len)
+{
+    unsigned char *b = NULL;
+    switch (i % 5) {
+    case 0: /* not Avro at all */
+        b = (unsigned char *)strdup("{\"item_id\": \"json-by-mistake\"}");
+        *len = strlen((char *)b);
+        return b;
+    case 1: /* unknown schema id */
+        b = malloc(8);
+        if (!b) return NULL;
+        memcpy(b, "\0\0\0\x7f\x2a\x02\x41\x00", 8);
+        *len = 8;
+        return b;
+    case 2: { /* truncated record */
+        kp_item_listed v = {"bad-truncated", "a title that gets cut", "", "", 1.0, 0};
+        void *buf;
+        if (kp_encode_item_listed(codec, &v, &buf, len)) return NULL;
+        *len = *len / 2;
+        return buf;
+    }
+    case 3: { /* empty title */
+        kp_item_listed v = {"bad-empty-title", "", "", "", 1.0, 0};
+        void *buf;
+        if (kp_encode_item_listed(codec, &v, &buf, len)) return NULL;
+        return buf;
+    }
+    default: { /* oversized title */
+        char *t = malloc(70001);
+        if (!t) return NULL;
+        memset(t, 'x', 70000);
+        t[70000] = 0;
+        kp_item_listed v = {"bad-oversized", t, "", "", 1.0, 0};
+        void *buf = NULL;
+        int r = kp_encode_item_listed(codec, &v, &buf, len);
+        free(t);
+        return r ? NULL : buf;
+    }
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int produce(rd_kafka_t *rk, const char *topic, const char *key, const void *val, size_t len)
+{
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)key, strlen(key)),
+            RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_END);
+        if (!e) return 0;
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            fprintf(stderr, "replay: produce: %s\n", rd_kafka_err2str(e));
+            return -1;
+        }
+        rd_kafka_poll(rk, 20);
+    }
+}
+
+int kp_replay_run(const kp_config *c, const kp_replay_opts *o)
+{
+    char err[512], e[512];
+    row *rows = NULL;
+    long nrows = 0, sent = 0, nbad = 0;
+    int rc = 1;
+    kp_codec *codec = NULL;
+    rd_kafka_t *rk = NULL;
+    const char *topic = o->topic ? o->topic : c->topic_items;
+    if (load_rows(o->items_path, &rows, &nrows)) return 2;
+    if (!nrows) {
+        fprintf(stderr, "replay: %s has no rows\n", o->items_path);
+        return 2;
+    }
+    if (!(codec = kp_codec_new(err, sizeof err))) {
+        fprintf(stderr, "replay: %s\n", err);
+        goto out;
+    }
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (kp_kafka_conf_apply(conf, c, err, sizeof err)) {
+        fprintf(stderr, "replay: %s\n", err);
+        rd_kafka_conf_destroy(conf);
+        rc = 2;
+        goto out;
+    }
+    if (!kp_config_kafka(c, "enable.idempotence"))
+        rd_kafka_conf_set(conf, "enable.idempotence", "true", e, sizeof e);
+    if (!kp_config_kafka(c, "linger.ms")) rd_kafka_conf_set(conf, "linger.ms", "10", e, sizeof e);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_dr);
+    rd_kafka_conf_set_log_cb(conf, kp_kafka_log_cb);
+    if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e))) {
+        fprintf(stderr, "replay: %s\n", e);
+        rd_kafka_conf_destroy(conf);
+        goto out;
+    }
+    long total = o->count > 0 ? o->count : nrows;
+    /* Spread the bad records evenly through the stream. */
+    long bad_every = o->bad > 0 ? (total + o->bad) / o->bad : 0;
+    kp_progress pr;
+    kp_progress_start(&pr, "replay", total + o->bad, o->quiet);
+    double t0 = mono_s();
+    long i = 0;
+    while (sent + nbad < total + o->bad) {
+        if (o->rate > 0) {
+            double due = t0 + (double)(sent + nbad) / o->rate;
+            double now = mono_s();
+            if (due > now) {
+                rd_kafka_poll(rk, (int)((due - now) * 1000) + 1);
+                continue;
+            }
+        }
+        if (bad_every && nbad < o->bad && (sent + nbad + 1) % bad_every == 0) {
+            size_t len;
+            void *b = bad_record(codec, nbad, &len);
+            char key[32];
+            snprintf(key, sizeof key, "bad-%ld", nbad);
+            if (!b || produce(rk, topic, key, b, len)) {
+                free(b);
+                goto out;
+            }
+            free(b);
+            nbad++;
+        } else {
+            const row *r = &rows[i % nrows];
+            long pass = i / nrows;
+            char id[512];
+            if (pass) snprintf(id, sizeof id, "%s~%ld", r->id, pass);
+            else snprintf(id, sizeof id, "%s", r->id);
+            kp_item_listed v = {id, r->title, "", "", 0.0, now_ms()};
+            void *buf;
+            size_t len;
+            int er = (o->v0_every > 0 && (i + 1) % o->v0_every == 0)
+                         ? kp_encode_item_listed_v0(codec, &v, &buf, &len)
+                         : kp_encode_item_listed(codec, &v, &buf, &len);
+            if (er) {
+                fprintf(stderr, "replay: cannot encode item %s\n", id);
+                goto out;
+            }
+            int pe = produce(rk, topic, id, buf, len);
+            free(buf);
+            if (pe) goto out;
+            sent++;
+            i++;
+        }
+        rd_kafka_poll(rk, 0);
+        kp_progress_update(&pr, sent + nbad);
+    }
+    while (rd_kafka_outq_len(rk) > 0 && atomic_load(&failed) == 0) rd_kafka_poll(rk, 50);
+    kp_progress_done(&pr, sent + nbad);
+    rc = atomic_load(&failed) ? 1 : 0;
+    fprintf(stderr, "replay: %ld sent, %ld acknowledged, %ld bad, %.0f events/s\n", sent + nbad,
+            atomic_load(&acked), nbad, (double)(sent + nbad) / (mono_s() - t0 + 1e-9));
+out:
+    if (rk) {
+        rd_kafka_flush(rk, 10000);
+        rd_kafka_destroy(rk);
+    }
+    kp_codec_free(codec);
+    for (long r = 0; r < nrows; r++) free(rows[r].id), free(rows[r].title);
+    free(rows);
+    return rc;
+}

@@ -1,0 +1,24 @@
+/* replay.h -- `kprec replay`: publishes ItemListed events from a TSV file (item_id<TAB>title, one
+ * header row) to the items topic at a given rate, with a progress line. */
+#ifndef KP_REPLAY_H
+#define KP_REPLAY_H
+
+#include "common/config.h"
+
+typedef struct {
+    const char *items_path; /* TSV: item_id, title */
+    double rate;            /* events per second; 0 = as fast as possible */
+    long count;             /* events to send; 0 = each row once. Past the end of the file it
+                               starts over, with item ids suffixed "~1", "~2", ... so they stay
+                               distinct. */
+    long bad;               /* malformed records to mix in (for testing the dead-letter path) */
+    long v0_every;          /* every Nth event uses the older ItemListed v0 schema (0 = never) */
+    const char *topic;      /* NULL = [topics] items */
+    int quiet;
+} kp_replay_opts;
+
+/* Runs the replay. Returns 0 when every record was acknowledged by Kafka, 1 on failure (message on
+ * stderr), 2 on bad input. Prints "replay: N sent, N acknowledged, N bad" at the end. */
+int kp_replay_run(const kp_config *c, const kp_replay_opts *o);
+
+#endif

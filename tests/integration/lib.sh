@@ -1,0 +1,54 @@
+# Shared by the integration tests: each test gets its own temp dir, its own Kafka broker and Redis
+# server (through ops/), and tears everything down on exit.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+KPREC=${1:?usage: $0 PATH_TO_KPREC}
+KPREC=$(cd "$(dirname "$KPREC")" && pwd)/$(basename "$KPREC")
+T=$(mktemp -d "${TMPDIR:-/tmp}/kprec-it.XXXXXX")
+WORKERS=()
+"$ROOT/ops/install-deps.sh"
+
+cleanup() {
+  local rc=$?
+  for p in "${WORKERS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  "$ROOT/ops/stack.sh" down "$T/stack" >/dev/null 2>&1 || true
+  if [ "$rc" -ne 0 ]; then
+    echo "--- test failed (rc=$rc); worker logs:" >&2
+    for f in "$T"/worker*.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -40 "$f" >&2; }; done
+  fi
+  [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"
+  exit "$rc"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok: $*" >&2; }
+
+# stack_up: data in $T/data, Kafka + Redis + topics, config $CONF
+stack_up() {
+  "$ROOT/ops/esci-prepare.sh" "$T/data"
+  "$ROOT/ops/stack.sh" up "$T/stack" "$KPREC" "$T/data/keyphrases.tsv"
+  CONF=$T/stack/kprec.ini
+  RPORT=$(cat "$T/stack/redis/port")
+}
+
+# start_worker NAME [ENV=VAL...]: starts a worker in the background, its pid in $WPID
+start_worker() {
+  local name=$1; shift
+  env "$@" "$KPREC" worker -c "$CONF" >>"$T/$name.log" 2>&1 &
+  WPID=$!
+  WORKERS+=("$WPID")
+}
+
+rcli() { redis-cli -p "$RPORT" "$@"; }
+rec_keys() { rcli --scan --pattern 'kprec:rec:*' | wc -l; }
+
+# wait_for SECONDS DESCRIPTION COMMAND...: polls until COMMAND succeeds
+wait_for() {
+  local secs=$1 what=$2; shift 2
+  local end=$((SECONDS + secs))
+  until "$@"; do
+    [ $SECONDS -lt $end ] || fail "timed out after ${secs}s waiting for $what"
+    sleep 0.5
+  done
+}
