@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The local demo of the whole stream, from a fresh machine: installs the dependencies, builds kprec,
+# starts a real Kafka broker and Redis, starts a worker, replays real listings into Kafka and prints
+# the keyphrases suggested for a few of them.
+#   ops/demo.sh [--items N] [--keep]
+# Data: the Home Depot set in ../shared/data/homedepot when that folder exists, else the ESCI sample
+# shipped in data/esci-sample. --keep leaves the stack running (stop it with ops/stack.sh down DIR).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+N=3000 KEEP=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --items) N=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    *) echo "usage: ops/demo.sh [--items N] [--keep]" >&2; exit 2 ;;
+  esac
+done
+./ops/install-deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" --target kprec
+KPREC=$ROOT/build/kprec
+OUT=$ROOT/demo-out
+rm -rf "$OUT"; mkdir -p "$OUT"
+
+HD=${KPREC_DATA:-$ROOT/../shared/data/homedepot}
+if [ -f "$HD/items.tsv" ] && [ -f "$HD/keyphrases.tsv" ]; then
+  DATA=$HD; echo "demo: data: Home Depot search relevance ($HD)" >&2
+else
+  ./ops/esci-prepare.sh "$OUT/data"; DATA=$OUT/data; echo "demo: data: ESCI sample" >&2
+fi
+
+MODEL=
+if "$KPREC" help | grep -q '^  train ' && [ -f "$DATA/judgments.tsv" ]; then
+  echo "demo: training a bi-encoder on the judged pairs (kprec train)" >&2
+  "$KPREC" train --items "$DATA/items.tsv" --keyphrases "$DATA/keyphrases.tsv" \
+    --judgments "$DATA/judgments.tsv" --out "$OUT/be.kpm" --epochs 2 && MODEL=$OUT/be.kpm
+fi
+
+./ops/stack.sh up "$OUT/stack" "$KPREC" "$DATA/keyphrases.tsv"
+CONF=$OUT/stack/kprec.ini
+[ -n "$MODEL" ] && sed -i "s|^\[model\]|[model]\npath = $MODEL|" "$CONF"
+RPORT=$(cat "$OUT/stack/redis/port")
+MPORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+KPREC_WORKER_METRICS_PORT=$MPORT "$KPREC" worker -c "$CONF" >"$OUT/worker.log" 2>&1 &
+W=$!
+stop() {
+  kill -TERM "$W" 2>/dev/null && wait "$W" 2>/dev/null || true
+  [ -n "$KEEP" ] || ./ops/stack.sh down "$OUT/stack"
+}
+trap stop EXIT
+until curl -sf "http://127.0.0.1:$MPORT/healthz" >/dev/null; do
+  kill -0 "$W" 2>/dev/null || { cat "$OUT/worker.log" >&2; exit 1; }
+  sleep 0.5
+done
+echo "demo: worker up (metrics on http://127.0.0.1:$MPORT/metrics); replaying $N listings" >&2
+"$KPREC" replay -c "$CONF" --items "$DATA/items.tsv" --count "$N" --rate 2000
+until [ "$(redis-cli -p "$RPORT" --scan --pattern 'kprec:rec:*' | wc -l)" -ge "$N" ]; do sleep 0.5; done
+echo; echo "demo: suggestions cached in Redis for three of the listings (kprec get):"
+for id in $(sed -n '2p;500p;1500p' "$DATA/items.tsv" | cut -f1); do
+  "$KPREC" get -c "$CONF" "$id"; echo
+done
+echo "demo: from /metrics:"
+curl -s "http://127.0.0.1:$MPORT/metrics" | grep -E '^kprec_(events_processed|events_dead|suggestions_delivered|batch_seconds_count|model_version|keyphrases)'
+echo; echo "demo: worker log: $OUT/worker.log; config: $CONF"
