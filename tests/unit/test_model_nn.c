@@ -1,0 +1,416 @@
+/* Tests for model/nn: BLAS vs reference, finite-difference gradients, optimisers. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "model/nn.h"
+#include "model/rng.h"
+
+static void fill(kp_rng *r, float *x, size_t n, float scale)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * kp_rng_normal(r);
+}
+
+static double wsum(const float *x, const float *w, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * w[i];
+    return s;
+}
+
+/* |a - n| <= 1e-3 + 2e-2 * max(|a|, |n|): float32 central differences. */
+static void assert_grad_close(double analytic, double numeric)
+{
+    double tol = 1e-3 + 2e-2 * fmax(fabs(analytic), fabs(numeric));
+    if (fabs(analytic - numeric) > tol)
+        fail_msg("gradient mismatch: analytic %.6g numeric %.6g", analytic, numeric);
+}
+
+static void assert_close_arr(const float *a, const float *b, size_t n, float tol)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(a[i] - b[i]) > tol * (1.0f + fabsf(b[i])))
+            fail_msg("element %zu: %.7g vs %.7g", i, a[i], b[i]);
+}
+
+/* ---- BLAS vs reference ----------------------------------------------------------------------- */
+
+static void test_linear_blas_vs_ref(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 1);
+    const int B = 7, C = 13, OC = 5;
+    float inp[7 * 13], W[5 * 13], bias[5], o1[7 * 5], o2[7 * 5], dout[7 * 5];
+    fill(&r, inp, sizeof(inp) / 4, 1.0f);
+    fill(&r, W, sizeof(W) / 4, 1.0f);
+    fill(&r, bias, 5, 1.0f);
+    fill(&r, dout, sizeof(dout) / 4, 1.0f);
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        kp_linear_forward(o1, inp, W, with_bias ? bias : NULL, B, C, OC);
+        kp_linear_forward_ref(o2, inp, W, with_bias ? bias : NULL, B, C, OC);
+        assert_close_arr(o1, o2, (size_t)B * OC, 1e-5f);
+    }
+    /* backward accumulates into non-zero buffers */
+    float di1[7 * 13], di2[7 * 13], dW1[5 * 13], dW2[5 * 13], db1[5], db2[5];
+    fill(&r, di1, sizeof(di1) / 4, 1.0f);
+    fill(&r, dW1, sizeof(dW1) / 4, 1.0f);
+    fill(&r, db1, 5, 1.0f);
+    memcpy(di2, di1, sizeof(di1));
+    memcpy(dW2, dW1, sizeof(dW1));
+    memcpy(db2, db1, sizeof(db1));
+    kp_linear_backward(di1, dW1, db1, dout, inp, W, B, C, OC);
+    kp_linear_backward_ref(di2, dW2, db2, dout, inp, W, B, C, OC);
+    assert_close_arr(di1, di2, sizeof(di1) / 4, 1e-5f);
+    assert_close_arr(dW1, dW2, sizeof(dW1) / 4, 1e-5f);
+    assert_close_arr(db1, db2, 5, 1e-5f);
+    /* the sums really changed the buffers (not a no-op) */
+    float di0[7 * 13];
+    memset(di0, 0, sizeof(di0));
+    kp_linear_backward_ref(di0, NULL, NULL, dout, inp, W, B, C, OC);
+    float mx = 0.0f;
+    for (size_t i = 0; i < sizeof(di0) / 4; i++)
+        mx = fmaxf(mx, fabsf(di0[i]));
+    assert_true(mx > 0.1f);
+}
+
+static void test_linear_blas_vs_ref_large(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 2);
+    const int B = 64, C = 128, OC = 256;
+    float *inp = malloc(sizeof(float) * B * C), *W = malloc(sizeof(float) * OC * C);
+    float *b = malloc(sizeof(float) * OC), *o1 = malloc(sizeof(float) * B * OC);
+    float *o2 = malloc(sizeof(float) * B * OC);
+    fill(&r, inp, (size_t)B * C, 1.0f);
+    fill(&r, W, (size_t)OC * C, 0.1f);
+    fill(&r, b, (size_t)OC, 1.0f);
+    kp_linear_forward(o1, inp, W, b, B, C, OC);
+    kp_linear_forward_ref(o2, inp, W, b, B, C, OC);
+    assert_close_arr(o1, o2, (size_t)B * OC, 1e-4f);
+    free(inp), free(W), free(b), free(o1), free(o2);
+}
+
+/* ---- finite differences ---------------------------------------------------------------------- */
+
+#define FD_EPS 1e-3f
+
+static void test_linear_grad(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 3);
+    enum { B = 3, C = 4, OC = 5 };
+    float inp[B * C], W[OC * C], bias[OC], out[B * OC], R[B * OC];
+    fill(&r, inp, B * C, 1.0f);
+    fill(&r, W, OC * C, 1.0f);
+    fill(&r, bias, OC, 1.0f);
+    fill(&r, R, B * OC, 1.0f); /* loss = <out, R> so dL/dout = R */
+    float dinp[B * C] = {0}, dW[OC * C] = {0}, db[OC] = {0};
+    kp_linear_backward(dinp, dW, db, R, inp, W, B, C, OC);
+    float *params[3] = {inp, W, bias}, *grads[3] = {dinp, dW, db};
+    int sizes[3] = {B * C, OC * C, OC};
+    for (int p = 0; p < 3; p++) {
+        for (int i = 0; i < sizes[p]; i++) {
+            float keep = params[p][i];
+            params[p][i] = keep + FD_EPS;
+            kp_linear_forward(out, inp, W, bias, B, C, OC);
+            double lp = wsum(out, R, B * OC);
+            params[p][i] = keep - FD_EPS;
+            kp_linear_forward(out, inp, W, bias, B, C, OC);
+            double lm = wsum(out, R, B * OC);
+            params[p][i] = keep;
+            assert_grad_close(grads[p][i], (lp - lm) / (2.0 * FD_EPS));
+        }
+    }
+}
+
+static void test_tanh_grad(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 4);
+    enum { N = 40 };
+    float x[N], y[N], R[N], dx[N] = {0};
+    fill(&r, x, N, 1.5f);
+    fill(&r, R, N, 1.0f);
+    kp_tanh_forward(y, x, N);
+    kp_tanh_backward(dx, R, y, N);
+    for (int i = 0; i < N; i++) {
+        float keep = x[i];
+        x[i] = keep + FD_EPS;
+        kp_tanh_forward(y, x, N);
+        double lp = wsum(y, R, N);
+        x[i] = keep - FD_EPS;
+        kp_tanh_forward(y, x, N);
+        double lm = wsum(y, R, N);
+        x[i] = keep;
+        assert_grad_close(dx[i], (lp - lm) / (2.0 * FD_EPS));
+    }
+}
+
+static void test_l2norm_grad(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 5);
+    enum { B = 4, D = 6 };
+    float x[B * D], y[B * D], nrm[B], R[B * D], dx[B * D] = {0};
+    fill(&r, x, B * D, 1.0f);
+    fill(&r, R, B * D, 1.0f);
+    kp_l2norm_forward(y, nrm, x, B, D);
+    for (int b = 0; b < B; b++) {
+        double s = 0;
+        for (int d = 0; d < D; d++)
+            s += (double)y[b * D + d] * y[b * D + d];
+        assert_true(fabs(s - 1.0) < 1e-5);
+    }
+    kp_l2norm_backward(dx, R, y, nrm, B, D);
+    for (int i = 0; i < B * D; i++) {
+        float keep = x[i];
+        x[i] = keep + FD_EPS;
+        kp_l2norm_forward(y, nrm, x, B, D);
+        double lp = wsum(y, R, B * D);
+        x[i] = keep - FD_EPS;
+        kp_l2norm_forward(y, nrm, x, B, D);
+        double lm = wsum(y, R, B * D);
+        x[i] = keep;
+        assert_grad_close(dx[i], (lp - lm) / (2.0 * FD_EPS));
+    }
+    /* zero row: finite output, no NaN */
+    float z[3] = {0, 0, 0}, zy[3], zn;
+    kp_l2norm_forward(zy, &zn, z, 1, 3);
+    for (int i = 0; i < 3; i++)
+        assert_true(zy[i] == 0.0f);
+}
+
+static void pair_grad_check(int cosine)
+{
+    kp_rng r;
+    kp_rng_seed(&r, 6 + (uint64_t)cosine);
+    enum { B = 3, D = 5 };
+    float a[B * D], x[B * D], R[B], out[B], da[B * D] = {0}, dx[B * D] = {0};
+    fill(&r, a, B * D, 1.0f);
+    fill(&r, x, B * D, 1.0f);
+    fill(&r, R, B, 1.0f);
+    if (cosine)
+        kp_cosine_backward(da, dx, R, a, x, B, D);
+    else
+        kp_rowdot_backward(da, dx, R, a, x, B, D);
+    float *ps[2] = {a, x}, *gs[2] = {da, dx};
+    for (int p = 0; p < 2; p++) {
+        for (int i = 0; i < B * D; i++) {
+            float keep = ps[p][i];
+            double l[2];
+            for (int s = 0; s < 2; s++) {
+                ps[p][i] = keep + (s ? -FD_EPS : FD_EPS);
+                if (cosine)
+                    kp_cosine_forward(out, a, x, B, D);
+                else
+                    kp_rowdot_forward(out, a, x, B, D);
+                l[s] = wsum(out, R, B);
+            }
+            ps[p][i] = keep;
+            assert_grad_close(gs[p][i], (l[0] - l[1]) / (2.0 * FD_EPS));
+        }
+    }
+    if (cosine) {
+        kp_cosine_forward(out, a, a, B, D);
+        for (int b = 0; b < B; b++)
+            assert_true(fabsf(out[b] - 1.0f) < 1e-5f);
+    }
+}
+
+static void test_rowdot_grad(void **state)
+{
+    (void)state;
+    pair_grad_check(0);
+}
+
+static void test_cosine_grad(void **state)
+{
+    (void)state;
+    pair_grad_check(1);
+}
+
+static void test_embbag_grad(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 8);
+    enum { V = 10, E = 4, B = 3 };
+    float table[V * E], out[B * E], R[B * E];
+    fill(&r, table, V * E, 1.0f);
+    fill(&r, R, B * E, 1.0f);
+    /* example 0: rows 1,2,2 (duplicate); example 1: empty; example 2: rows 2,7 */
+    uint32_t ids[] = {1, 2, 2, 2, 7};
+    int offsets[] = {0, 3, 3, 5};
+    kp_embbag_forward(out, table, ids, offsets, B, E);
+    for (int e = 0; e < E; e++) {
+        assert_true(out[1 * E + e] == 0.0f);
+        float want = (table[1 * E + e] + 2 * table[2 * E + e]) / 3.0f;
+        assert_true(fabsf(out[e] - want) < 1e-6f);
+    }
+    kp_rowgrad g;
+    assert_int_equal(kp_rowgrad_init(&g, V, E), 0);
+    assert_int_equal(kp_embbag_backward(&g, R, ids, offsets, B, E), 0);
+    assert_int_equal(g.n, 3);
+    assert_int_equal(g.rows[0], 1); /* first-touch order */
+    assert_int_equal(g.rows[1], 2);
+    assert_int_equal(g.rows[2], 7);
+    for (int i = 0; i < V * E; i++) {
+        int row = i / E;
+        double an = g.slot[row] >= 0 ? g.grad[(size_t)g.slot[row] * E + (size_t)(i % E)] : 0.0;
+        float keep = table[i];
+        table[i] = keep + FD_EPS;
+        kp_embbag_forward(out, table, ids, offsets, B, E);
+        double lp = wsum(out, R, B * E);
+        table[i] = keep - FD_EPS;
+        kp_embbag_forward(out, table, ids, offsets, B, E);
+        double lm = wsum(out, R, B * E);
+        table[i] = keep;
+        assert_grad_close(an, (lp - lm) / (2.0 * FD_EPS));
+    }
+    kp_rowgrad_zero(&g);
+    assert_int_equal(g.n, 0);
+    for (int v = 0; v < V; v++)
+        assert_int_equal(g.slot[v], -1);
+    assert_null(kp_rowgrad_row(&g, V));
+    float *row = kp_rowgrad_row(&g, 4);
+    assert_non_null(row);
+    for (int e = 0; e < E; e++)
+        assert_true(row[e] == 0.0f);
+    kp_rowgrad_free(&g);
+    kp_rowgrad_free(NULL);
+    assert_int_equal(kp_rowgrad_init(&g, 0, 4), -1);
+    kp_rowgrad_free(&g);
+}
+
+/* Many rows: the row list grows past its initial capacity and keeps earlier gradients. */
+static void test_rowgrad_growth(void **state)
+{
+    (void)state;
+    kp_rowgrad g;
+    assert_int_equal(kp_rowgrad_init(&g, 5000, 3), 0);
+    for (uint32_t i = 0; i < 3000; i++) {
+        float *row = kp_rowgrad_row(&g, (i * 7) % 5000);
+        assert_non_null(row);
+        row[1] += (float)i;
+    }
+    assert_int_equal(g.n, 3000);
+    for (int i = 0; i < g.n; i++) {
+        assert_int_equal(g.rows[i], ((uint32_t)i * 7) % 5000);
+        assert_true(g.grad[(size_t)i * 3 + 1] == (float)i);
+    }
+    kp_rowgrad_free(&g);
+}
+
+/* ---- optimisers ------------------------------------------------------------------------------ */
+
+static void test_adam_first_step_and_decay(void **state)
+{
+    (void)state;
+    kp_adam_hp hp;
+    kp_adam_hp_default(&hp);
+    hp.lr = 0.01f;
+    float p[4] = {1, -2, 3, 0.5f}, g[4] = {0.3f, -5.0f, 1e-3f, -0.2f}, m[4] = {0}, v[4] = {0};
+    float p0[4];
+    memcpy(p0, p, sizeof(p));
+    kp_adamw_update(p, g, m, v, 4, &hp, 1);
+    /* first step: m_hat / sqrt(v_hat) = sign(g) (up to eps) */
+    for (int i = 0; i < 4; i++)
+        assert_true(fabsf((p[i] - p0[i]) + hp.lr * (g[i] > 0 ? 1.0f : -1.0f)) < 1e-4f);
+    /* decoupled weight decay with zero gradient: p *= (1 - lr * wd) */
+    hp.weight_decay = 0.1f;
+    float q[2] = {2.0f, -1.0f}, z[2] = {0}, qm[2] = {0}, qv[2] = {0};
+    kp_adamw_update(q, z, qm, qv, 2, &hp, 1);
+    assert_true(fabsf(q[0] - 2.0f * (1.0f - 0.001f)) < 1e-6f);
+    assert_true(fabsf(q[1] + 1.0f * (1.0f - 0.001f)) < 1e-6f);
+}
+
+static void test_adam_converges(void **state)
+{
+    (void)state;
+    kp_adam_hp hp;
+    kp_adam_hp_default(&hp);
+    hp.lr = 0.05f;
+    enum { N = 8 };
+    float p[N] = {0}, c[N], g[N], m[N] = {0}, v[N] = {0};
+    kp_rng r;
+    kp_rng_seed(&r, 9);
+    fill(&r, c, N, 2.0f);
+    for (uint64_t t = 1; t <= 2000; t++) {
+        for (int i = 0; i < N; i++)
+            g[i] = 2.0f * (p[i] - c[i]);
+        kp_adamw_update(p, g, m, v, N, &hp, t);
+    }
+    for (int i = 0; i < N; i++)
+        assert_true(fabsf(p[i] - c[i]) < 1e-2f);
+}
+
+static void test_lazy_adam(void **state)
+{
+    (void)state;
+    enum { V = 6, E = 3 };
+    kp_adam_hp hp;
+    kp_adam_hp_default(&hp);
+    hp.lr = 0.1f;
+    hp.weight_decay = 0.01f;
+    kp_rng r;
+    kp_rng_seed(&r, 10);
+    float table[V * E], m[V * E] = {0}, v[V * E] = {0}, t0[V * E];
+    uint32_t row_t[V] = {0};
+    fill(&r, table, V * E, 1.0f);
+    memcpy(t0, table, sizeof(table));
+    /* dense reference for row 4 */
+    float ref[E], rm[E] = {0}, rv[E] = {0};
+    memcpy(ref, table + 4 * E, sizeof(ref));
+    kp_rowgrad g;
+    assert_int_equal(kp_rowgrad_init(&g, V, E), 0);
+    for (int step = 1; step <= 3; step++) {
+        kp_rowgrad_zero(&g);
+        float *g4 = kp_rowgrad_row(&g, 4);
+        for (int e = 0; e < E; e++)
+            g4[e] = 0.5f * (float)(e + step);
+        if (step != 2) {
+            float *g1 = kp_rowgrad_row(&g, 1);
+            for (int e = 0; e < E; e++)
+                g1[e] = -1.0f;
+        }
+        kp_lazy_adamw_update(table, m, v, row_t, &g, &hp);
+        kp_adamw_update(ref, g4, rm, rv, E, &hp, (uint64_t)step);
+    }
+    assert_int_equal(row_t[4], 3);
+    assert_int_equal(row_t[1], 2); /* per-row counter: row 1 was touched twice */
+    for (int row = 0; row < V; row++) {
+        if (row == 1 || row == 4) continue;
+        assert_int_equal(row_t[row], 0);
+        assert_memory_equal(table + row * E, t0 + row * E, sizeof(float) * E);
+    }
+    assert_memory_equal(table + 4 * E, ref, sizeof(ref));
+    for (int e = 0; e < E; e++)
+        assert_true(table[1 * E + e] > t0[1 * E + e]); /* g < 0: up */
+    kp_rowgrad_free(&g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_linear_blas_vs_ref), cmocka_unit_test(test_linear_blas_vs_ref_large),
+        cmocka_unit_test(test_linear_grad),        cmocka_unit_test(test_tanh_grad),
+        cmocka_unit_test(test_l2norm_grad),        cmocka_unit_test(test_rowdot_grad),
+        cmocka_unit_test(test_cosine_grad),        cmocka_unit_test(test_embbag_grad),
+        cmocka_unit_test(test_rowgrad_growth),     cmocka_unit_test(test_adam_first_step_and_decay),
+        cmocka_unit_test(test_adam_converges),     cmocka_unit_test(test_lazy_adam),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
