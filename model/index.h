@@ -1,0 +1,44 @@
+/* index.h - exact top-K keyphrase index over normalised embeddings.
+ *
+ * The keyphrase embeddings are one row-major float matrix [n x dim] (an owned copy). A batch of
+ * queries is scored with one sgemm per chunk of queries (queries x keys^T) followed by a bounded
+ * heap per query, so memory stays O(chunk x n). Optionally a first pass ranks by the Matryoshka
+ * prefix (first prefix_dim dims, keys re-normalised) and keeps cand_factor * k candidates, which
+ * are then rescored at full size. Keys sharing a de-duplication key (kp_feat_tokenset_key) count
+ * once: the best-scoring one is kept. The index is immutable after kp_index_new and may be queried
+ * from several threads at once; to change it, build a new one and swap.
+ */
+#ifndef KP_INDEX_H
+#define KP_INDEX_H
+
+#include <stdint.h>
+
+typedef struct kp_index kp_index;
+
+#define KP_INDEX_DEFAULT_CAND_FACTOR 4
+
+/* Copies emb [n x dim] (and dedup_keys [n] if not NULL). n may be 0. NULL on OOM or bad args
+ * (n < 0, dim <= 0, emb NULL with n > 0). */
+kp_index *kp_index_new(const float *emb, int n, int dim, const uint64_t *dedup_keys);
+void kp_index_free(kp_index *ix); /* accepts NULL */
+int kp_index_size(const kp_index *ix);
+int kp_index_dim(const kp_index *ix);
+/* Row i of the embedding matrix (owned by ix); NULL if i is out of range. */
+const float *kp_index_row(const kp_index *ix, int i);
+/* Candidates kept by the prefix pass = c * k (c >= 1). Not thread-safe: set before sharing. */
+void kp_index_set_cand_factor(kp_index *ix, int c);
+
+/* For nq queries q [nq x dim] (normalised): writes up to k results per query into ids[q*k..] and
+ * scores[q*k..] (score = dot product = cosine) sorted by score desc, ties by lower id; counts[q] =
+ * how many (slots after that hold id -1, score 0). Only scores >= min_score are returned (NaN
+ * scores never). prefix_dim 0 (or dim) = full size only; else 1..dim-1 enables the prefix pass.
+ * One scratch allocation per call. Returns 0, or -1 on OOM / bad args (k <= 0, nq < 0, NULLs,
+ * prefix_dim out of range). */
+int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_score,
+                  int prefix_dim, int *ids, float *scores, int *counts);
+
+/* Plain-loop reference (no BLAS, full sort) with the same contract, for tests and checks. */
+int kp_index_topk_ref(const kp_index *ix, const float *q, int nq, int k, float min_score,
+                      int prefix_dim, int *ids, float *scores, int *counts);
+
+#endif

@@ -1,0 +1,346 @@
+/* nn.c - layers (forward/backward), row-sparse gradients and Adam optimisers (see nn.h). */
+#include "model/nn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- kp_rowgrad ------------------------------------------------------------------------------ */
+
+int kp_rowgrad_init(kp_rowgrad *g, uint32_t n_rows, int dim)
+{
+    memset(g, 0, sizeof(*g));
+    if (n_rows == 0 || n_rows > INT32_MAX || dim <= 0) return -1;
+    g->slot = malloc((size_t)n_rows * sizeof(int32_t));
+    if (!g->slot) return -1;
+    for (uint32_t i = 0; i < n_rows; i++)
+        g->slot[i] = -1;
+    g->n_rows = n_rows;
+    g->dim = dim;
+    return 0;
+}
+
+void kp_rowgrad_free(kp_rowgrad *g)
+{
+    if (!g) return;
+    free(g->slot);
+    free(g->rows);
+    free(g->grad);
+    memset(g, 0, sizeof(*g));
+}
+
+void kp_rowgrad_zero(kp_rowgrad *g)
+{
+    for (int i = 0; i < g->n; i++)
+        g->slot[g->rows[i]] = -1;
+    g->n = 0;
+}
+
+float *kp_rowgrad_row(kp_rowgrad *g, uint32_t row)
+{
+    if (row >= g->n_rows) return NULL;
+    int32_t s = g->slot[row];
+    if (s >= 0) return g->grad + (size_t)s * (size_t)g->dim;
+    if (g->n == g->cap) {
+        int ncap = g->cap ? g->cap * 2 : 256;
+        if (ncap <= g->cap || (size_t)ncap > SIZE_MAX / sizeof(float) / (size_t)g->dim) return NULL;
+        uint32_t *rows = realloc(g->rows, (size_t)ncap * sizeof(uint32_t));
+        if (!rows) return NULL;
+        g->rows = rows;
+        float *grad = realloc(g->grad, (size_t)ncap * (size_t)g->dim * sizeof(float));
+        if (!grad) return NULL;
+        g->grad = grad;
+        g->cap = ncap;
+    }
+    s = g->n++;
+    g->slot[row] = s;
+    g->rows[s] = row;
+    float *r = g->grad + (size_t)s * (size_t)g->dim;
+    memset(r, 0, (size_t)g->dim * sizeof(float));
+    return r;
+}
+
+/* ---- embedding bag --------------------------------------------------------------------------- */
+
+void kp_embbag_forward(float *out, const float *table, const uint32_t *ids, const int *offsets,
+                       int B, int E)
+{
+    for (int b = 0; b < B; b++) {
+        float *o = out + (size_t)b * E;
+        memset(o, 0, (size_t)E * sizeof(float));
+        int n = offsets[b + 1] - offsets[b];
+        if (n <= 0) continue;
+        for (int i = offsets[b]; i < offsets[b + 1]; i++) {
+            const float *row = table + (size_t)ids[i] * E;
+            for (int e = 0; e < E; e++)
+                o[e] += row[e];
+        }
+        float inv = 1.0f / (float)n;
+        for (int e = 0; e < E; e++)
+            o[e] *= inv;
+    }
+}
+
+int kp_embbag_backward(kp_rowgrad *dtable, const float *dout, const uint32_t *ids,
+                       const int *offsets, int B, int E)
+{
+    for (int b = 0; b < B; b++) {
+        int n = offsets[b + 1] - offsets[b];
+        if (n <= 0) continue;
+        float inv = 1.0f / (float)n;
+        const float *d = dout + (size_t)b * E;
+        for (int i = offsets[b]; i < offsets[b + 1]; i++) {
+            float *g = kp_rowgrad_row(dtable, ids[i]);
+            if (!g) return -1;
+            for (int e = 0; e < E; e++)
+                g[e] += d[e] * inv;
+        }
+    }
+    return 0;
+}
+
+/* ---- linear ---------------------------------------------------------------------------------- */
+
+void kp_linear_forward(float *out, const float *inp, const float *W, const float *bias, int B,
+                       int C, int OC)
+{
+    if (B <= 0 || OC <= 0) return;
+    for (int b = 0; b < B; b++) {
+        float *o = out + (size_t)b * OC;
+        if (bias)
+            memcpy(o, bias, (size_t)OC * sizeof(float));
+        else
+            memset(o, 0, (size_t)OC * sizeof(float));
+    }
+    if (C <= 0) return;
+    /* out[B x OC] += inp[B x C] @ W^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, C, 1.0f, inp, C, W, C, 1.0f, out,
+                OC);
+}
+
+void kp_linear_forward_ref(float *out, const float *inp, const float *W, const float *bias, int B,
+                           int C, int OC)
+{
+    for (int b = 0; b < B; b++) {
+        const float *x = inp + (size_t)b * C;
+        for (int o = 0; o < OC; o++) {
+            const float *w = W + (size_t)o * C;
+            float s = bias ? bias[o] : 0.0f;
+            for (int c = 0; c < C; c++)
+                s += x[c] * w[c];
+            out[(size_t)b * OC + o] = s;
+        }
+    }
+}
+
+void kp_linear_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
+                        const float *W, int B, int C, int OC)
+{
+    if (B <= 0 || C <= 0 || OC <= 0) return;
+    /* dinp[B x C] += dout[B x OC] @ W[OC x C] */
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, W, C, 1.0f,
+                    dinp, C);
+    /* dW[OC x C] += dout^T[OC x B] @ inp[B x C] */
+    if (dW)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, inp, C, 1.0f,
+                    dW, C);
+    if (dbias)
+        for (int b = 0; b < B; b++)
+            for (int o = 0; o < OC; o++)
+                dbias[o] += dout[(size_t)b * OC + o];
+}
+
+void kp_linear_backward_ref(float *dinp, float *dW, float *dbias, const float *dout,
+                            const float *inp, const float *W, int B, int C, int OC)
+{
+    for (int b = 0; b < B; b++) {
+        const float *d = dout + (size_t)b * OC;
+        const float *x = inp + (size_t)b * C;
+        for (int o = 0; o < OC; o++) {
+            float g = d[o];
+            const float *w = W + (size_t)o * C;
+            if (dinp)
+                for (int c = 0; c < C; c++)
+                    dinp[(size_t)b * C + c] += g * w[c];
+            if (dW)
+                for (int c = 0; c < C; c++)
+                    dW[(size_t)o * C + c] += g * x[c];
+            if (dbias) dbias[o] += g;
+        }
+    }
+}
+
+/* ---- tanh ------------------------------------------------------------------------------------ */
+
+void kp_tanh_forward(float *out, const float *inp, size_t N)
+{
+    for (size_t i = 0; i < N; i++)
+        out[i] = tanhf(inp[i]);
+}
+
+void kp_tanh_backward(float *dinp, const float *dout, const float *out, size_t N)
+{
+    for (size_t i = 0; i < N; i++)
+        dinp[i] += dout[i] * (1.0f - out[i] * out[i]);
+}
+
+/* ---- L2 normalisation ------------------------------------------------------------------------ */
+
+void kp_l2norm_forward(float *out, float *norm, const float *inp, int B, int D)
+{
+    for (int b = 0; b < B; b++) {
+        const float *x = inp + (size_t)b * D;
+        float *y = out + (size_t)b * D;
+        double ss = 0.0;
+        for (int d = 0; d < D; d++)
+            ss += (double)x[d] * x[d];
+        float n = (float)sqrt(ss);
+        if (!(n > KP_L2_EPS)) n = KP_L2_EPS;
+        norm[b] = n;
+        float inv = 1.0f / n;
+        for (int d = 0; d < D; d++)
+            y[d] = x[d] * inv;
+    }
+}
+
+void kp_l2norm_backward(float *dinp, const float *dout, const float *out, const float *norm, int B,
+                        int D)
+{
+    for (int b = 0; b < B; b++) {
+        const float *g = dout + (size_t)b * D;
+        const float *y = out + (size_t)b * D;
+        float *dx = dinp + (size_t)b * D;
+        float inv = 1.0f / norm[b];
+        if (norm[b] <= KP_L2_EPS) { /* clamped: y = x / eps is linear in x */
+            for (int d = 0; d < D; d++)
+                dx[d] += g[d] * inv;
+            continue;
+        }
+        float dot = 0.0f;
+        for (int d = 0; d < D; d++)
+            dot += g[d] * y[d];
+        for (int d = 0; d < D; d++)
+            dx[d] += (g[d] - y[d] * dot) * inv;
+    }
+}
+
+/* ---- row-pair dot / cosine ------------------------------------------------------------------- */
+
+void kp_rowdot_forward(float *out, const float *a, const float *x, int B, int D)
+{
+    for (int b = 0; b < B; b++) {
+        const float *p = a + (size_t)b * D, *q = x + (size_t)b * D;
+        float s = 0.0f;
+        for (int d = 0; d < D; d++)
+            s += p[d] * q[d];
+        out[b] = s;
+    }
+}
+
+void kp_rowdot_backward(float *da, float *dx, const float *dout, const float *a, const float *x,
+                        int B, int D)
+{
+    for (int b = 0; b < B; b++) {
+        float g = dout[b];
+        const float *p = a + (size_t)b * D, *q = x + (size_t)b * D;
+        if (da)
+            for (int d = 0; d < D; d++)
+                da[(size_t)b * D + d] += g * q[d];
+        if (dx)
+            for (int d = 0; d < D; d++)
+                dx[(size_t)b * D + d] += g * p[d];
+    }
+}
+
+static void cos_parts(const float *p, const float *q, int D, float *na, float *nx, float *dot)
+{
+    float s = 0.0f, sa = 0.0f, sx = 0.0f;
+    for (int d = 0; d < D; d++) {
+        s += p[d] * q[d];
+        sa += p[d] * p[d];
+        sx += q[d] * q[d];
+    }
+    *na = sqrtf(sa);
+    *nx = sqrtf(sx);
+    if (!(*na > KP_L2_EPS)) *na = KP_L2_EPS;
+    if (!(*nx > KP_L2_EPS)) *nx = KP_L2_EPS;
+    *dot = s;
+}
+
+void kp_cosine_forward(float *out, const float *a, const float *x, int B, int D)
+{
+    for (int b = 0; b < B; b++) {
+        float na, nx, dot;
+        cos_parts(a + (size_t)b * D, x + (size_t)b * D, D, &na, &nx, &dot);
+        out[b] = dot / (na * nx);
+    }
+}
+
+void kp_cosine_backward(float *da, float *dx, const float *dout, const float *a, const float *x,
+                        int B, int D)
+{
+    for (int b = 0; b < B; b++) {
+        const float *p = a + (size_t)b * D, *q = x + (size_t)b * D;
+        float na, nx, dot;
+        cos_parts(p, q, D, &na, &nx, &dot);
+        float c = dot / (na * nx), g = dout[b];
+        float inv = 1.0f / (na * nx);
+        if (da) {
+            float ka = c / (na * na);
+            for (int d = 0; d < D; d++)
+                da[(size_t)b * D + d] += g * (q[d] * inv - ka * p[d]);
+        }
+        if (dx) {
+            float kx = c / (nx * nx);
+            for (int d = 0; d < D; d++)
+                dx[(size_t)b * D + d] += g * (p[d] * inv - kx * q[d]);
+        }
+    }
+}
+
+/* ---- optimisers ------------------------------------------------------------------------------ */
+
+void kp_adam_hp_default(kp_adam_hp *hp)
+{
+    hp->lr = 1e-3f;
+    hp->beta1 = 0.9f;
+    hp->beta2 = 0.999f;
+    hp->eps = 1e-8f;
+    hp->weight_decay = 0.0f;
+}
+
+static void adamw_span(float *p, const float *g, float *m, float *v, size_t n, const kp_adam_hp *hp,
+                       uint64_t t)
+{
+    if (t == 0) t = 1;
+    float bc1 = (float)(1.0 - pow((double)hp->beta1, (double)t));
+    float bc2 = (float)(1.0 - pow((double)hp->beta2, (double)t));
+    float b1 = hp->beta1, b2 = hp->beta2;
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * gi;
+        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+        float mh = m[i] / bc1, vh = v[i] / bc2;
+        p[i] -= hp->lr * (mh / (sqrtf(vh) + hp->eps) + hp->weight_decay * p[i]);
+    }
+}
+
+void kp_adamw_update(float *p, const float *g, float *m, float *v, size_t n, const kp_adam_hp *hp,
+                     uint64_t t)
+{
+    adamw_span(p, g, m, v, n, hp, t);
+}
+
+void kp_lazy_adamw_update(float *table, float *m, float *v, uint32_t *row_t, const kp_rowgrad *g,
+                          const kp_adam_hp *hp)
+{
+    size_t E = (size_t)g->dim;
+    for (int i = 0; i < g->n; i++) {
+        uint32_t r = g->rows[i];
+        if (row_t[r] < UINT32_MAX) row_t[r]++;
+        size_t off = (size_t)r * E;
+        adamw_span(table + off, g->grad + (size_t)i * E, m + off, v + off, E, hp, row_t[r]);
+    }
+}
