@@ -45,10 +45,9 @@ static json_t *decode(kp_codec *codec, const char *kind, const rd_kafka_message_
         json_object_set_new(o, "generated_at", json_integer(s.generated_at));
         json_t *arr = json_array();
         for (int i = 0; i < s.n; i++)
-            json_array_append_new(arr, json_pack("{s:s, s:s?, s:f}", "keyphrase",
-                                                 s.items[i].keyphrase, "id",
-                                                 s.items[i].keyphrase_id, "score",
-                                                 (double)s.items[i].score));
+            json_array_append_new(
+                arr, json_pack("{s:s, s:s?, s:f}", "keyphrase", s.items[i].keyphrase, "id",
+                               s.items[i].keyphrase_id, "score", (double)s.items[i].score));
         json_object_set_new(o, "suggestions", arr);
         kp_suggestions_clear(&s);
     } else if (!strcmp(kind, "items")) {
@@ -78,9 +77,12 @@ int kp_cmd_dump(int argc, char **argv)
     const char *path = NULL, *kind = "suggestions";
     int ch, idle_ms = 5000;
     while ((ch = getopt_long(argc, argv, "c:t:i:h", opts, NULL)) != -1) {
-        if (ch == 'c') path = optarg;
-        else if (ch == 't') kind = optarg;
-        else if (ch == 'i') idle_ms = atoi(optarg);
+        if (ch == 'c')
+            path = optarg;
+        else if (ch == 't')
+            kind = optarg;
+        else if (ch == 'i')
+            idle_ms = atoi(optarg);
         else {
             fprintf(ch == 'h' ? stdout : stderr,
                     "usage: kprec dump [-c FILE] [--topic suggestions|dlq|items] [--idle-ms N]\n"

@@ -45,13 +45,13 @@ static void on_signal(int sig)
 
 int kp_cmd_worker(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *path = NULL;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (ch == 'c') path = optarg;
+        if (ch == 'c')
+            path = optarg;
         else {
             fprintf(ch == 'h' ? stdout : stderr,
                     "usage: kprec worker -c FILE\n"
@@ -100,24 +100,41 @@ int kp_cmd_replay(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "c:i:r:n:b:o:t:qh", opts, NULL)) != -1) {
         switch (ch) {
-        case 'c': path = optarg; break;
-        case 'i': o.items_path = optarg; break;
-        case 'r': o.rate = atof(optarg); break;
-        case 'n': o.count = atol(optarg); break;
-        case 'b': o.bad = atol(optarg); break;
-        case 'o': o.v0_every = atol(optarg); break;
-        case 't': o.topic = optarg; break;
-        case 'q': o.quiet = 1; break;
+        case 'c':
+            path = optarg;
+            break;
+        case 'i':
+            o.items_path = optarg;
+            break;
+        case 'r':
+            o.rate = atof(optarg);
+            break;
+        case 'n':
+            o.count = atol(optarg);
+            break;
+        case 'b':
+            o.bad = atol(optarg);
+            break;
+        case 'o':
+            o.v0_every = atol(optarg);
+            break;
+        case 't':
+            o.topic = optarg;
+            break;
+        case 'q':
+            o.quiet = 1;
+            break;
         default:
-            fprintf(ch == 'h' ? stdout : stderr,
-                    "usage: kprec replay -c FILE --items TSV [--rate N] [--count N] [--bad N]\n"
-                    "                    [--v0-every N] [--topic T] [--quiet]\n"
-                    "Publishes one ItemListed event per row of TSV (item_id<TAB>title, header row)\n"
-                    "to [topics] items, keyed by item_id.\n"
-                    "  --rate N      events per second (default: as fast as the broker takes them)\n"
-                    "  --count N     send N events, starting the file over with ids suffixed ~1, ~2..\n"
-                    "  --bad N       also send N malformed records (tests the dead-letter path)\n"
-                    "  --v0-every N  every Nth event uses the older ItemListed v0 schema\n");
+            fprintf(
+                ch == 'h' ? stdout : stderr,
+                "usage: kprec replay -c FILE --items TSV [--rate N] [--count N] [--bad N]\n"
+                "                    [--v0-every N] [--topic T] [--quiet]\n"
+                "Publishes one ItemListed event per row of TSV (item_id<TAB>title, header row)\n"
+                "to [topics] items, keyed by item_id.\n"
+                "  --rate N      events per second (default: as fast as the broker takes them)\n"
+                "  --count N     send N events, starting the file over with ids suffixed ~1, ~2..\n"
+                "  --bad N       also send N malformed records (tests the dead-letter path)\n"
+                "  --v0-every N  every Nth event uses the older ItemListed v0 schema\n");
             return ch == 'h' ? 0 : 2;
         }
     }
@@ -144,8 +161,10 @@ int kp_cmd_get(int argc, char **argv)
     const char *path = NULL;
     int ch, as_json = 0;
     while ((ch = getopt_long(argc, argv, "c:jh", opts, NULL)) != -1) {
-        if (ch == 'c') path = optarg;
-        else if (ch == 'j') as_json = 1;
+        if (ch == 'c')
+            path = optarg;
+        else if (ch == 'j')
+            as_json = 1;
         else {
             fprintf(ch == 'h' ? stdout : stderr,
                     "usage: kprec get [-c FILE] [--json] ITEM_ID...\n"
@@ -210,13 +229,13 @@ int kp_cmd_get(int argc, char **argv)
 
 int kp_cmd_topics(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *path = NULL;
     int ch;
     while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (ch == 'c') path = optarg;
+        if (ch == 'c')
+            path = optarg;
         else {
             fprintf(ch == 'h' ? stdout : stderr,
                     "usage: kprec topics [-c FILE]\n"

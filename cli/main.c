@@ -23,10 +23,12 @@ static const verb verbs[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: kprec COMMAND [OPTIONS]   (kprec COMMAND --help for its options)\n\n"
-               "kprec recommends advertiser keyphrases for new e-commerce listings, in a stream.\n\n"
-               "commands:\n");
-    for (int i = 0; i < NVERBS; i++) fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].help);
+    fprintf(f,
+            "usage: kprec COMMAND [OPTIONS]   (kprec COMMAND --help for its options)\n\n"
+            "kprec recommends advertiser keyphrases for new e-commerce listings, in a stream.\n\n"
+            "commands:\n");
+    for (int i = 0; i < NVERBS; i++)
+        fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].help);
     fprintf(f, "  %-10s %s\n", "help", "this list");
 }
 

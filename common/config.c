@@ -20,10 +20,21 @@ typedef struct {
 } kp_key;
 
 #define S(sec, k, field, d)                                                                        \
-    {sec, k, T_STR, offsetof(kp_config, field), sizeof(((kp_config *)0)->field), d, 0, 0}
-#define I(sec, k, field, d, lo, hi) {sec, k, T_INT, offsetof(kp_config, field), 0, d, lo, hi}
-#define L(sec, k, field, d, lo, hi) {sec, k, T_LONG, offsetof(kp_config, field), 0, d, lo, hi}
-#define D(sec, k, field, d, lo, hi) {sec, k, T_DBL, offsetof(kp_config, field), 0, d, lo, hi}
+    {                                                                                              \
+        sec, k, T_STR, offsetof(kp_config, field), sizeof(((kp_config *)0)->field), d, 0, 0        \
+    }
+#define I(sec, k, field, d, lo, hi)                                                                \
+    {                                                                                              \
+        sec, k, T_INT, offsetof(kp_config, field), 0, d, lo, hi                                    \
+    }
+#define L(sec, k, field, d, lo, hi)                                                                \
+    {                                                                                              \
+        sec, k, T_LONG, offsetof(kp_config, field), 0, d, lo, hi                                   \
+    }
+#define D(sec, k, field, d, lo, hi)                                                                \
+    {                                                                                              \
+        sec, k, T_DBL, offsetof(kp_config, field), 0, d, lo, hi                                    \
+    }
 
 static const kp_key keys[] = {
     S("worker", "role", role, "serve"),
@@ -55,6 +66,7 @@ static const kp_key keys[] = {
     S("model", "keyphrases", model_keyphrases, ""),
     L("model", "seed", model_seed, "42", 0, 9e15),
     I("model", "prefix_dim", model_prefix_dim, "0", 0, 4096),
+    I("model", "blas_threads", model_blas_threads, "1", 0, 256),
     S("schemas", "dir", schemas_dir, ""),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -80,8 +92,10 @@ static int set_key(kp_config *c, const kp_key *k, const char *v, char *err, size
                      k->lo, k->hi, v);
             return -1;
         }
-        if (k->type == T_INT) *(int *)p = (int)x;
-        else *(long *)p = (long)x;
+        if (k->type == T_INT)
+            *(int *)p = (int)x;
+        else
+            *(long *)p = (long)x;
         return 0;
     }
     case T_DBL: {
@@ -102,7 +116,8 @@ void kp_config_defaults(kp_config *c)
 {
     char err[8];
     memset(c, 0, sizeof *c);
-    for (size_t i = 0; i < NKEYS; i++) set_key(c, &keys[i], keys[i].def, err, sizeof err);
+    for (size_t i = 0; i < NKEYS; i++)
+        set_key(c, &keys[i], keys[i].def, err, sizeof err);
 }
 
 static int set_kafka(kp_config *c, const char *key, const char *value, char *err, size_t errlen)
@@ -144,8 +159,10 @@ int kp_config_set(kp_config *c, const char *section, const char *key, const char
         section_known = 1;
         if (!strcasecmp(keys[i].key, key)) return set_key(c, &keys[i], value, err, errlen);
     }
-    if (!section_known) snprintf(err, errlen, "unknown section [%s]", section);
-    else snprintf(err, errlen, "unknown key '%s' in [%s]", key, section);
+    if (!section_known)
+        snprintf(err, errlen, "unknown section [%s]", section);
+    else
+        snprintf(err, errlen, "unknown key '%s' in [%s]", key, section);
     return -1;
 }
 
@@ -185,7 +202,8 @@ int kp_config_load(kp_config *c, const char *path, char *err, size_t errlen)
     int line = ini_parse_file(f, on_ini, &ctx);
     fclose(f);
     if (line != 0) {
-        if (!ctx.failed) snprintf(msg, sizeof msg, "syntax error (expected [section] or key = value)");
+        if (!ctx.failed)
+            snprintf(msg, sizeof msg, "syntax error (expected [section] or key = value)");
         snprintf(err, errlen, "%s:%d: %s", path, line, msg);
         return -1;
     }
@@ -262,12 +280,17 @@ void kp_config_dump(const kp_config *c, FILE *f)
         if (strcmp(sec, k->section)) fprintf(f, "%s[%s]\n", i ? "\n" : "", sec = k->section);
         switch (k->type) {
         case T_STR:
-            fprintf(f, "%s = %s\n", k->key,
-                    (strstr(k->key, "password") && *p) ? "********" : p);
+            fprintf(f, "%s = %s\n", k->key, (strstr(k->key, "password") && *p) ? "********" : p);
             break;
-        case T_INT: fprintf(f, "%s = %d\n", k->key, *(const int *)p); break;
-        case T_LONG: fprintf(f, "%s = %ld\n", k->key, *(const long *)p); break;
-        case T_DBL: fprintf(f, "%s = %g\n", k->key, *(const double *)p); break;
+        case T_INT:
+            fprintf(f, "%s = %d\n", k->key, *(const int *)p);
+            break;
+        case T_LONG:
+            fprintf(f, "%s = %ld\n", k->key, *(const long *)p);
+            break;
+        case T_DBL:
+            fprintf(f, "%s = %g\n", k->key, *(const double *)p);
+            break;
         }
     }
     fprintf(f, "\n[kafka]\n");

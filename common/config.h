@@ -15,15 +15,15 @@
 
 typedef struct {
     /* [worker] */
-    char role[16];          /* serve | train | both */
-    int batch_size;         /* max events per micro-batch */
-    int batch_linger_ms;    /* max wait to fill a micro-batch */
-    int top_k;              /* suggestions per item */
-    double min_score;       /* drop suggestions scoring below this */
-    int max_title_bytes;    /* longer titles are dead-lettered */
-    int retry_backoff_ms;   /* first retry delay when Redis/Kafka fail; doubles up to max */
+    char role[16];        /* serve | train | both */
+    int batch_size;       /* max events per micro-batch */
+    int batch_linger_ms;  /* max wait to fill a micro-batch */
+    int top_k;            /* suggestions per item */
+    double min_score;     /* drop suggestions scoring below this */
+    int max_title_bytes;  /* longer titles are dead-lettered */
+    int retry_backoff_ms; /* first retry delay when Redis/Kafka fail; doubles up to max */
     int retry_backoff_max_ms;
-    int metrics_port;       /* 0 = no HTTP endpoint */
+    int metrics_port; /* 0 = no HTTP endpoint */
     char metrics_bind[64];
     /* [topics] */
     char topic_items[256], topic_clicks[256], topic_judgments[256], topic_suggestions[256],
@@ -35,15 +35,16 @@ typedef struct {
     char redis_password[256];
     int redis_db;
     int redis_connect_timeout_ms, redis_command_timeout_ms;
-    int redis_ttl_s;        /* TTL of kprec:rec:* and kprec:item:* keys; 0 = no expiry */
-    char redis_prefix[64];  /* key prefix, default "kprec:" */
+    int redis_ttl_s;       /* TTL of kprec:rec:* and kprec:item:* keys; 0 = no expiry */
+    char redis_prefix[64]; /* key prefix, default "kprec:" */
     /* [model] */
-    char model_path[1024];      /* bi-encoder checkpoint; empty = seeded initialisation */
+    char model_path[1024];       /* bi-encoder checkpoint; empty = seeded initialisation */
     char model_keyphrases[1024]; /* keyphrase inventory TSV: keyphrase_id<TAB>keyphrase, header */
     long model_seed;
-    int model_prefix_dim;       /* Matryoshka first pass size; 0 = full size only */
+    int model_prefix_dim;   /* Matryoshka first pass size; 0 = full size only */
+    int model_blas_threads; /* BLAS threads of the worker (0 = OpenBLAS default) */
     /* [schemas] */
-    char schemas_dir[1024];     /* extra writer schemas <id>-<Name>.avsc; empty = built-in only */
+    char schemas_dir[1024]; /* extra writer schemas <id>-<Name>.avsc; empty = built-in only */
     /* [kafka]: passed through */
     int n_kafka;
     char *kafka_key[KP_CONFIG_MAX_KAFKA];

@@ -12,10 +12,14 @@ void kp_log_init(void)
 {
     const char *v = getenv("KPREC_LOG_LEVEL");
     if (!v) return;
-    if (!strcmp(v, "debug")) kp_log_level = KP_LOG_DEBUG;
-    else if (!strcmp(v, "info")) kp_log_level = KP_LOG_INFO;
-    else if (!strcmp(v, "warn")) kp_log_level = KP_LOG_WARN;
-    else if (!strcmp(v, "error")) kp_log_level = KP_LOG_ERROR;
+    if (!strcmp(v, "debug"))
+        kp_log_level = KP_LOG_DEBUG;
+    else if (!strcmp(v, "info"))
+        kp_log_level = KP_LOG_INFO;
+    else if (!strcmp(v, "warn"))
+        kp_log_level = KP_LOG_WARN;
+    else if (!strcmp(v, "error"))
+        kp_log_level = KP_LOG_ERROR;
 }
 
 void kp_log(int level, const char *fmt, ...)
@@ -33,5 +37,8 @@ void kp_log(int level, const char *fmt, ...)
     gmtime_r(&ts.tv_sec, &tm);
     fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ kprec %s %s\n", tm.tm_year + 1900,
             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-            names[level < 0 ? 0 : level > 3 ? 3 : level], msg);
+            names[level < 0   ? 0
+                  : level > 3 ? 3
+                              : level],
+            msg);
 }

@@ -20,7 +20,8 @@ static const double hist_le[KP_HIST_BUCKETS] = {0.001, 0.002, 0.005, 0.01, 0.02,
 void kp_metrics_observe_batch(uint64_t us)
 {
     int b = 0;
-    while (b < KP_HIST_BUCKETS && (double)us / 1e6 > hist_le[b]) b++;
+    while (b < KP_HIST_BUCKETS && (double)us / 1e6 > hist_le[b])
+        b++;
     atomic_fetch_add(&kp_m.batch_hist[b], 1);
     atomic_fetch_add(&kp_m.batch_sum_us, us);
 }
@@ -40,11 +41,20 @@ static void sb_printf(sbuf *s, const char *fmt, ...)
         va_start(ap, fmt);
         int n = vsnprintf(s->buf + s->len, s->cap - s->len, fmt, ap);
         va_end(ap);
-        if (n < 0) { s->oom = 1; return; }
-        if ((size_t)n < s->cap - s->len) { s->len += (size_t)n; return; }
+        if (n < 0) {
+            s->oom = 1;
+            return;
+        }
+        if ((size_t)n < s->cap - s->len) {
+            s->len += (size_t)n;
+            return;
+        }
         size_t ncap = s->cap * 2 + (size_t)n;
         char *nb = realloc(s->buf, ncap);
-        if (!nb) { s->oom = 1; return; }
+        if (!nb) {
+            s->oom = 1;
+            return;
+        }
         s->buf = nb;
         s->cap = ncap;
     }
@@ -92,13 +102,11 @@ char *kp_metrics_render(void)
         atomic_load(&kp_m.paused));
     one(&s, "kprec_model_version", "gauge", "Version of the model scoring now.",
         (long long)atomic_load(&kp_m.model_version));
-    one(&s, "kprec_keyphrases", "gauge", "Keyphrases in the index.",
-        atomic_load(&kp_m.keyphrases));
+    one(&s, "kprec_keyphrases", "gauge", "Keyphrases in the index.", atomic_load(&kp_m.keyphrases));
     one(&s, "kprec_consumer_lag", "gauge", "Messages behind the end of the assigned partitions.",
         atomic_load(&kp_m.consumer_lag));
-    sb_printf(&s,
-              "# HELP kprec_batch_seconds Micro-batch latency, consume to done.\n"
-              "# TYPE kprec_batch_seconds histogram\n");
+    sb_printf(&s, "# HELP kprec_batch_seconds Micro-batch latency, consume to done.\n"
+                  "# TYPE kprec_batch_seconds histogram\n");
     unsigned long long cum = 0;
     for (int b = 0; b < KP_HIST_BUCKETS; b++) {
         cum += atomic_load(&kp_m.batch_hist[b]);
@@ -161,9 +169,9 @@ int kp_metrics_http_start(const char *bind, int port)
         kp_error("metrics: bad bind address '%s'", bind);
         return -1;
     }
-    daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
-                               NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa,
-                               MHD_OPTION_END);
+    daemon_ =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
+                         NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
     if (!daemon_) {
         kp_error("metrics: cannot listen on %s:%d", bind, port);
         return -1;

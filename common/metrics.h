@@ -1,7 +1,8 @@
 /* metrics.h -- process-wide counters and a latency histogram, served as Prometheus text on
  * /metrics (and liveness on /healthz) by libmicrohttpd's own thread.
  *
- * Counters are C11 atomics: any thread may bump them. Per-topic counters are indexed by kp_mtopic. */
+ * Counters are C11 atomics: any thread may bump them. Per-topic counters are indexed by kp_mtopic.
+ */
 #ifndef KP_METRICS_H
 #define KP_METRICS_H
 
@@ -13,21 +14,21 @@ typedef enum { KP_MT_ITEMS = 0, KP_MT_CLICKS, KP_MT_JUDGMENTS, KP_MT_N } kp_mtop
 #define KP_HIST_BUCKETS 14
 
 typedef struct {
-    atomic_ullong consumed[KP_MT_N];     /* messages read from each input topic */
-    atomic_ullong processed[KP_MT_N];    /* messages fully handled (cached + published) */
-    atomic_ullong dead_lettered[KP_MT_N];/* messages sent to the DLQ */
-    atomic_ullong suggestions_delivered; /* suggestion records acknowledged by Kafka */
-    atomic_ullong producer_errors;       /* failed deliveries (retried) */
-    atomic_ullong redis_errors;          /* failed Redis round trips (retried) */
-    atomic_ullong redis_writes;          /* items written to Redis */
-    atomic_ullong stale_skipped;         /* Redis entries kept because they were newer */
+    atomic_ullong consumed[KP_MT_N];      /* messages read from each input topic */
+    atomic_ullong processed[KP_MT_N];     /* messages fully handled (cached + published) */
+    atomic_ullong dead_lettered[KP_MT_N]; /* messages sent to the DLQ */
+    atomic_ullong suggestions_delivered;  /* suggestion records acknowledged by Kafka */
+    atomic_ullong producer_errors;        /* failed deliveries (retried) */
+    atomic_ullong redis_errors;           /* failed Redis round trips (retried) */
+    atomic_ullong redis_writes;           /* items written to Redis */
+    atomic_ullong stale_skipped;          /* Redis entries kept because they were newer */
     atomic_ullong batches;
     atomic_ullong rebalances;
-    atomic_llong in_flight;              /* events taken from Kafka but not yet done */
-    atomic_llong paused;                 /* 1 while partitions are paused (backpressure) */
+    atomic_llong in_flight; /* events taken from Kafka but not yet done */
+    atomic_llong paused;    /* 1 while partitions are paused (backpressure) */
     atomic_ullong model_version;
-    atomic_llong keyphrases;             /* index size */
-    atomic_llong consumer_lag;           /* sum over assigned partitions, from statistics */
+    atomic_llong keyphrases;   /* index size */
+    atomic_llong consumer_lag; /* sum over assigned partitions, from statistics */
     atomic_ullong batch_hist[KP_HIST_BUCKETS + 1]; /* batch latency, cumulative at render */
     atomic_ullong batch_sum_us;
 } kp_metrics;

@@ -11,6 +11,7 @@
 #include "cache/cache.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "model/blas.h"
 #include "model/ckpt.h"
 #include "model/tsv.h"
 #include "model/recommender.h"
@@ -61,8 +62,10 @@ static void set_paused(worker *w, int pause)
 {
     rd_kafka_topic_partition_list_t *a = NULL;
     if (rd_kafka_assignment(w->consumer, &a) || !a) return;
-    if (pause) rd_kafka_pause_partitions(w->consumer, a);
-    else rd_kafka_resume_partitions(w->consumer, a);
+    if (pause)
+        rd_kafka_pause_partitions(w->consumer, a);
+    else
+        rd_kafka_resume_partitions(w->consumer, a);
     rd_kafka_topic_partition_list_destroy(a);
     w->paused = pause;
     atomic_store(&kp_m.paused, pause);
@@ -78,8 +81,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         kp_info("rebalance (%s): assigned %d partition(s)", cooperative ? "cooperative" : "eager",
                 parts->cnt);
         rd_kafka_error_t *e = NULL;
-        if (cooperative) e = rd_kafka_incremental_assign(rk, parts);
-        else rd_kafka_assign(rk, parts);
+        if (cooperative)
+            e = rd_kafka_incremental_assign(rk, parts);
+        else
+            rd_kafka_assign(rk, parts);
         if (e) {
             kp_error("incremental assign: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
@@ -139,8 +144,7 @@ static int build_json(const kp_recommender *rec, const int *ids, const float *sc
     if (!arr) return -1;
     for (int j = 0; j < cnt; j++) {
         json_t *o = json_pack("{s:s, s:s, s:f}", "keyphrase", kp_rec_keyphrase(rec, ids[j]), "id",
-                              kp_rec_keyphrase_id(rec, ids[j]), "score",
-                              (double)(float)scores[j]);
+                              kp_rec_keyphrase_id(rec, ids[j]), "score", (double)(float)scores[j]);
         if (!o || json_array_append_new(arr, o)) {
             json_decref(arr);
             return -1;
@@ -210,8 +214,8 @@ static int cache_with_retry(worker *w, kp_cache_entry *ce, int n)
         }
         kp_backoff_sleep(backoff, &kp_worker_stop_hard, tick, w);
         if (kp_worker_stop_hard) return -1;
-        backoff = backoff * 2 > w->cfg->retry_backoff_max_ms ? w->cfg->retry_backoff_max_ms
-                                                             : backoff * 2;
+        backoff =
+            backoff * 2 > w->cfg->retry_backoff_max_ms ? w->cfg->retry_backoff_max_ms : backoff * 2;
     }
 }
 
@@ -261,11 +265,13 @@ static int process_batch(worker *w, rd_kafka_message_t **msgs, int n)
     }
 
     /* model: one batched forward + one GEMM + top-K */
+    uint64_t t_dec = mono_us();
     if (nvalid && kp_rec_recommend(w->rec, titles, lens, nvalid, k, (float)c->min_score, ids,
                                    scores, counts)) {
         kp_error("batch of %d: recommend failed (out of memory)", n);
         goto done;
     }
+    uint64_t t_rec = mono_us();
     uint64_t version = kp_rec_version(w->rec);
     int64_t gen = now_ms();
     for (int v = 0; v < nvalid; v++) {
@@ -281,8 +287,14 @@ static int process_batch(worker *w, rd_kafka_message_t **msgs, int n)
         if (kp_encode_suggestions(w->codec, e->item.item_id, (int64_t)version, gen, sg, counts[v],
                                   &bufs[nout], &len))
             goto oom;
-        out[nout] = (kp_outmsg){c->topic_suggestions, e->item.item_id, strlen(e->item.item_id),
-                                bufs[nout], len, NULL, 1, KP_OUT_PENDING};
+        out[nout] = (kp_outmsg){c->topic_suggestions,
+                                e->item.item_id,
+                                strlen(e->item.item_id),
+                                bufs[nout],
+                                len,
+                                NULL,
+                                1,
+                                KP_OUT_PENDING};
         nout++;
     }
     for (int i = 0; i < n; i++) {
@@ -292,17 +304,26 @@ static int process_batch(worker *w, rd_kafka_message_t **msgs, int n)
                 m->partition, m->offset, ev[i].reason);
         rd_kafka_headers_t *h = dlq_headers(m, ev[i].reason);
         if (!h) goto oom;
-        out[nout++] = (kp_outmsg){c->topic_dlq, m->key, m->key_len, m->payload, m->len, h, 0,
-                                  KP_OUT_PENDING};
+        out[nout++] =
+            (kp_outmsg){c->topic_dlq, m->key, m->key_len, m->payload, m->len, h, 0, KP_OUT_PENDING};
     }
 
     /* sinks: Redis first (acknowledged), then Kafka (delivery reports) */
+    uint64_t t_model = mono_us();
     if (nvalid && cache_with_retry(w, ce, nvalid)) goto done;
+    uint64_t t_cache = mono_us();
     if (kp_producer_deliver(w->producer, out, nout, c, &kp_worker_stop_hard, tick, w)) goto done;
+    kp_debug("batch of %d: decode %.1f ms, model %.1f ms, encode %.1f ms, redis %.1f ms, "
+             "kafka %.1f ms",
+             n, (double)(t_dec - t0) / 1e3, (double)(t_rec - t_dec) / 1e3,
+             (double)(t_model - t_rec) / 1e3, (double)(t_cache - t_model) / 1e3,
+             (double)(mono_us() - t_cache) / 1e3);
 
     for (int i = 0; i < n; i++) {
-        if (ev[i].valid) atomic_fetch_add(&kp_m.processed[KP_MT_ITEMS], 1);
-        else atomic_fetch_add(&kp_m.dead_lettered[KP_MT_ITEMS], 1);
+        if (ev[i].valid)
+            atomic_fetch_add(&kp_m.processed[KP_MT_ITEMS], 1);
+        else
+            atomic_fetch_add(&kp_m.dead_lettered[KP_MT_ITEMS], 1);
     }
     store_offsets(w, ev, n);
     atomic_fetch_add(&kp_m.batches, 1);
@@ -313,11 +334,14 @@ oom:
     kp_error("batch of %d: out of memory", n);
 done:
     if (ev) atomic_fetch_sub(&kp_m.in_flight, n);
-    for (int i = 0; ev && i < n; i++) kp_item_listed_clear(&ev[i].item);
+    for (int i = 0; ev && i < n; i++)
+        kp_item_listed_clear(&ev[i].item);
     for (int i = 0; out && i < nout; i++)
         if (out[i].hdrs) rd_kafka_headers_destroy(out[i].hdrs);
-    for (int i = 0; bufs && i < n; i++) free(bufs[i]);
-    for (int i = 0; json && i < n; i++) free(json[i]);
+    for (int i = 0; bufs && i < n; i++)
+        free(bufs[i]);
+    for (int i = 0; json && i < n; i++)
+        free(json[i]);
     free(ev), free(titles), free(lens), free(vidx), free(ids), free(scores), free(counts);
     free(json), free(ce), free(out), free(bufs), free(sg);
     return rc;
@@ -425,6 +449,7 @@ int kp_worker_run(const kp_config *c)
     rd_kafka_message_t **batch = calloc((size_t)c->batch_size, sizeof *batch);
     if (!batch) goto out;
 
+    kp_blas_set_threads(c->model_blas_threads);
     uint64_t t0 = mono_us();
     if (!(w.rec = kp_worker_load_recommender(c, err, sizeof err))) {
         kp_error("%s", err);
@@ -489,7 +514,8 @@ int kp_worker_run(const kp_config *c)
         }
         if (n) {
             int r = process_batch(&w, batch, n);
-            for (int i = 0; i < n; i++) rd_kafka_message_destroy(batch[i]);
+            for (int i = 0; i < n; i++)
+                rd_kafka_message_destroy(batch[i]);
             n = 0;
             if (r) break; /* hard stop */
             update_lag(&w);
@@ -497,8 +523,10 @@ int kp_worker_run(const kp_config *c)
     }
     kp_info("worker: stopping");
 out:
-    for (int i = 0; i < n; i++) rd_kafka_message_destroy(batch[i]);
-    for (int i = 0; i < w.n_held; i++) rd_kafka_message_destroy(w.held[i]);
+    for (int i = 0; i < n; i++)
+        rd_kafka_message_destroy(batch[i]);
+    for (int i = 0; i < w.n_held; i++)
+        rd_kafka_message_destroy(w.held[i]);
     if (w.consumer) {
         rd_kafka_resp_err_t e = rd_kafka_consumer_close(w.consumer); /* commits stored offsets */
         if (e) kp_warn("consumer close: %s", rd_kafka_err2str(e));

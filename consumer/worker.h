@@ -2,9 +2,9 @@
  *
  * Joins the consumer group on the items topic, takes micro-batches (up to batch_size events or
  * batch_linger_ms), decodes and validates them, recommends keyphrases for the whole batch at once,
- * writes them to Redis (versioned, pipelined) and publishes one KeyphraseSuggestions record per item;
- * bad events go to the dead-letter topic. An offset is stored only after its event's Redis write
- * was acknowledged and its record's delivery report (suggestion or dead letter) came back. */
+ * writes them to Redis (versioned, pipelined) and publishes one KeyphraseSuggestions record per
+ * item; bad events go to the dead-letter topic. An offset is stored only after its event's Redis
+ * write was acknowledged and its record's delivery report (suggestion or dead letter) came back. */
 #ifndef KP_WORKER_H
 #define KP_WORKER_H
 

@@ -31,7 +31,8 @@ kp_recommender *kp_rec_new(kp_bienc *m, const char *const *ids, const char *cons
     r->n = n;
     r->prefix_dim = prefix_dim;
     size_t total = 0;
-    for (int i = 0; i < n; i++) total += strlen(ids[i]) + strlen(texts[i]) + 2;
+    for (int i = 0; i < n; i++)
+        total += strlen(ids[i]) + strlen(texts[i]) + 2;
     r->arena = malloc(total + 1);
     r->ids = malloc(sizeof(char *) * (size_t)(n + 1));
     r->texts = malloc(sizeof(char *) * (size_t)(n + 1));

@@ -28,8 +28,10 @@ int kp_kafka_conf_apply(rd_kafka_conf_t *conf, const kp_config *c, char *err, si
 
 void kp_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    int l = level <= 3 ? KP_LOG_ERROR : level <= 4 ? KP_LOG_WARN : level <= 6 ? KP_LOG_INFO
-                                                                              : KP_LOG_DEBUG;
+    int l = level <= 3   ? KP_LOG_ERROR
+            : level <= 4 ? KP_LOG_WARN
+            : level <= 6 ? KP_LOG_INFO
+                         : KP_LOG_DEBUG;
     kp_log(l, "rdkafka %s %s: %s", rd_kafka_name(rk), fac, buf);
 }
 
@@ -136,14 +138,16 @@ int kp_producer_deliver(kp_producer *p, kp_outmsg *msgs, int n, const kp_config 
             if (msgs[i].state != KP_OUT_DONE) send_one(p, &msgs[i]);
         for (;;) {
             int pending = 0;
-            for (int i = 0; i < n; i++) pending += msgs[i].state == KP_OUT_PENDING;
+            for (int i = 0; i < n; i++)
+                pending += msgs[i].state == KP_OUT_PENDING;
             if (!pending) break;
             rd_kafka_poll(p->rk, 20);
             if (tick) tick(tick_opaque);
             if (abort_flag && *abort_flag) goto aborted;
         }
         int failed = 0;
-        for (int i = 0; i < n; i++) failed += msgs[i].state == KP_OUT_FAILED;
+        for (int i = 0; i < n; i++)
+            failed += msgs[i].state == KP_OUT_FAILED;
         if (!failed) return 0;
         kp_warn("producer: %d of %d records failed; retrying in %d ms", failed, n, backoff);
         kp_backoff_sleep(backoff, abort_flag, tick, tick_opaque);
@@ -156,7 +160,8 @@ aborted:
     rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE);
     for (;;) {
         int pending = 0;
-        for (int i = 0; i < n; i++) pending += msgs[i].state == KP_OUT_PENDING;
+        for (int i = 0; i < n; i++)
+            pending += msgs[i].state == KP_OUT_PENDING;
         if (!pending) return -1;
         rd_kafka_poll(p->rk, 100);
     }

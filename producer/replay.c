@@ -45,7 +45,8 @@ static int load_rows(const char *path, row **out, long *n)
     row *rows = NULL;
     while ((len = getline(&line, &cap, f)) >= 0) {
         if (++lineno == 1) continue; /* header */
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = 0;
         if (!len) continue;
         char *tab = strchr(line, '\t');
         if (!tab) {
@@ -74,7 +75,8 @@ static int load_rows(const char *path, row **out, long *n)
 err:
     free(line);
     fclose(f);
-    for (long i = 0; i < cnt; i++) free(rows[i].id), free(rows[i].title);
+    for (long i = 0; i < cnt; i++)
+        free(rows[i].id), free(rows[i].title);
     free(rows);
     return -1;
 }
@@ -138,10 +140,10 @@ static double mono_s(void)
 static int produce(rd_kafka_t *rk, const char *topic, const char *key, const void *val, size_t len)
 {
     for (;;) {
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)key, strlen(key)),
-            RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_END);
+        rd_kafka_resp_err_t e =
+            rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY((void *)key, strlen(key)),
+                              RD_KAFKA_V_VALUE((void *)val, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         if (!e) return 0;
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             fprintf(stderr, "replay: produce: %s\n", rd_kafka_err2str(e));
@@ -217,8 +219,10 @@ int kp_replay_run(const kp_config *c, const kp_replay_opts *o)
             const row *r = &rows[i % nrows];
             long pass = i / nrows;
             char id[512];
-            if (pass) snprintf(id, sizeof id, "%s~%ld", r->id, pass);
-            else snprintf(id, sizeof id, "%s", r->id);
+            if (pass)
+                snprintf(id, sizeof id, "%s~%ld", r->id, pass);
+            else
+                snprintf(id, sizeof id, "%s", r->id);
             kp_item_listed v = {id, r->title, "", "", 0.0, now_ms()};
             void *buf;
             size_t len;
@@ -238,7 +242,8 @@ int kp_replay_run(const kp_config *c, const kp_replay_opts *o)
         rd_kafka_poll(rk, 0);
         kp_progress_update(&pr, sent + nbad);
     }
-    while (rd_kafka_outq_len(rk) > 0 && atomic_load(&failed) == 0) rd_kafka_poll(rk, 50);
+    while (rd_kafka_outq_len(rk) > 0 && atomic_load(&failed) == 0)
+        rd_kafka_poll(rk, 50);
     kp_progress_done(&pr, sent + nbad);
     rc = atomic_load(&failed) ? 1 : 0;
     fprintf(stderr, "replay: %ld sent, %ld acknowledged, %ld bad, %.0f events/s\n", sent + nbad,
@@ -249,7 +254,8 @@ out:
         rd_kafka_destroy(rk);
     }
     kp_codec_free(codec);
-    for (long r = 0; r < nrows; r++) free(rows[r].id), free(rows[r].title);
+    for (long r = 0; r < nrows; r++)
+        free(rows[r].id), free(rows[r].title);
     free(rows);
     return rc;
 }

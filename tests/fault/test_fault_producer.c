@@ -142,7 +142,8 @@ static void deliver_all(fixture *f, int n, tick_ctx *t)
     unsigned long long before = atomic_load(&kp_m.suggestions_delivered);
     volatile sig_atomic_t abort_flag = 0;
     assert_int_equal(kp_producer_deliver(p, m, n, &f->cfg, &abort_flag, tick, t), 0);
-    for (int i = 0; i < n; i++) assert_int_equal(m[i].state, KP_OUT_DONE);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(m[i].state, KP_OUT_DONE);
     assert_int_equal(atomic_load(&kp_m.suggestions_delivered) - before, (unsigned long long)n);
     assert_int_equal(kp_producer_free(p, 5000), 0);
     free(m);
@@ -161,11 +162,10 @@ static void test_broker_down_then_up(void **state)
 static void test_request_errors(void **state)
 {
     fixture *f = *state;
-    rd_kafka_mock_push_request_errors(f->mc, 0 /* ApiKey Produce */, 4,
-                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
-                                      RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
-                                      RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE);
+    rd_kafka_mock_push_request_errors(
+        f->mc, 0 /* ApiKey Produce */, 4, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE);
     tick_ctx t = {f, 0, 0, NULL, 0};
     deliver_all(f, 100, &t);
     assert_int_equal(read_back(f, 100), 100); /* retried inside librdkafka, no duplicates */
@@ -177,7 +177,8 @@ static void test_timeouts_are_retried(void **state)
 {
     fixture *f = *state;
     char err[256];
-    assert_int_equal(kp_config_set(&f->cfg, "kafka", "message.timeout.ms", "500", err, sizeof err), 0);
+    assert_int_equal(kp_config_set(&f->cfg, "kafka", "message.timeout.ms", "500", err, sizeof err),
+                     0);
     rd_kafka_mock_broker_set_down(f->mc, 1);
     unsigned long long errs = atomic_load(&kp_m.producer_errors);
     tick_ctx t = {f, now_s() + 2.5, 0, NULL, 0};
@@ -199,7 +200,8 @@ static void test_abort_while_down(void **state)
     double t0 = now_s();
     assert_int_equal(kp_producer_deliver(p, m, 10, &f->cfg, &abort_flag, tick, &t), -1);
     assert_true(now_s() - t0 < 10);
-    for (int i = 0; i < 10; i++) assert_int_not_equal(m[i].state, KP_OUT_DONE);
+    for (int i = 0; i < 10; i++)
+        assert_int_not_equal(m[i].state, KP_OUT_DONE);
     free(m); /* safe: no delivery report can reference m any more */
     kp_producer_free(p, 100);
 }

@@ -111,7 +111,8 @@ static void expect_error(const char *text, const char *line_and_msg)
 static void test_bad_files(void **state)
 {
     (void)state;
-    expect_error("[worker]\nbatch_size = 10\nbtach_size = 5\n", "3: unknown key 'btach_size' in [worker]");
+    expect_error("[worker]\nbatch_size = 10\nbtach_size = 5\n",
+                 "3: unknown key 'btach_size' in [worker]");
     expect_error("[worker]\nbatch_size = lots\n", "2: 'batch_size' must be an integer");
     expect_error("[worker]\ntop_k = 0\n", "2: 'top_k' must be an integer in [1, 1000]");
     expect_error("[redis]\nport = 70000\n", "2: 'port' must be an integer in [1, 65535]");
