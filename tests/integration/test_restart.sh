@@ -4,7 +4,7 @@
 # Then Redis goes away for a while under load: the worker pauses, retries, resumes, loses nothing.
 source "$(dirname "$0")/lib.sh"
 stack_up
-start_worker worker1
+start_worker worker1 KPREC_KAFKA_SESSION_TIMEOUT_MS=6000
 W1=$WPID
 "$KPREC" replay -c "$CONF" --items "$T/data/items.tsv" --count 20000 --rate 4000 --quiet &
 R=$!
@@ -14,7 +14,7 @@ kill -9 "$W1"
 wait "$W1" 2>/dev/null || true
 before=$(rec_keys)
 ok "worker killed with SIGKILL after $before items"
-start_worker worker2
+start_worker worker2 KPREC_KAFKA_SESSION_TIMEOUT_MS=6000
 W2=$WPID
 wait "$R" || fail "replay failed"
 all_done() { [ "$(rec_keys)" -ge 20000 ]; }
