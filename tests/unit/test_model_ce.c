@@ -1,0 +1,576 @@
+/* Tests for model/ce (cross-encoder), model/ce_train and model/split: tokens, layer gradients by
+ * finite differences, pair/head gradients, scoring, checkpoints, a small training run. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "model/bienc.h"
+#include "model/ce.h"
+#include "model/ce_train.h"
+#include "model/ckpt.h"
+#include "model/metrics.h"
+#include "model/rng.h"
+#include "model/split.h"
+#include "model/tsv.h"
+
+static void fill(kp_rng *r, float *x, size_t n, float scale)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * kp_rng_normal(r);
+}
+
+static double wsum(const float *x, const float *w, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * w[i];
+    return s;
+}
+
+/* |a - n| <= 2e-3 + 2e-2 * max(|a|, |n|): float32 central differences. */
+static void assert_grad_close(double analytic, double numeric, const char *what, int i)
+{
+    double tol = 2e-3 + 2e-2 * fmax(fabs(analytic), fabs(numeric));
+    if (fabs(analytic - numeric) > tol)
+        fail_msg("%s[%d]: analytic %.6g numeric %.6g", what, i, analytic, numeric);
+}
+
+static void tmp_path(char *buf, size_t n, const char *name)
+{
+    snprintf(buf, n, "/tmp/kprec_test_ce_%ld_%s", (long)getpid(), name);
+}
+
+/* ---- split ----------------------------------------------------------------------------------- */
+
+static void test_split(void **state)
+{
+    (void)state;
+    char id[32];
+    int n = 20000, v = 0, same = 0, v2 = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof(id), "%d", 100000 + i);
+        int a = kp_split_is_valid(id, 0.2, 0);
+        assert_int_equal(a, kp_split_is_valid(id, 0.2, 0)); /* deterministic */
+        int b = kp_split_is_valid(id, 0.2, 7);
+        v += a, v2 += b, same += a && b;
+        assert_int_equal(kp_split_is_valid(id, 0.0, 0), 0);
+        assert_int_equal(kp_split_is_valid(id, 1.0, 0), 1);
+        if (a) assert_int_equal(kp_split_is_valid(id, 0.5, 0), 1); /* nested fractions */
+    }
+    assert_in_range(v, 3700, 4300);
+    assert_in_range(v2, 3700, 4300);
+    assert_in_range(same, 600, 1000); /* independent seeds: ~0.04 n */
+    assert_int_equal(kp_split_is_valid(NULL, 0.5, 0), 0);
+    assert_int_equal(kp_split_is_valid("x", NAN, 0), 0);
+}
+
+/* ---- tokens ---------------------------------------------------------------------------------- */
+
+static void test_tokenize(void **state)
+{
+    (void)state;
+    kp_ce_tokbuf a, b;
+    kp_ce_text t = kp_ce_tokenize("Red DRILLS, 1/2 in.", 1000, &a);
+    assert_int_equal(t.n, 5);
+    assert_int_equal(t.off[0], 0);
+    /* one unigram + one trigram per code point: red 1+3, drills 1+6, 1 1+1, 2 1+1, in 1+2 */
+    assert_int_equal(t.off[5], 4 + 7 + 2 + 2 + 3);
+    assert_int_equal(t.n_tri, 3 + 6 + 1 + 1 + 2);
+    for (int i = 0; i < t.off[5]; i++)
+        assert_true(t.ids[i] < 1000);
+    kp_ce_text u = kp_ce_tokenize("drill red", 1000, &b);
+    assert_int_equal(u.n, 2);
+    assert_true(t.wh[0] == u.wh[1]);  /* case-insensitive */
+    assert_true(t.sh[1] == u.sh[0]);  /* drills ~ drill by stem */
+    assert_false(t.wh[1] == u.wh[0]); /* but not the same word */
+    assert_true(t.sh[4] == t.wh[4]);  /* short words are their own stem */
+    assert_int_equal(kp_ce_tokenize("", 1000, &a).n, 0);
+    assert_int_equal(kp_ce_tokenize(NULL, 1000, &a).n, 0);
+    assert_int_equal(kp_ce_tokenize(" ,;- ", 1000, &a).n, 0);
+    /* caps: tokens and trigrams per token */
+    char longtext[2000], *p = longtext;
+    for (int i = 0; i < 100; i++)
+        p += sprintf(p, "w%d ", i);
+    assert_int_equal(kp_ce_tokenize(longtext, 1000, &a).n, KP_CE_MAX_TOK);
+    t = kp_ce_tokenize("abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz", 1000, &a);
+    assert_int_equal(t.n, 1);
+    assert_int_equal(t.off[1], 1 + KP_CE_MAX_TRI);
+    /* invalid UTF-8 is skipped, never an error */
+    t = kp_ce_tokenize("ab\xff\xfe cd", 1000, &a);
+    assert_int_equal(t.n, 2);
+}
+
+/* ---- layer gradients ------------------------------------------------------------------------- */
+
+static void test_simmat_grad(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 3);
+    enum { NI = 4, NK = 3, E = 5 };
+    float A[NI * E], B[NK * E], M[NI * NK], w[NI * NK], dA[NI * E] = {0}, dB[NK * E] = {0};
+    fill(&r, A, NI * E, 1.0f);
+    fill(&r, B, NK * E, 1.0f);
+    fill(&r, w, NI * NK, 1.0f);
+    kp_ce_simmat_forward(M, A, B, NI, NK, E);
+    /* forward against an explicit dot product */
+    double d = 0;
+    for (int e = 0; e < E; e++)
+        d += (double)A[2 * E + e] * B[1 * E + e];
+    assert_true(fabs(d - M[2 * NK + 1]) < 1e-5);
+    kp_ce_simmat_backward(dA, dB, w, A, B, NI, NK, E);
+    const float h = 1e-2f;
+    for (int i = 0; i < NI * E; i++) {
+        float s = A[i];
+        A[i] = s + h;
+        kp_ce_simmat_forward(M, A, B, NI, NK, E);
+        double lp = wsum(M, w, NI * NK);
+        A[i] = s - h;
+        kp_ce_simmat_forward(M, A, B, NI, NK, E);
+        double lm = wsum(M, w, NI * NK);
+        A[i] = s;
+        assert_grad_close(dA[i], (lp - lm) / (2 * h), "dA", i);
+    }
+    for (int i = 0; i < NK * E; i++) {
+        float s = B[i];
+        B[i] = s + h;
+        kp_ce_simmat_forward(M, A, B, NI, NK, E);
+        double lp = wsum(M, w, NI * NK);
+        B[i] = s - h;
+        kp_ce_simmat_forward(M, A, B, NI, NK, E);
+        double lm = wsum(M, w, NI * NK);
+        B[i] = s;
+        assert_grad_close(dB[i], (lp - lm) / (2 * h), "dB", i);
+    }
+}
+
+static void test_kernel_grad(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 4);
+    enum { NI = 5, NK = 3, K = 4 };
+    const float mu[K] = {0.9f, 0.4f, 0.0f, -0.5f}, sigma[K] = {0.2f, 0.3f, 0.25f, 0.4f};
+    float M[NI * NK], S[NK * K], feat[K], w[K], dM[NI * NK] = {0};
+    for (int i = 0; i < NI * NK; i++)
+        M[i] = 2.0f * kp_rng_uniform(&r) - 1.0f;
+    fill(&r, w, K, 1.0f);
+    kp_ce_kernel_forward(feat, S, M, NI, NK, mu, sigma, K);
+    /* forward against the formula for one kernel */
+    double f1 = 0;
+    for (int j = 0; j < NK; j++) {
+        double s = 0;
+        for (int i = 0; i < NI; i++)
+            s += exp(-pow(M[i * NK + j] - mu[1], 2) / (2 * sigma[1] * sigma[1]));
+        f1 += log1p(s);
+    }
+    assert_true(fabs(f1 / NK - feat[1]) < 1e-4);
+    kp_ce_kernel_backward(dM, w, S, M, NI, NK, mu, sigma, K);
+    const float h = 1e-3f;
+    for (int i = 0; i < NI * NK; i++) {
+        float s = M[i];
+        M[i] = s + h;
+        kp_ce_kernel_forward(feat, S, M, NI, NK, mu, sigma, K);
+        double lp = wsum(feat, w, K);
+        M[i] = s - h;
+        kp_ce_kernel_forward(feat, S, M, NI, NK, mu, sigma, K);
+        double lm = wsum(feat, w, K);
+        M[i] = s;
+        assert_grad_close(dM[i], (lp - lm) / (2 * h), "dM", i);
+    }
+    /* empty sides give zero features and no gradient */
+    kp_ce_kernel_forward(feat, S, M, 0, NK, mu, sigma, K);
+    for (int k = 0; k < K; k++)
+        assert_true(feat[k] == 0.0f);
+}
+
+static void test_pool_interact_grad(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 5);
+    enum { N = 3, E = 4 };
+    float X[N * E], Y[N * E], a[E], b[E], out[4 * E], w[4 * E];
+    float dX[N * E] = {0}, dY[N * E] = {0}, da[E] = {0}, db[E] = {0};
+    fill(&r, X, N * E, 1.0f);
+    fill(&r, Y, N * E, 1.0f);
+    fill(&r, w, 4 * E, 1.0f);
+    /* loss = <w, interact(mean X, mean Y)> */
+    kp_ce_meanpool_forward(a, X, N, E);
+    kp_ce_meanpool_forward(b, Y, N, E);
+    assert_true(fabsf(a[1] - (X[1] + X[E + 1] + X[2 * E + 1]) / 3.0f) < 1e-6f);
+    kp_ce_interact_forward(out, a, b, E);
+    assert_true(out[3 * E + 2] == fabsf(a[2] - b[2]));
+    assert_true(out[2 * E + 2] == a[2] * b[2]);
+    kp_ce_interact_backward(da, db, w, a, b, E);
+    kp_ce_meanpool_backward(dX, da, N, E);
+    kp_ce_meanpool_backward(dY, db, N, E);
+    const float h = 1e-3f;
+    float *params[2] = {X, Y}, *grads[2] = {dX, dY};
+    for (int p = 0; p < 2; p++) {
+        for (int i = 0; i < N * E; i++) {
+            double l[2];
+            float s = params[p][i];
+            for (int sg = 0; sg < 2; sg++) {
+                params[p][i] = s + (sg ? -h : h);
+                kp_ce_meanpool_forward(a, X, N, E);
+                kp_ce_meanpool_forward(b, Y, N, E);
+                kp_ce_interact_forward(out, a, b, E);
+                l[sg] = wsum(out, w, 4 * E);
+            }
+            params[p][i] = s;
+            assert_grad_close(grads[p][i], (l[0] - l[1]) / (2 * h), p ? "dY" : "dX", i);
+        }
+    }
+}
+
+static void test_bce_grad(void **state)
+{
+    (void)state;
+    float z[5] = {-3.0f, -0.5f, 0.0f, 1.2f, 40.0f}, y[5] = {0.0f, 1.0f, 0.5f, 0.25f, 1.0f};
+    float dz[5] = {0};
+    float loss = kp_ce_bce_forward_backward(z, y, 5, dz);
+    assert_true(isfinite(loss) && loss > 0.0f);
+    /* against the textbook formula on the moderate logits */
+    double ref = 0;
+    for (int i = 0; i < 4; i++) {
+        double s = 1.0 / (1.0 + exp(-z[i]));
+        ref += -(y[i] * log(s) + (1 - y[i]) * log(1 - s));
+    }
+    ref += log1p(exp(-40.0)); /* z = 40, y = 1 */
+    assert_true(fabs(ref / 5 - loss) < 1e-5);
+    const float h = 1e-2f;
+    for (int i = 0; i < 5; i++) {
+        float s = z[i];
+        z[i] = s + h;
+        double lp = kp_ce_bce_forward_backward(z, y, 5, NULL);
+        z[i] = s - h;
+        double lm = kp_ce_bce_forward_backward(z, y, 5, NULL);
+        z[i] = s;
+        assert_grad_close(dz[i], (lp - lm) / (2 * h), "dz", i);
+    }
+    assert_true(kp_ce_sigmoid(-100.0f) >= 0.0f && kp_ce_sigmoid(100.0f) <= 1.0f);
+}
+
+/* ---- whole-pair and head gradients ----------------------------------------------------------- */
+
+static kp_ce *small_model(uint64_t seed)
+{
+    kp_ce_config c = {512, 6, 5, 64};
+    return kp_ce_new(&c, seed);
+}
+
+static void test_pair_grad(void **state)
+{
+    (void)state;
+    kp_ce *m = small_model(11);
+    assert_non_null(m);
+    const uint32_t nb = kp_ce_cfg(m)->n_buckets;
+    const int E = kp_ce_cfg(m)->emb_dim, F = kp_ce_n_features(m);
+    assert_int_equal(F, KP_CE_N_KERNELS + KP_CE_N_EXACT + 4 * E);
+    kp_ce_tokbuf bi, bk;
+    kp_ce_text ti = kp_ce_tokenize("cordless drill kit with battery", nb, &bi);
+    kp_ce_text tk = kp_ce_tokenize("battery drills", nb, &bk);
+    kp_ce_ws *w = kp_ce_ws_new(m);
+    float *x = malloc((size_t)F * sizeof(float)), *r = malloc((size_t)F * sizeof(float));
+    assert_non_null(w);
+    kp_rng rng;
+    kp_rng_seed(&rng, 12);
+    fill(&rng, r, (size_t)F, 1.0f);
+    r[0] = 0.0f; /* exact-match kernel (sigma 0.001): not differentiable in float FD */
+    kp_rowgrad g;
+    assert_int_equal(kp_rowgrad_init(&g, nb, E), 0);
+    assert_int_equal(kp_ce_pair_backward(m, &ti, &tk, r, w, &g), 0);
+    assert_true(g.n > 0);
+    float *emb = kp_ce_emb(m);
+    const float h = 1e-2f;
+    int checked = 0;
+    for (int k = 0; k < g.n; k += 3) {
+        uint32_t row = g.rows[k];
+        for (int e = 0; e < E; e++) {
+            float *p = emb + (size_t)row * E + e, s = *p;
+            *p = s + h;
+            kp_ce_pair_features(m, &ti, &tk, x, w);
+            double lp = wsum(x, r, (size_t)F);
+            *p = s - h;
+            kp_ce_pair_features(m, &ti, &tk, x, w);
+            double lm = wsum(x, r, (size_t)F);
+            *p = s;
+            assert_grad_close(g.grad[(size_t)k * E + e], (lp - lm) / (2 * h), "demb", k * E + e);
+            checked++;
+        }
+    }
+    assert_true(checked >= E * 3);
+    /* exact-match features of this pair: "battery" matches, "drills" matches by stem */
+    kp_ce_pair_features(m, &ti, &tk, x, w);
+    const float *ex = x + KP_CE_N_KERNELS;
+    assert_true(fabsf(ex[0] - 0.5f) < 1e-6f); /* exact tokens: battery */
+    assert_true(fabsf(ex[1] - 1.0f) < 1e-6f); /* stems: battery, drill */
+    assert_true(ex[6] == 0.0f);               /* not a contiguous phrase of the title */
+    assert_true(ex[12] == 1.0f && ex[13] == 1.0f);
+    kp_rowgrad_free(&g);
+    free(x);
+    free(r);
+    kp_ce_ws_free(w);
+    kp_ce_free(m);
+}
+
+static void test_head_grad(void **state)
+{
+    (void)state;
+    kp_ce *m = small_model(21);
+    const int F = kp_ce_n_features(m), H = kp_ce_cfg(m)->hidden_dim, B = 3;
+    size_t ND = kp_ce_dense_size(m);
+    float *x = malloc((size_t)B * F * sizeof(float)), *dx = calloc((size_t)B * F, sizeof(float));
+    float *hb = malloc((size_t)B * H * sizeof(float)), *dh = malloc((size_t)B * H * sizeof(float));
+    float *dd = calloc(ND, sizeof(float)), z[3], dz[3] = {0}, y[3] = {1.0f, 0.0f, 0.5f};
+    kp_rng rng;
+    kp_rng_seed(&rng, 22);
+    fill(&rng, x, (size_t)B * F, 0.5f);
+    float *dense = kp_ce_dense(m);
+    fill(&rng, dense + (size_t)H * F, (size_t)H + 1, 0.3f); /* non-zero b1 and W2 perturbation */
+    kp_ce_head_forward(m, x, B, hb, z);
+    kp_ce_bce_forward_backward(z, y, B, dz);
+    kp_ce_head_backward(m, x, hb, dz, B, dh, dd, dx);
+    const float h = 1e-2f;
+    for (size_t i = 0; i < ND; i += ND / 97 + 1) {
+        float s = dense[i];
+        dense[i] = s + h;
+        kp_ce_head_forward(m, x, B, hb, z);
+        double lp = kp_ce_bce_forward_backward(z, y, B, NULL);
+        dense[i] = s - h;
+        kp_ce_head_forward(m, x, B, hb, z);
+        double lm = kp_ce_bce_forward_backward(z, y, B, NULL);
+        dense[i] = s;
+        assert_grad_close(dd[i], (lp - lm) / (2 * h), "ddense", (int)i);
+    }
+    for (int i = 0; i < B * F; i += 7) {
+        float s = x[i];
+        x[i] = s + h;
+        kp_ce_head_forward(m, x, B, hb, z);
+        double lp = kp_ce_bce_forward_backward(z, y, B, NULL);
+        x[i] = s - h;
+        kp_ce_head_forward(m, x, B, hb, z);
+        double lm = kp_ce_bce_forward_backward(z, y, B, NULL);
+        x[i] = s;
+        assert_grad_close(dx[i], (lp - lm) / (2 * h), "dx", i);
+    }
+    free(x), free(dx), free(hb), free(dh), free(dd);
+    kp_ce_free(m);
+}
+
+/* ---- scoring, checkpoints -------------------------------------------------------------------- */
+
+static void test_score_and_ckpt(void **state)
+{
+    (void)state;
+    kp_ce *m = small_model(31);
+    const char *docs[] = {"red drill", "blue hammer", "drill bits", NULL};
+    assert_int_equal(kp_ce_set_idf(m, docs, 4), 0);
+    const float *idf = kp_ce_idf(m);
+    int differ = 0;
+    for (uint32_t i = 1; i < kp_ce_cfg(m)->n_idf; i++)
+        differ += idf[i] != idf[0];
+    assert_true(differ > 0); /* seen words get a lower idf */
+    const char *items[] = {"Red cordless drill", "", NULL, "hammer"};
+    const char *keys[] = {"drill", "drill", "x", NULL};
+    float s1[4], s2[4];
+    assert_int_equal(kp_ce_score(m, items, keys, 4, s1), 0);
+    for (int i = 0; i < 4; i++)
+        assert_true(s1[i] >= 0.0f && s1[i] <= 1.0f);
+    assert_int_equal(kp_ce_score(m, items, keys, 4, s2), 0);
+    assert_memory_equal(s1, s2, sizeof(s1));
+    assert_int_equal(kp_ce_score(m, items, keys, 0, NULL), 0);
+    assert_int_equal(kp_ce_score(NULL, items, keys, 1, s1), -1);
+    assert_int_equal(kp_ce_score(m, items, keys, -1, s1), -1);
+    assert_int_equal(kp_ce_score(m, NULL, keys, 1, s1), -1);
+
+    char path[256], err[256];
+    tmp_path(path, sizeof(path), "m.kpm");
+    kp_ce_set_version(m, 42);
+    assert_int_equal(kp_ce_save(m, path, err, sizeof(err)), 0);
+    kp_ce *m2 = kp_ce_load(path, err, sizeof(err));
+    assert_non_null(m2);
+    assert_int_equal(kp_ce_version(m2), 42);
+    assert_int_equal(kp_ce_cfg(m2)->emb_dim, kp_ce_cfg(m)->emb_dim);
+    assert_int_equal(kp_ce_score(m2, items, keys, 4, s2), 0);
+    assert_memory_equal(s1, s2, sizeof(s1));
+    kp_ce_free(m2);
+    /* a truncated file is refused */
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fclose(f);
+    assert_int_equal(truncate(path, len / 2), 0);
+    assert_null(kp_ce_load(path, err, sizeof(err)));
+    assert_true(strlen(err) > 0);
+    /* another kind is refused with a clear message */
+    kp_bienc_config bc;
+    kp_bienc_config_default(&bc);
+    bc.n_buckets = 64, bc.emb_dim = 4, bc.hidden_dim = 4, bc.out_dim = 4;
+    bc.n_prefix = 1, bc.prefix[0] = 4;
+    kp_bienc *be = kp_bienc_new(&bc, 1);
+    assert_non_null(be);
+    assert_int_equal(kp_bienc_save(be, path, err, sizeof(err)), 0);
+    err[0] = '\0';
+    assert_null(kp_ce_load(path, err, sizeof(err)));
+    assert_non_null(strstr(err, "expected 'ce'"));
+    kp_bienc_free(be);
+    unlink(path);
+    assert_null(kp_ce_load(path, err, sizeof(err)));
+    assert_null(kp_ce_load(NULL, err, sizeof(err)));
+    kp_ce_free(NULL);
+    kp_ce_ws_free(NULL);
+    /* bad configs */
+    kp_ce_config bad = {0, 4, 4, 4};
+    assert_int_equal(kp_ce_config_check(&bad, err, sizeof(err)), -1);
+    assert_null(kp_ce_new(&bad, 1));
+    kp_ce_free(m);
+}
+
+/* ---- training on a synthetic task ------------------------------------------------------------ */
+
+/* Items "<colour> <thing> <n>"; judged keyphrases: the thing (rel 3), the colour + thing (rel 3),
+ * an unrelated thing (rel 1). */
+static const char *things[] = {"drill", "hammer", "ladder", "faucet", "lamp", "rug", "sink", "saw"};
+static const char *colours[] = {"red", "blue", "black", "white"};
+
+typedef struct {
+    kp_texts items, keys;
+    kp_judgments j;
+    unsigned char *role;
+} synth;
+
+static void synth_build(synth *s, int n_items)
+{
+    char **iid = malloc((size_t)n_items * sizeof(char *)), **itx = malloc((size_t)n_items * 8);
+    int nt = 8, nc = 4, nk = nt + nt * nc;
+    char **kid = malloc((size_t)nk * sizeof(char *)), **ktx = malloc((size_t)nk * sizeof(char *));
+    for (int i = 0; i < nk; i++) {
+        kid[i] = malloc(16), ktx[i] = malloc(32);
+        snprintf(kid[i], 16, "k%d", i);
+        if (i < nt)
+            snprintf(ktx[i], 32, "%s", things[i]);
+        else
+            snprintf(ktx[i], 32, "%s %s", colours[(i - nt) % nc], things[(i - nt) / nc]);
+    }
+    kp_rng r;
+    kp_rng_seed(&r, 77);
+    int *it = malloc((size_t)n_items * 3 * sizeof(int)), *ky = malloc((size_t)n_items * 3 * 4);
+    float *rel = malloc((size_t)n_items * 3 * sizeof(float));
+    for (int i = 0; i < n_items; i++) {
+        int t = (int)kp_rng_below(&r, nt), c = (int)kp_rng_below(&r, nc);
+        int o = (t + 1 + (int)kp_rng_below(&r, nt - 1)) % nt;
+        iid[i] = malloc(16), itx[i] = malloc(64);
+        snprintf(iid[i], 16, "i%d", i);
+        snprintf(itx[i], 64, "%s %s %d", colours[c], things[t], i);
+        it[3 * i] = it[3 * i + 1] = it[3 * i + 2] = i;
+        ky[3 * i] = t, rel[3 * i] = 3.0f;
+        ky[3 * i + 1] = nt + t * nc + c, rel[3 * i + 1] = 3.0f;
+        ky[3 * i + 2] = o, rel[3 * i + 2] = 1.0f;
+    }
+    char err[256];
+    assert_int_equal(kp_texts_build((const char *const *)iid, (const char *const *)itx, n_items,
+                                    &s->items, err, sizeof(err)),
+                     0);
+    assert_int_equal(
+        kp_texts_build((const char *const *)kid, (const char *const *)ktx, nk, &s->keys, err, 256),
+        0);
+    s->j.n = 3 * n_items, s->j.item = it, s->j.key = ky, s->j.rel = rel;
+    s->role = malloc((size_t)n_items);
+    for (int i = 0; i < n_items; i++) {
+        s->role[i] = kp_split_is_valid(iid[i], 0.25, 3) ? 2 : 1;
+        free(iid[i]), free(itx[i]);
+    }
+    for (int i = 0; i < nk; i++)
+        free(kid[i]), free(ktx[i]);
+    free(iid), free(itx), free(kid), free(ktx);
+}
+
+static void synth_free(synth *s)
+{
+    kp_texts_free(&s->items);
+    kp_texts_free(&s->keys);
+    free(s->j.item), free(s->j.key), free(s->j.rel), free(s->role);
+}
+
+static kp_ce_epoch_stats g_first;
+static int g_epochs_seen;
+
+static void record_epoch(void *ctx, const kp_ce_epoch_stats *s)
+{
+    (void)ctx;
+    if (g_epochs_seen++ == 0) g_first = *s;
+}
+
+static void test_train_synthetic(void **state)
+{
+    (void)state;
+    synth s;
+    synth_build(&s, 300);
+    kp_ce_train_opts o;
+    kp_ce_train_opts_default(&o);
+    o.epochs = 8, o.batch = 32, o.threads = 2, o.seed = 5;
+    o.on_epoch = record_epoch;
+    kp_ce_epoch_stats last;
+    char err[256];
+    kp_ce_config c = {4096, 8, 16, 256};
+    kp_ce *m = kp_ce_new(&c, 5), *m2 = kp_ce_new(&c, 5);
+    g_epochs_seen = 0;
+    assert_int_equal(kp_ce_train(m, &s.items, &s.keys, &s.j, s.role, &o, &last, err, 256), 0);
+    assert_int_equal(g_epochs_seen, 8);
+    assert_true(last.n_valid > 0);
+    assert_true(last.loss < g_first.loss);
+    assert_true(last.auc > 0.95);     /* relevant vs irrelevant judged pairs of held-out items */
+    assert_true(last.auc_rand > 0.9); /* relevant vs random keyphrases */
+    assert_true(last.spearman > 0.7);
+    assert_true(kp_ce_version(m) > 0);
+    /* deterministic: same seed, data and threads -> identical weights */
+    o.on_epoch = NULL;
+    assert_int_equal(kp_ce_train(m2, &s.items, &s.keys, &s.j, s.role, &o, NULL, err, 256), 0);
+    assert_memory_equal(kp_ce_dense(m), kp_ce_dense(m2), kp_ce_dense_size(m) * sizeof(float));
+    assert_memory_equal(kp_ce_emb(m), kp_ce_emb(m2), (size_t)c.n_buckets * c.emb_dim * 4);
+    /* the trained model ranks by relevance through the public scoring API */
+    const char *ti[] = {"white ladder 9001", "white ladder 9001"};
+    const char *tk[] = {"ladder", "faucet"};
+    float sc[2];
+    assert_int_equal(kp_ce_score(m, ti, tk, 2, sc), 0);
+    assert_true(sc[0] > sc[1] + 0.3f);
+    /* bad arguments */
+    o.threads = 0;
+    assert_int_equal(kp_ce_train(m, &s.items, &s.keys, &s.j, s.role, &o, NULL, err, 256), -1);
+    assert_non_null(strstr(err, "threads"));
+    o.threads = 1;
+    memset(s.role, 2, (size_t)s.items.n);
+    assert_int_equal(kp_ce_train(m, &s.items, &s.keys, &s.j, s.role, &o, NULL, err, 256), -1);
+    assert_non_null(strstr(err, "no judged pair"));
+    kp_ce_free(m);
+    kp_ce_free(m2);
+    synth_free(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_split),
+        cmocka_unit_test(test_tokenize),
+        cmocka_unit_test(test_simmat_grad),
+        cmocka_unit_test(test_kernel_grad),
+        cmocka_unit_test(test_pool_interact_grad),
+        cmocka_unit_test(test_bce_grad),
+        cmocka_unit_test(test_pair_grad),
+        cmocka_unit_test(test_head_grad),
+        cmocka_unit_test(test_score_and_ckpt),
+        cmocka_unit_test(test_train_synthetic),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
