@@ -14,5 +14,10 @@ int kp_cmd_get(int argc, char **argv);
 int kp_cmd_topics(int argc, char **argv);
 int kp_cmd_dump(int argc, char **argv);
 int kp_cmd_config(int argc, char **argv);
+int kp_cmd_eval(int argc, char **argv);
+int kp_cmd_simulate_clicks(int argc, char **argv);
+int kp_cmd_split(int argc, char **argv);
+int kp_cmd_train_ce(int argc, char **argv);
+int kp_cmd_train(int argc, char **argv);
 
 #endif

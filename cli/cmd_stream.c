@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,8 @@
 #include "cache/cache.h"
 #include "cli/cli.h"
 #include "common/log.h"
+#include "common/metrics.h"
+#include "consumer/trainer.h"
 #include "consumer/worker.h"
 #include "producer/producer.h"
 #include "producer/replay.h"
@@ -43,6 +46,18 @@ static void on_signal(int sig)
     kp_worker_stop = 1;
 }
 
+typedef struct {
+    const kp_config *c;
+    int rc;
+} trainer_arg;
+
+static void *trainer_thread(void *p)
+{
+    trainer_arg *a = p;
+    a->rc = kp_trainer_service_run(a->c);
+    return NULL;
+}
+
 int kp_cmd_worker(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -53,11 +68,14 @@ int kp_cmd_worker(int argc, char **argv)
         if (ch == 'c')
             path = optarg;
         else {
-            fprintf(ch == 'h' ? stdout : stderr,
-                    "usage: kprec worker -c FILE\n"
-                    "Runs the stream worker: consumes [topics] items in the consumer group\n"
-                    "[kafka] group.id, caches recommendations in Redis, publishes suggestions.\n"
-                    "SIGINT/SIGTERM: finish in-flight work, commit, exit (twice: stop waiting).\n");
+            fprintf(
+                ch == 'h' ? stdout : stderr,
+                "usage: kprec worker -c FILE\n"
+                "Runs the stream worker. [worker] role = serve: consumes [topics] items in the\n"
+                "consumer group [kafka] group.id, caches recommendations in Redis, publishes\n"
+                "suggestions, follows the model topic. role = train: learns from [topics]\n"
+                "clicks and judgments, publishes model deltas. role = both: the two.\n"
+                "SIGINT/SIGTERM: finish in-flight work, commit, exit (twice: stop waiting).\n");
             return ch == 'h' ? 0 : 2;
         }
     }
@@ -70,9 +88,9 @@ int kp_cmd_worker(int argc, char **argv)
         kp_config_free(&c);
         return 2;
     }
-    if (strcmp(c.role, "serve") && strcmp(c.role, "both")) {
-        fprintf(stderr, "kprec: %s: [worker] role = %s: only 'serve' and 'both' are built yet\n",
-                path, c.role);
+    if (strcmp(c.role, "serve") && strcmp(c.role, "train") && strcmp(c.role, "both")) {
+        fprintf(stderr, "kprec: %s: [worker] role must be serve, train or both, not '%s'\n", path,
+                c.role);
         kp_config_free(&c);
         return 2;
     }
@@ -82,23 +100,53 @@ int kp_cmd_worker(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int rc = kp_worker_run(&c);
+    int rc;
+    if (!strcmp(c.role, "train")) {
+        if (kp_metrics_http_start(c.metrics_bind, c.metrics_port)) {
+            kp_config_free(&c);
+            return 2;
+        }
+        rc = kp_trainer_service_run(&c);
+        kp_metrics_http_stop();
+    } else if (!strcmp(c.role, "both")) {
+        /* one process, two threads: the trainer and the serving loop (which owns /metrics) */
+        pthread_t t;
+        trainer_arg a = {&c, 0};
+        if (pthread_create(&t, NULL, trainer_thread, &a)) {
+            fprintf(stderr, "kprec: cannot start the trainer thread\n");
+            kp_config_free(&c);
+            return 1;
+        }
+        rc = kp_worker_run(&c);
+        kp_worker_stop = 1; /* the serving loop ended: stop the trainer too */
+        pthread_join(t, NULL);
+        if (!rc) rc = a.rc;
+    } else {
+        rc = kp_worker_run(&c);
+    }
     kp_config_free(&c);
     return rc;
 }
 
 int kp_cmd_replay(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'}, {"items", required_argument, 0, 'i'},
-        {"rate", required_argument, 0, 'r'},   {"count", required_argument, 0, 'n'},
-        {"bad", required_argument, 0, 'b'},    {"v0-every", required_argument, 0, 'o'},
-        {"topic", required_argument, 0, 't'},  {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                         {"items", required_argument, 0, 'i'},
+                                         {"rate", required_argument, 0, 'r'},
+                                         {"count", required_argument, 0, 'n'},
+                                         {"bad", required_argument, 0, 'b'},
+                                         {"v0-every", required_argument, 0, 'o'},
+                                         {"topic", required_argument, 0, 't'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"clicks", required_argument, 0, 'C'},
+                                         {"judgments", required_argument, 0, 'J'},
+                                         {"keyphrases", required_argument, 0, 'K'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *path = NULL;
     kp_replay_opts o = {0};
     int ch;
-    while ((ch = getopt_long(argc, argv, "c:i:r:n:b:o:t:qh", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:i:r:n:b:o:t:qC:J:K:h", opts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             path = optarg;
@@ -124,6 +172,15 @@ int kp_cmd_replay(int argc, char **argv)
         case 'q':
             o.quiet = 1;
             break;
+        case 'C':
+            o.clicks_path = optarg;
+            break;
+        case 'J':
+            o.judgments_path = optarg;
+            break;
+        case 'K':
+            o.keyphrases_path = optarg;
+            break;
         default:
             fprintf(
                 ch == 'h' ? stdout : stderr,
@@ -134,11 +191,16 @@ int kp_cmd_replay(int argc, char **argv)
                 "  --rate N      events per second (default: as fast as the broker takes them)\n"
                 "  --count N     send N events, starting the file over with ids suffixed ~1, ~2..\n"
                 "  --bad N       also send N malformed records (tests the dead-letter path)\n"
-                "  --v0-every N  every Nth event uses the older ItemListed v0 schema\n");
+                "  --v0-every N  every Nth event uses the older ItemListed v0 schema\n"
+                "Other streams (--keyphrases TSV gives the keyphrase texts):\n"
+                "  --clicks LOG     AdEvents to [topics] clicks from a click log (kprec\n"
+                "                   simulate-clicks: item_id keyphrase_id kind position ts)\n"
+                "  --judgments TSV  Judgments to [topics] judgments (pair_id keyphrase_id item_id\n"
+                "                   relevance 1..3; titles from --items)\n");
             return ch == 'h' ? 0 : 2;
         }
     }
-    if (!o.items_path) {
+    if (!o.items_path && !o.clicks_path) {
         fprintf(stderr, "kprec replay: --items TSV is required\n");
         return 2;
     }

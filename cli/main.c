@@ -18,6 +18,11 @@ static const verb verbs[] = {
     {"topics", kp_cmd_topics, "create the configured Kafka topics (idempotent)"},
     {"dump", kp_cmd_dump, "print the records of a topic as JSON lines (suggestions, dlq, items)"},
     {"config", kp_cmd_config, "print the effective configuration (file + environment)"},
+    {"eval", kp_cmd_eval, "offline evaluation of a model: recall@k, spearman, pearson, auc"},
+    {"simulate-clicks", kp_cmd_simulate_clicks, "simulate a biased click log from judgments"},
+    {"split", kp_cmd_split, "split items and judgments into train/valid by a hash of item_id"},
+    {"train-ce", kp_cmd_train_ce, "train the cross-encoder assistant on teacher judgments"},
+    {"train", kp_cmd_train, "train the bi-encoder (CTR + SR + distillation) from files"},
 };
 #define NVERBS (int)(sizeof verbs / sizeof verbs[0])
 

@@ -67,6 +67,24 @@ static const kp_key keys[] = {
     L("model", "seed", model_seed, "42", 0, 9e15),
     I("model", "prefix_dim", model_prefix_dim, "0", 0, 4096),
     I("model", "blas_threads", model_blas_threads, "1", 0, 256),
+    I("model", "follow", model_follow, "1", 0, 1),
+    I("model", "reload_s", model_reload_s, "5", 0, 86400),
+    S("train", "group", train_group, "kprec-train"),
+    S("train", "checkpoint_dir", train_checkpoint_dir, ""),
+    S("train", "teacher", train_teacher, ""),
+    I("train", "batch_size", train_batch_size, "256", 1, 65536),
+    I("train", "batch_linger_ms", train_batch_linger_ms, "200", 0, 600000),
+    D("train", "lr", train_lr, "0.0005", 0, 1),
+    D("train", "lr_emb", train_lr_emb, "0.005", 0, 10),
+    D("train", "w_ctr", train_w_ctr, "1", 0, 1000),
+    D("train", "w_sr", train_w_sr, "1", 0, 1000),
+    D("train", "w_distill", train_w_distill, "1", 0, 1000),
+    I("train", "negatives", train_negatives, "4", 0, 1000),
+    I("train", "delta_steps", train_delta_steps, "20", 1, 1000000),
+    I("train", "delta_ms", train_delta_ms, "5000", 10, 86400000),
+    I("train", "checkpoint_every", train_checkpoint_every, "10", 1, 1000000),
+    I("train", "resolve_timeout_ms", train_resolve_timeout_ms, "30000", 0, 86400000),
+    I("train", "max_chunk", train_max_chunk, "900000", 4096, 100000000),
     S("schemas", "dir", schemas_dir, ""),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -217,7 +235,8 @@ int kp_config_load(kp_config *c, const char *path, char *err, size_t errlen)
 
 int kp_config_apply_env(kp_config *c, char **envp, char *err, size_t errlen)
 {
-    static const char *sections[] = {"worker", "topics", "redis", "model", "schemas", "kafka"};
+    static const char *sections[] = {"worker", "topics",  "redis", "model",
+                                     "train",  "schemas", "kafka"};
     for (; envp && *envp; envp++) {
         const char *e = *envp;
         if (strncmp(e, "KPREC_", 6)) continue;

@@ -43,6 +43,23 @@ typedef struct {
     long model_seed;
     int model_prefix_dim;   /* Matryoshka first pass size; 0 = full size only */
     int model_blas_threads; /* BLAS threads of the worker (0 = OpenBLAS default) */
+    int model_follow;       /* 1: serve workers follow the model topic (deltas, checkpoints) */
+    int model_reload_s;     /* re-read the inventory file when it changed, checked this often
+                               (0 = never) */
+    /* [train] */
+    char train_group[256]; /* consumer group of the trainer */
+    char train_checkpoint_dir[1024];
+    char train_teacher[1024]; /* cross-encoder checkpoint for distillation; empty = none */
+    int train_batch_size;     /* events per training step */
+    int train_batch_linger_ms;
+    double train_lr, train_lr_emb;
+    double train_w_ctr, train_w_sr, train_w_distill;
+    int train_negatives;          /* random keyphrases per item among the distillation candidates */
+    int train_delta_steps;        /* publish a delta every N steps ... */
+    int train_delta_ms;           /* ... or every T ms, whichever comes first */
+    int train_checkpoint_every;   /* write a checkpoint every M versions */
+    int train_resolve_timeout_ms; /* an event whose item has no title is retried this long */
+    int train_max_chunk;          /* bytes per model-topic record */
     /* [schemas] */
     char schemas_dir[1024]; /* extra writer schemas <id>-<Name>.avsc; empty = built-in only */
     /* [kafka]: passed through */

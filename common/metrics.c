@@ -105,6 +105,28 @@ char *kp_metrics_render(void)
     one(&s, "kprec_keyphrases", "gauge", "Keyphrases in the index.", atomic_load(&kp_m.keyphrases));
     one(&s, "kprec_consumer_lag", "gauge", "Messages behind the end of the assigned partitions.",
         atomic_load(&kp_m.consumer_lag));
+    one(&s, "kprec_model_deltas_applied_total", "counter", "Model deltas applied.",
+        (long long)atomic_load(&kp_m.deltas_applied));
+    one(&s, "kprec_model_checkpoints_loaded_total", "counter", "Model checkpoints loaded.",
+        (long long)atomic_load(&kp_m.checkpoints_loaded));
+    one(&s, "kprec_model_swaps_total", "counter", "New models swapped into serving.",
+        (long long)atomic_load(&kp_m.model_swaps));
+    one(&s, "kprec_model_delta_lag_ms", "gauge", "Last delta: published to applied, ms.",
+        atomic_load(&kp_m.delta_lag_ms));
+    one(&s, "kprec_model_reembed_ms", "gauge", "Last re-embedding of the inventory, ms.",
+        atomic_load(&kp_m.reembed_ms));
+    one(&s, "kprec_train_steps_total", "counter", "Trainer optimisation steps.",
+        (long long)atomic_load(&kp_m.train_steps));
+    one(&s, "kprec_train_events_total", "counter", "Events used in training steps.",
+        (long long)atomic_load(&kp_m.train_events));
+    one(&s, "kprec_model_deltas_published_total", "counter", "Model deltas published.",
+        (long long)atomic_load(&kp_m.deltas_published));
+    one(&s, "kprec_model_delta_bytes", "gauge", "Size of the last published delta.",
+        (long long)atomic_load(&kp_m.delta_bytes));
+    sb_printf(&s,
+              "# HELP kprec_train_loss Last training step's loss.\n"
+              "# TYPE kprec_train_loss gauge\nkprec_train_loss %.6f\n",
+              (double)atomic_load(&kp_m.train_loss_micro) / 1e6);
     sb_printf(&s, "# HELP kprec_batch_seconds Micro-batch latency, consume to done.\n"
                   "# TYPE kprec_batch_seconds histogram\n");
     unsigned long long cum = 0;

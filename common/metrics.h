@@ -27,8 +27,18 @@ typedef struct {
     atomic_llong in_flight; /* events taken from Kafka but not yet done */
     atomic_llong paused;    /* 1 while partitions are paused (backpressure) */
     atomic_ullong model_version;
-    atomic_llong keyphrases;   /* index size */
-    atomic_llong consumer_lag; /* sum over assigned partitions, from statistics */
+    atomic_llong keyphrases;          /* index size */
+    atomic_llong consumer_lag;        /* sum over assigned partitions, from statistics */
+    atomic_ullong deltas_applied;     /* model deltas applied by the follower */
+    atomic_ullong checkpoints_loaded; /* checkpoints loaded (start behind, or a gap) */
+    atomic_ullong model_swaps;        /* new model/index swapped into serving */
+    atomic_llong delta_lag_ms;        /* last delta: published (trainer clock) -> applied */
+    atomic_llong reembed_ms;          /* last re-embedding of the inventory */
+    atomic_ullong train_steps;        /* trainer: optimisation steps */
+    atomic_ullong train_events;       /* trainer: events used in steps */
+    atomic_ullong deltas_published;   /* trainer: deltas published */
+    atomic_ullong delta_bytes;        /* trainer: bytes of the last delta */
+    atomic_ullong train_loss_micro;   /* trainer: last step's loss x 1e6 */
     atomic_ullong batch_hist[KP_HIST_BUCKETS + 1]; /* batch latency, cumulative at render */
     atomic_ullong batch_sum_us;
 } kp_metrics;

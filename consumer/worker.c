@@ -12,8 +12,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "model/blas.h"
-#include "model/ckpt.h"
-#include "model/tsv.h"
+#include "consumer/follower.h"
 #include "model/recommender.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"
@@ -28,6 +27,7 @@ typedef struct {
     kp_cache *cache;
     kp_codec *codec;
     kp_recommender *rec;
+    kp_follower *follower;
     int paused;
     /* messages polled while waiting (backoff, deliveries): they open the next batch */
     rd_kafka_message_t **held;
@@ -347,6 +347,20 @@ done:
     return rc;
 }
 
+/* Between two micro-batches: serve the follower's newest model and index, if there is one. */
+static void swap_model(worker *w)
+{
+    kp_recommender *r = kp_follower_take(w->follower);
+    if (!r) return;
+    kp_info("serving model version %" PRIu64 " (was %" PRIu64 ")", kp_rec_version(r),
+            kp_rec_version(w->rec));
+    kp_rec_free(w->rec);
+    w->rec = r;
+    atomic_store(&kp_m.model_version, kp_rec_version(r));
+    atomic_store(&kp_m.keyphrases, kp_rec_size(r));
+    atomic_fetch_add(&kp_m.model_swaps, 1);
+}
+
 /* Sum of (high watermark - position) over the assignment, from librdkafka's cached watermarks. */
 static void update_lag(worker *w)
 {
@@ -404,41 +418,6 @@ err:
     return NULL;
 }
 
-kp_recommender *kp_worker_load_recommender(const kp_config *c, char *err, size_t errlen)
-{
-    kp_bienc *m = NULL;
-    kp_texts kps;
-    memset(&kps, 0, sizeof kps);
-    if (c->model_path[0]) {
-        m = kp_bienc_load(c->model_path, err, errlen);
-        if (!m) return NULL;
-    } else {
-        kp_bienc_config bc;
-        kp_bienc_config_default(&bc);
-        m = kp_bienc_new(&bc, (uint64_t)c->model_seed);
-        if (!m) {
-            snprintf(err, errlen, "model: cannot initialise (out of memory)");
-            return NULL;
-        }
-        kp_bienc_set_version(m, 1);
-        kp_warn("[model] path is empty: scoring with a seeded, untrained bi-encoder (seed %ld)",
-                c->model_seed);
-    }
-    if (!c->model_keyphrases[0]) {
-        snprintf(err, errlen, "[model] keyphrases: no keyphrase inventory file configured");
-        kp_bienc_free(m);
-        return NULL;
-    }
-    if (kp_texts_load(c->model_keyphrases, &kps, err, errlen)) {
-        kp_bienc_free(m);
-        return NULL;
-    }
-    kp_recommender *r = kp_rec_new(m, (const char *const *)kps.id, (const char *const *)kps.text,
-                                   kps.n, c->model_prefix_dim, err, errlen);
-    kp_texts_free(&kps);
-    return r;
-}
-
 int kp_worker_run(const kp_config *c)
 {
     char err[1024];
@@ -451,10 +430,25 @@ int kp_worker_run(const kp_config *c)
 
     kp_blas_set_threads(c->model_blas_threads);
     uint64_t t0 = mono_us();
-    if (!(w.rec = kp_worker_load_recommender(c, err, sizeof err))) {
+    kp_bienc *model = kp_follower_initial_model(c, err, sizeof err);
+    if (!model || !(w.rec = kp_follower_build(c, model, err, sizeof err))) {
         kp_error("%s", err);
+        kp_bienc_free(model);
         rc = 2;
         goto out;
+    }
+    if (c->model_follow) {
+        /* Every replica scores with the same model: catch up with the trainer's deltas first. */
+        if (!(w.follower = kp_follower_start(c, model, 1, err, sizeof err))) {
+            kp_error("%s", err);
+            goto out;
+        }
+        if (!kp_follower_wait_caught_up(w.follower, 60000))
+            kp_warn("follower: not caught up with %s after 60 s; serving version %" PRIu64,
+                    c->topic_model, kp_rec_version(w.rec));
+        swap_model(&w);
+    } else {
+        kp_bienc_free(model);
     }
     atomic_store(&kp_m.model_version, kp_rec_version(w.rec));
     atomic_store(&kp_m.keyphrases, kp_rec_size(w.rec));
@@ -500,10 +494,7 @@ int kp_worker_run(const kp_config *c)
                 timeout = (int)((deadline - now) / 1000u);
             }
             rd_kafka_message_t *m = rd_kafka_consumer_poll(w.consumer, timeout);
-            if (!m) {
-                if (n) break;
-                continue;
-            }
+            if (!m) break; /* linger over, or idle: housekeeping (model swap) first */
             if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                     kp_warn("consumer: %s", rd_kafka_message_errstr(m));
@@ -512,6 +503,7 @@ int kp_worker_run(const kp_config *c)
             }
             batch[n++] = m;
         }
+        if (w.follower) swap_model(&w);
         if (n) {
             int r = process_batch(&w, batch, n);
             for (int i = 0; i < n; i++)
@@ -534,6 +526,7 @@ out:
     }
     if (kp_producer_free(w.producer, 10000) && rc == 0) rc = 1;
     kp_metrics_http_stop();
+    kp_bienc_free(kp_follower_stop(w.follower));
     kp_cache_free(w.cache);
     kp_codec_free(w.codec);
     kp_rec_free(w.rec);

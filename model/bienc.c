@@ -419,7 +419,10 @@ int kp_bienc_backward(const kp_bienc *m, kp_bienc_acts *a, const float *dout, kp
     const tower_params *tp = &m->tw[slot];
     float *gd = g->dense[slot];
     float *dW1 = gd, *db1 = dW1 + (size_t)H * E, *dW2 = db1 + H, *db2 = dW2 + (size_t)D * H;
-    memset(a->dz, 0, (size_t)B * (D + H + E) * sizeof(float)); /* dz | dh | dbag */
+    /* dz, dh, dbag are laid out by capacity (a->cap rows each), not by B */
+    memset(a->dz, 0, (size_t)B * D * sizeof(float));
+    memset(a->dh, 0, (size_t)B * H * sizeof(float));
+    memset(a->dbag, 0, (size_t)B * E * sizeof(float));
     kp_l2norm_backward(a->dz, dout, a->out, a->norm, B, D);
     kp_linear_backward(a->dh, dW2, db2, a->dz, a->h, tp->W2, B, H, D);
     /* tanh backward in place on dh: dpre = dh * (1 - h^2) */

@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/progress.h"
+#include "model/tsv.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"
 
@@ -153,8 +154,144 @@ static int produce(rd_kafka_t *rk, const char *topic, const char *key, const voi
     }
 }
 
+static rd_kafka_t *replay_producer(const kp_config *c)
+{
+    char err[512], e[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (kp_kafka_conf_apply(conf, c, err, sizeof err)) {
+        fprintf(stderr, "replay: %s\n", err);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    if (!kp_config_kafka(c, "enable.idempotence"))
+        rd_kafka_conf_set(conf, "enable.idempotence", "true", e, sizeof e);
+    if (!kp_config_kafka(c, "linger.ms")) rd_kafka_conf_set(conf, "linger.ms", "10", e, sizeof e);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_dr);
+    rd_kafka_conf_set_log_cb(conf, kp_kafka_log_cb);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+    if (!rk) {
+        fprintf(stderr, "replay: %s\n", e);
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
+}
+
+/* Clicks or judgments: one record per row of the file. */
+static int replay_events(const kp_config *c, const kp_replay_opts *o)
+{
+    char err[512];
+    int rc = 1, clicks = o->clicks_path != NULL;
+    const char *path = clicks ? o->clicks_path : o->judgments_path;
+    const char *topic = o->topic ? o->topic : clicks ? c->topic_clicks : c->topic_judgments;
+    kp_texts keys, items;
+    memset(&keys, 0, sizeof keys);
+    memset(&items, 0, sizeof items);
+    kp_codec *codec = NULL;
+    rd_kafka_t *rk = NULL;
+    FILE *f = NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    if (!o->keyphrases_path) {
+        fprintf(stderr, "replay: --keyphrases TSV is required with --clicks/--judgments\n");
+        return 2;
+    }
+    if (kp_texts_load(o->keyphrases_path, &keys, err, sizeof err) ||
+        (!clicks && kp_texts_load(o->items_path, &items, err, sizeof err))) {
+        fprintf(stderr, "replay: %s\n", err);
+        rc = 2;
+        goto out;
+    }
+    if (!(f = fopen(path, "r"))) {
+        fprintf(stderr, "replay: %s: %s\n", path, strerror(errno));
+        rc = 2;
+        goto out;
+    }
+    long total = 0;
+    while (getline(&line, &cap, f) >= 0)
+        total++;
+    rewind(f);
+    total = total > 0 ? total - 1 : 0;
+    if (o->count > 0 && o->count < total) total = o->count;
+    if (!(codec = kp_codec_new(err, sizeof err)) || !(rk = replay_producer(c))) goto out;
+    kp_progress pr;
+    kp_progress_start(&pr, "replay", total, o->quiet);
+    double t0 = mono_s();
+    long sent = 0, lineno = 0, skipped = 0;
+    while (sent < total && getline(&line, &cap, f) >= 0) {
+        if (++lineno == 1) continue;
+        line[strcspn(line, "\r\n")] = 0;
+        char *col[5] = {0};
+        int nc = 0;
+        for (char *p = line, *t; nc < 5 && (t = strsep(&p, "\t"));)
+            col[nc++] = t;
+        void *buf = NULL;
+        size_t len = 0;
+        const char *key;
+        if (clicks) {
+            int k = nc == 5 ? kp_texts_find(&keys, col[1]) : -1;
+            if (k < 0) {
+                skipped++;
+                continue;
+            }
+            kp_ad_event v = {col[0], keys.text[k],
+                             !strcmp(col[2], "click") ? KP_AD_CLICK : KP_AD_IMPRESSION,
+                             (int32_t)atoi(col[3]), now_ms()};
+            key = col[0];
+            if (kp_encode_ad_event(codec, &v, &buf, &len)) buf = NULL;
+        } else {
+            int k = nc >= 4 ? kp_texts_find(&keys, col[1]) : -1;
+            int it = nc >= 4 ? kp_texts_find(&items, col[2]) : -1;
+            if (k < 0 || it < 0) {
+                skipped++;
+                continue;
+            }
+            double rel = atof(col[3]);
+            double score = (rel - 1.0) / 2.0;
+            score = score < 0 ? 0 : score > 1 ? 1 : score;
+            kp_judgment v = {col[2], items.text[it], keys.text[k], KP_JUDGE_HUMAN, score, now_ms()};
+            key = col[2];
+            if (kp_encode_judgment(codec, &v, &buf, &len)) buf = NULL;
+        }
+        if (!buf) {
+            fprintf(stderr, "replay: %s:%ld: cannot encode: %s\n", path, lineno,
+                    kp_codec_last_error(codec));
+            goto out;
+        }
+        if (o->rate > 0) {
+            double due = t0 + (double)sent / o->rate, now;
+            while ((now = mono_s()) < due)
+                rd_kafka_poll(rk, (int)((due - now) * 1000) + 1);
+        }
+        int pe = produce(rk, topic, key, buf, len);
+        free(buf);
+        if (pe) goto out;
+        sent++;
+        rd_kafka_poll(rk, 0);
+        kp_progress_update(&pr, sent);
+    }
+    while (rd_kafka_outq_len(rk) > 0 && atomic_load(&failed) == 0)
+        rd_kafka_poll(rk, 50);
+    kp_progress_done(&pr, sent);
+    rc = atomic_load(&failed) ? 1 : 0;
+    fprintf(stderr, "replay: %ld %s sent to %s, %ld acknowledged, %ld rows skipped (unknown ids)\n",
+            sent, clicks ? "ad events" : "judgments", topic, atomic_load(&acked), skipped);
+out:
+    if (rk) {
+        rd_kafka_flush(rk, 10000);
+        rd_kafka_destroy(rk);
+    }
+    if (f) fclose(f);
+    free(line);
+    kp_codec_free(codec);
+    kp_texts_free(&keys);
+    kp_texts_free(&items);
+    return rc;
+}
+
 int kp_replay_run(const kp_config *c, const kp_replay_opts *o)
 {
+    if (o->clicks_path || o->judgments_path) return replay_events(c, o);
+
     char err[512], e[512];
     row *rows = NULL;
     long nrows = 0, sent = 0, nbad = 0;

@@ -13,7 +13,14 @@ typedef struct {
                                distinct. */
     long bad;               /* malformed records to mix in (for testing the dead-letter path) */
     long v0_every;          /* every Nth event uses the older ItemListed v0 schema (0 = never) */
-    const char *topic;      /* NULL = [topics] items */
+    const char *topic;      /* NULL = [topics] items (clicks, judgments for the modes below) */
+    /* Other streams (instead of items): a click log as written by `kprec simulate-clicks`
+     * (item_id, keyphrase_id, kind, position, ts) -> AdEvent on [topics] clicks; or graded
+     * judgments (pair_id, keyphrase_id, item_id, relevance 1..3; titles from items_path) ->
+     * Judgment on [topics] judgments. Both need the keyphrase inventory for the texts. */
+    const char *clicks_path;
+    const char *judgments_path;
+    const char *keyphrases_path;
     int quiet;
 } kp_replay_opts;
 

@@ -66,6 +66,17 @@ grep -q '^kprec_events_processed_total{topic="items"} 5000$' "$T/metrics.txt" ||
 grep -q '^kprec_suggestions_delivered_total 5000$' "$T/metrics.txt" || fail "delivered != 5000"
 ok "metrics: 5050 consumed, 5000 processed, 50 dead-lettered, 5000 delivered"
 
+# inventory update without a restart: a new keyphrase in the file becomes searchable
+printf 'q-new-1\tzyxwv quantum widget\n' >>"$T/data/keyphrases.tsv"
+reloaded() { grep -q "follower: model version .* ready (2618 keyphrases" "$T/worker.log"; }
+wait_for 60 "the inventory reload" reloaded
+printf 'item_id\ttitle\nnew-item-1\tzyxwv quantum widget deluxe edition\n' >"$T/new.tsv"
+"$KPREC" replay -c "$CONF" --items "$T/new.tsv" --quiet
+new_cached() { "$KPREC" get -c "$CONF" new-item-1 >"$T/new.txt" 2>/dev/null; }
+wait_for 60 "the new item cached" new_cached
+grep -q "zyxwv quantum widget" "$T/new.txt" || fail "new keyphrase not suggested: $(cat "$T/new.txt")"
+ok "inventory reloaded while running: the new keyphrase is suggested"
+
 kill -TERM "$W"
 for _ in $(seq 1 100); do kill -0 "$W" 2>/dev/null || break; sleep 0.2; done
 kill -0 "$W" 2>/dev/null && fail "worker did not stop within 20 s of SIGTERM"

@@ -1,0 +1,52 @@
+/* follower.h -- keeps a worker's model in step with the trainer.
+ *
+ * A background thread reads the model topic (every partition, assigned, no consumer group), keeps
+ * a master copy of the bi-encoder, applies the trainer's deltas in version order, and loads an
+ * announced checkpoint when it starts behind or finds a gap (then replays the deltas after the
+ * announcement). After a change it builds, off the hot path, a new recommender (a copy of the
+ * model plus the re-embedded keyphrase inventory) that the serving loop swaps in between two
+ * micro-batches. It also re-reads the inventory file when it changes ([model] reload_s), so new
+ * keyphrases become searchable without a restart.
+ *
+ * Records on the model topic carry a header "type": "delta" (a chunk of model/delta.h) or
+ * "checkpoint" (value "VERSION PATH": a full checkpoint written by the trainer). */
+#ifndef KP_FOLLOWER_H
+#define KP_FOLLOWER_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "model/bienc.h"
+#include "model/recommender.h"
+
+typedef struct kp_follower kp_follower;
+
+/* Starts the follower thread with model (owned; its version is where following starts).
+ * build_recommenders = 0 for the trainer, which only needs the model itself. NULL with err. */
+kp_follower *kp_follower_start(const kp_config *c, kp_bienc *model, int build_recommenders,
+                               char *err, size_t errlen);
+
+/* Returns a recommender newer than the last one taken (caller owns it), or NULL. Never blocks
+ * on model work. */
+kp_recommender *kp_follower_take(kp_follower *f);
+
+/* Waits until the follower has read the model topic to its end once (or timeout_ms passed).
+ * Returns 1 when caught up, 0 on timeout. */
+int kp_follower_wait_caught_up(kp_follower *f, int timeout_ms);
+
+/* The version of the follower's master model. */
+uint64_t kp_follower_version(kp_follower *f);
+
+/* Stops the thread; returns the master model (caller owns it) and frees the rest. NULL-safe. */
+kp_bienc *kp_follower_stop(kp_follower *f);
+
+/* Loads the bi-encoder a worker starts from: [model] path, or, when [train] checkpoint_dir holds
+ * checkpoints (be-v<VERSION>.kpm), the newest of them if it is newer. NULL with err. */
+kp_bienc *kp_follower_initial_model(const kp_config *c, char *err, size_t errlen);
+
+/* Builds a recommender for a copy of m over the inventory file of c. NULL with err. */
+kp_recommender *kp_follower_build(const kp_config *c, const kp_bienc *m, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,602 @@
+#include "consumer/trainer.h"
+
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/metrics.h"
+#include "consumer/follower.h"
+#include "consumer/worker.h"
+#include "model/ce.h"
+#include "model/ckpt.h"
+#include "model/delta.h"
+#include "model/rng.h"
+#include "model/train.h"
+#include "model/tsv.h"
+#include "producer/producer.h"
+#include "schemas/codec.h"
+
+#define MAX_PARTS 512
+
+/* An event waiting for its step (or for its item's title). */
+typedef struct {
+    rd_kafka_message_t *msg;
+    int is_click_topic;
+    kp_ad_event ad;
+    kp_judgment jd;
+    char *title; /* resolved title (owned) */
+    int64_t first_seen_ms;
+} tevent;
+
+/* Offset bookkeeping of one input partition: everything below `done` is handled. */
+typedef struct {
+    char topic[256];
+    int32_t partition;
+    int64_t done; /* next offset to store (-1 = nothing yet) */
+} part_state;
+
+typedef struct {
+    const kp_config *cfg;
+    rd_kafka_t *consumer;
+    kp_producer *producer;
+    kp_codec *codec;
+    kp_ce *teacher;
+    kp_bienc *model;
+    kp_trainer *trainer;
+    kp_texts inv; /* keyphrase inventory, for random negatives */
+    redisContext *redis;
+    kp_rng rng;
+    tevent *pending; /* waiting for a title, in arrival order */
+    int n_pending, cap_pending;
+    part_state parts[MAX_PARTS];
+    int n_parts;
+    unsigned char *row_mark[2]; /* rows changed since the last delta, per tower */
+    uint32_t *rows[2];
+    int nrows[2];
+    uint64_t base_version; /* version of the last published delta (or the start) */
+    long steps_since_delta;
+    int64_t last_delta_ms;
+} tsvc;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void tevent_clear(tevent *e)
+{
+    kp_ad_event_clear(&e->ad);
+    kp_judgment_clear(&e->jd);
+    free(e->title);
+    if (e->msg) rd_kafka_message_destroy(e->msg);
+    memset(e, 0, sizeof *e);
+}
+
+static part_state *part_of(tsvc *s, const rd_kafka_message_t *m)
+{
+    const char *t = rd_kafka_topic_name(m->rkt);
+    for (int i = 0; i < s->n_parts; i++)
+        if (s->parts[i].partition == m->partition && !strcmp(s->parts[i].topic, t))
+            return &s->parts[i];
+    if (s->n_parts == MAX_PARTS) return NULL;
+    part_state *p = &s->parts[s->n_parts++];
+    snprintf(p->topic, sizeof p->topic, "%s", t);
+    p->partition = m->partition;
+    p->done = -1;
+    return p;
+}
+
+/* Marks m handled: its partition may be stored up to it, unless an older event still waits. */
+static void mark_done(tsvc *s, const rd_kafka_message_t *m)
+{
+    part_state *p = part_of(s, m);
+    if (p && m->offset + 1 > p->done) p->done = m->offset + 1;
+}
+
+/* Stores, per partition, the offset below which everything is handled. */
+static void store_offsets(tsvc *s)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(s->n_parts);
+    for (int i = 0; i < s->n_parts; i++) {
+        part_state *p = &s->parts[i];
+        int64_t off = p->done;
+        for (int j = 0; j < s->n_pending; j++) {
+            rd_kafka_message_t *m = s->pending[j].msg;
+            if (m->partition == p->partition && !strcmp(rd_kafka_topic_name(m->rkt), p->topic) &&
+                (off < 0 || m->offset < off))
+                off = m->offset;
+        }
+        if (off >= 0) rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = off;
+    }
+    if (l->cnt) {
+        rd_kafka_resp_err_t e = rd_kafka_offsets_store(s->consumer, l);
+        if (e && e != RD_KAFKA_RESP_ERR__STATE && e != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+            kp_warn("trainer: offsets store: %s", rd_kafka_err2str(e));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void dead_letter(tsvc *s, const rd_kafka_message_t *m, const char *reason)
+{
+    char buf[32];
+    kp_warn("trainer: dead-letter %s[%" PRId32 "]@%" PRId64 ": %s", rd_kafka_topic_name(m->rkt),
+            m->partition, m->offset, reason);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    rd_kafka_header_add(h, "topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    snprintf(buf, sizeof buf, "%" PRId32, m->partition);
+    rd_kafka_header_add(h, "partition", -1, buf, -1);
+    snprintf(buf, sizeof buf, "%" PRId64, m->offset);
+    rd_kafka_header_add(h, "offset", -1, buf, -1);
+    rd_kafka_header_add(h, "error", -1, reason, -1);
+    kp_outmsg o = {s->cfg->topic_dlq, m->key, m->key_len, m->payload, m->len, h, 0, KP_OUT_PENDING};
+    kp_producer_deliver(s->producer, &o, 1, s->cfg, &kp_worker_stop_hard, NULL, NULL);
+    rd_kafka_headers_destroy(h);
+    int t =
+        !strcmp(rd_kafka_topic_name(m->rkt), s->cfg->topic_clicks) ? KP_MT_CLICKS : KP_MT_JUDGMENTS;
+    atomic_fetch_add(&kp_m.dead_lettered[t], 1);
+    mark_done(s, m);
+}
+
+/* Looks up the titles of pending click events in Redis (one MGET). */
+static void resolve_titles(tsvc *s)
+{
+    int need = 0;
+    for (int i = 0; i < s->n_pending; i++)
+        need += !s->pending[i].title;
+    if (!need) return;
+    if (!s->redis || s->redis->err) {
+        if (s->redis) redisFree(s->redis);
+        struct timeval tv = {s->cfg->redis_connect_timeout_ms / 1000,
+                             (s->cfg->redis_connect_timeout_ms % 1000) * 1000};
+        s->redis = redisConnectWithTimeout(s->cfg->redis_host, s->cfg->redis_port, tv);
+        if (!s->redis || s->redis->err) {
+            kp_warn("trainer: redis: %s", s->redis ? s->redis->errstr : "out of memory");
+            atomic_fetch_add(&kp_m.redis_errors, 1);
+            return;
+        }
+        if (s->cfg->redis_password[0]) {
+            redisReply *r = redisCommand(s->redis, "AUTH %s", s->cfg->redis_password);
+            if (r) freeReplyObject(r);
+        }
+        if (s->cfg->redis_db) {
+            redisReply *r = redisCommand(s->redis, "SELECT %d", s->cfg->redis_db);
+            if (r) freeReplyObject(r);
+        }
+    }
+    const char **argv = malloc(sizeof(char *) * (size_t)(need + 1));
+    char **keys = calloc((size_t)need, sizeof(char *));
+    int *which = malloc(sizeof(int) * (size_t)need);
+    if (!argv || !keys || !which) goto out;
+    argv[0] = "MGET";
+    int k = 0;
+    for (int i = 0; i < s->n_pending && k < need; i++) {
+        if (s->pending[i].title) continue;
+        size_t len = strlen(s->cfg->redis_prefix) + strlen(s->pending[i].ad.item_id) + 8;
+        if (!(keys[k] = malloc(len))) goto out;
+        snprintf(keys[k], len, "%sitem:%s", s->cfg->redis_prefix, s->pending[i].ad.item_id);
+        argv[k + 1] = keys[k];
+        which[k++] = i;
+    }
+    redisReply *r = redisCommandArgv(s->redis, k + 1, argv, NULL);
+    if (!r || r->type != REDIS_REPLY_ARRAY || (int)r->elements != k) {
+        kp_warn("trainer: redis MGET failed: %s", r ? "unexpected reply" : s->redis->errstr);
+        atomic_fetch_add(&kp_m.redis_errors, 1);
+    } else {
+        for (int j = 0; j < k; j++)
+            if (r->element[j]->type == REDIS_REPLY_STRING)
+                s->pending[which[j]].title = strdup(r->element[j]->str);
+    }
+    if (r) freeReplyObject(r);
+out:
+    for (int j = 0; keys && j < need; j++)
+        free(keys[j]);
+    free(keys);
+    free((void *)argv);
+    free(which);
+}
+
+/* ---- one training step over the resolved events ---- */
+
+typedef struct {
+    const char **items, **keys;
+    int n_items, n_keys, cap_items, cap_keys;
+} strtab;
+
+static int intern(const char ***tab, int *n, const char *s)
+{
+    for (int i = *n - 1; i >= 0; i--)
+        if (!strcmp((*tab)[i], s)) return i;
+    (*tab)[*n] = s;
+    return (*n)++;
+}
+
+static int take_step(tsvc *s, tevent *ev, int n)
+{
+    const kp_config *c = s->cfg;
+    int neg = s->teacher ? c->train_negatives : 0;
+    int maxk = n * (1 + neg) + 1, rc = -1;
+    const char **items = malloc(sizeof(char *) * (size_t)n);
+    const char **keys = malloc(sizeof(char *) * (size_t)maxk);
+    int *ia = malloc(sizeof(int) * (size_t)maxk * 4), *ka = ia + maxk, *pos = ia + 2 * maxk;
+    int *si = ia + 3 * maxk;
+    int *sk = malloc(sizeof(int) * (size_t)maxk * 4), *di = sk + maxk, *dk = sk + 2 * maxk;
+    int *soft_i = sk + 3 * maxk;
+    int *soft_k = malloc(sizeof(int) * (size_t)maxk);
+    float *lab = malloc(sizeof(float) * (size_t)maxk * 3), *slab = lab + maxk, *dt = lab + 2 * maxk;
+    const char **ti = malloc(sizeof(char *) * (size_t)maxk),
+               **tk = malloc(sizeof(char *) * (size_t)maxk);
+    if (!items || !keys || !ia || !sk || !soft_k || !lab || !ti || !tk) goto out;
+    int ni = 0, nk = 0, nb = 0, ns = 0, nd = 0, nsoft = 0;
+    for (int e = 0; e < n; e++) {
+        int i = intern(&items, &ni, ev[e].title);
+        if (ev[e].is_click_topic) {
+            int k = intern(&keys, &nk, ev[e].ad.keyphrase);
+            ia[nb] = i, ka[nb] = k, pos[nb] = ev[e].ad.position > 0 ? ev[e].ad.position : 1;
+            lab[nb++] = ev[e].ad.kind == KP_AD_CLICK ? 1.0f : 0.0f;
+            if (ev[e].ad.kind == KP_AD_CLICK) soft_i[nsoft] = i, soft_k[nsoft++] = k;
+            if (neg) di[nd] = i, dk[nd++] = k;
+        } else {
+            int k = intern(&keys, &nk, ev[e].jd.keyphrase);
+            si[ns] = i, sk[ns] = k, slab[ns++] = (float)ev[e].jd.score;
+            if (neg) di[nd] = i, dk[nd++] = k;
+        }
+    }
+    /* distillation candidates: the events' pairs plus random keyphrases of the inventory */
+    for (int i = 0; neg && s->inv.n && i < ni; i++)
+        for (int r = 0; r < neg && nd < maxk && nk < maxk; r++) {
+            int k = intern(&keys, &nk, s->inv.text[kp_rng_below(&s->rng, (uint64_t)s->inv.n)]);
+            di[nd] = i, dk[nd++] = k;
+        }
+    if (nd) {
+        for (int j = 0; j < nd; j++)
+            ti[j] = items[di[j]], tk[j] = keys[dk[j]];
+        if (kp_ce_score(s->teacher, ti, tk, nd, dt)) {
+            kp_warn("trainer: teacher failed; step without distillation");
+            nd = 0;
+        }
+    }
+    kp_train_batch b = {0};
+    b.n_items = ni, b.items = items, b.n_keys = nk, b.keys = keys;
+    b.n_soft = nsoft, b.soft_item = soft_i, b.soft_key = soft_k;
+    b.n_bce = nb, b.bce_item = ia, b.bce_key = ka, b.bce_pos = pos, b.bce_label = lab;
+    b.n_sr = ns, b.sr_item = si, b.sr_key = sk, b.sr_label = slab;
+    b.n_dis = nd, b.dis_item = di, b.dis_key = dk, b.dis_teacher = dt;
+    kp_train_losses L;
+    char err[512];
+    if (kp_trainer_step(s->trainer, &b, &L, err, sizeof err)) {
+        kp_warn("trainer: step skipped: %s", err);
+        rc = 0; /* the events are consumed; a bad batch must not stop the stream */
+        goto out;
+    }
+    atomic_fetch_add(&kp_m.train_steps, 1);
+    atomic_fetch_add(&kp_m.train_events, (unsigned long long)n);
+    atomic_store(&kp_m.train_loss_micro, (unsigned long long)(L.total * 1e6));
+    for (int t = 0; t < kp_bienc_n_towers(s->model); t++) {
+        const kp_rowgrad *g = kp_trainer_changed_rows(s->trainer, (kp_tower)t);
+        for (int j = 0; j < g->n; j++) {
+            uint32_t row = g->rows[j];
+            if (!s->row_mark[t][row]) {
+                s->row_mark[t][row] = 1;
+                s->rows[t][s->nrows[t]++] = row;
+            }
+        }
+    }
+    s->steps_since_delta++;
+    rc = 0;
+out:
+    free(items), free((void *)keys), free(ia), free(sk), free(soft_k), free(lab);
+    free((void *)ti), free((void *)tk);
+    return rc;
+}
+
+/* Publishes the delta since base_version as version base+1 (waits for the deliveries), then
+ * stores the offsets of what it contains; every checkpoint_every versions a checkpoint too. */
+static int publish_delta(tsvc *s)
+{
+    const kp_config *c = s->cfg;
+    char err[512], ver[32], ts[32];
+    uint64_t v = s->base_version + 1;
+    kp_bienc_set_version(s->model, v);
+    void **chunks = NULL;
+    size_t *lens = NULL;
+    int nch = 0;
+    const uint32_t *rows[2] = {s->rows[0], s->rows[1]};
+    if (kp_delta_build(s->model, s->base_version, rows, s->nrows, (size_t)c->train_max_chunk,
+                       &chunks, &lens, &nch, err, sizeof err)) {
+        kp_error("trainer: delta %" PRIu64 ": %s", v, err);
+        kp_bienc_set_version(s->model, s->base_version);
+        return -1;
+    }
+    kp_outmsg *out = calloc((size_t)nch, sizeof *out);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+    snprintf(ver, sizeof ver, "%" PRIu64, v);
+    snprintf(ts, sizeof ts, "%" PRId64, now_ms());
+    rd_kafka_header_add(h, "type", -1, "delta", -1);
+    rd_kafka_header_add(h, "version", -1, ver, -1);
+    rd_kafka_header_add(h, "ts", -1, ts, -1);
+    size_t bytes = 0;
+    for (int i = 0; i < nch; i++) {
+        out[i] = (kp_outmsg){c->topic_model, "delta", 5, chunks[i], lens[i], h, 0, KP_OUT_PENDING};
+        bytes += lens[i];
+    }
+    int r = kp_producer_deliver(s->producer, out, nch, c, &kp_worker_stop_hard, NULL, NULL);
+    rd_kafka_headers_destroy(h);
+    free(out);
+    kp_delta_chunks_free(chunks, lens, nch);
+    if (r) {
+        kp_bienc_set_version(s->model, s->base_version);
+        return -1;
+    }
+    atomic_fetch_add(&kp_m.deltas_published, 1);
+    atomic_store(&kp_m.delta_bytes, bytes);
+    atomic_store(&kp_m.model_version, v);
+    kp_info("trainer: published model version %" PRIu64 ": %d+%d rows, %zu bytes in %d chunk(s)", v,
+            s->nrows[0], s->nrows[1], bytes, nch);
+    s->base_version = v;
+    for (int t = 0; t < 2; t++) {
+        for (int j = 0; j < s->nrows[t]; j++)
+            s->row_mark[t][s->rows[t][j]] = 0;
+        s->nrows[t] = 0;
+    }
+    s->steps_since_delta = 0;
+    s->last_delta_ms = now_ms();
+    store_offsets(s); /* the events of this version are now safe on the model topic */
+
+    if (c->train_checkpoint_dir[0] && v % (uint64_t)c->train_checkpoint_every == 0) {
+        char path[2048], ann[2100];
+        snprintf(path, sizeof path, "%s/be-v%" PRIu64 ".kpm", c->train_checkpoint_dir, v);
+        if (kp_bienc_save(s->model, path, err, sizeof err)) {
+            kp_error("trainer: checkpoint: %s", err);
+        } else {
+            int n = snprintf(ann, sizeof ann, "%" PRIu64 " %s", v, path);
+            rd_kafka_headers_t *ch = rd_kafka_headers_new(2);
+            rd_kafka_header_add(ch, "type", -1, "checkpoint", -1);
+            rd_kafka_header_add(ch, "version", -1, ver, -1);
+            kp_outmsg o = {c->topic_model, "checkpoint", 10, ann, (size_t)n, ch, 0, KP_OUT_PENDING};
+            kp_producer_deliver(s->producer, &o, 1, c, &kp_worker_stop_hard, NULL, NULL);
+            rd_kafka_headers_destroy(ch);
+            kp_info("trainer: checkpoint %s announced", path);
+        }
+    }
+    return 0;
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    (void)opaque;
+    int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        kp_info("trainer: assigned %d partition(s)", parts->cnt);
+        if (coop) {
+            rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+            if (e) rd_kafka_error_destroy(e);
+        } else {
+            rd_kafka_assign(rk, parts);
+        }
+        return;
+    }
+    /* Stored offsets are those of published versions: commit them before letting go. */
+    if (!rd_kafka_assignment_lost(rk)) rd_kafka_commit(rk, NULL, 0);
+    if (coop) {
+        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+        if (e) rd_kafka_error_destroy(e);
+    } else {
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+int kp_trainer_service_run(const kp_config *c)
+{
+    char err[1024], e[512];
+    int rc = 2;
+    tsvc s;
+    memset(&s, 0, sizeof s);
+    s.cfg = c;
+    kp_rng_seed(&s.rng, (uint64_t)c->model_seed);
+    if (!c->train_checkpoint_dir[0]) {
+        kp_error("trainer: [train] checkpoint_dir is required");
+        return 2;
+    }
+    mkdir(c->train_checkpoint_dir, 0755);
+    if (c->train_teacher[0] && !(s.teacher = kp_ce_load(c->train_teacher, err, sizeof err))) {
+        kp_error("trainer: teacher: %s", err);
+        return 2;
+    }
+    if (c->model_keyphrases[0] && kp_texts_load(c->model_keyphrases, &s.inv, err, sizeof err)) {
+        kp_error("trainer: %s", err);
+        goto out;
+    }
+    /* Start where the replicas are: newest checkpoint + the deltas after it. */
+    kp_bienc *m0 = kp_follower_initial_model(c, err, sizeof err);
+    if (!m0) {
+        kp_error("trainer: %s", err);
+        goto out;
+    }
+    kp_follower *f = kp_follower_start(c, m0, 0, err, sizeof err);
+    if (!f) {
+        kp_error("trainer: %s", err);
+        goto out;
+    }
+    kp_follower_wait_caught_up(f, 120000);
+    s.model = kp_follower_stop(f);
+    s.base_version = kp_bienc_version(s.model);
+    atomic_store(&kp_m.model_version, s.base_version);
+    kp_info("trainer: starting at model version %" PRIu64, s.base_version);
+    rc = 1;
+
+    kp_train_config tc;
+    kp_train_config_default(&tc);
+    tc.w_softmax = tc.w_bce = (float)c->train_w_ctr;
+    tc.w_sr = (float)c->train_w_sr;
+    tc.w_distill = s.teacher ? (float)c->train_w_distill : 0.0f;
+    tc.lr = (float)c->train_lr;
+    tc.lr_emb = (float)c->train_lr_emb;
+    tc.seed = (uint64_t)c->model_seed;
+    int maxk = c->train_batch_size * (1 + c->train_negatives) + 1;
+    if (!(s.trainer =
+              kp_trainer_new(s.model, &tc, c->train_batch_size, maxk, maxk, 0, err, sizeof err))) {
+        kp_error("trainer: %s", err);
+        rc = 2;
+        goto out;
+    }
+    uint32_t nb = kp_bienc_cfg(s.model)->n_buckets;
+    for (int t = 0; t < kp_bienc_n_towers(s.model); t++) {
+        s.row_mark[t] = calloc(nb, 1);
+        s.rows[t] = malloc(sizeof(uint32_t) * nb);
+        if (!s.row_mark[t] || !s.rows[t]) goto out;
+    }
+    if (!(s.codec = kp_codec_new(err, sizeof err)) ||
+        (c->schemas_dir[0] && kp_codec_load_dir(s.codec, c->schemas_dir, err, sizeof err)) ||
+        !(s.producer = kp_producer_new(c, err, sizeof err))) {
+        kp_error("trainer: %s", err);
+        goto out;
+    }
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (kp_kafka_conf_apply(conf, c, err, sizeof err) ||
+        rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", e, sizeof e) ||
+        rd_kafka_conf_set(conf, "group.id", c->train_group, e, sizeof e) ||
+        (!kp_config_kafka(c, "auto.offset.reset") &&
+         rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", e, sizeof e))) {
+        kp_error("trainer: consumer config: %s", err[0] ? err : e);
+        rd_kafka_conf_destroy(conf);
+        goto out;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_log_cb(conf, kp_kafka_log_cb);
+    if (!(s.consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e))) {
+        kp_error("trainer: %s", e);
+        rd_kafka_conf_destroy(conf);
+        goto out;
+    }
+    rd_kafka_poll_set_consumer(s.consumer);
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(2);
+    rd_kafka_topic_partition_list_add(tl, c->topic_clicks, RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_add(tl, c->topic_judgments, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(s.consumer, tl);
+    rd_kafka_topic_partition_list_destroy(tl);
+    kp_info("trainer: consuming %s and %s in group %s%s", c->topic_clicks, c->topic_judgments,
+            c->train_group, s.teacher ? ", distilling the teacher" : "");
+    s.last_delta_ms = now_ms();
+
+    int cap = c->train_batch_size;
+    tevent *ready = calloc((size_t)cap, sizeof *ready);
+    if (!ready) goto out;
+    rc = 0;
+    while (!kp_worker_stop) {
+        /* poll up to a batch of events or the linger */
+        int64_t deadline = now_ms() + c->train_batch_linger_ms;
+        int polled = 0;
+        while (!kp_worker_stop && s.n_pending < cap * 4 && now_ms() < deadline) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(s.consumer, 50);
+            if (!m) continue;
+            if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    kp_warn("trainer: %s", rd_kafka_message_errstr(m));
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            tevent ev = {0};
+            ev.msg = m;
+            ev.first_seen_ms = now_ms();
+            ev.is_click_topic = !strcmp(rd_kafka_topic_name(m->rkt), c->topic_clicks);
+            atomic_fetch_add(&kp_m.consumed[ev.is_click_topic ? KP_MT_CLICKS : KP_MT_JUDGMENTS], 1);
+            char why[256] = "";
+            int ok = ev.is_click_topic
+                         ? kp_decode_ad_event(s.codec, m->payload, m->len, &ev.ad, why, sizeof why)
+                         : kp_decode_judgment(s.codec, m->payload, m->len, &ev.jd, why, sizeof why);
+            if (ok == 0 && !ev.is_click_topic) {
+                if (!ev.jd.title || !ev.jd.title[0] || !ev.jd.keyphrase[0]) {
+                    snprintf(why, sizeof why, "judgment without title or keyphrase");
+                    ok = -1;
+                } else {
+                    ev.title = strdup(ev.jd.title);
+                }
+            } else if (ok == 0 && (!ev.ad.item_id[0] || !ev.ad.keyphrase[0])) {
+                snprintf(why, sizeof why, "ad event without item_id or keyphrase");
+                ok = -1;
+            }
+            if (ok) {
+                dead_letter(&s, m, why);
+                tevent_clear(&ev);
+                continue;
+            }
+            if (s.n_pending == s.cap_pending) {
+                int nc = s.cap_pending ? s.cap_pending * 2 : 256;
+                tevent *np = realloc(s.pending, sizeof *np * (size_t)nc);
+                if (!np) {
+                    tevent_clear(&ev);
+                    rc = 1;
+                    goto stop;
+                }
+                s.pending = np;
+                s.cap_pending = nc;
+            }
+            s.pending[s.n_pending++] = ev;
+            if (++polled >= cap) break;
+        }
+        resolve_titles(&s);
+        /* take the resolved events, in order, up to a batch; dead-letter the expired ones */
+        int n = 0, keep = 0;
+        int64_t now = now_ms();
+        for (int i = 0; i < s.n_pending; i++) {
+            tevent *ev = &s.pending[i];
+            if (ev->title && n < cap) {
+                ready[n++] = *ev;
+            } else if (!ev->title && now - ev->first_seen_ms > c->train_resolve_timeout_ms) {
+                char why[512];
+                snprintf(why, sizeof why, "unknown item %s: no title in Redis after %d ms",
+                         ev->ad.item_id, c->train_resolve_timeout_ms);
+                dead_letter(&s, ev->msg, why);
+                tevent_clear(ev);
+            } else {
+                s.pending[keep++] = *ev;
+            }
+        }
+        s.n_pending = keep;
+        if (n) {
+            if (take_step(&s, ready, n)) {
+                rc = 1;
+                break;
+            }
+            for (int i = 0; i < n; i++) {
+                atomic_fetch_add(
+                    &kp_m.processed[ready[i].is_click_topic ? KP_MT_CLICKS : KP_MT_JUDGMENTS], 1);
+                mark_done(&s, ready[i].msg);
+                tevent_clear(&ready[i]);
+            }
+        }
+        if (s.steps_since_delta && (s.steps_since_delta >= c->train_delta_steps ||
+                                    now_ms() - s.last_delta_ms >= c->train_delta_ms))
+            if (publish_delta(&s)) kp_warn("trainer: delta not published; will retry");
+    }
+stop:
+    if (s.steps_since_delta && !kp_worker_stop_hard) publish_delta(&s);
+    for (int i = 0; i < s.n_pending; i++)
+        tevent_clear(&s.pending[i]);
+    free(ready);
+out:
+    if (s.consumer) {
+        rd_kafka_consumer_close(s.consumer);
+        rd_kafka_destroy(s.consumer);
+    }
+    kp_producer_free(s.producer, 10000);
+    kp_codec_free(s.codec);
+    kp_trainer_free(s.trainer);
+    kp_bienc_free(s.model);
+    kp_ce_free(s.teacher);
+    kp_texts_free(&s.inv);
+    if (s.redis) redisFree(s.redis);
+    for (int t = 0; t < 2; t++)
+        free(s.row_mark[t]), free(s.rows[t]);
+    free(s.pending);
+    return rc;
+}
