@@ -60,6 +60,7 @@ typedef struct {
     uint32_t *rows[2];
     int nrows[2];
     uint64_t base_version; /* version of the last published delta (or the start) */
+    uint64_t checkpointed; /* version of the last checkpoint written */
     long steps_since_delta;
     int64_t last_delta_ms;
 } tsvc;
@@ -297,6 +298,31 @@ out:
     return rc;
 }
 
+/* Writes be-v<version>.kpm to [train] checkpoint_dir and announces it on the model topic, so a
+ * replica that starts late (or finds a gap) loads it and replays only the deltas after it. */
+static void write_checkpoint(tsvc *s)
+{
+    const kp_config *c = s->cfg;
+    char path[2048], ann[2100], ver[32], err[512];
+    uint64_t v = kp_bienc_version(s->model);
+    if (v == s->checkpointed) return;
+    snprintf(ver, sizeof ver, "%" PRIu64, v);
+    snprintf(path, sizeof path, "%s/be-v%" PRIu64 ".kpm", c->train_checkpoint_dir, v);
+    if (kp_bienc_save(s->model, path, err, sizeof err)) {
+        kp_error("trainer: checkpoint: %s", err);
+        return;
+    }
+    int n = snprintf(ann, sizeof ann, "%" PRIu64 " %s", v, path);
+    rd_kafka_headers_t *ch = rd_kafka_headers_new(2);
+    rd_kafka_header_add(ch, "type", -1, "checkpoint", -1);
+    rd_kafka_header_add(ch, "version", -1, ver, -1);
+    kp_outmsg o = {c->topic_model, "checkpoint", 10, ann, (size_t)n, ch, 0, KP_OUT_PENDING};
+    kp_producer_deliver(s->producer, &o, 1, c, &kp_worker_stop_hard, NULL, NULL);
+    rd_kafka_headers_destroy(ch);
+    s->checkpointed = v;
+    kp_info("trainer: checkpoint %s announced", path);
+}
+
 /* Publishes the delta since base_version as version base+1 (waits for the deliveries), then
  * stores the offsets of what it contains; every checkpoint_every versions a checkpoint too. */
 static int publish_delta(tsvc *s)
@@ -350,22 +376,7 @@ static int publish_delta(tsvc *s)
     s->last_delta_ms = now_ms();
     store_offsets(s); /* the events of this version are now safe on the model topic */
 
-    if (c->train_checkpoint_dir[0] && v % (uint64_t)c->train_checkpoint_every == 0) {
-        char path[2048], ann[2100];
-        snprintf(path, sizeof path, "%s/be-v%" PRIu64 ".kpm", c->train_checkpoint_dir, v);
-        if (kp_bienc_save(s->model, path, err, sizeof err)) {
-            kp_error("trainer: checkpoint: %s", err);
-        } else {
-            int n = snprintf(ann, sizeof ann, "%" PRIu64 " %s", v, path);
-            rd_kafka_headers_t *ch = rd_kafka_headers_new(2);
-            rd_kafka_header_add(ch, "type", -1, "checkpoint", -1);
-            rd_kafka_header_add(ch, "version", -1, ver, -1);
-            kp_outmsg o = {c->topic_model, "checkpoint", 10, ann, (size_t)n, ch, 0, KP_OUT_PENDING};
-            kp_producer_deliver(s->producer, &o, 1, c, &kp_worker_stop_hard, NULL, NULL);
-            rd_kafka_headers_destroy(ch);
-            kp_info("trainer: checkpoint %s announced", path);
-        }
-    }
+    if (v % (uint64_t)c->train_checkpoint_every == 0) write_checkpoint(s);
     return 0;
 }
 
@@ -580,6 +591,7 @@ int kp_trainer_service_run(const kp_config *c)
     }
 stop:
     if (s.steps_since_delta && !kp_worker_stop_hard) publish_delta(&s);
+    if (!kp_worker_stop_hard && s.model && s.producer) write_checkpoint(&s); /* the final state */
     for (int i = 0; i < s.n_pending; i++)
         tevent_clear(&s.pending[i]);
     free(ready);

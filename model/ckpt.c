@@ -4,13 +4,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "model/featurize.h"
 
@@ -26,43 +26,13 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* ---- CRC-32, slicing by 8 -------------------------------------------------------------------- */
-
-static uint32_t crc_tab[8][256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_tab[0][i] = c;
-    }
-    for (uint32_t i = 0; i < 256; i++)
-        for (int t = 1; t < 8; t++)
-            crc_tab[t][i] = (crc_tab[t - 1][i] >> 8) ^ crc_tab[0][crc_tab[t - 1][i] & 0xFF];
-}
+/* ---- CRC-32: zlib ---------------------------------------------------------------------------- */
 
 uint32_t kp_crc32(uint32_t crc, const void *buf, size_t len)
 {
-    pthread_once(&crc_once, crc_init);
-    const unsigned char *p = buf;
-    uint32_t c = ~crc;
-    while (len >= 8) {
-        uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                           (uint32_t)p[3] << 24);
-        uint32_t hi =
-            (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
-        c = crc_tab[7][lo & 0xFF] ^ crc_tab[6][(lo >> 8) & 0xFF] ^ crc_tab[5][(lo >> 16) & 0xFF] ^
-            crc_tab[4][lo >> 24] ^ crc_tab[3][hi & 0xFF] ^ crc_tab[2][(hi >> 8) & 0xFF] ^
-            crc_tab[1][(hi >> 16) & 0xFF] ^ crc_tab[0][hi >> 24];
-        p += 8;
-        len -= 8;
-    }
-    while (len--)
-        c = crc_tab[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
-    return ~c;
+    /* zlib's crc32 returns its start value 0 for a NULL buffer, whatever crc is: keep crc then */
+    if (len == 0) return crc;
+    return (uint32_t)crc32_z((uLong)crc, (const Bytef *)buf, (z_size_t)len);
 }
 
 /* ---- little-endian helpers ------------------------------------------------------------------- */

@@ -12,14 +12,15 @@
  * Avro C 1.11 cannot fill defaults: avro_resolved_writer_new fails with "Reader field X doesn't
  * appear in writer". So per writer schema we resolve against a *projection* of the reader schema
  * (the reader's records minus the fields the writer lacks), and step 4 takes the missing fields'
- * defaults from the reader schema JSON, read by the small JSON parser below (Avro C drops "default"
- * when it parses a schema). A reader field that the writer lacks and that has no default makes the
+ * defaults from the reader schema JSON, read with jansson (Avro C drops "default" when it parses a
+ * schema). A reader field that the writer lacks and that has no default makes the
  * writer schema incompatible: it is rejected when registered, not per message.
  */
 #include "schemas/codec.h"
 
 #include <avro.h>
 #include <dirent.h>
+#include <jansson.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -193,296 +194,38 @@ static void kp_seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* ---- a small JSON parser (only to read schema defaults) ----------------------------------- */
+/* ---- schema defaults, read from the reader schema JSON with jansson ------------------------ */
 
-typedef enum { KPJ_NULL, KPJ_BOOL, KPJ_NUM, KPJ_STR, KPJ_ARR, KPJ_OBJ } kpj_type;
-
-typedef struct kpj {
-    kpj_type type;
-    int boolean;       /* KPJ_BOOL */
-    double num;        /* KPJ_NUM */
-    char *str;         /* KPJ_STR, NUL-terminated UTF-8 */
-    int n;             /* KPJ_ARR, KPJ_OBJ: number of items */
-    char **keys;       /* KPJ_OBJ: n keys */
-    struct kpj *items; /* KPJ_ARR, KPJ_OBJ: n values */
-} kpj;
-
-typedef struct {
-    const char *p, *end;
-} kpj_parser;
-
-/* Free what v owns (not v itself) and zero it. */
-static void kpj_free(kpj *v)
-{
-    if (!v) return;
-    for (int i = 0; i < v->n; i++) {
-        if (v->keys) free(v->keys[i]);
-        kpj_free(&v->items[i]);
-    }
-    free(v->keys);
-    free(v->items);
-    free(v->str);
-    memset(v, 0, sizeof(*v));
-}
-
-static void kpj_ws(kpj_parser *ps)
-{
-    while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
-        ps->p++;
-}
-
-static int kpj_hex4(const char *p, const char *end, unsigned *out)
-{
-    unsigned v = 0;
-    if (end - p < 4) return -1;
-    for (int i = 0; i < 4; i++) {
-        char ch = p[i];
-        unsigned d;
-        if (ch >= '0' && ch <= '9')
-            d = (unsigned)(ch - '0');
-        else if (ch >= 'a' && ch <= 'f')
-            d = (unsigned)(ch - 'a' + 10);
-        else if (ch >= 'A' && ch <= 'F')
-            d = (unsigned)(ch - 'A' + 10);
-        else
-            return -1;
-        v = v * 16 + d;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Parse a string at ps->p (which points at the opening quote) into a new malloc'd string. */
-static int kpj_string(kpj_parser *ps, char **out)
-{
-    const char *p = ps->p + 1, *q = p;
-    while (q < ps->end && *q != '"')
-        q += (*q == '\\') ? 2 : 1;
-    if (q >= ps->end) return -1;
-    char *s = malloc((size_t)(q - p) + 1), *o = s; /* escapes only shrink the text */
-    if (!s) return -1;
-    while (p < q) {
-        unsigned char ch = (unsigned char)*p++;
-        if (ch < 0x20) goto err;
-        if (ch != '\\') {
-            *o++ = (char)ch;
-            continue;
-        }
-        char e = *p++;
-        unsigned cp;
-        switch (e) {
-        case '"':
-            *o++ = '"';
-            break;
-        case '\\':
-            *o++ = '\\';
-            break;
-        case '/':
-            *o++ = '/';
-            break;
-        case 'b':
-            *o++ = '\b';
-            break;
-        case 'f':
-            *o++ = '\f';
-            break;
-        case 'n':
-            *o++ = '\n';
-            break;
-        case 'r':
-            *o++ = '\r';
-            break;
-        case 't':
-            *o++ = '\t';
-            break;
-        case 'u':
-            if (kpj_hex4(p, q, &cp)) goto err;
-            p += 4;
-            if (cp >= 0xDC00 && cp <= 0xDFFF) goto err;
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                unsigned lo;
-                if (q - p < 6 || p[0] != '\\' || p[1] != 'u' || kpj_hex4(p + 2, q, &lo) ||
-                    lo < 0xDC00 || lo > 0xDFFF)
-                    goto err;
-                p += 6;
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            }
-            if (cp == 0) goto err; /* would truncate the C string */
-            if (cp < 0x80) {
-                *o++ = (char)cp;
-            } else if (cp < 0x800) {
-                *o++ = (char)(0xC0 | (cp >> 6));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            } else if (cp < 0x10000) {
-                *o++ = (char)(0xE0 | (cp >> 12));
-                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            } else {
-                *o++ = (char)(0xF0 | (cp >> 18));
-                *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            }
-            break;
-        default:
-            goto err;
-        }
-    }
-    *o = '\0';
-    ps->p = q + 1;
-    *out = s;
-    return 0;
-err:
-    free(s);
-    return -1;
-}
-
-static int kpj_value(kpj_parser *ps, kpj *v, int depth);
-
-/* Parse the items of an array (close == ']') or object (close == '}') after the opening bracket. */
-static int kpj_items(kpj_parser *ps, kpj *v, char close, int depth)
-{
-    int cap = 0;
-    ps->p++;
-    kpj_ws(ps);
-    if (ps->p < ps->end && *ps->p == close) {
-        ps->p++;
-        return 0;
-    }
-    for (;;) {
-        if (v->n == cap) {
-            int ncap = cap ? 2 * cap : 4;
-            kpj *items = realloc(v->items, (size_t)ncap * sizeof(*items));
-            if (!items) return -1;
-            v->items = items;
-            if (close == '}') {
-                char **keys = realloc(v->keys, (size_t)ncap * sizeof(*keys));
-                if (!keys) return -1;
-                v->keys = keys;
-            }
-            cap = ncap;
-        }
-        memset(&v->items[v->n], 0, sizeof(v->items[0]));
-        if (close == '}') {
-            kpj_ws(ps);
-            if (ps->p >= ps->end || *ps->p != '"') return -1;
-            if (kpj_string(ps, &v->keys[v->n])) return -1;
-            v->n++; /* the key is owned from here on, the value is zeroed */
-            kpj_ws(ps);
-            if (ps->p >= ps->end || *ps->p != ':') return -1;
-            ps->p++;
-            if (kpj_value(ps, &v->items[v->n - 1], depth + 1)) return -1;
-        } else {
-            v->n++;
-            if (kpj_value(ps, &v->items[v->n - 1], depth + 1)) return -1;
-        }
-        kpj_ws(ps);
-        if (ps->p >= ps->end) return -1;
-        if (*ps->p == close) {
-            ps->p++;
-            return 0;
-        }
-        if (*ps->p != ',') return -1;
-        ps->p++;
-    }
-}
-
-static int kpj_value(kpj_parser *ps, kpj *v, int depth)
-{
-    if (depth > KP_MAX_DEPTH) return -1;
-    kpj_ws(ps);
-    if (ps->p >= ps->end) return -1;
-    size_t left = (size_t)(ps->end - ps->p);
-    switch (*ps->p) {
-    case '{':
-        v->type = KPJ_OBJ;
-        return kpj_items(ps, v, '}', depth);
-    case '[':
-        v->type = KPJ_ARR;
-        return kpj_items(ps, v, ']', depth);
-    case '"':
-        v->type = KPJ_STR;
-        return kpj_string(ps, &v->str);
-    case 't':
-        if (left < 4 || memcmp(ps->p, "true", 4)) return -1;
-        v->type = KPJ_BOOL, v->boolean = 1, ps->p += 4;
-        return 0;
-    case 'f':
-        if (left < 5 || memcmp(ps->p, "false", 5)) return -1;
-        v->type = KPJ_BOOL, v->boolean = 0, ps->p += 5;
-        return 0;
-    case 'n':
-        if (left < 4 || memcmp(ps->p, "null", 4)) return -1;
-        v->type = KPJ_NULL, ps->p += 4;
-        return 0;
-    default: {
-        char buf[64];
-        size_t n = 0;
-        while (n < left && n < sizeof(buf) - 1 && strchr("+-0123456789.eE", ps->p[n]) &&
-               ps->p[n] != '\0')
-            n++;
-        if (n == 0 || n == sizeof(buf) - 1) return -1;
-        memcpy(buf, ps->p, n);
-        buf[n] = '\0';
-        char *endp;
-        v->num = strtod(buf, &endp);
-        if (endp != buf + n) return -1;
-        v->type = KPJ_NUM;
-        ps->p += n;
-        return 0;
-    }
-    }
-}
-
-/* Parse text[0..len-1] into *v (free with kpj_free). Returns 0 or -1 (v is then freed). */
-static int kpj_parse(const char *text, size_t len, kpj *v)
-{
-    kpj_parser ps = {text, text + len};
-    memset(v, 0, sizeof(*v));
-    if (kpj_value(&ps, v, 0)) goto err;
-    kpj_ws(&ps);
-    if (ps.p != ps.end) goto err;
-    return 0;
-err:
-    kpj_free(v);
-    return -1;
-}
-
-static const kpj *kpj_get(const kpj *obj, const char *key)
-{
-    if (!obj || obj->type != KPJ_OBJ) return NULL;
-    for (int i = 0; i < obj->n; i++)
-        if (strcmp(obj->keys[i], key) == 0) return &obj->items[i];
-    return NULL;
-}
-
-/* Find the JSON object of the record named name anywhere in v. */
-static const kpj *kpj_find_record(const kpj *v, const char *name, int depth)
+/* Find the JSON object of the record named name anywhere in v (NULL if none). Borrowed from v. */
+static json_t *avsc_find_record(json_t *v, const char *name, int depth)
 {
     if (!v || depth > KP_MAX_DEPTH) return NULL;
-    if (v->type == KPJ_OBJ) {
-        const kpj *t = kpj_get(v, "type"), *nm = kpj_get(v, "name");
-        if (t && t->type == KPJ_STR && strcmp(t->str, "record") == 0 && nm && nm->type == KPJ_STR &&
-            strcmp(nm->str, name) == 0)
-            return v;
-    }
-    if (v->type != KPJ_OBJ && v->type != KPJ_ARR) return NULL;
-    for (int i = 0; i < v->n; i++) {
-        const kpj *r = kpj_find_record(&v->items[i], name, depth + 1);
-        if (r) return r;
+    if (json_is_object(v)) {
+        const char *t = json_string_value(json_object_get(v, "type"));
+        const char *nm = json_string_value(json_object_get(v, "name"));
+        if (t && nm && strcmp(t, "record") == 0 && strcmp(nm, name) == 0) return v;
+        for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it)) {
+            json_t *r = avsc_find_record(json_object_iter_value(it), name, depth + 1);
+            if (r) return r;
+        }
+    } else if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            json_t *r = avsc_find_record(json_array_get(v, i), name, depth + 1);
+            if (r) return r;
+        }
     }
     return NULL;
 }
 
-/* The "default" of field `field` of record JSON rec, or NULL if it has none. */
-static const kpj *kpj_field_default(const kpj *rec, const char *field)
+/* The "default" of field `field` of record JSON rec, or NULL if it has none (or rec is NULL).
+ * Borrowed from rec. A "default": null is the JSON null value, not NULL. */
+static const json_t *avsc_field_default(const json_t *rec, const char *field)
 {
-    const kpj *fields = kpj_get(rec, "fields");
-    if (!fields || fields->type != KPJ_ARR) return NULL;
-    for (int i = 0; i < fields->n; i++) {
-        const kpj *nm = kpj_get(&fields->items[i], "name");
-        if (nm && nm->type == KPJ_STR && strcmp(nm->str, field) == 0)
-            return kpj_get(&fields->items[i], "default");
+    const json_t *fields = json_object_get(rec, "fields");
+    for (size_t i = 0; i < json_array_size(fields); i++) {
+        const json_t *f = json_array_get(fields, i);
+        const char *nm = json_string_value(json_object_get(f, "name"));
+        if (nm && strcmp(nm, field) == 0) return json_object_get(f, "default");
     }
     return NULL;
 }
@@ -741,11 +484,11 @@ typedef struct {
 struct kp_codec {
     kp_entry **entries;
     int n, cap;
-    avro_schema_t reader[KP_K_NKINDS];           /* current schema of each type */
-    kpj json[KP_K_NKINDS];                       /* ... its JSON, for the defaults */
-    const kpj *defs[KP_K_NKINDS][KP_MAX_FIELDS]; /* default of reader field i, NULL if none */
-    avro_schema_t sugg;                          /* Suggestion record of the reader */
-    const kpj *sdefs[KP_MAX_FIELDS];
+    avro_schema_t reader[KP_K_NKINDS];              /* current schema of each type */
+    json_t *json[KP_K_NKINDS];                      /* ... its JSON, for the defaults */
+    const json_t *defs[KP_K_NKINDS][KP_MAX_FIELDS]; /* default of reader field i, NULL if none */
+    avro_schema_t sugg;                             /* Suggestion record of the reader */
+    const json_t *sdefs[KP_MAX_FIELDS];
     avro_reader_t rd;
     avro_writer_t wr;
     char lasterr[KP_CODEC_ERRLEN];
@@ -780,11 +523,11 @@ static kp_entry *find_entry(const kp_codec *c, int32_t id)
 }
 
 /* The default of reader field `name` of record JSON rec (searched in every type's JSON). */
-static const kpj *reader_default(const kp_codec *c, const char *record, const char *name)
+static const json_t *reader_default(const kp_codec *c, const char *record, const char *name)
 {
     for (int k = 0; k < KP_K_NKINDS; k++) {
-        const kpj *rec = kpj_find_record(&c->json[k], record, 0);
-        if (rec) return kpj_field_default(rec, name);
+        const json_t *rec = avsc_find_record(c->json[k], record, 0);
+        if (rec) return avsc_field_default(rec, name);
     }
     return NULL;
 }
@@ -965,8 +708,11 @@ kp_codec *kp_codec_new(char *err, size_t errlen)
     /* reader schemas, their field layout and their defaults */
     for (int k = 0; k < KP_K_NKINDS; k++) {
         const char *json = builtin_json(kp_reader_id[k]);
-        if (kpj_parse(json, strlen(json), &c->json[k])) {
-            kp_seterr(err, errlen, "built-in %s schema is not valid JSON", kp_kind_name[k]);
+        json_error_t jerr;
+        c->json[k] = json_loadb(json, strlen(json), 0, &jerr);
+        if (!c->json[k]) {
+            kp_seterr(err, errlen, "built-in %s schema is not valid JSON: %s (line %d)",
+                      kp_kind_name[k], jerr.text, jerr.line);
             goto err;
         }
         if (parse_schema(json, strlen(json), &c->reader[k], err, errlen)) goto err;
@@ -987,8 +733,8 @@ kp_codec *kp_codec_new(char *err, size_t errlen)
                           kp_fields[k][i]);
                 goto err;
             }
-            c->defs[k][i] = kpj_field_default(kpj_find_record(&c->json[k], kp_kind_name[k], 0),
-                                              kp_fields[k][i]);
+            c->defs[k][i] = avsc_field_default(avsc_find_record(c->json[k], kp_kind_name[k], 0),
+                                               kp_fields[k][i]);
         }
     }
     avro_schema_t arr = kp_deref(avro_schema_record_field_get_by_index(c->reader[KP_K_SUGG], 3));
@@ -1004,8 +750,8 @@ kp_codec *kp_codec_new(char *err, size_t errlen)
                       kp_sugg_fields[i]);
             goto err;
         }
-        c->sdefs[i] = kpj_field_default(kpj_find_record(&c->json[KP_K_SUGG], kp_sugg_record, 0),
-                                        kp_sugg_fields[i]);
+        c->sdefs[i] = avsc_field_default(avsc_find_record(c->json[KP_K_SUGG], kp_sugg_record, 0),
+                                         kp_sugg_fields[i]);
     }
     /* the table */
     for (int i = 0; i < KP_NBUILTIN; i++) {
@@ -1036,7 +782,7 @@ void kp_codec_free(kp_codec *c)
     free(c->entries);
     for (int k = 0; k < KP_K_NKINDS; k++) {
         if (c->reader[k]) avro_schema_decref(c->reader[k]);
-        kpj_free(&c->json[k]);
+        json_decref(c->json[k]);
     }
     if (c->rd) avro_reader_free(c->rd);
     if (c->wr) avro_writer_free(c->wr);
@@ -1233,8 +979,8 @@ static int enc_str(kp_codec *c, avro_value_t *rec, const char *record, const cha
 {
     avro_value_t f;
     if (!s) {
-        const kpj *d = reader_default(c, record, fname);
-        if (!d || d->type != KPJ_STR || d->str[0] != '\0') return enc_fail(c, "%s is NULL", fname);
+        const char *d = json_string_value(reader_default(c, record, fname));
+        if (!d || d[0] != '\0') return enc_fail(c, "%s is NULL", fname);
         s = "";
     }
     if (avro_value_get_by_name(rec, fname, &f, NULL) || avro_value_set_string(&f, s))
@@ -1454,15 +1200,15 @@ static kp_entry *dec_begin(kp_codec *c, const void *buf, size_t len, int kind, c
 /* A record to copy out of: the projected value and how reader fields map onto it. */
 typedef struct {
     avro_value_t *rec;
-    const int *idx;         /* reader field i -> index in rec, -1 if absent */
-    const kpj *const *defs; /* reader field i -> default, NULL if none */
+    const int *idx;            /* reader field i -> index in rec, -1 if absent */
+    const json_t *const *defs; /* reader field i -> default, NULL if none */
     const char *const *names;
     char *err;
     size_t errlen;
 } kp_src;
 
 /* Field i of src: 1 and *f if present, 0 if absent (use *def), -1 on error. */
-static int src_field(const kp_src *s, int i, avro_value_t *f, const kpj **def)
+static int src_field(const kp_src *s, int i, avro_value_t *f, const json_t **def)
 {
     *def = s->defs[i];
     if (s->idx[i] < 0) {
@@ -1496,14 +1242,14 @@ static int copy_str(const kp_src *s, int i, const char *p, size_t n, char **out)
 static int get_str(const kp_src *s, int i, char **out)
 {
     avro_value_t f;
-    const kpj *d;
+    const json_t *d;
     const char *p;
     size_t sz;
     int r = src_field(s, i, &f, &d);
     if (r < 0) return -1;
     if (r == 0) {
-        if (d->type != KPJ_STR) return src_bad(s, i, "default is not a string");
-        return copy_str(s, i, d->str, strlen(d->str), out);
+        if (!json_is_string(d)) return src_bad(s, i, "default is not a string");
+        return copy_str(s, i, json_string_value(d), json_string_length(d), out);
     }
     if (avro_value_get_string(&f, &p, &sz)) return src_bad(s, i, avro_strerror());
     /* Avro C counts the terminating NUL in sz */
@@ -1514,16 +1260,16 @@ static int get_str(const kp_src *s, int i, char **out)
 static int get_opt_str(const kp_src *s, int i, char **out)
 {
     avro_value_t f, br;
-    const kpj *d;
+    const json_t *d;
     const char *p;
     size_t sz;
     int r = src_field(s, i, &f, &d);
     *out = NULL;
     if (r < 0) return -1;
     if (r == 0) {
-        if (d->type == KPJ_NULL) return 0;
-        if (d->type != KPJ_STR) return src_bad(s, i, "default is not null or a string");
-        return copy_str(s, i, d->str, strlen(d->str), out);
+        if (json_is_null(d)) return 0;
+        if (!json_is_string(d)) return src_bad(s, i, "default is not null or a string");
+        return copy_str(s, i, json_string_value(d), json_string_length(d), out);
     }
     if (avro_value_get_type(&f) == AVRO_UNION) {
         if (avro_value_get_current_branch(&f, &br)) return src_bad(s, i, avro_strerror());
@@ -1537,12 +1283,12 @@ static int get_opt_str(const kp_src *s, int i, char **out)
 static int get_num(const kp_src *s, int i, double *out)
 {
     avro_value_t f;
-    const kpj *d;
+    const json_t *d;
     int r = src_field(s, i, &f, &d);
     if (r < 0) return -1;
     if (r == 0) {
-        if (d->type != KPJ_NUM) return src_bad(s, i, "default is not a number");
-        *out = d->num;
+        if (!json_is_number(d)) return src_bad(s, i, "default is not a number");
+        *out = json_number_value(d);
         return 0;
     }
     int32_t i32;
@@ -1571,14 +1317,18 @@ static int get_num(const kp_src *s, int i, double *out)
 static int get_long(const kp_src *s, int i, int64_t *out)
 {
     avro_value_t f;
-    const kpj *d;
+    const json_t *d;
     int r = src_field(s, i, &f, &d);
     if (r < 0) return -1;
     if (r == 0) {
-        if (d->type != KPJ_NUM || !(d->num >= -9.0e15 && d->num <= 9.0e15) ||
-            (double)(int64_t)d->num != d->num)
+        if (json_is_integer(d)) { /* exact, as jansson parsed it */
+            *out = (int64_t)json_integer_value(d);
+            return 0;
+        }
+        double x = json_real_value(d); /* 0 when not a real: checked next */
+        if (!json_is_real(d) || !(x >= -9.0e15 && x <= 9.0e15) || (double)(int64_t)x != x)
             return src_bad(s, i, "default is not an integer");
-        *out = (int64_t)d->num;
+        *out = (int64_t)x;
         return 0;
     }
     if (avro_value_get_type(&f) == AVRO_INT32) {
@@ -1604,14 +1354,14 @@ static int get_int(const kp_src *s, int i, int32_t *out)
 static int get_enum(const kp_src *s, int i, avro_schema_t rrec, int nsym, int *out)
 {
     avro_value_t f;
-    const kpj *d;
+    const json_t *d;
     const char *sym;
     int r = src_field(s, i, &f, &d), wi;
     avro_schema_t es = kp_deref(avro_schema_record_field_get_by_index(rrec, i));
     if (r < 0) return -1;
     if (r == 0) {
-        if (d->type != KPJ_STR) return src_bad(s, i, "default is not a symbol");
-        sym = d->str;
+        sym = json_string_value(d);
+        if (!sym) return src_bad(s, i, "default is not a symbol");
     } else {
         avro_schema_t ws = avro_value_get_schema(&f);
         if (avro_value_get_enum(&f, &wi)) return src_bad(s, i, avro_strerror());
@@ -1700,7 +1450,7 @@ int kp_decode_suggestions(kp_codec *c, const void *buf, size_t len, kp_suggestio
                           char *err, size_t errlen)
 {
     avro_value_t arr, el;
-    const kpj *d;
+    const json_t *d;
     size_t n;
     if (!out) {
         kp_seterr(err, errlen, "no output");

@@ -14,7 +14,7 @@ cleanup() {
   "$ROOT/ops/stack.sh" down "$T/stack" >/dev/null 2>&1 || true
   if [ "$rc" -ne 0 ]; then
     echo "--- test failed (rc=$rc); worker logs:" >&2
-    for f in "$T"/worker*.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -40 "$f" >&2; }; done
+    for f in "$T"/*.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -40 "$f" >&2; }; done
   fi
   [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"
   exit "$rc"

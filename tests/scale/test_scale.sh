@@ -69,6 +69,8 @@ all_done() { [ "$(rec_keys)" -ge 20000 ]; }
 wait_for 300 "20000 Redis entries" all_done
 [ "$(rec_keys)" -eq 20000 ] || fail "expected exactly 20000 Redis entries, got $(rec_keys)"
 ok "20000 items, one Redis entry each"
+restarted() { grep -q "trainer: starting at model version" "$T/trainer2.log"; }
+wait_for 120 "the restarted trainer to catch up" restarted
 restart_v=$(sed -n 's/.*trainer: starting at model version \([0-9]*\).*/\1/p' "$T/trainer2.log")
 [ -n "$restart_v" ] && [ "$restart_v" -ge "$before" ] || fail "restarted trainer started at '$restart_v' < $before"
 ok "restarted trainer resumed at version $restart_v (had published $before)"

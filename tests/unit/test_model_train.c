@@ -257,11 +257,14 @@ static void test_step_fits_and_changed_rows(void **state)
                     pair_cos(m, it[i], ks[i], 16) > pair_cos(m, it[i], ks[5], 16));
     kp_trainer_free(t);
     kp_bienc_free(m);
-    /* each term alone is fitted by its own gradient (weights one-hot, fresh model) */
-    for (int term = 0; term < 5; term++) {
+    /* each term alone is fitted by its own gradient (weights one-hot, fresh model); term 5 is
+     * the distillation over the known pairs only */
+    unsigned char known[8] = {1, 0, 1, 0, 1, 0, 1, 0};
+    b.dis_known = known;
+    for (int term = 0; term < 6; term++) {
         kp_train_config c1 = c;
         c1.w_softmax = term == 0, c1.w_bce = term == 1, c1.w_sr = term == 2;
-        c1.w_distill = term >= 3;
+        c1.w_distill = term == 3 || term == 4, c1.w_distill_known = term == 5;
         c1.distill = term == 4 ? KP_DISTILL_MSE : KP_DISTILL_PEARSON;
         kp_bienc *m1 = kp_bienc_new(&mc, 9);
         kp_trainer *t1 = kp_trainer_new(m1, &c1, 4, 6, 8, 0, err, sizeof(err));
@@ -269,13 +272,14 @@ static void test_step_fits_and_changed_rows(void **state)
         assert_int_equal(kp_trainer_step(t1, &b, &L0, err, sizeof(err)), 0);
         for (int s = 0; s < 150; s++)
             assert_int_equal(kp_trainer_step(t1, &b, &L1, err, sizeof(err)), 0);
-        double v0[5] = {L0.softmax, L0.bce, L0.sr, L0.distill, L0.distill};
-        double v1[5] = {L1.softmax, L1.bce, L1.sr, L1.distill, L1.distill};
+        double v0[6] = {L0.softmax, L0.bce, L0.sr, L0.distill, L0.distill, L0.distill_known};
+        double v1[6] = {L1.softmax, L1.bce, L1.sr, L1.distill, L1.distill, L1.distill_known};
         assert_true(v0[term] > 0.0);
         assert_true(v1[term] < 0.5 * v0[term]);
         /* only the active term is reported */
-        for (int u = 0; u < 5; u++)
-            if (u != term && !(term >= 3 && u >= 3)) assert_true(v1[u] == 0.0);
+        for (int u = 0; u < 6; u++)
+            if (u != term && !((term == 3 || term == 4) && (u == 3 || u == 4)))
+                assert_true(v1[u] == 0.0);
         kp_trainer_free(t1);
         kp_bienc_free(m1);
     }
@@ -474,7 +478,7 @@ static void test_run_learns(void **state)
     assert_true(st.teacher_pairs > NITEMS * 5); /* pool + model-hard refreshes */
     assert_true(s.n_teacher_calls > 0);
     assert_true(st.last_epoch.softmax > 0 && st.last_epoch.sr > 0 && st.last_epoch.distill > 0 &&
-                st.last_epoch.bce > 0);
+                st.last_epoch.distill_known > 0 && st.last_epoch.bce > 0);
     shop_eval(&s, m, &r1, &c1);
     assert_true(r1 > r0 + 0.3);
     assert_true(r1 > 0.6);
