@@ -11,8 +11,11 @@
 /* KEYS[1] = rec key; ARGV = model_version, generated_at, suggestions, ttl_s. Returns 1 if written,
  * 0 if the stored entry has a newer model version (kept). */
 static const char put_script[] =
-    "local v = redis.call('HGET', KEYS[1], 'model_version')\n"
-    "if v and tonumber(v) > tonumber(ARGV[1]) then return 0 end\n"
+    "local t = redis.call('TYPE', KEYS[1]).ok\n"
+    "if t == 'hash' then\n"
+    "  local v = tonumber(redis.call('HGET', KEYS[1], 'model_version'))\n"
+    "  if v and v > tonumber(ARGV[1]) then return 0 end\n"
+    "end\n"
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('HSET', KEYS[1], 'model_version', ARGV[1], 'generated_at', ARGV[2],"
     " 'suggestions', ARGV[3])\n"

@@ -75,7 +75,7 @@ int kp_cmd_dump(int argc, char **argv)
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *path = NULL, *kind = "suggestions";
-    int ch, idle_ms = 5000;
+    int ch, idle_ms = 1000;
     while ((ch = getopt_long(argc, argv, "c:t:i:h", opts, NULL)) != -1) {
         if (ch == 'c')
             path = optarg;
@@ -88,7 +88,7 @@ int kp_cmd_dump(int argc, char **argv)
                     "usage: kprec dump [-c FILE] [--topic suggestions|dlq|items] [--idle-ms N]\n"
                     "Reads the topic from the beginning (no consumer group commits) and prints\n"
                     "one JSON object per record; stops when every partition is read to its end\n"
-                    "and nothing new came for --idle-ms (default 5000).\n");
+                    "and nothing new came for --idle-ms (default 1000).\n");
             return ch == 'h' ? 0 : 2;
         }
     }
@@ -146,7 +146,7 @@ int kp_cmd_dump(int argc, char **argv)
             int parts = 0;
             if (!rd_kafka_assignment(rk, &a) && a) parts = a->cnt;
             if (a) rd_kafka_topic_partition_list_destroy(a);
-            if (parts && n_eof >= parts && idle >= 200) break;
+            if (parts && n_eof >= parts && idle >= idle_ms) break;
             if (idle >= idle_ms + 30000) break; /* no assignment at all: give up */
             continue;
         }

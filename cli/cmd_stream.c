@@ -55,6 +55,7 @@ static void *trainer_thread(void *p)
 {
     trainer_arg *a = p;
     a->rc = kp_trainer_service_run(a->c);
+    if (a->rc) kp_worker_stop = 1; /* role = both: no silent serving without its trainer */
     return NULL;
 }
 
@@ -260,13 +261,20 @@ int kp_cmd_get(int argc, char **argv)
             rc = 1;
             continue;
         }
-        if (as_json) {
-            printf("{\"item_id\":\"%s\",\"model_version\":%" PRIu64 ",\"generated_at\":%" PRId64
-                   ",\"suggestions\":%s}\n",
-                   argv[a], ver, gen, sugg);
+        json_error_t je;
+        json_t *arr = json_loads(sugg, 0, &je);
+        if (!arr) {
+            fprintf(stderr, "kprec get: %s: cached suggestions are not valid JSON: %s\n", argv[a],
+                    je.text);
+            rc = 1;
+        } else if (as_json) {
+            json_t *o =
+                json_pack("{s:s, s:I, s:I, s:O}", "item_id", argv[a], "model_version",
+                          (json_int_t)ver, "generated_at", (json_int_t)gen, "suggestions", arr);
+            if (o) json_dumpf(o, stdout, JSON_COMPACT);
+            putchar('\n');
+            json_decref(o);
         } else {
-            json_error_t je;
-            json_t *arr = json_loads(sugg, 0, &je);
             time_t t = (time_t)(gen / 1000);
             char when[64];
             strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
@@ -279,8 +287,8 @@ int kp_cmd_get(int argc, char **argv)
                 printf("  %3zu. %6.3f  %s\n", i + 1, json_real_value(json_object_get(o, "score")),
                        json_string_value(json_object_get(o, "keyphrase")));
             }
-            json_decref(arr);
         }
+        json_decref(arr);
         free(sugg);
         free(title);
     }

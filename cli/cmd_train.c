@@ -41,6 +41,8 @@ static void train_usage(FILE *f)
             "  --w-bce X        weight of the position-aware BCE CTR term (default %g)\n"
             "  --w-sr X         weight of the SR term (default %g)\n"
             "  --w-distill X    weight of the distillation term (default %g)\n"
+            "  --w-known X      weight of the distillation term over known (shown/judged)\n"
+            "                   pairs only (default %g)\n"
             "  --distill K      pearson (1 - corr) or mse (default pearson)\n"
             "  --tau X          softmax temperature (default %g)\n"
             "  --random N       random keyphrases per item for distillation (default %d)\n"
@@ -60,9 +62,10 @@ static void train_usage(FILE *f)
             "The checkpoint gets version 1, or the --init model's version + 1. Exit status: 0 ok,\n"
             "1 unreadable or invalid input / training failure, 2 usage error.\n",
             d.epochs, d.batch, (double)d.lr, (double)d.lr_emb, (double)d.w_softmax, (double)d.w_bce,
-            (double)d.w_sr, (double)d.w_distill, (double)d.tau, d.n_random, d.n_hard,
-            d.n_model_hard, (double)d.warmup, (double)d.clip, b.out_dim, b.emb_dim, b.hidden_dim,
-            b.prefix[0], b.prefix[1], b.prefix[2], b.n_buckets, (unsigned long long)d.seed);
+            (double)d.w_sr, (double)d.w_distill, (double)d.w_distill_known, (double)d.tau,
+            d.n_random, d.n_hard, d.n_model_hard, (double)d.warmup, (double)d.clip, b.out_dim,
+            b.emb_dim, b.hidden_dim, b.prefix[0], b.prefix[1], b.prefix[2], b.n_buckets,
+            (unsigned long long)d.seed);
 }
 
 /* ---- teacher: the cross-encoder, scored on T threads ----------------------------------------- */
@@ -135,8 +138,8 @@ static void on_progress(void *vctx, const char *stage, long done, long total,
     }
     if (L)
         snprintf(tp->what, sizeof(tp->what),
-                 "train [loss %.4f: ctr %.4f bce %.4f sr %.4f distill %.4f | lr %.2g]", L->total,
-                 L->softmax, L->bce, L->sr, L->distill, (double)L->lr);
+                 "train [loss %.4f: ctr %.4f bce %.4f sr %.4f distill %.4f/%.4f | lr %.2g]",
+                 L->total, L->softmax, L->bce, L->sr, L->distill, L->distill_known, (double)L->lr);
     tp->p.total = total;
     if (done >= total)
         kp_progress_done(&tp->p, done), tp->active = 0;
@@ -211,6 +214,7 @@ enum {
     O_W_BCE,
     O_W_SR,
     O_W_DISTILL,
+    O_W_KNOWN,
     O_DISTILL,
     O_TAU,
     O_RANDOM,
@@ -245,6 +249,7 @@ int kp_cmd_train(int argc, char **argv)
                                          {"w-bce", required_argument, 0, O_W_BCE},
                                          {"w-sr", required_argument, 0, O_W_SR},
                                          {"w-distill", required_argument, 0, O_W_DISTILL},
+                                         {"w-known", required_argument, 0, O_W_KNOWN},
                                          {"distill", required_argument, 0, O_DISTILL},
                                          {"tau", required_argument, 0, O_TAU},
                                          {"random", required_argument, 0, O_RANDOM},
@@ -319,6 +324,9 @@ int kp_cmd_train(int argc, char **argv)
             break;
         case O_W_DISTILL:
             bad = parse_f("w-distill", optarg, 0, 1e6f, &tc.w_distill);
+            break;
+        case O_W_KNOWN:
+            bad = parse_f("w-known", optarg, 0, 1e6f, &tc.w_distill_known);
             break;
         case O_DISTILL:
             if (!strcmp(optarg, "pearson"))
@@ -488,10 +496,10 @@ int kp_cmd_train(int argc, char **argv)
     if (kp_bienc_save(m, out_path, err, sizeof(err)) != 0) goto fail;
     fprintf(stderr,
             "kprec train: %d items, %ld steps, %ld teacher pairs, %.1fs; last epoch: loss %.4f "
-            "(ctr %.4f bce %.4f sr %.4f distill %.4f); wrote %s (version %llu)\n",
+            "(ctr %.4f bce %.4f sr %.4f distill %.4f known %.4f); wrote %s (version %llu)\n",
             st.n_train_items, st.steps, st.teacher_pairs, now_s() - t0, st.last_epoch.total,
             st.last_epoch.softmax, st.last_epoch.bce, st.last_epoch.sr, st.last_epoch.distill,
-            out_path, (unsigned long long)version);
+            st.last_epoch.distill_known, out_path, (unsigned long long)version);
     rc = 0;
     goto done;
 fail:

@@ -44,6 +44,7 @@ typedef struct {
     int model_prefix_dim;   /* Matryoshka first pass size; 0 = full size only */
     int model_blas_threads; /* BLAS threads of the worker (0 = OpenBLAS default) */
     int model_follow;       /* 1: serve workers follow the model topic (deltas, checkpoints) */
+    int model_rebuild_ms;   /* at most one re-embedding of the inventory per this many ms */
     int model_reload_s;     /* re-read the inventory file when it changed, checked this often
                                (0 = never) */
     /* [train] */
@@ -53,7 +54,8 @@ typedef struct {
     int train_batch_size;     /* events per training step */
     int train_batch_linger_ms;
     double train_lr, train_lr_emb;
-    double train_w_ctr, train_w_sr, train_w_distill;
+    double train_w_ctr, train_w_bce, train_w_sr, train_w_distill;
+    int train_buffer;             /* training buffer: examples kept for replay */
     int train_negatives;          /* random keyphrases per item among the distillation candidates */
     int train_delta_steps;        /* publish a delta every N steps ... */
     int train_delta_ms;           /* ... or every T ms, whichever comes first */

@@ -191,9 +191,9 @@ int kp_metrics_http_start(const char *bind, int port)
         kp_error("metrics: bad bind address '%s'", bind);
         return -1;
     }
-    daemon_ =
-        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
-                         NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
+    daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
+                               NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa,
+                               MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!daemon_) {
         kp_error("metrics: cannot listen on %s:%d", bind, port);
         return -1;

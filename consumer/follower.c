@@ -23,7 +23,7 @@ struct kp_follower {
     int build;
     pthread_t thread;
     atomic_int stop, caught_up;
-    atomic_ullong version;
+    atomic_ullong version, topic_version;
     pthread_mutex_t lock;
     kp_recommender *ready; /* under lock */
     char err[512];
@@ -157,6 +157,7 @@ static void *run(void *arg)
     kp_delta_asm *as = kp_delta_asm_new();
     ckpt_ann last = {0};
     int dirty = 0, gap = 0;
+    unsigned char *at_eof = NULL;
     time_t inv_mtime = file_mtime(c->model_keyphrases), inv_checked = time(NULL);
     if (!as || kp_kafka_conf_apply(conf, c, err, sizeof err) ||
         rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof e) ||
@@ -193,12 +194,20 @@ static void *run(void *arg)
         rd_kafka_topic_partition_list_add(l, c->topic_model, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
     rd_kafka_assign(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
+    at_eof = calloc((size_t)nparts, 1);
     int eofs = 0;
     int64_t last_build = 0;
+    if (nparts != 1)
+        kp_warn("follower: %s has %d partitions; kprec writes it to one (key kprec.model)",
+                c->topic_model, nparts);
     while (!f->stop) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
         if (m && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if (++eofs >= nparts && !f->caught_up) {
+            if (at_eof && m->partition >= 0 && m->partition < nparts && !at_eof[m->partition]) {
+                at_eof[m->partition] = 1;
+                eofs++;
+            }
+            if (eofs >= nparts && !f->caught_up) {
                 kp_info("follower: caught up with %s at model version %" PRIu64, c->topic_model,
                         kp_bienc_version(f->master));
                 f->caught_up = 1;
@@ -218,6 +227,8 @@ static void *run(void *arg)
                 memcpy(val, m->payload, n);
                 val[n] = 0;
                 if (sscanf(val, fmt, &a.version, a.path) == 2) {
+                    if (a.version > atomic_load(&f->topic_version))
+                        atomic_store(&f->topic_version, a.version);
                     a.offset = m->offset;
                     a.partition = m->partition;
                     last = a;
@@ -239,7 +250,10 @@ static void *run(void *arg)
             } else if (ty && !strcmp(ty, "delta")) {
                 uint64_t ver, base;
                 int idx, cnt;
-                if (kp_delta_peek(m->payload, m->len, &ver, &base, &idx, &cnt)) {
+                int bad = kp_delta_peek(m->payload, m->len, &ver, &base, &idx, &cnt);
+                if (!bad && ver > atomic_load(&f->topic_version))
+                    atomic_store(&f->topic_version, ver);
+                if (bad) {
                     kp_warn("follower: %s[%" PRId32 "]@%" PRId64 ": not a delta chunk",
                             c->topic_model, m->partition, m->offset);
                 } else if (ver > cur && !gap) {
@@ -268,7 +282,10 @@ static void *run(void *arg)
                     }
                 }
             }
-            if (eofs && m->partition >= 0) eofs = 0; /* new data after EOF: not at the end */
+            if (at_eof && m->partition >= 0 && m->partition < nparts && at_eof[m->partition]) {
+                at_eof[m->partition] = 0; /* new data after its end */
+                eofs--;
+            }
         }
         if (m) rd_kafka_message_destroy(m);
         atomic_store(&f->version, kp_bienc_version(f->master));
@@ -283,8 +300,8 @@ static void *run(void *arg)
                 dirty = 1;
             }
         }
-        /* Build off the hot path once caught up, at most every 200 ms. */
-        if (dirty && f->build && f->caught_up && now_ms() - last_build >= 200) {
+        /* Build off the hot path once caught up, at most every [model] rebuild_ms. */
+        if (dirty && f->build && f->caught_up && now_ms() - last_build >= c->model_rebuild_ms) {
             int64_t t0 = now_ms();
             kp_recommender *r = kp_follower_build(c, f->master, err, sizeof err);
             last_build = now_ms();
@@ -308,6 +325,7 @@ out:
         rd_kafka_destroy(rk);
     }
     kp_delta_asm_free(as);
+    free(at_eof);
     f->caught_up = 1; /* never leave a waiter hanging */
     return NULL;
 }
@@ -345,13 +363,18 @@ kp_recommender *kp_follower_take(kp_follower *f)
     return r;
 }
 
-int kp_follower_wait_caught_up(kp_follower *f, int timeout_ms)
+int kp_follower_wait_caught_up(kp_follower *f, int timeout_ms, volatile sig_atomic_t *stop)
 {
-    for (int waited = 0; !f->caught_up && waited < timeout_ms; waited += 50) {
+    for (int waited = 0; !f->caught_up && waited < timeout_ms && !(stop && *stop); waited += 50) {
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
     }
     return f->caught_up;
+}
+
+uint64_t kp_follower_topic_version(kp_follower *f)
+{
+    return atomic_load(&f->topic_version);
 }
 
 uint64_t kp_follower_version(kp_follower *f)

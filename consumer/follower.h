@@ -14,6 +14,7 @@
 #define KP_FOLLOWER_H
 
 #include <librdkafka/rdkafka.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,9 +33,13 @@ kp_follower *kp_follower_start(const kp_config *c, kp_bienc *model, int build_re
  * on model work. */
 kp_recommender *kp_follower_take(kp_follower *f);
 
-/* Waits until the follower has read the model topic to its end once (or timeout_ms passed).
- * Returns 1 when caught up, 0 on timeout. */
-int kp_follower_wait_caught_up(kp_follower *f, int timeout_ms);
+/* Waits until the follower has read the model topic to its end once (or timeout_ms passed, or
+ * *stop became non-zero). Returns 1 when caught up, 0 otherwise. */
+int kp_follower_wait_caught_up(kp_follower *f, int timeout_ms, volatile sig_atomic_t *stop);
+
+/* The highest model version announced on the topic so far (deltas and checkpoints). A follower
+ * whose version is lower after catching up is stuck at a gap. */
+uint64_t kp_follower_topic_version(kp_follower *f);
 
 /* The version of the follower's master model. */
 uint64_t kp_follower_version(kp_follower *f);

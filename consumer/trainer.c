@@ -24,14 +24,23 @@
 
 #define MAX_PARTS 512
 
+enum { EX_IMPRESSION = 0, EX_CLICK = 1, EX_JUDGMENT = 2 };
+
+/* A training example kept in the bounded buffer. */
+typedef struct {
+    char *title, *key;
+    int kind, position;
+    float label; /* click 1 / impression 0, or the judgment's score */
+} texample;
+
 /* An event waiting for its step (or for its item's title). */
 typedef struct {
     rd_kafka_message_t *msg;
     int is_click_topic;
     kp_ad_event ad;
     kp_judgment jd;
-    char *title; /* resolved title (owned) */
-    int64_t first_seen_ms;
+    char *title;              /* resolved title (owned) */
+    int64_t missing_since_ms; /* when Redis first said it has no title for the item (0 = not) */
 } tevent;
 
 /* Offset bookkeeping of one input partition: everything below `done` is handled. */
@@ -56,6 +65,8 @@ typedef struct {
     int n_pending, cap_pending;
     part_state parts[MAX_PARTS];
     int n_parts;
+    texample *buf; /* the training buffer: a ring of buf_cap examples */
+    int buf_cap, buf_len, buf_next;
     unsigned char *row_mark[2]; /* rows changed since the last delta, per tower */
     uint32_t *rows[2];
     int nrows[2];
@@ -70,6 +81,12 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
 }
 
 static void tevent_clear(tevent *e)
@@ -146,13 +163,15 @@ static void dead_letter(tsvc *s, const rd_kafka_message_t *m, const char *reason
     mark_done(s, m);
 }
 
-/* Looks up the titles of pending click events in Redis (one MGET). */
-static void resolve_titles(tsvc *s)
+/* Looks up the titles of pending click events in Redis (one MGET). An item Redis answered "no
+ * such key" for starts its expiry clock (missing_since_ms); while Redis fails, nothing expires.
+ * Returns 0 when Redis answered (or nothing was needed), -1 when it did not. */
+static int resolve_titles(tsvc *s)
 {
     int need = 0;
     for (int i = 0; i < s->n_pending; i++)
         need += !s->pending[i].title;
-    if (!need) return;
+    if (!need) return 0;
     if (!s->redis || s->redis->err) {
         if (s->redis) redisFree(s->redis);
         struct timeval tv = {s->cfg->redis_connect_timeout_ms / 1000,
@@ -161,17 +180,35 @@ static void resolve_titles(tsvc *s)
         if (!s->redis || s->redis->err) {
             kp_warn("trainer: redis: %s", s->redis ? s->redis->errstr : "out of memory");
             atomic_fetch_add(&kp_m.redis_errors, 1);
-            return;
+            if (s->redis) redisFree(s->redis);
+            s->redis = NULL;
+            return -1;
         }
-        if (s->cfg->redis_password[0]) {
-            redisReply *r = redisCommand(s->redis, "AUTH %s", s->cfg->redis_password);
-            if (r) freeReplyObject(r);
-        }
-        if (s->cfg->redis_db) {
-            redisReply *r = redisCommand(s->redis, "SELECT %d", s->cfg->redis_db);
-            if (r) freeReplyObject(r);
-        }
+        struct timeval ct = {s->cfg->redis_command_timeout_ms / 1000,
+                             (s->cfg->redis_command_timeout_ms % 1000) * 1000};
+        redisSetTimeout(s->redis, ct);
+        redisReply *r = NULL;
+        if (s->cfg->redis_password[0] &&
+            (!(r = redisCommand(s->redis, "AUTH %s", s->cfg->redis_password)) ||
+             r->type == REDIS_REPLY_ERROR))
+            goto auth_err;
+        if (r) freeReplyObject(r);
+        r = NULL;
+        if (s->cfg->redis_db && (!(r = redisCommand(s->redis, "SELECT %d", s->cfg->redis_db)) ||
+                                 r->type == REDIS_REPLY_ERROR))
+            goto auth_err;
+        if (r) freeReplyObject(r);
+        goto connected;
+    auth_err:
+        kp_warn("trainer: redis AUTH/SELECT failed: %s", r && r->str ? r->str : s->redis->errstr);
+        if (r) freeReplyObject(r);
+        redisFree(s->redis);
+        s->redis = NULL;
+        atomic_fetch_add(&kp_m.redis_errors, 1);
+        return -1;
+    connected:;
     }
+    int rc = -1;
     const char **argv = malloc(sizeof(char *) * (size_t)(need + 1));
     char **keys = calloc((size_t)need, sizeof(char *));
     int *which = malloc(sizeof(int) * (size_t)need);
@@ -190,10 +227,20 @@ static void resolve_titles(tsvc *s)
     if (!r || r->type != REDIS_REPLY_ARRAY || (int)r->elements != k) {
         kp_warn("trainer: redis MGET failed: %s", r ? "unexpected reply" : s->redis->errstr);
         atomic_fetch_add(&kp_m.redis_errors, 1);
+        if (!r) {
+            redisFree(s->redis);
+            s->redis = NULL;
+        }
     } else {
-        for (int j = 0; j < k; j++)
+        int64_t now = now_ms();
+        for (int j = 0; j < k; j++) {
+            tevent *ev = &s->pending[which[j]];
             if (r->element[j]->type == REDIS_REPLY_STRING)
-                s->pending[which[j]].title = strdup(r->element[j]->str);
+                ev->title = strdup(r->element[j]->str);
+            else if (!ev->missing_since_ms)
+                ev->missing_since_ms = now;
+        }
+        rc = 0;
     }
     if (r) freeReplyObject(r);
 out:
@@ -202,6 +249,7 @@ out:
     free(keys);
     free((void *)argv);
     free(which);
+    return rc;
 }
 
 /* ---- one training step over the resolved events ---- */
@@ -219,12 +267,39 @@ static int intern(const char ***tab, int *n, const char *s)
     return (*n)++;
 }
 
+/* Adds an event to the training buffer (a ring: the oldest example is replaced). */
+static int buffer_push(tsvc *s, const tevent *ev)
+{
+    texample *x = &s->buf[s->buf_next];
+    free(x->title), free(x->key);
+    x->title = strdup(ev->title);
+    x->key = strdup(ev->is_click_topic ? ev->ad.keyphrase : ev->jd.keyphrase);
+    if (!x->title || !x->key) return -1;
+    x->kind =
+        ev->is_click_topic ? (ev->ad.kind == KP_AD_CLICK ? EX_CLICK : EX_IMPRESSION) : EX_JUDGMENT;
+    x->position = ev->is_click_topic && ev->ad.position > 0 ? ev->ad.position : 1;
+    x->label =
+        ev->is_click_topic ? (ev->ad.kind == KP_AD_CLICK ? 1.0f : 0.0f) : (float)ev->jd.score;
+    s->buf_next = (s->buf_next + 1) % s->buf_cap;
+    if (s->buf_len < s->buf_cap) s->buf_len++;
+    return 0;
+}
+
+/* One step on the n newest examples plus as many examples drawn from the buffer: the stream
+ * arrives grouped (one item's sessions together), the draw mixes items so that in-batch
+ * negatives are other items' keyphrases. */
 static int take_step(tsvc *s, tevent *ev, int n)
 {
     const kp_config *c = s->cfg;
     int neg = s->teacher ? c->train_negatives : 0;
-    int maxk = n * (1 + neg) + 1, rc = -1;
-    const char **items = malloc(sizeof(char *) * (size_t)n);
+    for (int e = 0; e < n; e++)
+        if (buffer_push(s, &ev[e])) return -1;
+    int nnew = n, nold = s->buf_len - n < n ? s->buf_len - n : n;
+    int m = nnew + nold;
+    int maxk = m * (1 + neg) + 1, rc = -1;
+    unsigned char *mask = NULL;
+    const texample **ex = malloc(sizeof(texample *) * (size_t)m);
+    const char **items = malloc(sizeof(char *) * (size_t)m);
     const char **keys = malloc(sizeof(char *) * (size_t)maxk);
     int *ia = malloc(sizeof(int) * (size_t)maxk * 4), *ka = ia + maxk, *pos = ia + 2 * maxk;
     int *si = ia + 3 * maxk;
@@ -234,21 +309,26 @@ static int take_step(tsvc *s, tevent *ev, int n)
     float *lab = malloc(sizeof(float) * (size_t)maxk * 3), *slab = lab + maxk, *dt = lab + 2 * maxk;
     const char **ti = malloc(sizeof(char *) * (size_t)maxk),
                **tk = malloc(sizeof(char *) * (size_t)maxk);
-    if (!items || !keys || !ia || !sk || !soft_k || !lab || !ti || !tk) goto out;
+    if (!ex || !items || !keys || !ia || !sk || !soft_k || !lab || !ti || !tk) goto out;
+    /* the newest n are the n slots before buf_next; the others are drawn from the rest */
+    for (int e = 0; e < nnew; e++)
+        ex[e] = &s->buf[(s->buf_next - nnew + e + s->buf_cap) % s->buf_cap];
+    for (int e = 0; e < nold; e++) {
+        uint64_t back = (uint64_t)nnew + kp_rng_below(&s->rng, (uint64_t)(s->buf_len - nnew));
+        ex[nnew + e] = &s->buf[(s->buf_next - (int)back - 1 + 2 * s->buf_cap) % s->buf_cap];
+    }
     int ni = 0, nk = 0, nb = 0, ns = 0, nd = 0, nsoft = 0;
-    for (int e = 0; e < n; e++) {
-        int i = intern(&items, &ni, ev[e].title);
-        if (ev[e].is_click_topic) {
-            int k = intern(&keys, &nk, ev[e].ad.keyphrase);
-            ia[nb] = i, ka[nb] = k, pos[nb] = ev[e].ad.position > 0 ? ev[e].ad.position : 1;
-            lab[nb++] = ev[e].ad.kind == KP_AD_CLICK ? 1.0f : 0.0f;
-            if (ev[e].ad.kind == KP_AD_CLICK) soft_i[nsoft] = i, soft_k[nsoft++] = k;
-            if (neg) di[nd] = i, dk[nd++] = k;
+    for (int e = 0; e < m; e++) {
+        const texample *x = ex[e];
+        int i = intern(&items, &ni, x->title);
+        int k = intern(&keys, &nk, x->key);
+        if (x->kind == EX_JUDGMENT) {
+            si[ns] = i, sk[ns] = k, slab[ns++] = x->label;
         } else {
-            int k = intern(&keys, &nk, ev[e].jd.keyphrase);
-            si[ns] = i, sk[ns] = k, slab[ns++] = (float)ev[e].jd.score;
-            if (neg) di[nd] = i, dk[nd++] = k;
+            ia[nb] = i, ka[nb] = k, pos[nb] = x->position, lab[nb++] = x->label;
+            if (x->kind == EX_CLICK) soft_i[nsoft] = i, soft_k[nsoft++] = k;
         }
+        if (neg) di[nd] = i, dk[nd++] = k;
     }
     /* distillation candidates: the events' pairs plus random keyphrases of the inventory */
     for (int i = 0; neg && s->inv.n && i < ni; i++)
@@ -264,9 +344,14 @@ static int take_step(tsvc *s, tevent *ev, int n)
             nd = 0;
         }
     }
+    /* in-batch softmax: another keyphrase clicked for the same item in this batch is no negative */
+    mask = nsoft ? calloc((size_t)nsoft * (size_t)nk, 1) : NULL;
+    for (int r = 0; mask && r < nsoft; r++)
+        for (int q = 0; q < nsoft; q++)
+            if (soft_i[q] == soft_i[r]) mask[(size_t)r * (size_t)nk + (size_t)soft_k[q]] = 1;
     kp_train_batch b = {0};
     b.n_items = ni, b.items = items, b.n_keys = nk, b.keys = keys;
-    b.n_soft = nsoft, b.soft_item = soft_i, b.soft_key = soft_k;
+    b.n_soft = nsoft, b.soft_item = soft_i, b.soft_key = soft_k, b.soft_mask = mask;
     b.n_bce = nb, b.bce_item = ia, b.bce_key = ka, b.bce_pos = pos, b.bce_label = lab;
     b.n_sr = ns, b.sr_item = si, b.sr_key = sk, b.sr_label = slab;
     b.n_dis = nd, b.dis_item = di, b.dis_key = dk, b.dis_teacher = dt;
@@ -293,8 +378,8 @@ static int take_step(tsvc *s, tevent *ev, int n)
     s->steps_since_delta++;
     rc = 0;
 out:
-    free(items), free((void *)keys), free(ia), free(sk), free(soft_k), free(lab);
-    free((void *)ti), free((void *)tk);
+    free((void *)ex), free(items), free((void *)keys), free(ia), free(sk), free(soft_k), free(lab);
+    free((void *)ti), free((void *)tk), free(mask);
     return rc;
 }
 
@@ -316,7 +401,7 @@ static void write_checkpoint(tsvc *s)
     rd_kafka_headers_t *ch = rd_kafka_headers_new(2);
     rd_kafka_header_add(ch, "type", -1, "checkpoint", -1);
     rd_kafka_header_add(ch, "version", -1, ver, -1);
-    kp_outmsg o = {c->topic_model, "checkpoint", 10, ann, (size_t)n, ch, 0, KP_OUT_PENDING};
+    kp_outmsg o = {c->topic_model, "kprec.model", 11, ann, (size_t)n, ch, 0, KP_OUT_PENDING};
     kp_producer_deliver(s->producer, &o, 1, c, &kp_worker_stop_hard, NULL, NULL);
     rd_kafka_headers_destroy(ch);
     s->checkpointed = v;
@@ -350,7 +435,8 @@ static int publish_delta(tsvc *s)
     rd_kafka_header_add(h, "ts", -1, ts, -1);
     size_t bytes = 0;
     for (int i = 0; i < nch; i++) {
-        out[i] = (kp_outmsg){c->topic_model, "delta", 5, chunks[i], lens[i], h, 0, KP_OUT_PENDING};
+        out[i] = (kp_outmsg){c->topic_model, "kprec.model", 11, chunks[i], lens[i], h, 0,
+                             KP_OUT_PENDING};
         bytes += lens[i];
     }
     int r = kp_producer_deliver(s->producer, out, nch, c, &kp_worker_stop_hard, NULL, NULL);
@@ -384,7 +470,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     (void)opaque;
-    int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    const char *proto = rd_kafka_rebalance_protocol(rk);
+    int coop = proto && !strcmp(proto, "COOPERATIVE");
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         kp_info("trainer: assigned %d partition(s)", parts->cnt);
         if (coop) {
@@ -437,8 +524,17 @@ int kp_trainer_service_run(const kp_config *c)
         kp_error("trainer: %s", err);
         goto out;
     }
-    kp_follower_wait_caught_up(f, 120000);
+    int caught = kp_follower_wait_caught_up(f, 120000, &kp_worker_stop);
+    uint64_t topic_v = kp_follower_topic_version(f);
     s.model = kp_follower_stop(f);
+    if (!caught || kp_bienc_version(s.model) < topic_v) {
+        /* Publishing from an older version would reuse version numbers the replicas have. */
+        kp_error("trainer: model version %" PRIu64 " but %s is at version %" PRIu64
+                 "%s: cannot continue without the newest checkpoint and the deltas after it",
+                 kp_bienc_version(s.model), c->topic_model, topic_v,
+                 caught ? "" : " (not caught up)");
+        goto out;
+    }
     s.base_version = kp_bienc_version(s.model);
     atomic_store(&kp_m.model_version, s.base_version);
     kp_info("trainer: starting at model version %" PRIu64, s.base_version);
@@ -446,15 +542,20 @@ int kp_trainer_service_run(const kp_config *c)
 
     kp_train_config tc;
     kp_train_config_default(&tc);
-    tc.w_softmax = tc.w_bce = (float)c->train_w_ctr;
+    tc.w_softmax = (float)c->train_w_ctr;
+    tc.w_bce = (float)c->train_w_bce;
     tc.w_sr = (float)c->train_w_sr;
     tc.w_distill = s.teacher ? (float)c->train_w_distill : 0.0f;
     tc.lr = (float)c->train_lr;
     tc.lr_emb = (float)c->train_lr_emb;
     tc.seed = (uint64_t)c->model_seed;
-    int maxk = c->train_batch_size * (1 + c->train_negatives) + 1;
-    if (!(s.trainer =
-              kp_trainer_new(s.model, &tc, c->train_batch_size, maxk, maxk, 0, err, sizeof err))) {
+    /* a step trains on up to batch_size new events plus as many from the buffer */
+    int maxk = 2 * c->train_batch_size * (1 + c->train_negatives) + 1;
+    s.buf_cap =
+        c->train_buffer > 2 * c->train_batch_size ? c->train_buffer : 2 * c->train_batch_size;
+    if (!(s.buf = calloc((size_t)s.buf_cap, sizeof *s.buf))) goto out;
+    if (!(s.trainer = kp_trainer_new(s.model, &tc, 2 * c->train_batch_size, maxk, maxk, 0, err,
+                                     sizeof err))) {
         kp_error("trainer: %s", err);
         rc = 2;
         goto out;
@@ -506,7 +607,9 @@ int kp_trainer_service_run(const kp_config *c)
         /* poll up to a batch of events or the linger */
         int64_t deadline = now_ms() + c->train_batch_linger_ms;
         int polled = 0;
-        while (!kp_worker_stop && s.n_pending < cap * 4 && now_ms() < deadline) {
+        int first = 1;
+        while (!kp_worker_stop && (first || (s.n_pending < cap * 4 && now_ms() < deadline))) {
+            first = 0;
             rd_kafka_message_t *m = rd_kafka_consumer_poll(s.consumer, 50);
             if (!m) continue;
             if (m->err) {
@@ -517,7 +620,6 @@ int kp_trainer_service_run(const kp_config *c)
             }
             tevent ev = {0};
             ev.msg = m;
-            ev.first_seen_ms = now_ms();
             ev.is_click_topic = !strcmp(rd_kafka_topic_name(m->rkt), c->topic_clicks);
             atomic_fetch_add(&kp_m.consumed[ev.is_click_topic ? KP_MT_CLICKS : KP_MT_JUDGMENTS], 1);
             char why[256] = "";
@@ -554,7 +656,7 @@ int kp_trainer_service_run(const kp_config *c)
             s.pending[s.n_pending++] = ev;
             if (++polled >= cap) break;
         }
-        resolve_titles(&s);
+        if (resolve_titles(&s)) sleep_ms(200); /* Redis is failing: back off (the loop polls) */
         /* take the resolved events, in order, up to a batch; dead-letter the expired ones */
         int n = 0, keep = 0;
         int64_t now = now_ms();
@@ -562,7 +664,8 @@ int kp_trainer_service_run(const kp_config *c)
             tevent *ev = &s.pending[i];
             if (ev->title && n < cap) {
                 ready[n++] = *ev;
-            } else if (!ev->title && now - ev->first_seen_ms > c->train_resolve_timeout_ms) {
+            } else if (!ev->title && ev->missing_since_ms &&
+                       now - ev->missing_since_ms > c->train_resolve_timeout_ms) {
                 char why[512];
                 snprintf(why, sizeof why, "unknown item %s: no title in Redis after %d ms",
                          ev->ad.item_id, c->train_resolve_timeout_ms);
@@ -573,6 +676,7 @@ int kp_trainer_service_run(const kp_config *c)
             }
         }
         s.n_pending = keep;
+        if (!n && s.n_pending >= cap * 4) sleep_ms(100); /* waiting for titles: don't spin */
         if (n) {
             if (take_step(&s, ready, n)) {
                 rc = 1;
@@ -591,7 +695,8 @@ int kp_trainer_service_run(const kp_config *c)
     }
 stop:
     if (s.steps_since_delta && !kp_worker_stop_hard) publish_delta(&s);
-    if (!kp_worker_stop_hard && s.model && s.producer) write_checkpoint(&s); /* the final state */
+    if (!kp_worker_stop_hard && !s.steps_since_delta && s.model && s.producer)
+        write_checkpoint(&s); /* the final, published state */
     for (int i = 0; i < s.n_pending; i++)
         tevent_clear(&s.pending[i]);
     free(ready);
@@ -610,5 +715,8 @@ out:
     for (int t = 0; t < 2; t++)
         free(s.row_mark[t]), free(s.rows[t]);
     free(s.pending);
+    for (int i = 0; s.buf && i < s.buf_cap; i++)
+        free(s.buf[i].title), free(s.buf[i].key);
+    free(s.buf);
     return rc;
 }

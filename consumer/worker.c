@@ -1,6 +1,7 @@
 #include "consumer/worker.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <jansson.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -75,7 +76,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     worker *w = opaque;
-    int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    const char *proto = rd_kafka_rebalance_protocol(rk);
+    int cooperative = proto && !strcmp(proto, "COOPERATIVE");
     atomic_fetch_add(&kp_m.rebalances, 1);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         kp_info("rebalance (%s): assigned %d partition(s)", cooperative ? "cooperative" : "eager",
@@ -119,6 +121,12 @@ static void tick(void *opaque)
     worker *w = opaque;
     rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 0);
     if (!m) return;
+    if (m->err) { /* errors and EOFs are no events: never hold them */
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            kp_warn("consumer: %s", rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        return;
+    }
     if (w->n_held == w->cap_held) {
         int nc = w->cap_held ? w->cap_held * 2 : 64;
         rd_kafka_message_t **nh = realloc(w->held, sizeof *nh * (size_t)nc);
@@ -143,9 +151,14 @@ static int build_json(const kp_recommender *rec, const int *ids, const float *sc
     json_t *arr = json_array();
     if (!arr) return -1;
     for (int j = 0; j < cnt; j++) {
+        if (!isfinite(scores[j])) continue;
         json_t *o = json_pack("{s:s, s:s, s:f}", "keyphrase", kp_rec_keyphrase(rec, ids[j]), "id",
                               kp_rec_keyphrase_id(rec, ids[j]), "score", (double)(float)scores[j]);
-        if (!o || json_array_append_new(arr, o)) {
+        if (!o) { /* not valid UTF-8 in the inventory: leave that keyphrase out of the cache */
+            kp_warn("keyphrase %s is not valid UTF-8: left out", kp_rec_keyphrase_id(rec, ids[j]));
+            continue;
+        }
+        if (json_array_append_new(arr, o)) {
             json_decref(arr);
             return -1;
         }
@@ -443,7 +456,7 @@ int kp_worker_run(const kp_config *c)
             kp_error("%s", err);
             goto out;
         }
-        if (!kp_follower_wait_caught_up(w.follower, 60000))
+        if (!kp_follower_wait_caught_up(w.follower, 60000, &kp_worker_stop))
             kp_warn("follower: not caught up with %s after 60 s; serving version %" PRIu64,
                     c->topic_model, kp_rec_version(w.rec));
         swap_model(&w);
@@ -509,7 +522,10 @@ int kp_worker_run(const kp_config *c)
             for (int i = 0; i < n; i++)
                 rd_kafka_message_destroy(batch[i]);
             n = 0;
-            if (r) break; /* hard stop */
+            if (r) { /* a hard stop, or a batch that could not be done (out of memory) */
+                if (!kp_worker_stop_hard) rc = 1;
+                break;
+            }
             update_lag(&w);
         }
     }

@@ -28,6 +28,7 @@ void kp_train_config_default(kp_train_config *c)
     c->w_bce = 0.0f;
     c->w_sr = 1.0f;
     c->w_distill = 1.0f;
+    c->w_distill_known = 1.0f;
     c->distill = KP_DISTILL_PEARSON;
     c->tau = 0.05f;
     c->bce_tau = 0.1f;
@@ -63,7 +64,7 @@ int kp_train_config_check(const kp_train_config *c, char *err, size_t errlen)
 {
     if (!c) return errf(err, errlen, "train config is NULL"), -1;
     if (!finite_nonneg(c->w_softmax) || !finite_nonneg(c->w_bce) || !finite_nonneg(c->w_sr) ||
-        !finite_nonneg(c->w_distill))
+        !finite_nonneg(c->w_distill) || !finite_nonneg(c->w_distill_known))
         return errf(err, errlen, "loss weights must be finite and >= 0"), -1;
     if (c->distill != KP_DISTILL_PEARSON && c->distill != KP_DISTILL_MSE)
         return errf(err, errlen, "distill must be pearson or mse"), -1;
@@ -119,6 +120,7 @@ struct kp_trainer {
     float *as, *das;          /* softmax rows gathered from the item embeddings [max_items x D] */
     float *S, *P, *dS;        /* [max_items x max_keys] */
     float *s, *ds, *off, *doff, *lab; /* [max_pairs] */
+    int *ia, *ik;                     /* [max_pairs] gathered pair indices */
     /* learnt scalars of the BCE (bias, position offsets) with their own Adam state */
     float sc[N_SCALARS], sc_g[N_SCALARS], sc_m[N_SCALARS], sc_v[N_SCALARS];
     uint64_t sc_t;
@@ -149,6 +151,8 @@ kp_trainer *kp_trainer_new(kp_bienc *m, const kp_train_config *c, int max_items,
     size_t D = (size_t)t->D, I = (size_t)max_items, K = (size_t)max_keys, Pn = (size_t)max_pairs;
     size_t n = I * D * 2 + K * D * 2 + I + K + I * D + K * D + I * D * 2 + I * K * 3 + Pn * 5;
     t->buf = malloc(n * sizeof(float));
+    t->ia = malloc((Pn + 1) * sizeof(int));
+    t->ik = malloc((Pn + 1) * sizeof(int));
     t->ai = kp_bienc_acts_new(m, max_items);
     t->ak = kp_bienc_acts_new(m, max_keys);
     t->g = kp_bienc_grads_new(m);
@@ -159,7 +163,7 @@ kp_trainer *kp_trainer_new(kp_bienc *m, const kp_train_config *c, int max_items,
     kp_adam_hp_default(&he);
     he.lr = c->lr_emb;
     t->o = kp_bienc_opt_new(m, &hd, &he);
-    if (!t->buf || !t->ai || !t->ak || !t->g || !t->o) {
+    if (!t->buf || !t->ia || !t->ik || !t->ai || !t->ak || !t->g || !t->o) {
         errf(err, errlen, "trainer: out of memory");
         goto err;
     }
@@ -196,6 +200,8 @@ void kp_trainer_free(kp_trainer *t)
     kp_bienc_grads_free(t->g);
     kp_bienc_opt_free(t->o);
     free(t->buf);
+    free(t->ia);
+    free(t->ik);
     free(t);
 }
 
@@ -359,6 +365,27 @@ static void terms_at(kp_trainer *t, const kp_train_batch *b, const float *A, con
         L->distill += wz * l;
         L->total += wz * c->w_distill * l;
     }
+    if (c->w_distill_known > 0.0f && b->n_dis > 0 && b->dis_known) {
+        /* gather the known pairs: scores into off, teacher into lab, gradients into doff */
+        int n = 0;
+        for (int q = 0; q < b->n_dis; q++)
+            if (b->dis_known[q])
+                t->ia[n] = b->dis_item[q], t->ik[n] = b->dis_key[q], t->lab[n] = b->dis_teacher[q],
+                n++;
+        kp_pairdot_forward(t->off, A, K, t->ia, t->ik, n, p);
+        memset(t->doff, 0, (size_t)n * sizeof(float));
+        float l, w = wz * c->w_distill_known;
+        if (c->distill == KP_DISTILL_PEARSON) {
+            l = kp_loss_pearson_forward(t->off, t->lab, n);
+            kp_loss_pearson_backward(t->doff, t->off, t->lab, n, w);
+        } else {
+            l = kp_loss_mse_forward(t->off, t->lab, n, c->mse_scale, c->mse_shift);
+            kp_loss_mse_backward(t->doff, t->off, t->lab, n, c->mse_scale, c->mse_shift, w);
+        }
+        kp_pairdot_backward(dA, dK, t->doff, A, K, t->ia, t->ik, n, p);
+        L->distill_known += wz * l;
+        L->total += w * l;
+    }
 }
 
 int kp_trainer_step(kp_trainer *t, const kp_train_batch *b, kp_train_losses *out, char *err,
@@ -397,6 +424,7 @@ int kp_trainer_step(kp_trainer *t, const kp_train_batch *b, kp_train_losses *out
     }
     if (wsum > 0.0) {
         L.softmax /= wsum, L.bce /= wsum, L.sr /= wsum, L.distill /= wsum;
+        L.distill_known /= wsum;
     }
     if (!isfinite(L.total)) return errf(err, errlen, "train step: loss is not finite"), -1;
     if (kp_bienc_backward(m, t->ai, t->dei, t->g) != 0 ||
@@ -855,6 +883,7 @@ typedef struct {
     unsigned char *mask; /* [cap_items x cap_keys] */
     int *bi, *bk, *bp, *si, *sk, *di, *dk;
     float *bl, *bw, *sl, *dt;
+    unsigned char *dknown;
 } batch_buf;
 
 static void batch_buf_free(batch_buf *b)
@@ -877,6 +906,7 @@ static void batch_buf_free(batch_buf *b)
     free(b->bw);
     free(b->sl);
     free(b->dt);
+    free(b->dknown);
 }
 
 static int batch_buf_init(batch_buf *b, int items, int keys, int pairs, int n_keys)
@@ -897,9 +927,10 @@ static int batch_buf_init(batch_buf *b, int items, int keys, int pairs, int n_ke
     b->di = malloc(P * sizeof(int)), b->dk = malloc(P * sizeof(int));
     b->bl = malloc(P * sizeof(float)), b->bw = malloc(P * sizeof(float));
     b->sl = malloc(P * sizeof(float)), b->dt = malloc(P * sizeof(float));
+    b->dknown = malloc(P);
     if (!b->itext || !b->ktext || !b->kslot || !b->kcol || !b->soft_item || !b->soft_key ||
         !b->mask || !b->bi || !b->bk || !b->bp || !b->si || !b->sk || !b->di || !b->dk || !b->bl ||
-        !b->bw || !b->sl || !b->dt)
+        !b->bw || !b->sl || !b->dt || !b->dknown)
         return -1;
     for (int k = 0; k < n_keys; k++)
         b->kslot[k] = -1;
@@ -938,7 +969,7 @@ static void build_batch(batch_buf *bb, kp_train_batch *b, const prepared *P,
     int use_soft = c->w_softmax > 0.0f && P->click.off;
     int use_bce = c->w_bce > 0.0f && P->bce.off;
     int use_sr = c->w_sr > 0.0f && P->sr.off;
-    int use_dis = c->w_distill > 0.0f && P->pool.off;
+    int use_dis = (c->w_distill > 0.0f || c->w_distill_known > 0.0f) && P->pool.off;
     memset(b, 0, sizeof(*b));
     b->items = bb->itext, b->keys = bb->ktext;
     b->soft_item = bb->soft_item, b->soft_key = bb->soft_key, b->soft_mask = bb->mask;
@@ -946,6 +977,7 @@ static void build_batch(batch_buf *bb, kp_train_batch *b, const prepared *P,
     b->bce_weight = bb->bw;
     b->sr_item = bb->si, b->sr_key = bb->sk, b->sr_label = bb->sl;
     b->dis_item = bb->di, b->dis_key = bb->dk, b->dis_teacher = bb->dt;
+    b->dis_known = bb->dknown;
     for (int r = 0; r < nb; r++) {
         int i = items[r];
         bb->itext[r] = d->items->text[i];
@@ -972,6 +1004,8 @@ static void build_batch(batch_buf *bb, kp_train_batch *b, const prepared *P,
             for (int s = 0; s < 2; s++) {
                 if (!src[s]->off) continue;
                 for (int e = src[s]->off[i]; e < src[s]->off[i + 1]; e++) {
+                    /* the pool starts with the item's known keys (prep_pool) */
+                    bb->dknown[b->n_dis] = s == 0 && e - src[s]->off[i] < csr_len(&P->seen, i);
                     bb->di[b->n_dis] = r;
                     bb->dk[b->n_dis] = col_of(bb, b, d->keys, src[s]->key[e]);
                     bb->dt[b->n_dis] = src[s]->val[e];
@@ -1013,7 +1047,8 @@ int kp_train_run(kp_bienc *m, const kp_train_config *cfg, const kp_train_data *d
     kp_train_config c = *cfg;
     if (!d->clicks) c.w_softmax = 0.0f, c.w_bce = 0.0f;
     if (!d->sr) c.w_sr = 0.0f;
-    if (!d->teacher) c.w_distill = 0.0f;
+    if (!d->teacher) c.w_distill = 0.0f, c.w_distill_known = 0.0f;
+    int distill_on = c.w_distill > 0.0f || c.w_distill_known > 0.0f;
     int rc = -1;
     prepared P;
     memset(&P, 0, sizeof(P));
@@ -1041,7 +1076,7 @@ int kp_train_run(kp_bienc *m, const kp_train_config *cfg, const kp_train_data *d
         if (d->train_items && !d->train_items[i]) continue;
         int sig = (c.w_softmax > 0.0f && csr_len(&P.click, i) > 0) ||
                   (c.w_bce > 0.0f && csr_len(&P.bce, i) > 0) ||
-                  (c.w_sr > 0.0f && csr_len(&P.sr, i) > 0) || c.w_distill > 0.0f;
+                  (c.w_sr > 0.0f && csr_len(&P.sr, i) > 0) || distill_on;
         if (sig) P.train[P.n_train++] = i;
     }
     if (P.n_train == 0) {
@@ -1050,7 +1085,7 @@ int kp_train_run(kp_bienc *m, const kp_train_config *cfg, const kp_train_data *d
              "training items, or every loss weight is 0)");
         goto done;
     }
-    if (c.w_distill > 0.0f && prep_pool(&P, &c, d, err, errlen) != 0) goto done;
+    if (distill_on && prep_pool(&P, &c, d, err, errlen) != 0) goto done;
     long teacher_pairs = P.pool.off ? P.pool.off[P.n_items] : 0;
 
     int max_load = 1;
@@ -1078,7 +1113,7 @@ int kp_train_run(kp_bienc *m, const kp_train_config *cfg, const kp_train_data *d
     kp_train_losses run;
     memset(&run, 0, sizeof(run));
     for (int ep = 0; ep < c.epochs; ep++) {
-        if (c.w_distill > 0.0f && c.n_model_hard > 0 && ep > 0) {
+        if (distill_on && c.n_model_hard > 0 && ep > 0) {
             if (prep_model_hard(&P, m, &c, d, err, errlen) != 0) goto done;
             teacher_pairs += P.mh.off[P.n_items];
         }
@@ -1103,6 +1138,7 @@ int kp_train_run(kp_bienc *m, const kp_train_config *cfg, const kp_train_data *d
             run.bce += (L.bce - run.bce) / n_run;
             run.sr += (L.sr - run.sr) / n_run;
             run.distill += (L.distill - run.distill) / n_run;
+            run.distill_known += (L.distill_known - run.distill_known) / n_run;
             run.grad_norm += (L.grad_norm - run.grad_norm) / n_run;
             run.lr = L.lr;
             if (d->progress)

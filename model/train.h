@@ -15,7 +15,9 @@
  *               minus keyphrases known to be relevant to the row's item)
  * + w_bce     * BCE of sigmoid(cos / bce_tau + bias [+ position offset]) on click rates
  * + w_sr      * MSE of (sr_scale * cos + sr_shift) on SR labels in 0..1
- * + w_distill * (1 - pearson(cos, teacher))  or  MSE of (mse_scale * cos + mse_shift) on teacher.
+ * + w_distill * (1 - pearson(cos, teacher))  or  MSE of (mse_scale * cos + mse_shift) on teacher
+ *               over all candidate pairs of the batch (known, random, hard negatives)
+ * + w_distill_known * the same distillation loss over the batch's known (shown/judged) pairs.
  * Optimiser: AdamW (dense) + lazy AdamW (embedding rows), global-norm gradient clipping, learning
  * rate warmup then constant / linear / cosine decay to min_lr_frac * lr.
  *
@@ -45,6 +47,8 @@ typedef enum { KP_LR_CONSTANT = 0, KP_LR_LINEAR = 1, KP_LR_COSINE = 2 } kp_lr_sc
 typedef struct {
     /* loss terms */
     float w_softmax, w_bce, w_sr, w_distill;
+    float w_distill_known; /* the distillation loss once more over the batch's known pairs only
+                              (shown or judged: where the fine ranking of relevance is learnt) */
     kp_distill_kind distill;
     float tau;                  /* in-batch softmax temperature, > 0 */
     float bce_tau;              /* BCE logit = cos / bce_tau + bias (+ offset), > 0 */
@@ -70,9 +74,10 @@ typedef struct {
     uint64_t seed;
 } kp_train_config;
 
-/* Defaults: softmax 1, bce 0, sr 1, distill 1 (pearson), tau 0.05, bce_tau 0.1, positions on,
- * sr 1*cos+0, mse 1*cos+0, prefix weights 1, batch 256, epochs 5, 4 random, 4 hard, 0 model-hard,
- * max_bce 16, lr 2e-3, lr_emb 2e-2, wd 0, warmup 0.05, cosine, min 0.05, clip 5, seed 1. */
+/* Defaults: softmax 1, bce 0, sr 1, distill 1 (pearson), distill_known 1, tau 0.05, bce_tau 0.1,
+ * positions on, sr 1*cos+0, mse 1*cos+0, prefix weights 1, batch 256, epochs 5, 4 random, 4 hard, 0
+ * model-hard, max_bce 16, lr 2e-3, lr_emb 2e-2, wd 0, warmup 0.05, cosine, min 0.05, clip 5,
+ * seed 1. */
 void kp_train_config_default(kp_train_config *c);
 
 /* 0 if c is usable, else -1 with the reason in err (may be NULL). */
@@ -105,12 +110,13 @@ typedef struct {
     int n_dis;
     const int *dis_item, *dis_key;
     const float *dis_teacher;
+    const unsigned char *dis_known; /* [n_dis] nonzero = a known (shown/judged) pair; may be NULL */
 } kp_train_batch;
 
 /* Loss terms of a step (means over the Matryoshka sizes, weighted by w_prefix; a term that is off
  * or has no pairs is 0), the objective actually minimised, gradient norm before clipping, lr. */
 typedef struct {
-    double total, softmax, bce, sr, distill;
+    double total, softmax, bce, sr, distill, distill_known;
     double grad_norm;
     float lr;
 } kp_train_losses;

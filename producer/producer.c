@@ -145,6 +145,12 @@ int kp_producer_deliver(kp_producer *p, kp_outmsg *msgs, int n, const kp_config 
             if (tick) tick(tick_opaque);
             if (abort_flag && *abort_flag) goto aborted;
         }
+        char fe[512];
+        if (rd_kafka_fatal_error(p->rk, fe, sizeof fe)) {
+            /* e.g. the idempotent producer lost its sequence: nothing more can be delivered */
+            kp_error("producer: fatal error: %s", fe);
+            goto aborted;
+        }
         int failed = 0;
         for (int i = 0; i < n; i++)
             failed += msgs[i].state == KP_OUT_FAILED;

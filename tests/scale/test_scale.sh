@@ -61,6 +61,7 @@ wait_for 120 "4 deltas published" published
 before=$(metric "$TP" kprec_model_version)
 kill -9 "$TR"
 ok "trainer killed (SIGKILL) at version $before"
+TP=$(port) # a fresh port: the killed trainer's may linger
 start_worker trainer2 KPREC_WORKER_ROLE=train KPREC_WORKER_METRICS_PORT="$TP"
 TR=$WPID
 wait "$RI" || fail "item replay failed"

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# bench/quality.sh -- model-quality experiment of issue 3 (bi-encoder multi-task training).
+#
+#   bench/quality.sh --data DIR --out OUT [--eval-items F --eval-judgments F] [--tune]
+#                    [--kprec BIN] [--threads T] [--epochs N]
+#
+# DIR holds items.tsv, keyphrases.tsv, judgments.tsv (e.g. /work/shared/data/homedepot).
+#  1. kprec split: items -> train / valid by a hash of item_id (80/20, deterministic).
+#     --tune splits the TRAIN items once more (80/20, another seed) and evaluates on that part,
+#     so that settings are chosen without ever looking at the valid items.
+#  2. the train judgments are split by item: half are the cross-encoder's teacher labels, half
+#     the bi-encoder's SR labels; clicks are simulated on all train items (kprec simulate-clicks).
+#  3. trains the CE (kprec train-ce) and the bi-encoders (kprec train), evaluates every row on the
+#     valid items (or --eval-items/--eval-judgments) with kprec eval --json.
+# Writes every model and OUT/results.json: one object per row (row, recall@10/50/100, spearman,
+# pearson, auc, items, pairs, train_seconds).
+set -euo pipefail
+
+data="" out="" eval_items="" eval_judg="" tune=0 threads=2 epochs=""
+kprec="${KPREC:-}"
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --data) data="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --eval-items) eval_items="$2"; shift 2 ;;
+    --eval-judgments) eval_judg="$2"; shift 2 ;;
+    --kprec) kprec="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --epochs) epochs="$2"; shift 2 ;;
+    --tune) tune=1; shift ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "quality.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
+    esac
+done
+if [ -z "$data" ] || [ -z "$out" ]; then
+    echo "quality.sh: --data DIR and --out OUT are required (--help)" >&2
+    exit 2
+fi
+if { [ -n "$eval_items" ] && [ -z "$eval_judg" ]; } || { [ -z "$eval_items" ] && [ -n "$eval_judg" ]; }; then
+    echo "quality.sh: --eval-items and --eval-judgments go together" >&2
+    exit 2
+fi
+for f in items.tsv keyphrases.tsv judgments.tsv; do
+    [ -r "$data/$f" ] || { echo "quality.sh: $data/$f is missing" >&2; exit 1; }
+done
+if [ -z "$kprec" ]; then
+    for c in ./build/kprec "$(dirname "$0")/../build/kprec" "$(command -v kprec || true)"; do
+        if [ -n "$c" ] && [ -x "$c" ]; then kprec="$c"; break; fi
+    done
+fi
+[ -n "$kprec" ] && [ -x "$kprec" ] || { echo "quality.sh: kprec binary not found (--kprec BIN)" >&2; exit 1; }
+command -v jq >/dev/null || { echo "quality.sh: jq is required" >&2; exit 1; }
+
+mkdir -p "$out"
+K="$data/keyphrases.tsv"
+ep=()
+[ -n "$epochs" ] && ep=(--epochs "$epochs")
+t_start=$(date +%s)
+say() { echo "== $(date +%T) $*" >&2; }
+now() { date +%s.%N; }
+
+# 1. train / valid split by item
+"$kprec" split --items "$data/items.tsv" --judgments "$data/judgments.tsv" --out "$out/split" >&2
+tr_items="$out/split/train_items.tsv" tr_judg="$out/split/train_judgments.tsv"
+va_items="$out/split/valid_items.tsv" va_judg="$out/split/valid_judgments.tsv"
+if [ "$tune" = 1 ]; then
+    say "tuning mode: evaluating on a split of the train items"
+    "$kprec" split --items "$tr_items" --judgments "$tr_judg" --out "$out/tune" --valid-frac 0.2 --seed 7 >&2
+    tr_items="$out/tune/train_items.tsv" tr_judg="$out/tune/train_judgments.tsv"
+    va_items="$out/tune/valid_items.tsv" va_judg="$out/tune/valid_judgments.tsv"
+fi
+if [ -n "$eval_items" ]; then va_items="$eval_items" va_judg="$eval_judg"; fi
+
+# 2. teacher labels (CE) / SR labels, by item; clicks on all train items
+"$kprec" split --items "$tr_items" --judgments "$tr_judg" --out "$out/labels" --valid-frac 0.5 --seed 11 >&2
+ce_judg="$out/labels/train_judgments.tsv"
+sr_judg="$out/labels/valid_judgments.tsv"
+say "simulating clicks on the train items"
+"$kprec" simulate-clicks --items "$tr_items" --keyphrases "$K" --judgments "$tr_judg" \
+    --out "$out/clicks.tsv" >&2
+
+# 3. models
+declare -A secs
+train_ce() {
+    say "train-ce"
+    local t0; t0=$(now)
+    "$kprec" train-ce --items "$tr_items" --keyphrases "$K" --judgments "$ce_judg" \
+        --out "$out/ce.kpm" --threads "$threads" --quiet >&2
+    secs[ce]=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')
+}
+train_be() { # name, extra args...
+    local name="$1"; shift
+    say "train $name"
+    local t0; t0=$(now)
+    "$kprec" train --items "$tr_items" --keyphrases "$K" --out "$out/$name.kpm" \
+        --threads "$threads" --quiet "${ep[@]}" "$@" >&2
+    secs[$name]=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')
+}
+train_ce
+train_be be_ctr --clicks "$out/clicks.tsv"
+train_be be_ctr_sr --clicks "$out/clicks.tsv" --judgments "$sr_judg"
+train_be be_full --clicks "$out/clicks.tsv" --judgments "$sr_judg" --teacher "$out/ce.kpm" --distill pearson \
+    --w-distill 0.5 --w-known 4
+train_be be_mse --clicks "$out/clicks.tsv" --judgments "$sr_judg" --teacher "$out/ce.kpm" --distill mse \
+    --w-distill 0.5 --w-known 4
+
+# 4. evaluation
+rows="$out/rows.jsonl"
+: >"$rows"
+evaluate() { # row, model, seconds, extra args...
+    local row="$1" model="$2" s="$3"; shift 3
+    say "eval $row"
+    "$kprec" eval --model "$model" --items "$va_items" --keyphrases "$K" --judgments "$va_judg" \
+        --threads "$threads" --json --quiet "$@" |
+        jq -c --arg row "$row" --argjson s "$s" '{row: $row} + . + {train_seconds: $s}' >>"$rows"
+}
+evaluate bm25 bm25 0
+evaluate be_ctr "$out/be_ctr.kpm" "${secs[be_ctr]}"
+evaluate be_ctr_sr "$out/be_ctr_sr.kpm" "${secs[be_ctr_sr]}"
+evaluate be_full "$out/be_full.kpm" "${secs[be_full]}"
+evaluate be_mse "$out/be_mse.kpm" "${secs[be_mse]}"
+evaluate ce "$out/ce.kpm" "${secs[ce]}"
+for p in 32 64 128; do
+    evaluate "be_full@$p" "$out/be_full.kpm" "${secs[be_full]}" --prefix "$p"
+done
+jq -s '.' "$rows" >"$out/results.json"
+rm -f "$rows"
+
+# 5. table
+jq -r '["row","recall@10","recall@50","recall@100","spearman","auc","train_s"],
+       (.[] | [.row, .["recall@10"], .["recall@50"], .["recall@100"], .spearman, .auc,
+               .train_seconds]
+            | map(if type == "number" then (. * 1000 | round / 1000 | tostring)
+                  elif . == null then "-" else . end))
+       | @tsv' "$out/results.json" | column -t >&2
+say "done in $(($(date +%s) - t_start)) s -> $out/results.json"
