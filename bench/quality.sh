@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/quality.sh -- model-quality experiment of issue 3 (bi-encoder multi-task training).
 #
-#   bench/quality.sh --data DIR --out OUT [--eval-items F --eval-judgments F] [--tune]
+#   bench/quality.sh --data DIR --out OUT [--clicks dense|sparse] [--tune]
+#                    [--eval-items F --eval-judgments F] [--rows LIST] [--full-args "ARGS"]
 #                    [--kprec BIN] [--threads T] [--epochs N]
 #
 # DIR holds items.tsv, keyphrases.tsv, judgments.tsv (e.g. /work/shared/data/homedepot).
@@ -9,14 +10,25 @@
 #     --tune splits the TRAIN items once more (80/20, another seed) and evaluates on that part,
 #     so that settings are chosen without ever looking at the valid items.
 #  2. the train judgments are split by item: half are the cross-encoder's teacher labels, half
-#     the bi-encoder's SR labels; clicks are simulated on all train items (kprec simulate-clicks).
+#     the bi-encoder's SR labels; clicks are simulated on all train items (kprec simulate-clicks)
+#     in one of two regimes (--clicks, default dense):
+#       dense:  every train item gets 20 sessions, all its judged keyphrases shown, engine noise
+#               0.5 (the simulator's defaults): clicks are close to a relevance label.
+#       sparse: a biased log as an engine writes it: heavy-tailed exposure (by a hash of item_id:
+#               20% of the items 0 sessions, 40% 1, 25% 3, 10% 10, 5% 30; mean 3.65), at most 5
+#               keyphrases shown per session, engine noise 1.0, examination 1/rank, click
+#               probability 0.05 + 0.95 (rel-1)/2 (BENCHMARKS.md, "click regimes").
 #  3. trains the CE (kprec train-ce) and the bi-encoders (kprec train), evaluates every row on the
 #     valid items (or --eval-items/--eval-judgments) with kprec eval --json.
+#     --rows LIST (comma-separated, default all: ctr,ctr_sr,full,mse) trains only those BE rows
+#     (BM25 and the CE are always evaluated); --full-args appends arguments to the full row's
+#     and the MSE row's kprec train (for tuning).
 # Writes every model and OUT/results.json: one object per row (row, recall@10/50/100, spearman,
 # pearson, auc, items, pairs, train_seconds).
 set -euo pipefail
 
-data="" out="" eval_items="" eval_judg="" tune=0 threads=2 epochs=""
+data="" out="" eval_items="" eval_judg="" tune=0 threads=2 epochs="" regime=dense
+rows_sel="ctr,ctr_sr,full,mse" full_args=""
 kprec="${KPREC:-}"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -28,7 +40,10 @@ while [ $# -gt 0 ]; do
     --threads) threads="$2"; shift 2 ;;
     --epochs) epochs="$2"; shift 2 ;;
     --tune) tune=1; shift ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --clicks) regime="$2"; shift 2 ;;
+    --rows) rows_sel="$2"; shift 2 ;;
+    --full-args) full_args="$2"; shift 2 ;;
+    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "quality.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
     esac
 done
@@ -40,6 +55,12 @@ if { [ -n "$eval_items" ] && [ -z "$eval_judg" ]; } || { [ -z "$eval_items" ] &&
     echo "quality.sh: --eval-items and --eval-judgments go together" >&2
     exit 2
 fi
+case "$regime" in dense | sparse) ;; *) echo "quality.sh: --clicks wants dense or sparse" >&2; exit 2 ;; esac
+for r in ${rows_sel//,/ }; do
+    case "$r" in ctr | ctr_sr | full | mse) ;; *) echo "quality.sh: unknown row '$r' in --rows" >&2; exit 2 ;; esac
+done
+has_row() { [[ ",$rows_sel," == *",$1,"* ]]; }
+read -r -a fargs <<<"$full_args"
 for f in items.tsv keyphrases.tsv judgments.tsv; do
     [ -r "$data/$f" ] || { echo "quality.sh: $data/$f is missing" >&2; exit 1; }
 done
@@ -75,9 +96,38 @@ if [ -n "$eval_items" ]; then va_items="$eval_items" va_judg="$eval_judg"; fi
 "$kprec" split --items "$tr_items" --judgments "$tr_judg" --out "$out/labels" --valid-frac 0.5 --seed 11 >&2
 ce_judg="$out/labels/train_judgments.tsv"
 sr_judg="$out/labels/valid_judgments.tsv"
-say "simulating clicks on the train items"
-"$kprec" simulate-clicks --items "$tr_items" --keyphrases "$K" --judgments "$tr_judg" \
-    --out "$out/clicks.tsv" >&2
+say "simulating clicks on the train items ($regime regime)"
+if [ "$regime" = dense ]; then
+    "$kprec" simulate-clicks --items "$tr_items" --keyphrases "$K" --judgments "$tr_judg" \
+        --out "$out/clicks.tsv" >&2
+else
+    # exposure groups by nested hash splits of the train items: 20% / 40% / 25% / 10% / 5%
+    g="$out/exposure"; mkdir -p "$g"
+    rest_i="$tr_items" rest_j="$tr_judg"
+    groups=()
+    fr=(0.2 0.5 0.625 0.6667) ses=(0 1 3 10)
+    for s in 0 1 2 3; do
+        "$kprec" split --items "$rest_i" --judgments "$rest_j" --out "$g/$s" \
+            --valid-frac "${fr[$s]}" --seed $((101 + s)) >/dev/null
+        groups+=("${ses[$s]}:$g/$s/valid_items.tsv")
+        rest_i="$g/$s/train_items.tsv" rest_j="$g/$s/train_judgments.tsv"
+    done
+    groups+=("30:$rest_i")
+    first=1
+    for gs in "${groups[@]}"; do
+        n="${gs%%:*}" f="${gs#*:}"
+        echo "exposure group: $(($(wc -l <"$f") - 1)) items x $n sessions" >&2
+        [ "$n" = 0 ] && continue
+        "$kprec" simulate-clicks --items "$tr_items" --keyphrases "$K" --judgments "$tr_judg" \
+            --items-filter "$f" --sessions "$n" --max-shown 5 --noise 1.0 --seed $((42 + n)) \
+            --out "$g/clicks_$n.tsv" >/dev/null
+        if [ $first = 1 ]; then cat "$g/clicks_$n.tsv"; first=0; else tail -n +2 "$g/clicks_$n.tsv"; fi
+    done >"$out/clicks.tsv"
+    awk -F'\t' 'NR > 1 { if ($3 == "click") c++; else m++ } END {
+        printf "sparse log: %d impressions, %d clicks, ctr %.4f\n", m, c, c / m }' "$out/clicks.tsv" >&2
+fi
+awk -F'\t' 'NR > 1 && $3 == "click" { s[$1] = 1 } END { n = 0; for (i in s) n++;
+    printf "train items with >= 1 click: %d\n", n }' "$out/clicks.tsv" >&2
 
 # 3. models
 declare -A secs
@@ -97,12 +147,12 @@ train_be() { # name, extra args...
     secs[$name]=$(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')
 }
 train_ce
-train_be be_ctr --clicks "$out/clicks.tsv"
-train_be be_ctr_sr --clicks "$out/clicks.tsv" --judgments "$sr_judg"
-train_be be_full --clicks "$out/clicks.tsv" --judgments "$sr_judg" --teacher "$out/ce.kpm" --distill pearson \
-    --w-distill 0.5 --w-known 4
-train_be be_mse --clicks "$out/clicks.tsv" --judgments "$sr_judg" --teacher "$out/ce.kpm" --distill mse \
-    --w-distill 0.5 --w-known 4
+has_row ctr && train_be be_ctr --clicks "$out/clicks.tsv"
+has_row ctr_sr && train_be be_ctr_sr --clicks "$out/clicks.tsv" --judgments "$sr_judg"
+has_row full && train_be be_full --clicks "$out/clicks.tsv" --judgments "$sr_judg" --teacher "$out/ce.kpm" \
+    --distill pearson --w-distill 0.5 --w-known 4 "${fargs[@]}"
+has_row mse && train_be be_mse --clicks "$out/clicks.tsv" --judgments "$sr_judg" --teacher "$out/ce.kpm" \
+    --distill mse --w-distill 0.5 --w-known 4 "${fargs[@]}"
 
 # 4. evaluation
 rows="$out/rows.jsonl"
@@ -115,14 +165,16 @@ evaluate() { # row, model, seconds, extra args...
         jq -c --arg row "$row" --argjson s "$s" '{row: $row} + . + {train_seconds: $s}' >>"$rows"
 }
 evaluate bm25 bm25 0
-evaluate be_ctr "$out/be_ctr.kpm" "${secs[be_ctr]}"
-evaluate be_ctr_sr "$out/be_ctr_sr.kpm" "${secs[be_ctr_sr]}"
-evaluate be_full "$out/be_full.kpm" "${secs[be_full]}"
-evaluate be_mse "$out/be_mse.kpm" "${secs[be_mse]}"
+has_row ctr && evaluate be_ctr "$out/be_ctr.kpm" "${secs[be_ctr]}"
+has_row ctr_sr && evaluate be_ctr_sr "$out/be_ctr_sr.kpm" "${secs[be_ctr_sr]}"
+has_row full && evaluate be_full "$out/be_full.kpm" "${secs[be_full]}"
+has_row mse && evaluate be_mse "$out/be_mse.kpm" "${secs[be_mse]}"
 evaluate ce "$out/ce.kpm" "${secs[ce]}"
-for p in 32 64 128; do
-    evaluate "be_full@$p" "$out/be_full.kpm" "${secs[be_full]}" --prefix "$p"
-done
+if has_row full; then
+    for p in 32 64 128; do
+        evaluate "be_full@$p" "$out/be_full.kpm" "${secs[be_full]}" --prefix "$p"
+    done
+fi
 jq -s '.' "$rows" >"$out/results.json"
 rm -f "$rows"
 

@@ -1,23 +1,25 @@
-/* index.c - exact top-K by sgemm + bounded heaps, Matryoshka prefix pass, de-dup (see index.h). */
+/* index.c - exact top-K by tiled sgemm + threshold scan + quickselect, Matryoshka prefix pass,
+ * de-dup (see index.h). */
 #include "model/index.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct kp_index {
-    int n, dim, cand_factor;
+    int n, dim, cand_factor, query_tile, key_block;
     float *emb;     /* [n x dim] */
     uint64_t *keys; /* [n] or NULL */
+    _Atomic(float *)
+        *pre; /* [dim]: pre[p] = normalised prefix matrix [n x p], built on first use */
 };
 
 typedef struct {
     float s;
     int id;
 } hit;
-
-#define QUERY_CHUNK 32
 
 kp_index *kp_index_new(const float *emb, int n, int dim, const uint64_t *dedup_keys)
 {
@@ -27,6 +29,12 @@ kp_index *kp_index_new(const float *emb, int n, int dim, const uint64_t *dedup_k
     ix->n = n;
     ix->dim = dim;
     ix->cand_factor = KP_INDEX_DEFAULT_CAND_FACTOR;
+    ix->query_tile = KP_INDEX_DEFAULT_QUERY_TILE;
+    ix->key_block = KP_INDEX_DEFAULT_KEY_BLOCK;
+    ix->pre = malloc((size_t)dim * sizeof(*ix->pre));
+    if (!ix->pre) goto err;
+    for (int p = 0; p < dim; p++)
+        atomic_init(&ix->pre[p], NULL);
     size_t nf = (size_t)n * (size_t)dim;
     ix->emb = malloc((nf ? nf : 1) * sizeof(float));
     if (!ix->emb) goto err;
@@ -45,6 +53,10 @@ err:
 void kp_index_free(kp_index *ix)
 {
     if (!ix) return;
+    if (ix->pre)
+        for (int p = 0; p < ix->dim; p++)
+            free(atomic_load(&ix->pre[p]));
+    free(ix->pre);
     free(ix->emb);
     free(ix->keys);
     free(ix);
@@ -121,60 +133,197 @@ static void write_results(const hit *h, int nh, int k, int *ids, float *scores, 
     *count = nh;
 }
 
-/* ---- bounded heap (root = worst kept hit) ---------------------------------------------------- */
+/* ---- candidate selector (one per query) ----------------------------------------------------
+ *
+ * Scores above the running threshold are appended to buf [cap]; when it fills, a quickselect keeps
+ * the best kk and the threshold becomes the kk-th best score (faiss's "reservoir"). With de-dup
+ * keys, buf holds at most one hit per key (tab: open-addressing hash of key -> buf slot, -1 empty)
+ * and a hit whose key is held replaces it only if better, so the kk best of buf are the kk best
+ * distinct keys. Hits are offered in increasing id order during a scan, so once kk are held a new
+ * hit must score strictly above the threshold (an equal score loses the tie to a lower id). */
 
-static void sift_down(hit *h, int n, int i)
+typedef struct {
+    hit *buf; /* [cap] */
+    int *tab; /* [1 << hbits] or NULL */
+    int m;    /* hits in buf */
+    int full; /* kk distinct hits held: thr is the kk-th best score */
+    float thr;
+} sel;
+
+typedef struct {
+    int kk, cap, hbits;
+    const uint64_t *keys; /* NULL: no de-dup */
+} sel_cfg;
+
+static int hbits_for(int cap)
 {
-    for (;;) {
-        int l = 2 * i + 1, r = l + 1, w = i;
-        if (l < n && better(h[w].s, h[w].id, h[l].s, h[l].id)) w = l;
-        if (r < n && better(h[w].s, h[w].id, h[r].s, h[r].id)) w = r;
-        if (w == i) return;
-        hit t = h[i];
-        h[i] = h[w];
-        h[w] = t;
-        i = w;
+    int b = 1;
+    while ((1 << b) < 2 * cap)
+        b++;
+    return b;
+}
+
+static void sel_init(sel *s, const sel_cfg *c, hit *buf, int *tab, float min_score)
+{
+    s->buf = buf, s->tab = tab, s->m = 0, s->full = 0, s->thr = min_score;
+    if (c->keys) memset(tab, 0xff, sizeof(int) << c->hbits);
+}
+
+static uint32_t key_slot(uint64_t key, int hbits)
+{
+    return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> (64 - hbits));
+}
+
+/* Slot in tab holding key, or the empty slot where it goes. */
+static uint32_t tab_find(const sel *s, const sel_cfg *c, uint64_t key)
+{
+    uint32_t mask = (1u << c->hbits) - 1u, h = key_slot(key, c->hbits);
+    while (s->tab[h] >= 0 && c->keys[s->buf[s->tab[h]].id] != key)
+        h = (h + 1) & mask;
+    return h;
+}
+
+static void swap_hit(hit *a, hit *b)
+{
+    hit t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Reorders a[0..n) so that a[0..t] are the t+1 best (by `better`) and a[t] is the (t+1)-th. */
+static void select_nth(hit *a, int n, int t)
+{
+    int lo = 0, hi = n - 1;
+    while (hi > lo) {
+        int mid = lo + (hi - lo) / 2;
+        /* median of three as pivot */
+        if (better(a[mid].s, a[mid].id, a[lo].s, a[lo].id)) swap_hit(&a[mid], &a[lo]);
+        if (better(a[hi].s, a[hi].id, a[lo].s, a[lo].id)) swap_hit(&a[hi], &a[lo]);
+        if (better(a[hi].s, a[hi].id, a[mid].s, a[mid].id)) swap_hit(&a[hi], &a[mid]);
+        hit pv = a[mid];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (better(a[i].s, a[i].id, pv.s, pv.id))
+                i++;
+            while (better(pv.s, pv.id, a[j].s, a[j].id))
+                j--;
+            if (i <= j) swap_hit(&a[i++], &a[j--]);
+        }
+        if (t <= j)
+            hi = j;
+        else if (t >= i)
+            lo = i;
+        else
+            return;
     }
 }
 
-static void sift_up(hit *h, int i)
+/* Keeps the kk best hits of buf (if more are held) and raises the threshold to the kk-th. */
+static void sel_reduce(sel *s, const sel_cfg *c)
 {
-    while (i > 0) {
-        int p = (i - 1) / 2;
-        if (!better(h[p].s, h[p].id, h[i].s, h[i].id)) return;
-        hit t = h[i];
-        h[i] = h[p];
-        h[p] = t;
-        i = p;
-    }
+    if (s->m <= c->kk) return;
+    select_nth(s->buf, s->m, c->kk - 1);
+    s->m = c->kk;
+    s->full = 1;
+    s->thr = s->buf[c->kk - 1].s;
+    if (!c->keys) return;
+    memset(s->tab, 0xff, sizeof(int) << c->hbits);
+    for (int j = 0; j < s->m; j++)
+        s->tab[tab_find(s, c, c->keys[s->buf[j].id])] = j;
 }
 
-/* Offers (s, id) to a heap of capacity cap holding *n hits. With keys, a hit whose key is already
- * held replaces it only if better (a key is held at most once). */
-static void heap_offer(hit *h, int *n, int cap, float s, int id, const uint64_t *keys)
+/* Offers (v, id), which already passed the threshold test. */
+static void sel_push(sel *s, const sel_cfg *c, float v, int id)
 {
-    if (*n == cap && !better(s, id, h[0].s, h[0].id)) return;
-    if (keys) {
-        uint64_t key = keys[id];
-        for (int j = 0; j < *n; j++) {
-            if (keys[h[j].id] != key) continue;
-            if (better(s, id, h[j].s, h[j].id)) {
-                h[j].s = s, h[j].id = id;
-                sift_down(h, *n, j);
-            }
+    if (c->keys) {
+        uint32_t h = tab_find(s, c, c->keys[id]);
+        if (s->tab[h] >= 0) {
+            hit *o = &s->buf[s->tab[h]];
+            if (better(v, id, o->s, o->id)) o->s = v, o->id = id;
             return;
         }
+        s->tab[h] = s->m;
     }
-    if (*n < cap) {
-        h[*n].s = s, h[*n].id = id;
-        sift_up(h, (*n)++);
-    } else {
-        h[0].s = s, h[0].id = id;
-        sift_down(h, *n, 0);
+    s->buf[s->m].s = v, s->buf[s->m].id = id;
+    if (++s->m == c->cap) sel_reduce(s, c);
+}
+
+/* Offers scores row[0..len) with ids id0.. (increasing, above every id offered before). Blocks
+ * of 16 are skipped when none reaches the threshold (a branch-free test the compiler vectorises).
+ */
+static void sel_scan(sel *s, const sel_cfg *c, const float *row, int len, int id0)
+{
+    float thr = s->thr;
+    int full = s->full, i = 0;
+    for (; i + 16 <= len; i += 16) {
+        const float *r = row + i;
+        int any = 0;
+        for (int j = 0; j < 16; j++)
+            any |= r[j] >= thr;
+        if (!any) continue;
+        for (int j = 0; j < 16; j++) {
+            float v = r[j];
+            if (full ? v > thr : v >= thr) {
+                sel_push(s, c, v, id0 + i + j);
+                thr = s->thr, full = s->full;
+            }
+        }
     }
+    for (; i < len; i++) {
+        float v = row[i];
+        if (full ? v > thr : v >= thr) {
+            sel_push(s, c, v, id0 + i);
+            thr = s->thr, full = s->full;
+        }
+    }
+}
+
+/* Sorts the kept hits best first and writes them out. */
+static void sel_finish(sel *s, const sel_cfg *c, int k, int *ids, float *scores, int *count)
+{
+    sel_reduce(s, c);
+    qsort(s->buf, (size_t)s->m, sizeof(hit), cmp_hit_desc);
+    write_results(s->buf, s->m, k, ids, scores, count);
+}
+
+/* ---- Matryoshka prefix matrices (built on first use, shared by all threads) -------------------
+ */
+
+/* [n x p]: key prefixes scaled to unit norm (a zero prefix stays zero). */
+static const float *prefix_matrix(const kp_index *ix, int p)
+{
+    float *m = atomic_load_explicit(&ix->pre[p], memory_order_acquire);
+    if (m) return m;
+    m = malloc(((size_t)ix->n * (size_t)p + 1) * sizeof(float));
+    if (!m) return NULL;
+    for (int i = 0; i < ix->n; i++) {
+        const float *r = ix->emb + (size_t)i * ix->dim;
+        float nn = sqrtf(dot_plain(r, r, p)), inv = nn > 0.0f ? 1.0f / nn : 0.0f;
+        for (int j = 0; j < p; j++)
+            m[(size_t)i * p + j] = r[j] * inv;
+    }
+    float *expect = NULL;
+    if (atomic_compare_exchange_strong_explicit(&ix->pre[p], &expect, m, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return m;
+    free(m); /* another thread built it first */
+    return expect;
 }
 
 /* ---- fast path ------------------------------------------------------------------------------- */
+
+void kp_index_set_tiles(kp_index *ix, int query_tile, int key_block)
+{
+    if (!ix) return;
+    ix->query_tile = query_tile > 0 ? query_tile : KP_INDEX_DEFAULT_QUERY_TILE;
+    ix->key_block = key_block > 0 ? key_block : KP_INDEX_DEFAULT_KEY_BLOCK;
+}
+
+/* Buffer size of a selector keeping kk: larger = fewer selects but a staler threshold. */
+static int sel_cap(int kk)
+{
+    return 2 * kk + 64;
+}
 
 int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_score,
                   int prefix_dim, int *ids, float *scores, int *counts)
@@ -188,50 +337,62 @@ int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_s
             write_results(NULL, 0, k, ids + (size_t)i * k, scores + (size_t)i * k, counts + i);
         return 0;
     }
-    int qb = nq < QUERY_CHUNK ? nq : QUERY_CHUNK;
+    const float *pre = p > 0 ? prefix_matrix(ix, p) : NULL;
+    if (p > 0 && !pre) return -1;
     int kk = k < n ? k : n;
     int cand = kk;
     if (p > 0) cand = (int)((int64_t)ix->cand_factor * kk < n ? (int64_t)ix->cand_factor * kk : n);
-    size_t n_s = (size_t)qb * (size_t)n, n_pinv = p > 0 ? (size_t)n : 0;
-    size_t n_h = (size_t)kk + (p > 0 ? (size_t)cand : 0);
-    void *scratch = malloc((n_s + n_pinv) * sizeof(float) + n_h * sizeof(hit));
+    /* first pass: exact (kk, de-dup, min_score) or prefix (cand, neither) */
+    sel_cfg c1 = {cand, sel_cap(cand), 0, p > 0 ? NULL : ix->keys};
+    c1.hbits = c1.keys ? hbits_for(c1.cap) : 0;
+    /* second pass of the prefix mode: the cand rescored hits, no reduce before the end */
+    sel_cfg c2 = {kk, cand + 1, 0, ix->keys};
+    c2.hbits = p > 0 && c2.keys ? hbits_for(c2.cap) : 0;
+    int qt = nq < ix->query_tile ? nq : ix->query_tile;
+    int kb = n < ix->key_block ? n : ix->key_block;
+    size_t tab1 = c1.keys ? (size_t)1 << c1.hbits : 0, tab2 = c2.hbits ? (size_t)1 << c2.hbits : 0;
+    size_t n_buf = (size_t)qt * c1.cap + (p > 0 ? (size_t)c2.cap : 0);
+    size_t bytes = n_buf * sizeof(hit) + (size_t)qt * sizeof(sel) +
+                   ((size_t)qt * kb + 1) * sizeof(float) + ((size_t)qt * tab1 + tab2) * sizeof(int);
+    void *scratch = malloc(bytes);
     if (!scratch) return -1;
-    float *S = scratch, *pinv = S + n_s;
-    hit *heap = (hit *)(pinv + n_pinv), *cheap = heap + kk;
-    if (p > 0) prefix_inv_norms(ix, p, pinv);
+    hit *bufs = scratch, *buf2 = bufs + (size_t)qt * c1.cap;
+    sel *sels = (sel *)(bufs + n_buf);
+    float *S = (float *)(sels + qt);
+    int *tabs = (int *)(S + (size_t)qt * kb + 1), *tab2p = tabs + (size_t)qt * tab1;
     int kdim = p > 0 ? p : dim;
-    for (int q0 = 0; q0 < nq; q0 += qb) {
-        int nb = nq - q0 < qb ? nq - q0 : qb;
-        /* S [nb x n] = Q[q0:q0+nb, :kdim] @ K[:, :kdim]^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, n, kdim, 1.0f,
-                    q + (size_t)q0 * dim, dim, ix->emb, dim, 0.0f, S, n);
+    const float *K = p > 0 ? pre : ix->emb; /* [n x kdim], row stride kdim (p) or dim */
+    int ldk = p > 0 ? p : dim;
+    for (int q0 = 0; q0 < nq; q0 += qt) {
+        int nb = nq - q0 < qt ? nq - q0 : qt;
+        for (int b = 0; b < nb; b++)
+            sel_init(&sels[b], &c1, bufs + (size_t)b * c1.cap, tabs + (size_t)b * tab1,
+                     p > 0 ? -INFINITY : min_score);
+        for (int j0 = 0; j0 < n; j0 += kb) {
+            int nk = n - j0 < kb ? n - j0 : kb;
+            /* S [nb x nk] = Q[q0:q0+nb, :kdim] @ K[j0:j0+nk, :kdim]^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nk, kdim, 1.0f,
+                        q + (size_t)q0 * dim, dim, K + (size_t)j0 * ldk, ldk, 0.0f, S, nk);
+            for (int b = 0; b < nb; b++)
+                sel_scan(&sels[b], &c1, S + (size_t)b * nk, nk, j0);
+        }
         for (int b = 0; b < nb; b++) {
-            const float *row = S + (size_t)b * n;
-            const float *qv = q + (size_t)(q0 + b) * dim;
-            int hn = 0;
-            if (p == 0) {
-                for (int i = 0; i < n; i++) {
-                    float s = row[i];
-                    if (!(s >= min_score) || (hn == kk && s < heap[0].s))
-                        continue; /* fast reject */
-                    heap_offer(heap, &hn, kk, s, i, ix->keys);
-                }
-            } else {
-                int cn = 0;
-                for (int i = 0; i < n; i++) {
-                    float s = row[i] * pinv[i];
-                    if (s != s || (cn == cand && s < cheap[0].s)) continue;
-                    heap_offer(cheap, &cn, cand, s, i, NULL);
-                }
-                for (int j = 0; j < cn; j++) {
-                    int id = cheap[j].id;
-                    float s = dot_plain(qv, ix->emb + (size_t)id * dim, dim);
-                    if (s >= min_score) heap_offer(heap, &hn, kk, s, id, ix->keys);
-                }
-            }
-            qsort(heap, (size_t)hn, sizeof(hit), cmp_hit_desc);
             size_t o = (size_t)(q0 + b) * k;
-            write_results(heap, hn, k, ids + o, scores + o, counts + q0 + b);
+            if (p == 0) {
+                sel_finish(&sels[b], &c1, k, ids + o, scores + o, counts + q0 + b);
+                continue;
+            }
+            /* rescore the prefix candidates at full size */
+            sel *s1 = &sels[b], s2;
+            sel_reduce(s1, &c1);
+            sel_init(&s2, &c2, buf2, tab2p, min_score);
+            const float *qv = q + (size_t)(q0 + b) * dim;
+            for (int j = 0; j < s1->m; j++) {
+                int id = s1->buf[j].id;
+                float v = dot_plain(qv, ix->emb + (size_t)id * dim, dim);
+                if (v >= min_score) sel_push(&s2, &c2, v, id);
+            }
+            sel_finish(&s2, &c2, k, ids + o, scores + o, counts + q0 + b);
         }
     }
     free(scratch);

@@ -1,10 +1,13 @@
 /* index.h - exact top-K keyphrase index over normalised embeddings.
  *
  * The keyphrase embeddings are one row-major float matrix [n x dim] (an owned copy). A batch of
- * queries is scored with one sgemm per chunk of queries (queries x keys^T) followed by a bounded
- * heap per query, so memory stays O(chunk x n). Optionally a first pass ranks by the Matryoshka
- * prefix (first prefix_dim dims, keys re-normalised) and keeps cand_factor * k candidates, which
- * are then rescored at full size. Keys sharing a de-duplication key (kp_feat_tokenset_key) count
+ * queries is scored tile by tile: one sgemm per (query tile x key block) (queries x keys^T, so the
+ * packing of each key block is shared by a whole query tile), then a scan that skips blocks of
+ * scores below each query's running k-th best and a quickselect over the survivors, so memory
+ * stays O(query_tile x key_block). Optionally a first pass ranks by the Matryoshka prefix (first
+ * prefix_dim dims, keys re-normalised; the normalised [n x prefix_dim] matrix is built on the
+ * first query that uses that size and kept) and keeps cand_factor * k candidates, which are then
+ * rescored at full size. Keys sharing a de-duplication key (kp_feat_tokenset_key) count
  * once: the best-scoring one is kept. The index is immutable after kp_index_new and may be queried
  * from several threads at once; to change it, build a new one and swap.
  */
@@ -16,6 +19,8 @@
 typedef struct kp_index kp_index;
 
 #define KP_INDEX_DEFAULT_CAND_FACTOR 4
+#define KP_INDEX_DEFAULT_QUERY_TILE  256
+#define KP_INDEX_DEFAULT_KEY_BLOCK   1024
 
 /* Copies emb [n x dim] (and dedup_keys [n] if not NULL). n may be 0. NULL on OOM or bad args
  * (n < 0, dim <= 0, emb NULL with n > 0). */
@@ -27,6 +32,9 @@ int kp_index_dim(const kp_index *ix);
 const float *kp_index_row(const kp_index *ix, int i);
 /* Candidates kept by the prefix pass = c * k (c >= 1). Not thread-safe: set before sharing. */
 void kp_index_set_cand_factor(kp_index *ix, int c);
+/* Tiling of kp_index_topk: queries per sgemm and keys per sgemm (<= 0: the default). Results do
+ * not depend on it (tuning and tests only). Not thread-safe: set before sharing. */
+void kp_index_set_tiles(kp_index *ix, int query_tile, int key_block);
 
 /* For nq queries q [nq x dim] (normalised): writes up to k results per query into ids[q*k..] and
  * scores[q*k..] (score = dot product = cosine) sorted by score desc, ties by lower id; counts[q] =
