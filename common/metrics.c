@@ -162,6 +162,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         char *body = kp_metrics_render();
         if (!body) return MHD_NO;
         r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+        if (!r) {
+            free(body);
+            return MHD_NO;
+        }
         MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4");
     } else if (!strcmp(url, "/healthz")) {
         char body[128];
