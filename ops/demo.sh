@@ -31,10 +31,13 @@ else
 fi
 
 MODEL=
-if "$KPREC" help | grep -q '^  train ' && [ -f "$DATA/judgments.tsv" ]; then
-  echo "demo: training a bi-encoder on the judged pairs (kprec train)" >&2
+if [ -f "$DATA/judgments.tsv" ]; then
+  echo "demo: bootstrapping a bi-encoder: simulated clicks + graded judgments (kprec train)" >&2
+  "$KPREC" simulate-clicks --items "$DATA/items.tsv" --keyphrases "$DATA/keyphrases.tsv" \
+    --judgments "$DATA/judgments.tsv" --out "$OUT/clicks.tsv" --sessions 4 >/dev/null
   "$KPREC" train --items "$DATA/items.tsv" --keyphrases "$DATA/keyphrases.tsv" \
-    --judgments "$DATA/judgments.tsv" --out "$OUT/be.kpm" --epochs 2 && MODEL=$OUT/be.kpm
+    --clicks "$OUT/clicks.tsv" --judgments "$DATA/judgments.tsv" --out "$OUT/be.kpm" --epochs 3 &&
+    MODEL=$OUT/be.kpm
 fi
 
 ./ops/stack.sh up "$OUT/stack" "$KPREC" "$DATA/keyphrases.tsv"
