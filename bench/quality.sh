@@ -43,7 +43,7 @@ while [ $# -gt 0 ]; do
     --clicks) regime="$2"; shift 2 ;;
     --rows) rows_sel="$2"; shift 2 ;;
     --full-args) full_args="$2"; shift 2 ;;
-    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "quality.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
     esac
 done
@@ -150,9 +150,9 @@ train_ce
 has_row ctr && train_be be_ctr --clicks "$out/clicks.tsv"
 has_row ctr_sr && train_be be_ctr_sr --clicks "$out/clicks.tsv" --judgments "$sr_judg"
 has_row full && train_be be_full --clicks "$out/clicks.tsv" --judgments "$sr_judg" --teacher "$out/ce.kpm" \
-    --distill pearson --w-distill 0.5 --w-known 4 "${fargs[@]}"
+    --distill pearson --w-distill 0.5 --w-known 8 "${fargs[@]}"
 has_row mse && train_be be_mse --clicks "$out/clicks.tsv" --judgments "$sr_judg" --teacher "$out/ce.kpm" \
-    --distill mse --w-distill 0.5 --w-known 4 "${fargs[@]}"
+    --distill mse --w-distill 0.5 --w-known 8 "${fargs[@]}"
 
 # 4. evaluation
 rows="$out/rows.jsonl"
