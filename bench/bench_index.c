@@ -328,7 +328,8 @@ static int cmd_search(const char *dir, int k, int reps, const int *threads, int 
             run_args ad = {ixd, q, nq, D, k, b, 0, tmp_ids, tmp_s, counts};
             if (RUN("dedup") && time_topk(&ad, "exact+dedup", threads[ti], reps) != 0)
                 goto err_topk;
-            /* diagnostic: the GEMMs alone, chunked as kp_index_topk does (32 rows) and whole */
+            /* diagnostic: the GEMMs alone over all keys at once, 32 query rows per call (the
+             * layout kp_index_topk had before tiling) and the whole batch */
             int chunks[2] = {32, b};
             for (int ci = 0; ci < 2 && RUN("gemm"); ci++) {
                 gemm_once(q, chunks[ci], keys, nk, D, chunks[ci], S); /* warm-up */

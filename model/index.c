@@ -3,6 +3,9 @@
 #include "model/index.h"
 
 #include <cblas.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -12,8 +15,8 @@ struct kp_index {
     int n, dim, cand_factor, query_tile, key_block;
     float *emb;     /* [n x dim] */
     uint64_t *keys; /* [n] or NULL */
-    _Atomic(float *)
-        *pre; /* [dim]: pre[p] = normalised prefix matrix [n x p], built on first use */
+    /* [dim]: pre[p] = the key prefixes [n x p] normalised, built on first use (NULL before) */
+    _Atomic(float *) *pre;
 };
 
 typedef struct {
@@ -190,31 +193,32 @@ static void swap_hit(hit *a, hit *b)
     *b = t;
 }
 
-/* Reorders a[0..n) so that a[0..t] are the t+1 best (by `better`) and a[t] is the (t+1)-th. */
+/* Reorders a[0..n) so that a[0..t] are the t+1 best (by `better`) and a[t] is the (t+1)-th:
+ * quickselect with a branch-free Lomuto partition (the comparisons are unpredictable). */
 static void select_nth(hit *a, int n, int t)
 {
     int lo = 0, hi = n - 1;
     while (hi > lo) {
         int mid = lo + (hi - lo) / 2;
-        /* median of three as pivot */
+        /* median of three goes to a[hi] as the pivot */
         if (better(a[mid].s, a[mid].id, a[lo].s, a[lo].id)) swap_hit(&a[mid], &a[lo]);
         if (better(a[hi].s, a[hi].id, a[lo].s, a[lo].id)) swap_hit(&a[hi], &a[lo]);
-        if (better(a[hi].s, a[hi].id, a[mid].s, a[mid].id)) swap_hit(&a[hi], &a[mid]);
-        hit pv = a[mid];
-        int i = lo, j = hi;
-        while (i <= j) {
-            while (better(a[i].s, a[i].id, pv.s, pv.id))
-                i++;
-            while (better(pv.s, pv.id, a[j].s, a[j].id))
-                j--;
-            if (i <= j) swap_hit(&a[i++], &a[j--]);
+        if (better(a[mid].s, a[mid].id, a[hi].s, a[hi].id)) swap_hit(&a[hi], &a[mid]);
+        hit pv = a[hi];
+        int st = lo;
+        for (int i = lo; i < hi; i++) {
+            hit x = a[i];
+            int c = (x.s > pv.s) | ((x.s == pv.s) & (x.id < pv.id));
+            a[i] = a[st];
+            a[st] = x;
+            st += c;
         }
-        if (t <= j)
-            hi = j;
-        else if (t >= i)
-            lo = i;
+        swap_hit(&a[st], &a[hi]);
+        if (t == st) return;
+        if (t < st)
+            hi = st - 1;
         else
-            return;
+            lo = st + 1;
     }
 }
 
@@ -248,22 +252,49 @@ static void sel_push(sel *s, const sel_cfg *c, float v, int id)
     if (++s->m == c->cap) sel_reduce(s, c);
 }
 
+/* Bit j set if r[j] >= thr (j < 16; NaN never). */
+static unsigned mask16(const float *r, float thr)
+{
+#ifdef __SSE2__
+    __m128 t = _mm_set1_ps(thr);
+    unsigned m0 = (unsigned)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(r), t));
+    unsigned m1 = (unsigned)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(r + 4), t));
+    unsigned m2 = (unsigned)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(r + 8), t));
+    unsigned m3 = (unsigned)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(r + 12), t));
+    return m0 | m1 << 4 | m2 << 8 | m3 << 12;
+#else
+    unsigned m = 0;
+    for (int j = 0; j < 16; j++)
+        m |= (unsigned)(r[j] >= thr) << j;
+    return m;
+#endif
+}
+
+static int lowest_bit(unsigned m)
+{
+#if defined(__GNUC__)
+    return __builtin_ctz(m);
+#else
+    int j = 0;
+    while (!(m & 1u))
+        m >>= 1, j++;
+    return j;
+#endif
+}
+
 /* Offers scores row[0..len) with ids id0.. (increasing, above every id offered before). Blocks
- * of 16 are skipped when none reaches the threshold (a branch-free test the compiler vectorises).
- */
+ * of 16 are tested at once against the threshold (SIMD compare -> bit mask), and only the set bits
+ * are visited, so the common case (nothing reaches it) is a few instructions and no branch miss. */
 static void sel_scan(sel *s, const sel_cfg *c, const float *row, int len, int id0)
 {
     float thr = s->thr;
     int full = s->full, i = 0;
     for (; i + 16 <= len; i += 16) {
         const float *r = row + i;
-        int any = 0;
-        for (int j = 0; j < 16; j++)
-            any |= r[j] >= thr;
-        if (!any) continue;
-        for (int j = 0; j < 16; j++) {
+        for (unsigned m = mask16(r, thr); m; m &= m - 1) {
+            int j = lowest_bit(m);
             float v = r[j];
-            if (full ? v > thr : v >= thr) {
+            if (full ? v > thr : v >= thr) { /* thr may have risen since the mask was taken */
                 sel_push(s, c, v, id0 + i + j);
                 thr = s->thr, full = s->full;
             }

@@ -1,5 +1,7 @@
-/* Tests for model/index: GEMM path vs plain reference, de-dup, min_score, prefix pass. */
+/* Tests for model/index: tiled GEMM path vs plain reference (tilings, block boundaries, ties,
+ * rising scores), de-dup, min_score, prefix pass (also built concurrently). */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -242,12 +244,150 @@ static void test_edges(void **state)
     kp_index_free(NULL);
 }
 
+/* Runs fast and reference with the same arguments and asserts identical ids (and counts). */
+static void check_vs_ref(kp_index *ix, const float *q, int nq, int k, float ms, int p)
+{
+    res a = res_new(nq, k), b = res_new(nq, k);
+    assert_int_equal(kp_index_topk(ix, q, nq, k, ms, p, a.ids, a.scores, a.counts), 0);
+    assert_int_equal(kp_index_topk_ref(ix, q, nq, k, ms, p, b.ids, b.scores, b.counts), 0);
+    assert_same(&a, &b, nq, k);
+    res_free(&a), res_free(&b);
+}
+
+/* Tiling must not change results: key blocks around the 16-score scan blocks (1, 15, 16, 17, ...),
+ * blocks larger than n, query tiles of 1 to all, batch sizes, k > n, de-dup, min_score, prefix. */
+static void test_tiles_vs_ref(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 5);
+    const int n = 481, d = 24, nq = 37; /* 481 = 30 * 16 + 1: a tail after full 16-blocks */
+    float *keys = rand_unit(&r, n, d), *q = rand_unit(&r, nq, d);
+    uint64_t *dk = malloc(sizeof(uint64_t) * n);
+    for (int i = 0; i < n; i++)
+        dk[i] = (uint64_t)(i * 7 % 61); /* ~8 keys share each value, spread over all blocks */
+    kp_index *ix = kp_index_new(keys, n, d, NULL), *ixd = kp_index_new(keys, n, d, dk);
+    assert_non_null(ix);
+    assert_non_null(ixd);
+    const int blocks[] = {1, 7, 15, 16, 17, 32, 33, 160, 480, 481, 482, 4096};
+    const int tiles[] = {1, 5, 36, 37, 256};
+    const int ks[] = {1, 10, 50, 200, 600}; /* 600 > n: padded */
+    for (size_t bi = 0; bi < sizeof(blocks) / sizeof(*blocks); bi++) {
+        for (size_t ti = 0; ti < sizeof(tiles) / sizeof(*tiles); ti++) {
+            kp_index_set_tiles(ix, tiles[ti], blocks[bi]);
+            kp_index_set_tiles(ixd, tiles[ti], blocks[bi]);
+            int k = ks[(bi + ti) % 5];
+            check_vs_ref(ix, q, nq, k, -INFINITY, 0);
+            check_vs_ref(ixd, q, nq, k, -INFINITY, 0);
+            check_vs_ref(ixd, q, nq, k, 0.2f, 0);
+            check_vs_ref(ixd, q, nq, k, 0.0f, 8);
+            check_vs_ref(ix, q, 1, k, -0.1f, 12); /* batch of one */
+        }
+    }
+    /* default tiles again, every batch size from 1 to nq on the de-dup index */
+    kp_index_set_tiles(ixd, 0, 0);
+    for (int b = 1; b <= nq; b += 6)
+        check_vs_ref(ixd, q, b, 20, -INFINITY, 0);
+    kp_index_free(ix), kp_index_free(ixd);
+    free(keys), free(q), free(dk);
+}
+
+/* Worst case for the threshold: scores rise with the id (every key is a new top-k entry, the
+ * candidate buffer fills and is reduced again and again), and exact ties everywhere. Entries
+ * are small multiples of 1/4, so every dot product is exact in float and sgemm equals the plain
+ * loop bit for bit: ids must match exactly, ties broken by the lower id. (Not the prefix pass: its
+ * re-normalised scores are rounded, so which of two mathematically equal scores is larger may
+ * differ between the paths; random data covers it.) */
+static void test_rising_and_ties(void **state)
+{
+    (void)state;
+    const int n = 3001, d = 4, nq = 3;
+    float *keys = malloc(sizeof(float) * n * d), q[3 * 4] = {1, 0, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0};
+    uint64_t *dk = malloc(sizeof(uint64_t) * n);
+    for (int i = 0; i < n; i++) {
+        keys[i * d + 0] = 0.25f * (float)(i / 3); /* rising for query 0, ties in threes */
+        keys[i * d + 1] = 0.25f * (float)(i % 5); /* five values for query 1: massive ties */
+        keys[i * d + 2] = 0.25f * (float)(i % 2);
+        keys[i * d + 3] = 1.0f;
+        dk[i] = (uint64_t)(i % 11);
+    }
+    kp_index *ix = kp_index_new(keys, n, d, NULL), *ixd = kp_index_new(keys, n, d, dk);
+    const int ks[] = {1, 3, 16, 17, 100, 1000};
+    for (size_t ki = 0; ki < sizeof(ks) / sizeof(*ks); ki++) {
+        for (int kb = 16; kb <= 4096; kb *= 4) {
+            kp_index_set_tiles(ix, 2, kb);
+            kp_index_set_tiles(ixd, 2, kb);
+            check_vs_ref(ix, q, nq, ks[ki], -INFINITY, 0);
+            check_vs_ref(ix, q, nq, ks[ki], 100.0f, 0);
+            check_vs_ref(ixd, q, nq, ks[ki], 1.5f, 0);
+        }
+    }
+    /* query 0, k=4: key 3000 is alone at the top, then the group 2997..2999 (equal: by id) */
+    int ids[4], cnt[1];
+    float sc[4];
+    assert_int_equal(kp_index_topk(ix, q, 1, 4, -INFINITY, 0, ids, sc, cnt), 0);
+    assert_int_equal(ids[0], 3000); /* 3000 / 3 = 1000, alone in its group */
+    assert_int_equal(ids[1], 2997);
+    assert_int_equal(ids[2], 2998);
+    assert_int_equal(ids[3], 2999);
+    kp_index_free(ix), kp_index_free(ixd);
+    free(keys), free(dk);
+}
+
+typedef struct {
+    kp_index *ix;
+    const float *q;
+    int nq, k, p, rc;
+    res out;
+} prefix_job;
+
+static void *prefix_worker(void *arg)
+{
+    prefix_job *j = arg;
+    j->rc = kp_index_topk(j->ix, j->q, j->nq, j->k, -INFINITY, j->p, j->out.ids, j->out.scores,
+                          j->out.counts);
+    return NULL;
+}
+
+/* The prefix matrix is built by the first query that needs it, possibly from several threads at
+ * once; every thread must see the same (reference) result, and later calls reuse it. */
+static void test_prefix_threads(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 6);
+    const int n = 2000, d = 32, nq = 12, k = 7, nt = 4;
+    float *keys = rand_unit(&r, n, d), *q = rand_unit(&r, nq, d);
+    kp_index *ix = kp_index_new(keys, n, d, NULL);
+    res want = res_new(nq, k);
+    assert_int_equal(
+        kp_index_topk_ref(ix, q, nq, k, -INFINITY, 16, want.ids, want.scores, want.counts), 0);
+    prefix_job jobs[4];
+    pthread_t th[4];
+    for (int t = 0; t < nt; t++) {
+        jobs[t] = (prefix_job){ix, q, nq, k, 16, -1, res_new(nq, k)};
+        assert_int_equal(pthread_create(&th[t], NULL, prefix_worker, &jobs[t]), 0);
+    }
+    for (int t = 0; t < nt; t++) {
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+        assert_int_equal(jobs[t].rc, 0);
+        assert_same(&jobs[t].out, &want, nq, k);
+        res_free(&jobs[t].out);
+    }
+    check_vs_ref(ix, q, nq, k, -INFINITY, 16); /* cached matrix */
+    check_vs_ref(ix, q, nq, k, -INFINITY, 5);  /* another size beside it */
+    res_free(&want);
+    kp_index_free(ix);
+    free(keys), free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm_vs_ref), cmocka_unit_test(test_dedup),
-        cmocka_unit_test(test_min_score),   cmocka_unit_test(test_prefix_pass),
-        cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_gemm_vs_ref),     cmocka_unit_test(test_dedup),
+        cmocka_unit_test(test_min_score),       cmocka_unit_test(test_prefix_pass),
+        cmocka_unit_test(test_edges),           cmocka_unit_test(test_tiles_vs_ref),
+        cmocka_unit_test(test_rising_and_ties), cmocka_unit_test(test_prefix_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
