@@ -5,7 +5,7 @@
 #include "common/config.h"
 
 /* Loads the config file (or only defaults + environment when path is NULL). On error prints
- * "kprec: FILE:LINE: ..." to stderr and returns -1 (the verb exits 2). */
+ * "kprec: FILE:LINE: ..." to stderr, releases c and returns -1 (the verb exits 2). */
 int kp_cli_config(kp_config *c, const char *path);
 
 int kp_cmd_worker(int argc, char **argv);

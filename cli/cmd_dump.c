@@ -93,10 +93,7 @@ int kp_cmd_dump(int argc, char **argv)
         }
     }
     kp_config c;
-    if (kp_cli_config(&c, path)) {
-        kp_config_free(&c);
-        return 2;
-    }
+    if (kp_cli_config(&c, path)) return 2;
     const char *topic = !strcmp(kind, "suggestions") ? c.topic_suggestions
                         : !strcmp(kind, "dlq")       ? c.topic_dlq
                         : !strcmp(kind, "items")     ? c.topic_items

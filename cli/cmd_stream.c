@@ -27,12 +27,14 @@ int kp_cli_config(kp_config *c, const char *path)
     if (path) {
         if (kp_config_load(c, path, err, sizeof err)) {
             fprintf(stderr, "kprec: %s\n", err);
+            kp_config_free(c);
             return -1;
         }
     } else {
         extern char **environ;
         if (kp_config_apply_env(c, environ, err, sizeof err)) {
             fprintf(stderr, "kprec: environment: %s\n", err);
+            kp_config_free(c);
             return -1;
         }
     }
@@ -85,10 +87,7 @@ int kp_cmd_worker(int argc, char **argv)
         return 2;
     }
     kp_config c;
-    if (kp_cli_config(&c, path)) {
-        kp_config_free(&c);
-        return 2;
-    }
+    if (kp_cli_config(&c, path)) return 2;
     if (strcmp(c.role, "serve") && strcmp(c.role, "train") && strcmp(c.role, "both")) {
         fprintf(stderr, "kprec: %s: [worker] role must be serve, train or both, not '%s'\n", path,
                 c.role);
@@ -206,10 +205,7 @@ int kp_cmd_replay(int argc, char **argv)
         return 2;
     }
     kp_config c;
-    if (kp_cli_config(&c, path)) {
-        kp_config_free(&c);
-        return 2;
-    }
+    if (kp_cli_config(&c, path)) return 2;
     int rc = kp_replay_run(&c, &o);
     kp_config_free(&c);
     return rc;
@@ -240,10 +236,7 @@ int kp_cmd_get(int argc, char **argv)
         return 2;
     }
     kp_config c;
-    if (kp_cli_config(&c, path)) {
-        kp_config_free(&c);
-        return 2;
-    }
+    if (kp_cli_config(&c, path)) return 2;
     kp_cache *k = kp_cache_new(&c);
     int rc = 0;
     for (int a = optind; k && a < argc; a++) {
@@ -315,10 +308,7 @@ int kp_cmd_topics(int argc, char **argv)
         }
     }
     kp_config c;
-    if (kp_cli_config(&c, path)) {
-        kp_config_free(&c);
-        return 2;
-    }
+    if (kp_cli_config(&c, path)) return 2;
     char err[512], e[512];
     int rc = 1;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -394,10 +384,7 @@ int kp_cmd_config(int argc, char **argv)
         return strcmp(argv[1], "--help") ? 2 : 0;
     }
     kp_config c;
-    if (kp_cli_config(&c, path)) {
-        kp_config_free(&c);
-        return 2;
-    }
+    if (kp_cli_config(&c, path)) return 2;
     kp_config_dump(&c, stdout);
     kp_config_free(&c);
     return 0;
