@@ -11,6 +11,10 @@ cd "$ROOT"
 ./ops/kafka.sh fetch
 JOBS=$(nproc)
 
+echo "== clang-format (the style of .clang-format)" >&2
+git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
+
+
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKPREC_WERROR=ON >/dev/null
 cmake --build build -j"$JOBS"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKPREC_SANITIZE=ON -DKPREC_WERROR=ON >/dev/null
