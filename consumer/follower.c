@@ -184,11 +184,18 @@ static void *run(void *arg)
         if (md) rd_kafka_metadata_destroy(md);
         rd_kafka_topic_destroy(t);
         if (!nparts) {
-            kp_warn("follower: model topic %s not available yet; retrying", c->topic_model);
+            /* Nothing to catch up with yet (no trainer has published): don't hold the worker's
+             * start-up; keep looking, quietly after the first warning. */
+            if (!f->caught_up)
+                kp_warn("follower: model topic %s not available; serving version %" PRIu64
+                        " and retrying (create it with kprec topics)",
+                        c->topic_model, kp_bienc_version(f->master));
+            f->caught_up = 1;
             struct timespec ts = {1, 0};
             nanosleep(&ts, NULL);
         }
     }
+    if (!nparts) goto out; /* stopped before the topic appeared */
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
     for (int p = 0; p < nparts; p++)
         rd_kafka_topic_partition_list_add(l, c->topic_model, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
