@@ -144,19 +144,12 @@ static void store_offsets(tsvc *s)
 
 static void dead_letter(tsvc *s, const rd_kafka_message_t *m, const char *reason)
 {
-    char buf[32];
     kp_warn("trainer: dead-letter %s[%" PRId32 "]@%" PRId64 ": %s", rd_kafka_topic_name(m->rkt),
             m->partition, m->offset, reason);
-    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-    rd_kafka_header_add(h, "topic", -1, rd_kafka_topic_name(m->rkt), -1);
-    snprintf(buf, sizeof buf, "%" PRId32, m->partition);
-    rd_kafka_header_add(h, "partition", -1, buf, -1);
-    snprintf(buf, sizeof buf, "%" PRId64, m->offset);
-    rd_kafka_header_add(h, "offset", -1, buf, -1);
-    rd_kafka_header_add(h, "error", -1, reason, -1);
+    rd_kafka_headers_t *h = kp_dlq_headers(m, reason);
     kp_outmsg o = {s->cfg->topic_dlq, m->key, m->key_len, m->payload, m->len, h, 0, KP_OUT_PENDING};
     kp_producer_deliver(s->producer, &o, 1, s->cfg, &kp_worker_stop_hard, NULL, NULL);
-    rd_kafka_headers_destroy(h);
+    if (h) rd_kafka_headers_destroy(h);
     int t =
         !strcmp(rd_kafka_topic_name(m->rkt), s->cfg->topic_clicks) ? KP_MT_CLICKS : KP_MT_JUDGMENTS;
     atomic_fetch_add(&kp_m.dead_lettered[t], 1);

@@ -168,20 +168,6 @@ static int build_json(const kp_recommender *rec, const int *ids, const float *sc
     return *out ? 0 : -1;
 }
 
-static rd_kafka_headers_t *dlq_headers(const rd_kafka_message_t *m, const char *reason)
-{
-    char buf[32];
-    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-    if (!h) return NULL;
-    rd_kafka_header_add(h, "topic", -1, rd_kafka_topic_name(m->rkt), -1);
-    snprintf(buf, sizeof buf, "%" PRId32, m->partition);
-    rd_kafka_header_add(h, "partition", -1, buf, -1);
-    snprintf(buf, sizeof buf, "%" PRId64, m->offset);
-    rd_kafka_header_add(h, "offset", -1, buf, -1);
-    rd_kafka_header_add(h, "error", -1, reason, -1);
-    return h;
-}
-
 /* Stores, for each partition of the batch, the offset after its last event. */
 static void store_offsets(worker *w, event *ev, int n)
 {
@@ -315,7 +301,7 @@ static int process_batch(worker *w, rd_kafka_message_t **msgs, int n)
         rd_kafka_message_t *m = ev[i].msg;
         kp_warn("dead-letter %s[%" PRId32 "]@%" PRId64 ": %s", rd_kafka_topic_name(m->rkt),
                 m->partition, m->offset, ev[i].reason);
-        rd_kafka_headers_t *h = dlq_headers(m, ev[i].reason);
+        rd_kafka_headers_t *h = kp_dlq_headers(m, ev[i].reason);
         if (!h) goto oom;
         out[nout++] =
             (kp_outmsg){c->topic_dlq, m->key, m->key_len, m->payload, m->len, h, 0, KP_OUT_PENDING};

@@ -1,5 +1,6 @@
 #include "producer/producer.h"
 
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,20 @@ int kp_kafka_conf_apply(rd_kafka_conf_t *conf, const kp_config *c, char *err, si
         }
     }
     return 0;
+}
+
+rd_kafka_headers_t *kp_dlq_headers(const rd_kafka_message_t *m, const char *reason)
+{
+    char buf[32];
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    if (!h) return NULL;
+    rd_kafka_header_add(h, "topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    snprintf(buf, sizeof buf, "%" PRId32, m->partition);
+    rd_kafka_header_add(h, "partition", -1, buf, -1);
+    snprintf(buf, sizeof buf, "%" PRId64, m->offset);
+    rd_kafka_header_add(h, "offset", -1, buf, -1);
+    rd_kafka_header_add(h, "error", -1, reason, -1);
+    return h;
 }
 
 void kp_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)

@@ -35,6 +35,10 @@ typedef void (*kp_tick_fn)(void *opaque);
 /* Applies every [kafka] key to conf (checked; err names the key). Returns 0 / -1. */
 int kp_kafka_conf_apply(rd_kafka_conf_t *conf, const kp_config *c, char *err, size_t errlen);
 
+/* Headers of a dead-letter record for the consumed message m: topic, partition, offset, error
+ * (= reason). Caller owns the result; NULL on OOM. */
+rd_kafka_headers_t *kp_dlq_headers(const rd_kafka_message_t *m, const char *reason);
+
 /* Routes librdkafka's log lines to kp_log. */
 void kp_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
