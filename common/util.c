@@ -1,0 +1,196 @@
+/* util.c -- see util.h. */
+#include "common/util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+void kp_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- clocks ---- */
+
+int64_t kp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t kp_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t kp_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---- number parsing ---- */
+
+int kp_parse_long(const char *s, long lo, long hi, long *out)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+int kp_parse_int(const char *s, int lo, int hi, int *out)
+{
+    long v;
+    if (kp_parse_long(s, lo, hi, &v)) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int kp_parse_double(const char *s, double lo, double hi, double *out)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+/* ---- hashing ---- */
+
+uint64_t kp_fnv1a(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = KP_FNV_OFFSET;
+    for (size_t i = 0; i < n; i++)
+        h = kp_fnv1a_step(h, b[i]);
+    return h;
+}
+
+uint64_t kp_fnv1a_str(const char *s)
+{
+    uint64_t h = KP_FNV_OFFSET;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        h = kp_fnv1a_step(h, *c);
+    return h;
+}
+
+/* ---- thread fan-out ---- */
+
+enum { KP_MAX_THREADS = 64 };
+
+typedef struct {
+    kp_range_fn fn;
+    void *ctx;
+    int t, lo, hi, rc;
+} range_job;
+
+static void *range_run(void *arg)
+{
+    range_job *j = arg;
+    j->rc = j->fn(j->ctx, j->t, j->lo, j->hi);
+    return NULL;
+}
+
+int kp_parallel_for(int threads, int n, kp_range_fn fn, void *ctx)
+{
+    if (n <= 0) return 0;
+    int T = threads < 1 ? 1 : threads;
+    if (T > n) T = n;
+    if (T > KP_MAX_THREADS) T = KP_MAX_THREADS;
+    range_job job[KP_MAX_THREADS];
+    pthread_t th[KP_MAX_THREADS];
+    int started[KP_MAX_THREADS] = {0};
+    for (int t = 0; t < T; t++)
+        job[t] = (range_job){fn, ctx, t, (int)((long)n * t / T), (int)((long)n * (t + 1) / T), 0};
+    for (int t = 1; t < T; t++)
+        started[t] = pthread_create(&th[t], NULL, range_run, &job[t]) == 0;
+    range_run(&job[0]);
+    int rc = 0;
+    for (int t = 1; t < T; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            range_run(&job[t]);
+    }
+    for (int t = 0; t < T; t++)
+        if (job[t].rc) rc = -1;
+    return rc;
+}
+
+typedef struct {
+    kp_range_fn fn;
+    void *ctx;
+    int n, chunk;
+    atomic_int next, done, failed;
+} chunk_work;
+
+typedef struct {
+    chunk_work *w;
+    int t;
+} chunk_thread;
+
+/* Takes chunks until none are left; on the calling thread (t == 0) reports each one. */
+static void chunks_take(chunk_work *w, int t, kp_done_fn on_done, void *done_ctx)
+{
+    for (;;) {
+        int lo = atomic_fetch_add(&w->next, w->chunk);
+        if (lo >= w->n) return;
+        int hi = w->n - lo < w->chunk ? w->n : lo + w->chunk;
+        if (w->fn(w->ctx, t, lo, hi)) atomic_store(&w->failed, 1);
+        int d = atomic_fetch_add(&w->done, hi - lo) + (hi - lo);
+        if (on_done) on_done(done_ctx, d, w->n);
+    }
+}
+
+static void *chunks_run(void *arg)
+{
+    chunk_thread *c = arg;
+    chunks_take(c->w, c->t, NULL, NULL);
+    return NULL;
+}
+
+int kp_parallel_chunks(int threads, int n, int chunk, kp_range_fn fn, void *ctx, kp_done_fn on_done,
+                       void *done_ctx)
+{
+    if (n <= 0) return 0;
+    chunk_work w = {.fn = fn, .ctx = ctx, .n = n, .chunk = chunk > 0 ? chunk : 1};
+    atomic_init(&w.next, 0);
+    atomic_init(&w.done, 0);
+    atomic_init(&w.failed, 0);
+    int T = threads < 1 ? 1 : threads;
+    if (T > KP_MAX_THREADS) T = KP_MAX_THREADS;
+    pthread_t th[KP_MAX_THREADS];
+    chunk_thread arg[KP_MAX_THREADS];
+    int started = 0;
+    if (on_done) on_done(done_ctx, 0, n);
+    for (int t = 1; t < T && (long)t * w.chunk < n; t++) {
+        arg[started] = (chunk_thread){&w, t};
+        if (pthread_create(&th[started], NULL, chunks_run, &arg[started])) break;
+        started++;
+    }
+    chunks_take(&w, 0, on_done, done_ctx);
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
+    if (on_done) on_done(done_ctx, atomic_load(&w.done), n); /* the final count */
+    return atomic_load(&w.failed) ? -1 : 0;
+}

@@ -1,0 +1,76 @@
+/* util.h -- small helpers every room uses: error messages, clocks, number parsing, hashing and a
+ * thread fan-out.
+ *
+ * No dependencies beyond libc and pthreads, so model/ links it (common/ is below every room). */
+#ifndef KP_UTIL_H
+#define KP_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- errors ---- */
+
+/* Writes a printf-formatted message to err[errlen] (truncated, always NUL-terminated). Does
+ * nothing when err is NULL or errlen is 0, so callers may pass (NULL, 0) to ignore messages. */
+void kp_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- clocks ---- */
+
+/* Wall-clock time in ms since the Unix epoch (CLOCK_REALTIME): for timestamps in records. */
+int64_t kp_now_ms(void);
+
+/* Monotonic time in ms and in us (CLOCK_MONOTONIC): for deadlines and durations. */
+int64_t kp_mono_ms(void);
+uint64_t kp_mono_us(void);
+
+/* ---- number parsing ---- */
+
+/* Parses the whole of s as a base-10 integer in [lo, hi]. Returns 0 and sets *out, or -1 (empty,
+ * trailing characters, overflow, out of range) leaving *out unchanged. */
+int kp_parse_long(const char *s, long lo, long hi, long *out);
+
+/* As kp_parse_long, for an int (lo and hi within int's range). */
+int kp_parse_int(const char *s, int lo, int hi, int *out);
+
+/* Parses the whole of s as a finite floating-point number in [lo, hi]. 0 or -1 as above. */
+int kp_parse_double(const char *s, double lo, double hi, double *out);
+
+/* ---- hashing: 64-bit FNV-1a ---- */
+
+#define KP_FNV_OFFSET 0xcbf29ce484222325ULL
+#define KP_FNV_PRIME  0x100000001b3ULL
+
+/* One FNV-1a step: h' = (h ^ v) * prime. */
+static inline uint64_t kp_fnv1a_step(uint64_t h, uint64_t v)
+{
+    return (h ^ v) * KP_FNV_PRIME;
+}
+
+/* FNV-1a of n bytes, and of a NUL-terminated string. */
+uint64_t kp_fnv1a(const void *p, size_t n);
+uint64_t kp_fnv1a_str(const char *s);
+
+/* ---- thread fan-out ---- */
+
+/* Work on range [lo, hi) by thread t (0 = the calling thread). Returns 0, or non-zero on failure.
+ */
+typedef int (*kp_range_fn)(void *ctx, int t, int lo, int hi);
+
+/* Splits [0, n) into min(threads, n) contiguous ranges (range t = [n*t/T, n*(t+1)/T)), runs range
+ * t on thread t and range 0 on the calling thread; a range whose thread cannot be started runs on
+ * the calling thread, so the result never depends on thread creation. Returns 0 when every range
+ * returned 0, else -1. threads < 1 counts as 1; n <= 0 does nothing. */
+int kp_parallel_for(int threads, int n, kp_range_fn fn, void *ctx);
+
+/* Called as ranges finish: done of total items; on the calling thread only. */
+typedef void (*kp_done_fn)(void *ctx, long done, long total);
+
+/* Dynamic fan-out: threads take chunks of `chunk` items from a shared counter until [0, n) is
+ * done; fn gets the taking thread's index. on_done (may be NULL) is called on the calling thread
+ * after each of its chunks and once at the end with the final count. Use it where ranges cost
+ * unequal time and the result does not depend on which thread did which chunk. Returns as
+ * kp_parallel_for. */
+int kp_parallel_chunks(int threads, int n, int chunk, kp_range_fn fn, void *ctx, kp_done_fn on_done,
+                       void *done_ctx);
+
+#endif
