@@ -69,7 +69,7 @@ cmake --build "$build" --target kpmodel -j2 >>"$out/cmake.log" 2>&1 || { tail -3
 bin="$out/bench_index"
 # shellcheck disable=SC2046
 cc -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -O2 -g -Wall -Wextra -Wpedantic \
-    "$src/bench/bench_index.c" -I"$src" $(pkg-config --cflags openblas) "$build/libkpmodel.a" \
+    "$src/bench/bench_index.c" -I"$src" $(pkg-config --cflags openblas) "$build/libkpmodel.a" "$build/libkputil.a" \
     $(pkg-config --libs openblas zlib) -lm -lpthread -o "$bin"
 
 # 2. embed

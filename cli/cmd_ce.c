@@ -9,9 +9,9 @@
 #include "cli/cli.h"
 #include "common/progress.h"
 #include "model/ce.h"
-#include "model/ce_train.h"
-#include "model/split.h"
-#include "model/tsv.h"
+#include "offline/ce_train.h"
+#include "offline/split.h"
+#include "offline/datasets.h"
 
 static void usage(FILE *f)
 {

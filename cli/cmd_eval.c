@@ -14,11 +14,11 @@
 #include "cli/cli.h"
 #include "common/progress.h"
 #include "model/bienc.h"
-#include "model/bm25.h"
+#include "offline/bm25.h"
 #include "model/ce.h"
 #include "model/ckpt.h"
-#include "model/eval.h"
-#include "model/tsv.h"
+#include "offline/eval.h"
+#include "offline/datasets.h"
 
 static void eval_usage(FILE *f)
 {

@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "model/clicksim.h"
-#include "model/tsv.h"
+#include "offline/clicksim.h"
+#include "offline/datasets.h"
 
 #define SIM_POSITIONS 5
 

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
-#include "model/split.h"
+#include "offline/split.h"
 
 typedef struct {
     long rows, train, valid;

@@ -13,9 +13,9 @@
 #include "cache/cache.h"
 #include "cli/cli.h"
 #include "common/log.h"
-#include "common/metrics.h"
-#include "consumer/trainer.h"
-#include "consumer/worker.h"
+#include "common/telemetry.h"
+#include "consumer/learn.h"
+#include "consumer/serve.h"
 #include "producer/producer.h"
 #include "producer/replay.h"
 #include "schemas/codec.h"
@@ -56,7 +56,7 @@ typedef struct {
 static void *trainer_thread(void *p)
 {
     trainer_arg *a = p;
-    a->rc = kp_trainer_service_run(a->c);
+    a->rc = kp_learn_run(a->c);
     if (a->rc) kp_worker_stop = 1; /* role = both: no silent serving without its trainer */
     return NULL;
 }
@@ -102,12 +102,12 @@ int kp_cmd_worker(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int rc;
     if (!strcmp(c.role, "train")) {
-        if (kp_metrics_http_start(c.metrics_bind, c.metrics_port)) {
+        if (kp_telemetry_http_start(c.metrics_bind, c.metrics_port)) {
             kp_config_free(&c);
             return 2;
         }
-        rc = kp_trainer_service_run(&c);
-        kp_metrics_http_stop();
+        rc = kp_learn_run(&c);
+        kp_telemetry_http_stop();
     } else if (!strcmp(c.role, "both")) {
         /* one process, two threads: the trainer and the serving loop (which owns /metrics) */
         pthread_t t;
@@ -117,12 +117,12 @@ int kp_cmd_worker(int argc, char **argv)
             kp_config_free(&c);
             return 1;
         }
-        rc = kp_worker_run(&c);
+        rc = kp_serve_run(&c);
         kp_worker_stop = 1; /* the serving loop ended: stop the trainer too */
         pthread_join(t, NULL);
         if (!rc) rc = a.rc;
     } else {
-        rc = kp_worker_run(&c);
+        rc = kp_serve_run(&c);
     }
     kp_config_free(&c);
     return rc;

@@ -1,5 +1,6 @@
-/* kprec train: offline multi-task training of the bi-encoder from files (model/train.h): CTR on
- * a click log, SR on judgments, distillation from a cross-encoder teacher, Matryoshka sizes. */
+/* kprec train: offline multi-task training of the bi-encoder from files (offline/train_epochs.h):
+ * CTR on a click log, SR on judgments, distillation from a cross-encoder teacher, Matryoshka sizes.
+ */
 #include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
@@ -15,8 +16,8 @@
 #include "model/bienc.h"
 #include "model/ce.h"
 #include "model/ckpt.h"
-#include "model/train.h"
-#include "model/tsv.h"
+#include "offline/train_epochs.h"
+#include "offline/datasets.h"
 
 static void train_usage(FILE *f)
 {
@@ -490,7 +491,7 @@ int kp_cmd_train(int argc, char **argv)
     d.progress = on_progress;
     d.progress_ctx = &tp;
     kp_train_stats st;
-    if (kp_train_run(m, &tc, &d, &st, err, sizeof(err)) != 0) goto fail;
+    if (kp_train_epochs(m, &tc, &d, &st, err, sizeof(err)) != 0) goto fail;
     if (tp.active) kp_progress_done(&tp.p, tp.p.total);
     kp_bienc_set_version(m, version);
     if (kp_bienc_save(m, out_path, err, sizeof(err)) != 0) goto fail;

@@ -1,6 +1,7 @@
 /* util.c -- see util.h. */
 #include "common/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -47,12 +48,23 @@ uint64_t kp_mono_us(void)
 
 int kp_parse_long(const char *s, long lo, long hi, long *out)
 {
-    if (!s || !*s) return -1;
+    if (!s || !*s || isspace((unsigned char)*s)) return -1;
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi) return -1;
     *out = v;
+    return 0;
+}
+
+int kp_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!s || !*s || isspace((unsigned char)*s)) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = (int64_t)v;
     return 0;
 }
 
@@ -66,7 +78,7 @@ int kp_parse_int(const char *s, int lo, int hi, int *out)
 
 int kp_parse_double(const char *s, double lo, double hi, double *out)
 {
-    if (!s || !*s) return -1;
+    if (!s || !*s || isspace((unsigned char)*s)) return -1;
     char *end;
     errno = 0;
     double v = strtod(s, &end);

@@ -26,8 +26,11 @@ uint64_t kp_mono_us(void);
 /* ---- number parsing ---- */
 
 /* Parses the whole of s as a base-10 integer in [lo, hi]. Returns 0 and sets *out, or -1 (empty,
- * trailing characters, overflow, out of range) leaving *out unchanged. */
+ * leading white space, trailing characters, overflow, out of range) leaving *out unchanged. */
 int kp_parse_long(const char *s, long lo, long hi, long *out);
+
+/* As kp_parse_long, for an int64_t. */
+int kp_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 
 /* As kp_parse_long, for an int (lo and hi within int's range). */
 int kp_parse_int(const char *s, int lo, int hi, int *out);

@@ -19,7 +19,7 @@
  * The idf table (idf [n_idf], by word hash) is not trained: kp_ce_set_idf fills it from a corpus.
  *
  * Parameters live in three allocations: emb, the dense weights (W1 b1 W2 b2 back to back), idf.
- * Scoring (kp_ce_score) only reads the model: thread-safe. Training: model/ce_train.h.
+ * Scoring (kp_ce_score) only reads the model: thread-safe. Training: offline/ce_train.h.
  */
 #ifndef KP_CE_H
 #define KP_CE_H

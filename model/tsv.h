@@ -1,5 +1,5 @@
-/* tsv: loaders for the tab-separated data files of kprec (keyphrases, items, judgments, click
- * logs).
+/* tsv: reading the tab-separated data files of kprec, and the id -> text table (keyphrase
+ * inventories, item titles) that the worker and the offline tools share.
  *
  * Format: UTF-8, one header row (skipped), fields separated by '\t', no quoting, '\n' or "\r\n"
  * line ends. Empty lines are ignored. Ids are opaque strings.
@@ -17,6 +17,33 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* ---- reading ---- */
+
+/* Lines of a buffer read by kp_tsv_read_all. */
+typedef struct {
+    char *p, *end; /* unread part of the buffer */
+    int lineno;    /* 1-based number of the line last returned */
+} kp_tsv_lines;
+
+/* Reads the whole file into a fresh NUL-terminated buffer (*buf, caller frees) of *len bytes.
+ * Errors: unreadable file, larger than INT_MAX bytes, a NUL byte inside, out of memory. */
+int kp_tsv_read_all(const char *path, char **buf, size_t *len, char *err, size_t errlen);
+
+/* Next line, NUL-terminated in place without its "\n" / "\r\n", or NULL at the end. */
+char *kp_tsv_next_line(kp_tsv_lines *it);
+
+/* Splits line at tabs in place; stores up to maxf field pointers in f, returns the field count
+ * (which may exceed maxf). */
+int kp_tsv_split(char *line, char **f, int maxf);
+
+/* Number of lines in buf (an upper bound on the rows). */
+int kp_tsv_count_lines(const char *buf, size_t len);
+
+/* Reads the header line into *header (may be NULL); errors if the file has none. */
+int kp_tsv_skip_header(kp_tsv_lines *it, const char *path, char **header, char *err, size_t errlen);
+
+/* ---- the id -> text table ---- */
 
 /* Id -> text table (items: item_id/title, keyphrases: keyphrase_id/keyphrase). */
 typedef struct {
@@ -43,65 +70,5 @@ void kp_texts_free(kp_texts *t);
 
 /* Row index of id, or -1 when absent (or t/id NULL). */
 int kp_texts_find(const kp_texts *t, const char *id);
-
-/* Graded judgments (pair_id, keyphrase_id, item_id, relevance), resolved to row indices. */
-typedef struct {
-    int n;
-    int *item;  /* [n] row in the items table */
-    int *key;   /* [n] row in the keyphrases table */
-    float *rel; /* [n] relevance, 1 (irrelevant) .. 3 (highly relevant) */
-} kp_judgments;
-
-/* Loads judgments.tsv: exactly 4 columns, relevance a finite number in [1, 3]. Rows whose item or
- * keyphrase id is not in items/keys are skipped and counted in *n_skipped (may be NULL). Errors: as
- * kp_texts_load, plus a bad or out-of-range relevance. The caller owns *out (kp_judgments_free). */
-int kp_judgments_load(const char *path, const kp_texts *items, const kp_texts *keys,
-                      kp_judgments *out, int *n_skipped, char *err, size_t errlen);
-
-/* Frees what *j owns and zeroes it. Accepts NULL. */
-void kp_judgments_free(kp_judgments *j);
-
-/* Relevant keyphrases of every item as CSR: keyphrases of item i are idx[off[i] .. off[i+1]), in
- * judgment order, for the judgments with rel >= min_rel (duplicates kept as they are). Allocates
- * *off (n_items + 1) and *idx; the caller frees both with free(). Errors: a judgment whose item is
- * outside [0, n_items), out of memory. */
-int kp_judgments_relevant_csr(const kp_judgments *j, int n_items, float min_rel, int **off,
-                              int **idx, char *err, size_t errlen);
-
-/* Click log (what the old search engine logged): one event per row. */
-enum { KP_EV_IMPRESSION = 0, KP_EV_CLICK = 1 };
-
-typedef struct {
-    int item;     /* row in the items table */
-    int key;      /* row in the keyphrases table */
-    int kind;     /* KP_EV_IMPRESSION or KP_EV_CLICK */
-    int position; /* 1-based rank at which the keyphrase was shown */
-    int64_t ts;   /* event time, ms since the Unix epoch */
-} kp_click_event;
-
-typedef struct {
-    int n, cap;
-    kp_click_event *ev; /* [n], capacity cap */
-} kp_clicklog;
-
-/* Appends one event, growing the array geometrically. Errors: out of memory. */
-int kp_clicklog_push(kp_clicklog *log, const kp_click_event *e);
-
-/* Frees what *log owns and zeroes it. Accepts NULL. */
-void kp_clicklog_free(kp_clicklog *log);
-
-/* Writes log as TSV with header "item_id\tkeyphrase_id\tkind\tposition\tts", kind written as
- * "impression" or "click". Errors: an event with an index outside items/keys, a bad kind or a
- * position < 1, open/write failure (a partial file may remain). */
-int kp_clicklog_write(const char *path, const kp_clicklog *log, const kp_texts *items,
-                      const kp_texts *keys, char *err, size_t errlen);
-
-/* Loads a file written by kp_clicklog_write. The header must be exactly the one above. Rows with
- * an unknown item or keyphrase id are skipped and counted in *n_skipped (may be NULL). Errors:
- * wrong column count, kind other than impression/click, position not an integer >= 1, ts not an
- * integer
- * >= 0. The caller owns *out (kp_clicklog_free). */
-int kp_clicklog_load(const char *path, const kp_texts *items, const kp_texts *keys,
-                     kp_clicklog *out, int *n_skipped, char *err, size_t errlen);
 
 #endif /* KP_TSV_H */

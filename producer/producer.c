@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "common/log.h"
-#include "common/metrics.h"
+#include "common/telemetry.h"
 
 struct kp_producer {
     rd_kafka_t *rk;

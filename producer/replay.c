@@ -11,7 +11,7 @@
 
 #include "common/log.h"
 #include "common/progress.h"
-#include "model/tsv.h"
+#include "offline/datasets.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"
 

@@ -14,7 +14,7 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include "common/config.h"
-#include "common/metrics.h"
+#include "common/telemetry.h"
 #include "producer/producer.h"
 
 #define TOPIC "kprec.fault"

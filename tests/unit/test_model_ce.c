@@ -14,12 +14,12 @@
 
 #include "model/bienc.h"
 #include "model/ce.h"
-#include "model/ce_train.h"
+#include "offline/ce_train.h"
 #include "model/ckpt.h"
-#include "model/metrics.h"
+#include "offline/ir_metrics.h"
 #include "model/rng.h"
-#include "model/split.h"
-#include "model/tsv.h"
+#include "offline/split.h"
+#include "offline/datasets.h"
 
 static void fill(kp_rng *r, float *x, size_t n, float scale)
 {

@@ -14,7 +14,7 @@
 
 #include "model/bienc.h"
 #include "model/loss.h"
-#include "model/metrics.h"
+#include "offline/ir_metrics.h"
 #include "model/rng.h"
 
 static void fill_normal(float *x, int n, uint64_t seed, float scale)

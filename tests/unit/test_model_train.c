@@ -1,6 +1,6 @@
 /* Tests for model/train: config checks, the learning-rate schedule, the step API (input
  * validation leaves the model untouched, a repeated batch is fitted, changed rows are the batch's
- * feature rows), and kp_train_run on a small synthetic shop: it learns (retrieval and teacher
+ * feature rows), and kp_train_epochs on a small synthetic shop: it learns (retrieval and teacher
  * correlation improve), terms without data are off, and a fixed seed gives bit-identical
  * parameters and checkpoint bytes with one BLAS thread. */
 #include <cblas.h>
@@ -18,11 +18,11 @@
 
 #include "model/bienc.h"
 #include "model/ckpt.h"
-#include "model/clicksim.h"
+#include "offline/clicksim.h"
 #include "model/featurize.h"
-#include "model/metrics.h"
-#include "model/train.h"
-#include "model/tsv.h"
+#include "offline/ir_metrics.h"
+#include "offline/train_epochs.h"
+#include "offline/datasets.h"
 
 static void small_cfg(kp_bienc_config *c)
 {
@@ -285,7 +285,8 @@ static void test_step_fits_and_changed_rows(void **state)
     }
 }
 
-/* ---- kp_train_run on a synthetic shop -------------------------------------------------------- */
+/* ---- kp_train_epochs on a synthetic shop --------------------------------------------------------
+ */
 
 static const char *cats[] = {"drill", "hammer", "ladder",  "faucet", "shovel",  "sander",
                              "grill", "toilet", "mailbox", "heater", "lantern", "wrench"};
@@ -470,7 +471,7 @@ static void test_run_learns(void **state)
     d.teacher = overlap_teacher, d.teacher_ctx = &s;
     kp_train_stats st;
     char err[256];
-    int rc = kp_train_run(m, &c, &d, &st, err, sizeof(err));
+    int rc = kp_train_epochs(m, &c, &d, &st, err, sizeof(err));
     if (rc) print_error("%s\n", err);
     assert_int_equal(rc, 0);
     assert_int_equal(st.n_train_items, NITEMS);
@@ -503,41 +504,41 @@ static void test_run_terms_follow_data(void **state)
     /* only SR judgments: no CTR, no distillation */
     kp_train_data d = {0};
     d.items = &s.items, d.keys = &s.keys, d.sr = &s.sr;
-    assert_int_equal(kp_train_run(m, &c, &d, &st, err, sizeof(err)), 0);
+    assert_int_equal(kp_train_epochs(m, &c, &d, &st, err, sizeof(err)), 0);
     assert_true(st.last_epoch.sr > 0);
     assert_true(st.last_epoch.softmax == 0 && st.last_epoch.distill == 0);
     assert_int_equal(st.teacher_pairs, 0);
     /* only clicks */
     d.sr = NULL, d.clicks = &s.clicks;
-    assert_int_equal(kp_train_run(m, &c, &d, &st, err, sizeof(err)), 0);
+    assert_int_equal(kp_train_epochs(m, &c, &d, &st, err, sizeof(err)), 0);
     assert_true(st.last_epoch.softmax > 0 && st.last_epoch.sr == 0);
     /* weights switch terms off even with data */
     d.sr = &s.sr;
     c.w_softmax = 0.0f;
-    assert_int_equal(kp_train_run(m, &c, &d, &st, err, sizeof(err)), 0);
+    assert_int_equal(kp_train_epochs(m, &c, &d, &st, err, sizeof(err)), 0);
     assert_true(st.last_epoch.softmax == 0 && st.last_epoch.sr > 0);
     /* a train mask restricts the items */
     unsigned char *mask = calloc(NITEMS, 1);
     for (int i = 0; i < NITEMS; i += 3)
         mask[i] = 1;
     d.train_items = mask;
-    assert_int_equal(kp_train_run(m, &c, &d, &st, err, sizeof(err)), 0);
+    assert_int_equal(kp_train_epochs(m, &c, &d, &st, err, sizeof(err)), 0);
     assert_int_equal(st.n_train_items, NITEMS / 3);
     /* errors: nothing to learn, failing teacher, bad judgment index */
     memset(mask, 0, NITEMS);
-    assert_int_equal(kp_train_run(m, &c, &d, &st, err, sizeof(err)), -1);
+    assert_int_equal(kp_train_epochs(m, &c, &d, &st, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "no training signal"));
     d.train_items = NULL;
     d.teacher = failing_teacher;
-    assert_int_equal(kp_train_run(m, &c, &d, &st, err, sizeof(err)), -1);
+    assert_int_equal(kp_train_epochs(m, &c, &d, &st, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "teacher"));
     d.teacher = NULL;
     int keep = s.sr.key[5];
     s.sr.key[5] = s.keys.n + 3;
-    assert_int_equal(kp_train_run(m, &c, &d, &st, err, sizeof(err)), -1);
+    assert_int_equal(kp_train_epochs(m, &c, &d, &st, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "out of range"));
     s.sr.key[5] = keep;
-    assert_int_equal(kp_train_run(NULL, &c, &d, &st, err, sizeof(err)), -1);
+    assert_int_equal(kp_train_epochs(NULL, &c, &d, &st, err, sizeof(err)), -1);
     free(mask);
     kp_bienc_free(m);
     shop_free(&s);
@@ -571,7 +572,7 @@ static kp_bienc *train_once(shop *s, uint64_t seed, const char *path)
     d.items = &s->items, d.keys = &s->keys, d.clicks = &s->clicks, d.sr = &s->sr;
     d.teacher = overlap_teacher, d.teacher_ctx = s;
     char err[256];
-    assert_int_equal(kp_train_run(m, &c, &d, NULL, err, sizeof(err)), 0);
+    assert_int_equal(kp_train_epochs(m, &c, &d, NULL, err, sizeof(err)), 0);
     kp_bienc_set_version(m, 1);
     assert_int_equal(kp_bienc_save(m, path, err, sizeof(err)), 0);
     return m;

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "model/metrics.h"
+#include "offline/ir_metrics.h"
 
 static uint64_t rng_state = 12345;
 

@@ -1,4 +1,4 @@
-/* trainer.h -- `kprec worker` with role = train: online learning from the click and judgment
+/* learn.h -- `kprec worker` with role = train: online learning from the click and judgment
  * streams, and model replication through the model topic.
  *
  * In its own consumer group it reads [topics] clicks (AdEvent) and judgments (Judgment), joins each
@@ -11,13 +11,13 @@
  * it writes a checkpoint to checkpoint_dir and announces it. On start it loads the newest
  * checkpoint and replays the deltas after it, so a restarted trainer continues at the last
  * published version with the offsets committed with it: versions only increase. */
-#ifndef KP_TRAINER_SVC_H
-#define KP_TRAINER_SVC_H
+#ifndef KP_LEARN_H
+#define KP_LEARN_H
 
 #include "common/config.h"
 
 /* Runs until kp_worker_stop (consumer/worker.h). Returns an exit code (0 clean, 1 runtime failure,
  * 2 configuration). */
-int kp_trainer_service_run(const kp_config *c);
+int kp_learn_run(const kp_config *c);
 
 #endif

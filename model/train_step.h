@@ -1,13 +1,13 @@
-/* train.h - multi-task training of the bi-encoder (CTR + SR + distillation, Matryoshka).
+/* train_step.h - multi-task training of the bi-encoder (CTR + SR + distillation, Matryoshka).
  *
  * Two levels:
  *   - kp_trainer: one optimisation step on one explicit batch (kp_train_batch: the batch's items
  *     and keyphrases as texts, and the pairs of each loss term by index into them). This is what an
  *     online trainer streams events through; after a step, kp_trainer_changed_rows() lists the
  *     embedding rows the step changed (for model deltas).
- *   - kp_train_run: offline epochs over files (items, keyphrases, click log, judgments, teacher):
- *     builds the batches, precomputes the teacher's scores of the distillation candidates once,
- *     and calls the step.
+ *   - kp_train_epochs (offline/train_epochs.h): offline epochs over files (items, keyphrases, click
+ * log, judgments, teacher): builds the batches, precomputes the teacher's scores of the
+ * distillation candidates once, and calls the step.
  *
  * Loss of a step (every term with weight 0 is off), summed over the Matryoshka sizes P (the
  * model's prefix sizes, plus out_dim if it is not one of them) with weights w_prefix[i]:
@@ -24,15 +24,14 @@
  * Determinism: everything is sequential and seeded by cfg.seed; with one BLAS thread the same
  * inputs give bit-identical parameters.
  */
-#ifndef KP_TRAIN_H
-#define KP_TRAIN_H
+#ifndef KP_TRAIN_STEP_H
+#define KP_TRAIN_STEP_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "model/bienc.h"
 #include "model/nn.h"
-#include "model/tsv.h"
 
 /* Teacher (e.g. the cross-encoder): scores n (item text, keyphrase text) pairs into out[n], in
  * 0..1. Returns 0, or -1 on failure (training then stops with an error). */
@@ -56,7 +55,7 @@ typedef struct {
     float sr_scale, sr_shift;   /* SR prediction = sr_scale * cos + sr_shift, label (rel-1)/2 */
     float mse_scale, mse_shift; /* MSE distillation prediction, label = teacher score */
     float w_prefix[KP_BIENC_MAX_PREFIX + 1]; /* weight of Matryoshka size i (see above) */
-    /* data (kp_train_run) */
+    /* data (kp_train_epochs) */
     int batch;        /* items per batch */
     int epochs;       /* passes over the training items */
     int n_random;     /* random keyphrases per item among the distillation candidates */
@@ -144,34 +143,5 @@ float kp_trainer_lr(const kp_trainer *t);
 /* Rows of tower tw's embedding table that the last step changed (owned by t, valid until the next
  * step). With shared towers both towers give the same list. */
 const kp_rowgrad *kp_trainer_changed_rows(const kp_trainer *t, kp_tower tw);
-
-/* ---- offline epochs -------------------------------------------------------------------------- */
-
-typedef struct {
-    const kp_texts *items, *keys;
-    const unsigned char *train_items; /* [items->n] nonzero = train on it; NULL = all items */
-    const kp_clicklog *clicks;        /* NULL: no CTR terms */
-    const kp_judgments *sr;           /* SR labels; NULL: no SR term */
-    kp_teacher_fn teacher;            /* NULL: no distillation term */
-    void *teacher_ctx;
-    /* progress: stage ("teacher", "bm25", "retrieve", "train"), done/total units of the stage,
-     * the recent loss terms (NULL outside "train"). May be NULL. */
-    void (*progress)(void *ctx, const char *stage, long done, long total,
-                     const kp_train_losses *recent);
-    void *progress_ctx;
-} kp_train_data;
-
-typedef struct {
-    int n_train_items; /* items with at least one training signal */
-    long steps;
-    long teacher_pairs;         /* pairs scored by the teacher */
-    kp_train_losses last_epoch; /* mean loss terms of the last epoch */
-} kp_train_stats;
-
-/* Trains m in place for cfg->epochs epochs on data. Terms without data are switched off (no click
- * log: no CTR terms, ...). Errors: bad config or data (indices out of range), no training signal,
- * teacher failure, non-finite loss, OOM; m may then be partly trained. 0 or -1 with err. */
-int kp_train_run(kp_bienc *m, const kp_train_config *cfg, const kp_train_data *data,
-                 kp_train_stats *stats, char *err, size_t errlen);
 
 #endif

@@ -1,5 +1,5 @@
-/* metrics: offline evaluation metrics. See metrics.h. */
-#include "model/metrics.h"
+/* ir_metrics: offline evaluation metrics. See ir_metrics.h. */
+#include "offline/ir_metrics.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -13,9 +13,9 @@
 #include <string.h>
 
 #include "model/bienc.h"
-#include "model/bm25.h"
-#include "model/eval.h"
-#include "model/tsv.h"
+#include "offline/bm25.h"
+#include "offline/eval.h"
+#include "offline/datasets.h"
 
 #define assert_close(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
 

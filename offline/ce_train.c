@@ -1,5 +1,5 @@
 /* ce_train.c - cross-encoder training loop (see ce_train.h). */
-#include "model/ce_train.h"
+#include "offline/ce_train.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "model/metrics.h"
+#include "offline/ir_metrics.h"
 #include "model/rng.h"
 
 #define MAX_THREADS 64

@@ -1,4 +1,4 @@
-/* follower.h -- keeps a worker's model in step with the trainer.
+/* follow.h -- keeps a worker's model in step with the trainer.
  *
  * A background thread reads the model topic (every partition, assigned, no consumer group), keeps
  * a master copy of the bi-encoder, applies the trainer's deltas in version order, and loads an
@@ -10,8 +10,8 @@
  *
  * Records on the model topic carry a header "type": "delta" (a chunk of model/delta.h) or
  * "checkpoint" (value "VERSION PATH": a full checkpoint written by the trainer). */
-#ifndef KP_FOLLOWER_H
-#define KP_FOLLOWER_H
+#ifndef KP_FOLLOW_H
+#define KP_FOLLOW_H
 
 #include <librdkafka/rdkafka.h>
 #include <signal.h>

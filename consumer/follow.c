@@ -1,4 +1,4 @@
-#include "consumer/follower.h"
+#include "consumer/follow.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "common/log.h"
-#include "common/metrics.h"
+#include "common/telemetry.h"
 #include "model/ckpt.h"
 #include "model/delta.h"
 #include "model/tsv.h"

@@ -1,5 +1,5 @@
 /* clicksim: biased click log from judged pairs. See clicksim.h. */
-#include "model/clicksim.h"
+#include "offline/clicksim.h"
 
 #include <math.h>
 #include <stdarg.h>

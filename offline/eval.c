@@ -1,5 +1,5 @@
 /* eval: offline evaluation of a keyphrase scorer against graded judgments. See eval.h. */
-#include "model/eval.h"
+#include "offline/eval.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "model/index.h"
-#include "model/metrics.h"
+#include "offline/ir_metrics.h"
 
 #define EVAL_MAX_THREADS 64
 

@@ -1,5 +1,5 @@
 /* split.c - hashed item splits (see split.h). */
-#include "model/split.h"
+#include "offline/split.h"
 
 #include "model/rng.h"
 

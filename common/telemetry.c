@@ -1,4 +1,4 @@
-#include "common/metrics.h"
+#include "common/telemetry.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -17,7 +17,7 @@ const char *kp_mtopic_name[KP_MT_N] = {"items", "clicks", "judgments"};
 static const double hist_le[KP_HIST_BUCKETS] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
                                                 0.2,   0.5,   1,     2,    5,    10,   30};
 
-void kp_metrics_observe_batch(uint64_t us)
+void kp_telemetry_observe_batch(uint64_t us)
 {
     int b = 0;
     while (b < KP_HIST_BUCKETS && (double)us / 1e6 > hist_le[b])
@@ -73,7 +73,7 @@ static void one(sbuf *s, const char *name, const char *type, const char *help, l
     sb_printf(s, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name, type, name, v);
 }
 
-char *kp_metrics_render(void)
+char *kp_telemetry_render(void)
 {
     sbuf s = {malloc(4096), 0, 4096, 0};
     if (!s.buf) return NULL;
@@ -159,7 +159,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
         status = MHD_HTTP_METHOD_NOT_ALLOWED;
     } else if (!strcmp(url, "/metrics")) {
-        char *body = kp_metrics_render();
+        char *body = kp_telemetry_render();
         if (!body) return MHD_NO;
         r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
         if (!r) {
@@ -184,7 +184,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return ret;
 }
 
-int kp_metrics_http_start(const char *bind, int port)
+int kp_telemetry_http_start(const char *bind, int port)
 {
     if (port == 0) return 0;
     struct sockaddr_in sa;
@@ -206,7 +206,7 @@ int kp_metrics_http_start(const char *bind, int port)
     return 0;
 }
 
-void kp_metrics_http_stop(void)
+void kp_telemetry_http_stop(void)
 {
     if (daemon_) MHD_stop_daemon(daemon_);
     daemon_ = NULL;

@@ -1,4 +1,4 @@
-#include "consumer/worker.h"
+#include "consumer/serve.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -11,9 +11,9 @@
 
 #include "cache/cache.h"
 #include "common/log.h"
-#include "common/metrics.h"
+#include "common/telemetry.h"
 #include "model/blas.h"
-#include "consumer/follower.h"
+#include "consumer/follow.h"
 #include "model/recommender.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"
@@ -326,7 +326,7 @@ static int process_batch(worker *w, rd_kafka_message_t **msgs, int n)
     }
     store_offsets(w, ev, n);
     atomic_fetch_add(&kp_m.batches, 1);
-    kp_metrics_observe_batch(mono_us() - t0);
+    kp_telemetry_observe_batch(mono_us() - t0);
     rc = 0;
     goto done;
 oom:
@@ -417,7 +417,7 @@ err:
     return NULL;
 }
 
-int kp_worker_run(const kp_config *c)
+int kp_serve_run(const kp_config *c)
 {
     char err[1024];
     int rc = 1, n = 0;
@@ -468,7 +468,7 @@ int kp_worker_run(const kp_config *c)
         rc = 2;
         goto out;
     }
-    if (kp_metrics_http_start(c->metrics_bind, c->metrics_port)) {
+    if (kp_telemetry_http_start(c->metrics_bind, c->metrics_port)) {
         rc = 2;
         goto out;
     }
@@ -527,7 +527,7 @@ out:
         rd_kafka_destroy(w.consumer);
     }
     if (kp_producer_free(w.producer, 10000) && rc == 0) rc = 1;
-    kp_metrics_http_stop();
+    kp_telemetry_http_stop();
     kp_bienc_free(kp_follower_stop(w.follower));
     kp_cache_free(w.cache);
     kp_codec_free(w.codec);

@@ -1,11 +1,11 @@
-/* metrics: offline evaluation metrics (recall@k, Pearson, Spearman, ROC AUC).
+/* ir_metrics: offline evaluation metrics (recall@k, Pearson, Spearman, ROC AUC).
  *
  * Each metric has a fast path and a plain reference (suffix _ref: O(n^2) or the textbook formula)
  * that the tests compare it against. All return NAN when the metric is undefined (no evaluable
  * item, fewer than 2 points, zero variance, a single class, a NaN input) or when scratch memory
  * cannot be allocated. Inputs are never modified; nothing is kept. */
-#ifndef KP_METRICS_H
-#define KP_METRICS_H
+#ifndef KP_IR_METRICS_H
+#define KP_IR_METRICS_H
 
 /* Mean recall@k over items with at least one relevant keyphrase.
  * retrieved: [n_items, k] row-major, the top-k keyphrases of each item (entries < 0 or >= n_keys
@@ -37,4 +37,4 @@ double kp_spearman_ref(const float *x, const float *y, int n);
 double kp_roc_auc(const float *score, const int *label, int n);
 double kp_roc_auc_ref(const float *score, const int *label, int n);
 
-#endif /* KP_METRICS_H */
+#endif /* KP_IR_METRICS_H */

@@ -1,10 +1,10 @@
-/* metrics.h -- process-wide counters and a latency histogram, served as Prometheus text on
+/* telemetry.h -- process-wide counters and a latency histogram, served as Prometheus text on
  * /metrics (and liveness on /healthz) by libmicrohttpd's own thread.
  *
  * Counters are C11 atomics: any thread may bump them. Per-topic counters are indexed by kp_mtopic.
  */
-#ifndef KP_METRICS_H
-#define KP_METRICS_H
+#ifndef KP_TELEMETRY_H
+#define KP_TELEMETRY_H
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -47,15 +47,15 @@ extern kp_metrics kp_m;
 extern const char *kp_mtopic_name[KP_MT_N];
 
 /* Records one batch's end-to-end latency in microseconds. */
-void kp_metrics_observe_batch(uint64_t us);
+void kp_telemetry_observe_batch(uint64_t us);
 
 /* Renders all metrics as Prometheus text into a malloc'd string (caller frees); NULL on OOM. */
-char *kp_metrics_render(void);
+char *kp_telemetry_render(void);
 
 /* Starts the HTTP endpoint on bind:port (port 0 = no-op). Returns 0, or -1 if it cannot listen. */
-int kp_metrics_http_start(const char *bind, int port);
+int kp_telemetry_http_start(const char *bind, int port);
 
 /* Stops the endpoint, if started. */
-void kp_metrics_http_stop(void);
+void kp_telemetry_http_stop(void);
 
 #endif

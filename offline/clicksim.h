@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/tsv.h"
+#include "offline/datasets.h"
 
 typedef struct {
     int sessions_per_item; /* S >= 1 */

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "model/ce.h"
-#include "model/tsv.h"
+#include "offline/datasets.h"
 
 typedef struct {
     int epoch;   /* 1-based */

@@ -1,4 +1,4 @@
-#include "consumer/trainer.h"
+#include "consumer/learn.h"
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -10,14 +10,14 @@
 #include <time.h>
 
 #include "common/log.h"
-#include "common/metrics.h"
-#include "consumer/follower.h"
-#include "consumer/worker.h"
+#include "common/telemetry.h"
+#include "consumer/follow.h"
+#include "consumer/serve.h"
 #include "model/ce.h"
 #include "model/ckpt.h"
 #include "model/delta.h"
 #include "model/rng.h"
-#include "model/train.h"
+#include "model/train_step.h"
 #include "model/tsv.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"
@@ -485,7 +485,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
-int kp_trainer_service_run(const kp_config *c)
+int kp_learn_run(const kp_config *c)
 {
     char err[1024], e[512];
     int rc = 2;

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model/clicksim.h"
-#include "model/tsv.h"
+#include "offline/clicksim.h"
+#include "offline/datasets.h"
 
 #define assert_close(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
 

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model/tsv.h"
+#include "offline/datasets.h"
 
 /* Writes content to a fresh temp file; returns its path (static buffer per slot). */
 static const char *write_tmp(int slot, const char *content)
