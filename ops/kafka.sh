@@ -7,6 +7,7 @@
 #                                      wait until it serves metadata; prints the bootstrap address
 #   ops/kafka.sh stop DIR              stop the broker started in DIR (SIGTERM, then SIGKILL)
 #   ops/kafka.sh status DIR            exit 0 if it runs
+#   ops/kafka.sh cluster-id [N]        print N (1) fresh random cluster ids (never one starting with -)
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LIBS=${KPREC_KAFKA_LIBS:-${XDG_CACHE_HOME:-$HOME/.cache}/kprec/kafka-libs}
@@ -24,6 +25,17 @@ fetch() {
 }
 
 cmd=${1:-}; shift || true
+# A random cluster id: 16 bytes in URL-safe base64 (what `kafka-storage random-uuid` prints). One
+# in 64 of those begins with '-', which the storage tool's option parser takes for an option, so
+# such an id is drawn again (Kafka's own generator skips them too).
+cluster_id() {
+  local id
+  while :; do
+    id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    [ "${id#-}" = "$id" ] && { echo "$id"; return; }
+  done
+}
+
 case "$cmd" in
 fetch) fetch ;;
 start)
@@ -73,7 +85,7 @@ logger.org.level = warn
 PROPS
   java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
              -Dlog4j2.configurationFile="$dir/log4j2.properties")
-  cid=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  cid=$(cluster_id)
   java "${java_opts[@]}" -cp "$LIBS/*" kafka.tools.StorageTool format -t "$cid" \
        -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
     { echo "kafka.sh: storage format failed:" >&2; cat "$dir/format.log" >&2; exit 1; }
@@ -100,6 +112,7 @@ stop)
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$dir/kafka.pid" ;;
+cluster-id) for _ in $(seq "${1:-1}"); do cluster_id; done ;;
 status)
   dir=${1:?usage: kafka.sh status DIR}
   [ -f "$dir/kafka.pid" ] && kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null ;;
