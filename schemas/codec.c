@@ -29,125 +29,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* ---- built-in writer schemas: byte-identical copies of schemas/<id>-<Name>.avsc ----------- */
-/* (test_schemas_codec checks that the files and these strings are equal) */
-
-static const char KP_AVSC_ITEM_LISTED_V1[] =
-    "{\n"
-    "  \"type\": \"record\",\n"
-    "  \"name\": \"ItemListed\",\n"
-    "  \"namespace\": \"kprec\",\n"
-    "  \"doc\": \"A listing was created or updated (topic items.listed, key item_id). Version 1 "
-    "(schema id 1).\",\n"
-    "  \"fields\": [\n"
-    "    {\"name\": \"item_id\", \"type\": \"string\", \"doc\": \"Marketplace item id; non-empty, "
-    "at most 256 bytes.\"},\n"
-    "    {\"name\": \"title\", \"type\": \"string\", \"doc\": \"Listing title as entered by the "
-    "seller (UTF-8).\"},\n"
-    "    {\"name\": \"category\", \"type\": \"string\", \"default\": \"\", \"doc\": \"Leaf "
-    "category path or name; empty if unknown.\"},\n"
-    "    {\"name\": \"seller_id\", \"type\": \"string\", \"default\": \"\", \"doc\": \"Seller "
-    "account id; empty if unknown.\"},\n"
-    "    {\"name\": \"price\", \"type\": \"double\", \"default\": 0, \"doc\": \"Listing price in "
-    "the site currency; 0 if unknown.\"},\n"
-    "    {\"name\": \"listed_at\", \"type\": {\"type\": \"long\", \"logicalType\": "
-    "\"timestamp-millis\"}, \"default\": 0, \"doc\": \"When the item was listed, Unix epoch "
-    "milliseconds (UTC); 0 if unknown.\"}\n"
-    "  ]\n"
-    "}\n";
-
-static const char KP_AVSC_ITEM_LISTED_V0[] =
-    "{\n"
-    "  \"type\": \"record\",\n"
-    "  \"name\": \"ItemListed\",\n"
-    "  \"namespace\": \"kprec\",\n"
-    "  \"doc\": \"A listing was created (topic items.listed). Version 0 (schema id 101): kept so "
-    "that events of old producers still decode; readers fill the newer fields with their "
-    "defaults.\",\n"
-    "  \"fields\": [\n"
-    "    {\"name\": \"item_id\", \"type\": \"string\", \"doc\": \"Marketplace item id; non-empty, "
-    "at most 256 bytes.\"},\n"
-    "    {\"name\": \"title\", \"type\": \"string\", \"doc\": \"Listing title as entered by the "
-    "seller (UTF-8).\"}\n"
-    "  ]\n"
-    "}\n";
-
-static const char KP_AVSC_AD_EVENT[] =
-    "{\n"
-    "  \"type\": \"record\",\n"
-    "  \"name\": \"AdEvent\",\n"
-    "  \"namespace\": \"kprec\",\n"
-    "  \"doc\": \"An ad of an item was shown or clicked for a buyer search query (topic "
-    "items.clicks, key item_id). Schema id 2.\",\n"
-    "  \"fields\": [\n"
-    "    {\"name\": \"item_id\", \"type\": \"string\", \"doc\": \"Item whose ad was shown or "
-    "clicked.\"},\n"
-    "    {\"name\": \"keyphrase\", \"type\": \"string\", \"doc\": \"The buyer search query "
-    "(keyphrase) that triggered the ad.\"},\n"
-    "    {\"name\": \"kind\", \"type\": {\"type\": \"enum\", \"name\": \"AdEventKind\", \"doc\": "
-    "\"What happened to the ad.\", \"symbols\": [\"IMPRESSION\", \"CLICK\"]}, \"doc\": "
-    "\"IMPRESSION: the ad was shown; CLICK: the ad was clicked.\"},\n"
-    "    {\"name\": \"position\", \"type\": \"int\", \"doc\": \"Rank of the ad on the result page, "
-    "1-based; 0 if unknown.\"},\n"
-    "    {\"name\": \"ts\", \"type\": {\"type\": \"long\", \"logicalType\": \"timestamp-millis\"}, "
-    "\"doc\": \"Event time, Unix epoch milliseconds (UTC).\"}\n"
-    "  ]\n"
-    "}\n";
-
-static const char KP_AVSC_JUDGMENT[] =
-    "{\n"
-    "  \"type\": \"record\",\n"
-    "  \"name\": \"Judgment\",\n"
-    "  \"namespace\": \"kprec\",\n"
-    "  \"doc\": \"A relevance judgment of a (item, keyphrase) pair by a teacher (topic "
-    "relevance.judgments, key item_id). Schema id 3.\",\n"
-    "  \"fields\": [\n"
-    "    {\"name\": \"item_id\", \"type\": \"string\", \"doc\": \"Judged item.\"},\n"
-    "    {\"name\": \"title\", \"type\": \"string\", \"doc\": \"Item title the judge saw.\"},\n"
-    "    {\"name\": \"keyphrase\", \"type\": \"string\", \"doc\": \"Judged keyphrase (buyer search "
-    "query).\"},\n"
-    "    {\"name\": \"source\", \"type\": {\"type\": \"enum\", \"name\": \"JudgmentSource\", "
-    "\"doc\": \"Who produced the judgment.\", \"symbols\": [\"LLM\", \"HUMAN\", \"SEARCH\"]}, "
-    "\"doc\": \"LLM: an LLM teacher; HUMAN: a human rater; SEARCH: derived from search relevance "
-    "logs.\"},\n"
-    "    {\"name\": \"score\", \"type\": \"double\", \"doc\": \"Relevance in [0, 1]; 1 = perfectly "
-    "relevant.\"},\n"
-    "    {\"name\": \"ts\", \"type\": {\"type\": \"long\", \"logicalType\": \"timestamp-millis\"}, "
-    "\"doc\": \"When the judgment was made, Unix epoch milliseconds (UTC).\"}\n"
-    "  ]\n"
-    "}\n";
-
-static const char KP_AVSC_KEYPHRASE_SUGGESTIONS[] =
-    "{\n"
-    "  \"type\": \"record\",\n"
-    "  \"name\": \"KeyphraseSuggestions\",\n"
-    "  \"namespace\": \"kprec\",\n"
-    "  \"doc\": \"Keyphrases recommended for an item by the worker (topic keyphrases.suggested, "
-    "key item_id). Schema id 4.\",\n"
-    "  \"fields\": [\n"
-    "    {\"name\": \"item_id\", \"type\": \"string\", \"doc\": \"Item the keyphrases are "
-    "recommended for.\"},\n"
-    "    {\"name\": \"model_version\", \"type\": \"long\", \"doc\": \"Version of the bi-encoder "
-    "model that produced the suggestions; increases monotonically.\"},\n"
-    "    {\"name\": \"generated_at\", \"type\": {\"type\": \"long\", \"logicalType\": "
-    "\"timestamp-millis\"}, \"doc\": \"When the suggestions were computed, Unix epoch milliseconds "
-    "(UTC).\"},\n"
-    "    {\"name\": \"suggestions\", \"doc\": \"Suggestions, best first.\", \"type\": {\"type\": "
-    "\"array\", \"items\": {\n"
-    "      \"type\": \"record\",\n"
-    "      \"name\": \"Suggestion\",\n"
-    "      \"doc\": \"One recommended keyphrase.\",\n"
-    "      \"fields\": [\n"
-    "        {\"name\": \"keyphrase\", \"type\": \"string\", \"doc\": \"The recommended keyphrase "
-    "(buyer search query).\"},\n"
-    "        {\"name\": \"keyphrase_id\", \"type\": [\"null\", \"string\"], \"default\": null, "
-    "\"doc\": \"Id of the keyphrase in the keyphrase inventory; null if it has none.\"},\n"
-    "        {\"name\": \"score\", \"type\": \"float\", \"doc\": \"Model score, higher is better "
-    "(cosine similarity of the bi-encoder, optionally re-ranked).\"}\n"
-    "      ]\n"
-    "    }}}\n"
-    "  ]\n"
-    "}\n";
+/* ---- built-in writer schemas: generated from schemas/<id>-<Name>.avsc ------------------- */
+/* (kp_builtin_schemas.c, see schemas.cmake; test_schemas_codec checks them against the files) */
+extern const char kp_avsc_1[], kp_avsc_2[], kp_avsc_3[], kp_avsc_4[], kp_avsc_101[];
 
 enum { KP_K_ITEM = 0, KP_K_AD, KP_K_JUDGE, KP_K_SUGG, KP_K_NKINDS, KP_K_OTHER = -1 };
 
@@ -161,11 +45,11 @@ static const struct {
     int kind;
     const char *json;
 } kp_builtin[] = {
-    {KP_SCHEMA_ID_ITEM_LISTED, KP_K_ITEM, KP_AVSC_ITEM_LISTED_V1},
-    {KP_SCHEMA_ID_AD_EVENT, KP_K_AD, KP_AVSC_AD_EVENT},
-    {KP_SCHEMA_ID_JUDGMENT, KP_K_JUDGE, KP_AVSC_JUDGMENT},
-    {KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS, KP_K_SUGG, KP_AVSC_KEYPHRASE_SUGGESTIONS},
-    {KP_SCHEMA_ID_ITEM_LISTED_V0, KP_K_ITEM, KP_AVSC_ITEM_LISTED_V0},
+    {KP_SCHEMA_ID_ITEM_LISTED, KP_K_ITEM, kp_avsc_1},
+    {KP_SCHEMA_ID_AD_EVENT, KP_K_AD, kp_avsc_2},
+    {KP_SCHEMA_ID_JUDGMENT, KP_K_JUDGE, kp_avsc_3},
+    {KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS, KP_K_SUGG, kp_avsc_4},
+    {KP_SCHEMA_ID_ITEM_LISTED_V0, KP_K_ITEM, kp_avsc_101},
 };
 #define KP_NBUILTIN ((int)(sizeof(kp_builtin) / sizeof(kp_builtin[0])))
 
