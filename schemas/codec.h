@@ -6,9 +6,12 @@
  *   bytes 5..   Avro binary body written with the writer schema of that id
  *
  * There is no schema registry: a kp_codec carries a table of (schema id -> writer schema) compiled
- * into the binary (the schemas/<id>-<Name>.avsc files are the documented source of truth, see
+ * into the binary (generated at build time from the schemas/<id>-<Name>.avsc files, see
  * schemas/README.md) and can load more writer schemas from a directory at start-up
  * (kp_codec_load_dir), so events of a newer producer decode without a rebuild.
+ *
+ * Implemented by schemas/registry.c (lifetime, schema table, load_dir), encode.c, decode.c (with
+ * the wire header and the *_clear functions), scan.c (kp_utf8_valid) and validate.c.
  *
  * Decoding resolves the writer schema of the event against the current reader schema of its type
  * (Avro rules: writer fields unknown to the reader are skipped, reader fields missing from the
