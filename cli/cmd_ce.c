@@ -89,9 +89,7 @@ static int ce_parse(int argc, char **argv, ce_args *a)
     o->threads = 2;
     kp_ce_config_default(&a->c);
     const kp_opt opts[] = {
-        {"items", 'i', KP_OPT_STR, &a->in.items, .required = 1},
-        {"keyphrases", 'k', KP_OPT_STR, &a->in.keys, .required = 1},
-        {"judgments", 'j', KP_OPT_STR, &a->in.judgments, .required = 1},
+        KP_CLI_DATA_OPTS(&a->in, 'k', 1),
         {"out", 'o', KP_OPT_STR, &a->out, .required = 1},
         {"epochs", 'e', KP_OPT_INT, &o->epochs, .lo = 1, .hi = 10000},
         {"seed", 's', KP_OPT_U64, &o->seed, .lo = 0, .hi = 0x7fffffff},

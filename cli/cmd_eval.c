@@ -184,9 +184,7 @@ static int eval_parse(int argc, char **argv, eval_args *a)
     c->threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
     const kp_opt opts[] = {
         {"model", 'm', KP_OPT_STR, &a->model, .required = 1},
-        {"items", 'i', KP_OPT_STR, &a->in.items, .required = 1},
-        {"keyphrases", 'K', KP_OPT_STR, &a->in.keys, .required = 1},
-        {"judgments", 'j', KP_OPT_STR, &a->in.judgments, .required = 1},
+        KP_CLI_DATA_OPTS(&a->in, 'K', 1),
         {"k", 'k', KP_OPT_FN, c, .fn = parse_ks},
         {"relevant", 'r', KP_OPT_FLOAT, &c->relevant, .lo = -FLT_MAX, .hi = FLT_MAX},
         {"irrelevant", 'n', KP_OPT_FLOAT, &c->irrelevant, .lo = -FLT_MAX, .hi = FLT_MAX},

@@ -88,9 +88,7 @@ static int sim_parse(int argc, char **argv, sim_args *a)
     kp_clicksim_config *sc = &a->sc;
     kp_clicksim_config_default(sc);
     const kp_opt opts[] = {
-        {"items", 'i', KP_OPT_STR, &a->in.items, .required = 1},
-        {"keyphrases", 'K', KP_OPT_STR, &a->in.keys, .required = 1},
-        {"judgments", 'j', KP_OPT_STR, &a->in.judgments, .required = 1},
+        KP_CLI_DATA_OPTS(&a->in, 'K', 1),
         {"out", 'o', KP_OPT_STR, &a->out, .required = 1},
         {"sessions", 'S', KP_OPT_INT, &sc->sessions_per_item, .lo = 1, .hi = 1000000},
         {"eta", 'e', KP_OPT_FLOAT, &sc->eta, .lo = 0, .hi = 100},

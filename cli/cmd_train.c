@@ -206,10 +206,8 @@ static int train_parse(int argc, char **argv, train_args *a)
     kp_bienc_config *bc = &a->bc;
     int distill = tc->distill, schedule = tc->schedule, *arch = &a->arch_given;
     const kp_opt opts[] = {
-        {"items", 'i', KP_OPT_STR, &a->in.items, .required = 1},
-        {"keyphrases", 'k', KP_OPT_STR, &a->in.keys, .required = 1},
+        KP_CLI_DATA_OPTS(&a->in, 'k', 0),
         {"clicks", 'c', KP_OPT_STR, .out = &a->in.clicks},
-        {"judgments", 'j', KP_OPT_STR, .out = &a->in.judgments},
         {"teacher", 0, KP_OPT_STR, .out = &a->teacher},
         {"out", 'o', KP_OPT_STR, &a->out, .required = 1},
         {"init", 0, KP_OPT_STR, .out = &a->init},

@@ -3,12 +3,22 @@
 #ifndef KP_CLI_DATA_H
 #define KP_CLI_DATA_H
 
+#include "cli/opts.h"
 #include "offline/datasets.h"
 
 /* Paths of a verb's inputs; NULL = not given. */
 typedef struct {
     const char *items, *keys, *clicks, *judgments;
 } kp_cli_paths;
+
+/* The kp_opt rows of --items (-i), --keyphrases (short key kkey) and --judgments (-j, required
+ * when judg_required) filling the kp_cli_paths at p: the start of an offline verb's table. */
+/* clang-format off */
+#define KP_CLI_DATA_OPTS(p, kkey, judg_required)                                   \
+    {"items", 'i', KP_OPT_STR, &(p)->items, .required = 1},                       \
+    {"keyphrases", kkey, KP_OPT_STR, &(p)->keys, .required = 1},                  \
+    {"judgments", 'j', KP_OPT_STR, &(p)->judgments, .required = judg_required}
+/* clang-format on */
 
 typedef struct {
     kp_texts items, keys;
