@@ -24,4 +24,11 @@ printf 'keyphrase_id\tkeyphrase\nk1\tred shoes\n' >"$T/kp.tsv"
 check bad-kafka-key 2 "no.such.property" -- "$KPREC" worker -c "$T/kafka.ini"
 KPREC_WORKER_TOP_K=zero check bad-env 2 "KPREC_WORKER_TOP_K" -- "$KPREC" config
 check config-dump 0 "^items = items.listed" -- "$KPREC" config -c "$T/empty.ini"
+check help-version 0 "version +print the versions" -- "$KPREC" help
+check version 0 "^kprec [0-9]+\.[0-9]+\.[0-9]+ \(git [^)]+\)" -- "$KPREC" version
+check version-flag 0 "^kprec [0-9]+\.[0-9]+\.[0-9]+ " -- "$KPREC" --version
+for lib in librdkafka avro-c openblas hiredis jansson libmicrohttpd; do
+  check "version-$lib" 0 "^$lib [0-9]" -- "$KPREC" version
+done
+check version-extra 2 "unexpected argument 'x'" -- "$KPREC" version x
 finish
