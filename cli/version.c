@@ -9,6 +9,7 @@
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/opts.h"
 
@@ -53,8 +54,10 @@ size_t kp_build_info(char *buf, size_t n)
     add(&b, "kprec %s (git %s)\n", KPREC_VERSION, KPREC_GIT_REV);
     add(&b, "librdkafka %s\n", or_unknown(rd_kafka_version_str()));
     add(&b, "avro-c %s (at build time)\n", KPREC_AVRO_VERSION);
-    add(&b, "openblas %s (core %s, %d threads)\n", or_unknown(openblas_get_config()),
-        or_unknown(openblas_get_corename()), openblas_get_num_threads());
+    const char *blas = or_unknown(openblas_get_config()); /* "OpenBLAS 0.3.21 DYNAMIC_ARCH ..." */
+    if (!strncmp(blas, "OpenBLAS ", 9)) blas += 9;
+    add(&b, "openblas %s (core %s, %d threads)\n", blas, or_unknown(openblas_get_corename()),
+        openblas_get_num_threads());
     add(&b, "hiredis %s.%s.%s (at build time)\n", STR(HIREDIS_MAJOR), STR(HIREDIS_MINOR),
         STR(HIREDIS_PATCH));
     add(&b, "jansson %s\n", or_unknown(jansson_version_str()));
