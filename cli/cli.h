@@ -1,4 +1,5 @@
-/* cli.h -- shared helpers of the kprec verbs. */
+/* cli.h -- the kprec verbs and the helpers they share (options: cli/opts.h, input files:
+ * cli/data.h, versions: cli/version.h). */
 #ifndef KP_CLI_H
 #define KP_CLI_H
 
@@ -8,6 +9,10 @@
  * "kprec: FILE:LINE: ..." to stderr, releases c and returns -1 (the verb exits 2). */
 int kp_cli_config(kp_config *c, const char *path);
 
+/* The verbs. argv[0] is the verb's name, the rest its options (each verb's --help lists them).
+ * Each returns the process exit status: 0 ok, 1 failure (unreadable or invalid input, a service
+ * error), 2 usage error; every message goes to stderr, results to stdout or the --out file. The
+ * verbs own nothing after they return. */
 int kp_cmd_worker(int argc, char **argv);
 int kp_cmd_replay(int argc, char **argv);
 int kp_cmd_get(int argc, char **argv);

@@ -1,5 +1,4 @@
 /* kprec dump: reads a topic from the beginning and prints one JSON object per record. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
@@ -10,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "common/log.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"
@@ -67,31 +67,27 @@ static json_t *decode(kp_codec *codec, const char *kind, const rd_kafka_message_
     return o;
 }
 
+#define WHO "kprec dump"
+
+static void dump_usage(FILE *f)
+{
+    fprintf(f, "usage: kprec dump [-c FILE] [--topic suggestions|dlq|items] [--idle-ms N]\n"
+               "Reads the topic from the beginning (no consumer group commits) and prints\n"
+               "one JSON object per record; stops when every partition is read to its end\n"
+               "and nothing new came for --idle-ms (default 1000).\n");
+}
+
 int kp_cmd_dump(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                         {"topic", required_argument, 0, 't'},
-                                         {"idle-ms", required_argument, 0, 'i'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     const char *path = NULL, *kind = "suggestions";
-    int ch, idle_ms = 1000;
-    while ((ch = getopt_long(argc, argv, "c:t:i:h", opts, NULL)) != -1) {
-        if (ch == 'c')
-            path = optarg;
-        else if (ch == 't')
-            kind = optarg;
-        else if (ch == 'i')
-            idle_ms = atoi(optarg);
-        else {
-            fprintf(ch == 'h' ? stdout : stderr,
-                    "usage: kprec dump [-c FILE] [--topic suggestions|dlq|items] [--idle-ms N]\n"
-                    "Reads the topic from the beginning (no consumer group commits) and prints\n"
-                    "one JSON object per record; stops when every partition is read to its end\n"
-                    "and nothing new came for --idle-ms (default 1000).\n");
-            return ch == 'h' ? 0 : 2;
-        }
-    }
+    int idle_ms = 1000, argi;
+    const kp_opt opts[] = {{"config", 'c', KP_OPT_STR, .out = &path},
+                           {"topic", 't', KP_OPT_STR, .out = &kind},
+                           {"idle-ms", 'i', KP_OPT_INT, &idle_ms, .lo = 0, .hi = 86400000},
+                           {NULL}};
+    /* other arguments are ignored, as they always were */
+    int prc = kp_opts_parse(WHO, dump_usage, opts, argc, argv, &argi);
+    if (prc != KP_OPTS_GO) return prc;
     kp_config c;
     if (kp_cli_config(&c, path)) return 2;
     const char *topic = !strcmp(kind, "suggestions") ? c.topic_suggestions

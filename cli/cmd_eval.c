@@ -2,17 +2,19 @@
  * judgments: recall@k over the whole inventory, Spearman / Pearson of the pair scores, AUC. The
  * computation is model/eval.h; this file loads the inputs and prints the result. */
 #include <errno.h>
-#include <getopt.h>
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/data.h"
+#include "cli/opts.h"
 #include "common/progress.h"
+#include "common/util.h"
 #include "model/bienc.h"
 #include "offline/bm25.h"
 #include "model/ce.h"
@@ -41,43 +43,29 @@ static void eval_usage(FILE *f)
             "--quiet. Exit status: 0 ok, 1 unreadable or invalid input, 2 usage error.\n");
 }
 
-/* Parses "10,50,100" into c->k. 0, or -1 on a malformed list. */
-static int parse_ks(const char *s, kp_eval_config *c)
+/* Parses "10,50,100" into the kp_eval_config at out. 0, or -1 with a message. */
+static int parse_ks(const char *who, const char *s, void *out)
 {
+    kp_eval_config *c = out;
+    const char *p = s;
     c->n_k = 0;
-    while (*s) {
+    while (*p) {
         char *end;
         errno = 0;
-        long v = strtol(s, &end, 10);
-        if (end == s || errno || v < 1 || v > 100000 || c->n_k == KP_EVAL_MAX_K) return -1;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 1 || v > 100000 || c->n_k == KP_EVAL_MAX_K) goto bad;
         c->k[c->n_k++] = (int)v;
         if (*end == ',')
             end++;
         else if (*end)
-            return -1;
-        s = end;
+            goto bad;
+        p = end;
     }
-    return c->n_k > 0 ? 0 : -1;
-}
-
-static int parse_float(const char *s, float *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(v)) return -1;
-    *out = (float)v;
-    return 0;
-}
-
-static int parse_int(const char *s, long lo, long hi, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
+    if (c->n_k > 0) return 0;
+bad:
+    fprintf(stderr, "%s: --k wants up to %d comma-separated integers in 1..100000, got '%s'\n", who,
+            KP_EVAL_MAX_K, s);
+    return -1;
 }
 
 /* Progress adapter: one kp_progress line per stage. */
@@ -110,13 +98,6 @@ static int ce_scorer(void *ctx, const char *const *items, const char *const *key
                      float *out)
 {
     return kp_ce_score(ctx, items, keys, n, out);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static json_t *num_or_null(double v)
@@ -182,212 +163,180 @@ static void print_table(const char *model, const kp_eval_config *c, const kp_eva
     printf("%-12s %8.1f s\n", "time", secs);
 }
 
-int kp_cmd_eval(int argc, char **argv)
-{
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
-                                         {"items", required_argument, 0, 'i'},
-                                         {"keyphrases", required_argument, 0, 'K'},
-                                         {"judgments", required_argument, 0, 'j'},
-                                         {"k", required_argument, 0, 'k'},
-                                         {"relevant", required_argument, 0, 'r'},
-                                         {"irrelevant", required_argument, 0, 'n'},
-                                         {"prefix", required_argument, 0, 'p'},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"json", no_argument, 0, 'J'},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *model = NULL, *items_path = NULL, *keys_path = NULL, *judg_path = NULL;
-    int json = 0, quiet = 0, ch;
+/* ---- options --------------------------------------------------------------------------------- */
+
+#define WHO "kprec eval"
+
+typedef struct {
+    const char *model;
+    kp_cli_paths in; /* items, keyphrases, judgments */
+    int json, quiet;
     kp_eval_config c;
-    kp_eval_config_default(&c);
+} eval_args;
+
+/* Parses the command line into a. KP_OPTS_GO, or the exit status (message printed). */
+static int eval_parse(int argc, char **argv, eval_args *a)
+{
+    memset(a, 0, sizeof *a);
+    kp_eval_config *c = &a->c;
+    kp_eval_config_default(c);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    c.threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "m:i:K:j:k:r:n:p:t:Jqh", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'm':
-            model = optarg;
-            break;
-        case 'i':
-            items_path = optarg;
-            break;
-        case 'K':
-            keys_path = optarg;
-            break;
-        case 'j':
-            judg_path = optarg;
-            break;
-        case 'k':
-            if (parse_ks(optarg, &c)) {
-                fprintf(stderr,
-                        "kprec eval: --k wants up to %d comma-separated integers in "
-                        "1..100000, got '%s'\n",
-                        KP_EVAL_MAX_K, optarg);
-                return 2;
-            }
-            break;
-        case 'r':
-        case 'n':
-            if (parse_float(optarg, ch == 'r' ? &c.relevant : &c.irrelevant)) {
-                fprintf(stderr, "kprec eval: --%s wants a number, got '%s'\n",
-                        ch == 'r' ? "relevant" : "irrelevant", optarg);
-                return 2;
-            }
-            break;
-        case 'p':
-            if (parse_int(optarg, 0, KP_BIENC_MAX_DIM, &c.prefix)) {
-                fprintf(stderr, "kprec eval: --prefix wants an integer in 0..%d, got '%s'\n",
-                        KP_BIENC_MAX_DIM, optarg);
-                return 2;
-            }
-            break;
-        case 't':
-            if (parse_int(optarg, 1, 64, &c.threads)) {
-                fprintf(stderr, "kprec eval: --threads wants an integer in 1..64, got '%s'\n",
-                        optarg);
-                return 2;
-            }
-            break;
-        case 'J':
-            json = 1;
-            break;
-        case 'q':
-            quiet = 1;
-            break;
-        case 'h':
-            eval_usage(stdout);
-            return 0;
-        default:
-            eval_usage(stderr);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "kprec eval: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    if (!model || !items_path || !keys_path || !judg_path) {
-        fprintf(stderr, "kprec eval: --model, --items, --keyphrases and --judgments are "
-                        "required (kprec eval --help)\n");
-        return 2;
-    }
+    c->threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
+    const kp_opt opts[] = {
+        {"model", 'm', KP_OPT_STR, &a->model, .required = 1},
+        KP_CLI_DATA_OPTS(&a->in, 'K', 1),
+        {"k", 'k', KP_OPT_FN, c, .fn = parse_ks},
+        {"relevant", 'r', KP_OPT_FLOAT, &c->relevant, .lo = -FLT_MAX, .hi = FLT_MAX},
+        {"irrelevant", 'n', KP_OPT_FLOAT, &c->irrelevant, .lo = -FLT_MAX, .hi = FLT_MAX},
+        {"prefix", 'p', KP_OPT_INT, &c->prefix, .lo = 0, .hi = KP_BIENC_MAX_DIM},
+        {"threads", 't', KP_OPT_INT, &c->threads, .lo = 1, .hi = 64},
+        {"json", 'J', KP_OPT_FLAG, .out = &a->json},
+        {"quiet", 'q', KP_OPT_FLAG, .out = &a->quiet},
+        {NULL}};
+    int rc = kp_opts_parse(WHO, eval_usage, opts, argc, argv, NULL);
+    if (rc != KP_OPTS_GO) return rc;
     char err[512];
-    if (kp_eval_config_check(&c, err, sizeof err)) {
-        fprintf(stderr, "kprec eval: %s\n", err);
+    if (kp_eval_config_check(c, err, sizeof err)) {
+        kp_cli_fail(WHO, err);
         return 2;
     }
+    return KP_OPTS_GO;
+}
 
-    /* The model first: a bad path fails before the data is read. */
-    kp_bienc *be = NULL;
-    kp_ce *ce = NULL;
-    kp_bm25 *bm = NULL;
-    int is_bm25 = !strcmp(model, "bm25");
-    int rc = 1;
-    kp_texts items = {0}, keys = {0};
-    kp_judgments j = {0};
-    if (!strncmp(model, "random", 6) && (model[6] == 0 || model[6] == ':')) {
-        unsigned long long seed = 42;
-        if (model[6] == ':') {
-            char *end;
-            errno = 0;
-            seed = strtoull(model + 7, &end, 10);
-            if (end == model + 7 || *end || errno) {
-                fprintf(stderr, "kprec eval: --model random:SEED wants an integer seed\n");
-                return 2;
-            }
-        }
-        kp_bienc_config bc;
-        kp_bienc_config_default(&bc);
-        if (!(be = kp_bienc_new(&bc, seed))) {
-            fprintf(stderr, "kprec eval: out of memory creating the model\n");
-            return 1;
-        }
-    } else if (!is_bm25) {
-        kp_ckpt_reader *r = kp_ckpt_open(model, err, sizeof err);
-        if (!r) {
-            fprintf(stderr, "kprec eval: %s\n", err);
-            return 1;
-        }
-        int is_ce = !strcmp(kp_ckpt_kind(r), KP_CE_KIND);
-        int is_be = !strcmp(kp_ckpt_kind(r), KP_CKPT_KIND_BIENC);
-        char kind[64];
-        snprintf(kind, sizeof kind, "%s", kp_ckpt_kind(r));
-        kp_ckpt_close(r);
-        if (is_ce)
-            ce = kp_ce_load(model, err, sizeof err);
-        else if (is_be)
-            be = kp_bienc_load(model, err, sizeof err);
-        else
-            snprintf(err, sizeof err, "%s: checkpoint kind '%s' is neither '%s' nor '%s'", model,
-                     kind, KP_CKPT_KIND_BIENC, KP_CE_KIND);
-        if (!ce && !be) {
-            fprintf(stderr, "kprec eval: %s\n", err);
-            return 1;
-        }
-        if (ce && c.prefix) {
-            fprintf(stderr, "kprec eval: --prefix does not apply to a cross-encoder\n");
-            kp_ce_free(ce);
-            return 2;
-        }
-    } else if (c.prefix) {
-        fprintf(stderr, "kprec eval: --prefix does not apply to bm25\n");
+/* ---- the model ------------------------------------------------------------------------------- */
+
+/* One of the three kinds of model kprec eval scores with. */
+typedef struct {
+    kp_bienc *be;
+    kp_ce *ce;
+    kp_bm25 *bm;
+    int is_bm25;
+} eval_model;
+
+static void eval_model_free(eval_model *m)
+{
+    kp_bienc_free(m->be);
+    kp_ce_free(m->ce);
+    kp_bm25_free(m->bm);
+    memset(m, 0, sizeof *m);
+}
+
+/* "random[:SEED]": an untrained bi-encoder of the default configuration. 0, 1 or 2 (exit
+ * status of an error, message printed). */
+static int load_random(const char *model, eval_model *m)
+{
+    uint64_t seed = 42;
+    if (model[6] == ':' && kp_opt_u64(WHO, "model random:SEED", model + 7, 0, UINT64_MAX, &seed))
+        return 2;
+    kp_bienc_config bc;
+    kp_bienc_config_default(&bc);
+    if (!(m->be = kp_bienc_new(&bc, seed))) {
+        kp_cli_fail(WHO, "out of memory creating the model");
+        return 1;
+    }
+    return 0;
+}
+
+/* A checkpoint: bi-encoder or cross-encoder, told apart by its kind. 0, or 1 with a message. */
+static int load_checkpoint(const char *model, eval_model *m)
+{
+    char err[512], kind[64];
+    kp_ckpt_reader *r = kp_ckpt_open(model, err, sizeof err);
+    if (!r) {
+        kp_cli_fail(WHO, err);
+        return 1;
+    }
+    snprintf(kind, sizeof kind, "%s", kp_ckpt_kind(r));
+    kp_ckpt_close(r);
+    if (!strcmp(kind, KP_CE_KIND))
+        m->ce = kp_ce_load(model, err, sizeof err);
+    else if (!strcmp(kind, KP_CKPT_KIND_BIENC))
+        m->be = kp_bienc_load(model, err, sizeof err);
+    else
+        snprintf(err, sizeof err, "%s: checkpoint kind '%s' is neither '%s' nor '%s'", model, kind,
+                 KP_CKPT_KIND_BIENC, KP_CE_KIND);
+    if (m->ce || m->be) return 0;
+    kp_cli_fail(WHO, err);
+    return 1;
+}
+
+/* Loads --model (before the data: a bad path fails fast) and checks --prefix against it. 0, or
+ * the exit status (1: unreadable model, 2: usage error) with a message printed; m is released
+ * by eval_model_free either way. */
+static int eval_load_model(const eval_args *a, eval_model *m)
+{
+    const char *model = a->model;
+    int prefix = a->c.prefix, rc;
+    m->is_bm25 = !strcmp(model, "bm25");
+    if (!strncmp(model, "random", 6) && (model[6] == 0 || model[6] == ':'))
+        rc = load_random(model, m);
+    else if (!m->is_bm25)
+        rc = load_checkpoint(model, m);
+    else
+        rc = 0;
+    if (rc) return rc;
+    if (prefix && (m->is_bm25 || m->ce)) {
+        fprintf(stderr, WHO ": --prefix does not apply to %s\n",
+                m->is_bm25 ? "bm25" : "a cross-encoder");
         return 2;
     }
-    if (be && c.prefix > kp_bienc_cfg(be)->out_dim) {
-        fprintf(stderr, "kprec eval: --prefix %d is larger than the model's embedding size %d\n",
-                c.prefix, kp_bienc_cfg(be)->out_dim);
-        kp_bienc_free(be);
+    if (m->be && prefix > kp_bienc_cfg(m->be)->out_dim) {
+        fprintf(stderr, WHO ": --prefix %d is larger than the model's embedding size %d\n", prefix,
+                kp_bienc_cfg(m->be)->out_dim);
         return 2;
     }
+    return 0;
+}
 
-    double t0 = now_s();
-    int skipped = 0;
-    if (kp_texts_load(items_path, &items, err, sizeof err) ||
-        kp_texts_load(keys_path, &keys, err, sizeof err) ||
-        kp_judgments_load(judg_path, &items, &keys, &j, &skipped, err, sizeof err)) {
-        fprintf(stderr, "kprec eval: %s\n", err);
-        goto out;
-    }
-    if (skipped)
-        fprintf(stderr, "kprec eval: %d judgment(s) skipped: unknown item or keyphrase id\n",
-                skipped);
+/* ---- run and report -------------------------------------------------------------------------- */
 
-    stage_progress sp = {.quiet = quiet};
-    c.progress = on_progress;
-    c.progress_ctx = &sp;
-    kp_eval_result res;
+/* Scores the judged pairs (and the inventory, but for a cross-encoder) with m into *res. 0, or -1
+ * with a message. */
+static int eval_run(eval_args *a, eval_model *m, const kp_cli_data *d, kp_eval_result *res)
+{
+    char err[512];
+    stage_progress sp = {.quiet = a->quiet};
+    kp_eval_config *c = &a->c;
+    c->progress = on_progress;
+    c->progress_ctx = &sp;
     int erc;
-    if (is_bm25) {
-        if (!(bm = kp_bm25_build((const char *const *)keys.text, keys.n, KP_BM25_K1, KP_BM25_B, err,
-                                 sizeof err))) {
-            fprintf(stderr, "kprec eval: %s\n", err);
-            goto out;
-        }
-        erc = kp_eval_bm25(bm, &items, &keys, &j, &c, &res, err, sizeof err);
-    } else if (ce) {
+    if (m->is_bm25) {
+        m->bm = kp_bm25_build((const char *const *)d->keys.text, d->keys.n, KP_BM25_K1, KP_BM25_B,
+                              err, sizeof err);
+        erc = m->bm ? kp_eval_bm25(m->bm, &d->items, &d->keys, &d->judg, c, res, err, sizeof err)
+                    : -1;
+    } else if (m->ce) {
         /* the cross-encoder cannot scan the inventory: recall stays NAN (null / "-") */
-        erc = kp_eval_pair_scorer(ce_scorer, ce, &items, &keys, &j, &c, &res, err, sizeof err);
+        erc = kp_eval_pair_scorer(ce_scorer, m->ce, &d->items, &d->keys, &d->judg, c, res, err,
+                                  sizeof err);
     } else {
-        erc = kp_eval_bienc(be, &items, &keys, &j, &c, &res, err, sizeof err);
+        erc = kp_eval_bienc(m->be, &d->items, &d->keys, &d->judg, c, res, err, sizeof err);
     }
     progress_finish(&sp);
-    if (erc) {
-        fprintf(stderr, "kprec eval: %s\n", err);
-        goto out;
-    }
-    double secs = now_s() - t0;
-    if (json)
-        print_json(model, &c, &res, secs);
+    if (erc) kp_cli_fail(WHO, err);
+    return erc ? -1 : 0;
+}
+
+int kp_cmd_eval(int argc, char **argv)
+{
+    eval_args a;
+    int rc = eval_parse(argc, argv, &a);
+    if (rc != KP_OPTS_GO) return rc;
+    eval_model m = {0};
+    kp_cli_data d = {0};
+    kp_eval_result res;
+    if ((rc = eval_load_model(&a, &m)) != 0) goto out;
+    uint64_t t0 = kp_mono_us();
+    rc = 1;
+    if (kp_cli_data_load(WHO, &a.in, &d) || eval_run(&a, &m, &d, &res)) goto out;
+    double secs = (double)(kp_mono_us() - t0) / 1e6;
+    if (a.json)
+        print_json(a.model, &a.c, &res, secs);
     else
-        print_table(model, &c, &res, secs);
+        print_table(a.model, &a.c, &res, secs);
     rc = 0;
 out:
-    kp_bienc_free(be);
-    kp_ce_free(ce);
-    kp_bm25_free(bm);
-    kp_judgments_free(&j);
-    kp_texts_free(&items);
-    kp_texts_free(&keys);
+    eval_model_free(&m);
+    kp_cli_data_free(&d);
     return rc;
 }

@@ -3,16 +3,15 @@
  */
 #include <cblas.h>
 #include <errno.h>
-#include <getopt.h>
-#include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli.h"
+#include "cli/data.h"
+#include "cli/opts.h"
 #include "common/progress.h"
+#include "common/util.h"
 #include "model/bienc.h"
 #include "model/ce.h"
 #include "model/ckpt.h"
@@ -74,47 +73,23 @@ static void train_usage(FILE *f)
 typedef struct {
     const kp_ce *ce;
     int threads;
+    const char *const *items, *const *keys;
+    float *out;
 } teacher_ctx;
 
-typedef struct {
-    const kp_ce *ce;
-    const char *const *items, *const *keys;
-    int n;
-    float *out;
-    int rc;
-} teacher_job;
-
-static void *teacher_worker(void *arg)
+static int teacher_range(void *vctx, int t, int lo, int hi)
 {
-    teacher_job *j = arg;
-    j->rc = kp_ce_score(j->ce, j->items, j->keys, j->n, j->out);
-    return NULL;
+    (void)t;
+    teacher_ctx *c = vctx;
+    return kp_ce_score(c->ce, c->items + lo, c->keys + lo, hi - lo, c->out + lo);
 }
 
 static int ce_teacher(void *vctx, const char *const *items, const char *const *keys, int n,
                       float *out)
 {
     teacher_ctx *c = vctx;
-    enum { MAXT = 64 };
-    teacher_job jobs[MAXT];
-    pthread_t th[MAXT];
-    int T = c->threads < n ? c->threads : (n > 0 ? n : 1);
-    int per = (n + T - 1) / T, rc = 0;
-    int spawned[MAXT] = {0};
-    for (int t = 0; t < T; t++) {
-        int a = t * per, b = a + per < n ? a + per : n;
-        jobs[t] = (teacher_job){c->ce, items + a, keys + a, b > a ? b - a : 0, out + a, 0};
-        /* the last slice (and any slice whose thread cannot start) runs on this thread */
-        if (t < T - 1 && pthread_create(&th[t], NULL, teacher_worker, &jobs[t]) == 0)
-            spawned[t] = 1;
-        else
-            teacher_worker(&jobs[t]);
-    }
-    for (int t = 0; t < T; t++)
-        if (spawned[t]) pthread_join(th[t], NULL);
-    for (int t = 0; t < T; t++)
-        if (jobs[t].rc != 0) rc = -1;
-    return rc;
+    c->items = items, c->keys = keys, c->out = out;
+    return kp_parallel_for(c->threads, n, teacher_range, c);
 }
 
 /* ---- progress -------------------------------------------------------------------------------- */
@@ -148,38 +123,21 @@ static void on_progress(void *vctx, const char *stage, long done, long total,
         kp_progress_update(&tp->p, done);
 }
 
-/* ---- option parsing helpers ------------------------------------------------------------------ */
+/* ---- options --------------------------------------------------------------------------------- */
 
-static int parse_f(const char *opt, const char *s, float lo, float hi, float *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "kprec train: --%s wants a number in %g..%g, got '%s'\n", opt, (double)lo,
-                (double)hi, s);
-        return -1;
-    }
-    *out = (float)v;
-    return 0;
-}
+#define WHO "kprec train"
 
-static int parse_i(const char *opt, const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "kprec train: --%s wants an integer in %ld..%ld, got '%s'\n", opt, lo, hi,
-                s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
+typedef struct {
+    kp_cli_paths in; /* items, keyphrases, clicks, judgments */
+    const char *teacher, *out, *init;
+    kp_train_config tc;
+    kp_bienc_config bc;
+    int arch_given, prefixes_given, quiet, threads;
+} train_args;
 
-static int parse_prefixes(const char *s, kp_bienc_config *c)
+static int parse_prefixes(const char *who, const char *s, void *out)
 {
+    kp_bienc_config *c = out;
     int n = 0;
     const char *p = s;
     while (*p) {
@@ -196,321 +154,179 @@ static int parse_prefixes(const char *s, kp_bienc_config *c)
     c->n_prefix = n;
     return 0;
 bad:
-    fprintf(stderr,
-            "kprec train: --prefixes wants up to %d ascending comma-separated sizes, got '%s'\n",
-            KP_BIENC_MAX_PREFIX, s);
+    fprintf(stderr, "%s: --prefixes wants up to %d ascending comma-separated sizes, got '%s'\n",
+            who, KP_BIENC_MAX_PREFIX, s);
     return -1;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static const kp_opt_choice distill_kinds[] = {
+    {"pearson", KP_DISTILL_PEARSON}, {"mse", KP_DISTILL_MSE}, {NULL, 0}};
+static const kp_opt_choice schedules[] = {
+    {"cosine", KP_LR_COSINE}, {"linear", KP_LR_LINEAR}, {"constant", KP_LR_CONSTANT}, {NULL, 0}};
 
-enum {
-    O_LR_EMB = 1000,
-    O_W_CTR,
-    O_W_BCE,
-    O_W_SR,
-    O_W_DISTILL,
-    O_W_KNOWN,
-    O_DISTILL,
-    O_TAU,
-    O_RANDOM,
-    O_HARD,
-    O_MODEL_HARD,
-    O_WARMUP,
-    O_SCHEDULE,
-    O_CLIP,
-    O_EMB_DIM,
-    O_HIDDEN,
-    O_PREFIXES,
-    O_BUCKETS,
-    O_QUIET,
-    O_INIT,
-    O_TEACHER
-};
-
-int kp_cmd_train(int argc, char **argv)
+/* Checks the combination of options and the configurations. KP_OPTS_GO, or 2 with a message. */
+static int train_check(train_args *a)
 {
-    static const struct option opts[] = {{"items", required_argument, 0, 'i'},
-                                         {"keyphrases", required_argument, 0, 'k'},
-                                         {"clicks", required_argument, 0, 'c'},
-                                         {"judgments", required_argument, 0, 'j'},
-                                         {"teacher", required_argument, 0, O_TEACHER},
-                                         {"out", required_argument, 0, 'o'},
-                                         {"init", required_argument, 0, O_INIT},
-                                         {"epochs", required_argument, 0, 'e'},
-                                         {"batch", required_argument, 0, 'b'},
-                                         {"lr", required_argument, 0, 'l'},
-                                         {"lr-emb", required_argument, 0, O_LR_EMB},
-                                         {"w-ctr", required_argument, 0, O_W_CTR},
-                                         {"w-bce", required_argument, 0, O_W_BCE},
-                                         {"w-sr", required_argument, 0, O_W_SR},
-                                         {"w-distill", required_argument, 0, O_W_DISTILL},
-                                         {"w-known", required_argument, 0, O_W_KNOWN},
-                                         {"distill", required_argument, 0, O_DISTILL},
-                                         {"tau", required_argument, 0, O_TAU},
-                                         {"random", required_argument, 0, O_RANDOM},
-                                         {"hard", required_argument, 0, O_HARD},
-                                         {"model-hard", required_argument, 0, O_MODEL_HARD},
-                                         {"warmup", required_argument, 0, O_WARMUP},
-                                         {"schedule", required_argument, 0, O_SCHEDULE},
-                                         {"clip", required_argument, 0, O_CLIP},
-                                         {"dim", required_argument, 0, 'd'},
-                                         {"emb-dim", required_argument, 0, O_EMB_DIM},
-                                         {"hidden", required_argument, 0, O_HIDDEN},
-                                         {"prefixes", required_argument, 0, O_PREFIXES},
-                                         {"buckets", required_argument, 0, O_BUCKETS},
-                                         {"seed", required_argument, 0, 's'},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"quiet", no_argument, 0, O_QUIET},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *items_path = NULL, *keys_path = NULL, *clicks_path = NULL, *judg_path = NULL;
-    const char *teacher_path = NULL, *out_path = NULL, *init_path = NULL;
-    kp_train_config tc;
-    kp_train_config_default(&tc);
-    kp_bienc_config bc;
-    kp_bienc_config_default(&bc);
-    int arch_given = 0, prefixes_given = 0, quiet = 0, ch;
-    long v, threads = 1;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "i:k:c:j:o:e:b:l:d:s:t:h", opts, NULL)) != -1) {
-        int bad = 0;
-        switch (ch) {
-        case 'i':
-            items_path = optarg;
-            break;
-        case 'k':
-            keys_path = optarg;
-            break;
-        case 'c':
-            clicks_path = optarg;
-            break;
-        case 'j':
-            judg_path = optarg;
-            break;
-        case O_TEACHER:
-            teacher_path = optarg;
-            break;
-        case 'o':
-            out_path = optarg;
-            break;
-        case O_INIT:
-            init_path = optarg;
-            break;
-        case 'e':
-            bad = parse_i("epochs", optarg, 0, 100000, &v), tc.epochs = (int)v;
-            break;
-        case 'b':
-            bad = parse_i("batch", optarg, 1, 65536, &v), tc.batch = (int)v;
-            break;
-        case 'l':
-            bad = parse_f("lr", optarg, 0, 10, &tc.lr);
-            break;
-        case O_LR_EMB:
-            bad = parse_f("lr-emb", optarg, 0, 100, &tc.lr_emb);
-            break;
-        case O_W_CTR:
-            bad = parse_f("w-ctr", optarg, 0, 1e6f, &tc.w_softmax);
-            break;
-        case O_W_BCE:
-            bad = parse_f("w-bce", optarg, 0, 1e6f, &tc.w_bce);
-            break;
-        case O_W_SR:
-            bad = parse_f("w-sr", optarg, 0, 1e6f, &tc.w_sr);
-            break;
-        case O_W_DISTILL:
-            bad = parse_f("w-distill", optarg, 0, 1e6f, &tc.w_distill);
-            break;
-        case O_W_KNOWN:
-            bad = parse_f("w-known", optarg, 0, 1e6f, &tc.w_distill_known);
-            break;
-        case O_DISTILL:
-            if (!strcmp(optarg, "pearson"))
-                tc.distill = KP_DISTILL_PEARSON;
-            else if (!strcmp(optarg, "mse"))
-                tc.distill = KP_DISTILL_MSE;
-            else {
-                fprintf(stderr, "kprec train: --distill wants pearson or mse, got '%s'\n", optarg);
-                bad = 1;
-            }
-            break;
-        case O_TAU:
-            bad = parse_f("tau", optarg, 1e-4f, 100, &tc.tau);
-            break;
-        case O_RANDOM:
-            bad = parse_i("random", optarg, 0, 1024, &v), tc.n_random = (int)v;
-            break;
-        case O_HARD:
-            bad = parse_i("hard", optarg, 0, 1024, &v), tc.n_hard = (int)v;
-            break;
-        case O_MODEL_HARD:
-            bad = parse_i("model-hard", optarg, 0, 1024, &v), tc.n_model_hard = (int)v;
-            break;
-        case O_WARMUP:
-            bad = parse_f("warmup", optarg, 0, 1, &tc.warmup);
-            break;
-        case O_SCHEDULE:
-            if (!strcmp(optarg, "cosine"))
-                tc.schedule = KP_LR_COSINE;
-            else if (!strcmp(optarg, "linear"))
-                tc.schedule = KP_LR_LINEAR;
-            else if (!strcmp(optarg, "constant"))
-                tc.schedule = KP_LR_CONSTANT;
-            else {
-                fprintf(stderr, "kprec train: --schedule wants cosine, linear or constant\n");
-                bad = 1;
-            }
-            break;
-        case O_CLIP:
-            bad = parse_f("clip", optarg, 0, 1e6f, &tc.clip);
-            break;
-        case 'd':
-            bad = parse_i("dim", optarg, 1, KP_BIENC_MAX_DIM, &v), bc.out_dim = (int)v;
-            arch_given = 1;
-            break;
-        case O_EMB_DIM:
-            bad = parse_i("emb-dim", optarg, 1, KP_BIENC_MAX_DIM, &v), bc.emb_dim = (int)v;
-            arch_given = 1;
-            break;
-        case O_HIDDEN:
-            bad = parse_i("hidden", optarg, 1, KP_BIENC_MAX_DIM, &v), bc.hidden_dim = (int)v;
-            arch_given = 1;
-            break;
-        case O_PREFIXES:
-            bad = parse_prefixes(optarg, &bc);
-            arch_given = prefixes_given = 1;
-            break;
-        case O_BUCKETS:
-            bad = parse_i("buckets", optarg, 1, 1L << 30, &v), bc.n_buckets = (uint32_t)v;
-            arch_given = 1;
-            break;
-        case 's':
-            bad = parse_i("seed", optarg, 0, 0x7fffffffL, &v), tc.seed = (uint64_t)v;
-            break;
-        case 't':
-            bad = parse_i("threads", optarg, 1, 64, &threads);
-            break;
-        case O_QUIET:
-            quiet = 1;
-            break;
-        case 'h':
-            train_usage(stdout);
-            return 0;
-        default:
-            train_usage(stderr);
-            return 2;
-        }
-        if (bad) return 2;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "kprec train: unexpected argument '%s'\n", argv[optind]);
+    if (!a->in.clicks && !a->in.judgments && !a->teacher) {
+        fprintf(stderr, WHO ": nothing to learn from: give --clicks, --judgments and/or "
+                            "--teacher\n");
         return 2;
     }
-    if (!items_path || !keys_path || !out_path) {
-        fprintf(stderr, "kprec train: --items, --keyphrases and --out are required "
-                        "(kprec train --help)\n");
+    if (a->init && a->arch_given) {
+        fprintf(stderr, WHO ": --dim, --emb-dim, --hidden, --prefixes and --buckets "
+                            "describe a new model; they cannot be combined with --init\n");
         return 2;
     }
-    if (!clicks_path && !judg_path && !teacher_path) {
-        fprintf(stderr, "kprec train: nothing to learn from: give --clicks, --judgments and/or "
-                        "--teacher\n");
-        return 2;
-    }
-    if (init_path && arch_given) {
-        fprintf(stderr, "kprec train: --dim, --emb-dim, --hidden, --prefixes and --buckets "
-                        "describe a new model; they cannot be combined with --init\n");
-        return 2;
-    }
-    if (!prefixes_given) { /* default sizes, kept below the chosen dimension */
+    kp_bienc_config *bc = &a->bc;
+    if (!a->prefixes_given) { /* default sizes, kept below the chosen dimension */
         int n = 0;
-        for (int i = 0; i < bc.n_prefix; i++)
-            if (bc.prefix[i] < bc.out_dim) bc.prefix[n++] = bc.prefix[i];
-        bc.prefix[n++] = bc.out_dim;
-        bc.n_prefix = n;
+        for (int i = 0; i < bc->n_prefix; i++)
+            if (bc->prefix[i] < bc->out_dim) bc->prefix[n++] = bc->prefix[i];
+        bc->prefix[n++] = bc->out_dim;
+        bc->n_prefix = n;
     }
     char err[512];
-    if (!init_path && kp_bienc_config_check(&bc, err, sizeof(err)) != 0) {
-        fprintf(stderr, "kprec train: %s\n", err);
+    if ((!a->init && kp_bienc_config_check(bc, err, sizeof(err)) != 0) ||
+        kp_train_config_check(&a->tc, err, sizeof(err)) != 0) {
+        kp_cli_fail(WHO, err);
         return 2;
     }
-    if (kp_train_config_check(&tc, err, sizeof(err)) != 0) {
-        fprintf(stderr, "kprec train: %s\n", err);
-        return 2;
-    }
-    openblas_set_num_threads((int)threads);
+    return KP_OPTS_GO;
+}
 
-    int rc = 1;
-    kp_texts items = {0}, keys = {0};
-    kp_clicklog clicks = {0};
-    kp_judgments judg = {0};
-    kp_ce *ce = NULL;
-    kp_bienc *m = NULL;
-    int skipped = 0;
-    double t0 = now_s();
-    if (kp_texts_load(items_path, &items, err, sizeof(err)) != 0 ||
-        kp_texts_load(keys_path, &keys, err, sizeof(err)) != 0)
-        goto fail;
-    if (clicks_path) {
-        if (kp_clicklog_load(clicks_path, &items, &keys, &clicks, &skipped, err, sizeof(err)) != 0)
-            goto fail;
-        if (skipped)
-            fprintf(stderr, "kprec train: %s: %d events with unknown ids skipped\n", clicks_path,
-                    skipped);
-    }
-    if (judg_path) {
-        if (kp_judgments_load(judg_path, &items, &keys, &judg, &skipped, err, sizeof(err)) != 0)
-            goto fail;
-        if (skipped)
-            fprintf(stderr, "kprec train: %s: %d judgments with unknown ids skipped\n", judg_path,
-                    skipped);
-    }
-    if (teacher_path && !(ce = kp_ce_load(teacher_path, err, sizeof(err)))) goto fail;
-    uint64_t version = 1;
-    if (init_path) {
-        if (!(m = kp_bienc_load(init_path, err, sizeof(err)))) goto fail;
-        version = kp_bienc_version(m) + 1;
-    } else if (!(m = kp_bienc_new(&bc, tc.seed))) {
+/* Parses the command line into a (defaults first) and checks it. KP_OPTS_GO, or the exit status
+ * (0 after --help, 2 after a usage error, message printed). */
+static int train_parse(int argc, char **argv, train_args *a)
+{
+    memset(a, 0, sizeof *a);
+    kp_train_config_default(&a->tc);
+    kp_bienc_config_default(&a->bc);
+    a->threads = 1;
+    kp_train_config *tc = &a->tc;
+    kp_bienc_config *bc = &a->bc;
+    int distill = tc->distill, schedule = tc->schedule, *arch = &a->arch_given;
+    const kp_opt opts[] = {
+        KP_CLI_DATA_OPTS(&a->in, 'k', 0),
+        {"clicks", 'c', KP_OPT_STR, .out = &a->in.clicks},
+        {"teacher", 0, KP_OPT_STR, .out = &a->teacher},
+        {"out", 'o', KP_OPT_STR, &a->out, .required = 1},
+        {"init", 0, KP_OPT_STR, .out = &a->init},
+        {"epochs", 'e', KP_OPT_INT, &tc->epochs, .lo = 0, .hi = 100000},
+        {"batch", 'b', KP_OPT_INT, &tc->batch, .lo = 1, .hi = 65536},
+        {"lr", 'l', KP_OPT_FLOAT, &tc->lr, .lo = 0, .hi = 10},
+        {"lr-emb", 0, KP_OPT_FLOAT, &tc->lr_emb, .lo = 0, .hi = 100},
+        {"w-ctr", 0, KP_OPT_FLOAT, &tc->w_softmax, .lo = 0, .hi = 1e6},
+        {"w-bce", 0, KP_OPT_FLOAT, &tc->w_bce, .lo = 0, .hi = 1e6},
+        {"w-sr", 0, KP_OPT_FLOAT, &tc->w_sr, .lo = 0, .hi = 1e6},
+        {"w-distill", 0, KP_OPT_FLOAT, &tc->w_distill, .lo = 0, .hi = 1e6},
+        {"w-known", 0, KP_OPT_FLOAT, &tc->w_distill_known, .lo = 0, .hi = 1e6},
+        {"distill", 0, KP_OPT_CHOICE, &distill, .choices = distill_kinds},
+        {"tau", 0, KP_OPT_FLOAT, &tc->tau, .lo = 1e-4f, .hi = 100},
+        {"random", 0, KP_OPT_INT, &tc->n_random, .lo = 0, .hi = 1024},
+        {"hard", 0, KP_OPT_INT, &tc->n_hard, .lo = 0, .hi = 1024},
+        {"model-hard", 0, KP_OPT_INT, &tc->n_model_hard, .lo = 0, .hi = 1024},
+        {"warmup", 0, KP_OPT_FLOAT, &tc->warmup, .lo = 0, .hi = 1},
+        {"schedule", 0, KP_OPT_CHOICE, &schedule, .choices = schedules},
+        {"clip", 0, KP_OPT_FLOAT, &tc->clip, .lo = 0, .hi = 1e6},
+        {"dim", 'd', KP_OPT_INT, &bc->out_dim, .lo = 1, .hi = KP_BIENC_MAX_DIM, .seen = arch},
+        {"emb-dim", 0, KP_OPT_INT, &bc->emb_dim, .lo = 1, .hi = KP_BIENC_MAX_DIM, .seen = arch},
+        {"hidden", 0, KP_OPT_INT, &bc->hidden_dim, .lo = 1, .hi = KP_BIENC_MAX_DIM, .seen = arch},
+        {"prefixes", 0, KP_OPT_FN, bc, .seen = &a->prefixes_given, .fn = parse_prefixes},
+        {"buckets", 0, KP_OPT_U32, &bc->n_buckets, .lo = 1, .hi = 1 << 30, .seen = arch},
+        {"seed", 's', KP_OPT_U64, &tc->seed, .lo = 0, .hi = 0x7fffffff},
+        {"threads", 't', KP_OPT_INT, &a->threads, .lo = 1, .hi = 64},
+        {"quiet", 0, KP_OPT_FLAG, .out = &a->quiet},
+        {NULL}};
+    int rc = kp_opts_parse(WHO, train_usage, opts, argc, argv, NULL);
+    if (rc != KP_OPTS_GO) return rc;
+    tc->distill = (kp_distill_kind)distill;
+    tc->schedule = (kp_lr_schedule)schedule;
+    a->arch_given |= a->prefixes_given;
+    return train_check(a);
+}
+
+/* ---- load, train, save ----------------------------------------------------------------------- */
+
+typedef struct {
+    kp_cli_data data;
+    kp_ce *teacher; /* NULL without --teacher */
+    kp_bienc *model;
+    uint64_t version; /* of the checkpoint to write */
+    uint64_t t0_us;   /* start of the loading: the report's time counts it */
+} train_state;
+
+/* Loads the data, the teacher and the model to train (--init, or a new one). 0, or -1 with a
+ * message printed; s is released by train_free either way. */
+static int train_load(const train_args *a, train_state *s)
+{
+    char err[512];
+    s->t0_us = kp_mono_us();
+    if (kp_cli_data_load(WHO, &a->in, &s->data)) return -1;
+    if (a->teacher && !(s->teacher = kp_ce_load(a->teacher, err, sizeof(err)))) goto fail;
+    s->version = 1;
+    if (a->init) {
+        if (!(s->model = kp_bienc_load(a->init, err, sizeof(err)))) goto fail;
+        s->version = kp_bienc_version(s->model) + 1;
+    } else if (!(s->model = kp_bienc_new(&a->bc, a->tc.seed))) {
         snprintf(err, sizeof(err), "out of memory creating the model");
         goto fail;
     }
-    teacher_ctx tctx = {ce, (int)threads};
+    return 0;
+fail:
+    kp_cli_fail(WHO, err);
+    return -1;
+}
+
+/* Trains s->model for the configured epochs and saves it to --out. 0, or -1 with a message. */
+static int train_run(const train_args *a, train_state *s)
+{
+    char err[512];
+    teacher_ctx tctx = {.ce = s->teacher, .threads = a->threads};
     train_progress tp;
     memset(&tp, 0, sizeof(tp));
-    tp.quiet = quiet;
+    tp.quiet = a->quiet;
     kp_train_data d = {0};
-    d.items = &items, d.keys = &keys;
-    d.clicks = clicks_path ? &clicks : NULL;
-    d.sr = judg_path ? &judg : NULL;
-    d.teacher = ce ? ce_teacher : NULL;
+    d.items = &s->data.items, d.keys = &s->data.keys;
+    d.clicks = a->in.clicks ? &s->data.clicks : NULL;
+    d.sr = a->in.judgments ? &s->data.judg : NULL;
+    d.teacher = s->teacher ? ce_teacher : NULL;
     d.teacher_ctx = &tctx;
     d.progress = on_progress;
     d.progress_ctx = &tp;
     kp_train_stats st;
-    if (kp_train_epochs(m, &tc, &d, &st, err, sizeof(err)) != 0) goto fail;
+    if (kp_train_epochs(s->model, &a->tc, &d, &st, err, sizeof(err)) != 0) goto fail;
     if (tp.active) kp_progress_done(&tp.p, tp.p.total);
-    kp_bienc_set_version(m, version);
-    if (kp_bienc_save(m, out_path, err, sizeof(err)) != 0) goto fail;
+    kp_bienc_set_version(s->model, s->version);
+    if (kp_bienc_save(s->model, a->out, err, sizeof(err)) != 0) goto fail;
     fprintf(stderr,
-            "kprec train: %d items, %ld steps, %ld teacher pairs, %.1fs; last epoch: loss %.4f "
-            "(ctr %.4f bce %.4f sr %.4f distill %.4f known %.4f); wrote %s (version %llu)\n",
-            st.n_train_items, st.steps, st.teacher_pairs, now_s() - t0, st.last_epoch.total,
-            st.last_epoch.softmax, st.last_epoch.bce, st.last_epoch.sr, st.last_epoch.distill,
-            st.last_epoch.distill_known, out_path, (unsigned long long)version);
-    rc = 0;
-    goto done;
+            WHO ": %d items, %ld steps, %ld teacher pairs, %.1fs; last epoch: loss %.4f "
+                "(ctr %.4f bce %.4f sr %.4f distill %.4f known %.4f); wrote %s (version %llu)\n",
+            st.n_train_items, st.steps, st.teacher_pairs, (double)(kp_mono_us() - s->t0_us) / 1e6,
+            st.last_epoch.total, st.last_epoch.softmax, st.last_epoch.bce, st.last_epoch.sr,
+            st.last_epoch.distill, st.last_epoch.distill_known, a->out,
+            (unsigned long long)s->version);
+    return 0;
 fail:
-    fprintf(stderr, "kprec train: %s\n", err);
-done:
-    kp_bienc_free(m);
-    kp_ce_free(ce);
-    kp_judgments_free(&judg);
-    kp_clicklog_free(&clicks);
-    kp_texts_free(&items);
-    kp_texts_free(&keys);
+    kp_cli_fail(WHO, err);
+    return -1;
+}
+
+static void train_free(train_state *s)
+{
+    kp_bienc_free(s->model);
+    kp_ce_free(s->teacher);
+    kp_cli_data_free(&s->data);
+}
+
+int kp_cmd_train(int argc, char **argv)
+{
+    train_args a;
+    int rc = train_parse(argc, argv, &a);
+    if (rc != KP_OPTS_GO) return rc;
+    openblas_set_num_threads(a.threads);
+    train_state s;
+    memset(&s, 0, sizeof s);
+    rc = train_load(&a, &s) == 0 && train_run(&a, &s) == 0 ? 0 : 1;
+    train_free(&s);
     return rc;
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/version.h"
 #include "common/log.h"
 
 typedef struct {
@@ -23,6 +24,7 @@ static const verb verbs[] = {
     {"split", kp_cmd_split, "split items and judgments into train/valid by a hash of item_id"},
     {"train-ce", kp_cmd_train_ce, "train the cross-encoder assistant on teacher judgments"},
     {"train", kp_cmd_train, "train the bi-encoder (CTR + SR + distillation) from files"},
+    {"version", kp_cmd_version, "print the versions of kprec and its libraries (also --version)"},
 };
 #define NVERBS (int)(sizeof verbs / sizeof verbs[0])
 
@@ -45,6 +47,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "--version")) return kp_cmd_version(argc - 1, argv + 1);
     for (int i = 0; i < NVERBS; i++)
         if (!strcmp(argv[1], verbs[i].name)) return verbs[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "kprec: unknown command '%s'\n\n", argv[1]);

@@ -1,13 +1,16 @@
 #include "common/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <ctype.h>
-#include <stddef.h>
+
+#include "common/util.h"
 
 enum kp_key_type { T_STR, T_INT, T_DBL, T_LONG };
 
@@ -92,11 +95,12 @@ static const kp_key keys[] = {
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
+/* Stores v in c's field of k, checked against k's type and range. 0, or -1 with a message. */
 static int set_key(kp_config *c, const kp_key *k, const char *v, char *err, size_t errlen)
 {
     char *p = (char *)c + k->off;
-    char *end = NULL;
-    errno = 0;
+    int64_t i;
+    double d;
     switch (k->type) {
     case T_STR:
         if (strlen(v) >= k->size) {
@@ -106,29 +110,25 @@ static int set_key(kp_config *c, const kp_key *k, const char *v, char *err, size
         memcpy(p, v, strlen(v) + 1);
         return 0;
     case T_INT:
-    case T_LONG: {
-        long long x = strtoll(v, &end, 10);
-        if (errno || end == v || *end || x < k->lo || x > k->hi) {
+    case T_LONG:
+        if (kp_parse_i64(v, (int64_t)k->lo, (int64_t)k->hi, &i)) {
             snprintf(err, errlen, "'%s' must be an integer in [%.0f, %.0f], got '%s'", k->key,
                      k->lo, k->hi, v);
             return -1;
         }
         if (k->type == T_INT)
-            *(int *)p = (int)x;
+            *(int *)p = (int)i;
         else
-            *(long *)p = (long)x;
+            *(long *)p = (long)i;
         return 0;
-    }
-    case T_DBL: {
-        double x = strtod(v, &end);
-        if (errno || end == v || *end || x < k->lo || x > k->hi) {
+    case T_DBL:
+        if (kp_parse_double(v, k->lo, k->hi, &d)) {
             snprintf(err, errlen, "'%s' must be a number in [%g, %g], got '%s'", k->key, k->lo,
                      k->hi, v);
             return -1;
         }
-        *(double *)p = x;
+        *(double *)p = d;
         return 0;
-    }
     }
     return -1;
 }

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,69 +61,84 @@ static void sb_printf(sbuf *s, const char *fmt, ...)
     }
 }
 
-static void per_topic(sbuf *s, const char *name, const char *help, atomic_ullong *v)
-{
-    sb_printf(s, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
-    for (int t = 0; t < KP_MT_N; t++)
-        sb_printf(s, "%s{topic=\"%s\"} %llu\n", name, kp_mtopic_name[t],
-                  (unsigned long long)atomic_load(&v[t]));
-}
+/* The counters and gauges of kp_m, in /metrics order: name, type, help, field. */
+typedef struct {
+    const char *name, *type, *help;
+    size_t off;   /* of the field in kp_metrics */
+    int is_llong; /* atomic_llong, else atomic_ullong */
+    int n_topics; /* KP_MT_N: one atomic_ullong per input topic (a counter); 0: one value */
+} metric_def;
 
-static void one(sbuf *s, const char *name, const char *type, const char *help, long long v)
+#define TOPICS(n, h, f)                                                                            \
+    {                                                                                              \
+        n, "counter", h, offsetof(kp_metrics, f), 0, KP_MT_N                                       \
+    }
+#define COUNT(n, h, f)                                                                             \
+    {                                                                                              \
+        n, "counter", h, offsetof(kp_metrics, f), 0, 0                                             \
+    }
+#define GAUGE(n, h, f)                                                                             \
+    {                                                                                              \
+        n, "gauge", h, offsetof(kp_metrics, f), 0, 0                                               \
+    }
+#define GAUGE_S(n, h, f)                                                                           \
+    {                                                                                              \
+        n, "gauge", h, offsetof(kp_metrics, f), 1, 0                                               \
+    }
+
+static const metric_def metrics[] = {
+    TOPICS("kprec_events_consumed_total", "Events read from Kafka.", consumed),
+    TOPICS("kprec_events_processed_total", "Events fully handled.", processed),
+    TOPICS("kprec_events_dead_lettered_total", "Events sent to the dead-letter topic.",
+           dead_lettered),
+    COUNT("kprec_suggestions_delivered_total", "Suggestion records acknowledged.",
+          suggestions_delivered),
+    COUNT("kprec_producer_errors_total", "Failed deliveries (retried).", producer_errors),
+    COUNT("kprec_redis_errors_total", "Failed Redis round trips (retried).", redis_errors),
+    COUNT("kprec_redis_writes_total", "Recommendation entries written to Redis.", redis_writes),
+    COUNT("kprec_redis_stale_skipped_total",
+          "Writes skipped because Redis held a newer model version.", stale_skipped),
+    COUNT("kprec_batches_total", "Micro-batches processed.", batches),
+    COUNT("kprec_rebalances_total", "Consumer group rebalances seen.", rebalances),
+    GAUGE_S("kprec_in_flight", "Events taken from Kafka and not yet done.", in_flight),
+    GAUGE_S("kprec_paused", "1 while input partitions are paused (backpressure).", paused),
+    GAUGE("kprec_model_version", "Version of the model scoring now.", model_version),
+    GAUGE_S("kprec_keyphrases", "Keyphrases in the index.", keyphrases),
+    GAUGE_S("kprec_consumer_lag", "Messages behind the end of the assigned partitions.",
+            consumer_lag),
+    COUNT("kprec_model_deltas_applied_total", "Model deltas applied.", deltas_applied),
+    COUNT("kprec_model_checkpoints_loaded_total", "Model checkpoints loaded.", checkpoints_loaded),
+    COUNT("kprec_model_swaps_total", "New models swapped into serving.", model_swaps),
+    GAUGE_S("kprec_model_delta_lag_ms", "Last delta: published to applied, ms.", delta_lag_ms),
+    GAUGE_S("kprec_model_reembed_ms", "Last re-embedding of the inventory, ms.", reembed_ms),
+    COUNT("kprec_train_steps_total", "Trainer optimisation steps.", train_steps),
+    COUNT("kprec_train_events_total", "Events used in training steps.", train_events),
+    COUNT("kprec_model_deltas_published_total", "Model deltas published.", deltas_published),
+    GAUGE("kprec_model_delta_bytes", "Size of the last published delta.", delta_bytes),
+};
+
+static void render_metric(sbuf *s, const metric_def *d)
 {
-    sb_printf(s, "# HELP %s %s\n# TYPE %s %s\n%s %lld\n", name, help, name, type, name, v);
+    const char *p = (const char *)&kp_m + d->off;
+    sb_printf(s, "# HELP %s %s\n# TYPE %s %s\n", d->name, d->help, d->name, d->type);
+    if (d->n_topics) {
+        atomic_ullong *v = (atomic_ullong *)p;
+        for (int t = 0; t < d->n_topics; t++)
+            sb_printf(s, "%s{topic=\"%s\"} %llu\n", d->name, kp_mtopic_name[t],
+                      (unsigned long long)atomic_load(&v[t]));
+    } else if (d->is_llong) {
+        sb_printf(s, "%s %lld\n", d->name, (long long)atomic_load((atomic_llong *)p));
+    } else {
+        sb_printf(s, "%s %lld\n", d->name, (long long)atomic_load((atomic_ullong *)p));
+    }
 }
 
 char *kp_telemetry_render(void)
 {
     sbuf s = {malloc(4096), 0, 4096, 0};
     if (!s.buf) return NULL;
-    per_topic(&s, "kprec_events_consumed_total", "Events read from Kafka.", kp_m.consumed);
-    per_topic(&s, "kprec_events_processed_total", "Events fully handled.", kp_m.processed);
-    per_topic(&s, "kprec_events_dead_lettered_total", "Events sent to the dead-letter topic.",
-              kp_m.dead_lettered);
-    one(&s, "kprec_suggestions_delivered_total", "counter", "Suggestion records acknowledged.",
-        (long long)atomic_load(&kp_m.suggestions_delivered));
-    one(&s, "kprec_producer_errors_total", "counter", "Failed deliveries (retried).",
-        (long long)atomic_load(&kp_m.producer_errors));
-    one(&s, "kprec_redis_errors_total", "counter", "Failed Redis round trips (retried).",
-        (long long)atomic_load(&kp_m.redis_errors));
-    one(&s, "kprec_redis_writes_total", "counter", "Recommendation entries written to Redis.",
-        (long long)atomic_load(&kp_m.redis_writes));
-    one(&s, "kprec_redis_stale_skipped_total", "counter",
-        "Writes skipped because Redis held a newer model version.",
-        (long long)atomic_load(&kp_m.stale_skipped));
-    one(&s, "kprec_batches_total", "counter", "Micro-batches processed.",
-        (long long)atomic_load(&kp_m.batches));
-    one(&s, "kprec_rebalances_total", "counter", "Consumer group rebalances seen.",
-        (long long)atomic_load(&kp_m.rebalances));
-    one(&s, "kprec_in_flight", "gauge", "Events taken from Kafka and not yet done.",
-        atomic_load(&kp_m.in_flight));
-    one(&s, "kprec_paused", "gauge", "1 while input partitions are paused (backpressure).",
-        atomic_load(&kp_m.paused));
-    one(&s, "kprec_model_version", "gauge", "Version of the model scoring now.",
-        (long long)atomic_load(&kp_m.model_version));
-    one(&s, "kprec_keyphrases", "gauge", "Keyphrases in the index.", atomic_load(&kp_m.keyphrases));
-    one(&s, "kprec_consumer_lag", "gauge", "Messages behind the end of the assigned partitions.",
-        atomic_load(&kp_m.consumer_lag));
-    one(&s, "kprec_model_deltas_applied_total", "counter", "Model deltas applied.",
-        (long long)atomic_load(&kp_m.deltas_applied));
-    one(&s, "kprec_model_checkpoints_loaded_total", "counter", "Model checkpoints loaded.",
-        (long long)atomic_load(&kp_m.checkpoints_loaded));
-    one(&s, "kprec_model_swaps_total", "counter", "New models swapped into serving.",
-        (long long)atomic_load(&kp_m.model_swaps));
-    one(&s, "kprec_model_delta_lag_ms", "gauge", "Last delta: published to applied, ms.",
-        atomic_load(&kp_m.delta_lag_ms));
-    one(&s, "kprec_model_reembed_ms", "gauge", "Last re-embedding of the inventory, ms.",
-        atomic_load(&kp_m.reembed_ms));
-    one(&s, "kprec_train_steps_total", "counter", "Trainer optimisation steps.",
-        (long long)atomic_load(&kp_m.train_steps));
-    one(&s, "kprec_train_events_total", "counter", "Events used in training steps.",
-        (long long)atomic_load(&kp_m.train_events));
-    one(&s, "kprec_model_deltas_published_total", "counter", "Model deltas published.",
-        (long long)atomic_load(&kp_m.deltas_published));
-    one(&s, "kprec_model_delta_bytes", "gauge", "Size of the last published delta.",
-        (long long)atomic_load(&kp_m.delta_bytes));
+    for (size_t i = 0; i < sizeof metrics / sizeof metrics[0]; i++)
+        render_metric(&s, &metrics[i]);
     sb_printf(&s,
               "# HELP kprec_train_loss Last training step's loss.\n"
               "# TYPE kprec_train_loss gauge\nkprec_train_loss %.6f\n",

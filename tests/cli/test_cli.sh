@@ -3,14 +3,7 @@
 set -uo pipefail
 KPREC=${1:?usage: test_cli.sh KPREC}
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-fails=0 passes=0
-check() { # check NAME EXPECTED_RC PATTERN -- CMD...
-  local name=$1 want=$2 pat=$3; shift 4
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -ne "$want" ] || ! grep -qE -- "$pat" <<<"$out"; then
-    echo "FAIL $name: rc=$rc (want $want), output: $out" >&2; fails=$((fails + 1))
-  else passes=$((passes + 1)); fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 check help 0 "worker +run the stream worker" -- "$KPREC" help
 check unknown 2 "unknown command 'frobnicate'" -- "$KPREC" frobnicate
 check worker-no-config 2 "-c FILE is required" -- "$KPREC" worker
@@ -31,5 +24,11 @@ printf 'keyphrase_id\tkeyphrase\nk1\tred shoes\n' >"$T/kp.tsv"
 check bad-kafka-key 2 "no.such.property" -- "$KPREC" worker -c "$T/kafka.ini"
 KPREC_WORKER_TOP_K=zero check bad-env 2 "KPREC_WORKER_TOP_K" -- "$KPREC" config
 check config-dump 0 "^items = items.listed" -- "$KPREC" config -c "$T/empty.ini"
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+check help-version 0 "version +print the versions" -- "$KPREC" help
+check version 0 "^kprec [0-9]+\.[0-9]+\.[0-9]+ \(git [^)]+\)" -- "$KPREC" version
+check version-flag 0 "^kprec [0-9]+\.[0-9]+\.[0-9]+ " -- "$KPREC" --version
+for lib in librdkafka avro-c openblas hiredis jansson libmicrohttpd; do
+  check "version-$lib" 0 "^$lib [0-9]" -- "$KPREC" version
+done
+check version-extra 2 "unexpected argument 'x'" -- "$KPREC" version x
+finish

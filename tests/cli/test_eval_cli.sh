@@ -4,18 +4,7 @@ set -uo pipefail
 KPREC=${1:?usage: test_eval_cli.sh KPREC}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-fails=0 passes=0
-check() { # check NAME EXPECTED_RC PATTERN -- CMD...
-  local name=$1 want=$2 pat=$3; shift 4
-  out=$("$@" 2>&1); rc=$?
-  if [ "$rc" -ne "$want" ] || ! grep -qE -- "$pat" <<<"$out"; then
-    echo "FAIL $name: rc=$rc (want $want), output: $out" >&2; fails=$((fails + 1))
-  else passes=$((passes + 1)); fi
-}
-ok() { # ok NAME CONDITION-CMD...
-  local name=$1; shift
-  if "$@"; then passes=$((passes + 1)); else echo "FAIL $name" >&2; fails=$((fails + 1)); fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bash "$HERE/../../ops/esci-prepare.sh" "$T/d" 2>/dev/null || { echo "esci-prepare failed" >&2; exit 1; }
 D=$T/d
 DATA=(--items "$D/items.tsv" --keyphrases "$D/keyphrases.tsv" --judgments "$D/judgments.tsv")
@@ -86,5 +75,4 @@ ok sim-filter-only-train test "$(awk -F'\t' 'FNR == 1 { next } NR == FNR { tr[$1
 ok sim-filter-nonempty test "$(wc -l <"$T/cf.tsv")" -gt 1
 check sim-no-filter 1 "missing.tsv: cannot open" -- "$KPREC" simulate-clicks "${DATA[@]}" --out "$T/cx.tsv" --items-filter "$T/missing.tsv"
 
-echo "$passes passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

@@ -1,0 +1,84 @@
+/* version.c -- build and library versions (see version.h). KPREC_VERSION, KPREC_GIT_REV and
+ * KPREC_AVRO_VERSION come from CMake at configure time. */
+#include "cli/version.h"
+
+#include <cblas.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/opts.h"
+
+#ifndef KPREC_VERSION
+#define KPREC_VERSION "unknown"
+#endif
+#ifndef KPREC_GIT_REV
+#define KPREC_GIT_REV "unknown"
+#endif
+#ifndef KPREC_AVRO_VERSION
+#define KPREC_AVRO_VERSION "unknown"
+#endif
+
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+typedef struct {
+    char *buf;
+    size_t n, len;
+} info_buf;
+
+static void add(info_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(info_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(b->len < b->n ? b->buf + b->len : NULL, b->len < b->n ? b->n - b->len : 0,
+                      fmt, ap);
+    va_end(ap);
+    if (k > 0) b->len += (size_t)k;
+}
+
+static const char *or_unknown(const char *s)
+{
+    return s && *s ? s : "unknown";
+}
+
+size_t kp_build_info(char *buf, size_t n)
+{
+    info_buf b = {buf, n, 0};
+    if (n) buf[0] = 0;
+    add(&b, "kprec %s (git %s)\n", KPREC_VERSION, KPREC_GIT_REV);
+    add(&b, "librdkafka %s\n", or_unknown(rd_kafka_version_str()));
+    add(&b, "avro-c %s (at build time)\n", KPREC_AVRO_VERSION);
+    const char *blas = or_unknown(openblas_get_config()); /* "OpenBLAS 0.3.21 DYNAMIC_ARCH ..." */
+    if (!strncmp(blas, "OpenBLAS ", 9)) blas += 9;
+    add(&b, "openblas %s (core %s, %d threads)\n", blas, or_unknown(openblas_get_corename()),
+        openblas_get_num_threads());
+    add(&b, "hiredis %s.%s.%s (at build time)\n", STR(HIREDIS_MAJOR), STR(HIREDIS_MINOR),
+        STR(HIREDIS_PATCH));
+    add(&b, "jansson %s\n", or_unknown(jansson_version_str()));
+    add(&b, "libmicrohttpd %s\n", or_unknown(MHD_get_version()));
+    return b.len;
+}
+
+static void version_usage(FILE *f)
+{
+    fprintf(f, "usage: kprec version   (or kprec --version)\n"
+               "Prints the version and git revision of kprec and the versions of the libraries\n"
+               "it runs with (librdkafka, Avro C, OpenBLAS, hiredis, jansson, libmicrohttpd).\n");
+}
+
+int kp_cmd_version(int argc, char **argv)
+{
+    const kp_opt opts[] = {{NULL}};
+    int rc = kp_opts_parse("kprec version", version_usage, opts, argc, argv, NULL);
+    if (rc != KP_OPTS_GO) return rc;
+    char buf[2048];
+    kp_build_info(buf, sizeof buf);
+    fputs(buf, stdout);
+    return 0;
+}
