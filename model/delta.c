@@ -4,24 +4,15 @@
 
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "model/ckpt.h"
 #include "model/featurize.h"
 
 #define FP_WORDS 7 /* u32 words of the config fingerprint */
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- little-endian helpers ------------------------------------------------------------------- */
 
@@ -123,7 +114,7 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
     if (lens) *lens = NULL;
     if (nchunks) *nchunks = 0;
     if (!m || !chunks || !lens || !nchunks) {
-        errf(err, errlen, "delta build: NULL argument");
+        kp_errf(err, errlen, "delta build: NULL argument");
         return -1;
     }
     const kp_bienc_config *c = kp_bienc_cfg(m);
@@ -131,12 +122,12 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
     const int T = kp_bienc_n_towers(m);
     const size_t E = (size_t)c->emb_dim;
     if (max_chunk <= KP_DELTA_OVERHEAD) {
-        errf(err, errlen, "delta build: max_chunk %zu too small (a chunk needs %d bytes + data)",
+        kp_errf(err, errlen, "delta build: max_chunk %zu too small (a chunk needs %d bytes + data)",
              max_chunk, KP_DELTA_OVERHEAD);
         return -1;
     }
     if (version <= base_version) {
-        errf(err, errlen, "delta build: model version %" PRIu64 " is not after base %" PRIu64,
+        kp_errf(err, errlen, "delta build: model version %" PRIu64 " is not after base %" PRIu64,
              version, base_version);
         return -1;
     }
@@ -145,22 +136,22 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
     for (int t = 0; t < T; t++) {
         int n = nrows ? nrows[t] : 0;
         if (n < 0) {
-            errf(err, errlen, "delta build: tower %d: negative row count %d", t, n);
+            kp_errf(err, errlen, "delta build: tower %d: negative row count %d", t, n);
             goto err;
         }
         if (n == 0) continue;
         if (!rows || !rows[t]) {
-            errf(err, errlen, "delta build: tower %d: %d rows but no row array", t, n);
+            kp_errf(err, errlen, "delta build: tower %d: %d rows but no row array", t, n);
             goto err;
         }
         ids[t] = malloc((size_t)n * sizeof(uint32_t));
         if (!ids[t]) {
-            errf(err, errlen, "delta build: out of memory");
+            kp_errf(err, errlen, "delta build: out of memory");
             goto err;
         }
         for (int i = 0; i < n; i++) {
             if (rows[t][i] >= c->n_buckets) {
-                errf(err, errlen, "delta build: tower %d: row %" PRIu32 " >= n_buckets %" PRIu32, t,
+                kp_errf(err, errlen, "delta build: tower %d: row %" PRIu32 " >= n_buckets %" PRIu32, t,
                      rows[t][i], c->n_buckets);
                 goto err;
             }
@@ -179,7 +170,7 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
         total += 4 + 4 * nid[t] + 4 * nid[t] * E + 4 * dense_floats(c);
     payload = malloc(total);
     if (!payload) {
-        errf(err, errlen, "delta build: out of memory (%zu bytes payload)", total);
+        kp_errf(err, errlen, "delta build: out of memory (%zu bytes payload)", total);
         goto err;
     }
     uint32_t fp[FP_WORDS];
@@ -208,13 +199,13 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
     const size_t slice = max_chunk - KP_DELTA_OVERHEAD;
     const size_t nch = (total + slice - 1) / slice;
     if (nch > INT_MAX) {
-        errf(err, errlen, "delta build: %zu chunks needed, too many (raise max_chunk)", nch);
+        kp_errf(err, errlen, "delta build: %zu chunks needed, too many (raise max_chunk)", nch);
         goto err;
     }
     out = calloc(nch, sizeof(void *));
     olen = calloc(nch, sizeof(size_t));
     if (!out || !olen) {
-        errf(err, errlen, "delta build: out of memory");
+        kp_errf(err, errlen, "delta build: out of memory");
         goto err;
     }
     for (size_t i = 0; i < nch; i++) {
@@ -223,7 +214,7 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
         size_t len = KP_DELTA_OVERHEAD + sl;
         unsigned char *b = malloc(len);
         if (!b) {
-            errf(err, errlen, "delta build: out of memory");
+            kp_errf(err, errlen, "delta build: out of memory");
             goto err;
         }
         out[count++] = b;
@@ -271,11 +262,11 @@ static int parse_chunk(const void *chunk, size_t len, chunk_hdr *h, char *err, s
 {
     const unsigned char *b = chunk;
     if (!b || len < 4 || memcmp(b, KP_DELTA_MAGIC, 4) != 0) {
-        errf(err, errlen, "foreign: not a delta chunk (no \"KPDL\" magic)");
+        kp_errf(err, errlen, "foreign: not a delta chunk (no \"KPDL\" magic)");
         return -1;
     }
     if (len < KP_DELTA_OVERHEAD) {
-        errf(err, errlen, "truncated chunk: %zu bytes, a delta chunk has at least %d", len,
+        kp_errf(err, errlen, "truncated chunk: %zu bytes, a delta chunk has at least %d", len,
              KP_DELTA_OVERHEAD);
         return -1;
     }
@@ -283,19 +274,19 @@ static int parse_chunk(const void *chunk, size_t len, chunk_hdr *h, char *err, s
     uint64_t want = (uint64_t)KP_DELTA_OVERHEAD + slen;
     if (kp_crc32(0, b, len - 4) != get_u32(b + len - 4)) {
         if (want > len)
-            errf(err, errlen, "truncated chunk: %zu bytes, its header says %" PRIu64, len, want);
+            kp_errf(err, errlen, "truncated chunk: %zu bytes, its header says %" PRIu64, len, want);
         else
-            errf(err, errlen, "checksum mismatch: delta chunk corrupted");
+            kp_errf(err, errlen, "checksum mismatch: delta chunk corrupted");
         return -1;
     }
     uint32_t fmt = get_u32(b + 4);
     if (fmt != KP_DELTA_FORMAT_VERSION) {
-        errf(err, errlen, "unsupported delta format version %" PRIu32 " (this build reads %u)", fmt,
+        kp_errf(err, errlen, "unsupported delta format version %" PRIu32 " (this build reads %u)", fmt,
              KP_DELTA_FORMAT_VERSION);
         return -1;
     }
     if (want != len) {
-        errf(err, errlen, "inconsistent chunk: %zu bytes, its header says %" PRIu64, len, want);
+        kp_errf(err, errlen, "inconsistent chunk: %zu bytes, its header says %" PRIu64, len, want);
         return -1;
     }
     h->version = get_u64(b + 8);
@@ -308,16 +299,16 @@ static int parse_chunk(const void *chunk, size_t len, chunk_hdr *h, char *err, s
     h->slen = slen;
     h->slice = b + KP_DELTA_HEADER;
     if (h->count == 0 || h->count > INT_MAX || h->index >= h->count) {
-        errf(err, errlen, "inconsistent chunk: index %" PRIu32 " of %" PRIu32, h->index, h->count);
+        kp_errf(err, errlen, "inconsistent chunk: index %" PRIu32 " of %" PRIu32, h->index, h->count);
         return -1;
     }
     if (h->version <= h->base) {
-        errf(err, errlen, "inconsistent chunk: version %" PRIu64 " is not after its base %" PRIu64,
+        kp_errf(err, errlen, "inconsistent chunk: version %" PRIu64 " is not after its base %" PRIu64,
              h->version, h->base);
         return -1;
     }
     if (slen == 0 || h->off > h->total || slen > h->total - h->off) {
-        errf(err, errlen,
+        kp_errf(err, errlen,
              "inconsistent chunk: slice [%" PRIu64 ", +%" PRIu32 ") of a %" PRIu64 "-byte payload",
              h->off, slen, h->total);
         return -1;
@@ -384,7 +375,7 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
 {
     chunk_hdr h;
     if (!a) {
-        errf(err, errlen, "delta assembler: NULL");
+        kp_errf(err, errlen, "delta assembler: NULL");
         return -1;
     }
     if (parse_chunk(chunk, len, &h, err, errlen) != 0) return -1;
@@ -395,7 +386,7 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
     if (!same) {
         asm_drop(a);
         if (h.index != 0) {
-            errf(err, errlen,
+            kp_errf(err, errlen,
                  "out of order: chunk %" PRIu32 " of %" PRIu32 " of version %" PRIu64
                  " without its start (chunk 0)",
                  h.index, h.count, h.version);
@@ -409,14 +400,14 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
         a->count = h.count;
     }
     if (h.index != a->next) {
-        errf(err, errlen,
+        kp_errf(err, errlen,
              "out of order: expected chunk %" PRIu32 " of %" PRIu32 " of version %" PRIu64
              ", got chunk %" PRIu32,
              a->next, a->count, a->version, h.index);
         return -1;
     }
     if (h.off != a->got) {
-        errf(err, errlen,
+        kp_errf(err, errlen,
              "inconsistent chunk %" PRIu32 " of version %" PRIu64 ": slice at %" PRIu64
              ", expected %" PRIu64,
              h.index, h.version, h.off, a->got);
@@ -426,7 +417,7 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
     uint64_t need = a->got + h.slen; /* <= total (parse_chunk) */
 #if SIZE_MAX < UINT64_MAX
     if (a->total > SIZE_MAX) {
-        errf(err, errlen, "delta of %" PRIu64 " bytes too large for this machine", a->total);
+        kp_errf(err, errlen, "delta of %" PRIu64 " bytes too large for this machine", a->total);
         asm_drop(a);
         return -1;
     }
@@ -437,7 +428,7 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
         if (ncap > a->total) ncap = a->total;
         unsigned char *nb = realloc(a->buf, (size_t)ncap);
         if (!nb) {
-            errf(err, errlen, "delta assembler: out of memory (%" PRIu64 " bytes)", ncap);
+            kp_errf(err, errlen, "delta assembler: out of memory (%" PRIu64 " bytes)", ncap);
             asm_drop(a);
             return -1;
         }
@@ -450,7 +441,7 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
 
     int last = a->next == a->count, full = a->got == a->total;
     if (last != full) {
-        errf(err, errlen,
+        kp_errf(err, errlen,
              "inconsistent delta version %" PRIu64 ": %" PRIu32 " of %" PRIu32
              " chunks carry %" PRIu64 " of %" PRIu64 " bytes",
              a->version, a->next, a->count, a->got, a->total);
@@ -459,7 +450,7 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
     }
     if (!last) return 0;
     if (kp_crc32(0, a->buf, (size_t)a->total) != a->pcrc) {
-        errf(err, errlen, "checksum mismatch: reassembled delta version %" PRIu64 " corrupted",
+        kp_errf(err, errlen, "checksum mismatch: reassembled delta version %" PRIu64 " corrupted",
              a->version);
         asm_drop(a);
         return -1;
@@ -478,11 +469,11 @@ typedef struct {
 int kp_delta_asm_apply(kp_delta_asm *a, kp_bienc *m, char *err, size_t errlen)
 {
     if (!a || !m) {
-        errf(err, errlen, "delta apply: NULL argument");
+        kp_errf(err, errlen, "delta apply: NULL argument");
         return -1;
     }
     if (!a->complete) {
-        errf(err, errlen, "delta apply: no complete delta held");
+        kp_errf(err, errlen, "delta apply: no complete delta held");
         return -1;
     }
     const kp_bienc_config *c = kp_bienc_cfg(m);
@@ -491,7 +482,7 @@ int kp_delta_asm_apply(kp_delta_asm *a, kp_bienc *m, char *err, size_t errlen)
 
     /* config fingerprint */
     if (n < 4 * FP_WORDS) {
-        errf(err, errlen, "malformed delta: %zu-byte payload", n);
+        kp_errf(err, errlen, "malformed delta: %zu-byte payload", n);
         return -1;
     }
     uint32_t fp[FP_WORDS], dfp[FP_WORDS];
@@ -500,7 +491,7 @@ int kp_delta_asm_apply(kp_delta_asm *a, kp_bienc *m, char *err, size_t errlen)
         dfp[i] = get_u32(p + 4 * i);
     pos = 4 * FP_WORDS;
     if (memcmp(fp, dfp, sizeof(fp)) != 0) {
-        errf(err, errlen,
+        kp_errf(err, errlen,
              "config mismatch: delta has n_buckets=%" PRIu32 " E=%" PRIu32 " H=%" PRIu32
              " D=%" PRIu32 " shared=%" PRIu32 " featurizer=%" PRIu32
              ", model has n_buckets=%" PRIu32 " E=%" PRIu32 " H=%" PRIu32 " D=%" PRIu32
@@ -510,7 +501,7 @@ int kp_delta_asm_apply(kp_delta_asm *a, kp_bienc *m, char *err, size_t errlen)
         return -1;
     }
     if (kp_bienc_version(m) != a->base) {
-        errf(err, errlen, "gap: model is at version %" PRIu64 ", delta needs base %" PRIu64,
+        kp_errf(err, errlen, "gap: model is at version %" PRIu64 ", delta needs base %" PRIu64,
              kp_bienc_version(m), a->base);
         return -1;
     }
@@ -532,7 +523,7 @@ int kp_delta_asm_apply(kp_delta_asm *a, kp_bienc *m, char *err, size_t errlen)
         for (uint32_t i = 0; i < tv[t].nrows; i++) {
             uint32_t id = get_u32(tv[t].ids + 4 * (size_t)i);
             if (id >= c->n_buckets || (i > 0 && id <= get_u32(tv[t].ids + 4 * (size_t)(i - 1)))) {
-                errf(err, errlen, "malformed delta: tower %d row %" PRIu32 " out of range or order",
+                kp_errf(err, errlen, "malformed delta: tower %d row %" PRIu32 " out of range or order",
                      t, id);
                 return -1;
             }
@@ -558,6 +549,6 @@ int kp_delta_asm_apply(kp_delta_asm *a, kp_bienc *m, char *err, size_t errlen)
     return 0;
 
 malformed:
-    errf(err, errlen, "malformed delta: payload lengths do not match the config");
+    kp_errf(err, errlen, "malformed delta: payload lengths do not match the config");
     return -1;
 }

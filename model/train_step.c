@@ -2,7 +2,6 @@
 #include "model/train_step.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
