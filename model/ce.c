@@ -12,10 +12,10 @@
 #include "model/featurize.h"
 #include "model/rng.h"
 
-#define SALT_UNI   0x7f4a7c15f39cc060ULL
-#define SALT_TRI   0x5851f42d4c957f2dULL
-#define SALT_IDF   0x14057b7ef767814fULL
-#define TOK_CAP    64 /* code points kept per token for stems and trigrams */
+#define SALT_UNI 0x7f4a7c15f39cc060ULL
+#define SALT_TRI 0x5851f42d4c957f2dULL
+#define SALT_IDF 0x14057b7ef767814fULL
+#define TOK_CAP  64 /* code points kept per token for stems and trigrams */
 
 const float kp_ce_kernel_mu[KP_CE_N_KERNELS] = {1.0f,  0.9f,  0.7f,  0.5f,  0.3f, 0.1f,
                                                 -0.1f, -0.3f, -0.5f, -0.7f, -0.9f};
@@ -652,15 +652,15 @@ kp_ce *kp_ce_load(const char *path, char *err, size_t errlen)
     kp_ckpt_reader *r = kp_ckpt_open(path, err, errlen);
     if (!r) return NULL;
     if (strcmp(kp_ckpt_kind(r), KP_CE_KIND) != 0) {
-        kp_errf(err, errlen, "checkpoint %s: holds a '%s' model, expected '%s'", path, kp_ckpt_kind(r),
-             KP_CE_KIND);
+        kp_errf(err, errlen, "checkpoint %s: holds a '%s' model, expected '%s'", path,
+                kp_ckpt_kind(r), KP_CE_KIND);
         goto err;
     }
     uint64_t cv, ver, nb, e, h, ni, nk, nx;
     if (get_key(r, path, "ce_version", UINT32_MAX, &cv, err, errlen) != 0) goto err;
     if (cv != KP_CE_VERSION) {
         kp_errf(err, errlen, "ce checkpoint %s: version %" PRIu64 ", this build reads %u", path, cv,
-             KP_CE_VERSION);
+                KP_CE_VERSION);
         goto err;
     }
     if (get_key(r, path, "model_version", UINT64_MAX, &ver, err, errlen) != 0 ||
@@ -673,9 +673,9 @@ kp_ce *kp_ce_load(const char *path, char *err, size_t errlen)
         goto err;
     if (nk != KP_CE_N_KERNELS || nx != KP_CE_N_EXACT) {
         kp_errf(err, errlen,
-             "ce checkpoint %s: %" PRIu64 " kernels / %" PRIu64
-             " exact features, this build has %d / %d",
-             path, nk, nx, KP_CE_N_KERNELS, KP_CE_N_EXACT);
+                "ce checkpoint %s: %" PRIu64 " kernels / %" PRIu64
+                " exact features, this build has %d / %d",
+                path, nk, nx, KP_CE_N_KERNELS, KP_CE_N_EXACT);
         goto err;
     }
     kp_ce_config c = {(uint32_t)nb, (int)e, (int)h, (uint32_t)ni};
@@ -690,7 +690,8 @@ kp_ce *kp_ce_load(const char *path, char *err, size_t errlen)
         goto err;
     }
     if (kp_ckpt_n_tensors(r) != 6) {
-        kp_errf(err, errlen, "ce checkpoint %s: %d tensors, expected 6", path, kp_ckpt_n_tensors(r));
+        kp_errf(err, errlen, "ce checkpoint %s: %d tensors, expected 6", path,
+                kp_ckpt_n_tensors(r));
         goto err;
     }
     size_t H = (size_t)c.hidden_dim, F = (size_t)m->F;

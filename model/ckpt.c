@@ -136,6 +136,14 @@ oom:
     return NULL;
 }
 
+/* The head of a record: its tag byte and its name (2-byte length, bytes). */
+static void w_record(kp_ckpt_writer *w, unsigned char tag, const char *name)
+{
+    w_bytes(w, &tag, 1);
+    w_int(w, strlen(name), 2);
+    w_bytes(w, name, strlen(name));
+}
+
 int kp_ckpt_put(kp_ckpt_writer *w, const char *key, const char *value)
 {
     if (!w) return -1;
@@ -144,10 +152,7 @@ int kp_ckpt_put(kp_ckpt_writer *w, const char *key, const char *value)
         w_fail(w, "bad key/value record");
         return -1;
     }
-    unsigned char tag = 'K';
-    w_bytes(w, &tag, 1);
-    w_int(w, strlen(key), 2);
-    w_bytes(w, key, strlen(key));
+    w_record(w, 'K', key);
     w_int(w, strlen(value), 4);
     w_bytes(w, value, strlen(value));
     return w->failed ? -1 : 0;
@@ -181,10 +186,7 @@ int kp_ckpt_put_tensor(kp_ckpt_writer *w, const char *name, const float *data, i
         w_fail(w, "tensor without data");
         return -1;
     }
-    unsigned char tag = 'T';
-    w_bytes(w, &tag, 1);
-    w_int(w, strlen(name), 2);
-    w_bytes(w, name, strlen(name));
+    w_record(w, 'T', name);
     w_int(w, (uint64_t)ndim, 4);
     for (int i = 0; i < ndim; i++)
         w_int(w, dims[i], 8);
@@ -297,9 +299,9 @@ static int r_bytes(rstate *s, void *dst, uint64_t n, const char *what)
 {
     if (n > s->size - s->pos) {
         kp_errf(s->err, s->errlen,
-             "checkpoint %s: truncated (%s at byte %" PRIu64 " needs %" PRIu64
-             " bytes, file has %" PRIu64 ")",
-             s->r->path, what, s->pos, n, s->size);
+                "checkpoint %s: truncated (%s at byte %" PRIu64 " needs %" PRIu64
+                " bytes, file has %" PRIu64 ")",
+                s->r->path, what, s->pos, n, s->size);
         return -1;
     }
     unsigned char *d = dst;
@@ -308,7 +310,7 @@ static int r_bytes(rstate *s, void *dst, uint64_t n, const char *what)
         unsigned char *buf = d ? d : s->r->chunk;
         if (fread(buf, 1, k, s->r->f) != k) {
             kp_errf(s->err, s->errlen, "checkpoint %s: read error or truncated at byte %" PRIu64,
-                 s->r->path, s->pos);
+                    s->r->path, s->pos);
             return -1;
         }
         s->crc = kp_crc32(s->crc, buf, k);
@@ -334,7 +336,7 @@ static char *r_name(rstate *s, const char *what)
     if (r_int(s, &len, 2, what) != 0) return NULL;
     if (len == 0 || len > KP_CKPT_MAX_NAME) {
         kp_errf(s->err, s->errlen, "checkpoint %s: bad %s length %" PRIu64 " at byte %" PRIu64,
-             s->r->path, what, len, s->pos);
+                s->r->path, what, len, s->pos);
         return NULL;
     }
     char *p = malloc(len + 1);
@@ -382,7 +384,7 @@ static int read_kv(rstate *s)
     if (r_int(s, &vlen, 4, "value length") != 0) goto err;
     if (vlen > KP_CKPT_MAX_VALUE) {
         kp_errf(s->err, s->errlen, "checkpoint %s: value of '%s' too long (%" PRIu64 " bytes)",
-             r->path, key, vlen);
+                r->path, key, vlen);
         goto err;
     }
     val = malloc(vlen + 1);
@@ -417,7 +419,7 @@ static int read_tensor_rec(rstate *s)
     if (r_int(s, &ndim, 4, "tensor rank") != 0) goto err;
     if (ndim < 1 || ndim > KP_CKPT_MAX_DIMS) {
         kp_errf(s->err, s->errlen, "checkpoint %s: tensor '%s' has bad rank %" PRIu64, r->path,
-             ti.name, ndim);
+                ti.name, ndim);
         goto err;
     }
     ti.ndim = (int)ndim;
@@ -425,7 +427,8 @@ static int read_tensor_rec(rstate *s)
     for (int i = 0; i < ti.ndim; i++) {
         if (r_int(s, &ti.dims[i], 8, "tensor dims") != 0) goto err;
         if (ti.dims[i] != 0 && ti.count > (UINT64_MAX / 4) / ti.dims[i]) {
-            kp_errf(s->err, s->errlen, "checkpoint %s: tensor '%s' size overflows", r->path, ti.name);
+            kp_errf(s->err, s->errlen, "checkpoint %s: tensor '%s' size overflows", r->path,
+                    ti.name);
             goto err;
         }
         ti.count *= ti.dims[i];
@@ -433,7 +436,7 @@ static int read_tensor_rec(rstate *s)
     if (r_int(s, &dtype, 4, "tensor dtype") != 0) goto err;
     if (dtype != 0) {
         kp_errf(s->err, s->errlen, "checkpoint %s: tensor '%s' has unknown dtype %" PRIu64, r->path,
-             ti.name, dtype);
+                ti.name, dtype);
         goto err;
     }
     if (kp_ckpt_tensor_shape(r, ti.name, NULL, NULL) == 0) {
@@ -491,7 +494,7 @@ kp_ckpt_reader *kp_ckpt_open(const char *path, char *err, size_t errlen)
     if (r_int(&s, &ver, 4, "format version") != 0) goto err;
     if (ver != KP_CKPT_FORMAT_VERSION) {
         kp_errf(err, errlen, "checkpoint %s: unsupported format version %" PRIu64 " (expected %u)",
-             path, ver, KP_CKPT_FORMAT_VERSION);
+                path, ver, KP_CKPT_FORMAT_VERSION);
         goto err;
     }
     if (r_int(&s, &klen, 2, "kind length") != 0) goto err;
@@ -515,8 +518,8 @@ kp_ckpt_reader *kp_ckpt_open(const char *path, char *err, size_t errlen)
             if (read_tensor_rec(&s) != 0) goto err;
         } else {
             kp_errf(err, errlen,
-                 "checkpoint %s: corrupted (unknown record tag 0x%02x at byte %" PRIu64 ")", path,
-                 tag, s.pos - 1);
+                    "checkpoint %s: corrupted (unknown record tag 0x%02x at byte %" PRIu64 ")",
+                    path, tag, s.pos - 1);
             goto err;
         }
     }
@@ -529,7 +532,7 @@ kp_ckpt_reader *kp_ckpt_open(const char *path, char *err, size_t errlen)
     }
     if (s.pos != s.size) {
         kp_errf(err, errlen, "checkpoint %s: %" PRIu64 " unexpected bytes after the checksum", path,
-             s.size - s.pos);
+                s.size - s.pos);
         goto err;
     }
     return r;
@@ -616,8 +619,8 @@ int kp_ckpt_read_tensor(kp_ckpt_reader *r, const char *name, float *dst, int ndi
         char a[128], b[128];
         shape_str(a, sizeof(a), t->ndim, t->dims);
         shape_str(b, sizeof(b), ndim, dims);
-        kp_errf(err, errlen, "checkpoint %s: tensor '%s' has shape %s, expected %s", r->path, name, a,
-             b);
+        kp_errf(err, errlen, "checkpoint %s: tensor '%s' has shape %s, expected %s", r->path, name,
+                a, b);
         return -1;
     }
     if (fseeko(r->f, (off_t)t->offset, SEEK_SET) != 0 ||
@@ -709,15 +712,15 @@ kp_bienc *kp_bienc_load(const char *path, char *err, size_t errlen)
     kp_ckpt_reader *r = kp_ckpt_open(path, err, errlen);
     if (!r) return NULL;
     if (strcmp(kp_ckpt_kind(r), KP_CKPT_KIND_BIENC) != 0) {
-        kp_errf(err, errlen, "checkpoint %s: holds a '%s' model, expected '%s'", path, kp_ckpt_kind(r),
-             KP_CKPT_KIND_BIENC);
+        kp_errf(err, errlen, "checkpoint %s: holds a '%s' model, expected '%s'", path,
+                kp_ckpt_kind(r), KP_CKPT_KIND_BIENC);
         goto err;
     }
     uint64_t fv, ver, nb, e, h, d, sh;
     if (get_int(r, "featurizer_version", UINT32_MAX, &fv, err, errlen) != 0) goto err;
     if (fv != KP_FEAT_VERSION) {
-        kp_errf(err, errlen, "checkpoint %s: featurizer version %" PRIu64 ", this build has %d", path,
-             fv, KP_FEAT_VERSION);
+        kp_errf(err, errlen, "checkpoint %s: featurizer version %" PRIu64 ", this build has %d",
+                path, fv, KP_FEAT_VERSION);
         goto err;
     }
     if (get_int(r, "model_version", UINT64_MAX, &ver, err, errlen) != 0 ||
@@ -749,7 +752,7 @@ kp_bienc *kp_bienc_load(const char *path, char *err, size_t errlen)
     int expect = kp_bienc_n_towers(m) * KP_BIENC_NPARAM;
     if (kp_ckpt_n_tensors(r) != expect) {
         kp_errf(err, errlen, "checkpoint %s: %d tensors, expected %d", path, kp_ckpt_n_tensors(r),
-             expect);
+                expect);
         goto err;
     }
     for (int t = 0; t < kp_bienc_n_towers(m); t++) {

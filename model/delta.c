@@ -123,12 +123,12 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
     const size_t E = (size_t)c->emb_dim;
     if (max_chunk <= KP_DELTA_OVERHEAD) {
         kp_errf(err, errlen, "delta build: max_chunk %zu too small (a chunk needs %d bytes + data)",
-             max_chunk, KP_DELTA_OVERHEAD);
+                max_chunk, KP_DELTA_OVERHEAD);
         return -1;
     }
     if (version <= base_version) {
         kp_errf(err, errlen, "delta build: model version %" PRIu64 " is not after base %" PRIu64,
-             version, base_version);
+                version, base_version);
         return -1;
     }
 
@@ -151,8 +151,8 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
         }
         for (int i = 0; i < n; i++) {
             if (rows[t][i] >= c->n_buckets) {
-                kp_errf(err, errlen, "delta build: tower %d: row %" PRIu32 " >= n_buckets %" PRIu32, t,
-                     rows[t][i], c->n_buckets);
+                kp_errf(err, errlen, "delta build: tower %d: row %" PRIu32 " >= n_buckets %" PRIu32,
+                        t, rows[t][i], c->n_buckets);
                 goto err;
             }
             ids[t][i] = rows[t][i];
@@ -267,7 +267,7 @@ static int parse_chunk(const void *chunk, size_t len, chunk_hdr *h, char *err, s
     }
     if (len < KP_DELTA_OVERHEAD) {
         kp_errf(err, errlen, "truncated chunk: %zu bytes, a delta chunk has at least %d", len,
-             KP_DELTA_OVERHEAD);
+                KP_DELTA_OVERHEAD);
         return -1;
     }
     uint32_t slen = get_u32(b + 52);
@@ -281,8 +281,8 @@ static int parse_chunk(const void *chunk, size_t len, chunk_hdr *h, char *err, s
     }
     uint32_t fmt = get_u32(b + 4);
     if (fmt != KP_DELTA_FORMAT_VERSION) {
-        kp_errf(err, errlen, "unsupported delta format version %" PRIu32 " (this build reads %u)", fmt,
-             KP_DELTA_FORMAT_VERSION);
+        kp_errf(err, errlen, "unsupported delta format version %" PRIu32 " (this build reads %u)",
+                fmt, KP_DELTA_FORMAT_VERSION);
         return -1;
     }
     if (want != len) {
@@ -299,18 +299,21 @@ static int parse_chunk(const void *chunk, size_t len, chunk_hdr *h, char *err, s
     h->slen = slen;
     h->slice = b + KP_DELTA_HEADER;
     if (h->count == 0 || h->count > INT_MAX || h->index >= h->count) {
-        kp_errf(err, errlen, "inconsistent chunk: index %" PRIu32 " of %" PRIu32, h->index, h->count);
+        kp_errf(err, errlen, "inconsistent chunk: index %" PRIu32 " of %" PRIu32, h->index,
+                h->count);
         return -1;
     }
     if (h->version <= h->base) {
-        kp_errf(err, errlen, "inconsistent chunk: version %" PRIu64 " is not after its base %" PRIu64,
-             h->version, h->base);
+        kp_errf(err, errlen,
+                "inconsistent chunk: version %" PRIu64 " is not after its base %" PRIu64,
+                h->version, h->base);
         return -1;
     }
     if (slen == 0 || h->off > h->total || slen > h->total - h->off) {
         kp_errf(err, errlen,
-             "inconsistent chunk: slice [%" PRIu64 ", +%" PRIu32 ") of a %" PRIu64 "-byte payload",
-             h->off, slen, h->total);
+                "inconsistent chunk: slice [%" PRIu64 ", +%" PRIu32 ") of a %" PRIu64
+                "-byte payload",
+                h->off, slen, h->total);
         return -1;
     }
     return 0;
@@ -387,9 +390,9 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
         asm_drop(a);
         if (h.index != 0) {
             kp_errf(err, errlen,
-                 "out of order: chunk %" PRIu32 " of %" PRIu32 " of version %" PRIu64
-                 " without its start (chunk 0)",
-                 h.index, h.count, h.version);
+                    "out of order: chunk %" PRIu32 " of %" PRIu32 " of version %" PRIu64
+                    " without its start (chunk 0)",
+                    h.index, h.count, h.version);
             return -1;
         }
         a->held = 1;
@@ -401,16 +404,16 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
     }
     if (h.index != a->next) {
         kp_errf(err, errlen,
-             "out of order: expected chunk %" PRIu32 " of %" PRIu32 " of version %" PRIu64
-             ", got chunk %" PRIu32,
-             a->next, a->count, a->version, h.index);
+                "out of order: expected chunk %" PRIu32 " of %" PRIu32 " of version %" PRIu64
+                ", got chunk %" PRIu32,
+                a->next, a->count, a->version, h.index);
         return -1;
     }
     if (h.off != a->got) {
         kp_errf(err, errlen,
-             "inconsistent chunk %" PRIu32 " of version %" PRIu64 ": slice at %" PRIu64
-             ", expected %" PRIu64,
-             h.index, h.version, h.off, a->got);
+                "inconsistent chunk %" PRIu32 " of version %" PRIu64 ": slice at %" PRIu64
+                ", expected %" PRIu64,
+                h.index, h.version, h.off, a->got);
         asm_drop(a);
         return -1;
     }
@@ -442,16 +445,16 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
     int last = a->next == a->count, full = a->got == a->total;
     if (last != full) {
         kp_errf(err, errlen,
-             "inconsistent delta version %" PRIu64 ": %" PRIu32 " of %" PRIu32
-             " chunks carry %" PRIu64 " of %" PRIu64 " bytes",
-             a->version, a->next, a->count, a->got, a->total);
+                "inconsistent delta version %" PRIu64 ": %" PRIu32 " of %" PRIu32
+                " chunks carry %" PRIu64 " of %" PRIu64 " bytes",
+                a->version, a->next, a->count, a->got, a->total);
         asm_drop(a);
         return -1;
     }
     if (!last) return 0;
     if (kp_crc32(0, a->buf, (size_t)a->total) != a->pcrc) {
         kp_errf(err, errlen, "checksum mismatch: reassembled delta version %" PRIu64 " corrupted",
-             a->version);
+                a->version);
         asm_drop(a);
         return -1;
     }
@@ -492,17 +495,17 @@ int kp_delta_asm_apply(kp_delta_asm *a, kp_bienc *m, char *err, size_t errlen)
     pos = 4 * FP_WORDS;
     if (memcmp(fp, dfp, sizeof(fp)) != 0) {
         kp_errf(err, errlen,
-             "config mismatch: delta has n_buckets=%" PRIu32 " E=%" PRIu32 " H=%" PRIu32
-             " D=%" PRIu32 " shared=%" PRIu32 " featurizer=%" PRIu32
-             ", model has n_buckets=%" PRIu32 " E=%" PRIu32 " H=%" PRIu32 " D=%" PRIu32
-             " shared=%" PRIu32 " featurizer=%" PRIu32,
-             dfp[0], dfp[1], dfp[2], dfp[3], dfp[4], dfp[5], fp[0], fp[1], fp[2], fp[3], fp[4],
-             fp[5]);
+                "config mismatch: delta has n_buckets=%" PRIu32 " E=%" PRIu32 " H=%" PRIu32
+                " D=%" PRIu32 " shared=%" PRIu32 " featurizer=%" PRIu32
+                ", model has n_buckets=%" PRIu32 " E=%" PRIu32 " H=%" PRIu32 " D=%" PRIu32
+                " shared=%" PRIu32 " featurizer=%" PRIu32,
+                dfp[0], dfp[1], dfp[2], dfp[3], dfp[4], dfp[5], fp[0], fp[1], fp[2], fp[3], fp[4],
+                fp[5]);
         return -1;
     }
     if (kp_bienc_version(m) != a->base) {
         kp_errf(err, errlen, "gap: model is at version %" PRIu64 ", delta needs base %" PRIu64,
-             kp_bienc_version(m), a->base);
+                kp_bienc_version(m), a->base);
         return -1;
     }
 
@@ -523,8 +526,8 @@ int kp_delta_asm_apply(kp_delta_asm *a, kp_bienc *m, char *err, size_t errlen)
         for (uint32_t i = 0; i < tv[t].nrows; i++) {
             uint32_t id = get_u32(tv[t].ids + 4 * (size_t)i);
             if (id >= c->n_buckets || (i > 0 && id <= get_u32(tv[t].ids + 4 * (size_t)(i - 1)))) {
-                kp_errf(err, errlen, "malformed delta: tower %d row %" PRIu32 " out of range or order",
-                     t, id);
+                kp_errf(err, errlen,
+                        "malformed delta: tower %d row %" PRIu32 " out of range or order", t, id);
                 return -1;
             }
         }

@@ -7,7 +7,6 @@
 #include "common/util.h"
 #include "model/rng.h"
 
-
 /* One salt per feature kind, so "ab" as a word and "ab" inside a trigram hash apart. */
 #define SALT_UNI 0x9ae16a3b2f90404fULL
 #define SALT_BI  0xc3a5c85c97cb3127ULL

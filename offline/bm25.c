@@ -191,7 +191,7 @@ kp_bm25 *kp_bm25_build(const char *const *docs, int n_docs, float k1, float b, c
     size_t n_tok = 0, tok_cap = 1024;
     if (n_docs < 0 || (n_docs > 0 && !docs) || !(k1 >= 0.0f) || !(b >= 0.0f && b <= 1.0f)) {
         kp_errf(err, errlen, "kp_bm25_build: bad arguments (n_docs=%d, k1=%g, b=%g)", n_docs,
-               (double)k1, (double)b);
+                (double)k1, (double)b);
         return NULL;
     }
     kp_bm25 *m = calloc(1, sizeof(*m));

@@ -109,7 +109,7 @@ int kp_clicksim_run(const kp_judgments *j, int n_items, int n_keys, const kp_cli
         if (j->item[p] < 0 || j->item[p] >= n_items || j->key[p] < 0 || j->key[p] >= n_keys ||
             !isfinite(j->rel[p])) {
             kp_errf(err, errlen, "clicksim: judgment %d is invalid (item %d, key %d, rel %g)", p,
-                   j->item[p], j->key[p], (double)j->rel[p]);
+                    j->item[p], j->key[p], (double)j->rel[p]);
             return -1;
         }
     }
