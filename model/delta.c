@@ -99,61 +99,32 @@ void kp_delta_chunks_free(void **chunks, size_t *lens, int n)
     free(lens);
 }
 
-int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *const *rows,
-                   const int *nrows, size_t max_chunk, void ***chunks, size_t **lens, int *nchunks,
-                   char *err, size_t errlen)
+/* The changed rows of each tower, validated, sorted and without duplicates, into ids[t] (malloc'ed,
+ * the caller frees them) and nid[t]. 0, or -1 with a message. */
+static int changed_rows(const kp_bienc_config *c, int T, const uint32_t *const *rows,
+                        const int *nrows, uint32_t *ids[2], size_t nid[2], char *err, size_t errlen)
 {
-    uint32_t *ids[2] = {NULL, NULL}; /* sorted unique changed rows per tower */
-    size_t nid[2] = {0, 0};
-    unsigned char *payload = NULL;
-    void **out = NULL;
-    size_t *olen = NULL;
-    int count = 0;
-
-    if (chunks) *chunks = NULL;
-    if (lens) *lens = NULL;
-    if (nchunks) *nchunks = 0;
-    if (!m || !chunks || !lens || !nchunks) {
-        kp_errf(err, errlen, "delta build: NULL argument");
-        return -1;
-    }
-    const kp_bienc_config *c = kp_bienc_cfg(m);
-    const uint64_t version = kp_bienc_version(m);
-    const int T = kp_bienc_n_towers(m);
-    const size_t E = (size_t)c->emb_dim;
-    if (max_chunk <= KP_DELTA_OVERHEAD) {
-        kp_errf(err, errlen, "delta build: max_chunk %zu too small (a chunk needs %d bytes + data)",
-                max_chunk, KP_DELTA_OVERHEAD);
-        return -1;
-    }
-    if (version <= base_version) {
-        kp_errf(err, errlen, "delta build: model version %" PRIu64 " is not after base %" PRIu64,
-                version, base_version);
-        return -1;
-    }
-
-    /* changed rows: validate, sort, drop duplicates */
     for (int t = 0; t < T; t++) {
         int n = nrows ? nrows[t] : 0;
         if (n < 0) {
             kp_errf(err, errlen, "delta build: tower %d: negative row count %d", t, n);
-            goto err;
+            return -1;
         }
         if (n == 0) continue;
         if (!rows || !rows[t]) {
             kp_errf(err, errlen, "delta build: tower %d: %d rows but no row array", t, n);
-            goto err;
+            return -1;
         }
         ids[t] = malloc((size_t)n * sizeof(uint32_t));
         if (!ids[t]) {
             kp_errf(err, errlen, "delta build: out of memory");
-            goto err;
+            return -1;
         }
         for (int i = 0; i < n; i++) {
             if (rows[t][i] >= c->n_buckets) {
                 kp_errf(err, errlen, "delta build: tower %d: row %" PRIu32 " >= n_buckets %" PRIu32,
                         t, rows[t][i], c->n_buckets);
-                goto err;
+                return -1;
             }
             ids[t][i] = rows[t][i];
         }
@@ -163,15 +134,24 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
             if (ids[t][i] != ids[t][k - 1]) ids[t][k++] = ids[t][i];
         nid[t] = k;
     }
+    return 0;
+}
 
-    /* payload: fingerprint, then per tower the rows and the dense tensors */
-    size_t total = 4 * FP_WORDS;
+/* The payload (malloc'ed, *total bytes): the config fingerprint, then per tower the changed rows
+ * and the dense tensors. NULL with a message on OOM. */
+static unsigned char *build_payload(const kp_bienc *m, uint32_t *const ids[2], const size_t nid[2],
+                                    size_t *total, char *err, size_t errlen)
+{
+    const kp_bienc_config *c = kp_bienc_cfg(m);
+    const int T = kp_bienc_n_towers(m);
+    const size_t E = (size_t)c->emb_dim;
+    size_t n = 4 * FP_WORDS;
     for (int t = 0; t < T; t++)
-        total += 4 + 4 * nid[t] + 4 * nid[t] * E + 4 * dense_floats(c);
-    payload = malloc(total);
+        n += 4 + 4 * nid[t] + 4 * nid[t] * E + 4 * dense_floats(c);
+    unsigned char *payload = malloc(n);
     if (!payload) {
-        kp_errf(err, errlen, "delta build: out of memory (%zu bytes payload)", total);
-        goto err;
+        kp_errf(err, errlen, "delta build: out of memory (%zu bytes payload)", n);
+        return NULL;
     }
     uint32_t fp[FP_WORDS];
     fingerprint(m, fp);
@@ -193,30 +173,33 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
             p += 4 * r * cl;
         }
     }
-    const uint32_t pcrc = kp_crc32(0, payload, total);
+    *total = n;
+    return payload;
+}
 
-    /* chunks */
+/* Cuts payload[0..total) into chunks of at most max_chunk bytes (header + slice + CRC) into
+ * *chunks / *lens / *nchunks. 0, or -1 with a message (nothing left allocated). */
+static int cut_chunks(const unsigned char *payload, size_t total, uint64_t version,
+                      uint64_t base_version, size_t max_chunk, void ***chunks, size_t **lens,
+                      int *nchunks, char *err, size_t errlen)
+{
+    const uint32_t pcrc = kp_crc32(0, payload, total);
     const size_t slice = max_chunk - KP_DELTA_OVERHEAD;
     const size_t nch = (total + slice - 1) / slice;
     if (nch > INT_MAX) {
         kp_errf(err, errlen, "delta build: %zu chunks needed, too many (raise max_chunk)", nch);
-        goto err;
+        return -1;
     }
-    out = calloc(nch, sizeof(void *));
-    olen = calloc(nch, sizeof(size_t));
-    if (!out || !olen) {
-        kp_errf(err, errlen, "delta build: out of memory");
-        goto err;
-    }
+    void **out = calloc(nch, sizeof(void *));
+    size_t *olen = calloc(nch, sizeof(size_t));
+    int count = 0;
+    if (!out || !olen) goto oom;
     for (size_t i = 0; i < nch; i++) {
         size_t off = i * slice;
         size_t sl = total - off < slice ? total - off : slice;
         size_t len = KP_DELTA_OVERHEAD + sl;
         unsigned char *b = malloc(len);
-        if (!b) {
-            kp_errf(err, errlen, "delta build: out of memory");
-            goto err;
-        }
+        if (!b) goto oom;
         out[count++] = b;
         olen[i] = len;
         memcpy(b, KP_DELTA_MAGIC, 4);
@@ -232,21 +215,51 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
         memcpy(b + KP_DELTA_HEADER, payload + off, sl);
         put_u32(b + KP_DELTA_HEADER + sl, kp_crc32(0, b, KP_DELTA_HEADER + sl));
     }
-
-    free(payload);
-    free(ids[0]);
-    free(ids[1]);
     *chunks = out;
     *lens = olen;
     *nchunks = count;
     return 0;
-
-err:
+oom:
+    kp_errf(err, errlen, "delta build: out of memory");
     kp_delta_chunks_free(out, olen, count);
+    return -1;
+}
+
+int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *const *rows,
+                   const int *nrows, size_t max_chunk, void ***chunks, size_t **lens, int *nchunks,
+                   char *err, size_t errlen)
+{
+    if (chunks) *chunks = NULL;
+    if (lens) *lens = NULL;
+    if (nchunks) *nchunks = 0;
+    if (!m || !chunks || !lens || !nchunks) {
+        kp_errf(err, errlen, "delta build: NULL argument");
+        return -1;
+    }
+    const uint64_t version = kp_bienc_version(m);
+    if (max_chunk <= KP_DELTA_OVERHEAD) {
+        kp_errf(err, errlen, "delta build: max_chunk %zu too small (a chunk needs %d bytes + data)",
+                max_chunk, KP_DELTA_OVERHEAD);
+        return -1;
+    }
+    if (version <= base_version) {
+        kp_errf(err, errlen, "delta build: model version %" PRIu64 " is not after base %" PRIu64,
+                version, base_version);
+        return -1;
+    }
+    uint32_t *ids[2] = {NULL, NULL}; /* sorted unique changed rows per tower */
+    size_t nid[2] = {0, 0}, total = 0;
+    unsigned char *payload = NULL;
+    int rc = -1;
+    if (changed_rows(kp_bienc_cfg(m), kp_bienc_n_towers(m), rows, nrows, ids, nid, err, errlen) ==
+            0 &&
+        (payload = build_payload(m, ids, nid, &total, err, errlen)) != NULL)
+        rc = cut_chunks(payload, total, version, base_version, max_chunk, chunks, lens, nchunks,
+                        err, errlen);
     free(payload);
     free(ids[0]);
     free(ids[1]);
-    return -1;
+    return rc;
 }
 
 /* ---- chunk parsing --------------------------------------------------------------------------- */
