@@ -26,14 +26,15 @@
 #include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
+#include "common/util.h"
 #include "model/bienc.h"
 #include "model/blas.h"
 #include "model/featurize.h"
@@ -44,9 +45,14 @@
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return 1e-6 * (double)kp_mono_us();
+}
+
+/* A positive int option, or -1 (refused below with the usage) when it is not one. */
+static int opt_int(const char *s)
+{
+    int v;
+    return kp_parse_int(s, 1, INT_MAX, &v) == 0 ? v : -1;
 }
 
 static long maxrss_kb(void)
@@ -397,16 +403,16 @@ int main(int argc, char **argv)
             out = optarg;
             break;
         case 'n':
-            n_items = atoi(optarg);
+            n_items = opt_int(optarg);
             break;
         case 's':
             seed = strtoull(optarg, NULL, 10);
             break;
         case 'k':
-            k = atoi(optarg);
+            k = opt_int(optarg);
             break;
         case 'r':
-            reps = atoi(optarg);
+            reps = opt_int(optarg);
             break;
         case 't':
             threads_s = optarg;

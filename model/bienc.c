@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "model/featurize.h"
 #include "model/rng.h"
 
@@ -49,11 +50,6 @@ struct kp_bienc_opt {
     uint32_t *row_t[2];
 };
 
-static void set_err(char *err, size_t errlen, const char *msg)
-{
-    if (err && errlen) snprintf(err, errlen, "%s", msg);
-}
-
 void kp_bienc_config_default(kp_bienc_config *c)
 {
     memset(c, 0, sizeof(*c));
@@ -70,24 +66,24 @@ void kp_bienc_config_default(kp_bienc_config *c)
 
 int kp_bienc_config_check(const kp_bienc_config *c, char *err, size_t errlen)
 {
-    if (!c) return set_err(err, errlen, "config is NULL"), -1;
+    if (!c) return kp_errf(err, errlen, "config is NULL"), -1;
     if (c->n_buckets == 0 || c->n_buckets > (1u << 30))
-        return set_err(err, errlen, "n_buckets must be in 1..2^30"), -1;
+        return kp_errf(err, errlen, "n_buckets must be in 1..2^30"), -1;
     if (c->emb_dim <= 0 || c->emb_dim > KP_BIENC_MAX_DIM || c->hidden_dim <= 0 ||
         c->hidden_dim > KP_BIENC_MAX_DIM || c->out_dim <= 0 || c->out_dim > KP_BIENC_MAX_DIM)
-        return set_err(err, errlen, "emb_dim, hidden_dim and out_dim must be in 1..4096"), -1;
+        return kp_errf(err, errlen, "emb_dim, hidden_dim and out_dim must be in 1..4096"), -1;
     if (c->shared_towers != 0 && c->shared_towers != 1)
-        return set_err(err, errlen, "shared_towers must be 0 or 1"), -1;
+        return kp_errf(err, errlen, "shared_towers must be 0 or 1"), -1;
     if (c->n_prefix < 0 || c->n_prefix > KP_BIENC_MAX_PREFIX)
-        return set_err(err, errlen, "n_prefix must be in 0..8"), -1;
+        return kp_errf(err, errlen, "n_prefix must be in 0..8"), -1;
     for (int i = 0; i < c->n_prefix; i++) {
         if (c->prefix[i] <= 0 || c->prefix[i] > c->out_dim)
-            return set_err(err, errlen, "prefix sizes must be in 1..out_dim"), -1;
+            return kp_errf(err, errlen, "prefix sizes must be in 1..out_dim"), -1;
         if (i > 0 && c->prefix[i] <= c->prefix[i - 1])
-            return set_err(err, errlen, "prefix sizes must be strictly ascending"), -1;
+            return kp_errf(err, errlen, "prefix sizes must be strictly ascending"), -1;
     }
     if ((uint64_t)c->n_buckets * (uint64_t)c->emb_dim > ((uint64_t)1 << 34))
-        return set_err(err, errlen, "embedding table too large (n_buckets * emb_dim > 2^34)"), -1;
+        return kp_errf(err, errlen, "embedding table too large (n_buckets * emb_dim > 2^34)"), -1;
     return 0;
 }
 

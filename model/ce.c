@@ -3,21 +3,19 @@
 
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "model/ckpt.h"
 #include "model/featurize.h"
 #include "model/rng.h"
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME  0x100000001b3ULL
-#define SALT_UNI   0x7f4a7c15f39cc060ULL
-#define SALT_TRI   0x5851f42d4c957f2dULL
-#define SALT_IDF   0x14057b7ef767814fULL
-#define TOK_CAP    64 /* code points kept per token for stems and trigrams */
+#define SALT_UNI 0x7f4a7c15f39cc060ULL
+#define SALT_TRI 0x5851f42d4c957f2dULL
+#define SALT_IDF 0x14057b7ef767814fULL
+#define TOK_CAP  64 /* code points kept per token for stems and trigrams */
 
 const float kp_ce_kernel_mu[KP_CE_N_KERNELS] = {1.0f,  0.9f,  0.7f,  0.5f,  0.3f, 0.1f,
                                                 -0.1f, -0.3f, -0.5f, -0.7f, -0.9f};
@@ -40,15 +38,6 @@ struct kp_ce_ws {
     float *dEi, *dEk, *dEin, *dEkn, *dM, *dpi, *dpk;
 };
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- config / lifetime ----------------------------------------------------------------------- */
 
 void kp_ce_config_default(kp_ce_config *c)
@@ -62,20 +51,20 @@ void kp_ce_config_default(kp_ce_config *c)
 int kp_ce_config_check(const kp_ce_config *c, char *err, size_t errlen)
 {
     if (!c) {
-        errf(err, errlen, "no config");
+        kp_errf(err, errlen, "no config");
         return -1;
     }
     if (c->n_buckets < 1 || c->n_buckets > KP_CE_MAX_BUCKETS) {
-        errf(err, errlen, "n_buckets must be in 1..%u", KP_CE_MAX_BUCKETS);
+        kp_errf(err, errlen, "n_buckets must be in 1..%u", KP_CE_MAX_BUCKETS);
         return -1;
     }
     if (c->emb_dim < 1 || c->emb_dim > KP_CE_MAX_DIM || c->hidden_dim < 1 ||
         c->hidden_dim > KP_CE_MAX_DIM) {
-        errf(err, errlen, "emb_dim and hidden_dim must be in 1..%d", KP_CE_MAX_DIM);
+        kp_errf(err, errlen, "emb_dim and hidden_dim must be in 1..%d", KP_CE_MAX_DIM);
         return -1;
     }
     if (c->n_idf < 1 || c->n_idf > KP_CE_MAX_BUCKETS) {
-        errf(err, errlen, "n_idf must be in 1..%u", KP_CE_MAX_BUCKETS);
+        kp_errf(err, errlen, "n_idf must be in 1..%u", KP_CE_MAX_BUCKETS);
         return -1;
     }
     return 0;
@@ -175,9 +164,9 @@ float *kp_ce_idf(kp_ce *m)
 
 static uint64_t hash_cps(const uint32_t *cp, int n)
 {
-    uint64_t h = FNV_OFFSET;
+    uint64_t h = KP_FNV_OFFSET;
     for (int i = 0; i < n; i++)
-        h = (h ^ cp[i]) * FNV_PRIME;
+        h = kp_fnv1a_step(h, cp[i]);
     return h;
 }
 
@@ -194,10 +183,10 @@ static void emit_token(kp_ce_tokbuf *b, int *n, int *n_tri, uint64_t wh, const u
     int ntri = kept < KP_CE_MAX_TRI ? kept : KP_CE_MAX_TRI;
     for (int i = 0; i < ntri; i++) {
         uint32_t a = i == 0 ? '#' : cp[i - 1], c = i + 1 < kept ? cp[i + 1] : '#';
-        uint64_t h = FNV_OFFSET;
-        h = (h ^ a) * FNV_PRIME;
-        h = (h ^ cp[i]) * FNV_PRIME;
-        h = (h ^ c) * FNV_PRIME;
+        uint64_t h = KP_FNV_OFFSET;
+        h = kp_fnv1a_step(h, a);
+        h = kp_fnv1a_step(h, cp[i]);
+        h = kp_fnv1a_step(h, c);
         b->tri[(*n_tri)++] = h;
         b->ids[o++] = (uint32_t)(kp_mix64(h ^ SALT_TRI) % nb);
     }
@@ -210,7 +199,7 @@ kp_ce_text kp_ce_tokenize(const char *text, uint32_t n_buckets, kp_ce_tokbuf *b)
     kp_ce_text v;
     int n = 0, n_tri = 0, len = 0;
     uint32_t cp[TOK_CAP];
-    uint64_t h = FNV_OFFSET;
+    uint64_t h = KP_FNV_OFFSET;
     b->off[0] = 0;
     if (text && n_buckets > 0) {
         const unsigned char *s = (const unsigned char *)text;
@@ -228,13 +217,13 @@ kp_ce_text kp_ce_tokenize(const char *text, uint32_t n_buckets, kp_ce_tokbuf *b)
             }
             if (more && c != KP_FEAT_SEP) {
                 if (len < TOK_CAP) cp[len] = (uint32_t)c;
-                h = (h ^ (uint32_t)c) * FNV_PRIME;
+                h = kp_fnv1a_step(h, (uint32_t)c);
                 len++;
                 continue;
             }
             if (len > 0) {
                 emit_token(b, &n, &n_tri, h, cp, len, n_buckets);
-                h = FNV_OFFSET, len = 0;
+                h = KP_FNV_OFFSET, len = 0;
                 if (n == KP_CE_MAX_TOK) break;
             }
             if (!more) break;
@@ -617,7 +606,7 @@ int kp_ce_set_idf(kp_ce *m, const char *const *docs, int n_docs)
 int kp_ce_save(const kp_ce *m, const char *path, char *err, size_t errlen)
 {
     if (!m || !path) {
-        errf(err, errlen, "ce checkpoint: no model or path");
+        kp_errf(err, errlen, "ce checkpoint: no model or path");
         return -1;
     }
     kp_ckpt_writer *w = kp_ckpt_writer_new(path, KP_CE_KIND, err, errlen);
@@ -647,7 +636,7 @@ static int get_key(kp_ckpt_reader *r, const char *path, const char *key, uint64_
                    uint64_t *out, char *err, size_t errlen)
 {
     if (kp_ckpt_get_u64(r, key, out) != 0 || *out > max) {
-        errf(err, errlen, "ce checkpoint %s: missing or invalid '%s'", path, key);
+        kp_errf(err, errlen, "ce checkpoint %s: missing or invalid '%s'", path, key);
         return -1;
     }
     return 0;
@@ -657,21 +646,21 @@ kp_ce *kp_ce_load(const char *path, char *err, size_t errlen)
 {
     kp_ce *m = NULL;
     if (!path) {
-        errf(err, errlen, "ce checkpoint: no path");
+        kp_errf(err, errlen, "ce checkpoint: no path");
         return NULL;
     }
     kp_ckpt_reader *r = kp_ckpt_open(path, err, errlen);
     if (!r) return NULL;
     if (strcmp(kp_ckpt_kind(r), KP_CE_KIND) != 0) {
-        errf(err, errlen, "checkpoint %s: holds a '%s' model, expected '%s'", path, kp_ckpt_kind(r),
-             KP_CE_KIND);
+        kp_errf(err, errlen, "checkpoint %s: holds a '%s' model, expected '%s'", path,
+                kp_ckpt_kind(r), KP_CE_KIND);
         goto err;
     }
     uint64_t cv, ver, nb, e, h, ni, nk, nx;
     if (get_key(r, path, "ce_version", UINT32_MAX, &cv, err, errlen) != 0) goto err;
     if (cv != KP_CE_VERSION) {
-        errf(err, errlen, "ce checkpoint %s: version %" PRIu64 ", this build reads %u", path, cv,
-             KP_CE_VERSION);
+        kp_errf(err, errlen, "ce checkpoint %s: version %" PRIu64 ", this build reads %u", path, cv,
+                KP_CE_VERSION);
         goto err;
     }
     if (get_key(r, path, "model_version", UINT64_MAX, &ver, err, errlen) != 0 ||
@@ -683,25 +672,26 @@ kp_ce *kp_ce_load(const char *path, char *err, size_t errlen)
         get_key(r, path, "n_exact", 1000, &nx, err, errlen) != 0)
         goto err;
     if (nk != KP_CE_N_KERNELS || nx != KP_CE_N_EXACT) {
-        errf(err, errlen,
-             "ce checkpoint %s: %" PRIu64 " kernels / %" PRIu64
-             " exact features, this build has %d / %d",
-             path, nk, nx, KP_CE_N_KERNELS, KP_CE_N_EXACT);
+        kp_errf(err, errlen,
+                "ce checkpoint %s: %" PRIu64 " kernels / %" PRIu64
+                " exact features, this build has %d / %d",
+                path, nk, nx, KP_CE_N_KERNELS, KP_CE_N_EXACT);
         goto err;
     }
     kp_ce_config c = {(uint32_t)nb, (int)e, (int)h, (uint32_t)ni};
     char why[128];
     if (kp_ce_config_check(&c, why, sizeof(why)) != 0) {
-        errf(err, errlen, "ce checkpoint %s: bad config: %s", path, why);
+        kp_errf(err, errlen, "ce checkpoint %s: bad config: %s", path, why);
         goto err;
     }
     m = ce_alloc(&c);
     if (!m) {
-        errf(err, errlen, "ce checkpoint %s: out of memory for the model", path);
+        kp_errf(err, errlen, "ce checkpoint %s: out of memory for the model", path);
         goto err;
     }
     if (kp_ckpt_n_tensors(r) != 6) {
-        errf(err, errlen, "ce checkpoint %s: %d tensors, expected 6", path, kp_ckpt_n_tensors(r));
+        kp_errf(err, errlen, "ce checkpoint %s: %d tensors, expected 6", path,
+                kp_ckpt_n_tensors(r));
         goto err;
     }
     size_t H = (size_t)c.hidden_dim, F = (size_t)m->F;
@@ -717,7 +707,7 @@ kp_ce *kp_ce_load(const char *path, char *err, size_t errlen)
         goto err;
     for (size_t i = 0; i < kp_ce_dense_size(m); i++) {
         if (!isfinite(m->dense[i])) {
-            errf(err, errlen, "ce checkpoint %s: non-finite weight", path);
+            kp_errf(err, errlen, "ce checkpoint %s: non-finite weight", path);
             goto err;
         }
     }

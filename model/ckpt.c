@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,19 +11,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "common/util.h"
 #include "model/featurize.h"
 
 #define MAGIC_LEN 8
 #define IO_CHUNK  (1u << 20)
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- CRC-32: zlib ---------------------------------------------------------------------------- */
 
@@ -116,7 +107,7 @@ static void writer_free(kp_ckpt_writer *w)
 kp_ckpt_writer *kp_ckpt_writer_new(const char *path, const char *kind, char *err, size_t errlen)
 {
     if (!path || !*path || !kind || !*kind || strlen(kind) > KP_CKPT_MAX_NAME) {
-        errf(err, errlen, "checkpoint: bad path or kind");
+        kp_errf(err, errlen, "checkpoint: bad path or kind");
         return NULL;
     }
     kp_ckpt_writer *w = calloc(1, sizeof(*w));
@@ -130,7 +121,7 @@ kp_ckpt_writer *kp_ckpt_writer_new(const char *path, const char *kind, char *err
     snprintf(w->tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
     w->f = fopen(w->tmp, "wb");
     if (!w->f) {
-        errf(err, errlen, "checkpoint %s: cannot create %s: %s", path, w->tmp, strerror(errno));
+        kp_errf(err, errlen, "checkpoint %s: cannot create %s: %s", path, w->tmp, strerror(errno));
         writer_free(w);
         return NULL;
     }
@@ -140,9 +131,17 @@ kp_ckpt_writer *kp_ckpt_writer_new(const char *path, const char *kind, char *err
     w_bytes(w, kind, strlen(kind));
     return w;
 oom:
-    errf(err, errlen, "checkpoint %s: out of memory", path);
+    kp_errf(err, errlen, "checkpoint %s: out of memory", path);
     writer_free(w);
     return NULL;
+}
+
+/* The head of a record: its tag byte and its name (2-byte length, bytes). */
+static void w_record(kp_ckpt_writer *w, unsigned char tag, const char *name)
+{
+    w_bytes(w, &tag, 1);
+    w_int(w, strlen(name), 2);
+    w_bytes(w, name, strlen(name));
 }
 
 int kp_ckpt_put(kp_ckpt_writer *w, const char *key, const char *value)
@@ -153,10 +152,7 @@ int kp_ckpt_put(kp_ckpt_writer *w, const char *key, const char *value)
         w_fail(w, "bad key/value record");
         return -1;
     }
-    unsigned char tag = 'K';
-    w_bytes(w, &tag, 1);
-    w_int(w, strlen(key), 2);
-    w_bytes(w, key, strlen(key));
+    w_record(w, 'K', key);
     w_int(w, strlen(value), 4);
     w_bytes(w, value, strlen(value));
     return w->failed ? -1 : 0;
@@ -190,10 +186,7 @@ int kp_ckpt_put_tensor(kp_ckpt_writer *w, const char *name, const float *data, i
         w_fail(w, "tensor without data");
         return -1;
     }
-    unsigned char tag = 'T';
-    w_bytes(w, &tag, 1);
-    w_int(w, strlen(name), 2);
-    w_bytes(w, name, strlen(name));
+    w_record(w, 'T', name);
     w_int(w, (uint64_t)ndim, 4);
     for (int i = 0; i < ndim; i++)
         w_int(w, dims[i], 8);
@@ -248,7 +241,7 @@ static void fsync_dir_of(const char *path)
 int kp_ckpt_writer_commit(kp_ckpt_writer *w, char *err, size_t errlen)
 {
     if (!w) {
-        errf(err, errlen, "checkpoint: no writer");
+        kp_errf(err, errlen, "checkpoint: no writer");
         return -1;
     }
     unsigned char tag = 'E';
@@ -263,7 +256,7 @@ int kp_ckpt_writer_commit(kp_ckpt_writer *w, char *err, size_t errlen)
     w->f = NULL;
     if (!w->failed && rename(w->tmp, w->path) != 0) w_fail(w, strerror(errno));
     if (w->failed) {
-        errf(err, errlen, "%s", w->msg);
+        kp_errf(err, errlen, "%s", w->msg);
         remove(w->tmp);
         writer_free(w);
         return -1;
@@ -305,10 +298,10 @@ typedef struct {
 static int r_bytes(rstate *s, void *dst, uint64_t n, const char *what)
 {
     if (n > s->size - s->pos) {
-        errf(s->err, s->errlen,
-             "checkpoint %s: truncated (%s at byte %" PRIu64 " needs %" PRIu64
-             " bytes, file has %" PRIu64 ")",
-             s->r->path, what, s->pos, n, s->size);
+        kp_errf(s->err, s->errlen,
+                "checkpoint %s: truncated (%s at byte %" PRIu64 " needs %" PRIu64
+                " bytes, file has %" PRIu64 ")",
+                s->r->path, what, s->pos, n, s->size);
         return -1;
     }
     unsigned char *d = dst;
@@ -316,8 +309,8 @@ static int r_bytes(rstate *s, void *dst, uint64_t n, const char *what)
         size_t k = n < IO_CHUNK ? (size_t)n : IO_CHUNK;
         unsigned char *buf = d ? d : s->r->chunk;
         if (fread(buf, 1, k, s->r->f) != k) {
-            errf(s->err, s->errlen, "checkpoint %s: read error or truncated at byte %" PRIu64,
-                 s->r->path, s->pos);
+            kp_errf(s->err, s->errlen, "checkpoint %s: read error or truncated at byte %" PRIu64,
+                    s->r->path, s->pos);
             return -1;
         }
         s->crc = kp_crc32(s->crc, buf, k);
@@ -342,13 +335,13 @@ static char *r_name(rstate *s, const char *what)
     uint64_t len;
     if (r_int(s, &len, 2, what) != 0) return NULL;
     if (len == 0 || len > KP_CKPT_MAX_NAME) {
-        errf(s->err, s->errlen, "checkpoint %s: bad %s length %" PRIu64 " at byte %" PRIu64,
-             s->r->path, what, len, s->pos);
+        kp_errf(s->err, s->errlen, "checkpoint %s: bad %s length %" PRIu64 " at byte %" PRIu64,
+                s->r->path, what, len, s->pos);
         return NULL;
     }
     char *p = malloc(len + 1);
     if (!p) {
-        errf(s->err, s->errlen, "checkpoint %s: out of memory", s->r->path);
+        kp_errf(s->err, s->errlen, "checkpoint %s: out of memory", s->r->path);
         return NULL;
     }
     if (r_bytes(s, p, len, what) != 0) {
@@ -357,7 +350,7 @@ static char *r_name(rstate *s, const char *what)
     }
     p[len] = '\0';
     if (strlen(p) != len) {
-        errf(s->err, s->errlen, "checkpoint %s: %s contains a NUL byte", s->r->path, what);
+        kp_errf(s->err, s->errlen, "checkpoint %s: %s contains a NUL byte", s->r->path, what);
         free(p);
         return NULL;
     }
@@ -390,19 +383,19 @@ static int read_kv(rstate *s)
     if (!key) return -1;
     if (r_int(s, &vlen, 4, "value length") != 0) goto err;
     if (vlen > KP_CKPT_MAX_VALUE) {
-        errf(s->err, s->errlen, "checkpoint %s: value of '%s' too long (%" PRIu64 " bytes)",
-             r->path, key, vlen);
+        kp_errf(s->err, s->errlen, "checkpoint %s: value of '%s' too long (%" PRIu64 " bytes)",
+                r->path, key, vlen);
         goto err;
     }
     val = malloc(vlen + 1);
     if (!val) {
-        errf(s->err, s->errlen, "checkpoint %s: out of memory", r->path);
+        kp_errf(s->err, s->errlen, "checkpoint %s: out of memory", r->path);
         goto err;
     }
     if (r_bytes(s, val, vlen, "value") != 0) goto err;
     val[vlen] = '\0';
     if (kp_ckpt_get(r, key)) {
-        errf(s->err, s->errlen, "checkpoint %s: duplicate key '%s'", r->path, key);
+        kp_errf(s->err, s->errlen, "checkpoint %s: duplicate key '%s'", r->path, key);
         goto err;
     }
     r->keys[r->n_kv] = key;
@@ -425,8 +418,8 @@ static int read_tensor_rec(rstate *s)
     uint64_t ndim, dtype;
     if (r_int(s, &ndim, 4, "tensor rank") != 0) goto err;
     if (ndim < 1 || ndim > KP_CKPT_MAX_DIMS) {
-        errf(s->err, s->errlen, "checkpoint %s: tensor '%s' has bad rank %" PRIu64, r->path,
-             ti.name, ndim);
+        kp_errf(s->err, s->errlen, "checkpoint %s: tensor '%s' has bad rank %" PRIu64, r->path,
+                ti.name, ndim);
         goto err;
     }
     ti.ndim = (int)ndim;
@@ -434,19 +427,20 @@ static int read_tensor_rec(rstate *s)
     for (int i = 0; i < ti.ndim; i++) {
         if (r_int(s, &ti.dims[i], 8, "tensor dims") != 0) goto err;
         if (ti.dims[i] != 0 && ti.count > (UINT64_MAX / 4) / ti.dims[i]) {
-            errf(s->err, s->errlen, "checkpoint %s: tensor '%s' size overflows", r->path, ti.name);
+            kp_errf(s->err, s->errlen, "checkpoint %s: tensor '%s' size overflows", r->path,
+                    ti.name);
             goto err;
         }
         ti.count *= ti.dims[i];
     }
     if (r_int(s, &dtype, 4, "tensor dtype") != 0) goto err;
     if (dtype != 0) {
-        errf(s->err, s->errlen, "checkpoint %s: tensor '%s' has unknown dtype %" PRIu64, r->path,
-             ti.name, dtype);
+        kp_errf(s->err, s->errlen, "checkpoint %s: tensor '%s' has unknown dtype %" PRIu64, r->path,
+                ti.name, dtype);
         goto err;
     }
     if (kp_ckpt_tensor_shape(r, ti.name, NULL, NULL) == 0) {
-        errf(s->err, s->errlen, "checkpoint %s: duplicate tensor '%s'", r->path, ti.name);
+        kp_errf(s->err, s->errlen, "checkpoint %s: duplicate tensor '%s'", r->path, ti.name);
         goto err;
     }
     ti.offset = (long long)s->pos;
@@ -461,13 +455,13 @@ err:
 kp_ckpt_reader *kp_ckpt_open(const char *path, char *err, size_t errlen)
 {
     if (!path) {
-        errf(err, errlen, "checkpoint: no path");
+        kp_errf(err, errlen, "checkpoint: no path");
         return NULL;
     }
     kp_ckpt_reader *r = calloc(1, sizeof(*r));
     rstate s = {r, 0, 0, 0, err, errlen};
     if (!r) {
-        errf(err, errlen, "checkpoint %s: out of memory", path);
+        kp_errf(err, errlen, "checkpoint %s: out of memory", path);
         return NULL;
     }
     r->path = strdup(path);
@@ -476,36 +470,36 @@ kp_ckpt_reader *kp_ckpt_open(const char *path, char *err, size_t errlen)
     r->vals = calloc(KP_CKPT_MAX_RECORDS, sizeof(char *));
     r->t = calloc(KP_CKPT_MAX_RECORDS, sizeof(tensor_info));
     if (!r->path || !r->chunk || !r->keys || !r->vals || !r->t) {
-        errf(err, errlen, "checkpoint %s: out of memory", path);
+        kp_errf(err, errlen, "checkpoint %s: out of memory", path);
         goto err;
     }
     r->f = fopen(path, "rb");
     struct stat st;
     if (!r->f || fstat(fileno(r->f), &st) != 0) {
-        errf(err, errlen, "checkpoint %s: cannot open: %s", path, strerror(errno));
+        kp_errf(err, errlen, "checkpoint %s: cannot open: %s", path, strerror(errno));
         goto err;
     }
     if (!S_ISREG(st.st_mode)) {
-        errf(err, errlen, "checkpoint %s: not a regular file", path);
+        kp_errf(err, errlen, "checkpoint %s: not a regular file", path);
         goto err;
     }
     s.size = (uint64_t)st.st_size;
     unsigned char magic[MAGIC_LEN];
     if (s.size < MAGIC_LEN || r_bytes(&s, magic, MAGIC_LEN, "magic") != 0 ||
         memcmp(magic, KP_CKPT_MAGIC, MAGIC_LEN) != 0) {
-        errf(err, errlen, "checkpoint %s: not a kprec checkpoint (bad magic)", path);
+        kp_errf(err, errlen, "checkpoint %s: not a kprec checkpoint (bad magic)", path);
         goto err;
     }
     uint64_t ver, klen;
     if (r_int(&s, &ver, 4, "format version") != 0) goto err;
     if (ver != KP_CKPT_FORMAT_VERSION) {
-        errf(err, errlen, "checkpoint %s: unsupported format version %" PRIu64 " (expected %u)",
-             path, ver, KP_CKPT_FORMAT_VERSION);
+        kp_errf(err, errlen, "checkpoint %s: unsupported format version %" PRIu64 " (expected %u)",
+                path, ver, KP_CKPT_FORMAT_VERSION);
         goto err;
     }
     if (r_int(&s, &klen, 2, "kind length") != 0) goto err;
     if (klen == 0 || klen > KP_CKPT_MAX_NAME) {
-        errf(err, errlen, "checkpoint %s: bad kind length %" PRIu64, path, klen);
+        kp_errf(err, errlen, "checkpoint %s: bad kind length %" PRIu64, path, klen);
         goto err;
     }
     if (r_bytes(&s, r->kind, klen, "kind") != 0) goto err;
@@ -515,7 +509,7 @@ kp_ckpt_reader *kp_ckpt_open(const char *path, char *err, size_t errlen)
         if (r_bytes(&s, &tag, 1, "record tag") != 0) goto err;
         if (tag == 'E') break;
         if (r->n_kv + r->n_t >= KP_CKPT_MAX_RECORDS) {
-            errf(err, errlen, "checkpoint %s: too many records", path);
+            kp_errf(err, errlen, "checkpoint %s: too many records", path);
             goto err;
         }
         if (tag == 'K') {
@@ -523,9 +517,9 @@ kp_ckpt_reader *kp_ckpt_open(const char *path, char *err, size_t errlen)
         } else if (tag == 'T') {
             if (read_tensor_rec(&s) != 0) goto err;
         } else {
-            errf(err, errlen,
-                 "checkpoint %s: corrupted (unknown record tag 0x%02x at byte %" PRIu64 ")", path,
-                 tag, s.pos - 1);
+            kp_errf(err, errlen,
+                    "checkpoint %s: corrupted (unknown record tag 0x%02x at byte %" PRIu64 ")",
+                    path, tag, s.pos - 1);
             goto err;
         }
     }
@@ -533,12 +527,12 @@ kp_ckpt_reader *kp_ckpt_open(const char *path, char *err, size_t errlen)
     uint64_t got;
     if (r_int(&s, &got, 4, "checksum") != 0) goto err;
     if ((uint32_t)got != want) {
-        errf(err, errlen, "checkpoint %s: checksum mismatch (file corrupted)", path);
+        kp_errf(err, errlen, "checkpoint %s: checksum mismatch (file corrupted)", path);
         goto err;
     }
     if (s.pos != s.size) {
-        errf(err, errlen, "checkpoint %s: %" PRIu64 " unexpected bytes after the checksum", path,
-             s.size - s.pos);
+        kp_errf(err, errlen, "checkpoint %s: %" PRIu64 " unexpected bytes after the checksum", path,
+                s.size - s.pos);
         goto err;
     }
     return r;
@@ -615,7 +609,7 @@ int kp_ckpt_read_tensor(kp_ckpt_reader *r, const char *name, float *dst, int ndi
 {
     const tensor_info *t = find_tensor(r, name);
     if (!t) {
-        errf(err, errlen, "checkpoint %s: missing tensor '%s'", r->path, name);
+        kp_errf(err, errlen, "checkpoint %s: missing tensor '%s'", r->path, name);
         return -1;
     }
     int same = t->ndim == ndim;
@@ -625,13 +619,13 @@ int kp_ckpt_read_tensor(kp_ckpt_reader *r, const char *name, float *dst, int ndi
         char a[128], b[128];
         shape_str(a, sizeof(a), t->ndim, t->dims);
         shape_str(b, sizeof(b), ndim, dims);
-        errf(err, errlen, "checkpoint %s: tensor '%s' has shape %s, expected %s", r->path, name, a,
-             b);
+        kp_errf(err, errlen, "checkpoint %s: tensor '%s' has shape %s, expected %s", r->path, name,
+                a, b);
         return -1;
     }
     if (fseeko(r->f, (off_t)t->offset, SEEK_SET) != 0 ||
         fread(dst, 4, (size_t)t->count, r->f) != (size_t)t->count) {
-        errf(err, errlen, "checkpoint %s: cannot read tensor '%s'", r->path, name);
+        kp_errf(err, errlen, "checkpoint %s: cannot read tensor '%s'", r->path, name);
         return -1;
     }
     floats_le((unsigned char *)dst, (size_t)t->count);
@@ -645,7 +639,7 @@ static const char *tower_prefix[2] = {"item", "key"};
 int kp_bienc_save(const kp_bienc *m, const char *path, char *err, size_t errlen)
 {
     if (!m) {
-        errf(err, errlen, "checkpoint: no model");
+        kp_errf(err, errlen, "checkpoint: no model");
         return -1;
     }
     const kp_bienc_config *c = kp_bienc_cfg(m);
@@ -685,7 +679,7 @@ static int get_int(kp_ckpt_reader *r, const char *key, uint64_t max, uint64_t *o
                    size_t errlen)
 {
     if (kp_ckpt_get_u64(r, key, out) != 0 || *out > max) {
-        errf(err, errlen, "checkpoint %s: missing or invalid '%s'", r->path, key);
+        kp_errf(err, errlen, "checkpoint %s: missing or invalid '%s'", r->path, key);
         return -1;
     }
     return 0;
@@ -718,15 +712,15 @@ kp_bienc *kp_bienc_load(const char *path, char *err, size_t errlen)
     kp_ckpt_reader *r = kp_ckpt_open(path, err, errlen);
     if (!r) return NULL;
     if (strcmp(kp_ckpt_kind(r), KP_CKPT_KIND_BIENC) != 0) {
-        errf(err, errlen, "checkpoint %s: holds a '%s' model, expected '%s'", path, kp_ckpt_kind(r),
-             KP_CKPT_KIND_BIENC);
+        kp_errf(err, errlen, "checkpoint %s: holds a '%s' model, expected '%s'", path,
+                kp_ckpt_kind(r), KP_CKPT_KIND_BIENC);
         goto err;
     }
     uint64_t fv, ver, nb, e, h, d, sh;
     if (get_int(r, "featurizer_version", UINT32_MAX, &fv, err, errlen) != 0) goto err;
     if (fv != KP_FEAT_VERSION) {
-        errf(err, errlen, "checkpoint %s: featurizer version %" PRIu64 ", this build has %d", path,
-             fv, KP_FEAT_VERSION);
+        kp_errf(err, errlen, "checkpoint %s: featurizer version %" PRIu64 ", this build has %d",
+                path, fv, KP_FEAT_VERSION);
         goto err;
     }
     if (get_int(r, "model_version", UINT64_MAX, &ver, err, errlen) != 0 ||
@@ -742,23 +736,23 @@ kp_bienc *kp_bienc_load(const char *path, char *err, size_t errlen)
     c.emb_dim = (int)e, c.hidden_dim = (int)h, c.out_dim = (int)d;
     c.shared_towers = (int)sh;
     if (parse_prefix(kp_ckpt_get(r, "prefix"), &c) != 0) {
-        errf(err, errlen, "checkpoint %s: missing or invalid 'prefix'", path);
+        kp_errf(err, errlen, "checkpoint %s: missing or invalid 'prefix'", path);
         goto err;
     }
     char why[128];
     if (kp_bienc_config_check(&c, why, sizeof(why)) != 0) {
-        errf(err, errlen, "checkpoint %s: bad config: %s", path, why);
+        kp_errf(err, errlen, "checkpoint %s: bad config: %s", path, why);
         goto err;
     }
     m = kp_bienc_new_zero(&c);
     if (!m) {
-        errf(err, errlen, "checkpoint %s: out of memory for the model", path);
+        kp_errf(err, errlen, "checkpoint %s: out of memory for the model", path);
         goto err;
     }
     int expect = kp_bienc_n_towers(m) * KP_BIENC_NPARAM;
     if (kp_ckpt_n_tensors(r) != expect) {
-        errf(err, errlen, "checkpoint %s: %d tensors, expected %d", path, kp_ckpt_n_tensors(r),
-             expect);
+        kp_errf(err, errlen, "checkpoint %s: %d tensors, expected %d", path, kp_ckpt_n_tensors(r),
+                expect);
         goto err;
     }
     for (int t = 0; t < kp_bienc_n_towers(m); t++) {

@@ -4,24 +4,15 @@
 
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "model/ckpt.h"
 #include "model/featurize.h"
 
 #define FP_WORDS 7 /* u32 words of the config fingerprint */
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- little-endian helpers ------------------------------------------------------------------- */
 
@@ -108,61 +99,32 @@ void kp_delta_chunks_free(void **chunks, size_t *lens, int n)
     free(lens);
 }
 
-int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *const *rows,
-                   const int *nrows, size_t max_chunk, void ***chunks, size_t **lens, int *nchunks,
-                   char *err, size_t errlen)
+/* The changed rows of each tower, validated, sorted and without duplicates, into ids[t] (malloc'ed,
+ * the caller frees them) and nid[t]. 0, or -1 with a message. */
+static int changed_rows(const kp_bienc_config *c, int T, const uint32_t *const *rows,
+                        const int *nrows, uint32_t *ids[2], size_t nid[2], char *err, size_t errlen)
 {
-    uint32_t *ids[2] = {NULL, NULL}; /* sorted unique changed rows per tower */
-    size_t nid[2] = {0, 0};
-    unsigned char *payload = NULL;
-    void **out = NULL;
-    size_t *olen = NULL;
-    int count = 0;
-
-    if (chunks) *chunks = NULL;
-    if (lens) *lens = NULL;
-    if (nchunks) *nchunks = 0;
-    if (!m || !chunks || !lens || !nchunks) {
-        errf(err, errlen, "delta build: NULL argument");
-        return -1;
-    }
-    const kp_bienc_config *c = kp_bienc_cfg(m);
-    const uint64_t version = kp_bienc_version(m);
-    const int T = kp_bienc_n_towers(m);
-    const size_t E = (size_t)c->emb_dim;
-    if (max_chunk <= KP_DELTA_OVERHEAD) {
-        errf(err, errlen, "delta build: max_chunk %zu too small (a chunk needs %d bytes + data)",
-             max_chunk, KP_DELTA_OVERHEAD);
-        return -1;
-    }
-    if (version <= base_version) {
-        errf(err, errlen, "delta build: model version %" PRIu64 " is not after base %" PRIu64,
-             version, base_version);
-        return -1;
-    }
-
-    /* changed rows: validate, sort, drop duplicates */
     for (int t = 0; t < T; t++) {
         int n = nrows ? nrows[t] : 0;
         if (n < 0) {
-            errf(err, errlen, "delta build: tower %d: negative row count %d", t, n);
-            goto err;
+            kp_errf(err, errlen, "delta build: tower %d: negative row count %d", t, n);
+            return -1;
         }
         if (n == 0) continue;
         if (!rows || !rows[t]) {
-            errf(err, errlen, "delta build: tower %d: %d rows but no row array", t, n);
-            goto err;
+            kp_errf(err, errlen, "delta build: tower %d: %d rows but no row array", t, n);
+            return -1;
         }
         ids[t] = malloc((size_t)n * sizeof(uint32_t));
         if (!ids[t]) {
-            errf(err, errlen, "delta build: out of memory");
-            goto err;
+            kp_errf(err, errlen, "delta build: out of memory");
+            return -1;
         }
         for (int i = 0; i < n; i++) {
             if (rows[t][i] >= c->n_buckets) {
-                errf(err, errlen, "delta build: tower %d: row %" PRIu32 " >= n_buckets %" PRIu32, t,
-                     rows[t][i], c->n_buckets);
-                goto err;
+                kp_errf(err, errlen, "delta build: tower %d: row %" PRIu32 " >= n_buckets %" PRIu32,
+                        t, rows[t][i], c->n_buckets);
+                return -1;
             }
             ids[t][i] = rows[t][i];
         }
@@ -172,15 +134,24 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
             if (ids[t][i] != ids[t][k - 1]) ids[t][k++] = ids[t][i];
         nid[t] = k;
     }
+    return 0;
+}
 
-    /* payload: fingerprint, then per tower the rows and the dense tensors */
-    size_t total = 4 * FP_WORDS;
+/* The payload (malloc'ed, *total bytes): the config fingerprint, then per tower the changed rows
+ * and the dense tensors. NULL with a message on OOM. */
+static unsigned char *build_payload(const kp_bienc *m, uint32_t *const ids[2], const size_t nid[2],
+                                    size_t *total, char *err, size_t errlen)
+{
+    const kp_bienc_config *c = kp_bienc_cfg(m);
+    const int T = kp_bienc_n_towers(m);
+    const size_t E = (size_t)c->emb_dim;
+    size_t n = 4 * FP_WORDS;
     for (int t = 0; t < T; t++)
-        total += 4 + 4 * nid[t] + 4 * nid[t] * E + 4 * dense_floats(c);
-    payload = malloc(total);
+        n += 4 + 4 * nid[t] + 4 * nid[t] * E + 4 * dense_floats(c);
+    unsigned char *payload = malloc(n);
     if (!payload) {
-        errf(err, errlen, "delta build: out of memory (%zu bytes payload)", total);
-        goto err;
+        kp_errf(err, errlen, "delta build: out of memory (%zu bytes payload)", n);
+        return NULL;
     }
     uint32_t fp[FP_WORDS];
     fingerprint(m, fp);
@@ -202,30 +173,33 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
             p += 4 * r * cl;
         }
     }
-    const uint32_t pcrc = kp_crc32(0, payload, total);
+    *total = n;
+    return payload;
+}
 
-    /* chunks */
+/* Cuts payload[0..total) into chunks of at most max_chunk bytes (header + slice + CRC) into
+ * *chunks / *lens / *nchunks. 0, or -1 with a message (nothing left allocated). */
+static int cut_chunks(const unsigned char *payload, size_t total, uint64_t version,
+                      uint64_t base_version, size_t max_chunk, void ***chunks, size_t **lens,
+                      int *nchunks, char *err, size_t errlen)
+{
+    const uint32_t pcrc = kp_crc32(0, payload, total);
     const size_t slice = max_chunk - KP_DELTA_OVERHEAD;
     const size_t nch = (total + slice - 1) / slice;
     if (nch > INT_MAX) {
-        errf(err, errlen, "delta build: %zu chunks needed, too many (raise max_chunk)", nch);
-        goto err;
+        kp_errf(err, errlen, "delta build: %zu chunks needed, too many (raise max_chunk)", nch);
+        return -1;
     }
-    out = calloc(nch, sizeof(void *));
-    olen = calloc(nch, sizeof(size_t));
-    if (!out || !olen) {
-        errf(err, errlen, "delta build: out of memory");
-        goto err;
-    }
+    void **out = calloc(nch, sizeof(void *));
+    size_t *olen = calloc(nch, sizeof(size_t));
+    int count = 0;
+    if (!out || !olen) goto oom;
     for (size_t i = 0; i < nch; i++) {
         size_t off = i * slice;
         size_t sl = total - off < slice ? total - off : slice;
         size_t len = KP_DELTA_OVERHEAD + sl;
         unsigned char *b = malloc(len);
-        if (!b) {
-            errf(err, errlen, "delta build: out of memory");
-            goto err;
-        }
+        if (!b) goto oom;
         out[count++] = b;
         olen[i] = len;
         memcpy(b, KP_DELTA_MAGIC, 4);
@@ -241,21 +215,51 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
         memcpy(b + KP_DELTA_HEADER, payload + off, sl);
         put_u32(b + KP_DELTA_HEADER + sl, kp_crc32(0, b, KP_DELTA_HEADER + sl));
     }
-
-    free(payload);
-    free(ids[0]);
-    free(ids[1]);
     *chunks = out;
     *lens = olen;
     *nchunks = count;
     return 0;
-
-err:
+oom:
+    kp_errf(err, errlen, "delta build: out of memory");
     kp_delta_chunks_free(out, olen, count);
+    return -1;
+}
+
+int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *const *rows,
+                   const int *nrows, size_t max_chunk, void ***chunks, size_t **lens, int *nchunks,
+                   char *err, size_t errlen)
+{
+    if (chunks) *chunks = NULL;
+    if (lens) *lens = NULL;
+    if (nchunks) *nchunks = 0;
+    if (!m || !chunks || !lens || !nchunks) {
+        kp_errf(err, errlen, "delta build: NULL argument");
+        return -1;
+    }
+    const uint64_t version = kp_bienc_version(m);
+    if (max_chunk <= KP_DELTA_OVERHEAD) {
+        kp_errf(err, errlen, "delta build: max_chunk %zu too small (a chunk needs %d bytes + data)",
+                max_chunk, KP_DELTA_OVERHEAD);
+        return -1;
+    }
+    if (version <= base_version) {
+        kp_errf(err, errlen, "delta build: model version %" PRIu64 " is not after base %" PRIu64,
+                version, base_version);
+        return -1;
+    }
+    uint32_t *ids[2] = {NULL, NULL}; /* sorted unique changed rows per tower */
+    size_t nid[2] = {0, 0}, total = 0;
+    unsigned char *payload = NULL;
+    int rc = -1;
+    if (changed_rows(kp_bienc_cfg(m), kp_bienc_n_towers(m), rows, nrows, ids, nid, err, errlen) ==
+            0 &&
+        (payload = build_payload(m, ids, nid, &total, err, errlen)) != NULL)
+        rc = cut_chunks(payload, total, version, base_version, max_chunk, chunks, lens, nchunks,
+                        err, errlen);
     free(payload);
     free(ids[0]);
     free(ids[1]);
-    return -1;
+    return rc;
 }
 
 /* ---- chunk parsing --------------------------------------------------------------------------- */
@@ -271,31 +275,31 @@ static int parse_chunk(const void *chunk, size_t len, chunk_hdr *h, char *err, s
 {
     const unsigned char *b = chunk;
     if (!b || len < 4 || memcmp(b, KP_DELTA_MAGIC, 4) != 0) {
-        errf(err, errlen, "foreign: not a delta chunk (no \"KPDL\" magic)");
+        kp_errf(err, errlen, "foreign: not a delta chunk (no \"KPDL\" magic)");
         return -1;
     }
     if (len < KP_DELTA_OVERHEAD) {
-        errf(err, errlen, "truncated chunk: %zu bytes, a delta chunk has at least %d", len,
-             KP_DELTA_OVERHEAD);
+        kp_errf(err, errlen, "truncated chunk: %zu bytes, a delta chunk has at least %d", len,
+                KP_DELTA_OVERHEAD);
         return -1;
     }
     uint32_t slen = get_u32(b + 52);
     uint64_t want = (uint64_t)KP_DELTA_OVERHEAD + slen;
     if (kp_crc32(0, b, len - 4) != get_u32(b + len - 4)) {
         if (want > len)
-            errf(err, errlen, "truncated chunk: %zu bytes, its header says %" PRIu64, len, want);
+            kp_errf(err, errlen, "truncated chunk: %zu bytes, its header says %" PRIu64, len, want);
         else
-            errf(err, errlen, "checksum mismatch: delta chunk corrupted");
+            kp_errf(err, errlen, "checksum mismatch: delta chunk corrupted");
         return -1;
     }
     uint32_t fmt = get_u32(b + 4);
     if (fmt != KP_DELTA_FORMAT_VERSION) {
-        errf(err, errlen, "unsupported delta format version %" PRIu32 " (this build reads %u)", fmt,
-             KP_DELTA_FORMAT_VERSION);
+        kp_errf(err, errlen, "unsupported delta format version %" PRIu32 " (this build reads %u)",
+                fmt, KP_DELTA_FORMAT_VERSION);
         return -1;
     }
     if (want != len) {
-        errf(err, errlen, "inconsistent chunk: %zu bytes, its header says %" PRIu64, len, want);
+        kp_errf(err, errlen, "inconsistent chunk: %zu bytes, its header says %" PRIu64, len, want);
         return -1;
     }
     h->version = get_u64(b + 8);
@@ -308,18 +312,21 @@ static int parse_chunk(const void *chunk, size_t len, chunk_hdr *h, char *err, s
     h->slen = slen;
     h->slice = b + KP_DELTA_HEADER;
     if (h->count == 0 || h->count > INT_MAX || h->index >= h->count) {
-        errf(err, errlen, "inconsistent chunk: index %" PRIu32 " of %" PRIu32, h->index, h->count);
+        kp_errf(err, errlen, "inconsistent chunk: index %" PRIu32 " of %" PRIu32, h->index,
+                h->count);
         return -1;
     }
     if (h->version <= h->base) {
-        errf(err, errlen, "inconsistent chunk: version %" PRIu64 " is not after its base %" PRIu64,
-             h->version, h->base);
+        kp_errf(err, errlen,
+                "inconsistent chunk: version %" PRIu64 " is not after its base %" PRIu64,
+                h->version, h->base);
         return -1;
     }
     if (slen == 0 || h->off > h->total || slen > h->total - h->off) {
-        errf(err, errlen,
-             "inconsistent chunk: slice [%" PRIu64 ", +%" PRIu32 ") of a %" PRIu64 "-byte payload",
-             h->off, slen, h->total);
+        kp_errf(err, errlen,
+                "inconsistent chunk: slice [%" PRIu64 ", +%" PRIu32 ") of a %" PRIu64
+                "-byte payload",
+                h->off, slen, h->total);
         return -1;
     }
     return 0;
@@ -384,7 +391,7 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
 {
     chunk_hdr h;
     if (!a) {
-        errf(err, errlen, "delta assembler: NULL");
+        kp_errf(err, errlen, "delta assembler: NULL");
         return -1;
     }
     if (parse_chunk(chunk, len, &h, err, errlen) != 0) return -1;
@@ -395,10 +402,10 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
     if (!same) {
         asm_drop(a);
         if (h.index != 0) {
-            errf(err, errlen,
-                 "out of order: chunk %" PRIu32 " of %" PRIu32 " of version %" PRIu64
-                 " without its start (chunk 0)",
-                 h.index, h.count, h.version);
+            kp_errf(err, errlen,
+                    "out of order: chunk %" PRIu32 " of %" PRIu32 " of version %" PRIu64
+                    " without its start (chunk 0)",
+                    h.index, h.count, h.version);
             return -1;
         }
         a->held = 1;
@@ -409,24 +416,24 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
         a->count = h.count;
     }
     if (h.index != a->next) {
-        errf(err, errlen,
-             "out of order: expected chunk %" PRIu32 " of %" PRIu32 " of version %" PRIu64
-             ", got chunk %" PRIu32,
-             a->next, a->count, a->version, h.index);
+        kp_errf(err, errlen,
+                "out of order: expected chunk %" PRIu32 " of %" PRIu32 " of version %" PRIu64
+                ", got chunk %" PRIu32,
+                a->next, a->count, a->version, h.index);
         return -1;
     }
     if (h.off != a->got) {
-        errf(err, errlen,
-             "inconsistent chunk %" PRIu32 " of version %" PRIu64 ": slice at %" PRIu64
-             ", expected %" PRIu64,
-             h.index, h.version, h.off, a->got);
+        kp_errf(err, errlen,
+                "inconsistent chunk %" PRIu32 " of version %" PRIu64 ": slice at %" PRIu64
+                ", expected %" PRIu64,
+                h.index, h.version, h.off, a->got);
         asm_drop(a);
         return -1;
     }
     uint64_t need = a->got + h.slen; /* <= total (parse_chunk) */
 #if SIZE_MAX < UINT64_MAX
     if (a->total > SIZE_MAX) {
-        errf(err, errlen, "delta of %" PRIu64 " bytes too large for this machine", a->total);
+        kp_errf(err, errlen, "delta of %" PRIu64 " bytes too large for this machine", a->total);
         asm_drop(a);
         return -1;
     }
@@ -437,7 +444,7 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
         if (ncap > a->total) ncap = a->total;
         unsigned char *nb = realloc(a->buf, (size_t)ncap);
         if (!nb) {
-            errf(err, errlen, "delta assembler: out of memory (%" PRIu64 " bytes)", ncap);
+            kp_errf(err, errlen, "delta assembler: out of memory (%" PRIu64 " bytes)", ncap);
             asm_drop(a);
             return -1;
         }
@@ -450,17 +457,17 @@ int kp_delta_asm_add(kp_delta_asm *a, const void *chunk, size_t len, char *err, 
 
     int last = a->next == a->count, full = a->got == a->total;
     if (last != full) {
-        errf(err, errlen,
-             "inconsistent delta version %" PRIu64 ": %" PRIu32 " of %" PRIu32
-             " chunks carry %" PRIu64 " of %" PRIu64 " bytes",
-             a->version, a->next, a->count, a->got, a->total);
+        kp_errf(err, errlen,
+                "inconsistent delta version %" PRIu64 ": %" PRIu32 " of %" PRIu32
+                " chunks carry %" PRIu64 " of %" PRIu64 " bytes",
+                a->version, a->next, a->count, a->got, a->total);
         asm_drop(a);
         return -1;
     }
     if (!last) return 0;
     if (kp_crc32(0, a->buf, (size_t)a->total) != a->pcrc) {
-        errf(err, errlen, "checksum mismatch: reassembled delta version %" PRIu64 " corrupted",
-             a->version);
+        kp_errf(err, errlen, "checksum mismatch: reassembled delta version %" PRIu64 " corrupted",
+                a->version);
         asm_drop(a);
         return -1;
     }
@@ -478,11 +485,11 @@ typedef struct {
 int kp_delta_asm_apply(kp_delta_asm *a, kp_bienc *m, char *err, size_t errlen)
 {
     if (!a || !m) {
-        errf(err, errlen, "delta apply: NULL argument");
+        kp_errf(err, errlen, "delta apply: NULL argument");
         return -1;
     }
     if (!a->complete) {
-        errf(err, errlen, "delta apply: no complete delta held");
+        kp_errf(err, errlen, "delta apply: no complete delta held");
         return -1;
     }
     const kp_bienc_config *c = kp_bienc_cfg(m);
@@ -491,7 +498,7 @@ int kp_delta_asm_apply(kp_delta_asm *a, kp_bienc *m, char *err, size_t errlen)
 
     /* config fingerprint */
     if (n < 4 * FP_WORDS) {
-        errf(err, errlen, "malformed delta: %zu-byte payload", n);
+        kp_errf(err, errlen, "malformed delta: %zu-byte payload", n);
         return -1;
     }
     uint32_t fp[FP_WORDS], dfp[FP_WORDS];
@@ -500,18 +507,18 @@ int kp_delta_asm_apply(kp_delta_asm *a, kp_bienc *m, char *err, size_t errlen)
         dfp[i] = get_u32(p + 4 * i);
     pos = 4 * FP_WORDS;
     if (memcmp(fp, dfp, sizeof(fp)) != 0) {
-        errf(err, errlen,
-             "config mismatch: delta has n_buckets=%" PRIu32 " E=%" PRIu32 " H=%" PRIu32
-             " D=%" PRIu32 " shared=%" PRIu32 " featurizer=%" PRIu32
-             ", model has n_buckets=%" PRIu32 " E=%" PRIu32 " H=%" PRIu32 " D=%" PRIu32
-             " shared=%" PRIu32 " featurizer=%" PRIu32,
-             dfp[0], dfp[1], dfp[2], dfp[3], dfp[4], dfp[5], fp[0], fp[1], fp[2], fp[3], fp[4],
-             fp[5]);
+        kp_errf(err, errlen,
+                "config mismatch: delta has n_buckets=%" PRIu32 " E=%" PRIu32 " H=%" PRIu32
+                " D=%" PRIu32 " shared=%" PRIu32 " featurizer=%" PRIu32
+                ", model has n_buckets=%" PRIu32 " E=%" PRIu32 " H=%" PRIu32 " D=%" PRIu32
+                " shared=%" PRIu32 " featurizer=%" PRIu32,
+                dfp[0], dfp[1], dfp[2], dfp[3], dfp[4], dfp[5], fp[0], fp[1], fp[2], fp[3], fp[4],
+                fp[5]);
         return -1;
     }
     if (kp_bienc_version(m) != a->base) {
-        errf(err, errlen, "gap: model is at version %" PRIu64 ", delta needs base %" PRIu64,
-             kp_bienc_version(m), a->base);
+        kp_errf(err, errlen, "gap: model is at version %" PRIu64 ", delta needs base %" PRIu64,
+                kp_bienc_version(m), a->base);
         return -1;
     }
 
@@ -532,8 +539,8 @@ int kp_delta_asm_apply(kp_delta_asm *a, kp_bienc *m, char *err, size_t errlen)
         for (uint32_t i = 0; i < tv[t].nrows; i++) {
             uint32_t id = get_u32(tv[t].ids + 4 * (size_t)i);
             if (id >= c->n_buckets || (i > 0 && id <= get_u32(tv[t].ids + 4 * (size_t)(i - 1)))) {
-                errf(err, errlen, "malformed delta: tower %d row %" PRIu32 " out of range or order",
-                     t, id);
+                kp_errf(err, errlen,
+                        "malformed delta: tower %d row %" PRIu32 " out of range or order", t, id);
                 return -1;
             }
         }
@@ -558,6 +565,6 @@ int kp_delta_asm_apply(kp_delta_asm *a, kp_bienc *m, char *err, size_t errlen)
     return 0;
 
 malformed:
-    errf(err, errlen, "malformed delta: payload lengths do not match the config");
+    kp_errf(err, errlen, "malformed delta: payload lengths do not match the config");
     return -1;
 }

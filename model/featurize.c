@@ -4,10 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "model/rng.h"
-
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME  0x100000001b3ULL
 
 /* One salt per feature kind, so "ab" as a word and "ab" inside a trigram hash apart. */
 #define SALT_UNI 0x9ae16a3b2f90404fULL
@@ -174,10 +172,10 @@ static uint32_t bucket(uint64_t h, uint32_t n_buckets)
 
 static uint64_t trigram_hash(uint32_t a, uint32_t b, uint32_t c)
 {
-    uint64_t h = FNV_OFFSET;
-    h = (h ^ a) * FNV_PRIME;
-    h = (h ^ b) * FNV_PRIME;
-    h = (h ^ c) * FNV_PRIME;
+    uint64_t h = KP_FNV_OFFSET;
+    h = kp_fnv1a_step(h, a);
+    h = kp_fnv1a_step(h, b);
+    h = kp_fnv1a_step(h, c);
     return h ^ SALT_TRI;
 }
 
@@ -193,7 +191,7 @@ static int feat_pass(const unsigned char *s, size_t len, int kind, uint32_t nb, 
                      int n, int max)
 {
     size_t pos = 0;
-    uint64_t h = FNV_OFFSET, prev = 0;
+    uint64_t h = KP_FNV_OFFSET, prev = 0;
     int tl = 0, have_prev = 0;
     uint32_t a = '#', b = 0; /* last two code points of "#word" for trigrams */
     while (n < max) {
@@ -208,7 +206,7 @@ static int feat_pass(const unsigned char *s, size_t len, int kind, uint32_t nb, 
                     a = b, b = (uint32_t)cp;
                 }
             }
-            h = (h ^ (uint32_t)cp) * FNV_PRIME;
+            h = kp_fnv1a_step(h, (uint32_t)cp);
             tl++;
             continue;
         }
@@ -221,7 +219,7 @@ static int feat_pass(const unsigned char *s, size_t len, int kind, uint32_t nb, 
                 ids[n++] = bucket(trigram_hash(a, b, '#'), nb);
             }
             prev = h, have_prev = 1;
-            h = FNV_OFFSET, tl = 0;
+            h = KP_FNV_OFFSET, tl = 0;
         }
         if (!more) break;
     }
@@ -250,13 +248,13 @@ uint64_t kp_feat_tokenset_key(const char *text, size_t len)
     const unsigned char *s = (const unsigned char *)text;
     uint64_t local[128], *hs = local, overflow_sum = 0;
     size_t n = 0, cap = 128, pos = 0;
-    uint64_t h = FNV_OFFSET;
+    uint64_t h = KP_FNV_OFFSET;
     int tl = 0;
     for (;;) {
         int32_t cp = 0;
         int more = next_norm(s, len, &pos, &cp);
         if (more && cp != KP_FEAT_SEP) {
-            h = (h ^ (uint32_t)cp) * FNV_PRIME;
+            h = kp_fnv1a_step(h, (uint32_t)cp);
             tl++;
             continue;
         }
@@ -275,7 +273,7 @@ uint64_t kp_feat_tokenset_key(const char *text, size_t len)
                 hs[n++] = h;
             else
                 overflow_sum += kp_mix64(h ^ SALT_SET); /* OOM fallback: commutative sum */
-            h = FNV_OFFSET, tl = 0;
+            h = KP_FNV_OFFSET, tl = 0;
         }
         if (!more) break;
     }

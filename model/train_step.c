@@ -2,7 +2,6 @@
 #include "model/train_step.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,6 +276,22 @@ static int batch_check(const kp_trainer *t, const kp_train_batch *b, char *err, 
     return 0;
 }
 
+/* The distillation loss (Pearson or MSE, per c->distill) of scores s[0..n) against teacher[0..n);
+ * its gradient, weighted by w, goes to ds (zeroed first). */
+static float distill_loss(const kp_train_config *c, const float *s, const float *teacher, float *ds,
+                          int n, float w)
+{
+    memset(ds, 0, (size_t)n * sizeof(float));
+    if (c->distill == KP_DISTILL_PEARSON) {
+        float l = kp_loss_pearson_forward(s, teacher, n);
+        kp_loss_pearson_backward(ds, s, teacher, n, w);
+        return l;
+    }
+    float l = kp_loss_mse_forward(s, teacher, n, c->mse_scale, c->mse_shift);
+    kp_loss_mse_backward(ds, s, teacher, n, c->mse_scale, c->mse_shift, w);
+    return l;
+}
+
 /* All loss terms at one Matryoshka size p: A [nI x p], K [nK x p] are the (prefix) embeddings,
  * dA/dK receive the weighted gradients (+=). Adds wz-weighted terms into *L. */
 static void terms_at(kp_trainer *t, const kp_train_batch *b, const float *A, const float *K,
@@ -344,16 +359,7 @@ static void terms_at(kp_trainer *t, const kp_train_batch *b, const float *A, con
     if (c->w_distill > 0.0f && b->n_dis > 0) {
         int n = b->n_dis;
         kp_pairdot_forward(t->s, A, K, b->dis_item, b->dis_key, n, p);
-        float l;
-        memset(t->ds, 0, (size_t)n * sizeof(float));
-        if (c->distill == KP_DISTILL_PEARSON) {
-            l = kp_loss_pearson_forward(t->s, b->dis_teacher, n);
-            kp_loss_pearson_backward(t->ds, t->s, b->dis_teacher, n, wz * c->w_distill);
-        } else {
-            l = kp_loss_mse_forward(t->s, b->dis_teacher, n, c->mse_scale, c->mse_shift);
-            kp_loss_mse_backward(t->ds, t->s, b->dis_teacher, n, c->mse_scale, c->mse_shift,
-                                 wz * c->w_distill);
-        }
+        float l = distill_loss(c, t->s, b->dis_teacher, t->ds, n, wz * c->w_distill);
         kp_pairdot_backward(dA, dK, t->ds, A, K, b->dis_item, b->dis_key, n, p);
         L->distill += wz * l;
         L->total += wz * c->w_distill * l;
@@ -366,15 +372,8 @@ static void terms_at(kp_trainer *t, const kp_train_batch *b, const float *A, con
                 t->ia[n] = b->dis_item[q], t->ik[n] = b->dis_key[q], t->lab[n] = b->dis_teacher[q],
                 n++;
         kp_pairdot_forward(t->off, A, K, t->ia, t->ik, n, p);
-        memset(t->doff, 0, (size_t)n * sizeof(float));
-        float l, w = wz * c->w_distill_known;
-        if (c->distill == KP_DISTILL_PEARSON) {
-            l = kp_loss_pearson_forward(t->off, t->lab, n);
-            kp_loss_pearson_backward(t->doff, t->off, t->lab, n, w);
-        } else {
-            l = kp_loss_mse_forward(t->off, t->lab, n, c->mse_scale, c->mse_shift);
-            kp_loss_mse_backward(t->doff, t->off, t->lab, n, c->mse_scale, c->mse_shift, w);
-        }
+        float w = wz * c->w_distill_known;
+        float l = distill_loss(c, t->off, t->lab, t->doff, n, w);
         kp_pairdot_backward(dA, dK, t->doff, A, K, t->ia, t->ik, n, p);
         L->distill_known += wz * l;
         L->total += w * l;

@@ -2,11 +2,12 @@
 #include "offline/bm25.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/util.h"
 
 struct kp_bm25 {
     int n_docs, n_terms;
@@ -24,15 +25,6 @@ struct kp_bm25 {
     int *slot; /* [cap] term id or -1 */
     int cap;   /* power of two */
 };
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* tokenizer                                                                                  */
@@ -198,8 +190,8 @@ kp_bm25 *kp_bm25_build(const char *const *docs, int n_docs, float k1, float b, c
     int *tok = NULL, *doc_start = NULL, *last = NULL, *fill = NULL;
     size_t n_tok = 0, tok_cap = 1024;
     if (n_docs < 0 || (n_docs > 0 && !docs) || !(k1 >= 0.0f) || !(b >= 0.0f && b <= 1.0f)) {
-        seterr(err, errlen, "kp_bm25_build: bad arguments (n_docs=%d, k1=%g, b=%g)", n_docs,
-               (double)k1, (double)b);
+        kp_errf(err, errlen, "kp_bm25_build: bad arguments (n_docs=%d, k1=%g, b=%g)", n_docs,
+                (double)k1, (double)b);
         return NULL;
     }
     kp_bm25 *m = calloc(1, sizeof(*m));
@@ -293,7 +285,7 @@ kp_bm25 *kp_bm25_build(const char *const *docs, int n_docs, float k1, float b, c
     free(fill);
     return m;
 oom:
-    seterr(err, errlen, "kp_bm25_build: out of memory");
+    kp_errf(err, errlen, "kp_bm25_build: out of memory");
     free(tok);
     free(doc_start);
     free(last);

@@ -2,32 +2,19 @@
 #include "offline/ce_train.h"
 
 #include <math.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/util.h"
 #include "offline/ir_metrics.h"
 #include "model/rng.h"
 
 #define MAX_THREADS 64
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return 1e-6 * (double)kp_mono_us();
 }
 
 void kp_ce_train_opts_default(kp_ce_train_opts *o)
@@ -139,16 +126,12 @@ typedef struct {
     float y;
 } example;
 
-typedef struct trainer trainer;
-
 typedef struct {
-    trainer *tr;
-    int id, lo, hi, rc;
     kp_ce_ws *ws;
     kp_rowgrad g;
 } worker;
 
-struct trainer {
+typedef struct {
     kp_ce *m;
     const tok_cache *items, *keys;
     const example *batch; /* current batch */
@@ -156,80 +139,313 @@ struct trainer {
     int phase;            /* 0 = features, 1 = backward */
     int nthreads;
     worker w[MAX_THREADS];
-};
+} trainer;
 
-static void *worker_run(void *arg)
+/* The current phase over batch[lo..hi) on thread t (its own workspace and row gradient). */
+static int phase_range(void *ctx, int t, int lo, int hi)
 {
-    worker *w = arg;
-    trainer *tr = w->tr;
+    trainer *tr = ctx;
+    worker *w = &tr->w[t];
     int F = kp_ce_n_features(tr->m);
-    w->rc = 0;
-    for (int b = w->lo; b < w->hi; b++) {
+    for (int b = lo; b < hi; b++) {
         kp_ce_text ti = cache_view(tr->items, tr->batch[b].item);
         kp_ce_text tk = cache_view(tr->keys, tr->batch[b].key);
-        if (tr->phase == 0) {
+        if (tr->phase == 0)
             kp_ce_pair_features(tr->m, &ti, &tk, tr->x + (size_t)b * F, w->ws);
-        } else if (kp_ce_pair_backward(tr->m, &ti, &tk, tr->dx + (size_t)b * F, w->ws, &w->g) !=
-                   0) {
-            w->rc = -1;
-            break;
-        }
+        else if (kp_ce_pair_backward(tr->m, &ti, &tk, tr->dx + (size_t)b * F, w->ws, &w->g) != 0)
+            return -1;
     }
-    return NULL;
+    return 0;
 }
 
-/* Runs the current phase over batch[0..B) split in contiguous chunks, one per thread. If a
- * thread cannot be started, its chunk runs on the calling thread (same result). */
+/* Runs the current phase over batch[0..B) split in contiguous ranges, one per thread (a range
+ * whose thread cannot be started runs on the calling thread: same result). */
 static int run_phase(trainer *tr, int phase, int B)
 {
-    pthread_t th[MAX_THREADS];
-    int T = tr->nthreads, started[MAX_THREADS] = {0};
     tr->phase = phase;
-    for (int t = 0; t < T; t++) {
-        tr->w[t].lo = (int)((long)B * t / T);
-        tr->w[t].hi = (int)((long)B * (t + 1) / T);
+    return kp_parallel_for(tr->nthreads, B, phase_range, tr);
+}
+
+/* ---- one training run: its state, set-up, steps, validation, teardown ------------------------ */
+
+typedef struct {
+    kp_ce *m;
+    const kp_ce_train_opts *o;
+    int F, H, B, E;
+    uint32_t nb;
+    size_t ND, NE;
+    tok_cache ci, ck;
+    trainer tr;
+    int np, nv;                           /* judged training / validation pairs */
+    long n_ex;                            /* examples per epoch */
+    example *pairs, *ex, *vj, *vr;        /* [np], [n_ex], [nv] judged, [nv] random keyphrase */
+    float *x, *dx, *h, *dh, *z, *dz, *yb; /* batch activations and their gradients */
+    float *dd, *md, *vd, *me, *ve;        /* dense gradient, Adam moments (dense, embeddings) */
+    uint32_t *row_t;                      /* lazy Adam: last step of each embedding row */
+    float *s1, *s2, *rel;                 /* validation scores */
+    int *lab;
+    kp_rowgrad g; /* the batch's embedding gradient, merged over the threads */
+    kp_rng rng;
+    kp_adam_hp hd, he;
+    long total_steps;
+    uint64_t step;
+    long done, total; /* progress in examples */
+} ce_run;
+
+static int check_args(const kp_ce *m, const kp_texts *items, const kp_texts *keys,
+                      const kp_judgments *j, const unsigned char *role, const kp_ce_train_opts *o,
+                      char *err, size_t errlen)
+{
+    if (!m || !items || !keys || !j || !role || !o) {
+        kp_errf(err, errlen, "train-ce: missing argument");
+        return -1;
     }
-    for (int t = 1; t < T; t++)
-        started[t] = pthread_create(&th[t], NULL, worker_run, &tr->w[t]) == 0;
-    worker_run(&tr->w[0]);
-    for (int t = 1; t < T; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else
-            worker_run(&tr->w[t]);
+    if (o->epochs < 1 || o->batch < 1 || o->negatives < 0 || o->threads < 1 ||
+        o->threads > MAX_THREADS || !(o->lr > 0) || !(o->lr_emb > 0) || !(o->clip > 0) ||
+        !(o->weight_decay >= 0)) {
+        kp_errf(err, errlen,
+                "train-ce: bad options (epochs >= 1, batch >= 1, negatives >= 0, threads 1..%d, "
+                "lr, lr_emb, clip > 0, weight decay >= 0)",
+                MAX_THREADS);
+        return -1;
     }
-    for (int t = 0; t < T; t++)
-        if (tr->w[t].rc) return -1;
+    if (keys->n < 1) {
+        kp_errf(err, errlen, "train-ce: empty keyphrase inventory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Counts the judged pairs of training (role 1) and validation (role 2) items into r->np, r->nv
+ * and sizes an epoch. -1 with a message on a row out of range, no training pair, too many. */
+static int count_pairs(ce_run *r, const kp_texts *items, const kp_texts *keys,
+                       const kp_judgments *j, const unsigned char *role, char *err, size_t errlen)
+{
+    r->np = r->nv = 0;
+    for (int i = 0; i < j->n; i++) {
+        if (j->item[i] < 0 || j->item[i] >= items->n || j->key[i] < 0 || j->key[i] >= keys->n) {
+            kp_errf(err, errlen, "train-ce: judgment %d refers to a row out of range", i);
+            return -1;
+        }
+        if (role[j->item[i]] == 1) r->np++;
+        if (role[j->item[i]] == 2) r->nv++;
+    }
+    if (r->np == 0) {
+        kp_errf(err, errlen, "train-ce: no judged pair of a training item");
+        return -1;
+    }
+    r->n_ex = (long)r->np * (1 + r->o->negatives);
+    if (r->n_ex > INT32_MAX / 2) {
+        kp_errf(err, errlen, "train-ce: too many examples");
+        return -1;
+    }
+    return 0;
+}
+
+/* Allocates every buffer of the run (sizes from r's dimensions and counts). 0 or -1 (OOM). */
+static int run_alloc(ce_run *r)
+{
+    size_t B = (size_t)r->B, F = (size_t)r->F, H = (size_t)r->H, nv = (size_t)r->nv;
+    r->pairs = malloc((size_t)r->np * sizeof(example));
+    r->ex = malloc((size_t)r->n_ex * sizeof(example));
+    r->vj = malloc((nv + 1) * sizeof(example));
+    r->vr = malloc((nv + 1) * sizeof(example));
+    r->x = malloc(B * F * sizeof(float));
+    r->dx = malloc(B * F * sizeof(float));
+    r->h = malloc(B * H * sizeof(float));
+    r->dh = malloc(B * H * sizeof(float));
+    r->z = malloc(B * sizeof(float));
+    r->dz = malloc(B * sizeof(float));
+    r->yb = malloc(B * sizeof(float));
+    r->dd = calloc(r->ND, sizeof(float));
+    r->md = calloc(r->ND, sizeof(float));
+    r->vd = calloc(r->ND, sizeof(float));
+    r->me = calloc(r->NE, sizeof(float));
+    r->ve = calloc(r->NE, sizeof(float));
+    r->row_t = calloc(r->nb, sizeof(uint32_t));
+    r->s1 = malloc((2 * nv + 1) * sizeof(float));
+    r->s2 = malloc((2 * nv + 1) * sizeof(float));
+    r->rel = malloc((nv + 1) * sizeof(float));
+    r->lab = malloc((2 * nv + 1) * sizeof(int));
+    if (!r->pairs || !r->ex || !r->vj || !r->vr || !r->x || !r->dx || !r->h || !r->dh || !r->z ||
+        !r->dz || !r->yb || !r->dd || !r->md || !r->vd || !r->me || !r->ve || !r->row_t || !r->s1 ||
+        !r->s2 || !r->rel || !r->lab)
+        return -1;
+    return kp_rowgrad_init(&r->g, r->nb, r->E);
+}
+
+/* Splits the judged pairs by role: training pairs, validation pairs and, for each of those, one
+ * random keyphrase of the inventory (target 0) drawn from r->rng. */
+static void collect_pairs(ce_run *r, const kp_texts *keys, const kp_judgments *j,
+                          const unsigned char *role)
+{
+    int np = 0, nv = 0;
+    for (int i = 0; i < j->n; i++) {
+        example e = {j->item[i], j->key[i], (j->rel[i] - 1.0f) / 2.0f};
+        if (role[e.item] == 1) r->pairs[np++] = e;
+        if (role[e.item] == 2) {
+            r->vj[nv] = e;
+            r->vr[nv] = e;
+            r->vr[nv].key = (int)kp_rng_below(&r->rng, (uint64_t)keys->n);
+            r->vr[nv++].y = 0.0f;
+        }
+    }
+}
+
+/* Tokenises the used items and every keyphrase once. 0 or -1 (OOM). */
+static int build_caches(ce_run *r, const kp_texts *items, const kp_texts *keys,
+                        const unsigned char *role)
+{
+    unsigned char *use = calloc((size_t)items->n + 1, 1);
+    if (!use) return -1;
+    for (int i = 0; i < items->n; i++)
+        use[i] = role[i] != 0;
+    int crc = cache_build(&r->ci, items->text, items->n, use, r->nb);
+    free(use);
+    if (crc != 0 || cache_build(&r->ck, keys->text, keys->n, NULL, r->nb) != 0) return -1;
+    return 0;
+}
+
+/* One workspace and row gradient per thread. 0 or -1 (OOM). */
+static int trainer_init(ce_run *r)
+{
+    trainer *tr = &r->tr;
+    tr->m = r->m, tr->items = &r->ci, tr->keys = &r->ck, tr->x = r->x, tr->dx = r->dx;
+    tr->nthreads = r->o->threads;
+    for (int t = 0; t < tr->nthreads; t++) {
+        tr->w[t].ws = kp_ce_ws_new(r->m);
+        if (!tr->w[t].ws || kp_rowgrad_init(&tr->w[t].g, r->nb, r->E) != 0) return -1;
+    }
+    return 0;
+}
+
+static void run_free(ce_run *r)
+{
+    for (int t = 0; t < MAX_THREADS; t++) {
+        kp_ce_ws_free(r->tr.w[t].ws);
+        kp_rowgrad_free(&r->tr.w[t].g);
+    }
+    kp_rowgrad_free(&r->g);
+    cache_free(&r->ci);
+    cache_free(&r->ck);
+    free(r->pairs), free(r->ex), free(r->vj), free(r->vr), free(r->x), free(r->dx), free(r->h);
+    free(r->dh), free(r->z), free(r->dz), free(r->yb), free(r->dd), free(r->md), free(r->vd);
+    free(r->me), free(r->ve), free(r->row_t), free(r->s1), free(r->s2), free(r->rel);
+    free(r->lab);
+}
+
+/* An epoch's examples: every judged pair followed by its fresh negatives, then shuffled. Returns
+ * their count. */
+static int epoch_examples(ce_run *r, int n_keys)
+{
+    int n = 0;
+    for (int p = 0; p < r->np; p++) {
+        r->ex[n++] = r->pairs[p];
+        for (int k = 0; k < r->o->negatives; k++) {
+            example e = {r->pairs[p].item, (int)kp_rng_below(&r->rng, (uint64_t)n_keys), 0.0f};
+            r->ex[n++] = e;
+        }
+    }
+    for (int i = n - 1; i > 0; i--) {
+        int q = (int)kp_rng_below(&r->rng, (uint64_t)i + 1);
+        example tmp = r->ex[i];
+        r->ex[i] = r->ex[q];
+        r->ex[q] = tmp;
+    }
+    return n;
+}
+
+/* Merges the per-thread embedding gradients into r->g in thread order (deterministic). */
+static int merge_rowgrads(ce_run *r)
+{
+    kp_rowgrad_zero(&r->g);
+    for (int t = 0; t < r->tr.nthreads; t++) {
+        const kp_rowgrad *wg = &r->tr.w[t].g;
+        for (int q = 0; q < wg->n; q++) {
+            float *dst = kp_rowgrad_row(&r->g, wg->rows[q]);
+            if (!dst) return -1;
+            const float *src = wg->grad + (size_t)q * r->E;
+            for (int e = 0; e < r->E; e++)
+                dst[e] += src[e];
+        }
+    }
+    return 0;
+}
+
+/* Scales the dense and embedding gradients down to a global norm of at most o->clip. */
+static void clip_grads(ce_run *r)
+{
+    size_t NG = (size_t)r->g.n * r->E;
+    double nrm = 0.0;
+    for (size_t i = 0; i < r->ND; i++)
+        nrm += (double)r->dd[i] * r->dd[i];
+    for (size_t i = 0; i < NG; i++)
+        nrm += (double)r->g.grad[i] * r->g.grad[i];
+    nrm = sqrt(nrm);
+    if (nrm > r->o->clip) {
+        float sc = (float)(r->o->clip / nrm);
+        for (size_t i = 0; i < r->ND; i++)
+            r->dd[i] *= sc;
+        for (size_t i = 0; i < NG; i++)
+            r->g.grad[i] *= sc;
+    }
+}
+
+/* One optimisation step on the examples batch[0..bn): forward, BCE, backward, clipped AdamW
+ * with linear decay. Adds the batch's summed loss to *loss_sum. 0 or -1 (OOM). */
+static int train_batch(ce_run *r, const example *batch, int bn, double *loss_sum)
+{
+    kp_ce *m = r->m;
+    r->tr.batch = batch;
+    if (run_phase(&r->tr, 0, bn) != 0) return -1;
+    kp_ce_head_forward(m, r->x, bn, r->h, r->z);
+    for (int b = 0; b < bn; b++)
+        r->yb[b] = batch[b].y, r->dz[b] = 0.0f;
+    *loss_sum += (double)kp_ce_bce_forward_backward(r->z, r->yb, bn, r->dz) * bn;
+    memset(r->dd, 0, r->ND * sizeof(float));
+    memset(r->dx, 0, (size_t)bn * r->F * sizeof(float));
+    kp_ce_head_backward(m, r->x, r->h, r->dz, bn, r->dh, r->dd, r->dx);
+    for (int t = 0; t < r->tr.nthreads; t++)
+        kp_rowgrad_zero(&r->tr.w[t].g);
+    if (run_phase(&r->tr, 1, bn) != 0 || merge_rowgrads(r) != 0) return -1;
+    clip_grads(r);
+    float frac = 1.0f - 0.9f * (float)r->step / (float)r->total_steps;
+    r->hd.lr = r->o->lr * frac, r->he.lr = r->o->lr_emb * frac;
+    r->step++;
+    kp_adamw_update(kp_ce_dense(m), r->dd, r->md, r->vd, r->ND, &r->hd, r->step);
+    kp_lazy_adamw_update(kp_ce_emb(m), r->me, r->ve, r->row_t, &r->g, &r->he);
     return 0;
 }
 
 /* Scores examples ex[0..n) into out (probabilities), in chunks of B through the threads. */
-static int score_examples(trainer *tr, const example *ex, int n, int B, float *h, float *z,
-                          float *out)
+static int score_examples(ce_run *r, const example *ex, int n, float *out)
 {
-    for (int s = 0; s < n; s += B) {
-        int nb = n - s < B ? n - s : B;
-        tr->batch = ex + s;
-        if (run_phase(tr, 0, nb) != 0) return -1;
-        kp_ce_head_forward(tr->m, tr->x, nb, h, z);
+    for (int s = 0; s < n; s += r->B) {
+        int nb = n - s < r->B ? n - s : r->B;
+        r->tr.batch = ex + s;
+        if (run_phase(&r->tr, 0, nb) != 0) return -1;
+        kp_ce_head_forward(r->m, r->x, nb, r->h, r->z);
         for (int b = 0; b < nb; b++)
-            out[s + b] = kp_ce_sigmoid(z[b]);
+            out[s + b] = kp_ce_sigmoid(r->z[b]);
     }
     return 0;
 }
 
-static void validate(trainer *tr, const example *vj, int nv, const example *vr, int B, float *h,
-                     float *z, float *s1, float *s2, float *rel, int *lab, kp_ce_epoch_stats *st)
+/* The validation metrics of kp_ce_epoch_stats (NAN when there is no validation pair). */
+static void validate(ce_run *r, kp_ce_epoch_stats *st)
 {
+    const example *vj = r->vj;
+    int nv = r->nv, *lab = r->lab;
+    float *s1 = r->s1, *s2 = r->s2;
     st->n_valid = nv;
     st->spearman = st->pearson = st->auc = st->auc_rand = NAN;
     if (nv == 0) return;
-    if (score_examples(tr, vj, nv, B, h, z, s1) != 0) return;
-    if (score_examples(tr, vr, nv, B, h, z, s2) != 0) return;
+    if (score_examples(r, vj, nv, s1) != 0) return;
+    if (score_examples(r, r->vr, nv, s2) != 0) return;
     for (int i = 0; i < nv; i++)
-        rel[i] = vj[i].y;
-    st->spearman = kp_spearman(s1, rel, nv);
-    st->pearson = kp_pearson(s1, rel, nv);
+        r->rel[i] = vj[i].y;
+    st->spearman = kp_spearman(s1, r->rel, nv);
+    st->pearson = kp_pearson(s1, r->rel, nv);
     /* relevant (rel >= 2.5 <=> y >= 0.75) vs irrelevant (rel < 2 <=> y < 0.5) */
     int n = 0;
     for (int i = 0; i < nv; i++) {
@@ -253,218 +469,62 @@ static void validate(trainer *tr, const example *vj, int nv, const example *vr, 
     st->auc_rand = kp_roc_auc(s1, lab, n);
 }
 
+/* One epoch: fresh examples, every batch, validation; fills *st. 0 or -1 (OOM). */
+static int run_epoch(ce_run *r, int epoch, int n_keys, double t0, kp_ce_epoch_stats *st)
+{
+    const kp_ce_train_opts *o = r->o;
+    int n = epoch_examples(r, n_keys);
+    double loss_sum = 0.0;
+    for (int s = 0; s < n; s += r->B) {
+        int bn = n - s < r->B ? n - s : r->B;
+        if (train_batch(r, r->ex + s, bn, &loss_sum) != 0) return -1;
+        r->done += bn;
+        if (o->progress) o->progress(o->ctx, r->done, r->total);
+    }
+    st->epoch = epoch;
+    st->loss = loss_sum / n;
+    st->n_train = n;
+    validate(r, st);
+    st->seconds = now_s() - t0;
+    if (o->on_epoch) o->on_epoch(o->ctx, st);
+    return 0;
+}
+
 int kp_ce_train(kp_ce *m, const kp_texts *items, const kp_texts *keys, const kp_judgments *j,
                 const unsigned char *role, const kp_ce_train_opts *o, kp_ce_epoch_stats *last,
                 char *err, size_t errlen)
 {
-    if (!m || !items || !keys || !j || !role || !o) {
-        errf(err, errlen, "train-ce: missing argument");
-        return -1;
-    }
-    if (o->epochs < 1 || o->batch < 1 || o->negatives < 0 || o->threads < 1 ||
-        o->threads > MAX_THREADS || !(o->lr > 0) || !(o->lr_emb > 0) || !(o->clip > 0) ||
-        !(o->weight_decay >= 0)) {
-        errf(err, errlen,
-             "train-ce: bad options (epochs >= 1, batch >= 1, negatives >= 0, threads 1..%d, "
-             "lr, lr_emb, clip > 0, weight decay >= 0)",
-             MAX_THREADS);
-        return -1;
-    }
-    if (keys->n < 1) {
-        errf(err, errlen, "train-ce: empty keyphrase inventory");
-        return -1;
-    }
-    int rc = -1, F = kp_ce_n_features(m), H = kp_ce_cfg(m)->hidden_dim, B = o->batch;
-    int E = kp_ce_cfg(m)->emb_dim;
-    uint32_t nb = kp_ce_cfg(m)->n_buckets;
-    size_t ND = kp_ce_dense_size(m), NE = (size_t)nb * (size_t)E;
-    tok_cache ci, ck;
-    memset(&ci, 0, sizeof(ci));
-    memset(&ck, 0, sizeof(ck));
-    trainer tr;
-    memset(&tr, 0, sizeof(tr));
-    example *pairs = NULL, *ex = NULL, *vj = NULL, *vr = NULL;
-    float *x = NULL, *dx = NULL, *h = NULL, *dh = NULL, *z = NULL, *dz = NULL, *yb = NULL;
-    float *dd = NULL, *md = NULL, *vd = NULL, *me = NULL, *ve = NULL;
-    float *s1 = NULL, *s2 = NULL, *rel = NULL;
-    int *lab = NULL;
-    uint32_t *row_t = NULL;
-    kp_rowgrad g;
-    memset(&g, 0, sizeof(g));
+    if (check_args(m, items, keys, j, role, o, err, errlen) != 0) return -1;
+    ce_run r;
+    memset(&r, 0, sizeof(r));
+    r.m = m, r.o = o, r.B = o->batch;
+    r.F = kp_ce_n_features(m), r.H = kp_ce_cfg(m)->hidden_dim, r.E = kp_ce_cfg(m)->emb_dim;
+    r.nb = kp_ce_cfg(m)->n_buckets;
+    r.ND = kp_ce_dense_size(m), r.NE = (size_t)r.nb * (size_t)r.E;
+    if (count_pairs(&r, items, keys, j, role, err, errlen) != 0) return -1;
+    int rc = -1;
+    if (run_alloc(&r) != 0) goto oom;
+    kp_rng_seed(&r.rng, o->seed);
+    collect_pairs(&r, keys, j, role);
+    if (build_caches(&r, items, keys, role) != 0 || trainer_init(&r) != 0) goto oom;
 
-    /* judged pairs by role */
-    int np = 0, nv = 0;
-    for (int i = 0; i < j->n; i++) {
-        if (j->item[i] < 0 || j->item[i] >= items->n || j->key[i] < 0 || j->key[i] >= keys->n) {
-            errf(err, errlen, "train-ce: judgment %d refers to a row out of range", i);
-            return -1;
-        }
-        if (role[j->item[i]] == 1) np++;
-        if (role[j->item[i]] == 2) nv++;
-    }
-    if (np == 0) {
-        errf(err, errlen, "train-ce: no judged pair of a training item");
-        return -1;
-    }
-    long n_ex = (long)np * (1 + o->negatives);
-    if (n_ex > INT32_MAX / 2) {
-        errf(err, errlen, "train-ce: too many examples");
-        return -1;
-    }
-    pairs = malloc((size_t)np * sizeof(example));
-    ex = malloc((size_t)n_ex * sizeof(example));
-    vj = malloc(((size_t)nv + 1) * sizeof(example));
-    vr = malloc(((size_t)nv + 1) * sizeof(example));
-    x = malloc((size_t)B * F * sizeof(float));
-    dx = malloc((size_t)B * F * sizeof(float));
-    h = malloc((size_t)B * H * sizeof(float));
-    dh = malloc((size_t)B * H * sizeof(float));
-    z = malloc((size_t)B * sizeof(float));
-    dz = malloc((size_t)B * sizeof(float));
-    yb = malloc((size_t)B * sizeof(float));
-    dd = calloc(ND, sizeof(float));
-    md = calloc(ND, sizeof(float));
-    vd = calloc(ND, sizeof(float));
-    me = calloc(NE, sizeof(float));
-    ve = calloc(NE, sizeof(float));
-    row_t = calloc(nb, sizeof(uint32_t));
-    s1 = malloc((2 * (size_t)nv + 1) * sizeof(float));
-    s2 = malloc((2 * (size_t)nv + 1) * sizeof(float));
-    rel = malloc(((size_t)nv + 1) * sizeof(float));
-    lab = malloc((2 * (size_t)nv + 1) * sizeof(int));
-    if (!pairs || !ex || !vj || !vr || !x || !dx || !h || !dh || !z || !dz || !yb || !dd || !md ||
-        !vd || !me || !ve || !row_t || !s1 || !s2 || !rel || !lab ||
-        kp_rowgrad_init(&g, nb, E) != 0)
-        goto oom;
-    kp_rng rng;
-    kp_rng_seed(&rng, o->seed);
-    np = 0, nv = 0;
-    for (int i = 0; i < j->n; i++) {
-        example e = {j->item[i], j->key[i], (j->rel[i] - 1.0f) / 2.0f};
-        if (role[e.item] == 1) pairs[np++] = e;
-        if (role[e.item] == 2) {
-            vj[nv] = e;
-            vr[nv] = e;
-            vr[nv].key = (int)kp_rng_below(&rng, (uint64_t)keys->n);
-            vr[nv++].y = 0.0f;
-        }
-    }
-
-    /* token caches */
-    unsigned char *use = calloc((size_t)items->n + 1, 1);
-    if (!use) goto oom;
-    for (int i = 0; i < items->n; i++)
-        use[i] = role[i] != 0;
-    int crc = cache_build(&ci, items->text, items->n, use, nb);
-    free(use);
-    if (crc != 0 || cache_build(&ck, keys->text, keys->n, NULL, nb) != 0) goto oom;
-
-    int T = o->threads;
-    tr.m = m, tr.items = &ci, tr.keys = &ck, tr.x = x, tr.dx = dx, tr.nthreads = T;
-    for (int t = 0; t < T; t++) {
-        tr.w[t].tr = &tr, tr.w[t].id = t;
-        tr.w[t].ws = kp_ce_ws_new(m);
-        if (!tr.w[t].ws || kp_rowgrad_init(&tr.w[t].g, nb, E) != 0) goto oom;
-    }
-
-    kp_adam_hp hd, he;
-    kp_adam_hp_default(&hd);
-    kp_adam_hp_default(&he);
-    hd.weight_decay = o->weight_decay;
-    long steps_per_epoch = (n_ex + B - 1) / B, total_steps = steps_per_epoch * o->epochs;
-    uint64_t step = 0;
+    kp_adam_hp_default(&r.hd);
+    kp_adam_hp_default(&r.he);
+    r.hd.weight_decay = o->weight_decay;
+    r.total_steps = (r.n_ex + r.B - 1) / r.B * o->epochs;
+    r.total = r.n_ex * o->epochs;
     double t0 = now_s();
-    long done = 0, total = n_ex * o->epochs;
     kp_ce_epoch_stats st;
     memset(&st, 0, sizeof(st));
-    for (int epoch = 1; epoch <= o->epochs; epoch++) {
-        /* examples: judged pairs + fresh negatives, shuffled */
-        int n = 0;
-        for (int p = 0; p < np; p++) {
-            ex[n++] = pairs[p];
-            for (int k = 0; k < o->negatives; k++) {
-                example e = {pairs[p].item, (int)kp_rng_below(&rng, (uint64_t)keys->n), 0.0f};
-                ex[n++] = e;
-            }
-        }
-        for (int i = n - 1; i > 0; i--) {
-            int r = (int)kp_rng_below(&rng, (uint64_t)i + 1);
-            example tmp = ex[i];
-            ex[i] = ex[r];
-            ex[r] = tmp;
-        }
-        double loss_sum = 0.0;
-        for (int s = 0; s < n; s += B) {
-            int bn = n - s < B ? n - s : B;
-            tr.batch = ex + s;
-            if (run_phase(&tr, 0, bn) != 0) goto oom;
-            kp_ce_head_forward(m, x, bn, h, z);
-            for (int b = 0; b < bn; b++)
-                yb[b] = ex[s + b].y, dz[b] = 0.0f;
-            loss_sum += (double)kp_ce_bce_forward_backward(z, yb, bn, dz) * bn;
-            memset(dd, 0, ND * sizeof(float));
-            memset(dx, 0, (size_t)bn * F * sizeof(float));
-            kp_ce_head_backward(m, x, h, dz, bn, dh, dd, dx);
-            for (int t = 0; t < T; t++)
-                kp_rowgrad_zero(&tr.w[t].g);
-            if (run_phase(&tr, 1, bn) != 0) goto oom;
-            /* merge the per-thread embedding gradients in thread order (deterministic) */
-            kp_rowgrad_zero(&g);
-            for (int t = 0; t < T; t++) {
-                const kp_rowgrad *wg = &tr.w[t].g;
-                for (int r = 0; r < wg->n; r++) {
-                    float *dst = kp_rowgrad_row(&g, wg->rows[r]);
-                    if (!dst) goto oom;
-                    const float *src = wg->grad + (size_t)r * E;
-                    for (int e = 0; e < E; e++)
-                        dst[e] += src[e];
-                }
-            }
-            /* clip the global gradient norm */
-            double nrm = 0.0;
-            for (size_t i = 0; i < ND; i++)
-                nrm += (double)dd[i] * dd[i];
-            for (size_t i = 0; i < (size_t)g.n * E; i++)
-                nrm += (double)g.grad[i] * g.grad[i];
-            nrm = sqrt(nrm);
-            if (nrm > o->clip) {
-                float sc = (float)(o->clip / nrm);
-                for (size_t i = 0; i < ND; i++)
-                    dd[i] *= sc;
-                for (size_t i = 0; i < (size_t)g.n * E; i++)
-                    g.grad[i] *= sc;
-            }
-            float frac = 1.0f - 0.9f * (float)step / (float)total_steps;
-            hd.lr = o->lr * frac, he.lr = o->lr_emb * frac;
-            step++;
-            kp_adamw_update(kp_ce_dense(m), dd, md, vd, ND, &hd, step);
-            kp_lazy_adamw_update(kp_ce_emb(m), me, ve, row_t, &g, &he);
-            done += bn;
-            if (o->progress) o->progress(o->ctx, done, total);
-        }
-        st.epoch = epoch;
-        st.loss = loss_sum / n;
-        st.n_train = n;
-        validate(&tr, vj, nv, vr, B, h, z, s1, s2, rel, lab, &st);
-        st.seconds = now_s() - t0;
-        if (o->on_epoch) o->on_epoch(o->ctx, &st);
-    }
-    kp_ce_set_version(m, kp_ce_version(m) + step);
+    for (int epoch = 1; epoch <= o->epochs; epoch++)
+        if (run_epoch(&r, epoch, keys->n, t0, &st) != 0) goto oom;
+    kp_ce_set_version(m, kp_ce_version(m) + r.step);
     if (last) *last = st;
     rc = 0;
     goto out;
 oom:
-    errf(err, errlen, "train-ce: out of memory");
+    kp_errf(err, errlen, "train-ce: out of memory");
 out:
-    for (int t = 0; t < MAX_THREADS; t++) {
-        kp_ce_ws_free(tr.w[t].ws);
-        kp_rowgrad_free(&tr.w[t].g);
-    }
-    kp_rowgrad_free(&g);
-    cache_free(&ci);
-    cache_free(&ck);
-    free(pairs), free(ex), free(vj), free(vr), free(x), free(dx), free(h), free(dh), free(z);
-    free(dz), free(yb), free(dd), free(md), free(vd), free(me), free(ve), free(row_t);
-    free(s1), free(s2), free(rel), free(lab);
+    run_free(&r);
     return rc;
 }

@@ -2,18 +2,10 @@
 #include "offline/clicksim.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#include "common/util.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* splitmix64                                                                                 */
@@ -86,7 +78,7 @@ static int config_ok(const kp_clicksim_config *c, char *err, size_t errlen)
         bad = "gamma must be finite, >= 0";
     else if (c->t0_ms < 0 || c->session_gap_ms < 0)
         bad = "t0_ms and session_gap_ms must be >= 0";
-    if (bad) seterr(err, errlen, "clicksim: bad config: %s", bad);
+    if (bad) kp_errf(err, errlen, "clicksim: bad config: %s", bad);
     return bad == NULL;
 }
 
@@ -109,15 +101,15 @@ int kp_clicksim_run(const kp_judgments *j, int n_items, int n_keys, const kp_cli
     int *off = NULL, *pairs = NULL, *fill = NULL;
     ranked *rk = NULL;
     if (!j || !c || !out || n_items < 0 || n_keys < 0) {
-        seterr(err, errlen, "clicksim: bad arguments");
+        kp_errf(err, errlen, "clicksim: bad arguments");
         return -1;
     }
     if (!config_ok(c, err, errlen)) return -1;
     for (int p = 0; p < j->n; p++) {
         if (j->item[p] < 0 || j->item[p] >= n_items || j->key[p] < 0 || j->key[p] >= n_keys ||
             !isfinite(j->rel[p])) {
-            seterr(err, errlen, "clicksim: judgment %d is invalid (item %d, key %d, rel %g)", p,
-                   j->item[p], j->key[p], (double)j->rel[p]);
+            kp_errf(err, errlen, "clicksim: judgment %d is invalid (item %d, key %d, rel %g)", p,
+                    j->item[p], j->key[p], (double)j->rel[p]);
             return -1;
         }
     }
@@ -170,7 +162,7 @@ int kp_clicksim_run(const kp_judgments *j, int n_items, int n_keys, const kp_cli
     free(rk);
     return 0;
 oom:
-    seterr(err, errlen, "clicksim: out of memory");
+    kp_errf(err, errlen, "clicksim: out of memory");
     free(off);
     free(fill);
     free(pairs);

@@ -2,26 +2,15 @@
 #include "offline/eval.h"
 
 #include <math.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "model/index.h"
 #include "offline/ir_metrics.h"
 
 #define EVAL_MAX_THREADS 64
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void kp_eval_config_default(kp_eval_config *c)
 {
@@ -39,33 +28,33 @@ void kp_eval_config_default(kp_eval_config *c)
 int kp_eval_config_check(const kp_eval_config *c, char *err, size_t errlen)
 {
     if (!c) {
-        seterr(err, errlen, "eval: no config");
+        kp_errf(err, errlen, "eval: no config");
         return -1;
     }
     if (c->n_k < 0 || c->n_k > KP_EVAL_MAX_K) {
-        seterr(err, errlen, "eval: %d recall cutoffs (at most %d)", c->n_k, KP_EVAL_MAX_K);
+        kp_errf(err, errlen, "eval: %d recall cutoffs (at most %d)", c->n_k, KP_EVAL_MAX_K);
         return -1;
     }
     for (int i = 0; i < c->n_k; i++)
         if (c->k[i] < 1 || c->k[i] > 100000) {
-            seterr(err, errlen, "eval: recall cutoff %d out of range 1..100000", c->k[i]);
+            kp_errf(err, errlen, "eval: recall cutoff %d out of range 1..100000", c->k[i]);
             return -1;
         }
     if (!isfinite(c->relevant) || !isfinite(c->irrelevant)) {
-        seterr(err, errlen, "eval: relevance thresholds must be finite");
+        kp_errf(err, errlen, "eval: relevance thresholds must be finite");
         return -1;
     }
     if (c->irrelevant > c->relevant) {
-        seterr(err, errlen, "eval: irrelevant threshold %g is above the relevant threshold %g",
-               (double)c->irrelevant, (double)c->relevant);
+        kp_errf(err, errlen, "eval: irrelevant threshold %g is above the relevant threshold %g",
+                (double)c->irrelevant, (double)c->relevant);
         return -1;
     }
     if (c->prefix < 0) {
-        seterr(err, errlen, "eval: prefix %d must be >= 0", c->prefix);
+        kp_errf(err, errlen, "eval: prefix %d must be >= 0", c->prefix);
         return -1;
     }
     if (c->threads < 1 || c->threads > EVAL_MAX_THREADS) {
-        seterr(err, errlen, "eval: threads %d out of range 1..%d", c->threads, EVAL_MAX_THREADS);
+        kp_errf(err, errlen, "eval: threads %d out of range 1..%d", c->threads, EVAL_MAX_THREADS);
         return -1;
     }
     return 0;
@@ -112,19 +101,19 @@ static int judged_build(judged *s, const kp_judgments *j, int n_items, int n_key
     memset(s, 0, sizeof *s);
     if (!j || n_items < 0 || n_keys < 0 || j->n < 0 ||
         (j->n > 0 && (!j->item || !j->key || !j->rel))) {
-        seterr(err, errlen, "eval: bad judgments or table sizes");
+        kp_errf(err, errlen, "eval: bad judgments or table sizes");
         return -1;
     }
     for (int p = 0; p < j->n; p++) {
         if (j->item[p] < 0 || j->item[p] >= n_items || j->key[p] < 0 || j->key[p] >= n_keys) {
-            seterr(err, errlen,
-                   "eval: judgment %d refers to item %d / keyphrase %d, outside the "
-                   "%d items / %d keyphrases",
-                   p, j->item[p], j->key[p], n_items, n_keys);
+            kp_errf(err, errlen,
+                    "eval: judgment %d refers to item %d / keyphrase %d, outside the "
+                    "%d items / %d keyphrases",
+                    p, j->item[p], j->key[p], n_items, n_keys);
             return -1;
         }
         if (!isfinite(j->rel[p])) {
-            seterr(err, errlen, "eval: judgment %d has a non-finite relevance", p);
+            kp_errf(err, errlen, "eval: judgment %d has a non-finite relevance", p);
             return -1;
         }
     }
@@ -162,7 +151,7 @@ static int judged_build(judged *s, const kp_judgments *j, int n_items, int n_key
     return 0;
 oom:
     judged_free(s);
-    seterr(err, errlen, "eval: out of memory indexing %d judgments", j->n);
+    kp_errf(err, errlen, "eval: out of memory indexing %d judgments", j->n);
     return -1;
 }
 
@@ -214,63 +203,36 @@ static int finish(const judged *s, const int *topk, int kmax, int n_keys, const 
     free(al);
     return 0;
 oom:
-    seterr(err, errlen, "eval: out of memory computing the metrics");
+    kp_errf(err, errlen, "eval: out of memory computing the metrics");
     return -1;
 }
 
-/* ---- a small parallel-for -------------------------------------------------------------------- */
-
-/* Runs fn(ctx, lo, hi) over [0, n) in chunks of `chunk`, on `threads` threads (the calling thread
- * included, which alone reports progress). fn returns 0 or -1; the first failure stops the rest.
- * Returns 0, or -1 if some fn failed or a thread could not be started (the work is then still
- * completed by the threads that did start). */
-typedef int (*range_fn)(void *ctx, int lo, int hi);
+/* ---- fan-out with progress ------------------------------------------------------------------ */
 
 typedef struct {
-    range_fn fn;
-    void *ctx;
-    int n, chunk;
-    atomic_int next, done, failed;
-} pfor;
+    const kp_eval_config *c;
+    const char *stage;
+} stage_progress;
 
-static void pfor_work(pfor *w, const kp_eval_config *c, const char *stage, int report)
+static void stage_done(void *ctx, long done, long total)
 {
-    for (;;) {
-        if (atomic_load(&w->failed)) return;
-        int lo = atomic_fetch_add(&w->next, w->chunk);
-        if (lo >= w->n) return;
-        int hi = w->n - lo < w->chunk ? w->n : lo + w->chunk;
-        if (w->fn(w->ctx, lo, hi)) atomic_store(&w->failed, 1);
-        int d = atomic_fetch_add(&w->done, hi - lo) + (hi - lo);
-        if (report) progress(c, stage, d, w->n);
-    }
+    const stage_progress *sp = ctx;
+    progress(sp->c, sp->stage, done, total);
 }
 
-static void *pfor_thread(void *arg)
-{
-    pfor_work(arg, NULL, NULL, 0);
-    return NULL;
-}
-
-static int parallel_for(int threads, int n, int chunk, range_fn fn, void *ctx,
+/* Runs fn over [0, n) in chunks of `chunk` on `threads` threads (kp_parallel_chunks), reporting
+ * the stage's progress from the calling thread (0 first, the final count last, also when n is 0).
+ * Returns 0, or -1 if some fn failed. */
+static int parallel_for(int threads, int n, int chunk, kp_range_fn fn, void *ctx,
                         const kp_eval_config *c, const char *stage)
 {
-    pfor w = {.fn = fn, .ctx = ctx, .n = n, .chunk = chunk > 0 ? chunk : 1};
-    atomic_init(&w.next, 0);
-    atomic_init(&w.done, 0);
-    atomic_init(&w.failed, 0);
-    pthread_t tid[EVAL_MAX_THREADS];
-    int started = 0;
-    progress(c, stage, 0, n);
-    for (int t = 1; t < threads && t < EVAL_MAX_THREADS && (long)t * w.chunk < n; t++) {
-        if (pthread_create(&tid[started], NULL, pfor_thread, &w)) break;
-        started++;
+    stage_progress sp = {c, stage};
+    if (n <= 0) {
+        progress(c, stage, 0, n);
+        progress(c, stage, 0, n);
+        return 0;
     }
-    pfor_work(&w, c, stage, 1);
-    for (int t = 0; t < started; t++)
-        pthread_join(tid[t], NULL);
-    progress(c, stage, atomic_load(&w.done), n); /* the final count, whichever thread did it */
-    return atomic_load(&w.failed) ? -1 : 0;
+    return kp_parallel_chunks(threads, n, chunk, fn, ctx, stage_done, &sp);
 }
 
 /* ---- embeddings ------------------------------------------------------------------------------ */
@@ -293,7 +255,7 @@ static int eval_emb_core(const float *uemb, const float *kemb, int n_keys, int d
     int *topk = NULL, *counts = NULL;
     kp_index *ix = NULL;
     if (P > dim) {
-        seterr(err, errlen, "eval: prefix %d is larger than the embedding size %d", P, dim);
+        kp_errf(err, errlen, "eval: prefix %d is larger than the embedding size %d", P, dim);
         return -1;
     }
     if (P < dim) { /* Matryoshka prefix: first P dims, re-normalised */
@@ -328,7 +290,7 @@ static int eval_emb_core(const float *uemb, const float *kemb, int n_keys, int d
     rc = finish(s, topk, kmax, n_keys, scores, j, c, out, err, errlen);
     goto done;
 oom:
-    seterr(err, errlen, "eval: out of memory (retrieval over %d keyphrases, dim %d)", n_keys, P);
+    kp_errf(err, errlen, "eval: out of memory (retrieval over %d keyphrases, dim %d)", n_keys, P);
 done:
     kp_index_free(ix);
     free(up);
@@ -347,14 +309,14 @@ int kp_eval_embeddings(const float *item_emb, int n_items, const float *key_emb,
     judged s;
     if (kp_eval_config_check(cfg, err, errlen)) return -1;
     if (!out || dim <= 0 || (n_items > 0 && !item_emb) || (n_keys > 0 && !key_emb)) {
-        seterr(err, errlen, "eval: bad arguments");
+        kp_errf(err, errlen, "eval: bad arguments");
         return -1;
     }
     if (judged_build(&s, j, n_items, n_keys, cfg->relevant, err, errlen)) return -1;
     float *uemb = malloc(sizeof(float) * ((size_t)s.n_u * dim + 1));
     if (!uemb) {
         judged_free(&s);
-        seterr(err, errlen, "eval: out of memory");
+        kp_errf(err, errlen, "eval: out of memory");
         return -1;
     }
     for (int u = 0; u < s.n_u; u++)
@@ -377,8 +339,9 @@ typedef struct {
     float *out;
 } embed_job;
 
-static int embed_range(void *ctx, int lo, int hi)
+static int embed_range(void *ctx, int thread, int lo, int hi)
 {
+    (void)thread;
     embed_job *e = ctx;
     const char *buf[256];
     const char *const *t = e->texts + lo;
@@ -400,7 +363,7 @@ int kp_eval_bienc(const kp_bienc *m, const kp_texts *items, const kp_texts *keys
     float *uemb = NULL, *kemb = NULL;
     if (kp_eval_config_check(cfg, err, errlen)) return -1;
     if (!m || !items || !keys || !out) {
-        seterr(err, errlen, "eval: bad arguments");
+        kp_errf(err, errlen, "eval: bad arguments");
         return -1;
     }
     int D = kp_bienc_cfg(m)->out_dim;
@@ -408,14 +371,14 @@ int kp_eval_bienc(const kp_bienc *m, const kp_texts *items, const kp_texts *keys
     uemb = malloc(sizeof(float) * ((size_t)s.n_u * D + 1));
     kemb = malloc(sizeof(float) * ((size_t)keys->n * D + 1));
     if (!uemb || !kemb) {
-        seterr(err, errlen, "eval: out of memory for the embeddings");
+        kp_errf(err, errlen, "eval: out of memory for the embeddings");
         goto done;
     }
     embed_job ek = {m, KP_TOWER_KEY, (const char *const *)keys->text, NULL, D, kemb};
     embed_job ei = {m, KP_TOWER_ITEM, (const char *const *)items->text, s.u_item, D, uemb};
     if (parallel_for(cfg->threads, keys->n, 256, embed_range, &ek, cfg, "embed keyphrases") ||
         parallel_for(cfg->threads, s.n_u, 256, embed_range, &ei, cfg, "embed items")) {
-        seterr(err, errlen, "eval: embedding failed (out of memory)");
+        kp_errf(err, errlen, "eval: embedding failed (out of memory)");
         goto done;
     }
     rc = eval_emb_core(uemb, kemb, keys->n, D, &s, j, cfg, out, err, errlen);
@@ -438,8 +401,9 @@ typedef struct {
     float *scores; /* [j->n] */
 } bm25_job;
 
-static int bm25_retrieve_range(void *ctx, int lo, int hi)
+static int bm25_retrieve_range(void *ctx, int thread, int lo, int hi)
 {
+    (void)thread;
     bm25_job *b = ctx;
     float *sc = malloc(sizeof(float) * (size_t)b->kmax);
     if (!sc) return -1;
@@ -455,8 +419,9 @@ static int bm25_retrieve_range(void *ctx, int lo, int hi)
     return rc;
 }
 
-static int bm25_score_range(void *ctx, int lo, int hi)
+static int bm25_score_range(void *ctx, int thread, int lo, int hi)
 {
+    (void)thread;
     bm25_job *b = ctx;
     for (int p = lo; p < hi; p++) {
         b->scores[p] = kp_bm25_score(b->bm, b->items->text[b->j->item[p]], b->j->key[p]);
@@ -473,16 +438,16 @@ int kp_eval_bm25(const kp_bm25 *bm, const kp_texts *items, const kp_texts *keys,
     int rc = -1;
     if (kp_eval_config_check(cfg, err, errlen)) return -1;
     if (!bm || !items || !keys || !out) {
-        seterr(err, errlen, "eval: bad arguments");
+        kp_errf(err, errlen, "eval: bad arguments");
         return -1;
     }
     if (cfg->prefix != 0) {
-        seterr(err, errlen, "eval: --prefix does not apply to bm25");
+        kp_errf(err, errlen, "eval: --prefix does not apply to bm25");
         return -1;
     }
     if (kp_bm25_n_docs(bm) != keys->n) {
-        seterr(err, errlen, "eval: the bm25 index has %d documents but there are %d keyphrases",
-               kp_bm25_n_docs(bm), keys->n);
+        kp_errf(err, errlen, "eval: the bm25 index has %d documents but there are %d keyphrases",
+                kp_bm25_n_docs(bm), keys->n);
         return -1;
     }
     if (judged_build(&s, j, items->n, keys->n, cfg->relevant, err, errlen)) return -1;
@@ -490,13 +455,13 @@ int kp_eval_bm25(const kp_bm25 *bm, const kp_texts *items, const kp_texts *keys,
     b.topk = malloc(sizeof(int) * ((size_t)s.n_u * b.kmax + 1));
     b.scores = malloc(sizeof(float) * ((size_t)j->n + 1));
     if (!b.topk || !b.scores) {
-        seterr(err, errlen, "eval: out of memory");
+        kp_errf(err, errlen, "eval: out of memory");
         goto done;
     }
     if ((b.kmax > 0 &&
          parallel_for(cfg->threads, s.n_u, 64, bm25_retrieve_range, &b, cfg, "retrieve")) ||
         parallel_for(cfg->threads, j->n, 1024, bm25_score_range, &b, cfg, "score pairs")) {
-        seterr(err, errlen, "eval: bm25 failed (out of memory)");
+        kp_errf(err, errlen, "eval: bm25 failed (out of memory)");
         goto done;
     }
     rc =
@@ -516,7 +481,7 @@ int kp_eval_pairs(const float *scores, int n_items, const kp_judgments *j,
     judged s;
     if (kp_eval_config_check(cfg, err, errlen)) return -1;
     if (!out || !j || (j->n > 0 && !scores)) {
-        seterr(err, errlen, "eval: bad arguments");
+        kp_errf(err, errlen, "eval: bad arguments");
         return -1;
     }
     int n_keys = 0; /* keyphrase indices only need to be >= 0 here */
@@ -538,8 +503,9 @@ typedef struct {
     float *scores;
 } pair_job;
 
-static int pair_range(void *ctx, int lo, int hi)
+static int pair_range(void *ctx, int thread, int lo, int hi)
 {
+    (void)thread;
     pair_job *b = ctx;
     const char *it[256], *kt[256];
     if (hi - lo > 256) return -1;
@@ -557,19 +523,19 @@ int kp_eval_pair_scorer(kp_eval_pair_fn fn, void *ctx, const kp_texts *items, co
     judged s;
     if (kp_eval_config_check(cfg, err, errlen)) return -1;
     if (!fn || !items || !keys || !out) {
-        seterr(err, errlen, "eval: bad arguments");
+        kp_errf(err, errlen, "eval: bad arguments");
         return -1;
     }
     if (judged_build(&s, j, items->n, keys->n, cfg->relevant, err, errlen)) return -1;
     judged_free(&s);
     pair_job b = {fn, ctx, items, keys, j, malloc(sizeof(float) * ((size_t)j->n + 1))};
     if (!b.scores) {
-        seterr(err, errlen, "eval: out of memory");
+        kp_errf(err, errlen, "eval: out of memory");
         return -1;
     }
     int rc = -1;
     if (parallel_for(cfg->threads, j->n, 256, pair_range, &b, cfg, "score pairs"))
-        seterr(err, errlen, "eval: the pair scorer failed");
+        kp_errf(err, errlen, "eval: the pair scorer failed");
     else
         rc = kp_eval_pairs(b.scores, items->n, j, cfg, out, err, errlen);
     free(b.scores);

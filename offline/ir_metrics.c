@@ -80,47 +80,50 @@ double kp_recall_at_k_ref(int n_items, int n_keys, int k, const int *retrieved, 
 /* ------------------------------------------------------------------------------------------ */
 /* Pearson                                                                                    */
 
-/* Pearson over doubles, two-pass. */
-static double pearson_d(const double *x, const double *y, int n)
+/* Pearson of n values read through at(), two-pass in double: the one body behind the float and
+ * the double entry points (floats are widened exactly as a double loop would). */
+typedef double (*value_at)(const void *v, int i);
+
+static double at_float(const void *v, int i)
+{
+    return ((const float *)v)[i];
+}
+
+static double at_double(const void *v, int i)
+{
+    return ((const double *)v)[i];
+}
+
+static double pearson_of(const void *x, const void *y, int n, value_at at)
 {
     if (n < 2) return NAN;
     double mx = 0.0, my = 0.0;
     for (int i = 0; i < n; i++) {
-        mx += x[i];
-        my += y[i];
+        mx += at(x, i);
+        my += at(y, i);
     }
     mx /= n;
     my /= n;
     double sxy = 0.0, sxx = 0.0, syy = 0.0;
     for (int i = 0; i < n; i++) {
-        double dx = x[i] - mx, dy = y[i] - my;
-        sxy += dx * dy;
-        sxx += dx * dx;
-        syy += dy * dy;
-    }
-    if (!(sxx > 0.0) || !(syy > 0.0)) return NAN;
-    return sxy / sqrt(sxx * syy);
-}
-
-double kp_pearson(const float *x, const float *y, int n)
-{
-    if (!x || !y || n < 2) return NAN;
-    double mx = 0.0, my = 0.0;
-    for (int i = 0; i < n; i++) {
-        mx += x[i];
-        my += y[i];
-    }
-    mx /= n;
-    my /= n;
-    double sxy = 0.0, sxx = 0.0, syy = 0.0;
-    for (int i = 0; i < n; i++) {
-        double dx = x[i] - mx, dy = y[i] - my;
+        double dx = at(x, i) - mx, dy = at(y, i) - my;
         sxy += dx * dy;
         sxx += dx * dx;
         syy += dy * dy;
     }
     if (!(sxx > 0.0) || !(syy > 0.0)) return NAN; /* also catches NaN input */
     return sxy / sqrt(sxx * syy);
+}
+
+static double pearson_d(const double *x, const double *y, int n)
+{
+    return pearson_of(x, y, n, at_double);
+}
+
+double kp_pearson(const float *x, const float *y, int n)
+{
+    if (!x || !y) return NAN;
+    return pearson_of(x, y, n, at_float);
 }
 
 double kp_pearson_ref(const float *x, const float *y, int n)

@@ -15,19 +15,7 @@
 #include "model/bienc.h"
 #include "model/featurize.h"
 #include "model/rng.h"
-
-static void small_cfg(kp_bienc_config *c, int shared)
-{
-    memset(c, 0, sizeof(*c));
-    c->n_buckets = 1024;
-    c->emb_dim = 8;
-    c->hidden_dim = 16;
-    c->out_dim = 8;
-    c->shared_towers = shared;
-    c->n_prefix = 2;
-    c->prefix[0] = 4;
-    c->prefix[1] = 8;
-}
+#include "testhelp.h"
 
 static const char *texts[] = {"red running shoes size 10", "cordless drill 18v", "shoes red",
                               "\xd0\xba\xd1\x80\xd0\xb0\xd1\x81\xd0\xbd\xd1\x8b\xd0\xb9 x"};
@@ -64,7 +52,7 @@ static void test_seeded_init_and_embed(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    small_cfg(&c, 0);
+    th_bienc_cfg(&c, 1024, 8, 16, 8, 0, 4);
     kp_bienc *a = kp_bienc_new(&c, 42), *b = kp_bienc_new(&c, 42), *d = kp_bienc_new(&c, 43);
     assert_non_null(a);
     assert_non_null(b);
@@ -123,7 +111,7 @@ static void test_shared_towers(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    small_cfg(&c, 1);
+    th_bienc_cfg(&c, 1024, 8, 16, 8, 1, 4);
     kp_bienc *m = kp_bienc_new(&c, 5);
     assert_int_equal(kp_bienc_n_towers(m), 1);
     float ei[NT * 8], ek[NT * 8];
@@ -147,7 +135,7 @@ static void test_forward_matches_embed(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    small_cfg(&c, 0);
+    th_bienc_cfg(&c, 1024, 8, 16, 8, 0, 4);
     kp_bienc *m = kp_bienc_new(&c, 9);
     kp_bienc_acts *a = kp_bienc_acts_new(m, NT);
     assert_non_null(a);
@@ -187,7 +175,7 @@ static void check_close(double an, double nu)
 static void tower_grad_check(int shared, kp_tower t)
 {
     kp_bienc_config c;
-    small_cfg(&c, shared);
+    th_bienc_cfg(&c, 1024, 8, 16, 8, shared, 4);
     kp_bienc *m = kp_bienc_new(&c, 11);
     /* larger dense weights so tanh is not in its linear regime */
     size_t nw;
@@ -323,7 +311,7 @@ static void test_training_step(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    small_cfg(&c, 0);
+    th_bienc_cfg(&c, 1024, 8, 16, 8, 0, 4);
     c.n_buckets = 4096;
     kp_bienc *m = kp_bienc_new(&c, 21);
     const char *items[4] = {"red running shoes", "cordless drill", "oak dining table",
@@ -402,7 +390,7 @@ static void test_embed_threads(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    small_cfg(&c, 0);
+    th_bienc_cfg(&c, 1024, 8, 16, 8, 0, 4);
     kp_bienc *m = kp_bienc_new(&c, 3);
     static char bufs[64][32];
     for (int i = 0; i < 64; i++) {

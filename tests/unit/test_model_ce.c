@@ -14,63 +14,11 @@
 
 #include "model/bienc.h"
 #include "model/ce.h"
-#include "offline/ce_train.h"
 #include "model/ckpt.h"
-#include "offline/ir_metrics.h"
 #include "model/rng.h"
-#include "offline/split.h"
-#include "offline/datasets.h"
+#include "testhelp.h"
 
-static void fill(kp_rng *r, float *x, size_t n, float scale)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = scale * kp_rng_normal(r);
-}
-
-static double wsum(const float *x, const float *w, size_t n)
-{
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++)
-        s += (double)x[i] * w[i];
-    return s;
-}
-
-/* |a - n| <= 2e-3 + 2e-2 * max(|a|, |n|): float32 central differences. */
-static void assert_grad_close(double analytic, double numeric, const char *what, int i)
-{
-    double tol = 2e-3 + 2e-2 * fmax(fabs(analytic), fabs(numeric));
-    if (fabs(analytic - numeric) > tol)
-        fail_msg("%s[%d]: analytic %.6g numeric %.6g", what, i, analytic, numeric);
-}
-
-static void tmp_path(char *buf, size_t n, const char *name)
-{
-    snprintf(buf, n, "/tmp/kprec_test_ce_%ld_%s", (long)getpid(), name);
-}
-
-/* ---- split ----------------------------------------------------------------------------------- */
-
-static void test_split(void **state)
-{
-    (void)state;
-    char id[32];
-    int n = 20000, v = 0, same = 0, v2 = 0;
-    for (int i = 0; i < n; i++) {
-        snprintf(id, sizeof(id), "%d", 100000 + i);
-        int a = kp_split_is_valid(id, 0.2, 0);
-        assert_int_equal(a, kp_split_is_valid(id, 0.2, 0)); /* deterministic */
-        int b = kp_split_is_valid(id, 0.2, 7);
-        v += a, v2 += b, same += a && b;
-        assert_int_equal(kp_split_is_valid(id, 0.0, 0), 0);
-        assert_int_equal(kp_split_is_valid(id, 1.0, 0), 1);
-        if (a) assert_int_equal(kp_split_is_valid(id, 0.5, 0), 1); /* nested fractions */
-    }
-    assert_in_range(v, 3700, 4300);
-    assert_in_range(v2, 3700, 4300);
-    assert_in_range(same, 600, 1000); /* independent seeds: ~0.04 n */
-    assert_int_equal(kp_split_is_valid(NULL, 0.5, 0), 0);
-    assert_int_equal(kp_split_is_valid("x", NAN, 0), 0);
-}
+#define assert_grad_close(a, n, what, i) th_assert_grad_close(a, n, 2e-3, what, i)
 
 /* ---- tokens ---------------------------------------------------------------------------------- */
 
@@ -117,9 +65,9 @@ static void test_simmat_grad(void **state)
     kp_rng_seed(&r, 3);
     enum { NI = 4, NK = 3, E = 5 };
     float A[NI * E], B[NK * E], M[NI * NK], w[NI * NK], dA[NI * E] = {0}, dB[NK * E] = {0};
-    fill(&r, A, NI * E, 1.0f);
-    fill(&r, B, NK * E, 1.0f);
-    fill(&r, w, NI * NK, 1.0f);
+    th_fill(&r, A, NI * E, 1.0f);
+    th_fill(&r, B, NK * E, 1.0f);
+    th_fill(&r, w, NI * NK, 1.0f);
     kp_ce_simmat_forward(M, A, B, NI, NK, E);
     /* forward against an explicit dot product */
     double d = 0;
@@ -132,10 +80,10 @@ static void test_simmat_grad(void **state)
         float s = A[i];
         A[i] = s + h;
         kp_ce_simmat_forward(M, A, B, NI, NK, E);
-        double lp = wsum(M, w, NI * NK);
+        double lp = th_wsum(M, w, NI * NK);
         A[i] = s - h;
         kp_ce_simmat_forward(M, A, B, NI, NK, E);
-        double lm = wsum(M, w, NI * NK);
+        double lm = th_wsum(M, w, NI * NK);
         A[i] = s;
         assert_grad_close(dA[i], (lp - lm) / (2 * h), "dA", i);
     }
@@ -143,10 +91,10 @@ static void test_simmat_grad(void **state)
         float s = B[i];
         B[i] = s + h;
         kp_ce_simmat_forward(M, A, B, NI, NK, E);
-        double lp = wsum(M, w, NI * NK);
+        double lp = th_wsum(M, w, NI * NK);
         B[i] = s - h;
         kp_ce_simmat_forward(M, A, B, NI, NK, E);
-        double lm = wsum(M, w, NI * NK);
+        double lm = th_wsum(M, w, NI * NK);
         B[i] = s;
         assert_grad_close(dB[i], (lp - lm) / (2 * h), "dB", i);
     }
@@ -162,7 +110,7 @@ static void test_kernel_grad(void **state)
     float M[NI * NK], S[NK * K], feat[K], w[K], dM[NI * NK] = {0};
     for (int i = 0; i < NI * NK; i++)
         M[i] = 2.0f * kp_rng_uniform(&r) - 1.0f;
-    fill(&r, w, K, 1.0f);
+    th_fill(&r, w, K, 1.0f);
     kp_ce_kernel_forward(feat, S, M, NI, NK, mu, sigma, K);
     /* forward against the formula for one kernel */
     double f1 = 0;
@@ -179,10 +127,10 @@ static void test_kernel_grad(void **state)
         float s = M[i];
         M[i] = s + h;
         kp_ce_kernel_forward(feat, S, M, NI, NK, mu, sigma, K);
-        double lp = wsum(feat, w, K);
+        double lp = th_wsum(feat, w, K);
         M[i] = s - h;
         kp_ce_kernel_forward(feat, S, M, NI, NK, mu, sigma, K);
-        double lm = wsum(feat, w, K);
+        double lm = th_wsum(feat, w, K);
         M[i] = s;
         assert_grad_close(dM[i], (lp - lm) / (2 * h), "dM", i);
     }
@@ -200,9 +148,9 @@ static void test_pool_interact_grad(void **state)
     enum { N = 3, E = 4 };
     float X[N * E], Y[N * E], a[E], b[E], out[4 * E], w[4 * E];
     float dX[N * E] = {0}, dY[N * E] = {0}, da[E] = {0}, db[E] = {0};
-    fill(&r, X, N * E, 1.0f);
-    fill(&r, Y, N * E, 1.0f);
-    fill(&r, w, 4 * E, 1.0f);
+    th_fill(&r, X, N * E, 1.0f);
+    th_fill(&r, Y, N * E, 1.0f);
+    th_fill(&r, w, 4 * E, 1.0f);
     /* loss = <w, interact(mean X, mean Y)> */
     kp_ce_meanpool_forward(a, X, N, E);
     kp_ce_meanpool_forward(b, Y, N, E);
@@ -224,7 +172,7 @@ static void test_pool_interact_grad(void **state)
                 kp_ce_meanpool_forward(a, X, N, E);
                 kp_ce_meanpool_forward(b, Y, N, E);
                 kp_ce_interact_forward(out, a, b, E);
-                l[sg] = wsum(out, w, 4 * E);
+                l[sg] = th_wsum(out, w, 4 * E);
             }
             params[p][i] = s;
             assert_grad_close(grads[p][i], (l[0] - l[1]) / (2 * h), p ? "dY" : "dX", i);
@@ -284,7 +232,7 @@ static void test_pair_grad(void **state)
     assert_non_null(w);
     kp_rng rng;
     kp_rng_seed(&rng, 12);
-    fill(&rng, r, (size_t)F, 1.0f);
+    th_fill(&rng, r, (size_t)F, 1.0f);
     r[0] = 0.0f; /* exact-match kernel (sigma 0.001): not differentiable in float FD */
     kp_rowgrad g;
     assert_int_equal(kp_rowgrad_init(&g, nb, E), 0);
@@ -299,10 +247,10 @@ static void test_pair_grad(void **state)
             float *p = emb + (size_t)row * E + e, s = *p;
             *p = s + h;
             kp_ce_pair_features(m, &ti, &tk, x, w);
-            double lp = wsum(x, r, (size_t)F);
+            double lp = th_wsum(x, r, (size_t)F);
             *p = s - h;
             kp_ce_pair_features(m, &ti, &tk, x, w);
-            double lm = wsum(x, r, (size_t)F);
+            double lm = th_wsum(x, r, (size_t)F);
             *p = s;
             assert_grad_close(g.grad[(size_t)k * E + e], (lp - lm) / (2 * h), "demb", k * E + e);
             checked++;
@@ -334,9 +282,9 @@ static void test_head_grad(void **state)
     float *dd = calloc(ND, sizeof(float)), z[3], dz[3] = {0}, y[3] = {1.0f, 0.0f, 0.5f};
     kp_rng rng;
     kp_rng_seed(&rng, 22);
-    fill(&rng, x, (size_t)B * F, 0.5f);
+    th_fill(&rng, x, (size_t)B * F, 0.5f);
     float *dense = kp_ce_dense(m);
-    fill(&rng, dense + (size_t)H * F, (size_t)H + 1, 0.3f); /* non-zero b1 and W2 perturbation */
+    th_fill(&rng, dense + (size_t)H * F, (size_t)H + 1, 0.3f); /* non-zero b1 and W2 perturbation */
     kp_ce_head_forward(m, x, B, hb, z);
     kp_ce_bce_forward_backward(z, y, B, dz);
     kp_ce_head_backward(m, x, hb, dz, B, dh, dd, dx);
@@ -394,7 +342,7 @@ static void test_score_and_ckpt(void **state)
     assert_int_equal(kp_ce_score(m, NULL, keys, 1, s1), -1);
 
     char path[256], err[256];
-    tmp_path(path, sizeof(path), "m.kpm");
+    th_tmp_path(path, sizeof(path), "ce", "m.kpm");
     kp_ce_set_version(m, 42);
     assert_int_equal(kp_ce_save(m, path, err, sizeof(err)), 0);
     kp_ce *m2 = kp_ce_load(path, err, sizeof(err));
@@ -437,140 +385,13 @@ static void test_score_and_ckpt(void **state)
     kp_ce_free(m);
 }
 
-/* ---- training on a synthetic task ------------------------------------------------------------ */
-
-/* Items "<colour> <thing> <n>"; judged keyphrases: the thing (rel 3), the colour + thing (rel 3),
- * an unrelated thing (rel 1). */
-static const char *things[] = {"drill", "hammer", "ladder", "faucet", "lamp", "rug", "sink", "saw"};
-static const char *colours[] = {"red", "blue", "black", "white"};
-
-typedef struct {
-    kp_texts items, keys;
-    kp_judgments j;
-    unsigned char *role;
-} synth;
-
-static void synth_build(synth *s, int n_items)
-{
-    char **iid = malloc((size_t)n_items * sizeof(char *)), **itx = malloc((size_t)n_items * 8);
-    int nt = 8, nc = 4, nk = nt + nt * nc;
-    char **kid = malloc((size_t)nk * sizeof(char *)), **ktx = malloc((size_t)nk * sizeof(char *));
-    for (int i = 0; i < nk; i++) {
-        kid[i] = malloc(16), ktx[i] = malloc(32);
-        snprintf(kid[i], 16, "k%d", i);
-        if (i < nt)
-            snprintf(ktx[i], 32, "%s", things[i]);
-        else
-            snprintf(ktx[i], 32, "%s %s", colours[(i - nt) % nc], things[(i - nt) / nc]);
-    }
-    kp_rng r;
-    kp_rng_seed(&r, 77);
-    int *it = malloc((size_t)n_items * 3 * sizeof(int)), *ky = malloc((size_t)n_items * 3 * 4);
-    float *rel = malloc((size_t)n_items * 3 * sizeof(float));
-    for (int i = 0; i < n_items; i++) {
-        int t = (int)kp_rng_below(&r, nt), c = (int)kp_rng_below(&r, nc);
-        int o = (t + 1 + (int)kp_rng_below(&r, nt - 1)) % nt;
-        iid[i] = malloc(16), itx[i] = malloc(64);
-        snprintf(iid[i], 16, "i%d", i);
-        snprintf(itx[i], 64, "%s %s %d", colours[c], things[t], i);
-        it[3 * i] = it[3 * i + 1] = it[3 * i + 2] = i;
-        ky[3 * i] = t, rel[3 * i] = 3.0f;
-        ky[3 * i + 1] = nt + t * nc + c, rel[3 * i + 1] = 3.0f;
-        ky[3 * i + 2] = o, rel[3 * i + 2] = 1.0f;
-    }
-    char err[256];
-    assert_int_equal(kp_texts_build((const char *const *)iid, (const char *const *)itx, n_items,
-                                    &s->items, err, sizeof(err)),
-                     0);
-    assert_int_equal(
-        kp_texts_build((const char *const *)kid, (const char *const *)ktx, nk, &s->keys, err, 256),
-        0);
-    s->j.n = 3 * n_items, s->j.item = it, s->j.key = ky, s->j.rel = rel;
-    s->role = malloc((size_t)n_items);
-    for (int i = 0; i < n_items; i++) {
-        s->role[i] = kp_split_is_valid(iid[i], 0.25, 3) ? 2 : 1;
-        free(iid[i]), free(itx[i]);
-    }
-    for (int i = 0; i < nk; i++)
-        free(kid[i]), free(ktx[i]);
-    free(iid), free(itx), free(kid), free(ktx);
-}
-
-static void synth_free(synth *s)
-{
-    kp_texts_free(&s->items);
-    kp_texts_free(&s->keys);
-    free(s->j.item), free(s->j.key), free(s->j.rel), free(s->role);
-}
-
-static kp_ce_epoch_stats g_first;
-static int g_epochs_seen;
-
-static void record_epoch(void *ctx, const kp_ce_epoch_stats *s)
-{
-    (void)ctx;
-    if (g_epochs_seen++ == 0) g_first = *s;
-}
-
-static void test_train_synthetic(void **state)
-{
-    (void)state;
-    synth s;
-    synth_build(&s, 300);
-    kp_ce_train_opts o;
-    kp_ce_train_opts_default(&o);
-    o.epochs = 8, o.batch = 32, o.threads = 2, o.seed = 5;
-    o.on_epoch = record_epoch;
-    kp_ce_epoch_stats last;
-    char err[256];
-    kp_ce_config c = {4096, 8, 16, 256};
-    kp_ce *m = kp_ce_new(&c, 5), *m2 = kp_ce_new(&c, 5);
-    g_epochs_seen = 0;
-    assert_int_equal(kp_ce_train(m, &s.items, &s.keys, &s.j, s.role, &o, &last, err, 256), 0);
-    assert_int_equal(g_epochs_seen, 8);
-    assert_true(last.n_valid > 0);
-    assert_true(last.loss < g_first.loss);
-    assert_true(last.auc > 0.95);     /* relevant vs irrelevant judged pairs of held-out items */
-    assert_true(last.auc_rand > 0.9); /* relevant vs random keyphrases */
-    assert_true(last.spearman > 0.7);
-    assert_true(kp_ce_version(m) > 0);
-    /* deterministic: same seed, data and threads -> identical weights */
-    o.on_epoch = NULL;
-    assert_int_equal(kp_ce_train(m2, &s.items, &s.keys, &s.j, s.role, &o, NULL, err, 256), 0);
-    assert_memory_equal(kp_ce_dense(m), kp_ce_dense(m2), kp_ce_dense_size(m) * sizeof(float));
-    assert_memory_equal(kp_ce_emb(m), kp_ce_emb(m2), (size_t)c.n_buckets * c.emb_dim * 4);
-    /* the trained model ranks by relevance through the public scoring API */
-    const char *ti[] = {"white ladder 9001", "white ladder 9001"};
-    const char *tk[] = {"ladder", "faucet"};
-    float sc[2];
-    assert_int_equal(kp_ce_score(m, ti, tk, 2, sc), 0);
-    assert_true(sc[0] > sc[1] + 0.3f);
-    /* bad arguments */
-    o.threads = 0;
-    assert_int_equal(kp_ce_train(m, &s.items, &s.keys, &s.j, s.role, &o, NULL, err, 256), -1);
-    assert_non_null(strstr(err, "threads"));
-    o.threads = 1;
-    memset(s.role, 2, (size_t)s.items.n);
-    assert_int_equal(kp_ce_train(m, &s.items, &s.keys, &s.j, s.role, &o, NULL, err, 256), -1);
-    assert_non_null(strstr(err, "no judged pair"));
-    kp_ce_free(m);
-    kp_ce_free(m2);
-    synth_free(&s);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_split),
-        cmocka_unit_test(test_tokenize),
-        cmocka_unit_test(test_simmat_grad),
-        cmocka_unit_test(test_kernel_grad),
-        cmocka_unit_test(test_pool_interact_grad),
-        cmocka_unit_test(test_bce_grad),
-        cmocka_unit_test(test_pair_grad),
-        cmocka_unit_test(test_head_grad),
-        cmocka_unit_test(test_score_and_ckpt),
-        cmocka_unit_test(test_train_synthetic),
+        cmocka_unit_test(test_tokenize),    cmocka_unit_test(test_simmat_grad),
+        cmocka_unit_test(test_kernel_grad), cmocka_unit_test(test_pool_interact_grad),
+        cmocka_unit_test(test_bce_grad),    cmocka_unit_test(test_pair_grad),
+        cmocka_unit_test(test_head_grad),   cmocka_unit_test(test_score_and_ckpt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,7 @@
 
 #include "model/bienc.h"
 #include "model/ckpt.h"
+#include "testhelp.h"
 
 static char dir[64];
 
@@ -35,30 +36,10 @@ static void path_of(char *buf, size_t n, const char *name)
     snprintf(buf, n, "%s/%s", dir, name);
 }
 
-static void small_cfg(kp_bienc_config *c, int shared)
-{
-    memset(c, 0, sizeof(*c));
-    c->n_buckets = 2048;
-    c->emb_dim = 8;
-    c->hidden_dim = 12;
-    c->out_dim = 6;
-    c->shared_towers = shared;
-    c->n_prefix = 2;
-    c->prefix[0] = 3;
-    c->prefix[1] = 6;
-}
-
 static unsigned char *slurp(const char *p, size_t *n)
 {
-    FILE *f = fopen(p, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)sz + 1);
-    assert_int_equal(fread(b, 1, (size_t)sz, f), (size_t)sz);
-    fclose(f);
-    *n = (size_t)sz;
+    unsigned char *b = th_slurp(p, n);
+    assert_non_null(b);
     return b;
 }
 
@@ -77,7 +58,7 @@ static void test_round_trip(void **state)
     (void)state;
     for (int shared = 0; shared < 2; shared++) {
         kp_bienc_config c;
-        small_cfg(&c, shared);
+        th_bienc_cfg(&c, 2048, 8, 12, 6, shared, 3);
         kp_bienc *m = kp_bienc_new(&c, 99);
         kp_bienc_set_version(m, 0xFFFFFFFF00000042ULL);
         char p[128], err[256] = "";
@@ -114,7 +95,7 @@ static void test_round_trip(void **state)
 static unsigned char *saved_bytes(char *p, size_t pn, size_t *n)
 {
     kp_bienc_config c;
-    small_cfg(&c, 0);
+    th_bienc_cfg(&c, 2048, 8, 12, 6, 0, 3);
     kp_bienc *m = kp_bienc_new(&c, 5);
     path_of(p, pn, "good.ckpt");
     char err[256];

@@ -16,33 +16,7 @@
 #include "model/delta.h"
 #include "model/nn.h"
 #include "model/rng.h"
-
-static void small_cfg(kp_bienc_config *c, int shared)
-{
-    memset(c, 0, sizeof(*c));
-    c->n_buckets = 4096;
-    c->emb_dim = 8;
-    c->hidden_dim = 16;
-    c->out_dim = 8;
-    c->shared_towers = shared;
-    c->n_prefix = 2;
-    c->prefix[0] = 4;
-    c->prefix[1] = 8;
-}
-
-/* Every parameter tensor of a and b (same config) is bit-identical. */
-static int same_params(kp_bienc *a, kp_bienc *b)
-{
-    for (int t = 0; t < kp_bienc_n_towers(a); t++)
-        for (int p = 0; p < KP_BIENC_NPARAM; p++) {
-            size_t r, c, r2, c2;
-            const float *x = kp_bienc_param(a, (kp_tower)t, (kp_bienc_param_id)p, &r, &c);
-            const float *y = kp_bienc_param(b, (kp_tower)t, (kp_bienc_param_id)p, &r2, &c2);
-            if (!x || !y || r != r2 || c != c2) return 0;
-            if (memcmp(x, y, r * c * sizeof(float)) != 0) return 0;
-        }
-    return 1;
-}
+#include "testhelp.h"
 
 /* Number of rows of tower t's embedding table that differ bitwise between a and b. */
 static size_t diff_rows(kp_bienc *a, kp_bienc *b, int t)
@@ -106,7 +80,7 @@ static void test_round_trip(void **state)
     (void)state;
     for (int shared = 0; shared < 2; shared++) {
         kp_bienc_config c;
-        small_cfg(&c, shared);
+        th_bienc_cfg(&c, 4096, 8, 16, 8, shared, 4);
         kp_bienc *orig = kp_bienc_new(&c, 11);
         assert_non_null(orig);
         kp_bienc_set_version(orig, 7);
@@ -123,7 +97,7 @@ static void test_round_trip(void **state)
             if (rows[0][i] == hidden) hidden++, i = -1;
         emb[hidden * 8] += 1.0f;
         kp_bienc_set_version(upd, 9);
-        assert_false(same_params(orig, upd));
+        assert_false(th_bienc_same_params(orig, upd));
 
         int nrows[2] = {2 * N, 2 * N};
         const size_t max_chunk = 512;
@@ -167,7 +141,7 @@ static void test_round_trip(void **state)
         float *e2 = kp_bienc_param(chk, KP_TOWER_ITEM, KP_BIENC_EMB, NULL, NULL);
         float *e0 = kp_bienc_param(orig, KP_TOWER_ITEM, KP_BIENC_EMB, NULL, NULL);
         memcpy(e2 + hidden * 8, e0 + hidden * 8, 8 * sizeof(float));
-        assert_true(same_params(orig, chk));
+        assert_true(th_bienc_same_params(orig, chk));
 
         /* applying twice: the model is past the base now */
         assert_int_equal(kp_delta_asm_apply(a, orig, err, sizeof(err)), -1);
@@ -190,7 +164,7 @@ static void test_training_steps(void **state)
     (void)state;
     for (int shared = 0; shared < 2; shared++) {
         kp_bienc_config c;
-        small_cfg(&c, shared);
+        th_bienc_cfg(&c, 4096, 8, 16, 8, shared, 4);
         kp_bienc *orig = kp_bienc_new(&c, 5);
         kp_bienc *upd = clone(orig);
         kp_adam_hp hp;
@@ -241,7 +215,7 @@ static void test_training_steps(void **state)
         kp_delta_asm *a = kp_delta_asm_new();
         assert_int_equal(feed_all(a, ch, len, nch), 1);
         assert_int_equal(kp_delta_asm_apply(a, orig, err, sizeof(err)), 0);
-        assert_true(same_params(orig, upd));
+        assert_true(th_bienc_same_params(orig, upd));
         assert_int_equal(kp_bienc_version(orig), 3);
 
         kp_delta_asm_free(a);
@@ -273,7 +247,7 @@ static void test_gap_and_chain(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    small_cfg(&c, 0);
+    th_bienc_cfg(&c, 4096, 8, 16, 8, 0, 4);
     kp_bienc *m0 = kp_bienc_new(&c, 1); /* version 0 */
     kp_bienc *m1 = clone(m0), *m2;
     kp_rng r;
@@ -298,22 +272,22 @@ static void test_gap_and_chain(void **state)
     assert_int_equal(feed_all(a, c2, l2, n2), 1);
     assert_int_equal(kp_delta_asm_apply(a, replica, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "gap: model is at version 0, delta needs base 1"));
-    assert_true(same_params(replica, m0));
+    assert_true(th_bienc_same_params(replica, m0));
     assert_int_equal(kp_bienc_version(replica), 0);
 
     /* in order: v0->v1 then v1->v2 */
     assert_int_equal(feed_all(a, c1, l1, n1), 1);
     assert_int_equal(kp_delta_asm_version(a), 1);
     assert_int_equal(kp_delta_asm_apply(a, replica, err, sizeof(err)), 0);
-    assert_true(same_params(replica, m1));
+    assert_true(th_bienc_same_params(replica, m1));
     assert_int_equal(feed_all(a, c2, l2, n2), 1);
     assert_int_equal(kp_delta_asm_apply(a, replica, err, sizeof(err)), 0);
-    assert_true(same_params(replica, m2));
+    assert_true(th_bienc_same_params(replica, m2));
     assert_int_equal(kp_bienc_version(replica), 2);
     /* the delta stays held: it can bring another replica at v1 along */
     kp_bienc *other = clone(m1);
     assert_int_equal(kp_delta_asm_apply(a, other, err, sizeof(err)), 0);
-    assert_true(same_params(other, m2));
+    assert_true(th_bienc_same_params(other, m2));
 
     /* no complete delta */
     kp_delta_asm *e = kp_delta_asm_new();
@@ -338,7 +312,7 @@ static void test_corrupted(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    small_cfg(&c, 1);
+    th_bienc_cfg(&c, 4096, 8, 16, 8, 1, 4);
     kp_bienc *m0 = kp_bienc_new(&c, 2), *m1 = clone(m0);
     kp_rng r;
     kp_rng_seed(&r, 4);
@@ -376,7 +350,7 @@ static void test_corrupted(void **state)
     for (int i = 3; i < nch; i++)
         assert_int_equal(kp_delta_asm_add(a, ch[i], len[i], err, sizeof(err)), i == nch - 1);
     assert_int_equal(kp_delta_asm_apply(a, m0, err, sizeof(err)), 0);
-    assert_true(same_params(m0, m1));
+    assert_true(th_bienc_same_params(m0, m1));
 
     /* foreign buffers */
     assert_int_equal(kp_delta_asm_add(a, "hello world", 11, err, sizeof(err)), -1);
@@ -395,7 +369,7 @@ static void test_truncated(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    small_cfg(&c, 0);
+    th_bienc_cfg(&c, 4096, 8, 16, 8, 0, 4);
     kp_bienc *m0 = kp_bienc_new(&c, 2), *m1 = clone(m0);
     kp_bienc_set_version(m1, 4);
     void **ch;
@@ -429,7 +403,7 @@ static void test_interleaved(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    small_cfg(&c, 0);
+    th_bienc_cfg(&c, 4096, 8, 16, 8, 0, 4);
     kp_bienc *m0 = kp_bienc_new(&c, 6), *va = clone(m0), *vb = clone(m0);
     kp_rng r;
     kp_rng_seed(&r, 12);
@@ -472,8 +446,8 @@ static void test_interleaved(void **state)
 
     kp_bienc *rep = clone(m0);
     assert_int_equal(kp_delta_asm_apply(a, rep, err, sizeof(err)), 0);
-    assert_true(same_params(rep, vb));
-    assert_false(same_params(rep, va));
+    assert_true(th_bienc_same_params(rep, vb));
+    assert_false(th_bienc_same_params(rep, va));
 
     kp_bienc_free(rep);
     kp_delta_asm_free(a);
@@ -488,7 +462,7 @@ static void test_config_mismatch(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    small_cfg(&c, 0);
+    th_bienc_cfg(&c, 4096, 8, 16, 8, 0, 4);
     kp_bienc *m = kp_bienc_new(&c, 1);
     kp_bienc_set_version(m, 1);
     uint32_t r0[] = {1, 2, 3}, r1[] = {4};
@@ -505,7 +479,7 @@ static void test_config_mismatch(void **state)
 
     for (int variant = 0; variant < 5; variant++) {
         kp_bienc_config o;
-        small_cfg(&o, 0);
+        th_bienc_cfg(&o, 4096, 8, 16, 8, 0, 4);
         switch (variant) {
         case 0:
             o.n_buckets = 2048;
@@ -528,7 +502,7 @@ static void test_config_mismatch(void **state)
         err[0] = 0;
         assert_int_equal(kp_delta_asm_apply(a, x, err, sizeof(err)), -1);
         assert_non_null(strstr(err, "config mismatch"));
-        assert_true(same_params(x, snap));
+        assert_true(th_bienc_same_params(x, snap));
         assert_int_equal(kp_bienc_version(x), 0);
         kp_bienc_free(snap);
         kp_bienc_free(x);
@@ -548,7 +522,7 @@ static void test_zero_rows(void **state)
     (void)state;
     for (int shared = 0; shared < 2; shared++) {
         kp_bienc_config c;
-        small_cfg(&c, shared);
+        th_bienc_cfg(&c, 4096, 8, 16, 8, shared, 4);
         kp_bienc *m0 = kp_bienc_new(&c, 21), *m1 = clone(m0);
         kp_rng r;
         kp_rng_seed(&r, 1);
@@ -569,11 +543,11 @@ static void test_zero_rows(void **state)
                              0);
             assert_int_equal(nch, 1); /* dense tensors fit in one large chunk */
             kp_bienc *rep = clone(m0);
-            assert_false(same_params(rep, m1));
+            assert_false(th_bienc_same_params(rep, m1));
             kp_delta_asm *a = kp_delta_asm_new();
             assert_int_equal(feed_all(a, ch, len, nch), 1);
             assert_int_equal(kp_delta_asm_apply(a, rep, err, sizeof(err)), 0);
-            assert_true(same_params(rep, m1));
+            assert_true(th_bienc_same_params(rep, m1));
             assert_int_equal(kp_bienc_version(rep), 10);
             kp_delta_asm_free(a);
             kp_bienc_free(rep);
@@ -588,7 +562,7 @@ static void test_build_errors(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    small_cfg(&c, 0);
+    th_bienc_cfg(&c, 4096, 8, 16, 8, 0, 4);
     kp_bienc *m = kp_bienc_new(&c, 1);
     kp_bienc_set_version(m, 5);
     uint32_t good[] = {1, 2}, bad[] = {1, 4096};
@@ -690,7 +664,7 @@ static void test_malformed_payload(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    small_cfg(&c, 1);
+    th_bienc_cfg(&c, 4096, 8, 16, 8, 1, 4);
     kp_bienc *m = kp_bienc_new(&c, 1);
     kp_bienc_set_version(m, 2);
     uint32_t r0[] = {9, 3, 700};
@@ -766,7 +740,7 @@ static void test_malformed_payload(void **state)
         err[0] = 0;
         assert_int_equal(kp_delta_asm_apply(a, rep, err, sizeof(err)), -1);
         assert_non_null(strstr(err, "malformed"));
-        assert_true(same_params(rep, snap));
+        assert_true(th_bienc_same_params(rep, snap));
         assert_int_equal(kp_bienc_version(rep), 1);
         free(one);
         free(bad);

@@ -14,24 +14,8 @@
 
 #include "model/bienc.h"
 #include "model/loss.h"
-#include "offline/ir_metrics.h"
 #include "model/rng.h"
-
-static void fill_normal(float *x, int n, uint64_t seed, float scale)
-{
-    kp_rng r;
-    kp_rng_seed(&r, seed);
-    for (int i = 0; i < n; i++)
-        x[i] = scale * kp_rng_normal(&r);
-}
-
-static void fill_uniform(float *x, int n, uint64_t seed)
-{
-    kp_rng r;
-    kp_rng_seed(&r, seed);
-    for (int i = 0; i < n; i++)
-        x[i] = kp_rng_uniform(&r);
-}
+#include "testhelp.h"
 
 /* |a - b| <= tol * max(1, |a|, |b|) for each element, with a helpful message. */
 static void assert_close(const float *a, const float *b, int n, double tol, const char *what)
@@ -53,9 +37,9 @@ static void test_scores_blas_vs_ref(void **state)
     (void)state;
     enum { R = 7, C = 11, D = 5 };
     float A[R * D], K[C * D], S1[R * C], S2[R * C], dS[R * C];
-    fill_normal(A, R * D, 1, 1.0f);
-    fill_normal(K, C * D, 2, 1.0f);
-    fill_normal(dS, R * C, 3, 1.0f);
+    th_fill_normal(A, R * D, 1, 1.0f);
+    th_fill_normal(K, C * D, 2, 1.0f);
+    th_fill_normal(dS, R * C, 3, 1.0f);
     kp_scores_forward(S1, A, K, R, C, D);
     kp_scores_forward_ref(S2, A, K, R, C, D);
     assert_close(S1, S2, R * C, 1e-5, "S");
@@ -139,9 +123,9 @@ static void test_pairdot(void **state)
     enum { NA = 3, NK = 4, D = 6, N = 7 };
     float A[NA * D], K[NK * D], w[N], s[N];
     int ia[N] = {0, 1, 2, 0, 1, 2, 2}, ik[N] = {0, 1, 2, 3, 3, 0, 0};
-    fill_normal(A, NA * D, 4, 1.0f);
-    fill_normal(K, NK * D, 5, 1.0f);
-    fill_normal(w, N, 6, 1.0f);
+    th_fill_normal(A, NA * D, 4, 1.0f);
+    th_fill_normal(K, NK * D, 5, 1.0f);
+    th_fill_normal(w, N, 6, 1.0f);
     kp_pairdot_forward(s, A, K, ia, ik, N, D);
     double want = 0;
     for (int d = 0; d < D; d++)
@@ -182,7 +166,7 @@ static void test_softmax(void **state)
     mask[0 * C + 4] = 1;
     mask[1 * C + 3] = 1; /* the positive itself: ignored */
     mask[2 * C + 0] = mask[2 * C + 1] = 1;
-    fill_normal(S, R * C, 7, 0.5f);
+    th_fill_normal(S, R * C, 7, 0.5f);
     float tau = 0.3f;
     float l = kp_loss_softmax_forward(P, S, pos, mask, R, C, tau);
     /* by hand: row r, columns not masked */
@@ -250,10 +234,10 @@ static void test_bce(void **state)
     (void)state;
     enum { N = 9 };
     float s[N], y[N], wt[N], off[N];
-    fill_normal(s, N, 8, 0.5f);
-    fill_uniform(y, N, 9);
-    fill_uniform(wt, N, 10);
-    fill_normal(off, N, 11, 0.3f);
+    th_fill_normal(s, N, 8, 0.5f);
+    th_fill_uniform(y, N, 9);
+    th_fill_uniform(wt, N, 10);
+    th_fill_normal(off, N, 11, 0.3f);
     y[0] = 0.0f, y[1] = 1.0f;
     float tau = 0.5f, bias = -0.4f;
     float l = kp_loss_bce_forward(s, y, wt, off, N, tau, bias);
@@ -312,8 +296,8 @@ static void test_mse(void **state)
     (void)state;
     enum { N = 8 };
     float s[N], y[N], ds[N] = {0};
-    fill_normal(s, N, 12, 0.5f);
-    fill_uniform(y, N, 13);
+    th_fill_normal(s, N, 12, 0.5f);
+    th_fill_uniform(y, N, 13);
     float a = 0.5f, b = 0.5f;
     double want = 0;
     for (int i = 0; i < N; i++)
@@ -338,15 +322,29 @@ static float pear_loss(void *vctx, const float *x)
     return kp_loss_pearson_forward(x, c->t, c->n);
 }
 
+/* Pearson correlation, textbook two-pass in double (the plain reference of the loss). */
+static double pearson_ref(const float *x, const float *y, int n)
+{
+    double mx = 0.0, my = 0.0, sxy = 0.0, sxx = 0.0, syy = 0.0;
+    for (int i = 0; i < n; i++)
+        mx += x[i], my += y[i];
+    mx /= n, my /= n;
+    for (int i = 0; i < n; i++) {
+        double dx = x[i] - mx, dy = y[i] - my;
+        sxy += dx * dy, sxx += dx * dx, syy += dy * dy;
+    }
+    return sxy / sqrt(sxx * syy);
+}
+
 static void test_pearson(void **state)
 {
     (void)state;
     enum { N = 12 };
     float s[N], t[N], ds[N] = {0};
-    fill_normal(s, N, 14, 0.3f);
-    fill_uniform(t, N, 15);
+    th_fill_normal(s, N, 14, 0.3f);
+    th_fill_uniform(t, N, 15);
     float l = kp_loss_pearson_forward(s, t, N);
-    assert_true(fabs(l - (1.0 - kp_pearson_ref(s, t, N))) < 1e-5);
+    assert_true(fabs(l - (1.0 - pearson_ref(s, t, N))) < 1e-5);
     kp_loss_pearson_backward(ds, s, t, N, 1.0f);
     pear_ctx c = {t, N};
     fd_check(pear_loss, &c, s, ds, N, 1e-3f, 5e-3, "pearson ds");
@@ -412,9 +410,9 @@ static void test_matryoshka_composition(void **state)
 {
     (void)state;
     float EI[MI * MD], EK[MK * MD], t[MN], dEI[MI * MD] = {0}, dEK[MK * MD] = {0};
-    fill_normal(EI, MI * MD, 16, 1.0f);
-    fill_normal(EK, MK * MD, 17, 1.0f);
-    fill_uniform(t, MN, 18);
+    th_fill_normal(EI, MI * MD, 16, 1.0f);
+    th_fill_normal(EK, MK * MD, 17, 1.0f);
+    th_fill_uniform(t, MN, 18);
     for (int z = 0; z < 2; z++) {
         int p = m_sizes[z];
         float pi[MI * MD], pk[MK * MD], ni[MI], nk[MK], s[MN], ds[MN] = {0};

@@ -11,28 +11,9 @@
 
 #include "model/nn.h"
 #include "model/rng.h"
+#include "testhelp.h"
 
-static void fill(kp_rng *r, float *x, size_t n, float scale)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = scale * kp_rng_normal(r);
-}
-
-static double wsum(const float *x, const float *w, size_t n)
-{
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++)
-        s += (double)x[i] * w[i];
-    return s;
-}
-
-/* |a - n| <= 1e-3 + 2e-2 * max(|a|, |n|): float32 central differences. */
-static void assert_grad_close(double analytic, double numeric)
-{
-    double tol = 1e-3 + 2e-2 * fmax(fabs(analytic), fabs(numeric));
-    if (fabs(analytic - numeric) > tol)
-        fail_msg("gradient mismatch: analytic %.6g numeric %.6g", analytic, numeric);
-}
+#define assert_grad_close(a, n) th_assert_grad_close(a, n, 1e-3, "gradient", 0)
 
 static void assert_close_arr(const float *a, const float *b, size_t n, float tol)
 {
@@ -50,10 +31,10 @@ static void test_linear_blas_vs_ref(void **state)
     kp_rng_seed(&r, 1);
     const int B = 7, C = 13, OC = 5;
     float inp[7 * 13], W[5 * 13], bias[5], o1[7 * 5], o2[7 * 5], dout[7 * 5];
-    fill(&r, inp, sizeof(inp) / 4, 1.0f);
-    fill(&r, W, sizeof(W) / 4, 1.0f);
-    fill(&r, bias, 5, 1.0f);
-    fill(&r, dout, sizeof(dout) / 4, 1.0f);
+    th_fill(&r, inp, sizeof(inp) / 4, 1.0f);
+    th_fill(&r, W, sizeof(W) / 4, 1.0f);
+    th_fill(&r, bias, 5, 1.0f);
+    th_fill(&r, dout, sizeof(dout) / 4, 1.0f);
     for (int with_bias = 0; with_bias < 2; with_bias++) {
         kp_linear_forward(o1, inp, W, with_bias ? bias : NULL, B, C, OC);
         kp_linear_forward_ref(o2, inp, W, with_bias ? bias : NULL, B, C, OC);
@@ -61,9 +42,9 @@ static void test_linear_blas_vs_ref(void **state)
     }
     /* backward accumulates into non-zero buffers */
     float di1[7 * 13], di2[7 * 13], dW1[5 * 13], dW2[5 * 13], db1[5], db2[5];
-    fill(&r, di1, sizeof(di1) / 4, 1.0f);
-    fill(&r, dW1, sizeof(dW1) / 4, 1.0f);
-    fill(&r, db1, 5, 1.0f);
+    th_fill(&r, di1, sizeof(di1) / 4, 1.0f);
+    th_fill(&r, dW1, sizeof(dW1) / 4, 1.0f);
+    th_fill(&r, db1, 5, 1.0f);
     memcpy(di2, di1, sizeof(di1));
     memcpy(dW2, dW1, sizeof(dW1));
     memcpy(db2, db1, sizeof(db1));
@@ -91,9 +72,9 @@ static void test_linear_blas_vs_ref_large(void **state)
     float *inp = malloc(sizeof(float) * B * C), *W = malloc(sizeof(float) * OC * C);
     float *b = malloc(sizeof(float) * OC), *o1 = malloc(sizeof(float) * B * OC);
     float *o2 = malloc(sizeof(float) * B * OC);
-    fill(&r, inp, (size_t)B * C, 1.0f);
-    fill(&r, W, (size_t)OC * C, 0.1f);
-    fill(&r, b, (size_t)OC, 1.0f);
+    th_fill(&r, inp, (size_t)B * C, 1.0f);
+    th_fill(&r, W, (size_t)OC * C, 0.1f);
+    th_fill(&r, b, (size_t)OC, 1.0f);
     kp_linear_forward(o1, inp, W, b, B, C, OC);
     kp_linear_forward_ref(o2, inp, W, b, B, C, OC);
     assert_close_arr(o1, o2, (size_t)B * OC, 1e-4f);
@@ -111,10 +92,10 @@ static void test_linear_grad(void **state)
     kp_rng_seed(&r, 3);
     enum { B = 3, C = 4, OC = 5 };
     float inp[B * C], W[OC * C], bias[OC], out[B * OC], R[B * OC];
-    fill(&r, inp, B * C, 1.0f);
-    fill(&r, W, OC * C, 1.0f);
-    fill(&r, bias, OC, 1.0f);
-    fill(&r, R, B * OC, 1.0f); /* loss = <out, R> so dL/dout = R */
+    th_fill(&r, inp, B * C, 1.0f);
+    th_fill(&r, W, OC * C, 1.0f);
+    th_fill(&r, bias, OC, 1.0f);
+    th_fill(&r, R, B * OC, 1.0f); /* loss = <out, R> so dL/dout = R */
     float dinp[B * C] = {0}, dW[OC * C] = {0}, db[OC] = {0};
     kp_linear_backward(dinp, dW, db, R, inp, W, B, C, OC);
     float *params[3] = {inp, W, bias}, *grads[3] = {dinp, dW, db};
@@ -124,10 +105,10 @@ static void test_linear_grad(void **state)
             float keep = params[p][i];
             params[p][i] = keep + FD_EPS;
             kp_linear_forward(out, inp, W, bias, B, C, OC);
-            double lp = wsum(out, R, B * OC);
+            double lp = th_wsum(out, R, B * OC);
             params[p][i] = keep - FD_EPS;
             kp_linear_forward(out, inp, W, bias, B, C, OC);
-            double lm = wsum(out, R, B * OC);
+            double lm = th_wsum(out, R, B * OC);
             params[p][i] = keep;
             assert_grad_close(grads[p][i], (lp - lm) / (2.0 * FD_EPS));
         }
@@ -141,18 +122,18 @@ static void test_tanh_grad(void **state)
     kp_rng_seed(&r, 4);
     enum { N = 40 };
     float x[N], y[N], R[N], dx[N] = {0};
-    fill(&r, x, N, 1.5f);
-    fill(&r, R, N, 1.0f);
+    th_fill(&r, x, N, 1.5f);
+    th_fill(&r, R, N, 1.0f);
     kp_tanh_forward(y, x, N);
     kp_tanh_backward(dx, R, y, N);
     for (int i = 0; i < N; i++) {
         float keep = x[i];
         x[i] = keep + FD_EPS;
         kp_tanh_forward(y, x, N);
-        double lp = wsum(y, R, N);
+        double lp = th_wsum(y, R, N);
         x[i] = keep - FD_EPS;
         kp_tanh_forward(y, x, N);
-        double lm = wsum(y, R, N);
+        double lm = th_wsum(y, R, N);
         x[i] = keep;
         assert_grad_close(dx[i], (lp - lm) / (2.0 * FD_EPS));
     }
@@ -165,8 +146,8 @@ static void test_l2norm_grad(void **state)
     kp_rng_seed(&r, 5);
     enum { B = 4, D = 6 };
     float x[B * D], y[B * D], nrm[B], R[B * D], dx[B * D] = {0};
-    fill(&r, x, B * D, 1.0f);
-    fill(&r, R, B * D, 1.0f);
+    th_fill(&r, x, B * D, 1.0f);
+    th_fill(&r, R, B * D, 1.0f);
     kp_l2norm_forward(y, nrm, x, B, D);
     for (int b = 0; b < B; b++) {
         double s = 0;
@@ -179,10 +160,10 @@ static void test_l2norm_grad(void **state)
         float keep = x[i];
         x[i] = keep + FD_EPS;
         kp_l2norm_forward(y, nrm, x, B, D);
-        double lp = wsum(y, R, B * D);
+        double lp = th_wsum(y, R, B * D);
         x[i] = keep - FD_EPS;
         kp_l2norm_forward(y, nrm, x, B, D);
-        double lm = wsum(y, R, B * D);
+        double lm = th_wsum(y, R, B * D);
         x[i] = keep;
         assert_grad_close(dx[i], (lp - lm) / (2.0 * FD_EPS));
     }
@@ -199,9 +180,9 @@ static void pair_grad_check(int cosine)
     kp_rng_seed(&r, 6 + (uint64_t)cosine);
     enum { B = 3, D = 5 };
     float a[B * D], x[B * D], R[B], out[B], da[B * D] = {0}, dx[B * D] = {0};
-    fill(&r, a, B * D, 1.0f);
-    fill(&r, x, B * D, 1.0f);
-    fill(&r, R, B, 1.0f);
+    th_fill(&r, a, B * D, 1.0f);
+    th_fill(&r, x, B * D, 1.0f);
+    th_fill(&r, R, B, 1.0f);
     if (cosine)
         kp_cosine_backward(da, dx, R, a, x, B, D);
     else
@@ -217,7 +198,7 @@ static void pair_grad_check(int cosine)
                     kp_cosine_forward(out, a, x, B, D);
                 else
                     kp_rowdot_forward(out, a, x, B, D);
-                l[s] = wsum(out, R, B);
+                l[s] = th_wsum(out, R, B);
             }
             ps[p][i] = keep;
             assert_grad_close(gs[p][i], (l[0] - l[1]) / (2.0 * FD_EPS));
@@ -249,8 +230,8 @@ static void test_embbag_grad(void **state)
     kp_rng_seed(&r, 8);
     enum { V = 10, E = 4, B = 3 };
     float table[V * E], out[B * E], R[B * E];
-    fill(&r, table, V * E, 1.0f);
-    fill(&r, R, B * E, 1.0f);
+    th_fill(&r, table, V * E, 1.0f);
+    th_fill(&r, R, B * E, 1.0f);
     /* example 0: rows 1,2,2 (duplicate); example 1: empty; example 2: rows 2,7 */
     uint32_t ids[] = {1, 2, 2, 2, 7};
     int offsets[] = {0, 3, 3, 5};
@@ -273,10 +254,10 @@ static void test_embbag_grad(void **state)
         float keep = table[i];
         table[i] = keep + FD_EPS;
         kp_embbag_forward(out, table, ids, offsets, B, E);
-        double lp = wsum(out, R, B * E);
+        double lp = th_wsum(out, R, B * E);
         table[i] = keep - FD_EPS;
         kp_embbag_forward(out, table, ids, offsets, B, E);
-        double lm = wsum(out, R, B * E);
+        double lm = th_wsum(out, R, B * E);
         table[i] = keep;
         assert_grad_close(an, (lp - lm) / (2.0 * FD_EPS));
     }
@@ -347,7 +328,7 @@ static void test_adam_converges(void **state)
     float p[N] = {0}, c[N], g[N], m[N] = {0}, v[N] = {0};
     kp_rng r;
     kp_rng_seed(&r, 9);
-    fill(&r, c, N, 2.0f);
+    th_fill(&r, c, N, 2.0f);
     for (uint64_t t = 1; t <= 2000; t++) {
         for (int i = 0; i < N; i++)
             g[i] = 2.0f * (p[i] - c[i]);
@@ -369,7 +350,7 @@ static void test_lazy_adam(void **state)
     kp_rng_seed(&r, 10);
     float table[V * E], m[V * E] = {0}, v[V * E] = {0}, t0[V * E];
     uint32_t row_t[V] = {0};
-    fill(&r, table, V * E, 1.0f);
+    th_fill(&r, table, V * E, 1.0f);
     memcpy(t0, table, sizeof(table));
     /* dense reference for row 4 */
     float ref[E], rm[E] = {0}, rv[E] = {0};
