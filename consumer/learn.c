@@ -202,6 +202,33 @@ static int buffer_push(tsvc *s, const tevent *ev)
     return 0;
 }
 
+/* The examples of a step: the newest nnew are the nnew slots before buf_next; nold others are
+ * drawn from the rest of the buffer. */
+static void draw_examples(tsvc *s, const texample **ex, int nnew, int nold)
+{
+    for (int e = 0; e < nnew; e++)
+        ex[e] = &s->buf[(s->buf_next - nnew + e + s->buf_cap) % s->buf_cap];
+    for (int e = 0; e < nold; e++) {
+        uint64_t back = (uint64_t)nnew + kp_rng_below(&s->rng, (uint64_t)(s->buf_len - nnew));
+        ex[nnew + e] = &s->buf[(s->buf_next - (int)back - 1 + 2 * s->buf_cap) % s->buf_cap];
+    }
+}
+
+/* Adds the rows the last step changed to the rows of the next delta. */
+static void mark_changed_rows(tsvc *s)
+{
+    for (int t = 0; t < kp_bienc_n_towers(s->model); t++) {
+        const kp_rowgrad *g = kp_trainer_changed_rows(s->trainer, (kp_tower)t);
+        for (int j = 0; j < g->n; j++) {
+            uint32_t row = g->rows[j];
+            if (!s->row_mark[t][row]) {
+                s->row_mark[t][row] = 1;
+                s->rows[t][s->nrows[t]++] = row;
+            }
+        }
+    }
+}
+
 /* One step on the n newest examples plus as many examples drawn from the buffer: the stream
  * arrives grouped (one item's sessions together), the draw mixes items so that in-batch
  * negatives are other items' keyphrases. */
@@ -227,13 +254,7 @@ static int take_step(tsvc *s, tevent *ev, int n)
     const char **ti = malloc(sizeof(char *) * (size_t)maxk),
                **tk = malloc(sizeof(char *) * (size_t)maxk);
     if (!ex || !items || !keys || !ia || !sk || !soft_k || !lab || !ti || !tk) goto out;
-    /* the newest n are the n slots before buf_next; the others are drawn from the rest */
-    for (int e = 0; e < nnew; e++)
-        ex[e] = &s->buf[(s->buf_next - nnew + e + s->buf_cap) % s->buf_cap];
-    for (int e = 0; e < nold; e++) {
-        uint64_t back = (uint64_t)nnew + kp_rng_below(&s->rng, (uint64_t)(s->buf_len - nnew));
-        ex[nnew + e] = &s->buf[(s->buf_next - (int)back - 1 + 2 * s->buf_cap) % s->buf_cap];
-    }
+    draw_examples(s, ex, nnew, nold);
     int ni = 0, nk = 0, nb = 0, ns = 0, nd = 0, nsoft = 0;
     for (int e = 0; e < m; e++) {
         const texample *x = ex[e];
@@ -282,16 +303,7 @@ static int take_step(tsvc *s, tevent *ev, int n)
     atomic_fetch_add(&kp_m.train_steps, 1);
     atomic_fetch_add(&kp_m.train_events, (unsigned long long)n);
     atomic_store(&kp_m.train_loss_micro, (unsigned long long)(L.total * 1e6));
-    for (int t = 0; t < kp_bienc_n_towers(s->model); t++) {
-        const kp_rowgrad *g = kp_trainer_changed_rows(s->trainer, (kp_tower)t);
-        for (int j = 0; j < g->n; j++) {
-            uint32_t row = g->rows[j];
-            if (!s->row_mark[t][row]) {
-                s->row_mark[t][row] = 1;
-                s->rows[t][s->nrows[t]++] = row;
-            }
-        }
-    }
+    mark_changed_rows(s);
     s->steps_since_delta++;
     rc = 0;
 out:

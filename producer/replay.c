@@ -278,6 +278,43 @@ out:
     return rc;
 }
 
+/* Sends the n-th malformed record (key bad-<n>). 0 / -1. */
+static int send_bad(kp_codec *codec, rd_kafka_t *rk, const char *topic, long n)
+{
+    size_t len;
+    char key[32];
+    void *b = bad_record(codec, n, &len);
+    snprintf(key, sizeof key, "bad-%ld", n);
+    int rc = !b || produce(rk, topic, key, b, len) ? -1 : 0;
+    free(b);
+    return rc;
+}
+
+/* Sends event i: row r's item, its id suffixed ~pass after the first pass over the file, in the
+ * v0 schema every o->v0_every events. 0 / -1 (message on stderr). */
+static int send_item(kp_codec *codec, rd_kafka_t *rk, const char *topic, const kp_replay_opts *o,
+                     const row *r, long pass, long i)
+{
+    char id[512];
+    if (pass)
+        snprintf(id, sizeof id, "%s~%ld", r->id, pass);
+    else
+        snprintf(id, sizeof id, "%s", r->id);
+    kp_item_listed v = {id, r->title, "", "", 0.0, kp_now_ms()};
+    void *buf;
+    size_t len;
+    int er = (o->v0_every > 0 && (i + 1) % o->v0_every == 0)
+                 ? kp_encode_item_listed_v0(codec, &v, &buf, &len)
+                 : kp_encode_item_listed(codec, &v, &buf, &len);
+    if (er) {
+        fprintf(stderr, "replay: cannot encode item %s\n", id);
+        return -1;
+    }
+    int pe = produce(rk, topic, id, buf, len);
+    free(buf);
+    return pe;
+}
+
 int kp_replay_run(const kp_config *c, const kp_replay_opts *o)
 {
     if (o->clicks_path || o->judgments_path) return replay_events(c, o);
@@ -320,37 +357,10 @@ int kp_replay_run(const kp_config *c, const kp_replay_opts *o)
             }
         }
         if (bad_every && nbad < o->bad && (sent + nbad + 1) % bad_every == 0) {
-            size_t len;
-            void *b = bad_record(codec, nbad, &len);
-            char key[32];
-            snprintf(key, sizeof key, "bad-%ld", nbad);
-            if (!b || produce(rk, topic, key, b, len)) {
-                free(b);
-                goto out;
-            }
-            free(b);
+            if (send_bad(codec, rk, topic, nbad)) goto out;
             nbad++;
         } else {
-            const row *r = &rows[i % nrows];
-            long pass = i / nrows;
-            char id[512];
-            if (pass)
-                snprintf(id, sizeof id, "%s~%ld", r->id, pass);
-            else
-                snprintf(id, sizeof id, "%s", r->id);
-            kp_item_listed v = {id, r->title, "", "", 0.0, kp_now_ms()};
-            void *buf;
-            size_t len;
-            int er = (o->v0_every > 0 && (i + 1) % o->v0_every == 0)
-                         ? kp_encode_item_listed_v0(codec, &v, &buf, &len)
-                         : kp_encode_item_listed(codec, &v, &buf, &len);
-            if (er) {
-                fprintf(stderr, "replay: cannot encode item %s\n", id);
-                goto out;
-            }
-            int pe = produce(rk, topic, id, buf, len);
-            free(buf);
-            if (pe) goto out;
+            if (send_item(codec, rk, topic, o, &rows[i % nrows], i / nrows, i)) goto out;
             sent++;
             i++;
         }
