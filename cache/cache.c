@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "common/util.h"
+
 /* KEYS[1] = rec key; ARGV = model_version, generated_at, suggestions, ttl_s. Returns 1 if written,
  * 0 if the stored entry has a newer model version (kept). */
 static const char put_script[] =
@@ -27,6 +29,12 @@ struct kp_cache {
     int port, db, connect_timeout_ms, command_timeout_ms, ttl_s;
     redisContext *ctx;
     char sha[41];
+    /* scratch of kp_cache_titles, grown as needed */
+    char *keybuf;
+    size_t keycap;
+    const char **argv;
+    size_t *argl;
+    int argcap;
 };
 
 kp_cache *kp_cache_new(const kp_config *c)
@@ -54,6 +62,9 @@ void kp_cache_free(kp_cache *k)
 {
     if (!k) return;
     drop(k);
+    free(k->keybuf);
+    free((void *)k->argv);
+    free(k->argl);
     free(k);
 }
 
@@ -198,4 +209,75 @@ int kp_cache_get(kp_cache *k, const char *item_id, uint64_t *model_version, int6
         freeReplyObject(r);
     }
     return found;
+}
+
+/* Makes room for n MGET arguments whose keys take keybytes. 0 / -1 (OOM). */
+static int grow_titles_scratch(kp_cache *k, int n, size_t keybytes)
+{
+    if (n + 1 > k->argcap) {
+        const char **a = realloc((void *)k->argv, sizeof *a * (size_t)(n + 1));
+        if (!a) return -1;
+        k->argv = a;
+        size_t *l = realloc(k->argl, sizeof *l * (size_t)(n + 1));
+        if (!l) return -1;
+        k->argl = l;
+        k->argcap = n + 1;
+    }
+    if (keybytes > k->keycap) {
+        char *b = realloc(k->keybuf, keybytes);
+        if (!b) return -1;
+        k->keybuf = b;
+        k->keycap = keybytes;
+    }
+    return 0;
+}
+
+int kp_cache_titles(kp_cache *k, const char *const *item_ids, int n, char **titles, char *err,
+                    size_t errlen)
+{
+    for (int i = 0; i < n; i++)
+        titles[i] = NULL;
+    if (n <= 0) return 0;
+    if (kp_cache_connect(k, err, errlen)) return -1;
+    size_t plen = strlen(k->prefix), bytes = 0;
+    for (int i = 0; i < n; i++)
+        bytes += plen + strlen(item_ids[i]) + sizeof "item:";
+    if (grow_titles_scratch(k, n, bytes)) {
+        kp_errf(err, errlen, "redis MGET: out of memory");
+        return -1;
+    }
+    k->argv[0] = "MGET";
+    k->argl[0] = 4;
+    char *p = k->keybuf;
+    for (int i = 0; i < n; i++) {
+        int len = sprintf(p, "%sitem:%s", k->prefix, item_ids[i]);
+        k->argv[i + 1] = p;
+        k->argl[i + 1] = (size_t)len;
+        p += len + 1;
+    }
+    redisReply *r = redisCommandArgv(k->ctx, n + 1, k->argv, k->argl);
+    if (!r) {
+        kp_errf(err, errlen, "redis MGET failed: %s",
+                k->ctx->errstr[0] ? k->ctx->errstr : "connection lost");
+        drop(k);
+        return -1;
+    }
+    int rc = -1;
+    if (r->type != REDIS_REPLY_ARRAY || (int)r->elements != n) {
+        kp_errf(err, errlen, "redis MGET failed: unexpected reply");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        if (r->element[i]->type != REDIS_REPLY_STRING) continue;
+        if (!(titles[i] = strdup(r->element[i]->str))) {
+            kp_errf(err, errlen, "redis MGET: out of memory");
+            for (int j = 0; j < i; j++)
+                free(titles[j]), titles[j] = NULL;
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    freeReplyObject(r);
+    return rc;
 }

@@ -1,7 +1,6 @@
 /* The stream verbs: worker, replay, get, topics, dump, config. */
 #include <getopt.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
@@ -61,27 +60,37 @@ static void *trainer_thread(void *p)
     return NULL;
 }
 
-int kp_cmd_worker(int argc, char **argv)
+/* Options of a verb that takes only -c FILE and --help. Returns -1 with *path set (NULL when not
+ * given) to go on, or the exit code once usage was printed (0 for --help). */
+static int config_only_opts(int argc, char **argv, const char *usage, const char **path)
 {
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *path = NULL;
     int ch;
+    *path = NULL;
     while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (ch == 'c')
-            path = optarg;
-        else {
-            fprintf(
-                ch == 'h' ? stdout : stderr,
-                "usage: kprec worker -c FILE\n"
-                "Runs the stream worker. [worker] role = serve: consumes [topics] items in the\n"
-                "consumer group [kafka] group.id, caches recommendations in Redis, publishes\n"
-                "suggestions, follows the model topic. role = train: learns from [topics]\n"
-                "clicks and judgments, publishes model deltas. role = both: the two.\n"
-                "SIGINT/SIGTERM: finish in-flight work, commit, exit (twice: stop waiting).\n");
+        if (ch != 'c') {
+            fputs(usage, ch == 'h' ? stdout : stderr);
             return ch == 'h' ? 0 : 2;
         }
+        *path = optarg;
     }
+    return -1;
+}
+
+int kp_cmd_worker(int argc, char **argv)
+{
+    const char *path;
+    int rc = config_only_opts(
+        argc, argv,
+        "usage: kprec worker -c FILE\n"
+        "Runs the stream worker. [worker] role = serve: consumes [topics] items in the\n"
+        "consumer group [kafka] group.id, caches recommendations in Redis, publishes\n"
+        "suggestions, follows the model topic. role = train: learns from [topics]\n"
+        "clicks and judgments, publishes model deltas. role = both: the two.\n"
+        "SIGINT/SIGTERM: finish in-flight work, commit, exit (twice: stop waiting).\n",
+        &path);
+    if (rc >= 0) return rc;
     if (!path) {
         fprintf(stderr, "kprec worker: -c FILE is required\n");
         return 2;
@@ -100,7 +109,6 @@ int kp_cmd_worker(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int rc;
     if (!strcmp(c.role, "train")) {
         if (kp_telemetry_http_start(c.metrics_bind, c.metrics_port)) {
             kp_config_free(&c);
@@ -211,6 +219,41 @@ int kp_cmd_replay(int argc, char **argv)
     return rc;
 }
 
+/* `kprec get --json`: one line per item. 0, or 1 when the cached text is not valid JSON. */
+static int print_entry_json(const char *item, uint64_t ver, int64_t gen, const char *sugg)
+{
+    char err[512];
+    char *line = kp_cache_entry_json(item, ver, gen, sugg, err, sizeof err);
+    if (!line) {
+        fprintf(stderr, "kprec get: %s: cached suggestions are %s\n", item, err);
+        return 1;
+    }
+    puts(line);
+    free(line);
+    return 0;
+}
+
+/* `kprec get`: the item, its model version and time, one numbered line per suggestion. */
+static int print_entry_text(const char *item, const char *title, uint64_t ver, int64_t gen,
+                            const char *sugg)
+{
+    char err[512], when[64];
+    kp_cache_suggestions s;
+    if (kp_cache_suggestions_parse(sugg, &s, err, sizeof err)) {
+        fprintf(stderr, "kprec get: %s: cached suggestions are %s\n", item, err);
+        return 1;
+    }
+    time_t t = (time_t)(gen / 1000);
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
+    printf("%s  %s\n  model version %" PRIu64 ", generated %s\n", item, title ? title : "", ver,
+           when);
+    for (int i = 0; i < s.n; i++)
+        printf("  %3d. %6.3f  %s\n", i + 1, s.items[i].score,
+               s.items[i].keyphrase ? s.items[i].keyphrase : "(null)");
+    kp_cache_suggestions_clear(&s);
+    return 0;
+}
+
 int kp_cmd_get(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, 0, 'c'},
@@ -254,34 +297,10 @@ int kp_cmd_get(int argc, char **argv)
             rc = 1;
             continue;
         }
-        json_error_t je;
-        json_t *arr = json_loads(sugg, 0, &je);
-        if (!arr) {
-            fprintf(stderr, "kprec get: %s: cached suggestions are not valid JSON: %s\n", argv[a],
-                    je.text);
-            rc = 1;
-        } else if (as_json) {
-            json_t *o =
-                json_pack("{s:s, s:I, s:I, s:O}", "item_id", argv[a], "model_version",
-                          (json_int_t)ver, "generated_at", (json_int_t)gen, "suggestions", arr);
-            if (o) json_dumpf(o, stdout, JSON_COMPACT);
-            putchar('\n');
-            json_decref(o);
-        } else {
-            time_t t = (time_t)(gen / 1000);
-            char when[64];
-            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime(&t));
-            printf("%s  %s\n  model version %" PRIu64 ", generated %s\n", argv[a],
-                   title ? title : "", ver, when);
-            size_t i;
-            json_t *o;
-            json_array_foreach(arr, i, o)
-            {
-                printf("  %3zu. %6.3f  %s\n", i + 1, json_real_value(json_object_get(o, "score")),
-                       json_string_value(json_object_get(o, "keyphrase")));
-            }
-        }
-        json_decref(arr);
+        if (as_json)
+            rc |= print_entry_json(argv[a], ver, gen, sugg);
+        else
+            rc |= print_entry_text(argv[a], title, ver, gen, sugg);
         free(sugg);
         free(title);
     }
@@ -292,21 +311,14 @@ int kp_cmd_get(int argc, char **argv)
 
 int kp_cmd_topics(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *path = NULL;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (ch == 'c')
-            path = optarg;
-        else {
-            fprintf(ch == 'h' ? stdout : stderr,
-                    "usage: kprec topics [-c FILE]\n"
-                    "Creates every topic named in [topics] with [topics] partitions partitions\n"
-                    "(the model topic gets 1); topics that exist are left as they are.\n");
-            return ch == 'h' ? 0 : 2;
-        }
-    }
+    const char *path;
+    int urc = config_only_opts(
+        argc, argv,
+        "usage: kprec topics [-c FILE]\n"
+        "Creates every topic named in [topics] with [topics] partitions partitions\n"
+        "(the model topic gets 1); topics that exist are left as they are.\n",
+        &path);
+    if (urc >= 0) return urc;
     kp_config c;
     if (kp_cli_config(&c, path)) return 2;
     char err[512], e[512];

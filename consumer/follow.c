@@ -1,6 +1,5 @@
 #include "consumer/follow.h"
 
-#include <dirent.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,7 +14,9 @@
 #include "model/ckpt.h"
 #include "model/delta.h"
 #include "model/tsv.h"
-#include "producer/producer.h"
+#include "common/util.h"
+#include "consumer/model_topic.h"
+#include "producer/kafka.h"
 
 struct kp_follower {
     const kp_config *cfg;
@@ -28,13 +29,6 @@ struct kp_follower {
     kp_recommender *ready; /* under lock */
     char err[512];
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static time_t file_mtime(const char *path)
 {
@@ -67,30 +61,11 @@ kp_recommender *kp_follower_build(const kp_config *c, const kp_bienc *m, char *e
     return r;
 }
 
-/* Newest be-v<N>.kpm in dir: its version, path in out. 0 if none. */
-static uint64_t newest_checkpoint(const char *dir, char *out, size_t outlen)
-{
-    uint64_t best = 0;
-    DIR *d = dir[0] ? opendir(dir) : NULL;
-    if (!d) return 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        unsigned long long v;
-        char tail[8];
-        if (sscanf(e->d_name, "be-v%llu.kp%7s", &v, tail) == 2 && !strcmp(tail, "m") && v > best) {
-            best = v;
-            snprintf(out, outlen, "%s/%s", dir, e->d_name);
-        }
-    }
-    closedir(d);
-    return best;
-}
-
 kp_bienc *kp_follower_initial_model(const kp_config *c, char *err, size_t errlen)
 {
     char path[2048];
     kp_bienc *m = NULL;
-    uint64_t v = newest_checkpoint(c->train_checkpoint_dir, path, sizeof path);
+    uint64_t v = kp_model_newest_checkpoint(c->train_checkpoint_dir, path, sizeof path);
     if (c->model_path[0]) {
         if (!(m = kp_bienc_load(c->model_path, err, errlen))) return NULL;
     }
@@ -118,19 +93,6 @@ kp_bienc *kp_follower_initial_model(const kp_config *c, char *err, size_t errlen
     return m;
 }
 
-static const char *header(const rd_kafka_message_t *msg, const char *name, char *buf, size_t cap)
-{
-    rd_kafka_headers_t *h = NULL;
-    const void *v;
-    size_t sz;
-    if (rd_kafka_message_headers(msg, &h) || !h || rd_kafka_header_get_last(h, name, &v, &sz) ||
-        !v || sz >= cap)
-        return NULL;
-    memcpy(buf, v, sz);
-    buf[sz] = 0;
-    return buf;
-}
-
 static void publish(kp_follower *f, kp_recommender *r)
 {
     pthread_mutex_lock(&f->lock);
@@ -147,192 +109,261 @@ typedef struct {
     int32_t partition;
 } ckpt_ann;
 
+/* The follower thread's state between two records. */
+typedef struct {
+    kp_follower *f;
+    const kp_config *c;
+    rd_kafka_t *rk;
+    kp_delta_asm *as;
+    ckpt_ann last; /* the newest announcement read */
+    int dirty, gap, nparts, eofs;
+    unsigned char *at_eof; /* nparts */
+    int64_t last_build;
+    time_t inv_mtime, inv_checked;
+} follow_run;
+
+/* The follower's consumer: no group membership (partitions are assigned), no commits. */
+static rd_kafka_t *follower_consumer(const kp_config *c)
+{
+    char err[512], e[512];
+    rd_kafka_conf_t *conf = kp_kafka_conf_new(c, err, sizeof err);
+    if (!conf) {
+        kp_error("follower: config: %s", err);
+        return NULL;
+    }
+    if (kp_kafka_conf_force(conf, "enable.auto.commit", "false", err, sizeof err) ||
+        kp_kafka_conf_force(conf, "enable.partition.eof", "true", err, sizeof err) ||
+        kp_kafka_conf_force(conf, "group.id", "kprec-model-follower", err, sizeof err)) {
+        kp_error("follower: config: %s", err);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+    if (!rk) {
+        kp_error("follower: %s", e);
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
+}
+
+/* How many partitions the model topic has; 0 while it does not exist. */
+static int model_partitions(follow_run *r)
+{
+    int n = 0;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(r->rk, r->c->topic_model, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    if (t && rd_kafka_metadata(r->rk, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        md->topic_cnt && !md->topics[0].err)
+        n = md->topics[0].partition_cnt;
+    if (md) rd_kafka_metadata_destroy(md);
+    if (t) rd_kafka_topic_destroy(t);
+    return n;
+}
+
+/* Waits for the model topic, then assigns every partition from the beginning. 0, or -1 when
+ * stopped first (or on OOM). */
+static int assign_model_topic(follow_run *r)
+{
+    kp_follower *f = r->f;
+    while (!f->stop && !(r->nparts = model_partitions(r))) {
+        /* Nothing to catch up with yet (no trainer has published): don't hold the worker's
+         * start-up; keep looking, quietly after the first warning. */
+        if (!f->caught_up)
+            kp_warn("follower: model topic %s not available; serving version %" PRIu64
+                    " and retrying (create it with kprec topics)",
+                    r->c->topic_model, kp_bienc_version(f->master));
+        f->caught_up = 1;
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+    }
+    if (!r->nparts || !(r->at_eof = calloc((size_t)r->nparts, 1))) return -1;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(r->nparts);
+    for (int p = 0; p < r->nparts; p++)
+        rd_kafka_topic_partition_list_add(l, r->c->topic_model, p)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_resp_err_t e = rd_kafka_assign(r->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        kp_error("follower: assign %s: %s", r->c->topic_model, rd_kafka_err2str(e));
+        return -1;
+    }
+    if (r->nparts != 1)
+        kp_warn("follower: %s has %d partitions; kprec writes it to one (key %s)",
+                r->c->topic_model, r->nparts, KP_MODEL_KEY);
+    return 0;
+}
+
+static void on_eof(follow_run *r, const rd_kafka_message_t *m)
+{
+    if (m->partition >= 0 && m->partition < r->nparts && !r->at_eof[m->partition]) {
+        r->at_eof[m->partition] = 1;
+        r->eofs++;
+    }
+    if (r->eofs >= r->nparts && !r->f->caught_up) {
+        kp_info("follower: caught up with %s at model version %" PRIu64, r->c->topic_model,
+                kp_bienc_version(r->f->master));
+        r->f->caught_up = 1;
+    }
+}
+
+static void note_topic_version(kp_follower *f, uint64_t v)
+{
+    if (v > atomic_load(&f->topic_version)) atomic_store(&f->topic_version, v);
+}
+
+/* An announcement: remember it; load it when it is ahead of the master. */
+static void on_checkpoint(follow_run *r, const rd_kafka_message_t *m)
+{
+    kp_follower *f = r->f;
+    char err[512];
+    ckpt_ann a = {0};
+    if (kp_model_announce_parse(m->payload, m->len, &a.version, a.path, sizeof a.path)) return;
+    note_topic_version(f, a.version);
+    a.offset = m->offset;
+    a.partition = m->partition;
+    r->last = a;
+    if (a.version <= kp_bienc_version(f->master)) return;
+    kp_bienc *nm = kp_bienc_load(a.path, err, sizeof err);
+    if (!nm) {
+        kp_warn("follower: checkpoint %s: %s", a.path, err);
+        return;
+    }
+    kp_info("follower: loaded checkpoint %s (version %" PRIu64 ")", a.path, a.version);
+    kp_bienc_free(f->master);
+    f->master = nm;
+    atomic_fetch_add(&kp_m.checkpoints_loaded, 1);
+    r->dirty = 1;
+    r->gap = 0;
+}
+
+/* A gap: wait for a checkpoint, re-reading from the newest one we know if it is ahead. */
+static void on_gap(follow_run *r, const char *why)
+{
+    kp_warn("follower: %s: waiting for a checkpoint", why);
+    r->gap = 1;
+    if (r->last.version <= kp_bienc_version(r->f->master)) return;
+    rd_kafka_topic_partition_list_t *s = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(s, r->c->topic_model, r->last.partition)->offset =
+        r->last.offset;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(r->rk, s, 5000);
+    if (e) {
+        kp_warn("follower: seek to the checkpoint: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(s);
+}
+
+/* A delta chunk: assemble; apply a complete delta in version order. */
+static void on_delta(follow_run *r, const rd_kafka_message_t *m)
+{
+    kp_follower *f = r->f;
+    char err[512], ts[32];
+    uint64_t ver, base;
+    int idx, cnt;
+    if (kp_delta_peek(m->payload, m->len, &ver, &base, &idx, &cnt)) {
+        kp_warn("follower: %s[%" PRId32 "]@%" PRId64 ": not a delta chunk", r->c->topic_model,
+                m->partition, m->offset);
+        return;
+    }
+    note_topic_version(f, ver);
+    if (ver <= kp_bienc_version(f->master) || r->gap) return;
+    int added = kp_delta_asm_add(r->as, m->payload, m->len, err, sizeof err);
+    if (added < 0) {
+        kp_warn("follower: delta %" PRIu64 ": %s", ver, err);
+    } else if (added == 1) {
+        if (kp_delta_asm_apply(r->as, f->master, err, sizeof err)) {
+            on_gap(r, err);
+            return;
+        }
+        atomic_fetch_add(&kp_m.deltas_applied, 1);
+        r->dirty = 1;
+        if (kp_model_header(m, KP_MODEL_HDR_TS, ts, sizeof ts))
+            atomic_store(&kp_m.delta_lag_ms, kp_now_ms() - atoll(ts));
+    }
+}
+
+static void on_record(follow_run *r, const rd_kafka_message_t *m)
+{
+    switch (kp_model_record_type(m)) {
+    case KP_MODEL_REC_CHECKPOINT:
+        on_checkpoint(r, m);
+        break;
+    case KP_MODEL_REC_DELTA:
+        on_delta(r, m);
+        break;
+    default:
+        break;
+    }
+    if (m->partition >= 0 && m->partition < r->nparts && r->at_eof[m->partition]) {
+        r->at_eof[m->partition] = 0; /* new data after its end */
+        r->eofs--;
+    }
+}
+
+/* Marks the model dirty when the inventory file changed (checked every [model] reload_s). */
+static void check_inventory(follow_run *r)
+{
+    const kp_config *c = r->c;
+    if (!c->model_reload_s || time(NULL) - r->inv_checked < c->model_reload_s) return;
+    r->inv_checked = time(NULL);
+    time_t mt = file_mtime(c->model_keyphrases);
+    if (mt && mt != r->inv_mtime) {
+        kp_info("follower: %s changed: re-embedding the inventory", c->model_keyphrases);
+        r->inv_mtime = mt;
+        r->dirty = 1;
+    }
+}
+
+/* Builds a recommender off the hot path once caught up, at most every [model] rebuild_ms. */
+static void maybe_rebuild(follow_run *r)
+{
+    kp_follower *f = r->f;
+    char err[512];
+    if (r->dirty && !f->build) r->dirty = 0;
+    if (!r->dirty || !f->caught_up || kp_now_ms() - r->last_build < r->c->model_rebuild_ms) return;
+    int64_t t0 = kp_now_ms();
+    kp_recommender *rec = kp_follower_build(r->c, f->master, err, sizeof err);
+    r->last_build = kp_now_ms();
+    if (!rec) {
+        kp_error("follower: %s", err);
+        return;
+    }
+    atomic_store(&kp_m.reembed_ms, r->last_build - t0);
+    kp_info("follower: model version %" PRIu64 " ready (%d keyphrases re-embedded in %" PRId64
+            " ms)",
+            kp_rec_version(rec), kp_rec_size(rec), r->last_build - t0);
+    publish(f, rec);
+    r->dirty = 0;
+}
+
 static void *run(void *arg)
 {
     kp_follower *f = arg;
-    const kp_config *c = f->cfg;
-    char e[512], err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_t *rk = NULL;
-    kp_delta_asm *as = kp_delta_asm_new();
-    ckpt_ann last = {0};
-    int dirty = 0, gap = 0;
-    unsigned char *at_eof = NULL;
-    time_t inv_mtime = file_mtime(c->model_keyphrases), inv_checked = time(NULL);
-    if (!as || kp_kafka_conf_apply(conf, c, err, sizeof err) ||
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof e) ||
-        rd_kafka_conf_set(conf, "enable.partition.eof", "true", e, sizeof e) ||
-        rd_kafka_conf_set(conf, "group.id", "kprec-model-follower", e, sizeof e)) {
-        kp_error("follower: config: %s", as ? err : "out of memory");
-        rd_kafka_conf_destroy(conf);
-        goto out;
-    }
-    rd_kafka_conf_set_log_cb(conf, kp_kafka_log_cb);
-    if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e))) {
-        kp_error("follower: %s", e);
-        rd_kafka_conf_destroy(conf);
-        goto out;
-    }
-    /* Every partition of the model topic, from the beginning: find how many there are. */
-    int nparts = 0;
-    while (!f->stop && nparts == 0) {
-        rd_kafka_topic_t *t = rd_kafka_topic_new(rk, c->topic_model, NULL);
-        const struct rd_kafka_metadata *md = NULL;
-        if (rd_kafka_metadata(rk, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt &&
-            !md->topics[0].err)
-            nparts = md->topics[0].partition_cnt;
-        if (md) rd_kafka_metadata_destroy(md);
-        rd_kafka_topic_destroy(t);
-        if (!nparts) {
-            /* Nothing to catch up with yet (no trainer has published): don't hold the worker's
-             * start-up; keep looking, quietly after the first warning. */
-            if (!f->caught_up)
-                kp_warn("follower: model topic %s not available; serving version %" PRIu64
-                        " and retrying (create it with kprec topics)",
-                        c->topic_model, kp_bienc_version(f->master));
-            f->caught_up = 1;
-            struct timespec ts = {1, 0};
-            nanosleep(&ts, NULL);
+    follow_run r = {.f = f, .c = f->cfg};
+    r.inv_mtime = file_mtime(f->cfg->model_keyphrases);
+    r.inv_checked = time(NULL);
+    if (!(r.as = kp_delta_asm_new())) kp_error("follower: out of memory");
+    if (r.as && (r.rk = follower_consumer(f->cfg)) && !assign_model_topic(&r)) {
+        while (!f->stop) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(r.rk, 200);
+            if (m && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                on_eof(&r, m);
+            else if (m && m->err)
+                kp_warn("follower: %s", rd_kafka_message_errstr(m));
+            else if (m)
+                on_record(&r, m);
+            if (m) rd_kafka_message_destroy(m);
+            atomic_store(&f->version, kp_bienc_version(f->master));
+            check_inventory(&r);
+            maybe_rebuild(&r);
         }
     }
-    if (!nparts) goto out; /* stopped before the topic appeared */
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
-    for (int p = 0; p < nparts; p++)
-        rd_kafka_topic_partition_list_add(l, c->topic_model, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_assign(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    at_eof = calloc((size_t)nparts, 1);
-    int eofs = 0;
-    int64_t last_build = 0;
-    if (nparts != 1)
-        kp_warn("follower: %s has %d partitions; kprec writes it to one (key kprec.model)",
-                c->topic_model, nparts);
-    while (!f->stop) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-        if (m && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if (at_eof && m->partition >= 0 && m->partition < nparts && !at_eof[m->partition]) {
-                at_eof[m->partition] = 1;
-                eofs++;
-            }
-            if (eofs >= nparts && !f->caught_up) {
-                kp_info("follower: caught up with %s at model version %" PRIu64, c->topic_model,
-                        kp_bienc_version(f->master));
-                f->caught_up = 1;
-            }
-        } else if (m && m->err) {
-            kp_warn("follower: %s", rd_kafka_message_errstr(m));
-        } else if (m) {
-            char type[32], tsbuf[32];
-            const char *ty = header(m, "type", type, sizeof type);
-            uint64_t cur = kp_bienc_version(f->master);
-            if (ty && !strcmp(ty, "checkpoint")) {
-                ckpt_ann a = {0};
-                char fmt[32];
-                snprintf(fmt, sizeof fmt, "%%" SCNu64 " %%%zus", sizeof a.path - 1);
-                char val[1200];
-                size_t n = m->len < sizeof val - 1 ? m->len : sizeof val - 1;
-                memcpy(val, m->payload, n);
-                val[n] = 0;
-                if (sscanf(val, fmt, &a.version, a.path) == 2) {
-                    if (a.version > atomic_load(&f->topic_version))
-                        atomic_store(&f->topic_version, a.version);
-                    a.offset = m->offset;
-                    a.partition = m->partition;
-                    last = a;
-                    if (a.version > cur) {
-                        kp_bienc *nm = kp_bienc_load(a.path, err, sizeof err);
-                        if (nm) {
-                            kp_info("follower: loaded checkpoint %s (version %" PRIu64 ")", a.path,
-                                    a.version);
-                            kp_bienc_free(f->master);
-                            f->master = nm;
-                            atomic_fetch_add(&kp_m.checkpoints_loaded, 1);
-                            dirty = 1;
-                            gap = 0;
-                        } else {
-                            kp_warn("follower: checkpoint %s: %s", a.path, err);
-                        }
-                    }
-                }
-            } else if (ty && !strcmp(ty, "delta")) {
-                uint64_t ver, base;
-                int idx, cnt;
-                int bad = kp_delta_peek(m->payload, m->len, &ver, &base, &idx, &cnt);
-                if (!bad && ver > atomic_load(&f->topic_version))
-                    atomic_store(&f->topic_version, ver);
-                if (bad) {
-                    kp_warn("follower: %s[%" PRId32 "]@%" PRId64 ": not a delta chunk",
-                            c->topic_model, m->partition, m->offset);
-                } else if (ver > cur && !gap) {
-                    int r = kp_delta_asm_add(as, m->payload, m->len, err, sizeof err);
-                    if (r < 0) {
-                        kp_warn("follower: delta %" PRIu64 ": %s", ver, err);
-                    } else if (r == 1) {
-                        if (kp_delta_asm_apply(as, f->master, err, sizeof err)) {
-                            kp_warn("follower: %s: waiting for a checkpoint", err);
-                            gap = 1;
-                            /* Reload the newest checkpoint we know and replay after it. */
-                            if (last.version > cur) {
-                                rd_kafka_topic_partition_list_t *s =
-                                    rd_kafka_topic_partition_list_new(1);
-                                rd_kafka_topic_partition_list_add(s, c->topic_model, last.partition)
-                                    ->offset = last.offset;
-                                rd_kafka_seek_partitions(rk, s, 5000);
-                                rd_kafka_topic_partition_list_destroy(s);
-                            }
-                        } else {
-                            atomic_fetch_add(&kp_m.deltas_applied, 1);
-                            dirty = 1;
-                            if (header(m, "ts", tsbuf, sizeof tsbuf))
-                                atomic_store(&kp_m.delta_lag_ms, now_ms() - atoll(tsbuf));
-                        }
-                    }
-                }
-            }
-            if (at_eof && m->partition >= 0 && m->partition < nparts && at_eof[m->partition]) {
-                at_eof[m->partition] = 0; /* new data after its end */
-                eofs--;
-            }
-        }
-        if (m) rd_kafka_message_destroy(m);
-        atomic_store(&f->version, kp_bienc_version(f->master));
-
-        /* inventory file changed? */
-        if (c->model_reload_s && time(NULL) - inv_checked >= c->model_reload_s) {
-            inv_checked = time(NULL);
-            time_t mt = file_mtime(c->model_keyphrases);
-            if (mt && mt != inv_mtime) {
-                kp_info("follower: %s changed: re-embedding the inventory", c->model_keyphrases);
-                inv_mtime = mt;
-                dirty = 1;
-            }
-        }
-        /* Build off the hot path once caught up, at most every [model] rebuild_ms. */
-        if (dirty && f->build && f->caught_up && now_ms() - last_build >= c->model_rebuild_ms) {
-            int64_t t0 = now_ms();
-            kp_recommender *r = kp_follower_build(c, f->master, err, sizeof err);
-            last_build = now_ms();
-            if (r) {
-                atomic_store(&kp_m.reembed_ms, last_build - t0);
-                kp_info("follower: model version %" PRIu64 " ready (%d keyphrases re-embedded in "
-                        "%" PRId64 " ms)",
-                        kp_rec_version(r), kp_rec_size(r), last_build - t0);
-                publish(f, r);
-                dirty = 0;
-            } else {
-                kp_error("follower: %s", err);
-            }
-        } else if (dirty && !f->build) {
-            dirty = 0;
-        }
+    if (r.rk) {
+        rd_kafka_consumer_close(r.rk);
+        rd_kafka_destroy(r.rk);
     }
-out:
-    if (rk) {
-        rd_kafka_consumer_close(rk);
-        rd_kafka_destroy(rk);
-    }
-    kp_delta_asm_free(as);
-    free(at_eof);
+    kp_delta_asm_free(r.as);
+    free(r.at_eof);
     f->caught_up = 1; /* never leave a waiter hanging */
     return NULL;
 }

@@ -8,8 +8,7 @@
  * micro-batches. It also re-reads the inventory file when it changes ([model] reload_s), so new
  * keyphrases become searchable without a restart.
  *
- * Records on the model topic carry a header "type": "delta" (a chunk of model/delta.h) or
- * "checkpoint" (value "VERSION PATH": a full checkpoint written by the trainer). */
+ * The record format (deltas and checkpoint announcements) is consumer/model_topic.h. */
 #ifndef KP_FOLLOW_H
 #define KP_FOLLOW_H
 
@@ -44,7 +43,8 @@ uint64_t kp_follower_topic_version(kp_follower *f);
 /* The version of the follower's master model. */
 uint64_t kp_follower_version(kp_follower *f);
 
-/* Stops the thread; returns the master model (caller owns it) and frees the rest. NULL-safe. */
+/* Stops the thread; returns the master model (caller owns it) and frees the rest (a recommender
+ * never taken included). NULL-safe: NULL gives NULL. */
 kp_bienc *kp_follower_stop(kp_follower *f);
 
 /* Loads the bi-encoder a worker starts from: [model] path, or, when [train] checkpoint_dir holds

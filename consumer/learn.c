@@ -1,18 +1,19 @@
 #include "consumer/learn.h"
 
-#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
+#include "cache/cache.h"
 #include "common/log.h"
 #include "common/telemetry.h"
+#include "common/util.h"
 #include "consumer/follow.h"
-#include "consumer/serve.h"
+#include "consumer/group.h"
+#include "consumer/model_topic.h"
 #include "model/ce.h"
 #include "model/ckpt.h"
 #include "model/delta.h"
@@ -52,17 +53,22 @@ typedef struct {
 
 typedef struct {
     const kp_config *cfg;
-    rd_kafka_t *consumer;
+    kp_group *group;
     kp_producer *producer;
     kp_codec *codec;
     kp_ce *teacher;
     kp_bienc *model;
     kp_trainer *trainer;
-    kp_texts inv; /* keyphrase inventory, for random negatives */
-    redisContext *redis;
+    kp_texts inv;    /* keyphrase inventory, for random negatives */
+    kp_cache *cache; /* the title lookup */
     kp_rng rng;
     tevent *pending; /* waiting for a title, in arrival order */
     int n_pending, cap_pending;
+    /* scratch of resolve_titles, cap_pending each */
+    const char **lookup_ids;
+    char **lookup_titles;
+    int *lookup_which;
+    tevent *ready; /* a step's events, [train] batch_size */
     part_state parts[MAX_PARTS];
     int n_parts;
     texample *buf; /* the training buffer: a ring of buf_cap examples */
@@ -75,19 +81,6 @@ typedef struct {
     long steps_since_delta;
     int64_t last_delta_ms;
 } tsvc;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static void tevent_clear(tevent *e)
 {
@@ -134,11 +127,7 @@ static void store_offsets(tsvc *s)
         }
         if (off >= 0) rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = off;
     }
-    if (l->cnt) {
-        rd_kafka_resp_err_t e = rd_kafka_offsets_store(s->consumer, l);
-        if (e && e != RD_KAFKA_RESP_ERR__STATE && e != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
-            kp_warn("trainer: offsets store: %s", rd_kafka_err2str(e));
-    }
+    kp_group_store(s->group, l);
     rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -161,96 +150,31 @@ static void dead_letter(tsvc *s, const rd_kafka_message_t *m, const char *reason
  * Returns 0 when Redis answered (or nothing was needed), -1 when it did not. */
 static int resolve_titles(tsvc *s)
 {
+    char err[512];
     int need = 0;
     for (int i = 0; i < s->n_pending; i++)
-        need += !s->pending[i].title;
-    if (!need) return 0;
-    if (!s->redis || s->redis->err) {
-        if (s->redis) redisFree(s->redis);
-        struct timeval tv = {s->cfg->redis_connect_timeout_ms / 1000,
-                             (s->cfg->redis_connect_timeout_ms % 1000) * 1000};
-        s->redis = redisConnectWithTimeout(s->cfg->redis_host, s->cfg->redis_port, tv);
-        if (!s->redis || s->redis->err) {
-            kp_warn("trainer: redis: %s", s->redis ? s->redis->errstr : "out of memory");
-            atomic_fetch_add(&kp_m.redis_errors, 1);
-            if (s->redis) redisFree(s->redis);
-            s->redis = NULL;
-            return -1;
+        if (!s->pending[i].title) {
+            s->lookup_ids[need] = s->pending[i].ad.item_id;
+            s->lookup_which[need++] = i;
         }
-        struct timeval ct = {s->cfg->redis_command_timeout_ms / 1000,
-                             (s->cfg->redis_command_timeout_ms % 1000) * 1000};
-        redisSetTimeout(s->redis, ct);
-        redisReply *r = NULL;
-        if (s->cfg->redis_password[0] &&
-            (!(r = redisCommand(s->redis, "AUTH %s", s->cfg->redis_password)) ||
-             r->type == REDIS_REPLY_ERROR))
-            goto auth_err;
-        if (r) freeReplyObject(r);
-        r = NULL;
-        if (s->cfg->redis_db && (!(r = redisCommand(s->redis, "SELECT %d", s->cfg->redis_db)) ||
-                                 r->type == REDIS_REPLY_ERROR))
-            goto auth_err;
-        if (r) freeReplyObject(r);
-        goto connected;
-    auth_err:
-        kp_warn("trainer: redis AUTH/SELECT failed: %s", r && r->str ? r->str : s->redis->errstr);
-        if (r) freeReplyObject(r);
-        redisFree(s->redis);
-        s->redis = NULL;
+    if (!need) return 0;
+    if (kp_cache_titles(s->cache, s->lookup_ids, need, s->lookup_titles, err, sizeof err)) {
+        kp_warn("trainer: %s", err);
         atomic_fetch_add(&kp_m.redis_errors, 1);
         return -1;
-    connected:;
     }
-    int rc = -1;
-    const char **argv = malloc(sizeof(char *) * (size_t)(need + 1));
-    char **keys = calloc((size_t)need, sizeof(char *));
-    int *which = malloc(sizeof(int) * (size_t)need);
-    if (!argv || !keys || !which) goto out;
-    argv[0] = "MGET";
-    int k = 0;
-    for (int i = 0; i < s->n_pending && k < need; i++) {
-        if (s->pending[i].title) continue;
-        size_t len = strlen(s->cfg->redis_prefix) + strlen(s->pending[i].ad.item_id) + 8;
-        if (!(keys[k] = malloc(len))) goto out;
-        snprintf(keys[k], len, "%sitem:%s", s->cfg->redis_prefix, s->pending[i].ad.item_id);
-        argv[k + 1] = keys[k];
-        which[k++] = i;
+    int64_t now = kp_now_ms();
+    for (int j = 0; j < need; j++) {
+        tevent *ev = &s->pending[s->lookup_which[j]];
+        if (s->lookup_titles[j])
+            ev->title = s->lookup_titles[j];
+        else if (!ev->missing_since_ms)
+            ev->missing_since_ms = now;
     }
-    redisReply *r = redisCommandArgv(s->redis, k + 1, argv, NULL);
-    if (!r || r->type != REDIS_REPLY_ARRAY || (int)r->elements != k) {
-        kp_warn("trainer: redis MGET failed: %s", r ? "unexpected reply" : s->redis->errstr);
-        atomic_fetch_add(&kp_m.redis_errors, 1);
-        if (!r) {
-            redisFree(s->redis);
-            s->redis = NULL;
-        }
-    } else {
-        int64_t now = now_ms();
-        for (int j = 0; j < k; j++) {
-            tevent *ev = &s->pending[which[j]];
-            if (r->element[j]->type == REDIS_REPLY_STRING)
-                ev->title = strdup(r->element[j]->str);
-            else if (!ev->missing_since_ms)
-                ev->missing_since_ms = now;
-        }
-        rc = 0;
-    }
-    if (r) freeReplyObject(r);
-out:
-    for (int j = 0; keys && j < need; j++)
-        free(keys[j]);
-    free(keys);
-    free((void *)argv);
-    free(which);
-    return rc;
+    return 0;
 }
 
 /* ---- one training step over the resolved events ---- */
-
-typedef struct {
-    const char **items, **keys;
-    int n_items, n_keys, cap_items, cap_keys;
-} strtab;
 
 static int intern(const char ***tab, int *n, const char *s)
 {
@@ -278,6 +202,33 @@ static int buffer_push(tsvc *s, const tevent *ev)
     return 0;
 }
 
+/* The examples of a step: the newest nnew are the nnew slots before buf_next; nold others are
+ * drawn from the rest of the buffer. */
+static void draw_examples(tsvc *s, const texample **ex, int nnew, int nold)
+{
+    for (int e = 0; e < nnew; e++)
+        ex[e] = &s->buf[(s->buf_next - nnew + e + s->buf_cap) % s->buf_cap];
+    for (int e = 0; e < nold; e++) {
+        uint64_t back = (uint64_t)nnew + kp_rng_below(&s->rng, (uint64_t)(s->buf_len - nnew));
+        ex[nnew + e] = &s->buf[(s->buf_next - (int)back - 1 + 2 * s->buf_cap) % s->buf_cap];
+    }
+}
+
+/* Adds the rows the last step changed to the rows of the next delta. */
+static void mark_changed_rows(tsvc *s)
+{
+    for (int t = 0; t < kp_bienc_n_towers(s->model); t++) {
+        const kp_rowgrad *g = kp_trainer_changed_rows(s->trainer, (kp_tower)t);
+        for (int j = 0; j < g->n; j++) {
+            uint32_t row = g->rows[j];
+            if (!s->row_mark[t][row]) {
+                s->row_mark[t][row] = 1;
+                s->rows[t][s->nrows[t]++] = row;
+            }
+        }
+    }
+}
+
 /* One step on the n newest examples plus as many examples drawn from the buffer: the stream
  * arrives grouped (one item's sessions together), the draw mixes items so that in-batch
  * negatives are other items' keyphrases. */
@@ -303,13 +254,7 @@ static int take_step(tsvc *s, tevent *ev, int n)
     const char **ti = malloc(sizeof(char *) * (size_t)maxk),
                **tk = malloc(sizeof(char *) * (size_t)maxk);
     if (!ex || !items || !keys || !ia || !sk || !soft_k || !lab || !ti || !tk) goto out;
-    /* the newest n are the n slots before buf_next; the others are drawn from the rest */
-    for (int e = 0; e < nnew; e++)
-        ex[e] = &s->buf[(s->buf_next - nnew + e + s->buf_cap) % s->buf_cap];
-    for (int e = 0; e < nold; e++) {
-        uint64_t back = (uint64_t)nnew + kp_rng_below(&s->rng, (uint64_t)(s->buf_len - nnew));
-        ex[nnew + e] = &s->buf[(s->buf_next - (int)back - 1 + 2 * s->buf_cap) % s->buf_cap];
-    }
+    draw_examples(s, ex, nnew, nold);
     int ni = 0, nk = 0, nb = 0, ns = 0, nd = 0, nsoft = 0;
     for (int e = 0; e < m; e++) {
         const texample *x = ex[e];
@@ -358,16 +303,7 @@ static int take_step(tsvc *s, tevent *ev, int n)
     atomic_fetch_add(&kp_m.train_steps, 1);
     atomic_fetch_add(&kp_m.train_events, (unsigned long long)n);
     atomic_store(&kp_m.train_loss_micro, (unsigned long long)(L.total * 1e6));
-    for (int t = 0; t < kp_bienc_n_towers(s->model); t++) {
-        const kp_rowgrad *g = kp_trainer_changed_rows(s->trainer, (kp_tower)t);
-        for (int j = 0; j < g->n; j++) {
-            uint32_t row = g->rows[j];
-            if (!s->row_mark[t][row]) {
-                s->row_mark[t][row] = 1;
-                s->rows[t][s->nrows[t]++] = row;
-            }
-        }
-    }
+    mark_changed_rows(s);
     s->steps_since_delta++;
     rc = 0;
 out:
@@ -381,24 +317,57 @@ out:
 static void write_checkpoint(tsvc *s)
 {
     const kp_config *c = s->cfg;
-    char path[2048], ann[2100], ver[32], err[512];
+    char path[2048], ann[2100], err[512];
     uint64_t v = kp_bienc_version(s->model);
     if (v == s->checkpointed) return;
-    snprintf(ver, sizeof ver, "%" PRIu64, v);
-    snprintf(path, sizeof path, "%s/be-v%" PRIu64 ".kpm", c->train_checkpoint_dir, v);
+    if (kp_model_checkpoint_path(c->train_checkpoint_dir, v, path, sizeof path)) {
+        kp_error("trainer: checkpoint: [train] checkpoint_dir is too long");
+        return;
+    }
     if (kp_bienc_save(s->model, path, err, sizeof err)) {
         kp_error("trainer: checkpoint: %s", err);
         return;
     }
-    int n = snprintf(ann, sizeof ann, "%" PRIu64 " %s", v, path);
-    rd_kafka_headers_t *ch = rd_kafka_headers_new(2);
-    rd_kafka_header_add(ch, "type", -1, "checkpoint", -1);
-    rd_kafka_header_add(ch, "version", -1, ver, -1);
-    kp_outmsg o = {c->topic_model, "kprec.model", 11, ann, (size_t)n, ch, 0, KP_OUT_PENDING};
+    int n = kp_model_announce_encode(v, path, ann, sizeof ann);
+    rd_kafka_headers_t *h = kp_model_checkpoint_headers(v);
+    if (n < 0 || !h) {
+        kp_error("trainer: checkpoint %s cannot be announced%s", path,
+                 h ? " (white space in its path)" : " (out of memory)");
+        if (h) rd_kafka_headers_destroy(h);
+        return;
+    }
+    kp_outmsg o = {c->topic_model, KP_MODEL_KEY, strlen(KP_MODEL_KEY), ann, (size_t)n, h, 0,
+                   KP_OUT_PENDING};
     kp_producer_deliver(s->producer, &o, 1, c, &kp_worker_stop_hard, NULL, NULL);
-    rd_kafka_headers_destroy(ch);
+    rd_kafka_headers_destroy(h);
     s->checkpointed = v;
     kp_info("trainer: checkpoint %s announced", path);
+}
+
+/* Sends the delta chunks of version v and waits for their deliveries. 0, or -1 (*bytes = 0). */
+static int send_delta(tsvc *s, uint64_t v, void **chunks, const size_t *lens, int nch,
+                      size_t *bytes)
+{
+    const kp_config *c = s->cfg;
+    int rc = -1;
+    *bytes = 0;
+    kp_outmsg *out = calloc((size_t)nch, sizeof *out);
+    rd_kafka_headers_t *h = kp_model_delta_headers(v, kp_now_ms());
+    if (!out || !h) {
+        kp_error("trainer: delta %" PRIu64 ": out of memory", v);
+        goto err;
+    }
+    for (int i = 0; i < nch; i++) {
+        out[i] = (kp_outmsg){
+            c->topic_model, KP_MODEL_KEY, strlen(KP_MODEL_KEY), chunks[i], lens[i], h, 0,
+            KP_OUT_PENDING};
+        *bytes += lens[i];
+    }
+    rc = kp_producer_deliver(s->producer, out, nch, c, &kp_worker_stop_hard, NULL, NULL);
+err:
+    if (h) rd_kafka_headers_destroy(h);
+    free(out);
+    return rc;
 }
 
 /* Publishes the delta since base_version as version base+1 (waits for the deliveries), then
@@ -406,11 +375,11 @@ static void write_checkpoint(tsvc *s)
 static int publish_delta(tsvc *s)
 {
     const kp_config *c = s->cfg;
-    char err[512], ver[32], ts[32];
+    char err[512];
     uint64_t v = s->base_version + 1;
     kp_bienc_set_version(s->model, v);
     void **chunks = NULL;
-    size_t *lens = NULL;
+    size_t *lens = NULL, bytes = 0;
     int nch = 0;
     const uint32_t *rows[2] = {s->rows[0], s->rows[1]};
     if (kp_delta_build(s->model, s->base_version, rows, s->nrows, (size_t)c->train_max_chunk,
@@ -419,22 +388,7 @@ static int publish_delta(tsvc *s)
         kp_bienc_set_version(s->model, s->base_version);
         return -1;
     }
-    kp_outmsg *out = calloc((size_t)nch, sizeof *out);
-    rd_kafka_headers_t *h = rd_kafka_headers_new(3);
-    snprintf(ver, sizeof ver, "%" PRIu64, v);
-    snprintf(ts, sizeof ts, "%" PRId64, now_ms());
-    rd_kafka_header_add(h, "type", -1, "delta", -1);
-    rd_kafka_header_add(h, "version", -1, ver, -1);
-    rd_kafka_header_add(h, "ts", -1, ts, -1);
-    size_t bytes = 0;
-    for (int i = 0; i < nch; i++) {
-        out[i] = (kp_outmsg){c->topic_model, "kprec.model", 11, chunks[i], lens[i], h, 0,
-                             KP_OUT_PENDING};
-        bytes += lens[i];
-    }
-    int r = kp_producer_deliver(s->producer, out, nch, c, &kp_worker_stop_hard, NULL, NULL);
-    rd_kafka_headers_destroy(h);
-    free(out);
+    int r = send_delta(s, v, chunks, lens, nch, &bytes);
     kp_delta_chunks_free(chunks, lens, nch);
     if (r) {
         kp_bienc_set_version(s->model, s->base_version);
@@ -452,264 +406,296 @@ static int publish_delta(tsvc *s)
         s->nrows[t] = 0;
     }
     s->steps_since_delta = 0;
-    s->last_delta_ms = now_ms();
+    s->last_delta_ms = kp_now_ms();
     store_offsets(s); /* the events of this version are now safe on the model topic */
 
     if (v % (uint64_t)c->train_checkpoint_every == 0) write_checkpoint(s);
     return 0;
 }
 
-static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+/* ---- the loop ---- */
+
+/* Appends ev to the pending events (growing them and the lookup scratch). 0 / -1 (OOM). */
+static int push_pending(tsvc *s, const tevent *ev)
 {
-    (void)opaque;
-    const char *proto = rd_kafka_rebalance_protocol(rk);
-    int coop = proto && !strcmp(proto, "COOPERATIVE");
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        kp_info("trainer: assigned %d partition(s)", parts->cnt);
-        if (coop) {
-            rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
-            if (e) rd_kafka_error_destroy(e);
-        } else {
-            rd_kafka_assign(rk, parts);
-        }
-        return;
+    if (s->n_pending == s->cap_pending) {
+        int nc = s->cap_pending ? s->cap_pending * 2 : 256;
+        tevent *np = realloc(s->pending, sizeof *np * (size_t)nc);
+        if (!np) return -1;
+        s->pending = np;
+        const char **ids = realloc((void *)s->lookup_ids, sizeof *ids * (size_t)nc);
+        if (!ids) return -1;
+        s->lookup_ids = ids;
+        char **titles = realloc(s->lookup_titles, sizeof *titles * (size_t)nc);
+        if (!titles) return -1;
+        s->lookup_titles = titles;
+        int *which = realloc(s->lookup_which, sizeof *which * (size_t)nc);
+        if (!which) return -1;
+        s->lookup_which = which;
+        s->cap_pending = nc;
     }
-    /* Stored offsets are those of published versions: commit them before letting go. */
-    if (!rd_kafka_assignment_lost(rk)) rd_kafka_commit(rk, NULL, 0);
-    if (coop) {
-        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
-        if (e) rd_kafka_error_destroy(e);
-    } else {
-        rd_kafka_assign(rk, NULL);
-    }
+    s->pending[s->n_pending++] = *ev;
+    return 0;
 }
 
-int kp_learn_run(const kp_config *c)
+/* Decodes and checks m into ev, which owns m from now on. 0, or -1 with why (the caller then
+ * dead-letters m and clears ev). */
+static int decode_event(tsvc *s, rd_kafka_message_t *m, tevent *ev, char *why, size_t whylen)
 {
-    char err[1024], e[512];
-    int rc = 2;
-    tsvc s;
-    memset(&s, 0, sizeof s);
-    s.cfg = c;
-    kp_rng_seed(&s.rng, (uint64_t)c->model_seed);
-    if (!c->train_checkpoint_dir[0]) {
-        kp_error("trainer: [train] checkpoint_dir is required");
-        return 2;
+    memset(ev, 0, sizeof *ev);
+    ev->msg = m;
+    ev->is_click_topic = !strcmp(rd_kafka_topic_name(m->rkt), s->cfg->topic_clicks);
+    atomic_fetch_add(&kp_m.consumed[ev->is_click_topic ? KP_MT_CLICKS : KP_MT_JUDGMENTS], 1);
+    if (ev->is_click_topic) {
+        if (kp_decode_ad_event(s->codec, m->payload, m->len, &ev->ad, why, whylen)) return -1;
+        if (!ev->ad.item_id[0] || !ev->ad.keyphrase[0]) {
+            snprintf(why, whylen, "ad event without item_id or keyphrase");
+            return -1;
+        }
+        return 0;
     }
-    mkdir(c->train_checkpoint_dir, 0755);
-    if (c->train_teacher[0] && !(s.teacher = kp_ce_load(c->train_teacher, err, sizeof err))) {
-        kp_error("trainer: teacher: %s", err);
-        return 2;
+    if (kp_decode_judgment(s->codec, m->payload, m->len, &ev->jd, why, whylen)) return -1;
+    if (!ev->jd.title || !ev->jd.title[0] || !ev->jd.keyphrase[0]) {
+        snprintf(why, whylen, "judgment without title or keyphrase");
+        return -1;
     }
-    if (c->model_keyphrases[0] && kp_texts_load(c->model_keyphrases, &s.inv, err, sizeof err)) {
-        kp_error("trainer: %s", err);
-        goto out;
+    if (!(ev->title = strdup(ev->jd.title))) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
     }
-    /* Start where the replicas are: newest checkpoint + the deltas after it. */
+    return 0;
+}
+
+/* Polls up to a batch of events or the linger; bad ones are dead-lettered. 0, or -1 on OOM. */
+static int poll_events(tsvc *s)
+{
+    const kp_config *c = s->cfg;
+    int cap = c->train_batch_size, polled = 0, first = 1;
+    int64_t deadline = kp_now_ms() + c->train_batch_linger_ms;
+    while (!kp_worker_stop && (first || (s->n_pending < cap * 4 && kp_now_ms() < deadline))) {
+        first = 0;
+        rd_kafka_message_t *m = kp_group_poll(s->group, 50, NULL);
+        if (!m) continue;
+        tevent ev;
+        char why[256] = "";
+        if (decode_event(s, m, &ev, why, sizeof why)) {
+            dead_letter(s, m, why);
+            tevent_clear(&ev);
+            continue;
+        }
+        if (push_pending(s, &ev)) {
+            tevent_clear(&ev);
+            return -1;
+        }
+        if (++polled >= cap) break;
+    }
+    return 0;
+}
+
+/* Moves the resolved pending events, in order, up to a batch, to s->ready; dead-letters those
+ * whose item Redis has not known for [train] resolve_timeout_ms. Returns how many are ready. */
+static int take_ready(tsvc *s)
+{
+    const kp_config *c = s->cfg;
+    int n = 0, keep = 0;
+    int64_t now = kp_now_ms();
+    for (int i = 0; i < s->n_pending; i++) {
+        tevent *ev = &s->pending[i];
+        if (ev->title && n < c->train_batch_size) {
+            s->ready[n++] = *ev;
+        } else if (!ev->title && ev->missing_since_ms &&
+                   now - ev->missing_since_ms > c->train_resolve_timeout_ms) {
+            char why[512];
+            snprintf(why, sizeof why, "unknown item %s: no title in Redis after %d ms",
+                     ev->ad.item_id, c->train_resolve_timeout_ms);
+            dead_letter(s, ev->msg, why);
+            tevent_clear(ev);
+        } else {
+            s->pending[keep++] = *ev;
+        }
+    }
+    s->n_pending = keep;
+    return n;
+}
+
+/* A step over the n ready events; they are then done (their offsets go with the next delta). */
+static int step_ready(tsvc *s, int n)
+{
+    if (take_step(s, s->ready, n)) return -1;
+    for (int i = 0; i < n; i++) {
+        atomic_fetch_add(
+            &kp_m.processed[s->ready[i].is_click_topic ? KP_MT_CLICKS : KP_MT_JUDGMENTS], 1);
+        mark_done(s, s->ready[i].msg);
+        tevent_clear(&s->ready[i]);
+    }
+    return 0;
+}
+
+/* Learns until kp_worker_stop. 0, or 1 on a failure. */
+static int learn_loop(tsvc *s)
+{
+    const kp_config *c = s->cfg;
+    while (!kp_worker_stop) {
+        if (poll_events(s)) return 1;
+        if (resolve_titles(s)) /* Redis is failing: back off (the loop polls) */
+            kp_backoff_sleep(200, NULL, NULL, NULL);
+        int n = take_ready(s);
+        if (!n && s->n_pending >= c->train_batch_size * 4) /* waiting for titles: don't spin */
+            kp_backoff_sleep(100, NULL, NULL, NULL);
+        if (n && step_ready(s, n)) return 1;
+        if (s->steps_since_delta && (s->steps_since_delta >= c->train_delta_steps ||
+                                     kp_now_ms() - s->last_delta_ms >= c->train_delta_ms))
+            if (publish_delta(s)) kp_warn("trainer: delta not published; will retry");
+    }
+    return 0;
+}
+
+/* ---- set-up and teardown ---- */
+
+/* Starts where the replicas are: newest checkpoint + the deltas after it. 0, or an exit code. */
+static int load_model(tsvc *s)
+{
+    const kp_config *c = s->cfg;
+    char err[1024];
     kp_bienc *m0 = kp_follower_initial_model(c, err, sizeof err);
-    if (!m0) {
-        kp_error("trainer: %s", err);
-        goto out;
-    }
-    kp_follower *f = kp_follower_start(c, m0, 0, err, sizeof err);
+    kp_follower *f = m0 ? kp_follower_start(c, m0, 0, err, sizeof err) : NULL;
     if (!f) {
         kp_error("trainer: %s", err);
-        goto out;
+        return 2;
     }
     int caught = kp_follower_wait_caught_up(f, 120000, &kp_worker_stop);
     uint64_t topic_v = kp_follower_topic_version(f);
-    s.model = kp_follower_stop(f);
-    if (!caught || kp_bienc_version(s.model) < topic_v) {
+    s->model = kp_follower_stop(f);
+    if (!caught || kp_bienc_version(s->model) < topic_v) {
         /* Publishing from an older version would reuse version numbers the replicas have. */
         kp_error("trainer: model version %" PRIu64 " but %s is at version %" PRIu64
                  "%s: cannot continue without the newest checkpoint and the deltas after it",
-                 kp_bienc_version(s.model), c->topic_model, topic_v,
+                 kp_bienc_version(s->model), c->topic_model, topic_v,
                  caught ? "" : " (not caught up)");
-        goto out;
+        return 2;
     }
-    s.base_version = kp_bienc_version(s.model);
-    atomic_store(&kp_m.model_version, s.base_version);
-    kp_info("trainer: starting at model version %" PRIu64, s.base_version);
-    rc = 1;
+    s->base_version = kp_bienc_version(s->model);
+    atomic_store(&kp_m.model_version, s->base_version);
+    kp_info("trainer: starting at model version %" PRIu64, s->base_version);
+    return 0;
+}
 
+/* The training step's state: optimiser, buffer, changed-row marks. 0, or an exit code. */
+static int open_trainer(tsvc *s)
+{
+    const kp_config *c = s->cfg;
+    char err[1024];
     kp_train_config tc;
     kp_train_config_default(&tc);
     tc.w_softmax = (float)c->train_w_ctr;
     tc.w_bce = (float)c->train_w_bce;
     tc.w_sr = (float)c->train_w_sr;
-    tc.w_distill = s.teacher ? (float)c->train_w_distill : 0.0f;
+    tc.w_distill = s->teacher ? (float)c->train_w_distill : 0.0f;
     tc.lr = (float)c->train_lr;
     tc.lr_emb = (float)c->train_lr_emb;
     tc.seed = (uint64_t)c->model_seed;
     /* a step trains on up to batch_size new events plus as many from the buffer */
     int maxk = 2 * c->train_batch_size * (1 + c->train_negatives) + 1;
-    s.buf_cap =
+    s->buf_cap =
         c->train_buffer > 2 * c->train_batch_size ? c->train_buffer : 2 * c->train_batch_size;
-    if (!(s.buf = calloc((size_t)s.buf_cap, sizeof *s.buf))) goto out;
-    if (!(s.trainer = kp_trainer_new(s.model, &tc, 2 * c->train_batch_size, maxk, maxk, 0, err,
-                                     sizeof err))) {
+    if (!(s->buf = calloc((size_t)s->buf_cap, sizeof *s->buf))) return 1;
+    if (!(s->trainer = kp_trainer_new(s->model, &tc, 2 * c->train_batch_size, maxk, maxk, 0, err,
+                                      sizeof err))) {
         kp_error("trainer: %s", err);
-        rc = 2;
-        goto out;
+        return 2;
     }
-    uint32_t nb = kp_bienc_cfg(s.model)->n_buckets;
-    for (int t = 0; t < kp_bienc_n_towers(s.model); t++) {
-        s.row_mark[t] = calloc(nb, 1);
-        s.rows[t] = malloc(sizeof(uint32_t) * nb);
-        if (!s.row_mark[t] || !s.rows[t]) goto out;
+    uint32_t nb = kp_bienc_cfg(s->model)->n_buckets;
+    for (int t = 0; t < kp_bienc_n_towers(s->model); t++) {
+        s->row_mark[t] = calloc(nb, 1);
+        s->rows[t] = malloc(sizeof(uint32_t) * nb);
+        if (!s->row_mark[t] || !s->rows[t]) return 1;
     }
-    if (!(s.codec = kp_codec_new(err, sizeof err)) ||
-        (c->schemas_dir[0] && kp_codec_load_dir(s.codec, c->schemas_dir, err, sizeof err)) ||
-        !(s.producer = kp_producer_new(c, err, sizeof err))) {
-        kp_error("trainer: %s", err);
-        goto out;
-    }
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (kp_kafka_conf_apply(conf, c, err, sizeof err) ||
-        rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", e, sizeof e) ||
-        rd_kafka_conf_set(conf, "group.id", c->train_group, e, sizeof e) ||
-        (!kp_config_kafka(c, "auto.offset.reset") &&
-         rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", e, sizeof e))) {
-        kp_error("trainer: consumer config: %s", err[0] ? err : e);
-        rd_kafka_conf_destroy(conf);
-        goto out;
-    }
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_log_cb(conf, kp_kafka_log_cb);
-    if (!(s.consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e))) {
-        kp_error("trainer: %s", e);
-        rd_kafka_conf_destroy(conf);
-        goto out;
-    }
-    rd_kafka_poll_set_consumer(s.consumer);
-    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(2);
-    rd_kafka_topic_partition_list_add(tl, c->topic_clicks, RD_KAFKA_PARTITION_UA);
-    rd_kafka_topic_partition_list_add(tl, c->topic_judgments, RD_KAFKA_PARTITION_UA);
-    rd_kafka_subscribe(s.consumer, tl);
-    rd_kafka_topic_partition_list_destroy(tl);
-    kp_info("trainer: consuming %s and %s in group %s%s", c->topic_clicks, c->topic_judgments,
-            c->train_group, s.teacher ? ", distilling the teacher" : "");
-    s.last_delta_ms = now_ms();
+    if (!(s->ready = calloc((size_t)c->train_batch_size, sizeof *s->ready))) return 1;
+    return 0;
+}
 
-    int cap = c->train_batch_size;
-    tevent *ready = calloc((size_t)cap, sizeof *ready);
-    if (!ready) goto out;
-    rc = 0;
-    while (!kp_worker_stop) {
-        /* poll up to a batch of events or the linger */
-        int64_t deadline = now_ms() + c->train_batch_linger_ms;
-        int polled = 0;
-        int first = 1;
-        while (!kp_worker_stop && (first || (s.n_pending < cap * 4 && now_ms() < deadline))) {
-            first = 0;
-            rd_kafka_message_t *m = rd_kafka_consumer_poll(s.consumer, 50);
-            if (!m) continue;
-            if (m->err) {
-                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                    kp_warn("trainer: %s", rd_kafka_message_errstr(m));
-                rd_kafka_message_destroy(m);
-                continue;
-            }
-            tevent ev = {0};
-            ev.msg = m;
-            ev.is_click_topic = !strcmp(rd_kafka_topic_name(m->rkt), c->topic_clicks);
-            atomic_fetch_add(&kp_m.consumed[ev.is_click_topic ? KP_MT_CLICKS : KP_MT_JUDGMENTS], 1);
-            char why[256] = "";
-            int ok = ev.is_click_topic
-                         ? kp_decode_ad_event(s.codec, m->payload, m->len, &ev.ad, why, sizeof why)
-                         : kp_decode_judgment(s.codec, m->payload, m->len, &ev.jd, why, sizeof why);
-            if (ok == 0 && !ev.is_click_topic) {
-                if (!ev.jd.title || !ev.jd.title[0] || !ev.jd.keyphrase[0]) {
-                    snprintf(why, sizeof why, "judgment without title or keyphrase");
-                    ok = -1;
-                } else {
-                    ev.title = strdup(ev.jd.title);
-                }
-            } else if (ok == 0 && (!ev.ad.item_id[0] || !ev.ad.keyphrase[0])) {
-                snprintf(why, sizeof why, "ad event without item_id or keyphrase");
-                ok = -1;
-            }
-            if (ok) {
-                dead_letter(&s, m, why);
-                tevent_clear(&ev);
-                continue;
-            }
-            if (s.n_pending == s.cap_pending) {
-                int nc = s.cap_pending ? s.cap_pending * 2 : 256;
-                tevent *np = realloc(s.pending, sizeof *np * (size_t)nc);
-                if (!np) {
-                    tevent_clear(&ev);
-                    rc = 1;
-                    goto stop;
-                }
-                s.pending = np;
-                s.cap_pending = nc;
-            }
-            s.pending[s.n_pending++] = ev;
-            if (++polled >= cap) break;
-        }
-        if (resolve_titles(&s)) sleep_ms(200); /* Redis is failing: back off (the loop polls) */
-        /* take the resolved events, in order, up to a batch; dead-letter the expired ones */
-        int n = 0, keep = 0;
-        int64_t now = now_ms();
-        for (int i = 0; i < s.n_pending; i++) {
-            tevent *ev = &s.pending[i];
-            if (ev->title && n < cap) {
-                ready[n++] = *ev;
-            } else if (!ev->title && ev->missing_since_ms &&
-                       now - ev->missing_since_ms > c->train_resolve_timeout_ms) {
-                char why[512];
-                snprintf(why, sizeof why, "unknown item %s: no title in Redis after %d ms",
-                         ev->ad.item_id, c->train_resolve_timeout_ms);
-                dead_letter(&s, ev->msg, why);
-                tevent_clear(ev);
-            } else {
-                s.pending[keep++] = *ev;
-            }
-        }
-        s.n_pending = keep;
-        if (!n && s.n_pending >= cap * 4) sleep_ms(100); /* waiting for titles: don't spin */
-        if (n) {
-            if (take_step(&s, ready, n)) {
-                rc = 1;
-                break;
-            }
-            for (int i = 0; i < n; i++) {
-                atomic_fetch_add(
-                    &kp_m.processed[ready[i].is_click_topic ? KP_MT_CLICKS : KP_MT_JUDGMENTS], 1);
-                mark_done(&s, ready[i].msg);
-                tevent_clear(&ready[i]);
-            }
-        }
-        if (s.steps_since_delta && (s.steps_since_delta >= c->train_delta_steps ||
-                                    now_ms() - s.last_delta_ms >= c->train_delta_ms))
-            if (publish_delta(&s)) kp_warn("trainer: delta not published; will retry");
+/* Codec, producer, Redis, consumer group. 0, or an exit code. */
+static int open_io(tsvc *s)
+{
+    const kp_config *c = s->cfg;
+    char err[1024];
+    const kp_group_opts go = {
+        "trainer", c->train_group, 0, {c->topic_clicks, c->topic_judgments}, 2, 0};
+    if (!(s->codec = kp_codec_new(err, sizeof err)) ||
+        (c->schemas_dir[0] && kp_codec_load_dir(s->codec, c->schemas_dir, err, sizeof err)) ||
+        !(s->producer = kp_producer_new(c, err, sizeof err))) {
+        kp_error("trainer: %s", err);
+        return 1;
     }
-stop:
-    if (s.steps_since_delta && !kp_worker_stop_hard) publish_delta(&s);
-    if (!kp_worker_stop_hard && !s.steps_since_delta && s.model && s.producer)
-        write_checkpoint(&s); /* the final, published state */
-    for (int i = 0; i < s.n_pending; i++)
-        tevent_clear(&s.pending[i]);
-    free(ready);
-out:
-    if (s.consumer) {
-        rd_kafka_consumer_close(s.consumer);
-        rd_kafka_destroy(s.consumer);
+    if (!(s->cache = kp_cache_new(c))) return 1;
+    if (!(s->group = kp_group_new(c, &go, err, sizeof err))) {
+        kp_error("trainer: %s", err);
+        return 1;
     }
-    kp_producer_free(s.producer, 10000);
-    kp_codec_free(s.codec);
-    kp_trainer_free(s.trainer);
-    kp_bienc_free(s.model);
-    kp_ce_free(s.teacher);
-    kp_texts_free(&s.inv);
-    if (s.redis) redisFree(s.redis);
-    for (int t = 0; t < 2; t++)
-        free(s.row_mark[t]), free(s.rows[t]);
-    free(s.pending);
-    for (int i = 0; s.buf && i < s.buf_cap; i++)
-        free(s.buf[i].title), free(s.buf[i].key);
-    free(s.buf);
+    kp_info("trainer: consuming %s and %s in group %s%s", c->topic_clicks, c->topic_judgments,
+            c->train_group, s->teacher ? ", distilling the teacher" : "");
+    s->last_delta_ms = kp_now_ms();
+    return 0;
+}
+
+/* Teacher, inventory, model, trainer, I/O. 0, or an exit code. */
+static int learn_open(tsvc *s)
+{
+    const kp_config *c = s->cfg;
+    char err[1024];
+    kp_rng_seed(&s->rng, (uint64_t)c->model_seed);
+    if (!c->train_checkpoint_dir[0]) {
+        kp_error("trainer: [train] checkpoint_dir is required");
+        return 2;
+    }
+    mkdir(c->train_checkpoint_dir, 0755);
+    if (c->train_teacher[0] && !(s->teacher = kp_ce_load(c->train_teacher, err, sizeof err))) {
+        kp_error("trainer: teacher: %s", err);
+        return 2;
+    }
+    if (c->model_keyphrases[0] && kp_texts_load(c->model_keyphrases, &s->inv, err, sizeof err)) {
+        kp_error("trainer: %s", err);
+        return 2;
+    }
+    int rc = load_model(s);
+    if (!rc) rc = open_trainer(s);
+    if (!rc) rc = open_io(s);
     return rc;
+}
+
+/* Publishes what is learnt (unless a hard stop), then frees everything. Returns rc. */
+static int learn_close(tsvc *s, int rc, int opened)
+{
+    if (opened && s->steps_since_delta && !kp_worker_stop_hard) publish_delta(s);
+    if (opened && !kp_worker_stop_hard && !s->steps_since_delta)
+        write_checkpoint(s); /* the final, published state */
+    for (int i = 0; i < s->n_pending; i++)
+        tevent_clear(&s->pending[i]);
+    kp_group_free(s->group);
+    kp_producer_free(s->producer, 10000);
+    kp_codec_free(s->codec);
+    kp_cache_free(s->cache);
+    kp_trainer_free(s->trainer);
+    kp_bienc_free(s->model);
+    kp_ce_free(s->teacher);
+    kp_texts_free(&s->inv);
+    for (int t = 0; t < 2; t++)
+        free(s->row_mark[t]), free(s->rows[t]);
+    free(s->pending);
+    free((void *)s->lookup_ids), free(s->lookup_titles), free(s->lookup_which);
+    free(s->ready);
+    for (int i = 0; s->buf && i < s->buf_cap; i++)
+        free(s->buf[i].title), free(s->buf[i].key);
+    free(s->buf);
+    return rc;
+}
+
+int kp_learn_run(const kp_config *c)
+{
+    tsvc s;
+    memset(&s, 0, sizeof s);
+    s.cfg = c;
+    int rc = learn_open(&s);
+    if (rc) return learn_close(&s, rc, 0);
+    return learn_close(&s, learn_loop(&s), 1);
 }

@@ -16,7 +16,7 @@
 
 #include "common/config.h"
 
-/* Runs until kp_worker_stop (consumer/worker.h). Returns an exit code (0 clean, 1 runtime failure,
+/* Runs until kp_worker_stop (consumer/group.h). Returns an exit code (0 clean, 1 runtime failure,
  * 2 configuration). */
 int kp_learn_run(const kp_config *c);
 

@@ -16,6 +16,9 @@ struct kp_recommender {
     int prefix_dim;
     float *qbuf; /* scratch: item embeddings, qcap x D */
     int qcap;
+    int *sbuf_ids; /* scratch of kp_rec_suggest: scap results */
+    float *sbuf_scores;
+    size_t scap;
 };
 
 kp_recommender *kp_rec_new(kp_bienc *m, const char *const *ids, const char *const *texts, int n,
@@ -87,6 +90,8 @@ void kp_rec_free(kp_recommender *r)
     free(r->texts);
     free(r->arena);
     free(r->qbuf);
+    free(r->sbuf_ids);
+    free(r->sbuf_scores);
     free(r);
 }
 
@@ -128,4 +133,35 @@ int kp_rec_recommend(kp_recommender *r, const char *const *titles, const size_t 
     }
     if (kp_bienc_embed(r->model, KP_TOWER_ITEM, titles, lens, n, r->qbuf)) return -1;
     return kp_index_topk(r->index, r->qbuf, n, k, min_score, r->prefix_dim, ids, scores, counts);
+}
+
+/* Grows the scratch of kp_rec_suggest to hold need results. 0 / -1 (OOM, nothing changed). */
+static int grow_suggest_scratch(kp_recommender *r, size_t need)
+{
+    if (need <= r->scap) return 0;
+    int *ids = realloc(r->sbuf_ids, sizeof *ids * need);
+    if (!ids) return -1;
+    r->sbuf_ids = ids;
+    float *sc = realloc(r->sbuf_scores, sizeof *sc * need);
+    if (!sc) return -1;
+    r->sbuf_scores = sc;
+    r->scap = need;
+    return 0;
+}
+
+int kp_rec_suggest(kp_recommender *r, const char *const *titles, const size_t *lens, int n, int k,
+                   float min_score, kp_rec_suggestion *out, int *counts)
+{
+    if (n <= 0 || k <= 0) return n == 0 ? 0 : -1;
+    if (grow_suggest_scratch(r, (size_t)n * (size_t)k)) return -1;
+    if (kp_rec_recommend(r, titles, lens, n, k, min_score, r->sbuf_ids, r->sbuf_scores, counts))
+        return -1;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < counts[i]; j++) {
+            size_t at = (size_t)i * (size_t)k + (size_t)j;
+            int id = r->sbuf_ids[at];
+            out[at] = (kp_rec_suggestion){kp_rec_keyphrase_id(r, id), kp_rec_keyphrase(r, id),
+                                          r->sbuf_scores[at]};
+        }
+    return 0;
 }

@@ -1,54 +1,17 @@
 #include "producer/producer.h"
 
-#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/log.h"
 #include "common/telemetry.h"
+#include "common/util.h"
 
 struct kp_producer {
     rd_kafka_t *rk;
 };
-
-int kp_kafka_conf_apply(rd_kafka_conf_t *conf, const kp_config *c, char *err, size_t errlen)
-{
-    for (int i = 0; i < c->n_kafka; i++) {
-        char e[512];
-        if (rd_kafka_conf_set(conf, c->kafka_key[i], c->kafka_val[i], e, sizeof e) !=
-            RD_KAFKA_CONF_OK) {
-            snprintf(err, errlen, "[kafka] %s: %s", c->kafka_key[i], e);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-rd_kafka_headers_t *kp_dlq_headers(const rd_kafka_message_t *m, const char *reason)
-{
-    char buf[32];
-    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-    if (!h) return NULL;
-    rd_kafka_header_add(h, "topic", -1, rd_kafka_topic_name(m->rkt), -1);
-    snprintf(buf, sizeof buf, "%" PRId32, m->partition);
-    rd_kafka_header_add(h, "partition", -1, buf, -1);
-    snprintf(buf, sizeof buf, "%" PRId64, m->offset);
-    rd_kafka_header_add(h, "offset", -1, buf, -1);
-    rd_kafka_header_add(h, "error", -1, reason, -1);
-    return h;
-}
-
-void kp_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    int l = level <= 3   ? KP_LOG_ERROR
-            : level <= 4 ? KP_LOG_WARN
-            : level <= 6 ? KP_LOG_INFO
-                         : KP_LOG_DEBUG;
-    kp_log(l, "rdkafka %s %s: %s", rd_kafka_name(rk), fac, buf);
-}
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -68,24 +31,15 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 kp_producer *kp_producer_new(const kp_config *c, char *err, size_t errlen)
 {
     char e[512];
+    rd_kafka_conf_t *conf = NULL;
     kp_producer *p = calloc(1, sizeof *p);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (!p || !conf) {
-        snprintf(err, errlen, "out of memory");
+    if (!p) {
+        kp_errf(err, errlen, "out of memory");
         goto err;
     }
-    if (kp_kafka_conf_apply(conf, c, err, errlen)) goto err;
-    if (!kp_config_kafka(c, "enable.idempotence") &&
-        rd_kafka_conf_set(conf, "enable.idempotence", "true", e, sizeof e) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errlen, "enable.idempotence: %s", e);
-        goto err;
-    }
-    if (!kp_config_kafka(c, "linger.ms")) rd_kafka_conf_set(conf, "linger.ms", "5", e, sizeof e);
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_log_cb(conf, kp_kafka_log_cb);
-    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
-    if (!p->rk) {
-        snprintf(err, errlen, "producer: %s", e);
+    if (!(conf = kp_kafka_producer_conf(c, "5", on_delivery, err, errlen))) goto err;
+    if (!(p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e))) {
+        kp_errf(err, errlen, "producer: %s", e);
         goto err;
     }
     return p; /* conf is owned by rk now */
@@ -133,17 +87,6 @@ static int send_one(kp_producer *p, kp_outmsg *o)
     }
 }
 
-void kp_backoff_sleep(int ms, volatile sig_atomic_t *abort_flag, kp_tick_fn tick, void *opaque)
-{
-    while (ms > 0 && !(abort_flag && *abort_flag)) {
-        int slice = ms < 50 ? ms : 50;
-        struct timespec ts = {0, (long)slice * 1000000L};
-        nanosleep(&ts, NULL);
-        if (tick) tick(opaque);
-        ms -= slice;
-    }
-}
-
 int kp_producer_deliver(kp_producer *p, kp_outmsg *msgs, int n, const kp_config *c,
                         volatile sig_atomic_t *abort_flag, kp_tick_fn tick, void *tick_opaque)
 {
@@ -173,7 +116,7 @@ int kp_producer_deliver(kp_producer *p, kp_outmsg *msgs, int n, const kp_config 
         kp_warn("producer: %d of %d records failed; retrying in %d ms", failed, n, backoff);
         kp_backoff_sleep(backoff, abort_flag, tick, tick_opaque);
         if (abort_flag && *abort_flag) return -1;
-        backoff = backoff * 2 > c->retry_backoff_max_ms ? c->retry_backoff_max_ms : backoff * 2;
+        backoff = kp_backoff_next(c, backoff);
     }
 aborted:
     /* The caller will free msgs: drop what is still queued and wait for the reports of what is

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "common/config.h"
+#include "producer/kafka.h"
 
 typedef struct kp_producer kp_producer;
 
@@ -29,19 +30,6 @@ typedef struct {
     kp_out_state state;
 } kp_outmsg;
 
-/* Called while waiting (deliveries, backoff) so the caller can keep its consumer alive. */
-typedef void (*kp_tick_fn)(void *opaque);
-
-/* Applies every [kafka] key to conf (checked; err names the key). Returns 0 / -1. */
-int kp_kafka_conf_apply(rd_kafka_conf_t *conf, const kp_config *c, char *err, size_t errlen);
-
-/* Headers of a dead-letter record for the consumed message m: topic, partition, offset, error
- * (= reason). Caller owns the result; NULL on OOM. */
-rd_kafka_headers_t *kp_dlq_headers(const rd_kafka_message_t *m, const char *reason);
-
-/* Routes librdkafka's log lines to kp_log. */
-void kp_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
-
 /* Creates an idempotent producer from c ([kafka] keys, plus enable.idempotence=true unless set).
  * NULL with err on failure. */
 kp_producer *kp_producer_new(const kp_config *c, char *err, size_t errlen);
@@ -50,6 +38,7 @@ kp_producer *kp_producer_new(const kp_config *c, char *err, size_t errlen);
  * still undelivered (0 = all delivered). */
 int kp_producer_free(kp_producer *p, int timeout_ms);
 
+/* The librdkafka handle (still owned by p). */
 rd_kafka_t *kp_producer_handle(kp_producer *p);
 
 /* Publishes every message of msgs whose state is not DONE and waits for all delivery reports;
@@ -58,8 +47,5 @@ rd_kafka_t *kp_producer_handle(kp_producer *p);
  * *abort became non-zero first (the undelivered ones stay PENDING/FAILED). */
 int kp_producer_deliver(kp_producer *p, kp_outmsg *msgs, int n, const kp_config *c,
                         volatile sig_atomic_t *abort_flag, kp_tick_fn tick, void *tick_opaque);
-
-/* Sleeps ms milliseconds in slices, calling tick every slice, returning early on *abort_flag. */
-void kp_backoff_sleep(int ms, volatile sig_atomic_t *abort_flag, kp_tick_fn tick, void *opaque);
 
 #endif

@@ -6,11 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/progress.h"
+#include "common/util.h"
 #include "offline/datasets.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"
@@ -124,18 +124,10 @@ static void *bad_record(kp_codec *codec, long i, size_t *len)
     }
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
+/* Monotonic seconds, for pacing. */
 static double mono_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)kp_mono_us() / 1e6;
 }
 
 static int produce(rd_kafka_t *rk, const char *topic, const char *key, const void *val, size_t len)
@@ -154,20 +146,17 @@ static int produce(rd_kafka_t *rk, const char *topic, const char *key, const voi
     }
 }
 
-static rd_kafka_t *replay_producer(const kp_config *c)
+/* The replay's producer (idempotent, linger 10 ms, deliveries counted by on_dr). NULL with the
+ * reason on stderr; *bad_config (may be NULL) is set when [kafka] itself is at fault. */
+static rd_kafka_t *replay_producer(const kp_config *c, int *bad_config)
 {
     char err[512], e[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (kp_kafka_conf_apply(conf, c, err, sizeof err)) {
+    rd_kafka_conf_t *conf = kp_kafka_producer_conf(c, "10", on_dr, err, sizeof err);
+    if (!conf) {
         fprintf(stderr, "replay: %s\n", err);
-        rd_kafka_conf_destroy(conf);
+        if (bad_config) *bad_config = 1;
         return NULL;
     }
-    if (!kp_config_kafka(c, "enable.idempotence"))
-        rd_kafka_conf_set(conf, "enable.idempotence", "true", e, sizeof e);
-    if (!kp_config_kafka(c, "linger.ms")) rd_kafka_conf_set(conf, "linger.ms", "10", e, sizeof e);
-    rd_kafka_conf_set_dr_msg_cb(conf, on_dr);
-    rd_kafka_conf_set_log_cb(conf, kp_kafka_log_cb);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
     if (!rk) {
         fprintf(stderr, "replay: %s\n", e);
@@ -212,7 +201,7 @@ static int replay_events(const kp_config *c, const kp_replay_opts *o)
     rewind(f);
     total = total > 0 ? total - 1 : 0;
     if (o->count > 0 && o->count < total) total = o->count;
-    if (!(codec = kp_codec_new(err, sizeof err)) || !(rk = replay_producer(c))) goto out;
+    if (!(codec = kp_codec_new(err, sizeof err)) || !(rk = replay_producer(c, NULL))) goto out;
     kp_progress pr;
     kp_progress_start(&pr, "replay", total, o->quiet);
     double t0 = mono_s();
@@ -235,7 +224,7 @@ static int replay_events(const kp_config *c, const kp_replay_opts *o)
             }
             kp_ad_event v = {col[0], keys.text[k],
                              !strcmp(col[2], "click") ? KP_AD_CLICK : KP_AD_IMPRESSION,
-                             (int32_t)atoi(col[3]), now_ms()};
+                             (int32_t)atoi(col[3]), kp_now_ms()};
             key = col[0];
             if (kp_encode_ad_event(codec, &v, &buf, &len)) buf = NULL;
         } else {
@@ -248,7 +237,8 @@ static int replay_events(const kp_config *c, const kp_replay_opts *o)
             double rel = atof(col[3]);
             double score = (rel - 1.0) / 2.0;
             score = score < 0 ? 0 : score > 1 ? 1 : score;
-            kp_judgment v = {col[2], items.text[it], keys.text[k], KP_JUDGE_HUMAN, score, now_ms()};
+            kp_judgment v = {col[2],         items.text[it], keys.text[k],
+                             KP_JUDGE_HUMAN, score,          kp_now_ms()};
             key = col[2];
             if (kp_encode_judgment(codec, &v, &buf, &len)) buf = NULL;
         }
@@ -288,11 +278,48 @@ out:
     return rc;
 }
 
+/* Sends the n-th malformed record (key bad-<n>). 0 / -1. */
+static int send_bad(kp_codec *codec, rd_kafka_t *rk, const char *topic, long n)
+{
+    size_t len;
+    char key[32];
+    void *b = bad_record(codec, n, &len);
+    snprintf(key, sizeof key, "bad-%ld", n);
+    int rc = !b || produce(rk, topic, key, b, len) ? -1 : 0;
+    free(b);
+    return rc;
+}
+
+/* Sends event i: row r's item, its id suffixed ~pass after the first pass over the file, in the
+ * v0 schema every o->v0_every events. 0 / -1 (message on stderr). */
+static int send_item(kp_codec *codec, rd_kafka_t *rk, const char *topic, const kp_replay_opts *o,
+                     const row *r, long pass, long i)
+{
+    char id[512];
+    if (pass)
+        snprintf(id, sizeof id, "%s~%ld", r->id, pass);
+    else
+        snprintf(id, sizeof id, "%s", r->id);
+    kp_item_listed v = {id, r->title, "", "", 0.0, kp_now_ms()};
+    void *buf;
+    size_t len;
+    int er = (o->v0_every > 0 && (i + 1) % o->v0_every == 0)
+                 ? kp_encode_item_listed_v0(codec, &v, &buf, &len)
+                 : kp_encode_item_listed(codec, &v, &buf, &len);
+    if (er) {
+        fprintf(stderr, "replay: cannot encode item %s\n", id);
+        return -1;
+    }
+    int pe = produce(rk, topic, id, buf, len);
+    free(buf);
+    return pe;
+}
+
 int kp_replay_run(const kp_config *c, const kp_replay_opts *o)
 {
     if (o->clicks_path || o->judgments_path) return replay_events(c, o);
 
-    char err[512], e[512];
+    char err[512];
     row *rows = NULL;
     long nrows = 0, sent = 0, nbad = 0;
     int rc = 1;
@@ -308,21 +335,9 @@ int kp_replay_run(const kp_config *c, const kp_replay_opts *o)
         fprintf(stderr, "replay: %s\n", err);
         goto out;
     }
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (kp_kafka_conf_apply(conf, c, err, sizeof err)) {
-        fprintf(stderr, "replay: %s\n", err);
-        rd_kafka_conf_destroy(conf);
-        rc = 2;
-        goto out;
-    }
-    if (!kp_config_kafka(c, "enable.idempotence"))
-        rd_kafka_conf_set(conf, "enable.idempotence", "true", e, sizeof e);
-    if (!kp_config_kafka(c, "linger.ms")) rd_kafka_conf_set(conf, "linger.ms", "10", e, sizeof e);
-    rd_kafka_conf_set_dr_msg_cb(conf, on_dr);
-    rd_kafka_conf_set_log_cb(conf, kp_kafka_log_cb);
-    if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e))) {
-        fprintf(stderr, "replay: %s\n", e);
-        rd_kafka_conf_destroy(conf);
+    int bad_config = 0;
+    if (!(rk = replay_producer(c, &bad_config))) {
+        if (bad_config) rc = 2;
         goto out;
     }
     long total = o->count > 0 ? o->count : nrows;
@@ -342,37 +357,10 @@ int kp_replay_run(const kp_config *c, const kp_replay_opts *o)
             }
         }
         if (bad_every && nbad < o->bad && (sent + nbad + 1) % bad_every == 0) {
-            size_t len;
-            void *b = bad_record(codec, nbad, &len);
-            char key[32];
-            snprintf(key, sizeof key, "bad-%ld", nbad);
-            if (!b || produce(rk, topic, key, b, len)) {
-                free(b);
-                goto out;
-            }
-            free(b);
+            if (send_bad(codec, rk, topic, nbad)) goto out;
             nbad++;
         } else {
-            const row *r = &rows[i % nrows];
-            long pass = i / nrows;
-            char id[512];
-            if (pass)
-                snprintf(id, sizeof id, "%s~%ld", r->id, pass);
-            else
-                snprintf(id, sizeof id, "%s", r->id);
-            kp_item_listed v = {id, r->title, "", "", 0.0, now_ms()};
-            void *buf;
-            size_t len;
-            int er = (o->v0_every > 0 && (i + 1) % o->v0_every == 0)
-                         ? kp_encode_item_listed_v0(codec, &v, &buf, &len)
-                         : kp_encode_item_listed(codec, &v, &buf, &len);
-            if (er) {
-                fprintf(stderr, "replay: cannot encode item %s\n", id);
-                goto out;
-            }
-            int pe = produce(rk, topic, id, buf, len);
-            free(buf);
-            if (pe) goto out;
+            if (send_item(codec, rk, topic, o, &rows[i % nrows], i / nrows, i)) goto out;
             sent++;
             i++;
         }

@@ -1,0 +1,189 @@
+#include "consumer/group.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/telemetry.h"
+#include "common/util.h"
+#include "producer/kafka.h"
+
+volatile sig_atomic_t kp_worker_stop;
+volatile sig_atomic_t kp_worker_stop_hard;
+
+struct kp_group {
+    rd_kafka_t *rk;
+    const char *who;
+    int paused, count_rebalances;
+};
+
+static void log_error(const kp_group *g, const char *what, rd_kafka_error_t *e)
+{
+    if (!e) return;
+    kp_error("%s: %s: %s", g->who, what, rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+}
+
+static void assign(kp_group *g, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int coop)
+{
+    if (coop) {
+        log_error(g, "incremental assign", rd_kafka_incremental_assign(rk, parts));
+    } else {
+        rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
+        if (e) kp_error("%s: assign: %s", g->who, rd_kafka_err2str(e));
+    }
+    if (g->paused) rd_kafka_pause_partitions(rk, parts);
+}
+
+/* Revoked (or lost): commit what is done before the partitions go. Offsets are stored only after
+ * their work completed, so this commits exactly the finished events. */
+static void revoke(kp_group *g, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int coop)
+{
+    if (!rd_kafka_assignment_lost(rk)) {
+        rd_kafka_resp_err_t ce = rd_kafka_commit(rk, NULL, 0);
+        if (ce && ce != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            kp_warn("%s: commit before revoke: %s", g->who, rd_kafka_err2str(ce));
+    }
+    if (coop) {
+        log_error(g, "incremental unassign", rd_kafka_incremental_unassign(rk, parts));
+    } else {
+        rd_kafka_resp_err_t e = rd_kafka_assign(rk, NULL);
+        if (e) kp_error("%s: unassign: %s", g->who, rd_kafka_err2str(e));
+    }
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    kp_group *g = opaque;
+    const char *proto = rd_kafka_rebalance_protocol(rk);
+    int coop = proto && !strcmp(proto, "COOPERATIVE");
+    if (g->count_rebalances) atomic_fetch_add(&kp_m.rebalances, 1);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        kp_info("%s: rebalance (%s): assigned %d partition(s)", g->who,
+                coop ? "cooperative" : "eager", parts->cnt);
+        assign(g, rk, parts, coop);
+        return;
+    }
+    if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+        kp_error("%s: rebalance: %s", g->who, rd_kafka_err2str(err));
+    kp_info("%s: rebalance (%s): revoking %d partition(s)%s", g->who,
+            coop ? "cooperative" : "eager", parts->cnt,
+            rd_kafka_assignment_lost(rk) ? " (lost)" : "");
+    revoke(g, rk, parts, coop);
+}
+
+static rd_kafka_conf_t *group_conf(const kp_config *c, const kp_group_opts *o, kp_group *g,
+                                   char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = kp_kafka_conf_new(c, err, errlen);
+    if (!conf) return NULL;
+    /* At-least-once: offsets are stored by us after the work, committed by librdkafka. */
+    if (kp_kafka_conf_force(conf, "enable.auto.offset.store", "false", err, errlen) ||
+        (o->group_id_default ? kp_kafka_conf_default(conf, c, "group.id", o->group_id, err, errlen)
+                             : kp_kafka_conf_force(conf, "group.id", o->group_id, err, errlen)) ||
+        kp_kafka_conf_default(conf, c, "auto.offset.reset", "earliest", err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, g);
+    return conf;
+}
+
+static int subscribe(kp_group *g, const kp_group_opts *o, char *err, size_t errlen)
+{
+    rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(o->n_topics);
+    for (int i = 0; i < o->n_topics; i++)
+        rd_kafka_topic_partition_list_add(t, o->topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t se = rd_kafka_subscribe(g->rk, t);
+    rd_kafka_topic_partition_list_destroy(t);
+    if (!se) return 0;
+    kp_errf(err, errlen, "subscribe %s%s: %s", o->topics[0], o->n_topics > 1 ? ", ..." : "",
+            rd_kafka_err2str(se));
+    return -1;
+}
+
+kp_group *kp_group_new(const kp_config *c, const kp_group_opts *o, char *err, size_t errlen)
+{
+    char e[512], why[512];
+    rd_kafka_conf_t *conf = NULL;
+    kp_group *g = calloc(1, sizeof *g);
+    if (!g || o->n_topics < 1 || o->n_topics > KP_GROUP_MAX_TOPICS) {
+        kp_errf(err, errlen, "%s: consumer: %s", o->who, g ? "bad topic list" : "out of memory");
+        goto err;
+    }
+    g->who = o->who;
+    g->count_rebalances = o->count_rebalances;
+    if (!(conf = group_conf(c, o, g, why, sizeof why))) {
+        kp_errf(err, errlen, "consumer config: %s", why);
+        goto err;
+    }
+    if (!(g->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e))) {
+        kp_errf(err, errlen, "consumer: %s", e);
+        goto err;
+    }
+    conf = NULL; /* owned by rk */
+    rd_kafka_poll_set_consumer(g->rk);
+    if (subscribe(g, o, err, errlen)) goto err;
+    return g;
+err:
+    if (conf) rd_kafka_conf_destroy(conf);
+    if (g && g->rk) rd_kafka_destroy(g->rk);
+    free(g);
+    return NULL;
+}
+
+void kp_group_free(kp_group *g)
+{
+    if (!g) return;
+    rd_kafka_resp_err_t e = rd_kafka_consumer_close(g->rk); /* commits stored offsets */
+    if (e) kp_warn("%s: consumer close: %s", g->who, rd_kafka_err2str(e));
+    rd_kafka_destroy(g->rk);
+    free(g);
+}
+
+rd_kafka_t *kp_group_handle(kp_group *g)
+{
+    return g->rk;
+}
+
+rd_kafka_message_t *kp_group_poll(kp_group *g, int timeout_ms, int *was_error)
+{
+    if (was_error) *was_error = 0;
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(g->rk, timeout_ms);
+    if (!m || !m->err) return m;
+    if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        kp_warn("%s: consumer: %s", g->who, rd_kafka_message_errstr(m));
+    rd_kafka_message_destroy(m);
+    if (was_error) *was_error = 1;
+    return NULL;
+}
+
+void kp_group_pause(kp_group *g, int pause)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(g->rk, &a) || !a) return;
+    if (pause)
+        rd_kafka_pause_partitions(g->rk, a);
+    else
+        rd_kafka_resume_partitions(g->rk, a);
+    rd_kafka_topic_partition_list_destroy(a);
+    g->paused = pause;
+    atomic_store(&kp_m.paused, pause);
+}
+
+int kp_group_paused(const kp_group *g)
+{
+    return g->paused;
+}
+
+void kp_group_store(kp_group *g, rd_kafka_topic_partition_list_t *l)
+{
+    if (!l->cnt) return;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(g->rk, l);
+    if (e && e != RD_KAFKA_RESP_ERR__STATE && e != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+        kp_warn("%s: offsets store: %s", g->who, rd_kafka_err2str(e));
+}

@@ -1,0 +1,62 @@
+/* group.h -- consumer-group plumbing shared by the serve and learn roles: one consumer set-up
+ * (offsets stored by kprec after the work, committed by librdkafka), a checked subscription, one
+ * rebalance callback for the eager and cooperative protocols (commit before giving partitions up,
+ * errors logged), pausing, and the offset store. Also the process's stop flags. */
+#ifndef KP_GROUP_H
+#define KP_GROUP_H
+
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stddef.h>
+
+#include "common/config.h"
+
+/* Set by the signal handlers: the first SIGINT/SIGTERM sets kp_worker_stop (stop consuming, finish
+ * in-flight work, flush, commit, close); a second one sets kp_worker_stop_hard (stop waiting for
+ * Redis or Kafka: unfinished events are not committed and will be consumed again). */
+extern volatile sig_atomic_t kp_worker_stop;
+extern volatile sig_atomic_t kp_worker_stop_hard;
+
+#define KP_GROUP_MAX_TOPICS 4
+
+typedef struct {
+    const char *who;      /* log prefix: "worker", "trainer" */
+    const char *group_id; /* the consumer group */
+    int group_id_default; /* 1: use group_id only when [kafka] group.id is not set */
+    const char *topics[KP_GROUP_MAX_TOPICS];
+    int n_topics;
+    int count_rebalances; /* counts toward kprec_rebalances_total */
+} kp_group_opts;
+
+typedef struct kp_group kp_group;
+
+/* Creates the consumer ([kafka] keys, enable.auto.offset.store=false, auto.offset.reset=earliest
+ * unless set, the rebalance callback) and subscribes to o's topics (checked). o->who must outlive
+ * the group; the rest of o is read during the call only. NULL with err on failure. */
+kp_group *kp_group_new(const kp_config *c, const kp_group_opts *o, char *err, size_t errlen);
+
+/* Closes the consumer (commits the stored offsets, leaves the group) and frees. NULL-safe. */
+void kp_group_free(kp_group *g);
+
+/* The librdkafka handle (owned by g). */
+rd_kafka_t *kp_group_handle(kp_group *g);
+
+/* Polls for up to timeout_ms. Returns an event (caller destroys it), or NULL: nothing came
+ * (*was_error = 0) or a consumer error or partition EOF was consumed, logged unless an EOF, and
+ * destroyed (*was_error = 1; was_error may be NULL). */
+rd_kafka_message_t *kp_group_poll(kp_group *g, int timeout_ms, int *was_error);
+
+/* Pauses (pause = 1) or resumes the whole assignment; partitions assigned while paused are paused
+ * too. Updates kprec_paused. */
+void kp_group_pause(kp_group *g, int pause);
+
+/* 1 while paused. */
+int kp_group_paused(const kp_group *g);
+
+/* Stores the offsets of l (the next offset to consume per partition; l stays the caller's, its
+ * per-partition err fields are set).
+ * Partitions revoked meanwhile are ignored: their events were done, and the new owner re-does
+ * them (idempotent writes). Other errors are logged. */
+void kp_group_store(kp_group *g, rd_kafka_topic_partition_list_t *l);
+
+#endif

@@ -1,0 +1,92 @@
+/* serve_batch.h -- one micro-batch of the serve role, against sinks given by the caller.
+ *
+ * A batch goes decode + validate -> recommend (the whole batch at once) -> cache sink (Redis) ->
+ * producer sink (suggestion and dead-letter records, delivery reports) -> offsets to store. This
+ * is where at-least-once lives:
+ *   - nothing is published before the cache sink acknowledged every entry;
+ *   - offsets are handed to the store sink only after the cache sink acknowledged AND every record
+ *     of the batch has its successful delivery report;
+ *   - a sink that fails holds the batch at its stage: the next kp_serve_batch_step retries that
+ *     stage (only the undelivered records are sent again); nothing is dropped, nothing stored;
+ *   - bad events (undecodable, invalid, key/id mismatch) become dead-letter records carrying the
+ *     reason in header "error"; once delivered, their offsets move on like the others';
+ *   - the offsets stored are, per partition of the batch, its highest offset + 1.
+ * The sinks are function pointers so the batch runs against Redis and Kafka in the worker and
+ * against fakes in tests/unit/test_serve_batch.c. Per-batch buffers are kept and grown, never
+ * allocated per batch. Not thread-safe: one kp_serve_batch per serving thread. */
+#ifndef KP_SERVE_BATCH_H
+#define KP_SERVE_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/cache.h"
+#include "common/config.h"
+#include "model/recommender.h"
+#include "producer/producer.h"
+#include "schemas/codec.h"
+
+/* One consumed record (borrowed: it must stay valid until kp_serve_batch_end). */
+typedef struct {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const void *key; /* may be NULL (key_len 0) */
+    size_t key_len;
+    const void *payload;
+    size_t len;
+} kp_serve_event;
+
+/* The offset to store for one partition: the next one to consume. */
+typedef struct {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+} kp_serve_offset;
+
+/* What a sink answers. */
+typedef enum { KP_SINK_FAIL = -1, KP_SINK_OK = 0, KP_SINK_RETRY = 1 } kp_sink_rc;
+
+typedef struct {
+    void *ctx; /* passed to every call */
+    /* Writes the n entries. OK when every write was acknowledged; RETRY when not (the batch calls
+     * again with the same entries, which are idempotent); FAIL gives the batch up. */
+    kp_sink_rc (*cache_put)(void *ctx, const kp_cache_entry *e, int n);
+    /* Publishes every out[i] whose state is not KP_OUT_DONE and waits for their delivery reports,
+     * which set the states. OK when all are DONE; RETRY when some are not (the batch calls again:
+     * only those are sent); FAIL gives the batch up. */
+    kp_sink_rc (*deliver)(void *ctx, kp_outmsg *out, int n);
+    /* Stores the offsets o[0..n-1] (one per partition). */
+    void (*store)(void *ctx, const kp_serve_offset *o, int n);
+} kp_serve_sinks;
+
+/* What kp_serve_batch_step answers. */
+typedef enum { KP_BATCH_FAILED = -1, KP_BATCH_DONE = 0, KP_BATCH_AGAIN = 1 } kp_batch_rc;
+
+typedef struct kp_serve_batch kp_serve_batch;
+
+/* A batch runner for c's [worker] settings and topics; codec and sinks are borrowed (they must
+ * outlive it; *sinks is copied). NULL on OOM. */
+kp_serve_batch *kp_serve_batch_new(const kp_config *c, kp_codec *codec,
+                                   const kp_serve_sinks *sinks);
+
+/* Frees the runner (ends a batch in hand first). NULL-safe. */
+void kp_serve_batch_free(kp_serve_batch *b);
+
+/* Takes n events (borrowed until kp_serve_batch_end): decodes and validates them, scores the valid
+ * ones with rec (borrowed for the call; its version goes with the results), builds the cache
+ * entries and the records to publish. Returns 0, or -1 with err on OOM or a failed recommend
+ * (nothing was sent or stored; end the batch). */
+int kp_serve_batch_begin(kp_serve_batch *b, kp_recommender *rec, const kp_serve_event *ev, int n,
+                         char *err, size_t errlen);
+
+/* Advances the batch: cache sink, then producer sink, then the store sink. Returns DONE (offsets
+ * handed to the store sink), AGAIN (a sink said RETRY: the batch is held at that stage; call again,
+ * after a backoff) or FAILED (a sink said FAIL: nothing more is stored for this batch). */
+kp_batch_rc kp_serve_batch_step(kp_serve_batch *b);
+
+/* Releases the batch in hand (its decoded events, records, headers); buffers are kept for the
+ * next one. NULL-safe; does nothing without a batch. */
+void kp_serve_batch_end(kp_serve_batch *b);
+
+#endif

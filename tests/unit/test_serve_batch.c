@@ -1,0 +1,372 @@
+/* test_serve_batch.c -- the serve role's micro-batch (consumer/serve_batch.h) against fake cache,
+ * producer and offset-store sinks: no Kafka, no Redis. What is checked is where at-least-once
+ * lives: offsets are stored only after the cache acknowledged and every delivery report came back,
+ * a failing sink holds the batch (retried, nothing stored, nothing dropped), bad events go to the
+ * dead-letter topic with their reason and their offsets move on, offsets are per partition
+ * max + 1. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache/cache.h"
+#include "consumer/serve_batch.h"
+#include "model/recommender.h"
+#include "schemas/codec.h"
+
+#define MAXREC 64
+
+/* ---- fakes ---- */
+
+typedef struct {
+    /* scripted failures */
+    int cache_fail;         /* the next cache_fail cache_put calls answer RETRY */
+    kp_sink_rc cache_final; /* answered after that (OK unless a test says FAIL) */
+    const char *fail_key;   /* records with this key fail delivery ... */
+    int fail_key_times;     /* ... this many times */
+    /* what happened */
+    int cache_calls, cache_acked, cache_entries;
+    char *json[MAXREC];
+    int deliver_calls, sends, deliver_before_ack;
+    int sent_per_key_fail;
+    int n_dlq;
+    char dlq_reason[MAXREC][256];
+    char dlq_payload[MAXREC][64];
+    int store_calls, store_before_ack, store_before_delivered;
+    int n_stored;
+    kp_serve_offset stored[MAXREC];
+    char stored_topic[MAXREC][64];
+    kp_outmsg *last_out;
+    int last_nout;
+} fake;
+
+static kp_sink_rc fake_cache_put(void *ctx, const kp_cache_entry *e, int n)
+{
+    fake *f = ctx;
+    f->cache_calls++;
+    if (f->cache_fail > 0) {
+        f->cache_fail--;
+        return KP_SINK_RETRY;
+    }
+    if (f->cache_final != KP_SINK_OK) return f->cache_final;
+    for (int i = 0; i < n && f->cache_entries < MAXREC; i++)
+        f->json[f->cache_entries++] = strdup(e[i].suggestions);
+    f->cache_acked = 1;
+    return KP_SINK_OK;
+}
+
+static kp_sink_rc fake_deliver(void *ctx, kp_outmsg *out, int n)
+{
+    fake *f = ctx;
+    f->deliver_calls++;
+    if (!f->cache_acked) f->deliver_before_ack = 1;
+    f->last_out = out;
+    f->last_nout = n;
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        kp_outmsg *o = &out[i];
+        if (o->state == KP_OUT_DONE) continue;
+        f->sends++;
+        if (f->fail_key && o->keylen == strlen(f->fail_key) &&
+            !memcmp(o->key, f->fail_key, o->keylen)) {
+            f->sent_per_key_fail++;
+            if (f->fail_key_times > 0) {
+                f->fail_key_times--;
+                o->state = KP_OUT_FAILED;
+                failed++;
+                continue;
+            }
+        }
+        if (o->hdrs && f->n_dlq < MAXREC) {
+            const void *v;
+            size_t sz;
+            assert_int_equal(rd_kafka_header_get_last(o->hdrs, "error", &v, &sz), 0);
+            snprintf(f->dlq_reason[f->n_dlq], sizeof f->dlq_reason[0], "%.*s", (int)sz,
+                     (const char *)v);
+            snprintf(f->dlq_payload[f->n_dlq], sizeof f->dlq_payload[0], "%.*s",
+                     (int)(o->vallen < 63 ? o->vallen : 63), (const char *)o->val);
+            f->n_dlq++;
+        }
+        o->state = KP_OUT_DONE;
+    }
+    return failed ? KP_SINK_RETRY : KP_SINK_OK;
+}
+
+static void fake_store(void *ctx, const kp_serve_offset *o, int n)
+{
+    fake *f = ctx;
+    f->store_calls++;
+    if (!f->cache_acked) f->store_before_ack = 1;
+    for (int i = 0; f->last_out && i < f->last_nout; i++)
+        if (f->last_out[i].state != KP_OUT_DONE) f->store_before_delivered = 1;
+    if (!f->last_out) f->store_before_delivered = 1;
+    for (int i = 0; i < n && f->n_stored < MAXREC; i++) {
+        snprintf(f->stored_topic[f->n_stored], sizeof f->stored_topic[0], "%s", o[i].topic);
+        f->stored[f->n_stored] = o[i];
+        f->stored[f->n_stored].topic = f->stored_topic[f->n_stored];
+        f->n_stored++;
+    }
+}
+
+static void fake_clear(fake *f)
+{
+    for (int i = 0; i < f->cache_entries; i++)
+        free(f->json[i]);
+    memset(f, 0, sizeof *f);
+}
+
+static int64_t stored_offset(const fake *f, int32_t partition)
+{
+    for (int i = 0; i < f->n_stored; i++)
+        if (f->stored[i].partition == partition && !strcmp(f->stored[i].topic, "items"))
+            return f->stored[i].offset;
+    return -1;
+}
+
+/* ---- fixture: a codec, a small untrained recommender, encoded events ---- */
+
+typedef struct {
+    kp_config cfg;
+    kp_codec *codec;
+    kp_recommender *rec;
+    fake f;
+    kp_serve_batch *b;
+    kp_serve_event ev[MAXREC];
+    void *payload[MAXREC];
+    char key[MAXREC][32];
+    int n;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *x = calloc(1, sizeof *x);
+    char err[512];
+    assert_non_null(x);
+    kp_config_defaults(&x->cfg);
+    x->cfg.top_k = 3;
+    assert_non_null(x->codec = kp_codec_new(err, sizeof err));
+    kp_bienc_config bc;
+    kp_bienc_config_default(&bc);
+    bc.n_buckets = 1u << 12;
+    kp_bienc *m = kp_bienc_new(&bc, 7);
+    assert_non_null(m);
+    const char *ids[] = {"k1", "k2", "k3", "k4", "k5"};
+    const char *texts[] = {"steel sink", "kitchen sink", "red shoes", "running shoes", "lamp"};
+    assert_non_null(x->rec = kp_rec_new(m, ids, texts, 5, 0, err, sizeof err));
+    const kp_serve_sinks sinks = {&x->f, fake_cache_put, fake_deliver, fake_store};
+    assert_non_null(x->b = kp_serve_batch_new(&x->cfg, x->codec, &sinks));
+    *state = x;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *x = *state;
+    kp_serve_batch_free(x->b);
+    for (int i = 0; i < x->n; i++)
+        free(x->payload[i]);
+    fake_clear(&x->f);
+    kp_rec_free(x->rec);
+    kp_codec_free(x->codec);
+    kp_config_free(&x->cfg);
+    free(x);
+    return 0;
+}
+
+/* Adds an ItemListed event for item id (key = key, NULL = id) at partition@offset. */
+static void add_item(fixture *x, const char *id, const char *title, const char *key, int32_t p,
+                     int64_t off)
+{
+    kp_item_listed v = {(char *)id, (char *)title, "", "", 1.0, 0};
+    size_t len;
+    int i = x->n++;
+    assert_int_equal(kp_encode_item_listed(x->codec, &v, &x->payload[i], &len), 0);
+    snprintf(x->key[i], sizeof x->key[i], "%s", key ? key : id);
+    x->ev[i] = (kp_serve_event){"items", p, off, x->key[i], strlen(x->key[i]), x->payload[i], len};
+}
+
+/* Adds a record that is no Avro at all. */
+static void add_garbage(fixture *x, const char *key, int32_t p, int64_t off)
+{
+    int i = x->n++;
+    x->payload[i] = strdup("{\"not\": \"avro\"}");
+    snprintf(x->key[i], sizeof x->key[i], "%s", key);
+    x->ev[i] = (kp_serve_event){
+        "items", p, off, x->key[i], strlen(x->key[i]), x->payload[i], strlen(x->payload[i])};
+}
+
+static void begin(fixture *x)
+{
+    char err[512];
+    assert_int_equal(kp_serve_batch_begin(x->b, x->rec, x->ev, x->n, err, sizeof err), 0);
+}
+
+/* ---- tests ---- */
+
+static void test_happy_path_stores_after_cache_and_deliveries(void **state)
+{
+    fixture *x = *state;
+    add_item(x, "a", "stainless steel kitchen sink", NULL, 0, 10);
+    add_item(x, "b", "red running shoes", NULL, 1, 5);
+    add_item(x, "c", "desk lamp", NULL, 0, 11);
+    begin(x);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_DONE);
+    assert_int_equal(x->f.cache_calls, 1);
+    assert_int_equal(x->f.cache_entries, 3);
+    assert_int_equal(x->f.sends, 3);
+    assert_int_equal(x->f.deliver_before_ack, 0);
+    assert_int_equal(x->f.store_calls, 1);
+    assert_int_equal(x->f.store_before_ack, 0);
+    assert_int_equal(x->f.store_before_delivered, 0);
+    assert_int_equal(x->f.n_stored, 2);
+    assert_int_equal(stored_offset(&x->f, 0), 12);
+    assert_int_equal(stored_offset(&x->f, 1), 6);
+    assert_int_equal(x->f.n_dlq, 0);
+    /* the cached JSON is the recommender's list: top_k entries the reader parses back */
+    kp_cache_suggestions s;
+    char err[256];
+    assert_int_equal(kp_cache_suggestions_parse(x->f.json[0], &s, err, sizeof err), 0);
+    assert_int_equal(s.n, 3);
+    assert_non_null(s.items[0].keyphrase);
+    assert_non_null(s.items[0].id);
+    kp_cache_suggestions_clear(&s);
+    /* a finished batch stays finished */
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_DONE);
+    assert_int_equal(x->f.store_calls, 1);
+    kp_serve_batch_end(x->b);
+}
+
+static void test_cache_failure_holds_the_batch(void **state)
+{
+    fixture *x = *state;
+    add_item(x, "a", "steel sink", NULL, 0, 3);
+    add_item(x, "b", "shoes", NULL, 0, 4);
+    x->f.cache_fail = 2;
+    begin(x);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_AGAIN);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_AGAIN);
+    assert_int_equal(x->f.store_calls, 0);
+    assert_int_equal(x->f.deliver_calls, 0); /* nothing published before Redis acknowledged */
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_DONE);
+    assert_int_equal(x->f.cache_calls, 3);
+    assert_int_equal(x->f.cache_entries, 2); /* the same entries, retried: not dropped */
+    assert_int_equal(x->f.store_calls, 1);
+    assert_int_equal(stored_offset(&x->f, 0), 5);
+    kp_serve_batch_end(x->b);
+}
+
+static void test_cache_give_up_stores_nothing(void **state)
+{
+    fixture *x = *state;
+    add_item(x, "a", "steel sink", NULL, 0, 3);
+    x->f.cache_final = KP_SINK_FAIL;
+    begin(x);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_FAILED);
+    assert_int_equal(x->f.deliver_calls, 0);
+    assert_int_equal(x->f.store_calls, 0);
+    kp_serve_batch_end(x->b);
+}
+
+static void test_failed_delivery_is_resent_before_storing(void **state)
+{
+    fixture *x = *state;
+    add_item(x, "a", "steel sink", NULL, 0, 1);
+    add_item(x, "b", "shoes", NULL, 1, 7);
+    add_item(x, "c", "lamp", NULL, 0, 2);
+    x->f.fail_key = "b";
+    x->f.fail_key_times = 2;
+    begin(x);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_AGAIN);
+    assert_int_equal(x->f.store_calls, 0);
+    assert_int_equal(stored_offset(&x->f, 1), -1);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_AGAIN);
+    assert_int_equal(x->f.store_calls, 0);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_DONE);
+    assert_int_equal(x->f.cache_calls, 1); /* the cache is not written again */
+    assert_int_equal(x->f.sent_per_key_fail, 3);
+    assert_int_equal(x->f.sends, 5); /* 3, then only the failed one twice */
+    assert_int_equal(x->f.store_calls, 1);
+    assert_int_equal(x->f.store_before_delivered, 0);
+    assert_int_equal(stored_offset(&x->f, 0), 3);
+    assert_int_equal(stored_offset(&x->f, 1), 8);
+    kp_serve_batch_end(x->b);
+}
+
+static void test_bad_events_go_to_the_dlq_and_move_on(void **state)
+{
+    fixture *x = *state;
+    add_item(x, "a", "steel sink", NULL, 2, 40);
+    add_garbage(x, "junk", 2, 41);
+    add_item(x, "c", "lamp", "not-c", 2, 42); /* key does not match item_id */
+    add_item(x, "d", "", NULL, 3, 9);         /* empty title */
+    begin(x);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_DONE);
+    assert_int_equal(x->f.cache_entries, 1);
+    assert_int_equal(x->f.n_dlq, 3);
+    assert_true(x->f.dlq_reason[0][0] != 0);
+    assert_string_equal(x->f.dlq_payload[0], "{\"not\": \"avro\"}"); /* the original bytes */
+    assert_string_equal(x->f.dlq_reason[1], "message key does not match item_id");
+    assert_true(x->f.dlq_reason[2][0] != 0);
+    assert_int_equal(x->f.store_calls, 1);
+    assert_int_equal(stored_offset(&x->f, 2), 43);
+    assert_int_equal(stored_offset(&x->f, 3), 10);
+    kp_serve_batch_end(x->b);
+}
+
+static void test_offsets_are_per_partition_max_plus_one(void **state)
+{
+    fixture *x = *state;
+    add_item(x, "a", "sink", NULL, 0, 7);
+    add_item(x, "b", "shoes", NULL, 1, 100);
+    add_item(x, "c", "lamp", NULL, 0, 3);
+    add_item(x, "d", "red lamp", NULL, 0, 9);
+    add_item(x, "e", "blue lamp", NULL, 1, 99);
+    begin(x);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_DONE);
+    assert_int_equal(x->f.n_stored, 2);
+    assert_int_equal(stored_offset(&x->f, 0), 10);
+    assert_int_equal(stored_offset(&x->f, 1), 101);
+    kp_serve_batch_end(x->b);
+}
+
+static void test_buffers_are_reused_across_batches(void **state)
+{
+    fixture *x = *state;
+    for (int i = 0; i < 20; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "i%d", i);
+        add_item(x, id, "kitchen sink", NULL, i % 3, i);
+    }
+    for (int round = 0; round < 3; round++) {
+        int n = round == 1 ? 20 : 5; /* grows, then shrinks */
+        char err[256];
+        x->f.n_stored = 0;
+        assert_int_equal(kp_serve_batch_begin(x->b, x->rec, x->ev, n, err, sizeof err), 0);
+        assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_DONE);
+        kp_serve_batch_end(x->b);
+    }
+    assert_int_equal(x->f.store_calls, 3);
+    assert_int_equal(stored_offset(&x->f, 0), 4); /* the last batch: i0..i4, partition 0: 0, 3 */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_happy_path_stores_after_cache_and_deliveries, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cache_failure_holds_the_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_give_up_stores_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_delivery_is_resent_before_storing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bad_events_go_to_the_dlq_and_move_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offsets_are_per_partition_max_plus_one, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_buffers_are_reused_across_batches, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
