@@ -23,6 +23,7 @@ static const verb verbs[] = {
     {"split", kp_cmd_split, "split items and judgments into train/valid by a hash of item_id"},
     {"train-ce", kp_cmd_train_ce, "train the cross-encoder assistant on teacher judgments"},
     {"train", kp_cmd_train, "train the bi-encoder (CTR + SR + distillation) from files"},
+    {"label", kp_cmd_label, "judge (item, keyphrase) pairs with an LLM teacher (OpenAI API)"},
 };
 #define NVERBS (int)(sizeof verbs / sizeof verbs[0])
 
