@@ -6,7 +6,8 @@
   fixture_server.py check ITEMS KEYPHRASES OUT every row of the judgments TSV OUT has the grade
                                                this server gives its pair, no pair twice
 
-The mode is the first path segment: POST /MODE/v1/chat/completions (or /MODE/v1/embeddings).
+The mode is the first path segment: POST /MODE/v1/chat/completions (or /MODE/v1/embeddings);
+MODE~TAG is MODE with request counts of its own (logged as "MODE~TAG").
 The pair is read from the default prompt's "Item title: ..." and "Keyphrase: ..." lines; its
 grade is 1 + md5(title TAB keyphrase) % 3. Modes (n = the how-manyth request for this pair):
   good       the grade
@@ -81,7 +82,8 @@ class Handler(BaseHTTPRequestHandler):
         n_in = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(n_in)
         parts = self.path.strip("/").split("/")
-        mode, endpoint = parts[0], parts[-1]
+        tag, endpoint = parts[0], parts[-1]
+        mode = tag.split("~")[0]
         try:
             req = json.loads(raw)
         except ValueError:
@@ -106,11 +108,11 @@ class Handler(BaseHTTPRequestHandler):
                 bad = "no pair in the prompt"
             else:
                 title, kp = m1.group(1), m2.group(1)
-        key = (mode, title, kp)
+        key = (tag, title, kp)
         with lock:
             counts[key] = n = counts.get(key, 0) + 1
         rf = req.get("response_format")
-        status, extra = 200, {}
+        status, extra, delay = 200, {}, 0.0
         g = grade(title, kp)
         content = json.dumps({"grade": g})
         if bad:
@@ -124,9 +126,9 @@ class Handler(BaseHTTPRequestHandler):
         elif mode == "500" and n <= 2:
             status = 500
         elif mode == "slow" and n == 1:
-            time.sleep(2.0)
+            delay = 2.0
         elif mode == "slowall":
-            time.sleep(0.05)
+            delay = 0.05
         elif mode == "echo":
             status = 400
             bad = "you sent " + self.headers.get("Authorization", "(nothing)")
@@ -142,12 +144,13 @@ class Handler(BaseHTTPRequestHandler):
         elif mode == "noformat" and rf is not None:
             status, bad = 400, "response_format not supported"
         with lock:
-            LOG.write(json.dumps({"t": t, "mode": mode, "endpoint": endpoint, "title": title,
+            LOG.write(json.dumps({"t": t, "mode": tag, "endpoint": endpoint, "title": title,
                                   "keyphrase": kp, "n": n, "status": status,
                                   "response_format": (rf or {}).get("type"),
                                   "auth": self.headers.get("Authorization") is not None,
                                   **extra}) + "\n")
             LOG.flush()
+        time.sleep(delay)  # logged on arrival: a request the client gave up on is counted too
         usage = {"prompt_tokens": 40, "completion_tokens": 5, "total_tokens": 45}
         if status == 429:
             self.reply(429, {"error": {"message": "rate limited"}}, headers=[("Retry-After", "1")])
