@@ -155,6 +155,14 @@ ok slow-requests test "$(nreq slow)" -eq 8
 run slowfew slow~few --pairs "$T/p4.tsv" --timeout-ms 300 --retries 0
 ok slow-budget-failed test "$(grep -ci "timeout\|timed out" "$T/slowfew.failed")" -eq 4
 
+# ---- --rate: 20 requests at 20/s over 4 threads take >= 0.95 s from first to last ----
+pairs 20 >"$T/p20.tsv"
+run rate good~rate --pairs "$T/p20.tsv" --rate 20 --concurrency 4
+ok rate-rc test "$RC" -eq 0
+python3 -c 'import json,sys; t=[r["t"] for r in map(json.loads, open(sys.argv[1])) if r["mode"]=="good~rate"]
+sys.exit(0 if len(t) == 20 and max(t) - min(t) >= 0.9 else 1)' "$T/log.jsonl"
+ok rate-spaced test $? -eq 0
+
 # ---- response_format variants ----
 run schema schema --pairs "$T/p4.tsv" --response-format json_schema
 ok schema-rc test "$RC" -eq 0
