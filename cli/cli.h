@@ -24,5 +24,6 @@ int kp_cmd_simulate_clicks(int argc, char **argv);
 int kp_cmd_split(int argc, char **argv);
 int kp_cmd_train_ce(int argc, char **argv);
 int kp_cmd_train(int argc, char **argv);
+int kp_cmd_label(int argc, char **argv);
 
 #endif

@@ -25,6 +25,7 @@ static const verb verbs[] = {
     {"train-ce", kp_cmd_train_ce, "train the cross-encoder assistant on teacher judgments"},
     {"train", kp_cmd_train, "train the bi-encoder (CTR + SR + distillation) from files"},
     {"version", kp_cmd_version, "print the versions of kprec and its libraries (also --version)"},
+    {"label", kp_cmd_label, "judge (item, keyphrase) pairs with an LLM teacher (OpenAI API)"},
 };
 #define NVERBS (int)(sizeof verbs / sizeof verbs[0])
 
