@@ -37,6 +37,14 @@ struct kp_cache {
     int argcap;
 };
 
+#define KP_STR_(x) #x
+#define KP_STR(x)  KP_STR_(x)
+
+const char *kp_cache_client_version(void)
+{
+    return KP_STR(HIREDIS_MAJOR) "." KP_STR(HIREDIS_MINOR) "." KP_STR(HIREDIS_PATCH);
+}
+
 kp_cache *kp_cache_new(const kp_config *c)
 {
     kp_cache *k = calloc(1, sizeof *k);

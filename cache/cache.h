@@ -29,6 +29,9 @@ typedef struct {
 } kp_cache_entry;
 
 /* Creates a cache client for c's [redis] settings; connects lazily. NULL on OOM. */
+/* The hiredis version kprec was built with, e.g. "0.14.1" (static string). */
+const char *kp_cache_client_version(void);
+
 kp_cache *kp_cache_new(const kp_config *c);
 
 /* Closes the connection and frees. Accepts NULL. */

@@ -2,8 +2,9 @@
  * KPREC_AVRO_VERSION come from CMake at configure time. */
 #include "cli/version.h"
 
+#include "cache/cache.h"
+
 #include <cblas.h>
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <microhttpd.h>
@@ -23,8 +24,6 @@
 #define KPREC_AVRO_VERSION "unknown"
 #endif
 
-#define STR_(x) #x
-#define STR(x)  STR_(x)
 
 typedef struct {
     char *buf;
@@ -58,8 +57,7 @@ size_t kp_build_info(char *buf, size_t n)
     if (!strncmp(blas, "OpenBLAS ", 9)) blas += 9;
     add(&b, "openblas %s (core %s, %d threads)\n", blas, or_unknown(openblas_get_corename()),
         openblas_get_num_threads());
-    add(&b, "hiredis %s.%s.%s (at build time)\n", STR(HIREDIS_MAJOR), STR(HIREDIS_MINOR),
-        STR(HIREDIS_PATCH));
+    add(&b, "hiredis %s (at build time)\n", kp_cache_client_version());
     add(&b, "jansson %s\n", or_unknown(jansson_version_str()));
     add(&b, "libmicrohttpd %s\n", or_unknown(MHD_get_version()));
     return b.len;
