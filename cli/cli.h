@@ -13,6 +13,10 @@ int kp_cli_config(kp_config *c, const char *path);
  * Each returns the process exit status: 0 ok, 1 failure (unreadable or invalid input, a service
  * error), 2 usage error; every message goes to stderr, results to stdout or the --out file. The
  * verbs own nothing after they return. */
+/* Options of a verb that takes only -c FILE and --help. Returns -1 with *path set (NULL when not
+ * given) to go on, or the exit code once usage was printed (0 for --help, 2 for a bad option). */
+int kp_cli_config_only_opts(int argc, char **argv, const char *usage, const char **path);
+
 int kp_cmd_worker(int argc, char **argv);
 int kp_cmd_replay(int argc, char **argv);
 int kp_cmd_get(int argc, char **argv);

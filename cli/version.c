@@ -24,7 +24,6 @@
 #define KPREC_AVRO_VERSION "unknown"
 #endif
 
-
 typedef struct {
     char *buf;
     size_t n, len;

@@ -1,0 +1,90 @@
+/* kprec worker: the stream worker (serve, train or both roles; consumer/). */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+#include "common/telemetry.h"
+#include "consumer/group.h"
+#include "consumer/learn.h"
+#include "consumer/serve.h"
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (kp_worker_stop) kp_worker_stop_hard = 1;
+    kp_worker_stop = 1;
+}
+
+typedef struct {
+    const kp_config *c;
+    int rc;
+} trainer_arg;
+
+static void *trainer_thread(void *p)
+{
+    trainer_arg *a = p;
+    a->rc = kp_learn_run(a->c);
+    if (a->rc) kp_worker_stop = 1; /* role = both: no silent serving without its trainer */
+    return NULL;
+}
+
+int kp_cmd_worker(int argc, char **argv)
+{
+    const char *path;
+    int rc = kp_cli_config_only_opts(
+        argc, argv,
+        "usage: kprec worker -c FILE\n"
+        "Runs the stream worker. [worker] role = serve: consumes [topics] items in the\n"
+        "consumer group [kafka] group.id, caches recommendations in Redis, publishes\n"
+        "suggestions, follows the model topic. role = train: learns from [topics]\n"
+        "clicks and judgments, publishes model deltas. role = both: the two.\n"
+        "SIGINT/SIGTERM: finish in-flight work, commit, exit (twice: stop waiting).\n",
+        &path);
+    if (rc >= 0) return rc;
+    if (!path) {
+        fprintf(stderr, "kprec worker: -c FILE is required\n");
+        return 2;
+    }
+    kp_config c;
+    if (kp_cli_config(&c, path)) return 2;
+    if (strcmp(c.role, "serve") && strcmp(c.role, "train") && strcmp(c.role, "both")) {
+        fprintf(stderr, "kprec: %s: [worker] role must be serve, train or both, not '%s'\n", path,
+                c.role);
+        kp_config_free(&c);
+        return 2;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (!strcmp(c.role, "train")) {
+        if (kp_telemetry_http_start(c.metrics_bind, c.metrics_port)) {
+            kp_config_free(&c);
+            return 2;
+        }
+        rc = kp_learn_run(&c);
+        kp_telemetry_http_stop();
+    } else if (!strcmp(c.role, "both")) {
+        /* one process, two threads: the trainer and the serving loop (which owns /metrics) */
+        pthread_t t;
+        trainer_arg a = {&c, 0};
+        if (pthread_create(&t, NULL, trainer_thread, &a)) {
+            fprintf(stderr, "kprec: cannot start the trainer thread\n");
+            kp_config_free(&c);
+            return 1;
+        }
+        rc = kp_serve_run(&c);
+        kp_worker_stop = 1; /* the serving loop ended: stop the trainer too */
+        pthread_join(t, NULL);
+        if (!rc) rc = a.rc;
+    } else {
+        rc = kp_serve_run(&c);
+    }
+    kp_config_free(&c);
+    return rc;
+}
