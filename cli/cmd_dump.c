@@ -71,19 +71,28 @@ static json_t *decode(kp_codec *codec, const char *kind, const rd_kafka_message_
 
 static void dump_usage(FILE *f)
 {
-    fprintf(f, "usage: kprec dump [-c FILE] [--topic suggestions|dlq|items] [--idle-ms N]\n"
-               "Reads the topic from the beginning (no consumer group commits) and prints\n"
-               "one JSON object per record; stops when every partition is read to its end\n"
-               "and nothing new came for --idle-ms (default 1000).\n");
+    fprintf(f,
+            "usage: kprec dump [-c FILE] [--topic suggestions|dlq|items] [--idle-ms N] [--max N]\n"
+            "Reads the topic from the beginning (no consumer group commits) and prints\n"
+            "one JSON object per record; stops when every partition is read to its end\n"
+            "and nothing new came for --idle-ms (default 1000), or after --max records.\n"
+            "  -c FILE       the worker's config ([kafka], [topics]); default: defaults + env\n"
+            "  --topic T     suggestions (default), dlq (with the error headers) or items\n"
+            "  --idle-ms N   stop after N ms without records at the end (default 1000)\n"
+            "  --max N       print at most N records (default 0: all)\n"
+            "Example:\n"
+            "  kprec dump -c /tmp/kp/kprec.ini --topic dlq --max 5\n");
 }
 
 int kp_cmd_dump(int argc, char **argv)
 {
     const char *path = NULL, *kind = "suggestions";
     int idle_ms = 1000, argi;
+    long max = 0;
     const kp_opt opts[] = {{"config", 'c', KP_OPT_STR, .out = &path},
                            {"topic", 't', KP_OPT_STR, .out = &kind},
                            {"idle-ms", 'i', KP_OPT_INT, &idle_ms, .lo = 0, .hi = 86400000},
+                           {"max", 'm', KP_OPT_LONG, &max, .lo = 0, .hi = 1e15},
                            {NULL}};
     /* other arguments are ignored, as they always were */
     int prc = kp_opts_parse(WHO, dump_usage, opts, argc, argv, &argi);
@@ -131,7 +140,7 @@ int kp_cmd_dump(int argc, char **argv)
     rd_kafka_topic_partition_list_destroy(t);
     int at_eof[1024] = {0}, n_eof = 0, idle = 0;
     long records = 0;
-    for (;;) {
+    while (!max || records < max) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (!m) {
             idle += 100;
