@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/version.h"
 #include "common/log.h"
 #include "common/telemetry.h"
 #include "consumer/group.h"
@@ -62,6 +63,11 @@ int kp_cmd_worker(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    char info[2048];
+    kp_build_info_line(info, sizeof info);
+    kp_info("%s", info);
+    kp_build_info_labels(info, sizeof info);
+    kp_telemetry_set_build_info(info);
     if (!strcmp(c.role, "train")) {
         if (kp_telemetry_http_start(c.metrics_bind, c.metrics_port)) {
             kp_config_free(&c);

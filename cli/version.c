@@ -62,6 +62,30 @@ size_t kp_build_info(char *buf, size_t n)
     return b.len;
 }
 
+size_t kp_build_info_labels(char *buf, size_t n)
+{
+    info_buf b = {buf, n, 0};
+    if (n) buf[0] = 0;
+    const char *blas = or_unknown(openblas_get_config());
+    if (!strncmp(blas, "OpenBLAS ", 9)) blas += 9;
+    size_t vlen = strcspn(blas, " "); /* the version word only */
+    add(&b,
+        "version=\"%s\",revision=\"%s\",librdkafka=\"%s\",avro_c=\"%s\",openblas=\"%.*s\","
+        "openblas_core=\"%s\",hiredis=\"%s\",jansson=\"%s\",libmicrohttpd=\"%s\"",
+        KPREC_VERSION, KPREC_GIT_REV, or_unknown(rd_kafka_version_str()), KPREC_AVRO_VERSION,
+        (int)vlen, blas, or_unknown(openblas_get_corename()), kp_cache_client_version(),
+        or_unknown(jansson_version_str()), or_unknown(MHD_get_version()));
+    return b.len;
+}
+
+size_t kp_build_info_line(char *buf, size_t n)
+{
+    size_t len = kp_build_info(buf, n);
+    for (size_t i = 0; buf && i + 1 < n && buf[i]; i++)
+        if (buf[i] == '\n') buf[i] = buf[i + 1] ? ';' : '\0';
+    return len;
+}
+
 static void version_usage(FILE *f)
 {
     fprintf(f, "usage: kprec version   (or kprec --version)\n"

@@ -10,6 +10,13 @@
  * does: >= n means truncated). Never fails; pieces that cannot be known say "unknown". */
 size_t kp_build_info(char *buf, size_t n);
 
+/* The same as Prometheus labels (version="..",revision="..",librdkafka="..",...: the values have
+ * no quotes or backslashes), for kprec_build_info. Truncated and returned as kp_build_info. */
+size_t kp_build_info_labels(char *buf, size_t n);
+
+/* kp_build_info on one line, the lines joined by ";" (for the worker's start-up log line). */
+size_t kp_build_info_line(char *buf, size_t n);
+
 /* `kprec version [--help]`: prints kp_build_info to stdout. Returns the exit status (0, or 2 on a
  * usage error). */
 int kp_cmd_version(int argc, char **argv);

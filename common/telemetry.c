@@ -133,6 +133,13 @@ static void render_metric(sbuf *s, const metric_def *d)
     }
 }
 
+static char build_info[1024];
+
+void kp_telemetry_set_build_info(const char *labels)
+{
+    snprintf(build_info, sizeof build_info, "%s", labels ? labels : "");
+}
+
 char *kp_telemetry_render(void)
 {
     sbuf s = {malloc(4096), 0, 4096, 0};
@@ -143,6 +150,11 @@ char *kp_telemetry_render(void)
               "# HELP kprec_train_loss Last training step's loss.\n"
               "# TYPE kprec_train_loss gauge\nkprec_train_loss %.6f\n",
               (double)atomic_load(&kp_m.train_loss_micro) / 1e6);
+    if (build_info[0])
+        sb_printf(&s,
+                  "# HELP kprec_build_info What this binary was built from and runs with.\n"
+                  "# TYPE kprec_build_info gauge\nkprec_build_info{%s} 1\n",
+                  build_info);
     sb_printf(&s, "# HELP kprec_batch_seconds Micro-batch latency, consume to done.\n"
                   "# TYPE kprec_batch_seconds histogram\n");
     unsigned long long cum = 0;

@@ -52,6 +52,10 @@ void kp_telemetry_observe_batch(uint64_t us);
 /* Renders all metrics as Prometheus text into a malloc'd string (caller frees); NULL on OOM. */
 char *kp_telemetry_render(void);
 
+/* Sets the labels of the kprec_build_info gauge (always 1), e.g. version="0.1.0",revision="..".
+ * Copied (truncated to 1 KiB); call before kp_telemetry_http_start. NULL clears it. */
+void kp_telemetry_set_build_info(const char *labels);
+
 /* Starts the HTTP endpoint on bind:port (port 0 = no-op). Returns 0, or -1 if it cannot listen. */
 int kp_telemetry_http_start(const char *bind, int port);
 

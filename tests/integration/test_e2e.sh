@@ -65,6 +65,10 @@ grep -q '^kprec_events_consumed_total{topic="items"} 5050$' "$T/metrics.txt" || 
 grep -q '^kprec_events_processed_total{topic="items"} 5000$' "$T/metrics.txt" || fail "processed != 5000"
 grep -q '^kprec_suggestions_delivered_total 5000$' "$T/metrics.txt" || fail "delivered != 5000"
 ok "metrics: 5050 consumed, 5000 processed, 50 dead-lettered, 5000 delivered"
+grep -Eq '^kprec_build_info\{version="[0-9]+\.[0-9]+\.[0-9]+",revision="[^"]+",librdkafka="[0-9.]+",.*openblas_core="[^"]+".*\} 1$' "$T/metrics.txt" ||
+  fail "no kprec_build_info gauge: $(grep build_info "$T/metrics.txt")"
+grep -q 'INFO kprec [0-9.]* (git [^)]*);librdkafka 2' "$T/worker.log" || fail "no build line at worker start-up"
+ok "metrics: kprec_build_info $(grep -o 'version="[^"]*",revision="[^"]*"' "$T/metrics.txt")"
 
 # inventory update without a restart: a new keyphrase in the file becomes searchable
 printf 'q-new-1\tzyxwv quantum widget\n' >>"$T/data/keyphrases.tsv"
