@@ -9,7 +9,11 @@ int kp_cmd_config(int argc, char **argv)
     const char *path = argc > 2 && !strcmp(argv[1], "-c") ? argv[2] : NULL;
     if (argc > 1 && !path) {
         fprintf(strcmp(argv[1], "--help") ? stderr : stdout,
-                "usage: kprec config [-c FILE]\nPrints the effective configuration.\n");
+                "usage: kprec config [-c FILE]\n"
+                "Prints the effective configuration: FILE (or the defaults) with the\n"
+                "KPREC_<SECTION>_<KEY> environment overrides applied, secrets redacted.\n"
+                "Example:\n"
+                "  KPREC_WORKER_TOP_K=5 kprec config -c /tmp/kp/kprec.ini\n");
         return strcmp(argv[1], "--help") ? 2 : 0;
     }
     kp_config c;

@@ -75,7 +75,9 @@ int kp_cmd_replay(int argc, char **argv)
                 "  --clicks LOG     AdEvents to [topics] clicks from a click log (kprec\n"
                 "                   simulate-clicks: item_id keyphrase_id kind position ts)\n"
                 "  --judgments TSV  Judgments to [topics] judgments (pair_id keyphrase_id item_id\n"
-                "                   relevance 1..3; titles from --items)\n");
+                "                   relevance 1..3; titles from --items)\n"
+                "Example:\n"
+                "  kprec replay -c /tmp/kp/kprec.ini --items items.tsv --count 1000 --rate 500\n");
             return ch == 'h' ? 0 : 2;
         }
     }

@@ -21,7 +21,9 @@ static void split_usage(FILE *f)
             "and the seed falls below --valid-frac: deterministic, independent of row order,\n"
             "and judgments follow their item. Defaults: --valid-frac %g --seed %u (the\n"
             "benchmark hold-out). DIR is created if missing. Exit status: 0 ok, 1 unreadable or\n"
-            "invalid input, 2 usage error.\n",
+            "invalid input, 2 usage error.\n"
+            "Example:\n"
+            "  kprec split --items items.tsv --judgments judgments.tsv --out split/\n",
             KP_SPLIT_BENCH_FRAC, (unsigned)KP_SPLIT_BENCH_SEED);
 }
 

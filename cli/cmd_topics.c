@@ -16,7 +16,10 @@ int kp_cmd_topics(int argc, char **argv)
         argc, argv,
         "usage: kprec topics [-c FILE]\n"
         "Creates every topic named in [topics] with [topics] partitions partitions\n"
-        "(the model topic gets 1); topics that exist are left as they are.\n",
+        "(the model topic gets 1); topics that exist are left as they are.\n"
+        "  -c FILE   the configuration ([kafka], [topics]); default: defaults + environment\n"
+        "Example:\n"
+        "  kprec topics -c /tmp/kp/kprec.ini\n",
         &path);
     if (urc >= 0) return urc;
     kp_config c;

@@ -42,7 +42,11 @@ int kp_cmd_worker(int argc, char **argv)
         "consumer group [kafka] group.id, caches recommendations in Redis, publishes\n"
         "suggestions, follows the model topic. role = train: learns from [topics]\n"
         "clicks and judgments, publishes model deltas. role = both: the two.\n"
-        "SIGINT/SIGTERM: finish in-flight work, commit, exit (twice: stop waiting).\n",
+        "SIGINT/SIGTERM: finish in-flight work, commit, exit (twice: stop waiting).\n"
+        "  -c FILE   the configuration (config.example.ini documents every key and its\n"
+        "            default; KPREC_<SECTION>_<KEY> variables override it)\n"
+        "Example:\n"
+        "  kprec worker -c /tmp/kp/kprec.ini\n",
         &path);
     if (rc >= 0) return rc;
     if (!path) {

@@ -90,7 +90,9 @@ static void version_usage(FILE *f)
 {
     fprintf(f, "usage: kprec version   (or kprec --version)\n"
                "Prints the version and git revision of kprec and the versions of the libraries\n"
-               "it runs with (librdkafka, Avro C, OpenBLAS, hiredis, jansson, libmicrohttpd).\n");
+               "it runs with (librdkafka, Avro C, OpenBLAS, hiredis, jansson, libmicrohttpd).\n"
+               "Example:\n"
+               "  kprec version\n");
 }
 
 int kp_cmd_version(int argc, char **argv)
