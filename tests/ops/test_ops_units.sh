@@ -19,7 +19,8 @@ done
 [ -x "$KPREC" ] || fail "kprec binary $KPREC not found: build it (cmake --build build --target kprec) or pass its path"
 KPREC=$(cd "$(dirname "$KPREC")" && pwd)/$(basename "$KPREC")
 T=$(mktemp -d /tmp/kprec-ops-test.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+pid=  # the stand-in worker of the ExecStop check, killed if the test stops while it runs
+trap '[ -z "$pid" ] || kill -9 "$pid" 2>/dev/null; rm -rf "$T"' EXIT
 UNITS=(kprec-serve@.service kprec-train.service)
 # the unit names systemd-analyze verifies (a template needs an instance)
 instance() { case "$1" in *@.service) echo "${1%@.service}@main.service" ;; *) echo "$1" ;; esac; }
@@ -111,9 +112,14 @@ for u in "${UNITS[@]}"; do
     start=$(date +%s%N)
     MAINPID=$pid /bin/sh -c "$script" || fail "$u: ExecStop exited non-zero ($mode)"
     took=$((($(date +%s%N) - start) / 1000000))
+    for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+      fail "$u: the $mode stand-in still runs after ExecStop ($(wc -l <"$T/signals") SIGTERM(s))"
+    fi
     wait "$pid" 2>/dev/null || true
+    pid=
     got=$(wc -l <"$T/signals")
-    kill -0 "$pid" 2>/dev/null && { kill -9 "$pid"; fail "$u: the $mode stand-in still runs after ExecStop"; }
     [ "$got" -eq "$need" ] || fail "$u: $mode stand-in got $got SIGTERM(s), expected $need"
     if [ "$mode" = obedient ]; then
       [ "$took" -lt 1500 ] || fail "$u: ExecStop waited ${took} ms for a worker that had exited"
