@@ -4,7 +4,9 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config git
       librdkafka-dev libavro-dev libopenblas-dev libhiredis-dev libinih-dev libmicrohttpd-dev
-      libcmocka-dev libjansson-dev libcurl4-openssl-dev zlib1g-dev clang-format redis-server redis-tools default-jre-headless maven python3 curl)
+      libcmocka-dev libjansson-dev libcurl4-openssl-dev zlib1g-dev clang-format redis-server redis-tools default-jre-headless maven python3 curl
+      systemd prometheus)
+# systemd (systemd-analyze) and prometheus (promtool) check the units and rules in ops/ (tests/ops).
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,6 +24,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Debian enables (and, under systemd, starts) a prometheus server on install; kprec only needs
+  # its promtool: stop the server and keep it from starting at boot.
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || $SUDO systemctl disable prometheus >/dev/null 2>&1 || true
+    $SUDO service prometheus stop >/dev/null 2>&1 || true
+  fi
 fi
 # Debian starts redis-server as a service on install; kprec's scripts run their own instances.
 echo "install-deps: ok" >&2
