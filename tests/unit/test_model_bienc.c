@@ -413,19 +413,9 @@ static void test_embed_threads(void **state)
     kp_bienc_free(m);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config),
-        cmocka_unit_test(test_seeded_init_and_embed),
-        cmocka_unit_test(test_shared_towers),
-        cmocka_unit_test(test_forward_matches_embed),
+TH_MAIN(cmocka_unit_test(test_config), cmocka_unit_test(test_seeded_init_and_embed),
+        cmocka_unit_test(test_shared_towers), cmocka_unit_test(test_forward_matches_embed),
         cmocka_unit_test(test_tower_grad_item_separate),
-        cmocka_unit_test(test_tower_grad_key_separate),
-        cmocka_unit_test(test_tower_grad_shared),
-        cmocka_unit_test(test_prefix_grad),
-        cmocka_unit_test(test_training_step),
-        cmocka_unit_test(test_embed_threads),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+        cmocka_unit_test(test_tower_grad_key_separate), cmocka_unit_test(test_tower_grad_shared),
+        cmocka_unit_test(test_prefix_grad), cmocka_unit_test(test_training_step),
+        cmocka_unit_test(test_embed_threads))

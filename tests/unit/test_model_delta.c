@@ -772,14 +772,8 @@ static void test_malformed_payload(void **state)
     kp_bienc_free(m);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),      cmocka_unit_test(test_training_steps),
-        cmocka_unit_test(test_gap_and_chain),   cmocka_unit_test(test_corrupted),
-        cmocka_unit_test(test_truncated),       cmocka_unit_test(test_interleaved),
+TH_MAIN(cmocka_unit_test(test_round_trip), cmocka_unit_test(test_training_steps),
+        cmocka_unit_test(test_gap_and_chain), cmocka_unit_test(test_corrupted),
+        cmocka_unit_test(test_truncated), cmocka_unit_test(test_interleaved),
         cmocka_unit_test(test_config_mismatch), cmocka_unit_test(test_zero_rows),
-        cmocka_unit_test(test_build_errors),    cmocka_unit_test(test_malformed_payload),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+        cmocka_unit_test(test_build_errors), cmocka_unit_test(test_malformed_payload))

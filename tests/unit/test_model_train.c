@@ -257,13 +257,5 @@ static void test_step_fits_and_changed_rows(void **state)
     }
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config),
-        cmocka_unit_test(test_schedule),
-        cmocka_unit_test(test_step_validation),
-        cmocka_unit_test(test_step_fits_and_changed_rows),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_config), cmocka_unit_test(test_schedule),
+        cmocka_unit_test(test_step_validation), cmocka_unit_test(test_step_fits_and_changed_rows))

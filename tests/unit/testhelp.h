@@ -8,6 +8,7 @@
  *   th_bienc_same_params                          two bi-encoders' parameters bit-identical
  *   th_tmp_path                                   a per-process path under /tmp
  *   th_slurp                                      a whole file into memory
+ *   TH_MAIN (th_main.h)                           the main() of a test file
  */
 #ifndef KP_TESTHELP_H
 #define KP_TESTHELP_H
@@ -22,6 +23,7 @@
 
 #include "model/bienc.h"
 #include "model/rng.h"
+#include "th_main.h"
 
 /* x[i] = scale * N(0, 1) from r. */
 static inline void th_fill(kp_rng *r, float *x, size_t n, float scale)
