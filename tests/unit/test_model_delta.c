@@ -80,8 +80,7 @@ static void test_round_trip(void **state)
     (void)state;
     for (int shared = 0; shared < 2; shared++) {
         kp_bienc_config c;
-        th_bienc_cfg(&c, 4096, 8, 16, 8, shared, 4);
-        kp_bienc *orig = kp_bienc_new(&c, 11);
+        kp_bienc *orig = th_bienc_new(&c, 4096, 8, 16, 8, shared, 4, 11);
         assert_non_null(orig);
         kp_bienc_set_version(orig, 7);
         kp_bienc *upd = clone(orig);
@@ -164,8 +163,7 @@ static void test_training_steps(void **state)
     (void)state;
     for (int shared = 0; shared < 2; shared++) {
         kp_bienc_config c;
-        th_bienc_cfg(&c, 4096, 8, 16, 8, shared, 4);
-        kp_bienc *orig = kp_bienc_new(&c, 5);
+        kp_bienc *orig = th_bienc_new(&c, 4096, 8, 16, 8, shared, 4, 5);
         kp_bienc *upd = clone(orig);
         kp_adam_hp hp;
         kp_adam_hp_default(&hp);
@@ -312,8 +310,7 @@ static void test_corrupted(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 4096, 8, 16, 8, 1, 4);
-    kp_bienc *m0 = kp_bienc_new(&c, 2), *m1 = clone(m0);
+    kp_bienc *m0 = th_bienc_new(&c, 4096, 8, 16, 8, 1, 4, 2), *m1 = clone(m0);
     kp_rng r;
     kp_rng_seed(&r, 4);
     uint32_t ra[60], rb[60];
@@ -369,8 +366,7 @@ static void test_truncated(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 4096, 8, 16, 8, 0, 4);
-    kp_bienc *m0 = kp_bienc_new(&c, 2), *m1 = clone(m0);
+    kp_bienc *m0 = th_bienc_new(&c, 4096, 8, 16, 8, 0, 4, 2), *m1 = clone(m0);
     kp_bienc_set_version(m1, 4);
     void **ch;
     size_t *len;
@@ -403,8 +399,7 @@ static void test_interleaved(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 4096, 8, 16, 8, 0, 4);
-    kp_bienc *m0 = kp_bienc_new(&c, 6), *va = clone(m0), *vb = clone(m0);
+    kp_bienc *m0 = th_bienc_new(&c, 4096, 8, 16, 8, 0, 4, 6), *va = clone(m0), *vb = clone(m0);
     kp_rng r;
     kp_rng_seed(&r, 12);
     uint32_t a0[40], a1[40], b0[40], b1[40];
@@ -462,8 +457,7 @@ static void test_config_mismatch(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 4096, 8, 16, 8, 0, 4);
-    kp_bienc *m = kp_bienc_new(&c, 1);
+    kp_bienc *m = th_bienc_new(&c, 4096, 8, 16, 8, 0, 4, 1);
     kp_bienc_set_version(m, 1);
     uint32_t r0[] = {1, 2, 3}, r1[] = {4};
     uint32_t *rows[2] = {r0, r1};
@@ -522,8 +516,7 @@ static void test_zero_rows(void **state)
     (void)state;
     for (int shared = 0; shared < 2; shared++) {
         kp_bienc_config c;
-        th_bienc_cfg(&c, 4096, 8, 16, 8, shared, 4);
-        kp_bienc *m0 = kp_bienc_new(&c, 21), *m1 = clone(m0);
+        kp_bienc *m0 = th_bienc_new(&c, 4096, 8, 16, 8, shared, 4, 21), *m1 = clone(m0);
         kp_rng r;
         kp_rng_seed(&r, 1);
         for (int t = 0; t < kp_bienc_n_towers(m1); t++) {
@@ -562,8 +555,7 @@ static void test_build_errors(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 4096, 8, 16, 8, 0, 4);
-    kp_bienc *m = kp_bienc_new(&c, 1);
+    kp_bienc *m = th_bienc_new(&c, 4096, 8, 16, 8, 0, 4, 1);
     kp_bienc_set_version(m, 5);
     uint32_t good[] = {1, 2}, bad[] = {1, 4096};
     const uint32_t *rows[2] = {good, bad};
@@ -664,8 +656,7 @@ static void test_malformed_payload(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 4096, 8, 16, 8, 1, 4);
-    kp_bienc *m = kp_bienc_new(&c, 1);
+    kp_bienc *m = th_bienc_new(&c, 4096, 8, 16, 8, 1, 4, 1);
     kp_bienc_set_version(m, 2);
     uint32_t r0[] = {9, 3, 700};
     const uint32_t *rows[1] = {r0};
