@@ -206,3 +206,9 @@ int kp_parallel_chunks(int threads, int n, int chunk, kp_range_fn fn, void *ctx,
     if (on_done) on_done(done_ctx, atomic_load(&w.done), n); /* the final count */
     return atomic_load(&w.failed) ? -1 : 0;
 }
+
+void kp_free_each(void *const *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(p[i]);
+}

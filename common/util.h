@@ -1,5 +1,5 @@
-/* util.h -- small helpers every room uses: error messages, clocks, number parsing, hashing and a
- * thread fan-out.
+/* util.h -- small helpers every room uses: error messages, clocks, number parsing, hashing,
+ * freeing a list of pointers and a thread fan-out.
  *
  * No dependencies beyond libc and pthreads, so model/ links it (common/ is below every room). */
 #ifndef KP_UTIL_H
@@ -52,6 +52,16 @@ static inline uint64_t kp_fnv1a_step(uint64_t h, uint64_t v)
 /* FNV-1a of n bytes, and of a NUL-terminated string. */
 uint64_t kp_fnv1a(const void *p, size_t n);
 uint64_t kp_fnv1a_str(const char *s);
+
+/* ---- memory ---- */
+
+/* free() of each of the n pointers p[0..n-1], in order (NULL ones do nothing, as in free). */
+void kp_free_each(void *const *p, size_t n);
+
+/* kp_free_each over its arguments: KP_FREE_ALL(a->x, a->y, a) frees a->x, then a->y, then a
+ * (every argument is read before the first is freed). */
+#define KP_FREE_ALL(...)                                                                           \
+    kp_free_each((void *[]){__VA_ARGS__}, sizeof((void *[]){__VA_ARGS__}) / sizeof(void *))
 
 /* ---- thread fan-out ---- */
 

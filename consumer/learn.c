@@ -692,9 +692,7 @@ static int learn_close(tsvc *s, int rc, int opened)
 
 int kp_learn_run(const kp_config *c)
 {
-    tsvc s;
-    memset(&s, 0, sizeof s);
-    s.cfg = c;
+    tsvc s = {.cfg = c};
     int rc = learn_open(&s);
     if (rc) return learn_close(&s, rc, 0);
     return learn_close(&s, learn_loop(&s), 1);

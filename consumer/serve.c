@@ -314,9 +314,7 @@ static int close_all(worker *w, int rc)
 
 int kp_serve_run(const kp_config *c)
 {
-    worker w;
-    memset(&w, 0, sizeof w);
-    w.cfg = c;
+    worker w = {.cfg = c};
     int rc = load_model(&w);
     if (!rc) rc = open_io(&w);
     if (!rc) {

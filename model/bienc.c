@@ -360,10 +360,7 @@ err:
 void kp_bienc_acts_free(kp_bienc_acts *a)
 {
     if (!a) return;
-    free(a->ids);
-    free(a->offsets);
-    free(a->buf);
-    free(a);
+    KP_FREE_ALL(a->ids, a->offsets, a->buf, a);
 }
 
 static const float *forward_acts(const kp_bienc *m, kp_tower t, kp_bienc_acts *a, int n)
@@ -548,11 +545,7 @@ void kp_bienc_opt_free(kp_bienc_opt *o)
 {
     if (!o) return;
     for (int t = 0; t < 2; t++) {
-        free(o->m_dense[t]);
-        free(o->v_dense[t]);
-        free(o->m_emb[t]);
-        free(o->v_emb[t]);
-        free(o->row_t[t]);
+        KP_FREE_ALL(o->m_dense[t], o->v_dense[t], o->m_emb[t], o->v_emb[t], o->row_t[t]);
     }
     free(o);
 }

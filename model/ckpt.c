@@ -98,10 +98,7 @@ static void writer_free(kp_ckpt_writer *w)
 {
     if (!w) return;
     if (w->f) fclose(w->f);
-    free(w->path);
-    free(w->tmp);
-    free(w->chunk);
-    free(w);
+    KP_FREE_ALL(w->path, w->tmp, w->chunk, w);
 }
 
 kp_ckpt_writer *kp_ckpt_writer_new(const char *path, const char *kind, char *err, size_t errlen)
@@ -367,12 +364,7 @@ void kp_ckpt_close(kp_ckpt_reader *r)
     }
     for (int i = 0; i < r->n_t; i++)
         free(r->t[i].name);
-    free(r->keys);
-    free(r->vals);
-    free(r->t);
-    free(r->chunk);
-    free(r->path);
-    free(r);
+    KP_FREE_ALL(r->keys, r->vals, r->t, r->chunk, r->path, r);
 }
 
 static int read_kv(rstate *s)

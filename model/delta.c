@@ -256,9 +256,7 @@ int kp_delta_build(const kp_bienc *m, uint64_t base_version, const uint32_t *con
         (payload = build_payload(m, ids, nid, &total, err, errlen)) != NULL)
         rc = cut_chunks(payload, total, version, base_version, max_chunk, chunks, lens, nchunks,
                         err, errlen);
-    free(payload);
-    free(ids[0]);
-    free(ids[1]);
+    KP_FREE_ALL(payload, ids[0], ids[1]);
     return rc;
 }
 

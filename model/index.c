@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
+
 struct kp_index {
     int n, dim, cand_factor, query_tile, key_block;
     float *emb;     /* [n x dim] */
@@ -59,10 +61,7 @@ void kp_index_free(kp_index *ix)
     if (ix->pre)
         for (int p = 0; p < ix->dim; p++)
             free(atomic_load(&ix->pre[p]));
-    free(ix->pre);
-    free(ix->emb);
-    free(ix->keys);
-    free(ix);
+    KP_FREE_ALL(ix->pre, ix->emb, ix->keys, ix);
 }
 
 int kp_index_size(const kp_index *ix)

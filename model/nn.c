@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
+
 /* ---- kp_rowgrad ------------------------------------------------------------------------------ */
 
 int kp_rowgrad_init(kp_rowgrad *g, uint32_t n_rows, int dim)
@@ -24,9 +26,7 @@ int kp_rowgrad_init(kp_rowgrad *g, uint32_t n_rows, int dim)
 void kp_rowgrad_free(kp_rowgrad *g)
 {
     if (!g) return;
-    free(g->slot);
-    free(g->rows);
-    free(g->grad);
+    KP_FREE_ALL(g->slot, g->rows, g->grad);
     memset(g, 0, sizeof(*g));
 }
 
@@ -152,6 +152,13 @@ void kp_linear_backward(float *dinp, float *dW, float *dbias, const float *dout,
                 dbias[o] += dout[(size_t)b * OC + o];
 }
 
+/* y[i] += g * x[i], i < n (the reference loops; no BLAS, so no reordering). */
+static void add_scaled(float *y, float g, const float *x, int n)
+{
+    for (int i = 0; i < n; i++)
+        y[i] += g * x[i];
+}
+
 void kp_linear_backward_ref(float *dinp, float *dW, float *dbias, const float *dout,
                             const float *inp, const float *W, int B, int C, int OC)
 {
@@ -161,12 +168,8 @@ void kp_linear_backward_ref(float *dinp, float *dW, float *dbias, const float *d
         for (int o = 0; o < OC; o++) {
             float g = d[o];
             const float *w = W + (size_t)o * C;
-            if (dinp)
-                for (int c = 0; c < C; c++)
-                    dinp[(size_t)b * C + c] += g * w[c];
-            if (dW)
-                for (int c = 0; c < C; c++)
-                    dW[(size_t)o * C + c] += g * x[c];
+            if (dinp) add_scaled(dinp + (size_t)b * C, g, w, C);
+            if (dW) add_scaled(dW + (size_t)o * C, g, x, C);
             if (dbias) dbias[o] += g;
         }
     }
@@ -245,12 +248,8 @@ void kp_rowdot_backward(float *da, float *dx, const float *dout, const float *a,
     for (int b = 0; b < B; b++) {
         float g = dout[b];
         const float *p = a + (size_t)b * D, *q = x + (size_t)b * D;
-        if (da)
-            for (int d = 0; d < D; d++)
-                da[(size_t)b * D + d] += g * q[d];
-        if (dx)
-            for (int d = 0; d < D; d++)
-                dx[(size_t)b * D + d] += g * p[d];
+        if (da) add_scaled(da + (size_t)b * D, g, q, D);
+        if (dx) add_scaled(dx + (size_t)b * D, g, p, D);
     }
 }
 

@@ -6,6 +6,7 @@
 
 #include "model/featurize.h"
 #include "model/index.h"
+#include "common/util.h"
 
 struct kp_recommender {
     kp_bienc *model;
@@ -64,15 +65,11 @@ kp_recommender *kp_rec_new(kp_bienc *m, const char *const *ids, const char *cons
     }
     r->index = kp_index_new(emb, n, D, keys);
     if (!r->index) goto oom;
-    free(emb);
-    free(keys);
-    free(lens);
+    KP_FREE_ALL(emb, keys, lens);
     return r;
 oom:
     snprintf(err, errlen, "recommender: out of memory building the index of %d keyphrases", n);
-    free(emb);
-    free(keys);
-    free(lens);
+    KP_FREE_ALL(emb, keys, lens);
     if (r) {
         kp_rec_free(r);
     } else {
@@ -86,13 +83,7 @@ void kp_rec_free(kp_recommender *r)
     if (!r) return;
     kp_bienc_free(r->model);
     kp_index_free(r->index);
-    free(r->ids);
-    free(r->texts);
-    free(r->arena);
-    free(r->qbuf);
-    free(r->sbuf_ids);
-    free(r->sbuf_scores);
-    free(r);
+    KP_FREE_ALL(r->ids, r->texts, r->arena, r->qbuf, r->sbuf_ids, r->sbuf_scores, r);
 }
 
 int kp_rec_size(const kp_recommender *r)

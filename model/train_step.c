@@ -11,38 +11,42 @@
 #include "common/util.h"
 #include "model/rng.h"
 
+/* The defaults of kp_train_config_default, but w_prefix (all 1); every other field 0. */
+static const kp_train_config train_defaults = {
+    .w_softmax = 1.0f,
+    .w_bce = 0.0f,
+    .w_sr = 1.0f,
+    .w_distill = 1.0f,
+    .w_distill_known = 1.0f,
+    .distill = KP_DISTILL_PEARSON,
+    .tau = 0.05f,
+    .bce_tau = 0.1f,
+    .bce_positions = 1,
+    .sr_scale = 1.0f,
+    .sr_shift = 0.0f,
+    .mse_scale = 1.0f,
+    .mse_shift = 0.0f,
+    .batch = 256,
+    .epochs = 5,
+    .n_random = 4,
+    .n_hard = 4,
+    .n_model_hard = 0,
+    .max_bce = 16,
+    .lr = 2e-3f,
+    .lr_emb = 2e-2f,
+    .weight_decay = 0.0f,
+    .warmup = 0.05f,
+    .schedule = KP_LR_COSINE,
+    .min_lr_frac = 0.05f,
+    .clip = 5.0f,
+    .seed = 1,
+};
+
 void kp_train_config_default(kp_train_config *c)
 {
-    memset(c, 0, sizeof(*c));
-    c->w_softmax = 1.0f;
-    c->w_bce = 0.0f;
-    c->w_sr = 1.0f;
-    c->w_distill = 1.0f;
-    c->w_distill_known = 1.0f;
-    c->distill = KP_DISTILL_PEARSON;
-    c->tau = 0.05f;
-    c->bce_tau = 0.1f;
-    c->bce_positions = 1;
-    c->sr_scale = 1.0f;
-    c->sr_shift = 0.0f;
-    c->mse_scale = 1.0f;
-    c->mse_shift = 0.0f;
+    *c = train_defaults;
     for (int i = 0; i <= KP_BIENC_MAX_PREFIX; i++)
         c->w_prefix[i] = 1.0f;
-    c->batch = 256;
-    c->epochs = 5;
-    c->n_random = 4;
-    c->n_hard = 4;
-    c->n_model_hard = 0;
-    c->max_bce = 16;
-    c->lr = 2e-3f;
-    c->lr_emb = 2e-2f;
-    c->weight_decay = 0.0f;
-    c->warmup = 0.05f;
-    c->schedule = KP_LR_COSINE;
-    c->min_lr_frac = 0.05f;
-    c->clip = 5.0f;
-    c->seed = 1;
 }
 
 static int finite_nonneg(float x)
@@ -190,10 +194,7 @@ void kp_trainer_free(kp_trainer *t)
     kp_bienc_acts_free(t->ak);
     kp_bienc_grads_free(t->g);
     kp_bienc_opt_free(t->o);
-    free(t->buf);
-    free(t->ia);
-    free(t->ik);
-    free(t);
+    KP_FREE_ALL(t->buf, t->ia, t->ik, t);
 }
 
 long kp_trainer_steps(const kp_trainer *t)
@@ -292,6 +293,13 @@ static float distill_loss(const kp_train_config *c, const float *s, const float 
     return l;
 }
 
+/* *term += wz * l and L->total += wz * w * l (a loss term l of weight w, at prefix weight wz). */
+static void add_term(kp_train_losses *L, double *term, float wz, float w, float l)
+{
+    *term += wz * l;
+    L->total += wz * w * l;
+}
+
 /* All loss terms at one Matryoshka size p: A [nI x p], K [nK x p] are the (prefix) embeddings,
  * dA/dK receive the weighted gradients (+=). Adds wz-weighted terms into *L. */
 static void terms_at(kp_trainer *t, const kp_train_batch *b, const float *A, const float *K,
@@ -317,8 +325,7 @@ static void terms_at(kp_trainer *t, const kp_train_batch *b, const float *A, con
             for (int d = 0; d < p; d++)
                 da[d] += g[d];
         }
-        L->softmax += wz * l;
-        L->total += wz * c->w_softmax * l;
+        add_term(L, &L->softmax, wz, c->w_softmax, l);
     }
     if (c->w_bce > 0.0f && b->n_bce > 0) {
         int n = b->n_bce;
@@ -343,8 +350,7 @@ static void terms_at(kp_trainer *t, const kp_train_batch *b, const float *A, con
                 t->sc_g[q] += t->doff[i];
             }
         kp_pairdot_backward(dA, dK, t->ds, A, K, b->bce_item, b->bce_key, n, p);
-        L->bce += wz * l;
-        L->total += wz * c->w_bce * l;
+        add_term(L, &L->bce, wz, c->w_bce, l);
     }
     if (c->w_sr > 0.0f && b->n_sr > 0) {
         int n = b->n_sr;
@@ -353,16 +359,14 @@ static void terms_at(kp_trainer *t, const kp_train_batch *b, const float *A, con
         memset(t->ds, 0, (size_t)n * sizeof(float));
         kp_loss_mse_backward(t->ds, t->s, b->sr_label, n, c->sr_scale, c->sr_shift, wz * c->w_sr);
         kp_pairdot_backward(dA, dK, t->ds, A, K, b->sr_item, b->sr_key, n, p);
-        L->sr += wz * l;
-        L->total += wz * c->w_sr * l;
+        add_term(L, &L->sr, wz, c->w_sr, l);
     }
     if (c->w_distill > 0.0f && b->n_dis > 0) {
         int n = b->n_dis;
         kp_pairdot_forward(t->s, A, K, b->dis_item, b->dis_key, n, p);
         float l = distill_loss(c, t->s, b->dis_teacher, t->ds, n, wz * c->w_distill);
         kp_pairdot_backward(dA, dK, t->ds, A, K, b->dis_item, b->dis_key, n, p);
-        L->distill += wz * l;
-        L->total += wz * c->w_distill * l;
+        add_term(L, &L->distill, wz, c->w_distill, l);
     }
     if (c->w_distill_known > 0.0f && b->n_dis > 0 && b->dis_known) {
         /* gather the known pairs: scores into off, teacher into lab, gradients into doff */

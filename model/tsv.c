@@ -262,9 +262,6 @@ int kp_texts_build(const char *const *ids, const char *const *texts, int n, kp_t
 void kp_texts_free(kp_texts *t)
 {
     if (!t) return;
-    free(t->id);
-    free(t->text);
-    free(t->arena);
-    free(t->slot);
+    KP_FREE_ALL(t->id, t->text, t->arena, t->slot);
     memset(t, 0, sizeof(*t));
 }

@@ -86,22 +86,32 @@ static void test_versioned_replace(void **state)
     kp_cache_free(k);
 }
 
+/* Stops (start 0) or starts again (start 1, on cfg's port) the test's redis-server through
+ * ops/redis.sh; fails the test unless the script succeeds. */
+static void redis_sh(int start)
+{
+    char cmd[512];
+    if (start)
+        snprintf(cmd, sizeof cmd, "%s/ops/redis.sh start %s %d >/dev/null", KPREC_SOURCE_DIR,
+                 getenv("KPREC_TEST_REDIS_DIR"), cfg.redis_port);
+    else
+        snprintf(cmd, sizeof cmd, "%s/ops/redis.sh stop %s >/dev/null 2>&1", KPREC_SOURCE_DIR,
+                 getenv("KPREC_TEST_REDIS_DIR"));
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_server_gone_and_back(void **state)
 {
     (void)state;
-    char err[256], cmd[512];
+    char err[256];
     int stale;
     kp_cache *k = kp_cache_new(&cfg);
     kp_cache_entry e = {"item-9", "x", "[]", 1, 1};
     assert_int_equal(kp_cache_put(k, &e, 1, &stale, err, sizeof err), 0);
-    snprintf(cmd, sizeof cmd, "%s/ops/redis.sh stop %s >/dev/null 2>&1", KPREC_SOURCE_DIR,
-             getenv("KPREC_TEST_REDIS_DIR"));
-    assert_int_equal(system(cmd), 0);
+    redis_sh(0);
     assert_int_equal(kp_cache_put(k, &e, 1, &stale, err, sizeof err), -1);
     assert_non_null(strstr(err, "redis 127.0.0.1"));
-    snprintf(cmd, sizeof cmd, "%s/ops/redis.sh start %s %d >/dev/null", KPREC_SOURCE_DIR,
-             getenv("KPREC_TEST_REDIS_DIR"), cfg.redis_port);
-    assert_int_equal(system(cmd), 0);
+    redis_sh(1);
     assert_int_equal(kp_cache_put(k, &e, 1, &stale, err, sizeof err), 0); /* reconnected */
     kp_cache_free(k);
 }

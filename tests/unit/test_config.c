@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "common/config.h"
+#include "th_main.h"
 
 static char path[64];
 
@@ -152,14 +153,6 @@ static void test_env_overrides(void **state)
     kp_config_free(&c);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_example_file_documents_every_key),
-        cmocka_unit_test(test_good_file),
-        cmocka_unit_test(test_bad_files),
-        cmocka_unit_test(test_env_overrides),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_defaults), cmocka_unit_test(test_example_file_documents_every_key),
+        cmocka_unit_test(test_good_file), cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_env_overrides))

@@ -52,8 +52,8 @@ static void test_seeded_init_and_embed(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 1024, 8, 16, 8, 0, 4);
-    kp_bienc *a = kp_bienc_new(&c, 42), *b = kp_bienc_new(&c, 42), *d = kp_bienc_new(&c, 43);
+    kp_bienc *a = th_bienc_new(&c, 1024, 8, 16, 8, 0, 4, 42), *b = kp_bienc_new(&c, 42),
+             *d = kp_bienc_new(&c, 43);
     assert_non_null(a);
     assert_non_null(b);
     assert_non_null(d);
@@ -111,8 +111,7 @@ static void test_shared_towers(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 1024, 8, 16, 8, 1, 4);
-    kp_bienc *m = kp_bienc_new(&c, 5);
+    kp_bienc *m = th_bienc_new(&c, 1024, 8, 16, 8, 1, 4, 5);
     assert_int_equal(kp_bienc_n_towers(m), 1);
     float ei[NT * 8], ek[NT * 8];
     kp_bienc_embed(m, KP_TOWER_ITEM, texts, NULL, NT, ei);
@@ -135,8 +134,7 @@ static void test_forward_matches_embed(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 1024, 8, 16, 8, 0, 4);
-    kp_bienc *m = kp_bienc_new(&c, 9);
+    kp_bienc *m = th_bienc_new(&c, 1024, 8, 16, 8, 0, 4, 9);
     kp_bienc_acts *a = kp_bienc_acts_new(m, NT);
     assert_non_null(a);
     float e[NT * 8];
@@ -175,8 +173,7 @@ static void check_close(double an, double nu)
 static void tower_grad_check(int shared, kp_tower t)
 {
     kp_bienc_config c;
-    th_bienc_cfg(&c, 1024, 8, 16, 8, shared, 4);
-    kp_bienc *m = kp_bienc_new(&c, 11);
+    kp_bienc *m = th_bienc_new(&c, 1024, 8, 16, 8, shared, 4, 11);
     /* larger dense weights so tanh is not in its linear regime */
     size_t nw;
     float *W1 = kp_bienc_param(m, t, KP_BIENC_W1, &nw, NULL);
@@ -390,8 +387,7 @@ static void test_embed_threads(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 1024, 8, 16, 8, 0, 4);
-    kp_bienc *m = kp_bienc_new(&c, 3);
+    kp_bienc *m = th_bienc_new(&c, 1024, 8, 16, 8, 0, 4, 3);
     static char bufs[64][32];
     for (int i = 0; i < 64; i++) {
         snprintf(bufs[i], sizeof(bufs[i]), "item %d blue widget %d", i, i * 7);
@@ -413,19 +409,9 @@ static void test_embed_threads(void **state)
     kp_bienc_free(m);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config),
-        cmocka_unit_test(test_seeded_init_and_embed),
-        cmocka_unit_test(test_shared_towers),
-        cmocka_unit_test(test_forward_matches_embed),
+TH_MAIN(cmocka_unit_test(test_config), cmocka_unit_test(test_seeded_init_and_embed),
+        cmocka_unit_test(test_shared_towers), cmocka_unit_test(test_forward_matches_embed),
         cmocka_unit_test(test_tower_grad_item_separate),
-        cmocka_unit_test(test_tower_grad_key_separate),
-        cmocka_unit_test(test_tower_grad_shared),
-        cmocka_unit_test(test_prefix_grad),
-        cmocka_unit_test(test_training_step),
-        cmocka_unit_test(test_embed_threads),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+        cmocka_unit_test(test_tower_grad_key_separate), cmocka_unit_test(test_tower_grad_shared),
+        cmocka_unit_test(test_prefix_grad), cmocka_unit_test(test_training_step),
+        cmocka_unit_test(test_embed_threads))

@@ -58,8 +58,7 @@ static void test_round_trip(void **state)
     (void)state;
     for (int shared = 0; shared < 2; shared++) {
         kp_bienc_config c;
-        th_bienc_cfg(&c, 2048, 8, 12, 6, shared, 3);
-        kp_bienc *m = kp_bienc_new(&c, 99);
+        kp_bienc *m = th_bienc_new(&c, 2048, 8, 12, 6, shared, 3, 99);
         kp_bienc_set_version(m, 0xFFFFFFFF00000042ULL);
         char p[128], err[256] = "";
         path_of(p, sizeof(p), "m.ckpt");
@@ -95,8 +94,7 @@ static void test_round_trip(void **state)
 static unsigned char *saved_bytes(char *p, size_t pn, size_t *n)
 {
     kp_bienc_config c;
-    th_bienc_cfg(&c, 2048, 8, 12, 6, 0, 3);
-    kp_bienc *m = kp_bienc_new(&c, 5);
+    kp_bienc *m = th_bienc_new(&c, 2048, 8, 12, 6, 0, 3, 5);
     path_of(p, pn, "good.ckpt");
     char err[256];
     assert_int_equal(kp_bienc_save(m, p, err, sizeof(err)), 0);

@@ -19,6 +19,13 @@
 #include "testhelp.h"
 
 /* Number of rows of tower t's embedding table that differ bitwise between a and b. */
+/* The bi-encoder of these tests in *c (4096 buckets, dims 8/16/8, prefixes {4, 8}), towers
+ * shared or not, seeded with seed. */
+static kp_bienc *delta_model(kp_bienc_config *c, int shared, uint64_t seed)
+{
+    return th_bienc_new(c, 4096, 8, 16, 8, shared, 4, seed);
+}
+
 static size_t diff_rows(kp_bienc *a, kp_bienc *b, int t)
 {
     size_t r, c, n = 0;
@@ -80,8 +87,7 @@ static void test_round_trip(void **state)
     (void)state;
     for (int shared = 0; shared < 2; shared++) {
         kp_bienc_config c;
-        th_bienc_cfg(&c, 4096, 8, 16, 8, shared, 4);
-        kp_bienc *orig = kp_bienc_new(&c, 11);
+        kp_bienc *orig = delta_model(&c, shared, 11);
         assert_non_null(orig);
         kp_bienc_set_version(orig, 7);
         kp_bienc *upd = clone(orig);
@@ -164,8 +170,7 @@ static void test_training_steps(void **state)
     (void)state;
     for (int shared = 0; shared < 2; shared++) {
         kp_bienc_config c;
-        th_bienc_cfg(&c, 4096, 8, 16, 8, shared, 4);
-        kp_bienc *orig = kp_bienc_new(&c, 5);
+        kp_bienc *orig = delta_model(&c, shared, 5);
         kp_bienc *upd = clone(orig);
         kp_adam_hp hp;
         kp_adam_hp_default(&hp);
@@ -312,8 +317,7 @@ static void test_corrupted(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 4096, 8, 16, 8, 1, 4);
-    kp_bienc *m0 = kp_bienc_new(&c, 2), *m1 = clone(m0);
+    kp_bienc *m0 = delta_model(&c, 1, 2), *m1 = clone(m0);
     kp_rng r;
     kp_rng_seed(&r, 4);
     uint32_t ra[60], rb[60];
@@ -369,8 +373,7 @@ static void test_truncated(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 4096, 8, 16, 8, 0, 4);
-    kp_bienc *m0 = kp_bienc_new(&c, 2), *m1 = clone(m0);
+    kp_bienc *m0 = delta_model(&c, 0, 2), *m1 = clone(m0);
     kp_bienc_set_version(m1, 4);
     void **ch;
     size_t *len;
@@ -403,8 +406,7 @@ static void test_interleaved(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 4096, 8, 16, 8, 0, 4);
-    kp_bienc *m0 = kp_bienc_new(&c, 6), *va = clone(m0), *vb = clone(m0);
+    kp_bienc *m0 = delta_model(&c, 0, 6), *va = clone(m0), *vb = clone(m0);
     kp_rng r;
     kp_rng_seed(&r, 12);
     uint32_t a0[40], a1[40], b0[40], b1[40];
@@ -462,8 +464,7 @@ static void test_config_mismatch(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 4096, 8, 16, 8, 0, 4);
-    kp_bienc *m = kp_bienc_new(&c, 1);
+    kp_bienc *m = delta_model(&c, 0, 1);
     kp_bienc_set_version(m, 1);
     uint32_t r0[] = {1, 2, 3}, r1[] = {4};
     uint32_t *rows[2] = {r0, r1};
@@ -522,8 +523,7 @@ static void test_zero_rows(void **state)
     (void)state;
     for (int shared = 0; shared < 2; shared++) {
         kp_bienc_config c;
-        th_bienc_cfg(&c, 4096, 8, 16, 8, shared, 4);
-        kp_bienc *m0 = kp_bienc_new(&c, 21), *m1 = clone(m0);
+        kp_bienc *m0 = delta_model(&c, shared, 21), *m1 = clone(m0);
         kp_rng r;
         kp_rng_seed(&r, 1);
         for (int t = 0; t < kp_bienc_n_towers(m1); t++) {
@@ -562,8 +562,7 @@ static void test_build_errors(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 4096, 8, 16, 8, 0, 4);
-    kp_bienc *m = kp_bienc_new(&c, 1);
+    kp_bienc *m = delta_model(&c, 0, 1);
     kp_bienc_set_version(m, 5);
     uint32_t good[] = {1, 2}, bad[] = {1, 4096};
     const uint32_t *rows[2] = {good, bad};
@@ -664,8 +663,7 @@ static void test_malformed_payload(void **state)
 {
     (void)state;
     kp_bienc_config c;
-    th_bienc_cfg(&c, 4096, 8, 16, 8, 1, 4);
-    kp_bienc *m = kp_bienc_new(&c, 1);
+    kp_bienc *m = delta_model(&c, 1, 1);
     kp_bienc_set_version(m, 2);
     uint32_t r0[] = {9, 3, 700};
     const uint32_t *rows[1] = {r0};
@@ -772,14 +770,8 @@ static void test_malformed_payload(void **state)
     kp_bienc_free(m);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),      cmocka_unit_test(test_training_steps),
-        cmocka_unit_test(test_gap_and_chain),   cmocka_unit_test(test_corrupted),
-        cmocka_unit_test(test_truncated),       cmocka_unit_test(test_interleaved),
+TH_MAIN(cmocka_unit_test(test_round_trip), cmocka_unit_test(test_training_steps),
+        cmocka_unit_test(test_gap_and_chain), cmocka_unit_test(test_corrupted),
+        cmocka_unit_test(test_truncated), cmocka_unit_test(test_interleaved),
         cmocka_unit_test(test_config_mismatch), cmocka_unit_test(test_zero_rows),
-        cmocka_unit_test(test_build_errors),    cmocka_unit_test(test_malformed_payload),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+        cmocka_unit_test(test_build_errors), cmocka_unit_test(test_malformed_payload))

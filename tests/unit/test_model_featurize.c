@@ -13,6 +13,7 @@
 
 #include "model/featurize.h"
 #include "model/rng.h"
+#include "th_main.h"
 
 static void norm_eq(const char *in, const char *want)
 {
@@ -288,21 +289,9 @@ static void test_fuzz(void **state)
     }
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_normalize_ascii),
-        cmocka_unit_test(test_normalize_unicode),
-        cmocka_unit_test(test_normalize_invalid_utf8),
-        cmocka_unit_test(test_normalize_truncation),
-        cmocka_unit_test(test_case_mapping_vs_libc),
-        cmocka_unit_test(test_norm_idempotent),
-        cmocka_unit_test(test_feature_counts),
-        cmocka_unit_test(test_feature_invariance_and_order),
-        cmocka_unit_test(test_feature_truncation_prefix),
-        cmocka_unit_test(test_feature_golden),
-        cmocka_unit_test(test_tokenset_key),
-        cmocka_unit_test(test_fuzz),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_normalize_ascii), cmocka_unit_test(test_normalize_unicode),
+        cmocka_unit_test(test_normalize_invalid_utf8), cmocka_unit_test(test_normalize_truncation),
+        cmocka_unit_test(test_case_mapping_vs_libc), cmocka_unit_test(test_norm_idempotent),
+        cmocka_unit_test(test_feature_counts), cmocka_unit_test(test_feature_invariance_and_order),
+        cmocka_unit_test(test_feature_truncation_prefix), cmocka_unit_test(test_feature_golden),
+        cmocka_unit_test(test_tokenset_key), cmocka_unit_test(test_fuzz))

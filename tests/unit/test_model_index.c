@@ -14,6 +14,7 @@
 #include "model/index.h"
 #include "model/nn.h"
 #include "model/rng.h"
+#include "th_main.h"
 
 static float *rand_unit(kp_rng *r, int n, int d)
 {
@@ -381,13 +382,7 @@ static void test_prefix_threads(void **state)
     free(keys), free(q);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gemm_vs_ref),     cmocka_unit_test(test_dedup),
-        cmocka_unit_test(test_min_score),       cmocka_unit_test(test_prefix_pass),
-        cmocka_unit_test(test_edges),           cmocka_unit_test(test_tiles_vs_ref),
-        cmocka_unit_test(test_rising_and_ties), cmocka_unit_test(test_prefix_threads),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_gemm_vs_ref), cmocka_unit_test(test_dedup),
+        cmocka_unit_test(test_min_score), cmocka_unit_test(test_prefix_pass),
+        cmocka_unit_test(test_edges), cmocka_unit_test(test_tiles_vs_ref),
+        cmocka_unit_test(test_rising_and_ties), cmocka_unit_test(test_prefix_threads))

@@ -436,16 +436,6 @@ static void test_matryoshka_composition(void **state)
     assert_true(beyond > 0.0);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scores_blas_vs_ref),
-        cmocka_unit_test(test_pairdot),
-        cmocka_unit_test(test_softmax),
-        cmocka_unit_test(test_bce),
-        cmocka_unit_test(test_mse),
-        cmocka_unit_test(test_pearson),
-        cmocka_unit_test(test_matryoshka_composition),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_scores_blas_vs_ref), cmocka_unit_test(test_pairdot),
+        cmocka_unit_test(test_softmax), cmocka_unit_test(test_bce), cmocka_unit_test(test_mse),
+        cmocka_unit_test(test_pearson), cmocka_unit_test(test_matryoshka_composition))

@@ -383,15 +383,9 @@ static void test_lazy_adam(void **state)
     kp_rowgrad_free(&g);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_linear_blas_vs_ref), cmocka_unit_test(test_linear_blas_vs_ref_large),
-        cmocka_unit_test(test_linear_grad),        cmocka_unit_test(test_tanh_grad),
-        cmocka_unit_test(test_l2norm_grad),        cmocka_unit_test(test_rowdot_grad),
-        cmocka_unit_test(test_cosine_grad),        cmocka_unit_test(test_embbag_grad),
-        cmocka_unit_test(test_rowgrad_growth),     cmocka_unit_test(test_adam_first_step_and_decay),
-        cmocka_unit_test(test_adam_converges),     cmocka_unit_test(test_lazy_adam),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_linear_blas_vs_ref), cmocka_unit_test(test_linear_blas_vs_ref_large),
+        cmocka_unit_test(test_linear_grad), cmocka_unit_test(test_tanh_grad),
+        cmocka_unit_test(test_l2norm_grad), cmocka_unit_test(test_rowdot_grad),
+        cmocka_unit_test(test_cosine_grad), cmocka_unit_test(test_embbag_grad),
+        cmocka_unit_test(test_rowgrad_growth), cmocka_unit_test(test_adam_first_step_and_decay),
+        cmocka_unit_test(test_adam_converges), cmocka_unit_test(test_lazy_adam))

@@ -44,8 +44,7 @@ static void test_config(void **state)
     b = c, b.w_prefix[2] = -0.5f;
     assert_int_equal(kp_train_config_check(&b, err, sizeof(err)), -1);
     kp_bienc_config mc;
-    th_bienc_cfg(&mc, 4096, 16, 32, 16, 1, 8);
-    kp_bienc *m = kp_bienc_new(&mc, 1);
+    kp_bienc *m = th_bienc_new(&mc, 4096, 16, 32, 16, 1, 8, 1);
     b = c, b.lr = -1.0f;
     assert_null(kp_trainer_new(m, &b, 4, 4, 4, 10, err, sizeof(err)));
     assert_null(kp_trainer_new(m, &c, 0, 4, 4, 10, err, sizeof(err)));
@@ -58,8 +57,7 @@ static void test_schedule(void **state)
 {
     (void)state;
     kp_bienc_config mc;
-    th_bienc_cfg(&mc, 4096, 16, 32, 16, 1, 8);
-    kp_bienc *m = kp_bienc_new(&mc, 1);
+    kp_bienc *m = th_bienc_new(&mc, 4096, 16, 32, 16, 1, 8, 1);
     kp_train_config c;
     kp_train_config_default(&c);
     c.lr = 1.0f;
@@ -110,8 +108,7 @@ static void test_step_validation(void **state)
 {
     (void)state;
     kp_bienc_config mc;
-    th_bienc_cfg(&mc, 4096, 16, 32, 16, 1, 8);
-    kp_bienc *m = kp_bienc_new(&mc, 3), *m0 = kp_bienc_new(&mc, 3);
+    kp_bienc *m = th_bienc_new(&mc, 4096, 16, 32, 16, 1, 8, 3), *m0 = kp_bienc_new(&mc, 3);
     kp_train_config c;
     kp_train_config_default(&c);
     c.w_bce = 1.0f;
@@ -171,8 +168,7 @@ static void test_step_fits_and_changed_rows(void **state)
 {
     (void)state;
     kp_bienc_config mc;
-    th_bienc_cfg(&mc, 4096, 16, 32, 16, 1, 8);
-    kp_bienc *m = kp_bienc_new(&mc, 5);
+    kp_bienc *m = th_bienc_new(&mc, 4096, 16, 32, 16, 1, 8, 5);
     kp_train_config c;
     kp_train_config_default(&c);
     c.w_bce = 1.0f;
@@ -257,13 +253,5 @@ static void test_step_fits_and_changed_rows(void **state)
     }
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config),
-        cmocka_unit_test(test_schedule),
-        cmocka_unit_test(test_step_validation),
-        cmocka_unit_test(test_step_fits_and_changed_rows),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_config), cmocka_unit_test(test_schedule),
+        cmocka_unit_test(test_step_validation), cmocka_unit_test(test_step_fits_and_changed_rows))

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "schemas/codec.h"
+#include "th_main.h"
 
 #define ERRLEN KP_CODEC_ERRLEN
 
@@ -81,11 +82,4 @@ static void test_utf8(void **state)
     assert_int_equal(kp_utf8_valid("", 0, NULL), 1);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_validate_item_listed),
-        cmocka_unit_test(test_utf8),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_validate_item_listed), cmocka_unit_test(test_utf8))

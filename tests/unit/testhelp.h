@@ -5,9 +5,11 @@
  *   th_wsum                                       sum of x[i] * w[i] (a scalar loss of an output)
  *   th_assert_grad_close                          analytic vs central-difference gradient
  *   th_bienc_cfg                                  a small bi-encoder config with two prefixes
+ *   th_bienc_new                                  th_bienc_cfg and a new bi-encoder of it
  *   th_bienc_same_params                          two bi-encoders' parameters bit-identical
  *   th_tmp_path                                   a per-process path under /tmp
  *   th_slurp                                      a whole file into memory
+ *   TH_MAIN (th_main.h)                           the main() of a test file
  */
 #ifndef KP_TESTHELP_H
 #define KP_TESTHELP_H
@@ -22,6 +24,7 @@
 
 #include "model/bienc.h"
 #include "model/rng.h"
+#include "th_main.h"
 
 /* x[i] = scale * N(0, 1) from r. */
 static inline void th_fill(kp_rng *r, float *x, size_t n, float scale)
@@ -80,6 +83,14 @@ static inline void th_bienc_cfg(kp_bienc_config *c, uint32_t n_buckets, int emb_
     c->n_prefix = 2;
     c->prefix[0] = p0;
     c->prefix[1] = out_dim;
+}
+
+/* th_bienc_cfg(c, ...) and a new bi-encoder of that config seeded with seed (NULL on failure). */
+static inline kp_bienc *th_bienc_new(kp_bienc_config *c, uint32_t n_buckets, int emb_dim,
+                                     int hidden_dim, int out_dim, int shared, int p0, uint64_t seed)
+{
+    th_bienc_cfg(c, n_buckets, emb_dim, hidden_dim, out_dim, shared, p0);
+    return kp_bienc_new(c, seed);
 }
 
 /* 1 if every parameter tensor of every tower of a and b has the same shape and bits, else 0. */
