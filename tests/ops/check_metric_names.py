@@ -23,7 +23,7 @@ def fail(msg):
 
 src = open(f"{ROOT}/common/telemetry.c", encoding="utf-8").read()
 metrics = set(re.findall(r"kprec_[a-z0-9_]+", src))
-per_topic = set(re.findall(r'per_topic\(&s,\s*"(kprec_[a-z0-9_]+)"', src))
+per_topic = set(re.findall(r'(?:per_topic\(&s,|TOPICS\()\s*"(kprec_[a-z0-9_]+)"', src))
 if len(metrics) < 10 or not per_topic or "kprec_batch_seconds_bucket" not in metrics:
     sys.exit(f"check_metric_names: could not read the metric names of {ROOT}/common/telemetry.c")
 metrics.add("up")
