@@ -82,6 +82,7 @@ typedef struct {
     uint64_t lineage;      /* this trainer's: every record it publishes names it */
     uint64_t checkpointed; /* version of the last checkpoint published */
     int fenced;            /* the broker fenced our transactional.id: publish nothing more */
+    int64_t ckpt_offset;   /* where our newest published checkpoint starts (-1 = none yet) */
     long steps_since_delta;
     int64_t last_delta_ms;
 } tsvc;
@@ -509,7 +510,11 @@ static int publish(tsvc *s, int with_delta, int with_ckpt)
         kp_model_cache_prune(c->train_checkpoint_dir, c->train_checkpoint_keep);
         kp_info("trainer: published checkpoint version %" PRIu64 " (%zu bytes in %d chunk(s))", v,
                 ck_len, b.n - b.ckpt_first);
-        if (landed[b.ckpt_first] > 0) delete_before(s, landed[b.ckpt_first]);
+        /* Records before the previous checkpoint go: the topic keeps the newest checkpoint and
+         * everything after the one before it, so a replica still reading the deltas that lead to
+         * the newest one is not thrown off the log in the middle of them. */
+        if (s->ckpt_offset > 0) delete_before(s, s->ckpt_offset);
+        s->ckpt_offset = landed[b.ckpt_first];
     }
     goto out;
 oom:
@@ -857,6 +862,7 @@ int kp_learn_run(const kp_config *c)
     tsvc s;
     memset(&s, 0, sizeof s);
     s.cfg = c;
+    s.ckpt_offset = -1;
     int rc = learn_open(&s);
     if (rc) return learn_close(&s, rc, 0);
     return learn_close(&s, learn_loop(&s), 1);

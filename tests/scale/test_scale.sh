@@ -75,7 +75,8 @@ ok "20000 items, one Redis entry each"
 restarted() { grep -q "trainer: starting at model version" "$T/trainer2.log"; }
 wait_for 120 "the restarted trainer to catch up" restarted
 restart_v=$(sed -n 's/.*trainer: starting at model version \([0-9]*\).*/\1/p' "$T/trainer2.log")
-grep -q "trainer: optimiser state restored" "$T/trainer2.log" || fail "the restarted trainer did not restore Adam's state"
+restored() { grep -q "trainer: optimiser state restored" "$T/trainer2.log"; }
+wait_for 60 "the restarted trainer to restore Adam's state" restored
 ok "the restarted trainer restored the optimiser state: $(grep -o 'optimiser state restored.*' "$T/trainer2.log")"
 [ -n "$restart_v" ] && [ "$restart_v" -ge "$before" ] || fail "restarted trainer started at '$restart_v' < $before"
 ok "restarted trainer resumed at version $restart_v (had published $before)"
