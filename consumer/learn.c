@@ -419,7 +419,7 @@ static void delete_before(tsvc *s, int64_t offset)
                 : res && res->cnt          ? rd_kafka_err2str(res->elems[0].err)
                                            : "no result");
     else
-        kp_info("trainer: %s: records before offset %" PRId64 " (the newest checkpoint) deleted",
+        kp_info("trainer: %s: records before offset %" PRId64 " (the previous checkpoint) deleted",
                 s->cfg->topic_model, offset);
     if (ev) rd_kafka_event_destroy(ev);
     rd_kafka_queue_destroy(q);
