@@ -16,7 +16,8 @@ int kp_cmd_topics(int argc, char **argv)
         argc, argv,
         "usage: kprec topics [-c FILE]\n"
         "Creates every topic named in [topics] with [topics] partitions partitions\n"
-        "(the model topic gets 1); topics that exist are left as they are.\n"
+        "(the model topic gets 1 and infinite retention: the trainer deletes the records\n"
+        "before its newest checkpoint); topics that exist are left as they are.\n"
         "  -c FILE   the configuration ([kafka], [topics]); default: defaults + environment\n"
         "Example:\n"
         "  kprec topics -c /tmp/kp/kprec.ini\n",
@@ -48,6 +49,15 @@ int kp_cmd_topics(int argc, char **argv)
         nt[i] = rd_kafka_NewTopic_new(names[i], i == 3 ? 1 : c.topic_partitions, -1, e, sizeof e);
         if (!nt[i]) {
             fprintf(stderr, "kprec topics: %s: %s\n", names[i], e);
+            goto out;
+        }
+        /* The model topic keeps everything: the trainer deletes what lies before its newest
+         * checkpoint (DeleteRecords), so the newest checkpoint and the deltas after it stay,
+         * however quiet the trainer has been. */
+        if (i == 3 && (rd_kafka_NewTopic_set_config(nt[i], "retention.ms", "-1") ||
+                       rd_kafka_NewTopic_set_config(nt[i], "retention.bytes", "-1") ||
+                       rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy", "delete"))) {
+            fprintf(stderr, "kprec topics: %s: cannot set its retention\n", names[i]);
             goto out;
         }
     }

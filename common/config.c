@@ -73,8 +73,12 @@ static const kp_key keys[] = {
     I("model", "follow", model_follow, "1", 0, 1),
     I("model", "rebuild_ms", model_rebuild_ms, "1000", 0, 3600000),
     I("model", "reload_s", model_reload_s, "5", 0, 86400),
+    S("model", "hmac_key", model_hmac_key, ""),
+    I("model", "max_behind_s", model_max_behind_s, "600", 0, 86400000),
     S("train", "group", train_group, "kprec-train"),
     S("train", "checkpoint_dir", train_checkpoint_dir, ""),
+    I("train", "checkpoint_keep", train_checkpoint_keep, "3", 1, 100000),
+    S("train", "transactional_id", train_transactional_id, "kprec-trainer"),
     S("train", "teacher", train_teacher, ""),
     I("train", "batch_size", train_batch_size, "256", 1, 65536),
     I("train", "batch_linger_ms", train_batch_linger_ms, "200", 1, 600000),
@@ -302,7 +306,9 @@ void kp_config_dump(const kp_config *c, FILE *f)
         if (strcmp(sec, k->section)) fprintf(f, "%s[%s]\n", i ? "\n" : "", sec = k->section);
         switch (k->type) {
         case T_STR:
-            fprintf(f, "%s = %s\n", k->key, (strstr(k->key, "password") && *p) ? "********" : p);
+            fprintf(f, "%s = %s\n", k->key,
+                    ((strstr(k->key, "password") || strstr(k->key, "hmac")) && *p) ? "********"
+                                                                                   : p);
             break;
         case T_INT:
             fprintf(f, "%s = %d\n", k->key, *(const int *)p);

@@ -41,17 +41,21 @@ typedef struct {
     char model_path[1024];       /* bi-encoder checkpoint; empty = seeded initialisation */
     char model_keyphrases[1024]; /* keyphrase inventory TSV: keyphrase_id<TAB>keyphrase, header */
     long model_seed;
-    int model_prefix_dim;   /* Matryoshka first pass size; 0 = full size only */
-    int model_blas_threads; /* BLAS threads of the worker (0 = OpenBLAS default) */
-    int model_follow;       /* 1: serve workers follow the model topic (deltas, checkpoints) */
-    int model_rebuild_ms;   /* at most one re-embedding of the inventory per this many ms */
-    int model_reload_s;     /* re-read the inventory file when it changed, checked this often
-                               (0 = never) */
+    int model_prefix_dim;     /* Matryoshka first pass size; 0 = full size only */
+    int model_blas_threads;   /* BLAS threads of the worker (0 = OpenBLAS default) */
+    int model_follow;         /* 1: serve workers follow the model topic (deltas, checkpoints) */
+    int model_rebuild_ms;     /* at most one re-embedding of the inventory per this many ms */
+    int model_reload_s;       /* re-read the inventory file when it changed, checked this often
+                                 (0 = never) */
+    char model_hmac_key[256]; /* HMAC-SHA-256 key of the model topic's records (secret) */
+    int model_max_behind_s; /* /healthz answers 503 when the model is behind this long (0 = off) */
     /* [train] */
-    char train_group[256]; /* consumer group of the trainer */
-    char train_checkpoint_dir[1024];
-    char train_teacher[1024]; /* cross-encoder checkpoint for distillation; empty = none */
-    int train_batch_size;     /* events per training step */
+    char train_group[256];            /* consumer group of the trainer */
+    char train_checkpoint_dir[1024];  /* optional local cache of checkpoints (any role) */
+    int train_checkpoint_keep;        /* checkpoint files kept in it */
+    char train_transactional_id[256]; /* the trainer's Kafka transactional.id (fences zombies) */
+    char train_teacher[1024];         /* cross-encoder checkpoint for distillation; empty = none */
+    int train_batch_size;             /* events per training step */
     int train_batch_linger_ms;
     double train_lr, train_lr_emb;
     double train_w_ctr, train_w_bce, train_w_sr, train_w_distill;

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,9 +11,47 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/util.h"
 
 kp_metrics kp_m;
 const char *kp_mtopic_name[KP_MT_N] = {"items", "clicks", "judgments"};
+const char *const kp_mrej_name[KP_MREJ_N] = {"ok",      "mac",     "malformed",
+                                             "version", "lineage", "payload"};
+
+static pthread_mutex_t lag_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char topic[128];
+    int32_t partition;
+    int64_t lag;
+} lag_tab[KP_LAG_MAX];
+static int lag_n;
+static atomic_int max_behind_s;
+
+void kp_telemetry_set_lag(const char *const *topics, const int32_t *partitions, const int64_t *lags,
+                          int n)
+{
+    pthread_mutex_lock(&lag_lock);
+    lag_n = 0;
+    for (int i = 0; i < n && lag_n < KP_LAG_MAX; i++, lag_n++) {
+        snprintf(lag_tab[lag_n].topic, sizeof lag_tab[lag_n].topic, "%s", topics[i]);
+        lag_tab[lag_n].partition = partitions[i];
+        lag_tab[lag_n].lag = lags[i];
+    }
+    pthread_mutex_unlock(&lag_lock);
+}
+
+void kp_telemetry_set_max_behind(int s)
+{
+    atomic_store(&max_behind_s, s);
+}
+
+double kp_telemetry_behind_s(void)
+{
+    long long since = atomic_load(&kp_m.model_behind_since_ms);
+    if (!since) return 0;
+    double d = (double)(kp_now_ms() - since) / 1000.0;
+    return d > 0 ? d : 0;
+}
 
 /* Upper bounds of the batch latency buckets, seconds. */
 static const double hist_le[KP_HIST_BUCKETS] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
@@ -104,8 +143,8 @@ static const metric_def metrics[] = {
     GAUGE_S("kprec_paused", "1 while input partitions are paused (backpressure).", paused),
     GAUGE("kprec_model_version", "Version of the model scoring now.", model_version),
     GAUGE_S("kprec_keyphrases", "Keyphrases in the index.", keyphrases),
-    GAUGE_S("kprec_consumer_lag", "Messages behind the end of the assigned partitions.",
-            consumer_lag),
+    GAUGE_S("kprec_consumer_lag_messages",
+            "Messages behind the end of the assigned partitions, summed.", consumer_lag),
     COUNT("kprec_model_deltas_applied_total", "Model deltas applied.", deltas_applied),
     COUNT("kprec_model_checkpoints_loaded_total", "Model checkpoints loaded.", checkpoints_loaded),
     COUNT("kprec_model_swaps_total", "New models swapped into serving.", model_swaps),
@@ -115,6 +154,12 @@ static const metric_def metrics[] = {
     COUNT("kprec_train_events_total", "Events used in training steps.", train_events),
     COUNT("kprec_model_deltas_published_total", "Model deltas published.", deltas_published),
     GAUGE("kprec_model_delta_bytes", "Size of the last published delta.", delta_bytes),
+    GAUGE("kprec_model_topic_version", "Newest authentic model version seen on the model topic.",
+          model_topic_version),
+    GAUGE("kprec_model_follower_version", "Version of the model the follower holds.",
+          model_follower_version),
+    GAUGE_S("kprec_model_stuck",
+            "1 while this replica is at a gap with no newer checkpoint on the topic.", model_stuck),
 };
 
 static void render_metric(sbuf *s, const metric_def *d)
@@ -146,6 +191,27 @@ char *kp_telemetry_render(void)
     if (!s.buf) return NULL;
     for (size_t i = 0; i < sizeof metrics / sizeof metrics[0]; i++)
         render_metric(&s, &metrics[i]);
+    sb_printf(&s,
+              "# HELP kprec_model_behind_seconds How long the model topic has had a newer version "
+              "than this replica holds (0 = current).\n"
+              "# TYPE kprec_model_behind_seconds gauge\nkprec_model_behind_seconds %.3f\n",
+              kp_telemetry_behind_s());
+    sb_printf(&s,
+              "# HELP kprec_model_lineage Lineage of the follower's model (0 = bootstrap).\n"
+              "# TYPE kprec_model_lineage gauge\nkprec_model_lineage %llu\n",
+              (unsigned long long)atomic_load(&kp_m.model_lineage));
+    sb_printf(&s, "# HELP kprec_model_records_rejected_total Model-topic records dropped.\n"
+                  "# TYPE kprec_model_records_rejected_total counter\n");
+    for (int i = 1; i < KP_MREJ_N; i++)
+        sb_printf(&s, "kprec_model_records_rejected_total{reason=\"%s\"} %llu\n", kp_mrej_name[i],
+                  (unsigned long long)atomic_load(&kp_m.model_rejected[i]));
+    sb_printf(&s, "# HELP kprec_consumer_lag Messages behind the end, per assigned "
+                  "partition.\n# TYPE kprec_consumer_lag gauge\n");
+    pthread_mutex_lock(&lag_lock);
+    for (int i = 0; i < lag_n; i++)
+        sb_printf(&s, "kprec_consumer_lag{topic=\"%s\",partition=\"%d\"} %lld\n", lag_tab[i].topic,
+                  (int)lag_tab[i].partition, (long long)lag_tab[i].lag);
+    pthread_mutex_unlock(&lag_lock);
     sb_printf(&s,
               "# HELP kprec_train_loss Last training step's loss.\n"
               "# TYPE kprec_train_loss gauge\nkprec_train_loss %.6f\n",
@@ -196,10 +262,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4");
     } else if (!strcmp(url, "/healthz")) {
-        char body[128];
-        int n = snprintf(body, sizeof body, "ok model_version=%llu paused=%lld\n",
-                         (unsigned long long)atomic_load(&kp_m.model_version),
-                         atomic_load(&kp_m.paused));
+        char body[256];
+        double behind = kp_telemetry_behind_s();
+        int max = atomic_load(&max_behind_s), late = max > 0 && behind > max;
+        if (late) status = MHD_HTTP_SERVICE_UNAVAILABLE;
+        int n =
+            snprintf(body, sizeof body,
+                     "%s model_version=%llu topic_version=%llu behind_s=%.1f stuck=%lld "
+                     "paused=%lld\n",
+                     late ? "behind" : "ok", (unsigned long long)atomic_load(&kp_m.model_version),
+                     (unsigned long long)atomic_load(&kp_m.model_topic_version), behind,
+                     atomic_load(&kp_m.model_stuck), atomic_load(&kp_m.paused));
         r = MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
     } else {
         static const char msg[] = "not found: try /metrics or /healthz\n";

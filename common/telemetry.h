@@ -13,6 +13,13 @@ typedef enum { KP_MT_ITEMS = 0, KP_MT_CLICKS, KP_MT_JUDGMENTS, KP_MT_N } kp_mtop
 
 #define KP_HIST_BUCKETS 14
 
+/* Reasons a model-topic record is dropped (consumer/model_topic.h's kp_model_reject, same order):
+ * kprec_model_records_rejected_total{reason}. */
+#define KP_MREJ_N 6
+extern const char *const kp_mrej_name[KP_MREJ_N];
+
+#define KP_LAG_MAX 256 /* partitions reported in kprec_consumer_lag */
+
 typedef struct {
     atomic_ullong consumed[KP_MT_N];      /* messages read from each input topic */
     atomic_ullong processed[KP_MT_N];     /* messages fully handled (cached + published) */
@@ -27,24 +34,42 @@ typedef struct {
     atomic_llong in_flight; /* events taken from Kafka but not yet done */
     atomic_llong paused;    /* 1 while partitions are paused (backpressure) */
     atomic_ullong model_version;
-    atomic_llong keyphrases;          /* index size */
-    atomic_llong consumer_lag;        /* sum over assigned partitions, from statistics */
-    atomic_ullong deltas_applied;     /* model deltas applied by the follower */
-    atomic_ullong checkpoints_loaded; /* checkpoints loaded (start behind, or a gap) */
-    atomic_ullong model_swaps;        /* new model/index swapped into serving */
-    atomic_llong delta_lag_ms;        /* last delta: published (trainer clock) -> applied */
-    atomic_llong reembed_ms;          /* last re-embedding of the inventory */
-    atomic_ullong train_steps;        /* trainer: optimisation steps */
-    atomic_ullong train_events;       /* trainer: events used in steps */
-    atomic_ullong deltas_published;   /* trainer: deltas published */
-    atomic_ullong delta_bytes;        /* trainer: bytes of the last delta */
-    atomic_ullong train_loss_micro;   /* trainer: last step's loss x 1e6 */
+    atomic_llong keyphrases;                 /* index size */
+    atomic_llong consumer_lag;               /* sum over assigned partitions, from statistics */
+    atomic_ullong deltas_applied;            /* model deltas applied by the follower */
+    atomic_ullong checkpoints_loaded;        /* checkpoints loaded (start behind, or a gap) */
+    atomic_ullong model_swaps;               /* new model/index swapped into serving */
+    atomic_llong delta_lag_ms;               /* last delta: published (trainer clock) -> applied */
+    atomic_llong reembed_ms;                 /* last re-embedding of the inventory */
+    atomic_ullong train_steps;               /* trainer: optimisation steps */
+    atomic_ullong train_events;              /* trainer: events used in steps */
+    atomic_ullong deltas_published;          /* trainer: deltas published */
+    atomic_ullong delta_bytes;               /* trainer: bytes of the last delta */
+    atomic_ullong train_loss_micro;          /* trainer: last step's loss x 1e6 */
+    atomic_ullong model_rejected[KP_MREJ_N]; /* model records dropped, by reason */
+    atomic_ullong model_topic_version;       /* newest authentic version seen on the model topic */
+    atomic_llong model_behind_since_ms;   /* when the topic got ahead of this replica (0 = not) */
+    atomic_llong model_stuck;             /* 1: at a gap with no newer checkpoint to load */
+    atomic_ullong model_lineage;          /* lineage of the follower's model (0 = bootstrap) */
+    atomic_ullong model_follower_version; /* version of the follower's master model */
     atomic_ullong batch_hist[KP_HIST_BUCKETS + 1]; /* batch latency, cumulative at render */
     atomic_ullong batch_sum_us;
 } kp_metrics;
 
 extern kp_metrics kp_m;
 extern const char *kp_mtopic_name[KP_MT_N];
+
+/* Replaces the per-partition consumer lag table (kprec_consumer_lag{topic,partition}) with n
+ * entries (at most KP_LAG_MAX are kept). Thread-safe. */
+void kp_telemetry_set_lag(const char *const *topics, const int32_t *partitions, const int64_t *lags,
+                          int n);
+
+/* /healthz answers 503 once the model has been behind the topic for more than s seconds (0 =
+ * never). */
+void kp_telemetry_set_max_behind(int s);
+
+/* Seconds the model has been behind the topic's newest version (0 = not behind). */
+double kp_telemetry_behind_s(void);
 
 /* Records one batch's end-to-end latency in microseconds. */
 void kp_telemetry_observe_batch(uint64_t us);

@@ -5,8 +5,10 @@
  * announced checkpoint when it starts behind or finds a gap (then replays the deltas after the
  * announcement). After a change it builds, off the hot path, a new recommender (a copy of the
  * model plus the re-embedded keyphrase inventory) that the serving loop swaps in between two
- * micro-batches. It also re-reads the inventory file when it changes ([model] reload_s), so new
- * keyphrases become searchable without a restart.
+ * micro-batches. Records are authenticated (HMAC), read read_committed, and checked against the
+ * lineage rules of consumer/model_topic.h; checkpoints come from the topic itself. It also re-reads
+ * the inventory file when it changes ([model] reload_s), so new keyphrases become searchable
+ * without a restart.
  *
  * The record format (deltas and checkpoint announcements) is consumer/model_topic.h. */
 #ifndef KP_FOLLOW_H
@@ -35,6 +37,18 @@ kp_recommender *kp_follower_take(kp_follower *f);
 /* Waits until the follower has read the model topic to its end once (or timeout_ms passed, or
  * *stop became non-zero). Returns 1 when caught up, 0 otherwise. */
 int kp_follower_wait_caught_up(kp_follower *f, int timeout_ms, volatile sig_atomic_t *stop);
+
+/* Waits until the follower has read every committed record of the model topic, up to its end, at
+ * least once (timeout_ms, or *stop). Unlike kp_follower_wait_caught_up this never returns 1 when
+ * the broker or the topic could not be reached. Returns 1 when at the end. */
+int kp_follower_wait_end(kp_follower *f, int timeout_ms, volatile sig_atomic_t *stop);
+
+/* The version of the newest checkpoint on the topic (0 = none seen). */
+uint64_t kp_follower_checkpoint_version(kp_follower *f);
+
+/* kp_follower_stop, also giving the lineage of the master model (0 = a bootstrap model) and the
+ * highest lineage generation seen on the topic (either may be NULL). */
+kp_bienc *kp_follower_stop_ex(kp_follower *f, uint64_t *lineage, uint32_t *max_gen);
 
 /* The highest model version announced on the topic so far (deltas and checkpoints). A follower
  * whose version is lower after catching up is stuck at a gap. */

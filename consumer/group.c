@@ -75,7 +75,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     revoke(g, rk, parts, coop);
 }
 
-static rd_kafka_conf_t *group_conf(const kp_config *c, const kp_group_opts *o, kp_group *g,
+static rd_kafka_conf_t *group_conf(const kp_config *c, const kp_group_opts *o, int txn, kp_group *g,
                                    char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = kp_kafka_conf_new(c, err, errlen);
@@ -84,7 +84,8 @@ static rd_kafka_conf_t *group_conf(const kp_config *c, const kp_group_opts *o, k
     if (kp_kafka_conf_force(conf, "enable.auto.offset.store", "false", err, errlen) ||
         (o->group_id_default ? kp_kafka_conf_default(conf, c, "group.id", o->group_id, err, errlen)
                              : kp_kafka_conf_force(conf, "group.id", o->group_id, err, errlen)) ||
-        kp_kafka_conf_default(conf, c, "auto.offset.reset", "earliest", err, errlen)) {
+        kp_kafka_conf_default(conf, c, "auto.offset.reset", "earliest", err, errlen) ||
+        (txn && kp_kafka_conf_force(conf, "enable.auto.commit", "false", err, errlen))) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -106,7 +107,8 @@ static int subscribe(kp_group *g, const kp_group_opts *o, char *err, size_t errl
     return -1;
 }
 
-kp_group *kp_group_new(const kp_config *c, const kp_group_opts *o, char *err, size_t errlen)
+static kp_group *group_new(const kp_config *c, const kp_group_opts *o, int txn, char *err,
+                           size_t errlen)
 {
     char e[512], why[512];
     rd_kafka_conf_t *conf = NULL;
@@ -117,7 +119,7 @@ kp_group *kp_group_new(const kp_config *c, const kp_group_opts *o, char *err, si
     }
     g->who = o->who;
     g->count_rebalances = o->count_rebalances;
-    if (!(conf = group_conf(c, o, g, why, sizeof why))) {
+    if (!(conf = group_conf(c, o, txn, g, why, sizeof why))) {
         kp_errf(err, errlen, "consumer config: %s", why);
         goto err;
     }
@@ -134,6 +136,16 @@ err:
     if (g && g->rk) rd_kafka_destroy(g->rk);
     free(g);
     return NULL;
+}
+
+kp_group *kp_group_new(const kp_config *c, const kp_group_opts *o, char *err, size_t errlen)
+{
+    return group_new(c, o, 0, err, errlen);
+}
+
+kp_group *kp_group_new_txn(const kp_config *c, const kp_group_opts *o, char *err, size_t errlen)
+{
+    return group_new(c, o, 1, err, errlen);
 }
 
 void kp_group_free(kp_group *g)
@@ -186,4 +198,31 @@ void kp_group_store(kp_group *g, rd_kafka_topic_partition_list_t *l)
     rd_kafka_resp_err_t e = rd_kafka_offsets_store(g->rk, l);
     if (e && e != RD_KAFKA_RESP_ERR__STATE && e != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
         kp_warn("%s: offsets store: %s", g->who, rd_kafka_err2str(e));
+}
+
+void kp_group_report_lag(kp_group *g)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(g->rk, &a) || !a) return;
+    rd_kafka_position(g->rk, a);
+    int n = a->cnt < KP_LAG_MAX ? a->cnt : KP_LAG_MAX, k = 0;
+    const char *topics[KP_LAG_MAX];
+    int32_t parts[KP_LAG_MAX];
+    int64_t lags[KP_LAG_MAX];
+    long long sum = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t lo, hi, pos = a->elems[i].offset;
+        if (rd_kafka_get_watermark_offsets(g->rk, a->elems[i].topic, a->elems[i].partition, &lo,
+                                           &hi) ||
+            hi < 0)
+            continue;
+        /* no position yet (nothing consumed): everything from the low watermark is behind */
+        int64_t lag = pos >= 0 ? hi - pos : lo >= 0 ? hi - lo : 0;
+        if (lag < 0) lag = 0;
+        topics[k] = a->elems[i].topic, parts[k] = a->elems[i].partition, lags[k++] = lag;
+        sum += lag;
+    }
+    kp_telemetry_set_lag(topics, parts, lags, k);
+    atomic_store(&kp_m.consumer_lag, sum);
+    rd_kafka_topic_partition_list_destroy(a);
 }

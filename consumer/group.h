@@ -35,6 +35,10 @@ typedef struct kp_group kp_group;
  * the group; the rest of o is read during the call only. NULL with err on failure. */
 kp_group *kp_group_new(const kp_config *c, const kp_group_opts *o, char *err, size_t errlen);
 
+/* kp_group_new for a consumer whose offsets are committed through a producer's transaction
+ * (kp_producer_txn_publish): enable.auto.commit=false, and nothing is ever stored. */
+kp_group *kp_group_new_txn(const kp_config *c, const kp_group_opts *o, char *err, size_t errlen);
+
 /* Closes the consumer (commits the stored offsets, leaves the group) and frees. NULL-safe. */
 void kp_group_free(kp_group *g);
 
@@ -58,5 +62,9 @@ int kp_group_paused(const kp_group *g);
  * Partitions revoked meanwhile are ignored: their events were done, and the new owner re-does
  * them (idempotent writes). Other errors are logged. */
 void kp_group_store(kp_group *g, rd_kafka_topic_partition_list_t *l);
+
+/* Lag of every assigned partition (end offset - position), published as
+ * kprec_consumer_lag{topic,partition} and, summed, as kprec_consumer_lag_messages. */
+void kp_group_report_lag(kp_group *g);
 
 #endif

@@ -54,7 +54,8 @@ typedef struct {
 typedef struct {
     const kp_config *cfg;
     kp_group *group;
-    kp_producer *producer;
+    kp_producer *producer; /* dead letters */
+    kp_producer *txp;      /* the model topic: transactional */
     kp_codec *codec;
     kp_ce *teacher;
     kp_bienc *model;
@@ -77,7 +78,11 @@ typedef struct {
     uint32_t *rows[2];
     int nrows[2];
     uint64_t base_version; /* version of the last published delta (or the start) */
-    uint64_t checkpointed; /* version of the last checkpoint written */
+    uint64_t base_lineage; /* lineage of the model at base_version (0 = a bootstrap model) */
+    uint64_t lineage;      /* this trainer's: every record it publishes names it */
+    uint64_t checkpointed; /* version of the last checkpoint published */
+    int fenced;            /* the broker fenced our transactional.id: publish nothing more */
+    int64_t ckpt_offset;   /* where our newest published checkpoint starts (-1 = none yet) */
     long steps_since_delta;
     int64_t last_delta_ms;
 } tsvc;
@@ -112,8 +117,8 @@ static void mark_done(tsvc *s, const rd_kafka_message_t *m)
     if (p && m->offset + 1 > p->done) p->done = m->offset + 1;
 }
 
-/* Stores, per partition, the offset below which everything is handled. */
-static void store_offsets(tsvc *s)
+/* Per partition, the offset below which everything is handled (caller destroys the list). */
+static rd_kafka_topic_partition_list_t *offsets_list(tsvc *s)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(s->n_parts);
     for (int i = 0; i < s->n_parts; i++) {
@@ -127,8 +132,7 @@ static void store_offsets(tsvc *s)
         }
         if (off >= 0) rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = off;
     }
-    kp_group_store(s->group, l);
-    rd_kafka_topic_partition_list_destroy(l);
+    return l;
 }
 
 static void dead_letter(tsvc *s, const rd_kafka_message_t *m, const char *reason)
@@ -312,105 +316,227 @@ out:
     return rc;
 }
 
-/* Writes be-v<version>.kpm to [train] checkpoint_dir and announces it on the model topic, so a
- * replica that starts late (or finds a gap) loads it and replays only the deltas after it. */
-static void write_checkpoint(tsvc *s)
+/* The records of one transaction: values, their headers, and the outgoing messages. */
+typedef struct {
+    kp_outmsg *out;
+    rd_kafka_headers_t **hdrs;
+    int n, cap;
+    int ckpt_first; /* index of the checkpoint's first chunk, -1 = none */
+} txn_batch;
+
+static void batch_free(txn_batch *b)
 {
-    const kp_config *c = s->cfg;
-    char path[2048], ann[2100], err[512];
-    uint64_t v = kp_bienc_version(s->model);
-    if (v == s->checkpointed) return;
-    if (kp_model_checkpoint_path(c->train_checkpoint_dir, v, path, sizeof path)) {
-        kp_error("trainer: checkpoint: [train] checkpoint_dir is too long");
-        return;
-    }
-    if (kp_bienc_save(s->model, path, err, sizeof err)) {
-        kp_error("trainer: checkpoint: %s", err);
-        return;
-    }
-    int n = kp_model_announce_encode(v, path, ann, sizeof ann);
-    rd_kafka_headers_t *h = kp_model_checkpoint_headers(v);
-    if (n < 0 || !h) {
-        kp_error("trainer: checkpoint %s cannot be announced%s", path,
-                 h ? " (white space in its path)" : " (out of memory)");
-        if (h) rd_kafka_headers_destroy(h);
-        return;
-    }
-    kp_outmsg o = {c->topic_model, KP_MODEL_KEY, strlen(KP_MODEL_KEY), ann, (size_t)n, h, 0,
-                   KP_OUT_PENDING};
-    kp_producer_deliver(s->producer, &o, 1, c, &kp_worker_stop_hard, NULL, NULL);
-    rd_kafka_headers_destroy(h);
-    s->checkpointed = v;
-    kp_info("trainer: checkpoint %s announced", path);
+    for (int i = 0; i < b->n; i++)
+        if (b->hdrs[i]) rd_kafka_headers_destroy(b->hdrs[i]);
+    free(b->out), free(b->hdrs);
+    memset(b, 0, sizeof *b);
+    b->ckpt_first = -1;
 }
 
-/* Sends the delta chunks of version v and waits for their deliveries. 0, or -1 (*bytes = 0). */
-static int send_delta(tsvc *s, uint64_t v, void **chunks, const size_t *lens, int nch,
-                      size_t *bytes)
+/* Appends one record (value owned by the caller until the batch is published). 0 / -1 (OOM). */
+static int batch_add(tsvc *s, txn_batch *b, const kp_model_meta *mm, const void *val, size_t len)
 {
     const kp_config *c = s->cfg;
-    int rc = -1;
-    *bytes = 0;
-    kp_outmsg *out = calloc((size_t)nch, sizeof *out);
-    rd_kafka_headers_t *h = kp_model_delta_headers(v, kp_now_ms());
-    if (!out || !h) {
-        kp_error("trainer: delta %" PRIu64 ": out of memory", v);
-        goto err;
+    if (b->n == b->cap) {
+        int nc = b->cap ? b->cap * 2 : 16;
+        kp_outmsg *no = realloc(b->out, sizeof *no * (size_t)nc);
+        if (!no) return -1;
+        b->out = no;
+        rd_kafka_headers_t **nh = realloc(b->hdrs, sizeof *nh * (size_t)nc);
+        if (!nh) return -1;
+        b->hdrs = nh;
+        b->cap = nc;
     }
-    for (int i = 0; i < nch; i++) {
-        out[i] = (kp_outmsg){
-            c->topic_model, KP_MODEL_KEY, strlen(KP_MODEL_KEY), chunks[i], lens[i], h, 0,
-            KP_OUT_PENDING};
-        *bytes += lens[i];
+    rd_kafka_headers_t *h = kp_model_headers(mm, c->model_hmac_key, c->topic_model, KP_MODEL_KEY,
+                                             strlen(KP_MODEL_KEY), val, len);
+    if (!h) return -1;
+    b->hdrs[b->n] = h;
+    b->out[b->n] = (kp_outmsg){c->topic_model, KP_MODEL_KEY, strlen(KP_MODEL_KEY), val, len, h, 0,
+                               KP_OUT_PENDING};
+    b->n++;
+    return 0;
+}
+
+/* Writes the checkpoint of the model (and the optimiser state) to path; returns its bytes
+ * (*len), or NULL. */
+static unsigned char *checkpoint_bytes(tsvc *s, const char *path, size_t *len)
+{
+    char err[512];
+    if (kp_bienc_save_ext(s->model, path, kp_trainer_save_state, s->trainer, err, sizeof err)) {
+        kp_error("trainer: checkpoint: %s", err);
+        return NULL;
     }
-    rc = kp_producer_deliver(s->producer, out, nch, c, &kp_worker_stop_hard, NULL, NULL);
-err:
-    if (h) rd_kafka_headers_destroy(h);
-    free(out);
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    long n = -1;
+    if (f && !fseek(f, 0, SEEK_END) && (n = ftell(f)) > 0 && !fseek(f, 0, SEEK_SET) &&
+        (buf = malloc((size_t)n)) && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    if (f) fclose(f);
+    if (!buf) kp_error("trainer: checkpoint %s: cannot read it back", path);
+    *len = buf ? (size_t)n : 0;
+    return buf;
+}
+
+/* Adds the checkpoint of version v (bytes buf[len]) in [train] max_chunk slices. 0 / -1. */
+static int batch_add_checkpoint(tsvc *s, txn_batch *b, uint64_t v, const unsigned char *buf,
+                                size_t len)
+{
+    size_t cs = (size_t)s->cfg->train_max_chunk - 1024; /* room for the headers */
+    int count = (int)((len + cs - 1) / cs);
+    if (count > KP_MODEL_MAX_CHUNKS) return -1;
+    b->ckpt_first = b->n;
+    for (int i = 0; i < count; i++) {
+        size_t off = (size_t)i * cs, n = len - off < cs ? len - off : cs;
+        kp_model_meta mm = {
+            KP_MODEL_REC_CHECKPOINT, v, s->lineage, 0, 0, i, count, len, kp_now_ms()};
+        if (batch_add(s, b, &mm, buf + off, n)) return -1;
+    }
+    return 0;
+}
+
+/* Deletes the model topic's records before offset (those before the newest checkpoint). */
+static void delete_before(tsvc *s, int64_t offset)
+{
+    rd_kafka_t *rk = kp_producer_handle(s->txp);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, s->cfg->topic_model, 0)->offset = offset;
+    rd_kafka_DeleteRecords_t *d = rd_kafka_DeleteRecords_new(l);
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteRecords(rk, &d, 1, NULL, q);
+    rd_kafka_DeleteRecords_destroy(d);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    const rd_kafka_topic_partition_list_t *res =
+        ev ? rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev)) : NULL;
+    if (!ev || rd_kafka_event_error(ev) || !res || !res->cnt || res->elems[0].err)
+        kp_warn("trainer: delete records of %s before offset %" PRId64 ": %s", s->cfg->topic_model,
+                offset,
+                !ev                        ? "timed out"
+                : rd_kafka_event_error(ev) ? rd_kafka_event_error_string(ev)
+                : res && res->cnt          ? rd_kafka_err2str(res->elems[0].err)
+                                           : "no result");
+    else
+        kp_info("trainer: %s: records before offset %" PRId64 " (the previous checkpoint) deleted",
+                s->cfg->topic_model, offset);
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+}
+
+/* Publishes, in one transaction: the delta since base_version as version base + 1 (when
+ * with_delta), then the checkpoint of that version (when with_ckpt), with the offsets of every
+ * event they contain. 0 when committed; -1 when not (nothing of it is visible). */
+static int publish(tsvc *s, int with_delta, int with_ckpt)
+{
+    const kp_config *c = s->cfg;
+    char err[512], path[2048], pending[2100];
+    uint64_t v = s->base_version + 1;
+    void **chunks = NULL;
+    size_t *lens = NULL, bytes = 0, ck_len = 0;
+    unsigned char *ck = NULL;
+    int nch = 0, rc = -1;
+    txn_batch b = {.ckpt_first = -1};
+    int64_t *landed = NULL;
+    rd_kafka_topic_partition_list_t *offs = NULL;
+    if (s->fenced) return -1;
+    kp_bienc_set_version(s->model, v);
+    if (with_delta) {
+        const uint32_t *rows[2] = {s->rows[0], s->rows[1]};
+        if (kp_delta_build(s->model, s->base_version, rows, s->nrows, (size_t)c->train_max_chunk,
+                           &chunks, &lens, &nch, err, sizeof err)) {
+            kp_error("trainer: delta %" PRIu64 ": %s", v, err);
+            goto out;
+        }
+        for (int i = 0; i < nch; i++) {
+            kp_model_meta mm = {KP_MODEL_REC_DELTA, v, s->lineage, s->base_version,
+                                s->base_lineage,    i, nch,        0,
+                                kp_now_ms()};
+            if (batch_add(s, &b, &mm, chunks[i], lens[i])) goto oom;
+            bytes += lens[i];
+        }
+    }
+    if (with_ckpt) {
+        /* cached under a name no reader takes until the transaction commits */
+        if (!c->train_checkpoint_dir[0] ||
+            kp_model_checkpoint_path(c->train_checkpoint_dir, v, s->lineage, path, sizeof path)) {
+            kp_error("trainer: [train] checkpoint_dir is missing or too long");
+            goto out;
+        }
+        snprintf(pending, sizeof pending, "%s.pending", path);
+        if (!(ck = checkpoint_bytes(s, pending, &ck_len))) goto out;
+        if (batch_add_checkpoint(s, &b, v, ck, ck_len)) goto oom;
+    }
+    if (!(landed = malloc(sizeof *landed * (size_t)(b.n ? b.n : 1))) || !(offs = offsets_list(s)))
+        goto oom;
+    kp_txn_rc t = kp_producer_txn_publish(s->txp, b.out, b.n, kp_group_handle(s->group), offs,
+                                          landed, &kp_worker_stop_hard, err, sizeof err);
+    if (t != KP_TXN_COMMITTED) {
+        kp_error("trainer: version %" PRIu64 " not published (transaction aborted): %s", v, err);
+        if (t == KP_TXN_FATAL) {
+            kp_error("trainer: the transactional producer is fenced or failed: stopping (another "
+                     "trainer with transactional.id %s runs?)",
+                     c->train_transactional_id);
+            s->fenced = 1;
+            kp_worker_stop = 1;
+        }
+        goto out;
+    }
+    rc = 0;
+    s->base_version = v;
+    s->base_lineage = s->lineage;
+    atomic_store(&kp_m.model_version, v);
+    atomic_store(&kp_m.model_topic_version, v);
+    atomic_store(&kp_m.model_follower_version, v);
+    atomic_store(&kp_m.model_lineage, s->lineage);
+    if (with_delta) {
+        atomic_fetch_add(&kp_m.deltas_published, 1);
+        atomic_store(&kp_m.delta_bytes, bytes);
+        kp_info("trainer: published model version %" PRIu64 ": %d+%d rows, %zu bytes in %d "
+                "chunk(s), lineage %" PRIu64,
+                v, s->nrows[0], s->nrows[1], bytes, nch, s->lineage);
+        for (int t2 = 0; t2 < 2; t2++) {
+            for (int j = 0; j < s->nrows[t2]; j++)
+                s->row_mark[t2][s->rows[t2][j]] = 0;
+            s->nrows[t2] = 0;
+        }
+        s->steps_since_delta = 0;
+        s->last_delta_ms = kp_now_ms();
+    }
+    if (with_ckpt) {
+        s->checkpointed = v;
+        if (rename(pending, path)) kp_warn("trainer: checkpoint cache %s: rename failed", path);
+        kp_model_cache_prune(c->train_checkpoint_dir, c->train_checkpoint_keep);
+        kp_info("trainer: published checkpoint version %" PRIu64 " (%zu bytes in %d chunk(s))", v,
+                ck_len, b.n - b.ckpt_first);
+        /* Records before the previous checkpoint go: the topic keeps the newest checkpoint and
+         * everything after the one before it, so a replica still reading the deltas that lead to
+         * the newest one is not thrown off the log in the middle of them. */
+        if (s->ckpt_offset > 0) delete_before(s, s->ckpt_offset);
+        s->ckpt_offset = landed[b.ckpt_first];
+    }
+    goto out;
+oom:
+    kp_error("trainer: version %" PRIu64 ": out of memory", v);
+out:
+    if (rc) {
+        kp_bienc_set_version(s->model, s->base_version);
+        if (with_ckpt && ck) remove(pending);
+    }
+    if (offs) rd_kafka_topic_partition_list_destroy(offs);
+    free(landed);
+    free(ck);
+    batch_free(&b);
+    kp_delta_chunks_free(chunks, lens, nch);
     return rc;
 }
 
-/* Publishes the delta since base_version as version base+1 (waits for the deliveries), then
- * stores the offsets of what it contains; every checkpoint_every versions a checkpoint too. */
+/* A delta (and every checkpoint_every versions a checkpoint), with the offsets it contains. */
 static int publish_delta(tsvc *s)
 {
-    const kp_config *c = s->cfg;
-    char err[512];
     uint64_t v = s->base_version + 1;
-    kp_bienc_set_version(s->model, v);
-    void **chunks = NULL;
-    size_t *lens = NULL, bytes = 0;
-    int nch = 0;
-    const uint32_t *rows[2] = {s->rows[0], s->rows[1]};
-    if (kp_delta_build(s->model, s->base_version, rows, s->nrows, (size_t)c->train_max_chunk,
-                       &chunks, &lens, &nch, err, sizeof err)) {
-        kp_error("trainer: delta %" PRIu64 ": %s", v, err);
-        kp_bienc_set_version(s->model, s->base_version);
-        return -1;
-    }
-    int r = send_delta(s, v, chunks, lens, nch, &bytes);
-    kp_delta_chunks_free(chunks, lens, nch);
-    if (r) {
-        kp_bienc_set_version(s->model, s->base_version);
-        return -1;
-    }
-    atomic_fetch_add(&kp_m.deltas_published, 1);
-    atomic_store(&kp_m.delta_bytes, bytes);
-    atomic_store(&kp_m.model_version, v);
-    kp_info("trainer: published model version %" PRIu64 ": %d+%d rows, %zu bytes in %d chunk(s)", v,
-            s->nrows[0], s->nrows[1], bytes, nch);
-    s->base_version = v;
-    for (int t = 0; t < 2; t++) {
-        for (int j = 0; j < s->nrows[t]; j++)
-            s->row_mark[t][s->rows[t][j]] = 0;
-        s->nrows[t] = 0;
-    }
-    s->steps_since_delta = 0;
-    s->last_delta_ms = kp_now_ms();
-    store_offsets(s); /* the events of this version are now safe on the model topic */
-
-    if (v % (uint64_t)c->train_checkpoint_every == 0) write_checkpoint(s);
-    return 0;
+    return publish(s, 1, v % (uint64_t)s->cfg->train_checkpoint_every == 0);
 }
 
 /* ---- the loop ---- */
@@ -552,32 +678,65 @@ static int learn_loop(tsvc *s)
 
 /* ---- set-up and teardown ---- */
 
-/* Starts where the replicas are: newest checkpoint + the deltas after it. 0, or an exit code. */
+/* Starts where the replicas are: fences any older trainer (init_transactions, which also aborts
+ * its open transaction), then reads the model topic to its end (newest checkpoint + the deltas
+ * after it). A trainer that cannot read the topic to its end, or is behind it, does not publish.
+ * 0, or an exit code. */
 static int load_model(tsvc *s)
 {
     const kp_config *c = s->cfg;
     char err[1024];
+    if (!(s->txp = kp_producer_new_txn(c, c->train_transactional_id, 120000, err, sizeof err))) {
+        kp_error("trainer: transactional producer (%s): %s", c->train_transactional_id, err);
+        return 1;
+    }
     kp_bienc *m0 = kp_follower_initial_model(c, err, sizeof err);
     kp_follower *f = m0 ? kp_follower_start(c, m0, 0, err, sizeof err) : NULL;
     if (!f) {
         kp_error("trainer: %s", err);
         return 2;
     }
-    int caught = kp_follower_wait_caught_up(f, 120000, &kp_worker_stop);
+    int at_end = kp_follower_wait_end(f, 300000, &kp_worker_stop);
     uint64_t topic_v = kp_follower_topic_version(f);
-    s->model = kp_follower_stop(f);
-    if (!caught || kp_bienc_version(s->model) < topic_v) {
+    uint64_t ckpt_v = kp_follower_checkpoint_version(f);
+    uint32_t gen = 0;
+    s->model = kp_follower_stop_ex(f, &s->base_lineage, &gen);
+    if (!at_end || kp_bienc_version(s->model) < topic_v) {
         /* Publishing from an older version would reuse version numbers the replicas have. */
         kp_error("trainer: model version %" PRIu64 " but %s is at version %" PRIu64
                  "%s: cannot continue without the newest checkpoint and the deltas after it",
                  kp_bienc_version(s->model), c->topic_model, topic_v,
-                 caught ? "" : " (not caught up)");
+                 at_end ? "" : " (could not read the topic to its end)");
         return 2;
     }
+    if (gen == UINT32_MAX) {
+        kp_error("trainer: lineage generations of %s exhausted", c->topic_model);
+        return 2;
+    }
+    s->lineage = kp_model_new_lineage(gen + 1);
     s->base_version = kp_bienc_version(s->model);
     atomic_store(&kp_m.model_version, s->base_version);
-    kp_info("trainer: starting at model version %" PRIu64, s->base_version);
+    kp_info("trainer: starting at model version %" PRIu64 " (lineage %" PRIu64
+            "), publishing as lineage %" PRIu64 " (generation %" PRIu32 ")",
+            s->base_version, s->base_lineage, s->lineage, gen + 1);
+    s->checkpointed = ckpt_v;
     return 0;
+}
+
+/* Restores the optimiser state from the newest cached checkpoint (the trainer's own, or one the
+ * follower took from the topic). */
+static void restore_optimiser(tsvc *s)
+{
+    char path[2048], err[512];
+    if (!kp_model_newest_checkpoint(s->cfg->train_checkpoint_dir, path, sizeof path, NULL)) return;
+    kp_ckpt_reader *r = kp_ckpt_open(path, err, sizeof err);
+    if (!r || kp_trainer_load_state(s->trainer, r, err, sizeof err)) {
+        kp_warn("trainer: optimiser state not restored (%s): Adam starts afresh", err);
+    } else {
+        kp_info("trainer: optimiser state restored from %s (step %ld)", path,
+                kp_trainer_steps(s->trainer));
+    }
+    kp_ckpt_close(r);
 }
 
 /* The training step's state: optimiser, buffer, changed-row marks. 0, or an exit code. */
@@ -611,6 +770,7 @@ static int open_trainer(tsvc *s)
         if (!s->row_mark[t] || !s->rows[t]) return 1;
     }
     if (!(s->ready = calloc((size_t)c->train_batch_size, sizeof *s->ready))) return 1;
+    restore_optimiser(s);
     return 0;
 }
 
@@ -621,6 +781,8 @@ static int open_io(tsvc *s)
     char err[1024];
     const kp_group_opts go = {
         "trainer", c->train_group, 0, {c->topic_clicks, c->topic_judgments}, 2, 0};
+    if (!c->model_hmac_key[0])
+        kp_warn("trainer: [model] hmac_key is empty: model records are not authenticated");
     if (!(s->codec = kp_codec_new(err, sizeof err)) ||
         (c->schemas_dir[0] && kp_codec_load_dir(s->codec, c->schemas_dir, err, sizeof err)) ||
         !(s->producer = kp_producer_new(c, err, sizeof err))) {
@@ -628,7 +790,7 @@ static int open_io(tsvc *s)
         return 1;
     }
     if (!(s->cache = kp_cache_new(c))) return 1;
-    if (!(s->group = kp_group_new(c, &go, err, sizeof err))) {
+    if (!(s->group = kp_group_new_txn(c, &go, err, sizeof err))) {
         kp_error("trainer: %s", err);
         return 1;
     }
@@ -660,19 +822,24 @@ static int learn_open(tsvc *s)
     int rc = load_model(s);
     if (!rc) rc = open_trainer(s);
     if (!rc) rc = open_io(s);
+    /* A lineage starts from a checkpoint on the topic: a replica on an empty disk needs one. It is
+     * a version of its own (the same weights), so every replica takes it. */
+    if (!rc && (!s->checkpointed || !s->base_lineage) && publish(s, 0, 1)) rc = 1;
     return rc;
 }
 
 /* Publishes what is learnt (unless a hard stop), then frees everything. Returns rc. */
 static int learn_close(tsvc *s, int rc, int opened)
 {
-    if (opened && s->steps_since_delta && !kp_worker_stop_hard) publish_delta(s);
-    if (opened && !kp_worker_stop_hard && !s->steps_since_delta)
-        write_checkpoint(s); /* the final, published state */
+    /* the final state, with the optimiser's, so that the next trainer continues from it */
+    if (opened && !kp_worker_stop_hard && !s->fenced &&
+        (s->steps_since_delta || s->checkpointed != s->base_version))
+        publish(s, s->steps_since_delta > 0, 1);
     for (int i = 0; i < s->n_pending; i++)
         tevent_clear(&s->pending[i]);
     kp_group_free(s->group);
     kp_producer_free(s->producer, 10000);
+    kp_producer_free(s->txp, 10000);
     kp_codec_free(s->codec);
     kp_cache_free(s->cache);
     kp_trainer_free(s->trainer);
@@ -692,7 +859,7 @@ static int learn_close(tsvc *s, int rc, int opened)
 
 int kp_learn_run(const kp_config *c)
 {
-    tsvc s = {.cfg = c};
+    tsvc s = {.cfg = c, .ckpt_offset = -1};
     int rc = learn_open(&s);
     if (rc) return learn_close(&s, rc, 0);
     return learn_close(&s, learn_loop(&s), 1);

@@ -155,24 +155,10 @@ static void swap_model(worker *w)
     atomic_fetch_add(&kp_m.model_swaps, 1);
 }
 
-/* Sum of (high watermark - position) over the assignment, from librdkafka's cached watermarks. */
+/* Per-partition and summed lag of the assignment (consumer/group.h). */
 static void update_lag(worker *w)
 {
-    rd_kafka_t *rk = kp_group_handle(w->group);
-    rd_kafka_topic_partition_list_t *a = NULL;
-    if (rd_kafka_assignment(rk, &a) || !a) return;
-    rd_kafka_position(rk, a);
-    long long lag = 0;
-    for (int i = 0; i < a->cnt; i++) {
-        int64_t lo, hi;
-        if (a->elems[i].offset < 0) continue;
-        if (rd_kafka_get_watermark_offsets(rk, a->elems[i].topic, a->elems[i].partition, &lo,
-                                           &hi) == 0 &&
-            hi >= a->elems[i].offset)
-            lag += hi - a->elems[i].offset;
-    }
-    atomic_store(&kp_m.consumer_lag, lag);
-    rd_kafka_topic_partition_list_destroy(a);
+    kp_group_report_lag(w->group);
 }
 
 /* Fills w->msgs: first what was held back while waiting, then the consumer, up to batch_size

@@ -556,6 +556,18 @@ void kp_bienc_opt_set_lr(kp_bienc_opt *o, float lr_dense, float lr_emb)
     o->hp_emb.lr = lr_emb;
 }
 
+int kp_bienc_opt_state(kp_bienc_opt *o, const kp_bienc *m, int t, kp_bienc_opt_view *v)
+{
+    if (!o || !m || t < 0 || t >= o->n_towers || t >= m->n_towers) return -1;
+    v->m_dense = o->m_dense[t], v->v_dense = o->v_dense[t];
+    v->m_emb = o->m_emb[t], v->v_emb = o->v_emb[t];
+    v->row_t = o->row_t[t];
+    v->n_dense = m->n_dense, v->n_emb = m->n_emb, v->n_rows = m->cfg.n_buckets;
+    v->row_dim = (size_t)m->cfg.emb_dim;
+    v->t = &o->t;
+    return 0;
+}
+
 uint64_t kp_bienc_opt_step(kp_bienc *m, kp_bienc_opt *o, const kp_bienc_grads *g)
 {
     o->t++;

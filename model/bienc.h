@@ -156,4 +156,16 @@ void kp_bienc_opt_set_lr(kp_bienc_opt *o, float lr_dense, float lr_emb);
 /* One step with the gradients in g (not zeroed here). Deterministic. Returns the step count. */
 uint64_t kp_bienc_opt_step(kp_bienc *m, kp_bienc_opt *o, const kp_bienc_grads *g);
 
+/* The Adam state of tower t (for the trainer's checkpoints; pointers owned by o): first and second
+ * moments of the dense parameters [n_dense] and of the embedding table [n_emb], the step of each
+ * row's last update [n_buckets] (0 = never), and the step counter. 0, or -1 if t is out of range.
+ */
+typedef struct {
+    float *m_dense, *v_dense, *m_emb, *v_emb;
+    uint32_t *row_t;
+    size_t n_dense, n_emb, n_rows, row_dim;
+    uint64_t *t;
+} kp_bienc_opt_view;
+int kp_bienc_opt_state(kp_bienc_opt *o, const kp_bienc *m, int t, kp_bienc_opt_view *v);
+
 #endif

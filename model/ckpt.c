@@ -630,6 +630,12 @@ static const char *tower_prefix[2] = {"item", "key"};
 
 int kp_bienc_save(const kp_bienc *m, const char *path, char *err, size_t errlen)
 {
+    return kp_bienc_save_ext(m, path, NULL, NULL, err, errlen);
+}
+
+int kp_bienc_save_ext(const kp_bienc *m, const char *path, int (*extra)(kp_ckpt_writer *, void *),
+                      void *ctx, char *err, size_t errlen)
+{
     if (!m) {
         kp_errf(err, errlen, "checkpoint: no model");
         return -1;
@@ -663,6 +669,11 @@ int kp_bienc_save(const kp_bienc *m, const char *path, char *err, size_t errlen)
             else
                 kp_ckpt_put_tensor(w, name, d, 2, dims);
         }
+    }
+    if (extra && extra(w, ctx)) {
+        kp_ckpt_writer_abort(w);
+        kp_errf(err, errlen, "checkpoint %s: the extra records could not be written", path);
+        return -1;
     }
     return kp_ckpt_writer_commit(w, err, errlen);
 }
@@ -741,10 +752,11 @@ kp_bienc *kp_bienc_load(const char *path, char *err, size_t errlen)
         kp_errf(err, errlen, "checkpoint %s: out of memory for the model", path);
         goto err;
     }
-    int expect = kp_bienc_n_towers(m) * KP_BIENC_NPARAM;
-    if (kp_ckpt_n_tensors(r) != expect) {
-        kp_errf(err, errlen, "checkpoint %s: %d tensors, expected %d", path, kp_ckpt_n_tensors(r),
-                expect);
+    int expect = kp_bienc_n_towers(m) * KP_BIENC_NPARAM, have = 0;
+    for (int i = 0; i < kp_ckpt_n_tensors(r); i++)
+        have += strncmp(kp_ckpt_tensor_name(r, i), "opt.", 4) != 0;
+    if (have != expect) {
+        kp_errf(err, errlen, "checkpoint %s: %d tensors, expected %d", path, have, expect);
         goto err;
     }
     for (int t = 0; t < kp_bienc_n_towers(m); t++) {

@@ -72,8 +72,14 @@ int kp_ckpt_read_tensor(kp_ckpt_reader *r, const char *name, float *dst, int ndi
 
 /* Saves config, model version, featurizer version and all tensors. 0, or -1 with err. */
 int kp_bienc_save(const kp_bienc *m, const char *path, char *err, size_t errlen);
-/* Loads a bi-encoder checkpoint; NULL with a message in err on any problem (also: another kind,
- * another featurizer version, config/tensor shape mismatch). */
+/* kp_bienc_save, plus the records extra(w, ctx) adds (e.g. the trainer's optimiser state, tensors
+ * named "opt.*", which kp_bienc_load skips) before the commit; extra may be NULL and returns 0 or
+ * -1 (the checkpoint is then not written). */
+int kp_bienc_save_ext(const kp_bienc *m, const char *path, int (*extra)(kp_ckpt_writer *, void *),
+                      void *ctx, char *err, size_t errlen);
+/* Loads a bi-encoder checkpoint (tensors named "opt.*" are not the model's and are skipped); NULL
+ * with a message in err on any problem (also: another kind, another featurizer version,
+ * config/tensor shape mismatch). */
 kp_bienc *kp_bienc_load(const char *path, char *err, size_t errlen);
 
 /* CRC-32 (IEEE 802.3, reflected 0xEDB88320) of buf, continuing from crc (start with 0). */

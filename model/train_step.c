@@ -449,3 +449,137 @@ int kp_trainer_step(kp_trainer *t, const kp_train_batch *b, kp_train_losses *out
     if (out) *out = L;
     return 0;
 }
+
+/* ---- optimiser state in checkpoints ---- */
+
+static const char *state_tower[2] = {"item", "key"};
+
+/* u32 values as two exactly representable f32 halves (hi, lo). */
+static void split_u32(const uint32_t *x, size_t n, float *hi, float *lo)
+{
+    for (size_t i = 0; i < n; i++)
+        hi[i] = (float)(x[i] >> 16), lo[i] = (float)(x[i] & 0xffffu);
+}
+
+int kp_trainer_save_state(kp_ckpt_writer *w, void *ctx)
+{
+    kp_trainer *t = ctx;
+    char name[64];
+    int rc = 0;
+    kp_ckpt_put_u64(w, "opt.steps", (uint64_t)t->steps);
+    kp_ckpt_put_u64(w, "opt.sc_t", t->sc_t);
+    uint64_t ns = N_SCALARS;
+    kp_ckpt_put_tensor(w, "opt.sc", t->sc, 1, &ns);
+    kp_ckpt_put_tensor(w, "opt.sc_m", t->sc_m, 1, &ns);
+    kp_ckpt_put_tensor(w, "opt.sc_v", t->sc_v, 1, &ns);
+    for (int tw = 0; tw < kp_bienc_n_towers(t->m); tw++) {
+        kp_bienc_opt_view v;
+        if (kp_bienc_opt_state(t->o, t->m, tw, &v)) return -1;
+        if (tw == 0) kp_ckpt_put_u64(w, "opt.t", *v.t);
+        uint64_t nd = v.n_dense;
+        snprintf(name, sizeof name, "opt.%s.m_dense", state_tower[tw]);
+        kp_ckpt_put_tensor(w, name, v.m_dense, 1, &nd);
+        snprintf(name, sizeof name, "opt.%s.v_dense", state_tower[tw]);
+        kp_ckpt_put_tensor(w, name, v.v_dense, 1, &nd);
+        size_t k = 0;
+        for (size_t r = 0; r < v.n_rows; r++)
+            k += v.row_t[r] != 0;
+        snprintf(name, sizeof name, "opt.%s.rows", state_tower[tw]);
+        kp_ckpt_put_u64(w, name, k);
+        if (!k) continue;
+        uint32_t *ids = malloc(sizeof(uint32_t) * k), *ts = malloc(sizeof(uint32_t) * k);
+        float *f = malloc(sizeof(float) * k * (v.row_dim > 2 ? v.row_dim : 2));
+        if (!ids || !ts || !f) {
+            free(ids), free(ts), free(f);
+            return -1;
+        }
+        for (size_t r = 0, j = 0; r < v.n_rows; r++)
+            if (v.row_t[r]) ids[j] = (uint32_t)r, ts[j++] = v.row_t[r];
+        uint64_t d1 = k, d2[2] = {k, v.row_dim};
+        static const char *const hl[4] = {"ids_hi", "ids_lo", "t_hi", "t_lo"};
+        for (int q = 0; q < 2; q++) {
+            split_u32(q ? ts : ids, k, f, f + k);
+            for (int h = 0; h < 2; h++) {
+                snprintf(name, sizeof name, "opt.%s.%s", state_tower[tw], hl[2 * q + h]);
+                kp_ckpt_put_tensor(w, name, f + (size_t)h * k, 1, &d1);
+            }
+        }
+        for (int q = 0; q < 2; q++) {
+            const float *src = q ? v.v_emb : v.m_emb;
+            for (size_t j = 0; j < k; j++)
+                memcpy(f + j * v.row_dim, src + (size_t)ids[j] * v.row_dim,
+                       sizeof(float) * v.row_dim);
+            snprintf(name, sizeof name, "opt.%s.%s", state_tower[tw], q ? "v_rows" : "m_rows");
+            if (kp_ckpt_put_tensor(w, name, f, 2, d2)) rc = -1;
+        }
+        free(ids), free(ts), free(f);
+    }
+    return rc;
+}
+
+int kp_trainer_load_state(kp_trainer *t, kp_ckpt_reader *r, char *err, size_t errlen)
+{
+    char name[64];
+    uint64_t steps, sc_t, ot, ns = N_SCALARS;
+    if (kp_ckpt_get_u64(r, "opt.steps", &steps) || kp_ckpt_get_u64(r, "opt.sc_t", &sc_t) ||
+        kp_ckpt_get_u64(r, "opt.t", &ot))
+        return kp_errf(err, errlen, "checkpoint has no optimiser state"), -1;
+    if (kp_ckpt_read_tensor(r, "opt.sc", t->sc, 1, &ns, err, errlen) ||
+        kp_ckpt_read_tensor(r, "opt.sc_m", t->sc_m, 1, &ns, err, errlen) ||
+        kp_ckpt_read_tensor(r, "opt.sc_v", t->sc_v, 1, &ns, err, errlen))
+        return -1;
+    for (int tw = 0; tw < kp_bienc_n_towers(t->m); tw++) {
+        kp_bienc_opt_view v;
+        uint64_t k, nd;
+        if (kp_bienc_opt_state(t->o, t->m, tw, &v)) return kp_errf(err, errlen, "tower"), -1;
+        nd = v.n_dense;
+        snprintf(name, sizeof name, "opt.%s.m_dense", state_tower[tw]);
+        if (kp_ckpt_read_tensor(r, name, v.m_dense, 1, &nd, err, errlen)) return -1;
+        snprintf(name, sizeof name, "opt.%s.v_dense", state_tower[tw]);
+        if (kp_ckpt_read_tensor(r, name, v.v_dense, 1, &nd, err, errlen)) return -1;
+        snprintf(name, sizeof name, "opt.%s.rows", state_tower[tw]);
+        if (kp_ckpt_get_u64(r, name, &k) || k > v.n_rows)
+            return kp_errf(err, errlen, "checkpoint: bad %s", name), -1;
+        memset(v.row_t, 0, sizeof(uint32_t) * v.n_rows);
+        memset(v.m_emb, 0, sizeof(float) * v.n_emb);
+        memset(v.v_emb, 0, sizeof(float) * v.n_emb);
+        *v.t = ot;
+        if (!k) continue;
+        float *f = malloc(sizeof(float) * k * (v.row_dim > 4 ? v.row_dim : 4));
+        uint32_t *ids = malloc(sizeof(uint32_t) * k);
+        if (!f || !ids) {
+            free(f), free(ids);
+            return kp_errf(err, errlen, "out of memory"), -1;
+        }
+        uint64_t d1 = k, d2[2] = {k, v.row_dim};
+        static const char *const hl[4] = {"ids_hi", "ids_lo", "t_hi", "t_lo"};
+        int rc = 0;
+        for (int q = 0; q < 4 && !rc; q++) {
+            snprintf(name, sizeof name, "opt.%s.%s", state_tower[tw], hl[q]);
+            rc = kp_ckpt_read_tensor(r, name, f + (size_t)q * k, 1, &d1, err, errlen);
+        }
+        for (size_t j = 0; j < k && !rc; j++) {
+            uint32_t id = ((uint32_t)f[j] << 16) | (uint32_t)f[k + j];
+            if (id >= v.n_rows) {
+                kp_errf(err, errlen, "checkpoint: row id out of range");
+                rc = -1;
+                break;
+            }
+            ids[j] = id;
+            v.row_t[id] = ((uint32_t)f[2 * k + j] << 16) | (uint32_t)f[3 * k + j];
+        }
+        for (int q = 0; q < 2 && !rc; q++) {
+            snprintf(name, sizeof name, "opt.%s.%s", state_tower[tw], q ? "v_rows" : "m_rows");
+            rc = kp_ckpt_read_tensor(r, name, f, 2, d2, err, errlen);
+            float *dst = q ? v.v_emb : v.m_emb;
+            for (size_t j = 0; j < k && !rc; j++)
+                memcpy(dst + (size_t)ids[j] * v.row_dim, f + j * v.row_dim,
+                       sizeof(float) * v.row_dim);
+        }
+        free(f), free(ids);
+        if (rc) return -1;
+    }
+    t->steps = (long)steps;
+    t->sc_t = sc_t;
+    return 0;
+}

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "model/bienc.h"
+#include "model/ckpt.h"
 #include "model/nn.h"
 
 /* Teacher (e.g. the cross-encoder): scores n (item text, keyphrase text) pairs into out[n], in
@@ -139,6 +140,16 @@ int kp_trainer_step(kp_trainer *t, const kp_train_batch *b, kp_train_losses *out
 /* Steps taken so far; learning rate of the next step. */
 long kp_trainer_steps(const kp_trainer *t);
 float kp_trainer_lr(const kp_trainer *t);
+
+/* The optimiser state (Adam moments of the dense weights and of every embedding row ever updated,
+ * the per-row and global step counters, the BCE scalars and their moments, the step count) as
+ * records "opt.*" of checkpoint w: pass as kp_bienc_save_ext's extra with t as ctx. 0 or -1. */
+int kp_trainer_save_state(kp_ckpt_writer *w, void *t);
+
+/* Restores what kp_trainer_save_state wrote (the model's own tensors are not touched). 0, or -1
+ * with err when r holds no optimiser state, or one of another shape (t is then unchanged only in
+ * the first case; call kp_trainer_reset_state after a failure). */
+int kp_trainer_load_state(kp_trainer *t, kp_ckpt_reader *r, char *err, size_t errlen);
 
 /* Rows of tower tw's embedding table that the last step changed (owned by t, valid until the next
  * step). With shared towers both towers give the same list. */

@@ -28,7 +28,22 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     }
 }
 
-kp_producer *kp_producer_new(const kp_config *c, char *err, size_t errlen)
+/* A record of a transaction: the message and where it landed (the delivery report's offset). */
+typedef struct {
+    kp_outmsg o; /* first: the opaque of the record points here */
+    int64_t offset;
+} txn_slot;
+
+static void on_delivery_txn(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    txn_slot *s = m->_private;
+    if (s && !m->err) s->offset = m->offset;
+    on_delivery(rk, m, opaque);
+}
+
+static int send_one(kp_producer *p, kp_outmsg *o);
+
+static kp_producer *producer_new(const kp_config *c, const char *txn_id, char *err, size_t errlen)
 {
     char e[512];
     rd_kafka_conf_t *conf = NULL;
@@ -37,7 +52,10 @@ kp_producer *kp_producer_new(const kp_config *c, char *err, size_t errlen)
         kp_errf(err, errlen, "out of memory");
         goto err;
     }
-    if (!(conf = kp_kafka_producer_conf(c, "5", on_delivery, err, errlen))) goto err;
+    if (!(conf =
+              kp_kafka_producer_conf(c, "5", txn_id ? on_delivery_txn : on_delivery, err, errlen)))
+        goto err;
+    if (txn_id && kp_kafka_conf_force(conf, "transactional.id", txn_id, err, errlen)) goto err;
     if (!(p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e))) {
         kp_errf(err, errlen, "producer: %s", e);
         goto err;
@@ -47,6 +65,123 @@ err:
     if (conf) rd_kafka_conf_destroy(conf);
     free(p);
     return NULL;
+}
+
+kp_producer *kp_producer_new(const kp_config *c, char *err, size_t errlen)
+{
+    return producer_new(c, NULL, err, errlen);
+}
+
+/* err <- e's message; destroys e. */
+static void txn_err(rd_kafka_error_t *e, const char *what, char *err, size_t errlen)
+{
+    kp_errf(err, errlen, "%s: %s", what, rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+}
+
+kp_producer *kp_producer_new_txn(const kp_config *c, const char *txn_id, int timeout_ms, char *err,
+                                 size_t errlen)
+{
+    kp_producer *p = producer_new(c, txn_id, err, errlen);
+    if (!p) return NULL;
+    rd_kafka_error_t *e = rd_kafka_init_transactions(p->rk, timeout_ms);
+    if (e) {
+        txn_err(e, "init transactions", err, errlen);
+        rd_kafka_destroy(p->rk);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Aborts the open transaction. KP_TXN_ABORTED, or KP_TXN_FATAL when even that fails. */
+static kp_txn_rc txn_abort(kp_producer *p, char *err, size_t errlen)
+{
+    rd_kafka_error_t *e = rd_kafka_abort_transaction(p->rk, 60000);
+    if (!e) return KP_TXN_ABORTED;
+    char why[512];
+    txn_err(e, "abort transaction", why, sizeof why);
+    kp_errf(err, errlen, "%s (after: %s)", why, err);
+    return KP_TXN_FATAL;
+}
+
+/* What an error of a transactional call means; destroys e. */
+static kp_txn_rc txn_fail(kp_producer *p, rd_kafka_error_t *e, const char *what, char *err,
+                          size_t errlen)
+{
+    int fatal = rd_kafka_error_is_fatal(e);
+    txn_err(e, what, err, errlen);
+    /* abortable or not, this transaction is over: abort it (a fatal error leaves nothing to do) */
+    return fatal ? KP_TXN_FATAL : txn_abort(p, err, errlen);
+}
+
+kp_txn_rc kp_producer_txn_publish(kp_producer *p, kp_outmsg *msgs, int n, rd_kafka_t *consumer,
+                                  const rd_kafka_topic_partition_list_t *offsets, int64_t *landed,
+                                  volatile sig_atomic_t *abort_flag, char *err, size_t errlen)
+{
+    txn_slot *sl = calloc((size_t)(n > 0 ? n : 1), sizeof *sl);
+    if (!sl) {
+        kp_errf(err, errlen, "out of memory");
+        return KP_TXN_ABORTED;
+    }
+    rd_kafka_error_t *e = rd_kafka_begin_transaction(p->rk);
+    if (e) {
+        int fatal = rd_kafka_error_is_fatal(e);
+        txn_err(e, "begin transaction", err, errlen);
+        free(sl);
+        return fatal ? KP_TXN_FATAL : KP_TXN_ABORTED;
+    }
+    int sent = 0, bad = 0;
+    for (; sent < n; sent++) {
+        sl[sent].o = msgs[sent];
+        sl[sent].offset = -1;
+        if (send_one(p, &sl[sent].o)) {
+            bad = 1;
+            break;
+        }
+    }
+    for (;;) { /* every delivery report of what was sent, before sl is freed */
+        int pending = 0;
+        for (int i = 0; i < sent; i++)
+            pending += sl[i].o.state == KP_OUT_PENDING;
+        if (!pending) break;
+        rd_kafka_poll(p->rk, 20);
+    }
+    for (int i = 0; i < sent; i++) {
+        msgs[i].state = sl[i].o.state;
+        bad |= sl[i].o.state != KP_OUT_DONE;
+        if (landed) landed[i] = sl[i].offset;
+    }
+    free(sl);
+    if (bad) {
+        kp_errf(err, errlen, "a record of the transaction was not delivered");
+        return txn_abort(p, err, errlen);
+    }
+    if (offsets && offsets->cnt && consumer) {
+        rd_kafka_consumer_group_metadata_t *gm = rd_kafka_consumer_group_metadata(consumer);
+        e = rd_kafka_send_offsets_to_transaction(p->rk, offsets, gm, 60000);
+        rd_kafka_consumer_group_metadata_destroy(gm);
+        if (e) return txn_fail(p, e, "send offsets to transaction", err, errlen);
+    }
+    const char *hold = getenv("KPREC_TEST_TXN_HOLD_MS");
+    if (hold && atoi(hold) > 0) {
+        kp_warn("producer: test hook: holding the transaction open for %s ms", hold);
+        kp_backoff_sleep(atoi(hold), NULL, NULL, NULL);
+    }
+    if (abort_flag && *abort_flag) {
+        kp_errf(err, errlen, "stopped before the commit");
+        return txn_abort(p, err, errlen);
+    }
+    for (int tries = 0;; tries++) {
+        e = rd_kafka_commit_transaction(p->rk, 60000);
+        if (!e) return KP_TXN_COMMITTED;
+        if (rd_kafka_error_is_retriable(e) && tries < 5) {
+            kp_warn("producer: commit transaction: %s; retrying", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            continue;
+        }
+        return txn_fail(p, e, "commit transaction", err, errlen);
+    }
 }
 
 rd_kafka_t *kp_producer_handle(kp_producer *p)

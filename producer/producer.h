@@ -48,4 +48,26 @@ rd_kafka_t *kp_producer_handle(kp_producer *p);
 int kp_producer_deliver(kp_producer *p, kp_outmsg *msgs, int n, const kp_config *c,
                         volatile sig_atomic_t *abort_flag, kp_tick_fn tick, void *tick_opaque);
 
+/* ---- transactions (the trainer's model topic) ---- */
+
+/* A transactional producer: kp_producer_new's configuration plus transactional.id = txn_id, then
+ * rd_kafka_init_transactions (which fences an older producer with the same id and aborts its open
+ * transaction). NULL with err (e.g. the broker cannot be reached within timeout_ms). */
+kp_producer *kp_producer_new_txn(const kp_config *c, const char *txn_id, int timeout_ms, char *err,
+                                 size_t errlen);
+
+typedef enum { KP_TXN_COMMITTED = 0, KP_TXN_ABORTED = -1, KP_TXN_FATAL = -2 } kp_txn_rc;
+
+/* Publishes msgs[n] in one transaction, together with offsets (the next offsets to consume, may be
+ * NULL) of the consumer group of `consumer`: begin, produce, wait for every delivery report, send
+ * the offsets, commit. landed (may be NULL) gets the offset of each record. KP_TXN_COMMITTED: all
+ * of it is visible to read_committed readers at once; KP_TXN_ABORTED: none of it is (the caller may
+ * try again later); KP_TXN_FATAL: the producer is fenced (another trainer with the same
+ * transactional.id started) or unusable: stop publishing. *abort_flag (may be NULL) aborts the
+ * transaction. Test hook: KPREC_TEST_TXN_HOLD_MS in the environment holds a transaction open that
+ * long before its commit. */
+kp_txn_rc kp_producer_txn_publish(kp_producer *p, kp_outmsg *msgs, int n, rd_kafka_t *consumer,
+                                  const rd_kafka_topic_partition_list_t *offsets, int64_t *landed,
+                                  volatile sig_atomic_t *abort_flag, char *err, size_t errlen);
+
 #endif

@@ -12,8 +12,10 @@ stack_up
 mkdir -p "$T/ckpt"
 cat >>"$CONF" <<INI
 
+[model]
+hmac_key = scale-test-key
+
 [train]
-checkpoint_dir = $T/ckpt
 delta_steps = 4
 delta_ms = 2000
 checkpoint_every = 3
@@ -28,7 +30,7 @@ for w in 1 2 3; do
   PID[$w]=$WPID
 done
 TP=$(port)
-start_worker trainer1 KPREC_WORKER_ROLE=train KPREC_WORKER_METRICS_PORT="$TP"
+start_worker trainer1 KPREC_WORKER_ROLE=train KPREC_WORKER_METRICS_PORT="$TP" KPREC_TRAIN_CHECKPOINT_DIR="$T/ckpt"
 TR=$WPID
 metric() { curl -sf "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
 for w in 1 2 3; do wait_for 60 "serve$w up" curl -sf "http://127.0.0.1:${MP[$w]}/healthz" -o /dev/null; done
@@ -62,7 +64,7 @@ before=$(metric "$TP" kprec_model_version)
 kill -9 "$TR"
 ok "trainer killed (SIGKILL) at version $before"
 TP=$(port) # a fresh port: the killed trainer's may linger
-start_worker trainer2 KPREC_WORKER_ROLE=train KPREC_WORKER_METRICS_PORT="$TP"
+start_worker trainer2 KPREC_WORKER_ROLE=train KPREC_WORKER_METRICS_PORT="$TP" KPREC_TRAIN_CHECKPOINT_DIR="$T/ckpt"
 TR=$WPID
 wait "$RI" || fail "item replay failed"
 wait "$RC" || fail "click replay failed"
@@ -73,6 +75,9 @@ ok "20000 items, one Redis entry each"
 restarted() { grep -q "trainer: starting at model version" "$T/trainer2.log"; }
 wait_for 120 "the restarted trainer to catch up" restarted
 restart_v=$(sed -n 's/.*trainer: starting at model version \([0-9]*\).*/\1/p' "$T/trainer2.log")
+restored() { grep -q "trainer: optimiser state restored" "$T/trainer2.log"; }
+wait_for 60 "the restarted trainer to restore Adam's state" restored
+ok "the restarted trainer restored the optimiser state: $(grep -o 'optimiser state restored.*' "$T/trainer2.log")"
 [ -n "$restart_v" ] && [ "$restart_v" -ge "$before" ] || fail "restarted trainer started at '$restart_v' < $before"
 ok "restarted trainer resumed at version $restart_v (had published $before)"
 
@@ -95,6 +100,9 @@ same_version() {
 wait_for 60 "replicas at version $final" same_version
 converged=$(date +%s.%N)
 for w in 1 3; do
+  [ "$(metric "${MP[$w]}" kprec_model_stuck)" = 0 ] || fail "serve$w reports stuck"
+  [ "$(metric "${MP[$w]}" kprec_model_topic_version)" = "$final" ] || fail "serve$w: topic version $(metric "${MP[$w]}" kprec_model_topic_version) != $final"
+  curl -sf "http://127.0.0.1:${MP[$w]}/healthz" >/dev/null || fail "serve$w /healthz not ok"
   echo "serve$w: version $(metric "${MP[$w]}" kprec_model_version), delta lag $(metric "${MP[$w]}" kprec_model_delta_lag_ms) ms, re-embed $(metric "${MP[$w]}" kprec_model_reembed_ms) ms" >&2
 done
 python3 -c "print(f'CONVERGENCE: both live replicas at version $final {$converged-$last_pub:.2f} s after the trainer stopped')" >&2
