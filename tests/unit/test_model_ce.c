@@ -212,7 +212,7 @@ static void test_bce_grad(void **state)
 
 static kp_ce *small_model(uint64_t seed)
 {
-    kp_ce_config c = {512, 6, 5, 64};
+    kp_ce_config c = {512, 6, 5, 64, 1};
     return kp_ce_new(&c, seed);
 }
 
@@ -223,7 +223,7 @@ static void test_pair_grad(void **state)
     assert_non_null(m);
     const uint32_t nb = kp_ce_cfg(m)->n_buckets;
     const int E = kp_ce_cfg(m)->emb_dim, F = kp_ce_n_features(m);
-    assert_int_equal(F, KP_CE_N_KERNELS + KP_CE_N_EXACT + 4 * E);
+    assert_int_equal(F, KP_CE_N_KERNELS + KP_CE_N_EXACT + 4 * E + KP_CE_N_EXT);
     kp_ce_tokbuf bi, bk;
     kp_ce_text ti = kp_ce_tokenize("cordless drill kit with battery", nb, &bi);
     kp_ce_text tk = kp_ce_tokenize("battery drills", nb, &bk);
@@ -233,7 +233,9 @@ static void test_pair_grad(void **state)
     kp_rng rng;
     kp_rng_seed(&rng, 12);
     th_fill(&rng, r, (size_t)F, 1.0f);
-    r[0] = 0.0f; /* exact-match kernel (sigma 0.001): not differentiable in float FD */
+    /* exact-match kernels (sigma 0.001): not differentiable in float FD */
+    const int xo = KP_CE_N_KERNELS + KP_CE_N_EXACT + 4 * E;
+    r[0] = r[xo] = r[xo + KP_CE_N_KERNELS] = 0.0f;
     kp_rowgrad g;
     assert_int_equal(kp_rowgrad_init(&g, nb, E), 0);
     assert_int_equal(kp_ce_pair_backward(m, &ti, &tk, r, w, &g), 0);
@@ -379,7 +381,7 @@ static void test_score_and_ckpt(void **state)
     kp_ce_free(NULL);
     kp_ce_ws_free(NULL);
     /* bad configs */
-    kp_ce_config bad = {0, 4, 4, 4};
+    kp_ce_config bad = {0, 4, 4, 4, 1};
     assert_int_equal(kp_ce_config_check(&bad, err, sizeof(err)), -1);
     assert_null(kp_ce_new(&bad, 1));
     kp_ce_free(m);

@@ -103,7 +103,7 @@ static void test_train_synthetic(void **state)
     o.on_epoch = record_epoch;
     kp_ce_epoch_stats last;
     char err[256];
-    kp_ce_config c = {4096, 8, 16, 256};
+    kp_ce_config c = {4096, 8, 16, 256, 1};
     kp_ce *m = kp_ce_new(&c, 5), *m2 = kp_ce_new(&c, 5);
     g_epochs_seen = 0;
     assert_int_equal(kp_ce_train(m, &s.items, &s.keys, &s.j, s.role, &o, &last, err, 256), 0);
