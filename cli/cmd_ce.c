@@ -37,6 +37,11 @@ static void usage(FILE *f)
             "  --hidden H          MLP hidden size (default 64)\n"
             "  --lr X              learning rate of the dense weights (default 2e-3)\n"
             "  --lr-emb X          learning rate of the embedding rows (default 1e-2)\n"
+            "  --neg-weight W      loss weight of the random negatives (default 1)\n"
+            "  --batch N           mini-batch size (default 128)\n"
+            "  --weight-decay X    AdamW weight decay of the dense weights (default 0)\n"
+            "  --keep-best         end with the epoch of the best validation Spearman\n"
+            "  --v1-features       version-1 feature layout (no ext features)\n"
             "  --quiet             no progress line\n"
             "  --help              this text\n",
             KP_SPLIT_BENCH_FRAC);
@@ -63,16 +68,16 @@ static void on_epoch(void *ctx, const kp_ce_epoch_stats *s)
     if (pc->started && !pc->quiet && pc->p.tty) fprintf(stderr, "\n");
     fprintf(stderr,
             WHO ": epoch %d: loss %.4f (%d examples)  valid: %d pairs, spearman %.4f "
-                "pearson %.4f auc %.4f auc_rand %.4f  [%.1f s]\n",
+                "pearson %.4f auc %.4f auc_rand %.4f%s  [%.1f s]\n",
             s->epoch, s->loss, s->n_train, s->n_valid, s->spearman, s->pearson, s->auc, s->auc_rand,
-            s->seconds);
+            s->best ? " (best)" : "", s->seconds);
 }
 
 typedef struct {
     kp_cli_paths in; /* items, keyphrases, judgments */
     const char *out;
     double valid_frac, bench_frac;
-    int quiet;
+    int quiet, v1;
     kp_ce_train_opts o;
     kp_ce_config c;
 } ce_args;
@@ -101,9 +106,16 @@ static int ce_parse(int argc, char **argv, ce_args *a)
         {"hidden", 'H', KP_OPT_INT, &a->c.hidden_dim, .lo = 1, .hi = KP_CE_MAX_DIM},
         {"lr", 'l', KP_OPT_FLOAT, &o->lr, .lo = 1e-7, .hi = 1.0},
         {"lr-emb", 'L', KP_OPT_FLOAT, &o->lr_emb, .lo = 1e-7, .hi = 1.0},
+        {"neg-weight", 0, KP_OPT_FLOAT, &o->neg_weight, .lo = 0.0, .hi = 100.0},
+        {"batch", 0, KP_OPT_INT, &o->batch, .lo = 1, .hi = 65536},
+        {"weight-decay", 0, KP_OPT_FLOAT, &o->weight_decay, .lo = 0.0, .hi = 10.0},
+        {"keep-best", 0, KP_OPT_FLAG, .out = &o->keep_best},
+        {"v1-features", 0, KP_OPT_FLAG, .out = &a->v1},
         {"quiet", 'q', KP_OPT_FLAG, .out = &a->quiet},
         {NULL}};
-    return kp_opts_parse(WHO, usage, opts, argc, argv, NULL);
+    int rc = kp_opts_parse(WHO, usage, opts, argc, argv, NULL);
+    if (a->v1) a->c.ext_features = 0;
+    return rc;
 }
 
 /* Splits the items into benchmark hold-out (never used), validation and training parts:
@@ -165,6 +177,9 @@ static int ce_run(ce_args *a, const kp_cli_data *d, const unsigned char *role, c
         goto out;
     if (pc.started) kp_progress_done(&pc.p, pc.p.total);
     if (kp_ce_save(m, a->out, err, sizeof(err)) != 0) goto out;
+    if (last.best_epoch > 0)
+        fprintf(stderr, WHO ": kept the parameters of epoch %d (best validation Spearman)\n",
+                last.best_epoch);
     fprintf(stderr, WHO ": wrote %s (model version %llu) in %.1f s\n", a->out,
             (unsigned long long)kp_ce_version(m), last.seconds);
     rc = 0;
