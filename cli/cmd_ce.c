@@ -42,6 +42,8 @@ static void usage(FILE *f)
             "  --weight-decay X    AdamW weight decay of the dense weights (default 0)\n"
             "  --keep-best         end with the epoch of the best validation Spearman\n"
             "  --v1-features       version-1 feature layout (no ext features)\n"
+            "  --ensemble N        train N models (seeds S, S+1, ...) and average their logits\n"
+            "                      (default 1; scoring is N times slower)\n"
             "  --quiet             no progress line\n"
             "  --help              this text\n",
             KP_SPLIT_BENCH_FRAC);
@@ -77,7 +79,7 @@ typedef struct {
     kp_cli_paths in; /* items, keyphrases, judgments */
     const char *out;
     double valid_frac, bench_frac;
-    int quiet, v1;
+    int quiet, v1, ensemble;
     kp_ce_train_opts o;
     kp_ce_config c;
 } ce_args;
@@ -88,6 +90,7 @@ static int ce_parse(int argc, char **argv, ce_args *a)
     memset(a, 0, sizeof *a);
     a->valid_frac = 0.1;
     a->bench_frac = KP_SPLIT_BENCH_FRAC;
+    a->ensemble = 1;
     kp_ce_train_opts *o = &a->o;
     kp_ce_train_opts_default(o);
     o->epochs = 3;
@@ -111,6 +114,7 @@ static int ce_parse(int argc, char **argv, ce_args *a)
         {"weight-decay", 0, KP_OPT_FLOAT, &o->weight_decay, .lo = 0.0, .hi = 10.0},
         {"keep-best", 0, KP_OPT_FLAG, .out = &o->keep_best},
         {"v1-features", 0, KP_OPT_FLAG, .out = &a->v1},
+        {"ensemble", 0, KP_OPT_INT, &a->ensemble, .lo = 1, .hi = 32},
         {"quiet", 'q', KP_OPT_FLAG, .out = &a->quiet},
         {NULL}};
     int rc = kp_opts_parse(WHO, usage, opts, argc, argv, NULL);
@@ -154,32 +158,51 @@ static int ce_run(ce_args *a, const kp_cli_data *d, const unsigned char *role, c
 {
     char err[512];
     kp_ce_train_opts *o = &a->o;
-    kp_ce *m = kp_ce_new(&a->c, o->seed);
-    if (!m || kp_ce_set_idf(m, docs, nd) != 0) {
-        kp_ce_free(m);
-        kp_cli_fail(WHO, "out of memory for the model");
-        return -1;
-    }
-    fprintf(stderr,
-            WHO ": buckets %u, emb %d, hidden %d, features %d; epochs %d, negatives "
-                "%d, threads %d, seed %llu; loss: binary cross-entropy\n",
-            a->c.n_buckets, a->c.emb_dim, a->c.hidden_dim, kp_ce_n_features(m), o->epochs,
-            o->negatives, o->threads, (unsigned long long)o->seed);
-    progress_ctx pc;
-    memset(&pc, 0, sizeof(pc));
-    pc.quiet = a->quiet;
-    o->progress = on_progress;
-    o->on_epoch = on_epoch;
-    o->ctx = &pc;
+    kp_ce *m = NULL;
     kp_ce_epoch_stats last;
     int rc = -1;
-    if (kp_ce_train(m, &d->items, &d->keys, &d->judg, role, o, &last, err, sizeof(err)) != 0)
-        goto out;
-    if (pc.started) kp_progress_done(&pc.p, pc.p.total);
+    uint64_t seed0 = o->seed;
+    progress_ctx pc;
+    for (int e = 0; e < a->ensemble; e++) {
+        kp_ce_train_opts oe = *o;
+        oe.seed = seed0 + (uint64_t)e;
+        kp_ce *me = kp_ce_new(&a->c, oe.seed);
+        if (!me || kp_ce_set_idf(me, docs, nd) != 0) {
+            kp_ce_free(me);
+            kp_ce_free(m);
+            kp_cli_fail(WHO, "out of memory for the model");
+            return -1;
+        }
+        fprintf(stderr,
+                WHO ": buckets %u, emb %d, hidden %d, features %d; epochs %d, negatives "
+                    "%d (weight %g), threads %d, seed %llu (member %d of %d); loss: binary "
+                    "cross-entropy\n",
+                a->c.n_buckets, a->c.emb_dim, a->c.hidden_dim, kp_ce_n_features(me), oe.epochs,
+                oe.negatives, (double)oe.neg_weight, oe.threads, (unsigned long long)oe.seed, e + 1,
+                a->ensemble);
+        memset(&pc, 0, sizeof(pc));
+        pc.quiet = a->quiet;
+        oe.progress = on_progress;
+        oe.on_epoch = on_epoch;
+        oe.ctx = &pc;
+        if (kp_ce_train(me, &d->items, &d->keys, &d->judg, role, &oe, &last, err, sizeof(err)) !=
+            0) {
+            kp_ce_free(me);
+            goto out;
+        }
+        if (pc.started) kp_progress_done(&pc.p, pc.p.total);
+        if (last.best_epoch > 0)
+            fprintf(stderr, WHO ": kept the parameters of epoch %d (best validation Spearman)\n",
+                    last.best_epoch);
+        if (!m) {
+            m = me;
+        } else if (kp_ce_ensemble_add(m, me) != 0) {
+            kp_ce_free(me);
+            snprintf(err, sizeof err, "cannot add an ensemble member");
+            goto out;
+        }
+    }
     if (kp_ce_save(m, a->out, err, sizeof(err)) != 0) goto out;
-    if (last.best_epoch > 0)
-        fprintf(stderr, WHO ": kept the parameters of epoch %d (best validation Spearman)\n",
-                last.best_epoch);
     fprintf(stderr, WHO ": wrote %s (model version %llu) in %.1f s\n", a->out,
             (unsigned long long)kp_ce_version(m), last.seconds);
     rc = 0;

@@ -24,11 +24,12 @@ const float kp_ce_kernel_sigma[KP_CE_N_KERNELS] = {0.001f, 0.1f, 0.1f, 0.1f, 0.1
 
 struct kp_ce {
     kp_ce_config c;
-    int F;            /* MLP input width */
-    uint64_t version; /* model version (training steps / publications) */
-    float *emb;       /* [n_buckets x E] */
-    float *dense;     /* W1 [H x F] | b1 [H] | W2 [H] | b2 [1] */
-    float *idf;       /* [n_idf] */
+    int F;              /* MLP input width */
+    uint64_t version;   /* model version (training steps / publications) */
+    float *emb;         /* [n_buckets x E] */
+    float *dense;       /* W1 [H x F] | b1 [H] | W2 [H] | b2 [1] */
+    float *idf;         /* [n_idf] */
+    struct kp_ce *next; /* further ensemble members (same config), owned; NULL: none */
 };
 
 struct kp_ce_ws {
@@ -127,10 +128,34 @@ kp_ce *kp_ce_new(const kp_ce_config *c, uint64_t seed)
 void kp_ce_free(kp_ce *m)
 {
     if (!m) return;
+    kp_ce_free(m->next);
     free(m->emb);
     free(m->dense);
     free(m->idf);
     free(m);
+}
+
+int kp_ce_ensemble_add(kp_ce *m, kp_ce *member)
+{
+    if (!m || !member || member->next || member == m) return -1;
+    const kp_ce_config *a = &m->c, *b = &member->c;
+    if (a->n_buckets != b->n_buckets || a->emb_dim != b->emb_dim ||
+        a->hidden_dim != b->hidden_dim || a->n_idf != b->n_idf ||
+        a->ext_features != b->ext_features)
+        return -1;
+    kp_ce *t = m;
+    while (t->next)
+        t = t->next;
+    t->next = member;
+    return 0;
+}
+
+int kp_ce_n_members(const kp_ce *m)
+{
+    int n = 0;
+    for (; m; m = m->next)
+        n++;
+    return n;
 }
 
 const kp_ce_config *kp_ce_cfg(const kp_ce *m)
@@ -758,14 +783,22 @@ int kp_ce_score(const kp_ce *m, const char *const *items, const char *const *key
     float *h = x + (size_t)SCORE_CHUNK * F, *z = h + (size_t)SCORE_CHUNK * H;
     for (int s = 0; s < n; s += SCORE_CHUNK) {
         int B = n - s < SCORE_CHUNK ? n - s : SCORE_CHUNK;
-        for (int b = 0; b < B; b++) {
-            kp_ce_text ti = kp_ce_tokenize(items[s + b], m->c.n_buckets, &tb[0]);
-            kp_ce_text tk = kp_ce_tokenize(keys[s + b], m->c.n_buckets, &tb[1]);
-            kp_ce_pair_features(m, &ti, &tk, x + (size_t)b * F, w);
-        }
-        kp_ce_head_forward(m, x, B, h, z);
         for (int b = 0; b < B; b++)
-            out[s + b] = kp_ce_sigmoid(z[b]);
+            out[s + b] = 0.0f;
+        /* every member sees the same tokens: one tokenisation per pair, the logits averaged */
+        for (const kp_ce *mm = m; mm; mm = mm->next) {
+            for (int b = 0; b < B; b++) {
+                kp_ce_text ti = kp_ce_tokenize(items[s + b], m->c.n_buckets, &tb[0]);
+                kp_ce_text tk = kp_ce_tokenize(keys[s + b], m->c.n_buckets, &tb[1]);
+                kp_ce_pair_features(mm, &ti, &tk, x + (size_t)b * F, w);
+            }
+            kp_ce_head_forward(mm, x, B, h, z);
+            for (int b = 0; b < B; b++)
+                out[s + b] += z[b];
+        }
+        float inv = 1.0f / (float)kp_ce_n_members(m);
+        for (int b = 0; b < B; b++)
+            out[s + b] = kp_ce_sigmoid(out[s + b] * inv);
     }
     rc = 0;
 err:
@@ -812,6 +845,55 @@ int kp_ce_set_idf(kp_ce *m, const char *const *docs, int n_docs)
 
 /* ---- checkpoints ----------------------------------------------------------------------------- */
 
+/* Tensor name of member i: "emb", "w1", ... for member 0, "emb.1", "w1.1", ... after it. */
+static const char *member_name(char *buf, size_t n, const char *base, int i)
+{
+    if (i == 0) return base;
+    snprintf(buf, n, "%s.%d", base, i);
+    return buf;
+}
+
+static void put_member(kp_ckpt_writer *w, const kp_ce *m, int i)
+{
+    char nb[32];
+    size_t H = (size_t)m->c.hidden_dim, F = (size_t)m->F;
+    const float *W1 = m->dense, *b1 = W1 + H * F, *W2 = b1 + H, *b2 = W2 + H;
+    uint64_t d_emb[2] = {m->c.n_buckets, (uint64_t)m->c.emb_dim}, d_w1[2] = {H, F};
+    uint64_t d_h[1] = {H}, d_w2[2] = {1, H}, d_1[1] = {1}, d_idf[1] = {m->c.n_idf};
+    kp_ckpt_put_tensor(w, member_name(nb, sizeof nb, "emb", i), m->emb, 2, d_emb);
+    kp_ckpt_put_tensor(w, member_name(nb, sizeof nb, "w1", i), W1, 2, d_w1);
+    kp_ckpt_put_tensor(w, member_name(nb, sizeof nb, "b1", i), b1, 1, d_h);
+    kp_ckpt_put_tensor(w, member_name(nb, sizeof nb, "w2", i), W2, 2, d_w2);
+    kp_ckpt_put_tensor(w, member_name(nb, sizeof nb, "b2", i), b2, 1, d_1);
+    kp_ckpt_put_tensor(w, member_name(nb, sizeof nb, "idf", i), m->idf, 1, d_idf);
+}
+
+static int read_member(kp_ckpt_reader *r, const char *path, kp_ce *m, int i, char *err,
+                       size_t errlen)
+{
+    char nb[32];
+    size_t H = (size_t)m->c.hidden_dim, F = (size_t)m->F;
+    float *W1 = m->dense, *b1 = W1 + H * F, *W2 = b1 + H, *b2 = W2 + H;
+    uint64_t d_emb[2] = {m->c.n_buckets, (uint64_t)m->c.emb_dim}, d_w1[2] = {H, F};
+    uint64_t d_h[1] = {H}, d_w2[2] = {1, H}, d_1[1] = {1}, d_idf[1] = {m->c.n_idf};
+    if (kp_ckpt_read_tensor(r, member_name(nb, sizeof nb, "emb", i), m->emb, 2, d_emb, err,
+                            errlen) != 0 ||
+        kp_ckpt_read_tensor(r, member_name(nb, sizeof nb, "w1", i), W1, 2, d_w1, err, errlen) ||
+        kp_ckpt_read_tensor(r, member_name(nb, sizeof nb, "b1", i), b1, 1, d_h, err, errlen) ||
+        kp_ckpt_read_tensor(r, member_name(nb, sizeof nb, "w2", i), W2, 2, d_w2, err, errlen) ||
+        kp_ckpt_read_tensor(r, member_name(nb, sizeof nb, "b2", i), b2, 1, d_1, err, errlen) ||
+        kp_ckpt_read_tensor(r, member_name(nb, sizeof nb, "idf", i), m->idf, 1, d_idf, err,
+                            errlen) != 0)
+        return -1;
+    for (size_t q = 0; q < kp_ce_dense_size(m); q++) {
+        if (!isfinite(m->dense[q])) {
+            kp_errf(err, errlen, "ce checkpoint %s: non-finite weight", path);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int kp_ce_save(const kp_ce *m, const char *path, char *err, size_t errlen)
 {
     if (!m || !path) {
@@ -820,25 +902,22 @@ int kp_ce_save(const kp_ce *m, const char *path, char *err, size_t errlen)
     }
     kp_ckpt_writer *w = kp_ckpt_writer_new(path, KP_CE_KIND, err, errlen);
     if (!w) return -1;
-    size_t H = (size_t)m->c.hidden_dim, F = (size_t)m->F;
-    const float *W1 = m->dense, *b1 = W1 + H * F, *W2 = b1 + H, *b2 = W2 + H;
-    kp_ckpt_put_u64(w, "ce_version", m->c.ext_features ? KP_CE_VERSION : 1u);
+    int nm = kp_ce_n_members(m), v2 = m->c.ext_features || nm > 1;
+    kp_ckpt_put_u64(w, "ce_version", v2 ? KP_CE_VERSION : 1u);
     kp_ckpt_put_u64(w, "model_version", m->version);
     kp_ckpt_put_u64(w, "n_buckets", m->c.n_buckets);
     kp_ckpt_put_u64(w, "emb_dim", (uint64_t)m->c.emb_dim);
-    kp_ckpt_put_u64(w, "hidden_dim", H);
+    kp_ckpt_put_u64(w, "hidden_dim", (uint64_t)m->c.hidden_dim);
     kp_ckpt_put_u64(w, "n_idf", m->c.n_idf);
     kp_ckpt_put_u64(w, "n_kernels", KP_CE_N_KERNELS);
     kp_ckpt_put_u64(w, "n_exact", KP_CE_N_EXACT);
-    if (m->c.ext_features) kp_ckpt_put_u64(w, "n_ext", KP_CE_N_EXT);
-    uint64_t d_emb[2] = {m->c.n_buckets, (uint64_t)m->c.emb_dim}, d_w1[2] = {H, F};
-    uint64_t d_h[1] = {H}, d_w2[2] = {1, H}, d_1[1] = {1}, d_idf[1] = {m->c.n_idf};
-    kp_ckpt_put_tensor(w, "emb", m->emb, 2, d_emb);
-    kp_ckpt_put_tensor(w, "w1", W1, 2, d_w1);
-    kp_ckpt_put_tensor(w, "b1", b1, 1, d_h);
-    kp_ckpt_put_tensor(w, "w2", W2, 2, d_w2);
-    kp_ckpt_put_tensor(w, "b2", b2, 1, d_1);
-    kp_ckpt_put_tensor(w, "idf", m->idf, 1, d_idf);
+    if (v2) {
+        kp_ckpt_put_u64(w, "n_ext", m->c.ext_features ? KP_CE_N_EXT : 0);
+        kp_ckpt_put_u64(w, "n_members", (uint64_t)nm);
+    }
+    int i = 0;
+    for (const kp_ce *mm = m; mm; mm = mm->next)
+        put_member(w, mm, i++);
     return kp_ckpt_writer_commit(w, err, errlen);
 }
 
@@ -873,12 +952,15 @@ kp_ce *kp_ce_load(const char *path, char *err, size_t errlen)
                 cv, KP_CE_VERSION);
         goto err;
     }
-    uint64_t next = 0;
-    if (cv >= 2 &&
-        (get_key(r, path, "n_ext", 1000, &next, err, errlen) != 0 || next != KP_CE_N_EXT)) {
+    uint64_t next = 0, nmem = 1;
+    if (cv >= 2 && (get_key(r, path, "n_ext", 1000, &next, err, errlen) != 0 ||
+                    get_key(r, path, "n_members", 1000, &nmem, err, errlen) != 0))
+        goto err;
+    if (cv >= 2 && ((next != 0 && next != KP_CE_N_EXT) || nmem < 1)) {
         kp_errf(err, errlen,
-                "ce checkpoint %s: version 2 with %" PRIu64 " ext features, this build has %d",
-                path, next, KP_CE_N_EXT);
+                "ce checkpoint %s: version 2 with %" PRIu64 " ext features and %" PRIu64
+                " members, this build has %d ext features",
+                path, next, nmem, KP_CE_N_EXT);
         goto err;
     }
     if (get_key(r, path, "model_version", UINT64_MAX, &ver, err, errlen) != 0 ||
@@ -896,7 +978,7 @@ kp_ce *kp_ce_load(const char *path, char *err, size_t errlen)
                 path, nk, nx, KP_CE_N_KERNELS, KP_CE_N_EXACT);
         goto err;
     }
-    kp_ce_config c = {(uint32_t)nb, (int)e, (int)h, (uint32_t)ni, cv >= 2};
+    kp_ce_config c = {(uint32_t)nb, (int)e, (int)h, (uint32_t)ni, next != 0};
     char why[128];
     if (kp_ce_config_check(&c, why, sizeof(why)) != 0) {
         kp_errf(err, errlen, "ce checkpoint %s: bad config: %s", path, why);
@@ -907,27 +989,20 @@ kp_ce *kp_ce_load(const char *path, char *err, size_t errlen)
         kp_errf(err, errlen, "ce checkpoint %s: out of memory for the model", path);
         goto err;
     }
-    if (kp_ckpt_n_tensors(r) != 6) {
-        kp_errf(err, errlen, "ce checkpoint %s: %d tensors, expected 6", path,
-                kp_ckpt_n_tensors(r));
+    if (kp_ckpt_n_tensors(r) != 6 * (int)nmem) {
+        kp_errf(err, errlen, "ce checkpoint %s: %d tensors, expected %d", path,
+                kp_ckpt_n_tensors(r), 6 * (int)nmem);
         goto err;
     }
-    size_t H = (size_t)c.hidden_dim, F = (size_t)m->F;
-    float *W1 = m->dense, *b1 = W1 + H * F, *W2 = b1 + H, *b2 = W2 + H;
-    uint64_t d_emb[2] = {nb, e}, d_w1[2] = {H, F}, d_h[1] = {H}, d_w2[2] = {1, H}, d_1[1] = {1},
-             d_idf[1] = {ni};
-    if (kp_ckpt_read_tensor(r, "emb", m->emb, 2, d_emb, err, errlen) != 0 ||
-        kp_ckpt_read_tensor(r, "w1", W1, 2, d_w1, err, errlen) != 0 ||
-        kp_ckpt_read_tensor(r, "b1", b1, 1, d_h, err, errlen) != 0 ||
-        kp_ckpt_read_tensor(r, "w2", W2, 2, d_w2, err, errlen) != 0 ||
-        kp_ckpt_read_tensor(r, "b2", b2, 1, d_1, err, errlen) != 0 ||
-        kp_ckpt_read_tensor(r, "idf", m->idf, 1, d_idf, err, errlen) != 0)
-        goto err;
-    for (size_t i = 0; i < kp_ce_dense_size(m); i++) {
-        if (!isfinite(m->dense[i])) {
-            kp_errf(err, errlen, "ce checkpoint %s: non-finite weight", path);
+    if (read_member(r, path, m, 0, err, errlen) != 0) goto err;
+    for (int i = 1; i < (int)nmem; i++) {
+        kp_ce *mm = ce_alloc(&c);
+        if (!mm || kp_ce_ensemble_add(m, mm) != 0) {
+            kp_ce_free(mm);
+            kp_errf(err, errlen, "ce checkpoint %s: out of memory for the model", path);
             goto err;
         }
+        if (read_member(r, path, mm, i, err, errlen) != 0) goto err;
     }
     m->version = ver;
     kp_ckpt_close(r);

@@ -71,6 +71,13 @@ kp_ce *kp_ce_new(const kp_ce_config *c, uint64_t seed);
 /* Frees the model; accepts NULL. */
 void kp_ce_free(kp_ce *m);
 
+/* Ensembles: kp_ce_ensemble_add appends member (same config, not itself an ensemble; m takes
+ * ownership on success) to m; kp_ce_score then averages the members' logits, and checkpoints
+ * hold every member. The parameter accessors and the per-pair / head functions below act on m
+ * itself (the first member). 0, or -1 (config mismatch, bad args). */
+int kp_ce_ensemble_add(kp_ce *m, kp_ce *member);
+int kp_ce_n_members(const kp_ce *m); /* 1 for a plain model */
+
 const kp_ce_config *kp_ce_cfg(const kp_ce *m);
 uint64_t kp_ce_version(const kp_ce *m);
 void kp_ce_set_version(kp_ce *m, uint64_t v);
