@@ -37,8 +37,8 @@ struct kp_ce_ws {
     float *buf; /* one allocation, carved below */
     float *Ei, *Ek, *Ein, *Ekn, *ni_norm, *nk_norm, *M, *S, *pi, *pk, *x;
     float *dEi, *dEk, *dEin, *dEkn, *dM, *dpi, *dpk;
-    float *MT, *S2, *S3, *dMT, *wk; /* ext features: M^T, kernel sums, dM^T, idf weights */
-    int am[2 * KP_CE_MAX_TOK + 1];  /* max-similarity positions */
+    float *MT, *S2, *dMT, *wk; /* ext features: M^T, title-side kernel sums, dM^T, idf weights */
+    int am[2 * KP_CE_MAX_TOK + 1]; /* max-similarity positions */
 };
 
 /* ---- config / lifetime ----------------------------------------------------------------------- */
@@ -378,6 +378,49 @@ void kp_ce_wkernel_backward(float *dM, const float *dfeat, const float *S, const
     }
 }
 
+void kp_ce_kernels3_forward(float *feat, float *featT, float *featW, float *S, float *S2,
+                            const float *M, int ni, int nk, const float *mu, const float *sigma,
+                            int K, const float *wcol)
+{
+    for (int k = 0; k < K; k++)
+        feat[k] = featT[k] = featW[k] = 0.0f;
+    if (ni <= 0 || nk <= 0) return;
+    float inv[KP_CE_N_KERNELS * 4];
+    if (K > (int)(sizeof(inv) / sizeof(inv[0]))) return;
+    for (int k = 0; k < K; k++)
+        inv[k] = 1.0f / (2.0f * sigma[k] * sigma[k]);
+    memset(S, 0, (size_t)nk * K * sizeof(float));
+    memset(S2, 0, (size_t)ni * K * sizeof(float));
+    /* every exp once; S sums over i (ascending) and S2 over j (ascending), the order of the
+     * plain layers, so the sums are the same */
+    for (int i = 0; i < ni; i++) {
+        float *s2 = S2 + (size_t)i * K;
+        for (int j = 0; j < nk; j++) {
+            float m = M[(size_t)i * nk + j], *s = S + (size_t)j * K;
+            for (int k = 0; k < K; k++) {
+                float d = m - mu[k];
+                float e = expf(-d * d * inv[k]);
+                s[k] += e;
+                s2[k] += e;
+            }
+        }
+    }
+    for (int j = 0; j < nk; j++) {
+        for (int k = 0; k < K; k++) {
+            float l = log1pf(S[(size_t)j * K + k]);
+            feat[k] += l;
+            featW[k] += wcol[j] * l;
+        }
+    }
+    for (int i = 0; i < ni; i++)
+        for (int k = 0; k < K; k++)
+            featT[k] += log1pf(S2[(size_t)i * K + k]);
+    for (int k = 0; k < K; k++) {
+        feat[k] /= (float)nk;
+        featT[k] /= (float)ni;
+    }
+}
+
 void kp_ce_transpose_forward(float *T, const float *M, int ni, int nk)
 {
     for (int i = 0; i < ni; i++)
@@ -500,29 +543,13 @@ kp_ce_ws *kp_ce_ws_new(const kp_ce *m)
     struct {
         float **p;
         size_t n;
-    } parts[] = {{&w->Ei, T * E},
-                 {&w->Ek, T * E},
-                 {&w->Ein, T * E},
-                 {&w->Ekn, T * E},
-                 {&w->ni_norm, T},
-                 {&w->nk_norm, T},
-                 {&w->M, T * T},
-                 {&w->S, T * K},
-                 {&w->pi, E},
-                 {&w->pk, E},
-                 {&w->x, (size_t)m->F},
-                 {&w->dEi, T * E},
-                 {&w->dEk, T * E},
-                 {&w->dEin, T * E},
-                 {&w->dEkn, T * E},
-                 {&w->dM, T * T},
-                 {&w->dpi, E},
-                 {&w->dpk, E},
-                 {&w->MT, T * T},
-                 {&w->S2, T * K},
-                 {&w->S3, T * K},
-                 {&w->dMT, T * T},
-                 {&w->wk, T}};
+    } parts[] = {{&w->Ei, T * E},  {&w->Ek, T * E},   {&w->Ein, T * E},      {&w->Ekn, T * E},
+                 {&w->ni_norm, T}, {&w->nk_norm, T},  {&w->M, T * T},        {&w->S, T * K},
+                 {&w->pi, E},      {&w->pk, E},       {&w->x, (size_t)m->F}, {&w->dEi, T * E},
+                 {&w->dEk, T * E}, {&w->dEin, T * E}, {&w->dEkn, T * E},     {&w->dM, T * T},
+                 {&w->dpi, E},     {&w->dpk, E},      {&w->MT, T * T},       {&w->S2, T * K},
+
+                 {&w->dMT, T * T}, {&w->wk, T}};
     size_t total = 0, np = sizeof(parts) / sizeof(parts[0]);
     for (size_t i = 0; i < np; i++)
         total += parts[i].n;
@@ -673,19 +700,24 @@ static void exact2_features(const kp_ce *m, const kp_ce_text *it, const kp_ce_te
     x[6] = (float)missing / 4.0f;
 }
 
-void kp_ce_pair_features(const kp_ce *m, const kp_ce_text *it, const kp_ce_text *kp, float *x,
-                         kp_ce_ws *w)
+/* Features of (it, kp) into x. title_ready: w already holds Ei, Ein, ni_norm and pi of this
+ * title and model (kp_ce_score's re-use over candidates of one title; same values). */
+static void pair_features(const kp_ce *m, const kp_ce_text *it, const kp_ce_text *kp, float *x,
+                          kp_ce_ws *w, int title_ready)
 {
     int E = m->c.emb_dim, ni = it->n, nk = kp->n;
-    kp_embbag_forward(w->Ei, m->emb, it->ids, it->off, ni, E);
+    if (!title_ready) {
+        kp_embbag_forward(w->Ei, m->emb, it->ids, it->off, ni, E);
+        kp_l2norm_forward(w->Ein, w->ni_norm, w->Ei, ni, E);
+        kp_ce_meanpool_forward(w->pi, w->Ein, ni, E);
+    }
     kp_embbag_forward(w->Ek, m->emb, kp->ids, kp->off, nk, E);
-    kp_l2norm_forward(w->Ein, w->ni_norm, w->Ei, ni, E);
     kp_l2norm_forward(w->Ekn, w->nk_norm, w->Ek, nk, E);
     kp_ce_simmat_forward(w->M, w->Ein, w->Ekn, ni, nk, E);
-    kp_ce_kernel_forward(x, w->S, w->M, ni, nk, kp_ce_kernel_mu, kp_ce_kernel_sigma,
-                         KP_CE_N_KERNELS);
+    if (!m->c.ext_features)
+        kp_ce_kernel_forward(x, w->S, w->M, ni, nk, kp_ce_kernel_mu, kp_ce_kernel_sigma,
+                             KP_CE_N_KERNELS);
     exact_features(m, it, kp, x + KP_CE_N_KERNELS);
-    kp_ce_meanpool_forward(w->pi, w->Ein, ni, E);
     kp_ce_meanpool_forward(w->pk, w->Ekn, nk, E);
     kp_ce_interact_forward(x + KP_CE_N_KERNELS + KP_CE_N_EXACT, w->pi, w->pk, E);
     if (!m->c.ext_features) return;
@@ -696,12 +728,19 @@ void kp_ce_pair_features(const kp_ce *m, const kp_ce_text *it, const kp_ce_text 
         wsum += w->wk[j] = idf_of(m, kp->sh[j]);
     for (int j = 0; j < nk; j++)
         w->wk[j] = wsum > 0.0f ? w->wk[j] / wsum : 1.0f / (float)nk;
+    /* the three kernel poolings in one pass (reference: kp_ce_kernel_forward on M and on M^T,
+     * kp_ce_wkernel_forward; test_kernels3_matches_reference) */
+    kp_ce_kernels3_forward(x, xe, xe + K, w->S, w->S2, w->M, ni, nk, kp_ce_kernel_mu,
+                           kp_ce_kernel_sigma, K, w->wk);
     kp_ce_transpose_forward(w->MT, w->M, ni, nk);
-    kp_ce_kernel_forward(xe, w->S2, w->MT, nk, ni, kp_ce_kernel_mu, kp_ce_kernel_sigma, K);
-    kp_ce_wkernel_forward(xe + K, w->S3, w->M, ni, nk, kp_ce_kernel_mu, kp_ce_kernel_sigma, K,
-                          w->wk);
     kp_ce_maxsim_forward(xe + 2 * K, w->am, w->M, ni, nk, w->wk);
     exact2_features(m, it, kp, xe + 2 * K + KP_CE_N_MAXSIM);
+}
+
+void kp_ce_pair_features(const kp_ce *m, const kp_ce_text *it, const kp_ce_text *kp, float *x,
+                         kp_ce_ws *w)
+{
+    pair_features(m, it, kp, x, w, 0);
 }
 
 int kp_ce_pair_backward(const kp_ce *m, const kp_ce_text *it, const kp_ce_text *kp, const float *dx,
@@ -729,7 +768,7 @@ int kp_ce_pair_backward(const kp_ce *m, const kp_ce_text *it, const kp_ce_text *
         kp_ce_kernel_backward(w->dMT, dxe, w->S2, w->MT, nk, ni, kp_ce_kernel_mu,
                               kp_ce_kernel_sigma, K);
         kp_ce_transpose_backward(w->dM, w->dMT, ni, nk);
-        kp_ce_wkernel_backward(w->dM, dxe + K, w->S3, w->M, ni, nk, kp_ce_kernel_mu,
+        kp_ce_wkernel_backward(w->dM, dxe + K, w->S, w->M, ni, nk, kp_ce_kernel_mu,
                                kp_ce_kernel_sigma, K, w->wk);
         kp_ce_maxsim_backward(w->dM, dxe + 2 * K, w->am, ni, nk, w->wk);
     }
@@ -787,10 +826,16 @@ int kp_ce_score(const kp_ce *m, const char *const *items, const char *const *key
             out[s + b] = 0.0f;
         /* every member sees the same tokens: one tokenisation per pair, the logits averaged */
         for (const kp_ce *mm = m; mm; mm = mm->next) {
+            /* runs of one title (a re-ranker's candidates) tokenise and embed it once */
+            const char *prev = NULL;
+            kp_ce_text ti;
             for (int b = 0; b < B; b++) {
-                kp_ce_text ti = kp_ce_tokenize(items[s + b], m->c.n_buckets, &tb[0]);
+                const char *t = items[s + b] ? items[s + b] : "";
+                int same = prev && (t == prev || strcmp(t, prev) == 0);
+                if (!same) ti = kp_ce_tokenize(t, m->c.n_buckets, &tb[0]);
+                prev = t;
                 kp_ce_text tk = kp_ce_tokenize(keys[s + b], m->c.n_buckets, &tb[1]);
-                kp_ce_pair_features(mm, &ti, &tk, x + (size_t)b * F, w);
+                pair_features(mm, &ti, &tk, x + (size_t)b * F, w, same);
             }
             kp_ce_head_forward(mm, x, B, h, z);
             for (int b = 0; b < B; b++)
@@ -953,9 +998,9 @@ kp_ce *kp_ce_load(const char *path, char *err, size_t errlen)
         goto err;
     }
     uint64_t next = 0, nmem = 1;
-    if (cv >= 2 && (get_key(r, path, "n_ext", 1000, &next, err, errlen) != 0 ||
-                    get_key(r, path, "n_members", 1000, &nmem, err, errlen) != 0))
-        goto err;
+    if (cv >= 2 && get_key(r, path, "n_ext", 1000, &next, err, errlen) != 0) goto err;
+    /* n_members is absent from the first version-2 files: one member */
+    if (cv >= 2 && kp_ckpt_get_u64(r, "n_members", &nmem) == 0 && nmem > 1000) nmem = 0;
     if (cv >= 2 && ((next != 0 && next != KP_CE_N_EXT) || nmem < 1)) {
         kp_errf(err, errlen,
                 "ce checkpoint %s: version 2 with %" PRIu64 " ext features and %" PRIu64

@@ -180,6 +180,14 @@ void kp_ce_wkernel_forward(float *feat, float *S, const float *M, int ni, int nk
 void kp_ce_wkernel_backward(float *dM, const float *dfeat, const float *S, const float *M, int ni,
                             int nk, const float *mu, const float *sigma, int K, const float *wcol);
 
+/* The three kernel poolings of M in one pass over the exps (the fast path of kp_ce_pair_features
+ * with ext features): feat = kp_ce_kernel_forward(M) (S [nk x K]), featT = the same on M^T
+ * (S2 [ni x K]: sums over the keyphrase's tokens, pooled over the title's), featW =
+ * kp_ce_wkernel_forward(M, wcol) (its S equals S). K <= 4 * KP_CE_N_KERNELS. */
+void kp_ce_kernels3_forward(float *feat, float *featT, float *featW, float *S, float *S2,
+                            const float *M, int ni, int nk, const float *mu, const float *sigma,
+                            int K, const float *wcol);
+
 /* Transpose: T [nk x ni] = M [ni x nk]^T; backward dM += dT^T. */
 void kp_ce_transpose_forward(float *T, const float *M, int ni, int nk);
 void kp_ce_transpose_backward(float *dM, const float *dT, int ni, int nk);

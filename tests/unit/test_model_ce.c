@@ -185,6 +185,45 @@ static void test_wkernel_transpose_grad(void **state)
             assert_true(dM2[i * NK + j] == dT[j * NI + i]);
 }
 
+static void test_kernels3_matches_reference(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 8);
+    enum { K = KP_CE_N_KERNELS };
+    const int shapes[][2] = {{1, 1}, {5, 3}, {17, 2}, {3, 9}, {64, 64}, {0, 4}, {4, 0}};
+    static float M[64 * 64], T[64 * 64], S[64 * K], S2[64 * K], Sr[64 * K], S2r[64 * K];
+    float wc[64], f[K], fT[K], fW[K], r1[K], rT[K], rW[K];
+    for (size_t q = 0; q < sizeof(shapes) / sizeof(shapes[0]); q++) {
+        int ni = shapes[q][0], nk = shapes[q][1];
+        for (int i = 0; i < ni * nk; i++)
+            M[i] = 2.0f * kp_rng_uniform(&r) - 1.0f;
+        if (ni * nk > 0) M[0] = 1.0f; /* an exact match */
+        float ws = 0.0f;
+        for (int j = 0; j < nk; j++)
+            ws += wc[j] = 0.1f + kp_rng_uniform(&r);
+        for (int j = 0; j < nk; j++)
+            wc[j] /= ws;
+        kp_ce_kernels3_forward(f, fT, fW, S, S2, M, ni, nk, kp_ce_kernel_mu, kp_ce_kernel_sigma, K,
+                               wc);
+        kp_ce_kernel_forward(r1, Sr, M, ni, nk, kp_ce_kernel_mu, kp_ce_kernel_sigma, K);
+        kp_ce_transpose_forward(T, M, ni, nk);
+        kp_ce_kernel_forward(rT, S2r, T, nk, ni, kp_ce_kernel_mu, kp_ce_kernel_sigma, K);
+        kp_ce_wkernel_forward(rW, Sr, M, ni, nk, kp_ce_kernel_mu, kp_ce_kernel_sigma, K, wc);
+        for (int k = 0; k < K; k++) {
+            assert_true(fabsf(f[k] - r1[k]) <= 1e-6f * (1.0f + fabsf(r1[k])));
+            assert_true(fabsf(fT[k] - rT[k]) <= 1e-6f * (1.0f + fabsf(rT[k])));
+            assert_true(fabsf(fW[k] - rW[k]) <= 1e-6f * (1.0f + fabsf(rW[k])));
+        }
+        if (ni > 0 && nk > 0) { /* the sums the backward reads */
+            for (int i = 0; i < nk * K; i++)
+                assert_true(fabsf(S[i] - Sr[i]) <= 1e-6f * (1.0f + Sr[i]));
+            for (int i = 0; i < ni * K; i++)
+                assert_true(fabsf(S2[i] - S2r[i]) <= 1e-6f * (1.0f + S2r[i]));
+        }
+    }
+}
+
 static void test_maxsim_grad(void **state)
 {
     (void)state;
@@ -539,6 +578,30 @@ static void test_ensemble_and_v1(void **state)
     kp_ce_free(b2);
 }
 
+/* kp_ce_score re-uses a title's embedding over consecutive pairs with that title: the scores
+ * equal one call per pair (the plain path) bit for bit. */
+static void test_score_shared_title(void **state)
+{
+    (void)state;
+    char t1b[64];
+    snprintf(t1b, sizeof t1b, "%s", "Red cordless drill 18V kit");
+    const char *items[] = {
+        "Red cordless drill 18V kit", t1b, t1b, "", NULL, "blue hammer", "blue hammer", t1b};
+    const char *keys[] = {"drill", "red drill", "hammer", "x", "drill", "hammer", NULL, "kit"};
+    enum { N = 8 };
+    for (int ext = 0; ext <= 1; ext++) {
+        kp_ce_config c = {512, 6, 5, 64, ext};
+        kp_ce *m = kp_ce_new(&c, 51);
+        assert_int_equal(kp_ce_ensemble_add(m, kp_ce_new(&c, 52)), 0);
+        float all[N], one[N];
+        assert_int_equal(kp_ce_score(m, items, keys, N, all), 0);
+        for (int i = 0; i < N; i++)
+            assert_int_equal(kp_ce_score(m, items + i, keys + i, 1, one + i), 0);
+        assert_memory_equal(all, one, sizeof(all));
+        kp_ce_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -552,7 +615,9 @@ int main(void)
         cmocka_unit_test(test_score_and_ckpt),
         cmocka_unit_test(test_wkernel_transpose_grad),
         cmocka_unit_test(test_maxsim_grad),
+        cmocka_unit_test(test_kernels3_matches_reference),
         cmocka_unit_test(test_ensemble_and_v1),
+        cmocka_unit_test(test_score_shared_title),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
