@@ -24,11 +24,12 @@ const float kp_ce_kernel_sigma[KP_CE_N_KERNELS] = {0.001f, 0.1f, 0.1f, 0.1f, 0.1
 
 struct kp_ce {
     kp_ce_config c;
-    int F;            /* MLP input width */
-    uint64_t version; /* model version (training steps / publications) */
-    float *emb;       /* [n_buckets x E] */
-    float *dense;     /* W1 [H x F] | b1 [H] | W2 [H] | b2 [1] */
-    float *idf;       /* [n_idf] */
+    int F;              /* MLP input width */
+    uint64_t version;   /* model version (training steps / publications) */
+    float *emb;         /* [n_buckets x E] */
+    float *dense;       /* W1 [H x F] | b1 [H] | W2 [H] | b2 [1] */
+    float *idf;         /* [n_idf] */
+    struct kp_ce *next; /* further ensemble members (same config), owned; NULL: none */
 };
 
 struct kp_ce_ws {
@@ -36,6 +37,8 @@ struct kp_ce_ws {
     float *buf; /* one allocation, carved below */
     float *Ei, *Ek, *Ein, *Ekn, *ni_norm, *nk_norm, *M, *S, *pi, *pk, *x;
     float *dEi, *dEk, *dEin, *dEkn, *dM, *dpi, *dpk;
+    float *MT, *S2, *dMT, *wk; /* ext features: M^T, title-side kernel sums, dM^T, idf weights */
+    int am[2 * KP_CE_MAX_TOK + 1]; /* max-similarity positions */
 };
 
 /* ---- config / lifetime ----------------------------------------------------------------------- */
@@ -46,6 +49,7 @@ void kp_ce_config_default(kp_ce_config *c)
     c->emb_dim = 32;
     c->hidden_dim = 64;
     c->n_idf = 1u << 16;
+    c->ext_features = 1;
 }
 
 int kp_ce_config_check(const kp_ce_config *c, char *err, size_t errlen)
@@ -67,12 +71,16 @@ int kp_ce_config_check(const kp_ce_config *c, char *err, size_t errlen)
         kp_errf(err, errlen, "n_idf must be in 1..%u", KP_CE_MAX_BUCKETS);
         return -1;
     }
+    if (c->ext_features != 0 && c->ext_features != 1) {
+        kp_errf(err, errlen, "ext_features must be 0 or 1");
+        return -1;
+    }
     return 0;
 }
 
 static int n_features(const kp_ce_config *c)
 {
-    return KP_CE_N_KERNELS + KP_CE_N_EXACT + 4 * c->emb_dim;
+    return KP_CE_N_KERNELS + KP_CE_N_EXACT + 4 * c->emb_dim + (c->ext_features ? KP_CE_N_EXT : 0);
 }
 
 static kp_ce *ce_alloc(const kp_ce_config *c)
@@ -120,10 +128,34 @@ kp_ce *kp_ce_new(const kp_ce_config *c, uint64_t seed)
 void kp_ce_free(kp_ce *m)
 {
     if (!m) return;
+    kp_ce_free(m->next);
     free(m->emb);
     free(m->dense);
     free(m->idf);
     free(m);
+}
+
+int kp_ce_ensemble_add(kp_ce *m, kp_ce *member)
+{
+    if (!m || !member || member->next || member == m) return -1;
+    const kp_ce_config *a = &m->c, *b = &member->c;
+    if (a->n_buckets != b->n_buckets || a->emb_dim != b->emb_dim ||
+        a->hidden_dim != b->hidden_dim || a->n_idf != b->n_idf ||
+        a->ext_features != b->ext_features)
+        return -1;
+    kp_ce *t = m;
+    while (t->next)
+        t = t->next;
+    t->next = member;
+    return 0;
+}
+
+int kp_ce_n_members(const kp_ce *m)
+{
+    int n = 0;
+    for (; m; m = m->next)
+        n++;
+    return n;
 }
 
 const kp_ce_config *kp_ce_cfg(const kp_ce *m)
@@ -307,6 +339,143 @@ void kp_ce_kernel_backward(float *dM, const float *dfeat, const float *S, const 
     }
 }
 
+void kp_ce_wkernel_forward(float *feat, float *S, const float *M, int ni, int nk, const float *mu,
+                           const float *sigma, int K, const float *wcol)
+{
+    for (int k = 0; k < K; k++)
+        feat[k] = 0.0f;
+    if (ni <= 0 || nk <= 0) return;
+    for (int j = 0; j < nk; j++) {
+        float *s = S + (size_t)j * K;
+        for (int k = 0; k < K; k++) {
+            float inv = 1.0f / (2.0f * sigma[k] * sigma[k]), acc = 0.0f;
+            for (int i = 0; i < ni; i++) {
+                float d = M[(size_t)i * nk + j] - mu[k];
+                acc += expf(-d * d * inv);
+            }
+            s[k] = acc;
+            feat[k] += wcol[j] * log1pf(acc);
+        }
+    }
+}
+
+void kp_ce_wkernel_backward(float *dM, const float *dfeat, const float *S, const float *M, int ni,
+                            int nk, const float *mu, const float *sigma, int K, const float *wcol)
+{
+    if (ni <= 0 || nk <= 0) return;
+    for (int j = 0; j < nk; j++) {
+        const float *s = S + (size_t)j * K;
+        for (int k = 0; k < K; k++) {
+            float ds = dfeat[k] * wcol[j] / (1.0f + s[k]);
+            if (ds == 0.0f) continue;
+            float inv = 1.0f / (2.0f * sigma[k] * sigma[k]);
+            for (int i = 0; i < ni; i++) {
+                float d = M[(size_t)i * nk + j] - mu[k];
+                float e = expf(-d * d * inv);
+                dM[(size_t)i * nk + j] += ds * e * (-2.0f * d * inv);
+            }
+        }
+    }
+}
+
+void kp_ce_kernels3_forward(float *feat, float *featT, float *featW, float *S, float *S2,
+                            const float *M, int ni, int nk, const float *mu, const float *sigma,
+                            int K, const float *wcol)
+{
+    for (int k = 0; k < K; k++)
+        feat[k] = featT[k] = featW[k] = 0.0f;
+    if (ni <= 0 || nk <= 0) return;
+    float inv[KP_CE_N_KERNELS * 4];
+    if (K > (int)(sizeof(inv) / sizeof(inv[0]))) return;
+    for (int k = 0; k < K; k++)
+        inv[k] = 1.0f / (2.0f * sigma[k] * sigma[k]);
+    memset(S, 0, (size_t)nk * K * sizeof(float));
+    memset(S2, 0, (size_t)ni * K * sizeof(float));
+    /* every exp once; S sums over i (ascending) and S2 over j (ascending), the order of the
+     * plain layers, so the sums are the same */
+    for (int i = 0; i < ni; i++) {
+        float *s2 = S2 + (size_t)i * K;
+        for (int j = 0; j < nk; j++) {
+            float m = M[(size_t)i * nk + j], *s = S + (size_t)j * K;
+            for (int k = 0; k < K; k++) {
+                float d = m - mu[k];
+                float e = expf(-d * d * inv[k]);
+                s[k] += e;
+                s2[k] += e;
+            }
+        }
+    }
+    for (int j = 0; j < nk; j++) {
+        for (int k = 0; k < K; k++) {
+            float l = log1pf(S[(size_t)j * K + k]);
+            feat[k] += l;
+            featW[k] += wcol[j] * l;
+        }
+    }
+    for (int i = 0; i < ni; i++)
+        for (int k = 0; k < K; k++)
+            featT[k] += log1pf(S2[(size_t)i * K + k]);
+    for (int k = 0; k < K; k++) {
+        feat[k] /= (float)nk;
+        featT[k] /= (float)ni;
+    }
+}
+
+void kp_ce_transpose_forward(float *T, const float *M, int ni, int nk)
+{
+    for (int i = 0; i < ni; i++)
+        for (int j = 0; j < nk; j++)
+            T[(size_t)j * ni + i] = M[(size_t)i * nk + j];
+}
+
+void kp_ce_transpose_backward(float *dM, const float *dT, int ni, int nk)
+{
+    for (int i = 0; i < ni; i++)
+        for (int j = 0; j < nk; j++)
+            dM[(size_t)i * nk + j] += dT[(size_t)j * ni + i];
+}
+
+void kp_ce_maxsim_forward(float *out, int *am, const float *M, int ni, int nk, const float *wcol)
+{
+    for (int f = 0; f < KP_CE_N_MAXSIM; f++)
+        out[f] = 0.0f;
+    if (ni <= 0 || nk <= 0) return;
+    float mn = 0.0f;
+    for (int j = 0; j < nk; j++) {
+        int best = 0;
+        for (int i = 1; i < ni; i++)
+            if (M[(size_t)i * nk + j] > M[(size_t)best * nk + j]) best = i;
+        am[j] = best;
+        float v = M[(size_t)best * nk + j];
+        out[0] += v;
+        out[1] += wcol[j] * v;
+        if (j == 0 || v < mn) mn = v, am[nk + ni] = j;
+    }
+    out[0] /= (float)nk;
+    out[2] = mn;
+    for (int i = 0; i < ni; i++) {
+        const float *row = M + (size_t)i * nk;
+        int best = 0;
+        for (int j = 1; j < nk; j++)
+            if (row[j] > row[best]) best = j;
+        am[nk + i] = best;
+        out[3] += row[best];
+    }
+    out[3] /= (float)ni;
+}
+
+void kp_ce_maxsim_backward(float *dM, const float *dout, const int *am, int ni, int nk,
+                           const float *wcol)
+{
+    if (ni <= 0 || nk <= 0) return;
+    for (int j = 0; j < nk; j++)
+        dM[(size_t)am[j] * nk + j] += dout[0] / (float)nk + dout[1] * wcol[j];
+    int jm = am[nk + ni];
+    dM[(size_t)am[jm] * nk + jm] += dout[2];
+    for (int i = 0; i < ni; i++)
+        dM[(size_t)i * nk + am[nk + i]] += dout[3] / (float)ni;
+}
+
 void kp_ce_meanpool_forward(float *out, const float *X, int n, int E)
 {
     for (int e = 0; e < E; e++)
@@ -371,14 +540,19 @@ kp_ce_ws *kp_ce_ws_new(const kp_ce *m)
     kp_ce_ws *w = calloc(1, sizeof(*w));
     if (!w) return NULL;
     size_t E = (size_t)m->c.emb_dim, T = KP_CE_MAX_TOK, K = KP_CE_N_KERNELS;
-    size_t sizes[] = {T * E, T * E,        T * E, T * E, T,     T,     T * T, T * K, E,
-                      E,     (size_t)m->F, T * E, T * E, T * E, T * E, T * T, E,     E};
-    float **ptrs[] = {&w->Ei,  &w->Ek,   &w->Ein,  &w->Ekn, &w->ni_norm, &w->nk_norm,
-                      &w->M,   &w->S,    &w->pi,   &w->pk,  &w->x,       &w->dEi,
-                      &w->dEk, &w->dEin, &w->dEkn, &w->dM,  &w->dpi,     &w->dpk};
-    size_t total = 0, np = sizeof(sizes) / sizeof(sizes[0]);
+    struct {
+        float **p;
+        size_t n;
+    } parts[] = {{&w->Ei, T * E},  {&w->Ek, T * E},   {&w->Ein, T * E},      {&w->Ekn, T * E},
+                 {&w->ni_norm, T}, {&w->nk_norm, T},  {&w->M, T * T},        {&w->S, T * K},
+                 {&w->pi, E},      {&w->pk, E},       {&w->x, (size_t)m->F}, {&w->dEi, T * E},
+                 {&w->dEk, T * E}, {&w->dEin, T * E}, {&w->dEkn, T * E},     {&w->dM, T * T},
+                 {&w->dpi, E},     {&w->dpk, E},      {&w->MT, T * T},       {&w->S2, T * K},
+
+                 {&w->dMT, T * T}, {&w->wk, T}};
+    size_t total = 0, np = sizeof(parts) / sizeof(parts[0]);
     for (size_t i = 0; i < np; i++)
-        total += sizes[i];
+        total += parts[i].n;
     w->buf = calloc(total, sizeof(float));
     if (!w->buf) {
         free(w);
@@ -386,8 +560,8 @@ kp_ce_ws *kp_ce_ws_new(const kp_ce *m)
     }
     float *p = w->buf;
     for (size_t i = 0; i < np; i++) {
-        *ptrs[i] = p;
-        p += sizes[i];
+        *parts[i].p = p;
+        p += parts[i].n;
     }
     w->E = m->c.emb_dim;
     return w;
@@ -464,21 +638,109 @@ static void exact_features(const kp_ce *m, const kp_ce_text *it, const kp_ce_tex
     x[9] = (idf_all - idf_hit) / 10.0f;
 }
 
+/* More exact-match features x[0 .. KP_CE_N_EXACT2) (version 2) of (title it, keyphrase kp):
+ *   0 1 - (position of the first title token matched by a keyphrase stem) / ni (0: none)
+ *   1 longest run of consecutive keyphrase stems found consecutively in the title / nk
+ *   2 idf of the rarest keyphrase stem missing from the title / 10 (0: none missing)
+ *   3 idf-weighted share of title stems found in the keyphrase
+ *   4 span of the matched title positions (last - first + 1) / ni (0: none)
+ *   5 share of matched keyphrase stems whose title positions keep the keyphrase's order
+ *   6 missing keyphrase stems / 4
+ *   7 the last keyphrase stem (often the product noun) is in the title's last half */
+static void exact2_features(const kp_ce *m, const kp_ce_text *it, const kp_ce_text *kp, float *x)
+{
+    int ni = it->n, nk = kp->n;
+    for (int f = 0; f < KP_CE_N_EXACT2; f++)
+        x[f] = 0.0f;
+    if (nk == 0 || ni == 0) return;
+    int first = ni, last = -1, missing = 0, matched = 0, ordered = 0, prev = -1;
+    float max_missing = 0.0f;
+    for (int j = 0; j < nk; j++) {
+        int pos = -1;
+        for (int i = 0; i < ni && pos < 0; i++)
+            if (it->sh[i] == kp->sh[j]) pos = i;
+        if (pos < 0) {
+            missing++;
+            float w = idf_of(m, kp->sh[j]);
+            if (w > max_missing) max_missing = w;
+            continue;
+        }
+        matched++;
+        if (pos > prev) ordered++;
+        prev = pos;
+        if (j == nk - 1 && 2 * pos >= ni) x[7] = 1.0f;
+    }
+    for (int i = 0; i < ni; i++) {
+        if (has_u64(kp->sh, nk, it->sh[i])) {
+            if (i < first) first = i;
+            last = i;
+        }
+    }
+    int best = 0;
+    for (int j = 0; j < nk; j++) {
+        for (int i = 0; i < ni; i++) {
+            int r = 0;
+            while (j + r < nk && i + r < ni && it->sh[i + r] == kp->sh[j + r])
+                r++;
+            if (r > best) best = r;
+        }
+    }
+    float idf_t = 0.0f, idf_th = 0.0f;
+    for (int i = 0; i < ni; i++) {
+        float w = idf_of(m, it->sh[i]);
+        idf_t += w;
+        if (has_u64(kp->sh, nk, it->sh[i])) idf_th += w;
+    }
+    x[0] = last >= 0 ? 1.0f - (float)first / (float)ni : 0.0f;
+    x[1] = (float)best / (float)nk;
+    x[2] = max_missing / 10.0f;
+    x[3] = idf_t > 0.0f ? idf_th / idf_t : 0.0f;
+    x[4] = last >= 0 ? (float)(last - first + 1) / (float)ni : 0.0f;
+    x[5] = matched ? (float)ordered / (float)matched : 0.0f;
+    x[6] = (float)missing / 4.0f;
+}
+
+/* Features of (it, kp) into x. title_ready: w already holds Ei, Ein, ni_norm and pi of this
+ * title and model (kp_ce_score's re-use over candidates of one title; same values). */
+static void pair_features(const kp_ce *m, const kp_ce_text *it, const kp_ce_text *kp, float *x,
+                          kp_ce_ws *w, int title_ready)
+{
+    int E = m->c.emb_dim, ni = it->n, nk = kp->n;
+    if (!title_ready) {
+        kp_embbag_forward(w->Ei, m->emb, it->ids, it->off, ni, E);
+        kp_l2norm_forward(w->Ein, w->ni_norm, w->Ei, ni, E);
+        kp_ce_meanpool_forward(w->pi, w->Ein, ni, E);
+    }
+    kp_embbag_forward(w->Ek, m->emb, kp->ids, kp->off, nk, E);
+    kp_l2norm_forward(w->Ekn, w->nk_norm, w->Ek, nk, E);
+    kp_ce_simmat_forward(w->M, w->Ein, w->Ekn, ni, nk, E);
+    if (!m->c.ext_features)
+        kp_ce_kernel_forward(x, w->S, w->M, ni, nk, kp_ce_kernel_mu, kp_ce_kernel_sigma,
+                             KP_CE_N_KERNELS);
+    exact_features(m, it, kp, x + KP_CE_N_KERNELS);
+    kp_ce_meanpool_forward(w->pk, w->Ekn, nk, E);
+    kp_ce_interact_forward(x + KP_CE_N_KERNELS + KP_CE_N_EXACT, w->pi, w->pk, E);
+    if (!m->c.ext_features) return;
+    float *xe = x + KP_CE_N_KERNELS + KP_CE_N_EXACT + 4 * E;
+    const int K = KP_CE_N_KERNELS;
+    float wsum = 0.0f;
+    for (int j = 0; j < nk; j++)
+        wsum += w->wk[j] = idf_of(m, kp->sh[j]);
+    for (int j = 0; j < nk; j++)
+        w->wk[j] = wsum > 0.0f ? w->wk[j] / wsum : 1.0f / (float)nk;
+    /* the three kernel poolings in one pass (reference: kp_ce_kernel_forward on M and on M^T,
+     * kp_ce_wkernel_forward; test_kernels3_matches_reference) */
+    kp_ce_kernels3_forward(x, xe, xe + K, w->S, w->S2, w->M, ni, nk, kp_ce_kernel_mu,
+                           kp_ce_kernel_sigma, K, w->wk);
+    kp_ce_transpose_forward(w->MT, w->M, ni, nk);
+    kp_ce_maxsim_forward(xe + 2 * K, w->am, w->M, ni, nk, w->wk);
+    exact2_features(m, it, kp, xe + 2 * K + KP_CE_N_MAXSIM);
+}
+
 void kp_ce_pair_features(const kp_ce *m, const kp_ce_text *it, const kp_ce_text *kp, float *x,
                          kp_ce_ws *w)
 {
-    int E = m->c.emb_dim, ni = it->n, nk = kp->n;
-    kp_embbag_forward(w->Ei, m->emb, it->ids, it->off, ni, E);
-    kp_embbag_forward(w->Ek, m->emb, kp->ids, kp->off, nk, E);
-    kp_l2norm_forward(w->Ein, w->ni_norm, w->Ei, ni, E);
-    kp_l2norm_forward(w->Ekn, w->nk_norm, w->Ek, nk, E);
-    kp_ce_simmat_forward(w->M, w->Ein, w->Ekn, ni, nk, E);
-    kp_ce_kernel_forward(x, w->S, w->M, ni, nk, kp_ce_kernel_mu, kp_ce_kernel_sigma,
-                         KP_CE_N_KERNELS);
-    exact_features(m, it, kp, x + KP_CE_N_KERNELS);
-    kp_ce_meanpool_forward(w->pi, w->Ein, ni, E);
-    kp_ce_meanpool_forward(w->pk, w->Ekn, nk, E);
-    kp_ce_interact_forward(x + KP_CE_N_KERNELS + KP_CE_N_EXACT, w->pi, w->pk, E);
+    pair_features(m, it, kp, x, w, 0);
 }
 
 int kp_ce_pair_backward(const kp_ce *m, const kp_ce_text *it, const kp_ce_text *kp, const float *dx,
@@ -499,6 +761,17 @@ int kp_ce_pair_backward(const kp_ce *m, const kp_ce_text *it, const kp_ce_text *
     kp_ce_meanpool_backward(w->dEkn, w->dpk, nk, E);
     kp_ce_kernel_backward(w->dM, dx, w->S, w->M, ni, nk, kp_ce_kernel_mu, kp_ce_kernel_sigma,
                           KP_CE_N_KERNELS);
+    if (m->c.ext_features) {
+        const float *dxe = dx + KP_CE_N_KERNELS + KP_CE_N_EXACT + 4 * E;
+        const int K = KP_CE_N_KERNELS;
+        memset(w->dMT, 0, (size_t)ni * nk * sizeof(float));
+        kp_ce_kernel_backward(w->dMT, dxe, w->S2, w->MT, nk, ni, kp_ce_kernel_mu,
+                              kp_ce_kernel_sigma, K);
+        kp_ce_transpose_backward(w->dM, w->dMT, ni, nk);
+        kp_ce_wkernel_backward(w->dM, dxe + K, w->S, w->M, ni, nk, kp_ce_kernel_mu,
+                               kp_ce_kernel_sigma, K, w->wk);
+        kp_ce_maxsim_backward(w->dM, dxe + 2 * K, w->am, ni, nk, w->wk);
+    }
     kp_ce_simmat_backward(w->dEin, w->dEkn, w->dM, w->Ein, w->Ekn, ni, nk, E);
     kp_l2norm_backward(w->dEi, w->dEin, w->Ein, w->ni_norm, ni, E);
     kp_l2norm_backward(w->dEk, w->dEkn, w->Ekn, w->nk_norm, nk, E);
@@ -549,14 +822,28 @@ int kp_ce_score(const kp_ce *m, const char *const *items, const char *const *key
     float *h = x + (size_t)SCORE_CHUNK * F, *z = h + (size_t)SCORE_CHUNK * H;
     for (int s = 0; s < n; s += SCORE_CHUNK) {
         int B = n - s < SCORE_CHUNK ? n - s : SCORE_CHUNK;
-        for (int b = 0; b < B; b++) {
-            kp_ce_text ti = kp_ce_tokenize(items[s + b], m->c.n_buckets, &tb[0]);
-            kp_ce_text tk = kp_ce_tokenize(keys[s + b], m->c.n_buckets, &tb[1]);
-            kp_ce_pair_features(m, &ti, &tk, x + (size_t)b * F, w);
-        }
-        kp_ce_head_forward(m, x, B, h, z);
         for (int b = 0; b < B; b++)
-            out[s + b] = kp_ce_sigmoid(z[b]);
+            out[s + b] = 0.0f;
+        /* every member sees the same tokens: one tokenisation per pair, the logits averaged */
+        for (const kp_ce *mm = m; mm; mm = mm->next) {
+            /* runs of one title (a re-ranker's candidates) tokenise and embed it once */
+            const char *prev = NULL;
+            kp_ce_text ti;
+            for (int b = 0; b < B; b++) {
+                const char *t = items[s + b] ? items[s + b] : "";
+                int same = prev && (t == prev || strcmp(t, prev) == 0);
+                if (!same) ti = kp_ce_tokenize(t, m->c.n_buckets, &tb[0]);
+                prev = t;
+                kp_ce_text tk = kp_ce_tokenize(keys[s + b], m->c.n_buckets, &tb[1]);
+                pair_features(mm, &ti, &tk, x + (size_t)b * F, w, same);
+            }
+            kp_ce_head_forward(mm, x, B, h, z);
+            for (int b = 0; b < B; b++)
+                out[s + b] += z[b];
+        }
+        float inv = 1.0f / (float)kp_ce_n_members(m);
+        for (int b = 0; b < B; b++)
+            out[s + b] = kp_ce_sigmoid(out[s + b] * inv);
     }
     rc = 0;
 err:
@@ -603,6 +890,55 @@ int kp_ce_set_idf(kp_ce *m, const char *const *docs, int n_docs)
 
 /* ---- checkpoints ----------------------------------------------------------------------------- */
 
+/* Tensor name of member i: "emb", "w1", ... for member 0, "emb.1", "w1.1", ... after it. */
+static const char *member_name(char *buf, size_t n, const char *base, int i)
+{
+    if (i == 0) return base;
+    snprintf(buf, n, "%s.%d", base, i);
+    return buf;
+}
+
+static void put_member(kp_ckpt_writer *w, const kp_ce *m, int i)
+{
+    char nb[32];
+    size_t H = (size_t)m->c.hidden_dim, F = (size_t)m->F;
+    const float *W1 = m->dense, *b1 = W1 + H * F, *W2 = b1 + H, *b2 = W2 + H;
+    uint64_t d_emb[2] = {m->c.n_buckets, (uint64_t)m->c.emb_dim}, d_w1[2] = {H, F};
+    uint64_t d_h[1] = {H}, d_w2[2] = {1, H}, d_1[1] = {1}, d_idf[1] = {m->c.n_idf};
+    kp_ckpt_put_tensor(w, member_name(nb, sizeof nb, "emb", i), m->emb, 2, d_emb);
+    kp_ckpt_put_tensor(w, member_name(nb, sizeof nb, "w1", i), W1, 2, d_w1);
+    kp_ckpt_put_tensor(w, member_name(nb, sizeof nb, "b1", i), b1, 1, d_h);
+    kp_ckpt_put_tensor(w, member_name(nb, sizeof nb, "w2", i), W2, 2, d_w2);
+    kp_ckpt_put_tensor(w, member_name(nb, sizeof nb, "b2", i), b2, 1, d_1);
+    kp_ckpt_put_tensor(w, member_name(nb, sizeof nb, "idf", i), m->idf, 1, d_idf);
+}
+
+static int read_member(kp_ckpt_reader *r, const char *path, kp_ce *m, int i, char *err,
+                       size_t errlen)
+{
+    char nb[32];
+    size_t H = (size_t)m->c.hidden_dim, F = (size_t)m->F;
+    float *W1 = m->dense, *b1 = W1 + H * F, *W2 = b1 + H, *b2 = W2 + H;
+    uint64_t d_emb[2] = {m->c.n_buckets, (uint64_t)m->c.emb_dim}, d_w1[2] = {H, F};
+    uint64_t d_h[1] = {H}, d_w2[2] = {1, H}, d_1[1] = {1}, d_idf[1] = {m->c.n_idf};
+    if (kp_ckpt_read_tensor(r, member_name(nb, sizeof nb, "emb", i), m->emb, 2, d_emb, err,
+                            errlen) != 0 ||
+        kp_ckpt_read_tensor(r, member_name(nb, sizeof nb, "w1", i), W1, 2, d_w1, err, errlen) ||
+        kp_ckpt_read_tensor(r, member_name(nb, sizeof nb, "b1", i), b1, 1, d_h, err, errlen) ||
+        kp_ckpt_read_tensor(r, member_name(nb, sizeof nb, "w2", i), W2, 2, d_w2, err, errlen) ||
+        kp_ckpt_read_tensor(r, member_name(nb, sizeof nb, "b2", i), b2, 1, d_1, err, errlen) ||
+        kp_ckpt_read_tensor(r, member_name(nb, sizeof nb, "idf", i), m->idf, 1, d_idf, err,
+                            errlen) != 0)
+        return -1;
+    for (size_t q = 0; q < kp_ce_dense_size(m); q++) {
+        if (!isfinite(m->dense[q])) {
+            kp_errf(err, errlen, "ce checkpoint %s: non-finite weight", path);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int kp_ce_save(const kp_ce *m, const char *path, char *err, size_t errlen)
 {
     if (!m || !path) {
@@ -611,24 +947,22 @@ int kp_ce_save(const kp_ce *m, const char *path, char *err, size_t errlen)
     }
     kp_ckpt_writer *w = kp_ckpt_writer_new(path, KP_CE_KIND, err, errlen);
     if (!w) return -1;
-    size_t H = (size_t)m->c.hidden_dim, F = (size_t)m->F;
-    const float *W1 = m->dense, *b1 = W1 + H * F, *W2 = b1 + H, *b2 = W2 + H;
-    kp_ckpt_put_u64(w, "ce_version", KP_CE_VERSION);
+    int nm = kp_ce_n_members(m), v2 = m->c.ext_features || nm > 1;
+    kp_ckpt_put_u64(w, "ce_version", v2 ? KP_CE_VERSION : 1u);
     kp_ckpt_put_u64(w, "model_version", m->version);
     kp_ckpt_put_u64(w, "n_buckets", m->c.n_buckets);
     kp_ckpt_put_u64(w, "emb_dim", (uint64_t)m->c.emb_dim);
-    kp_ckpt_put_u64(w, "hidden_dim", H);
+    kp_ckpt_put_u64(w, "hidden_dim", (uint64_t)m->c.hidden_dim);
     kp_ckpt_put_u64(w, "n_idf", m->c.n_idf);
     kp_ckpt_put_u64(w, "n_kernels", KP_CE_N_KERNELS);
     kp_ckpt_put_u64(w, "n_exact", KP_CE_N_EXACT);
-    uint64_t d_emb[2] = {m->c.n_buckets, (uint64_t)m->c.emb_dim}, d_w1[2] = {H, F};
-    uint64_t d_h[1] = {H}, d_w2[2] = {1, H}, d_1[1] = {1}, d_idf[1] = {m->c.n_idf};
-    kp_ckpt_put_tensor(w, "emb", m->emb, 2, d_emb);
-    kp_ckpt_put_tensor(w, "w1", W1, 2, d_w1);
-    kp_ckpt_put_tensor(w, "b1", b1, 1, d_h);
-    kp_ckpt_put_tensor(w, "w2", W2, 2, d_w2);
-    kp_ckpt_put_tensor(w, "b2", b2, 1, d_1);
-    kp_ckpt_put_tensor(w, "idf", m->idf, 1, d_idf);
+    if (v2) {
+        kp_ckpt_put_u64(w, "n_ext", m->c.ext_features ? KP_CE_N_EXT : 0);
+        kp_ckpt_put_u64(w, "n_members", (uint64_t)nm);
+    }
+    int i = 0;
+    for (const kp_ce *mm = m; mm; mm = mm->next)
+        put_member(w, mm, i++);
     return kp_ckpt_writer_commit(w, err, errlen);
 }
 
@@ -658,9 +992,20 @@ kp_ce *kp_ce_load(const char *path, char *err, size_t errlen)
     }
     uint64_t cv, ver, nb, e, h, ni, nk, nx;
     if (get_key(r, path, "ce_version", UINT32_MAX, &cv, err, errlen) != 0) goto err;
-    if (cv != KP_CE_VERSION) {
-        kp_errf(err, errlen, "ce checkpoint %s: version %" PRIu64 ", this build reads %u", path, cv,
-                KP_CE_VERSION);
+    if (cv != 1 && cv != KP_CE_VERSION) {
+        kp_errf(err, errlen, "ce checkpoint %s: version %" PRIu64 ", this build reads 1..%u", path,
+                cv, KP_CE_VERSION);
+        goto err;
+    }
+    uint64_t next = 0, nmem = 1;
+    if (cv >= 2 && get_key(r, path, "n_ext", 1000, &next, err, errlen) != 0) goto err;
+    /* n_members is absent from the first version-2 files: one member */
+    if (cv >= 2 && kp_ckpt_get_u64(r, "n_members", &nmem) == 0 && nmem > 1000) nmem = 0;
+    if (cv >= 2 && ((next != 0 && next != KP_CE_N_EXT) || nmem < 1)) {
+        kp_errf(err, errlen,
+                "ce checkpoint %s: version 2 with %" PRIu64 " ext features and %" PRIu64
+                " members, this build has %d ext features",
+                path, next, nmem, KP_CE_N_EXT);
         goto err;
     }
     if (get_key(r, path, "model_version", UINT64_MAX, &ver, err, errlen) != 0 ||
@@ -678,7 +1023,7 @@ kp_ce *kp_ce_load(const char *path, char *err, size_t errlen)
                 path, nk, nx, KP_CE_N_KERNELS, KP_CE_N_EXACT);
         goto err;
     }
-    kp_ce_config c = {(uint32_t)nb, (int)e, (int)h, (uint32_t)ni};
+    kp_ce_config c = {(uint32_t)nb, (int)e, (int)h, (uint32_t)ni, next != 0};
     char why[128];
     if (kp_ce_config_check(&c, why, sizeof(why)) != 0) {
         kp_errf(err, errlen, "ce checkpoint %s: bad config: %s", path, why);
@@ -689,27 +1034,20 @@ kp_ce *kp_ce_load(const char *path, char *err, size_t errlen)
         kp_errf(err, errlen, "ce checkpoint %s: out of memory for the model", path);
         goto err;
     }
-    if (kp_ckpt_n_tensors(r) != 6) {
-        kp_errf(err, errlen, "ce checkpoint %s: %d tensors, expected 6", path,
-                kp_ckpt_n_tensors(r));
+    if (kp_ckpt_n_tensors(r) != 6 * (int)nmem) {
+        kp_errf(err, errlen, "ce checkpoint %s: %d tensors, expected %d", path,
+                kp_ckpt_n_tensors(r), 6 * (int)nmem);
         goto err;
     }
-    size_t H = (size_t)c.hidden_dim, F = (size_t)m->F;
-    float *W1 = m->dense, *b1 = W1 + H * F, *W2 = b1 + H, *b2 = W2 + H;
-    uint64_t d_emb[2] = {nb, e}, d_w1[2] = {H, F}, d_h[1] = {H}, d_w2[2] = {1, H}, d_1[1] = {1},
-             d_idf[1] = {ni};
-    if (kp_ckpt_read_tensor(r, "emb", m->emb, 2, d_emb, err, errlen) != 0 ||
-        kp_ckpt_read_tensor(r, "w1", W1, 2, d_w1, err, errlen) != 0 ||
-        kp_ckpt_read_tensor(r, "b1", b1, 1, d_h, err, errlen) != 0 ||
-        kp_ckpt_read_tensor(r, "w2", W2, 2, d_w2, err, errlen) != 0 ||
-        kp_ckpt_read_tensor(r, "b2", b2, 1, d_1, err, errlen) != 0 ||
-        kp_ckpt_read_tensor(r, "idf", m->idf, 1, d_idf, err, errlen) != 0)
-        goto err;
-    for (size_t i = 0; i < kp_ce_dense_size(m); i++) {
-        if (!isfinite(m->dense[i])) {
-            kp_errf(err, errlen, "ce checkpoint %s: non-finite weight", path);
+    if (read_member(r, path, m, 0, err, errlen) != 0) goto err;
+    for (int i = 1; i < (int)nmem; i++) {
+        kp_ce *mm = ce_alloc(&c);
+        if (!mm || kp_ce_ensemble_add(m, mm) != 0) {
+            kp_ce_free(mm);
+            kp_errf(err, errlen, "ce checkpoint %s: out of memory for the model", path);
             goto err;
         }
+        if (read_member(r, path, mm, i, err, errlen) != 0) goto err;
     }
     m->version = ver;
     kp_ckpt_close(r);

@@ -13,7 +13,15 @@
  *                              bigrams / letter trigrams found in the title, phrase match,
  *                              idf-weighted overlap, lengths; see ce.c), not trainable
  *   pool [4E]                  pi = mean(Ein), pk = mean(Ekn): [pi, pk, pi*pk, |pi-pk|]
- *   x  [F] = [kern | exact | pool],  F = K + X + 4E
+ *   ext [KP_CE_N_EXT]          (version 2, config ext_features = 1) more interaction features:
+ *                              kern over the title's tokens (kernels of M^T: the title's
+ *                              coverage by the keyphrase), kern with idf-weighted pooling over
+ *                              the keyphrase's tokens, max-similarity pooling (mean / idf-
+ *                              weighted mean / min over keyphrase tokens of the best title
+ *                              match, mean over title tokens of the best keyphrase match) and
+ *                              8 more exact-match features (first match position, longest
+ *                              matched run, idf of the rarest missing word, ...; see ce.c)
+ *   x  [F] = [kern | exact | pool | ext],  F = K + X + 4E (+ KP_CE_N_EXT)
  *   h  [H] = tanh(x @ W1^T + b1)                               W1 [H x F], b1 [H]
  *   z      = h @ W2^T + b2,  score = sigmoid(z) in 0..1          W2 [1 x H], b2 [1]
  * The idf table (idf [n_idf], by word hash) is not trained: kp_ce_set_idf fills it from a corpus.
@@ -31,11 +39,14 @@
 #include "model/nn.h"
 
 #define KP_CE_KIND        "ce"
-#define KP_CE_VERSION     1u /* tokenisation / feature layout; stored in checkpoints */
+#define KP_CE_VERSION     2u /* tokenisation / feature layout; stored in checkpoints */
 #define KP_CE_MAX_TOK     64
 #define KP_CE_MAX_TRI     24
 #define KP_CE_N_KERNELS   11
 #define KP_CE_N_EXACT     14
+#define KP_CE_N_MAXSIM    4
+#define KP_CE_N_EXACT2    8
+#define KP_CE_N_EXT       (2 * KP_CE_N_KERNELS + KP_CE_N_MAXSIM + KP_CE_N_EXACT2)
 #define KP_CE_MAX_DIM     1024
 #define KP_CE_MAX_BUCKETS (1u << 26)
 
@@ -44,11 +55,12 @@ typedef struct {
     int emb_dim;        /* E */
     int hidden_dim;     /* H */
     uint32_t n_idf;     /* idf table size (word-hash buckets) */
+    int ext_features;   /* 1: the version-2 features ext (default); 0: the version-1 layout */
 } kp_ce_config;
 
 typedef struct kp_ce kp_ce;
 
-/* 2^17 buckets, E 32, H 64, 2^16 idf buckets. */
+/* 2^17 buckets, E 32, H 64, 2^16 idf buckets, ext features on. */
 void kp_ce_config_default(kp_ce_config *c);
 /* 0 if usable, else -1 with the reason in err (may be NULL). */
 int kp_ce_config_check(const kp_ce_config *c, char *err, size_t errlen);
@@ -58,6 +70,13 @@ int kp_ce_config_check(const kp_ce_config *c, char *err, size_t errlen);
 kp_ce *kp_ce_new(const kp_ce_config *c, uint64_t seed);
 /* Frees the model; accepts NULL. */
 void kp_ce_free(kp_ce *m);
+
+/* Ensembles: kp_ce_ensemble_add appends member (same config, not itself an ensemble; m takes
+ * ownership on success) to m; kp_ce_score then averages the members' logits, and checkpoints
+ * hold every member. The parameter accessors and the per-pair / head functions below act on m
+ * itself (the first member). 0, or -1 (config mismatch, bad args). */
+int kp_ce_ensemble_add(kp_ce *m, kp_ce *member);
+int kp_ce_n_members(const kp_ce *m); /* 1 for a plain model */
 
 const kp_ce_config *kp_ce_cfg(const kp_ce *m);
 uint64_t kp_ce_version(const kp_ce *m);
@@ -84,8 +103,10 @@ int kp_ce_score(const kp_ce *m, const char *const *items, const char *const *key
                 float *out);
 
 /* Checkpoint (model/ckpt.h container, kind "ce"): config, KP_CE_VERSION, featurizer-independent.
- * Save: 0, or -1 with a message in err. Load: NULL with a message in err (missing, corrupt,
- * another kind or version, shape mismatch). */
+ * Save: 0, or -1 with a message in err (written as version 2, or as version 1 when the model
+ * has no ext features, so that older builds still read it). Load: versions 1 (ext_features 0)
+ * and 2; NULL with a message in err (missing, corrupt, another kind or version, shape
+ * mismatch). */
 int kp_ce_save(const kp_ce *m, const char *path, char *err, size_t errlen);
 kp_ce *kp_ce_load(const char *path, char *err, size_t errlen);
 
@@ -151,6 +172,34 @@ void kp_ce_kernel_forward(float *feat, float *S, const float *M, int ni, int nk,
                           const float *sigma, int K);
 void kp_ce_kernel_backward(float *dM, const float *dfeat, const float *S, const float *M, int ni,
                            int nk, const float *mu, const float *sigma, int K);
+
+/* Kernel pooling with per-column weights: feat[k] = sum_j wcol[j] log1p(S[j][k]) (S as above;
+ * the caller normalises wcol, e.g. idf / sum idf). Backward: dM += dfeat through that. */
+void kp_ce_wkernel_forward(float *feat, float *S, const float *M, int ni, int nk, const float *mu,
+                           const float *sigma, int K, const float *wcol);
+void kp_ce_wkernel_backward(float *dM, const float *dfeat, const float *S, const float *M, int ni,
+                            int nk, const float *mu, const float *sigma, int K, const float *wcol);
+
+/* The three kernel poolings of M in one pass over the exps (the fast path of kp_ce_pair_features
+ * with ext features): feat = kp_ce_kernel_forward(M) (S [nk x K]), featT = the same on M^T
+ * (S2 [ni x K]: sums over the keyphrase's tokens, pooled over the title's), featW =
+ * kp_ce_wkernel_forward(M, wcol) (its S equals S). K <= 4 * KP_CE_N_KERNELS. */
+void kp_ce_kernels3_forward(float *feat, float *featT, float *featW, float *S, float *S2,
+                            const float *M, int ni, int nk, const float *mu, const float *sigma,
+                            int K, const float *wcol);
+
+/* Transpose: T [nk x ni] = M [ni x nk]^T; backward dM += dT^T. */
+void kp_ce_transpose_forward(float *T, const float *M, int ni, int nk);
+void kp_ce_transpose_backward(float *dM, const float *dT, int ni, int nk);
+
+/* Max-similarity pooling of M [ni x nk], wcol [nk] (normalised weights):
+ *   out[0] = 1/nk sum_j max_i M[i][j]      out[1] = sum_j wcol[j] max_i M[i][j]
+ *   out[2] = min_j max_i M[i][j]            out[3] = 1/ni sum_i max_j M[i][j]
+ * (all 0 when ni or nk is 0). am [nk + ni + 1] keeps the arg-max / arg-min positions for the
+ * backward (first one on ties): dM += dout routed to them. */
+void kp_ce_maxsim_forward(float *out, int *am, const float *M, int ni, int nk, const float *wcol);
+void kp_ce_maxsim_backward(float *dM, const float *dout, const int *am, int ni, int nk,
+                           const float *wcol);
 
 /* Mean pooling of rows: out [E] = mean of X [n x E] (zeros for n = 0); dX[i] += dout / n. */
 void kp_ce_meanpool_forward(float *out, const float *X, int n, int E);

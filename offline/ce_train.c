@@ -29,6 +29,8 @@ void kp_ce_train_opts_default(kp_ce_train_opts *o)
     o->lr_emb = 1e-2f;
     o->weight_decay = 0.0f;
     o->clip = 5.0f;
+    o->neg_weight = 1.0f;
+    o->keep_best = 0;
 }
 
 /* ---- token cache: every text tokenised once, packed in growable arrays ------------------------
@@ -123,7 +125,7 @@ static kp_ce_text cache_view(const tok_cache *c, int i)
 
 typedef struct {
     int item, key;
-    float y;
+    float y, wt; /* target, loss weight */
 } example;
 
 typedef struct {
@@ -182,7 +184,10 @@ typedef struct {
     float *x, *dx, *h, *dh, *z, *dz, *yb; /* batch activations and their gradients */
     float *dd, *md, *vd, *me, *ve;        /* dense gradient, Adam moments (dense, embeddings) */
     uint32_t *row_t;                      /* lazy Adam: last step of each embedding row */
-    float *s1, *s2, *rel;                 /* validation scores */
+    float *best_emb, *best_dense;         /* keep_best: parameters of the best epoch so far */
+    double best_rho;
+    int best_epoch;
+    float *s1, *s2, *rel; /* validation scores */
     int *lab;
     kp_rowgrad g; /* the batch's embedding gradient, merged over the threads */
     kp_rng rng;
@@ -202,10 +207,10 @@ static int check_args(const kp_ce *m, const kp_texts *items, const kp_texts *key
     }
     if (o->epochs < 1 || o->batch < 1 || o->negatives < 0 || o->threads < 1 ||
         o->threads > MAX_THREADS || !(o->lr > 0) || !(o->lr_emb > 0) || !(o->clip > 0) ||
-        !(o->weight_decay >= 0)) {
+        !(o->weight_decay >= 0) || !(o->neg_weight >= 0)) {
         kp_errf(err, errlen,
                 "train-ce: bad options (epochs >= 1, batch >= 1, negatives >= 0, threads 1..%d, "
-                "lr, lr_emb, clip > 0, weight decay >= 0)",
+                "lr, lr_emb, clip > 0, weight decay, negative weight >= 0)",
                 MAX_THREADS);
         return -1;
     }
@@ -281,7 +286,7 @@ static void collect_pairs(ce_run *r, const kp_texts *keys, const kp_judgments *j
 {
     int np = 0, nv = 0;
     for (int i = 0; i < j->n; i++) {
-        example e = {j->item[i], j->key[i], (j->rel[i] - 1.0f) / 2.0f};
+        example e = {j->item[i], j->key[i], (j->rel[i] - 1.0f) / 2.0f, 1.0f};
         if (role[e.item] == 1) r->pairs[np++] = e;
         if (role[e.item] == 2) {
             r->vj[nv] = e;
@@ -331,7 +336,7 @@ static void run_free(ce_run *r)
     free(r->pairs), free(r->ex), free(r->vj), free(r->vr), free(r->x), free(r->dx), free(r->h);
     free(r->dh), free(r->z), free(r->dz), free(r->yb), free(r->dd), free(r->md), free(r->vd);
     free(r->me), free(r->ve), free(r->row_t), free(r->s1), free(r->s2), free(r->rel);
-    free(r->lab);
+    free(r->lab), free(r->best_emb), free(r->best_dense);
 }
 
 /* An epoch's examples: every judged pair followed by its fresh negatives, then shuffled. Returns
@@ -342,7 +347,8 @@ static int epoch_examples(ce_run *r, int n_keys)
     for (int p = 0; p < r->np; p++) {
         r->ex[n++] = r->pairs[p];
         for (int k = 0; k < r->o->negatives; k++) {
-            example e = {r->pairs[p].item, (int)kp_rng_below(&r->rng, (uint64_t)n_keys), 0.0f};
+            example e = {r->pairs[p].item, (int)kp_rng_below(&r->rng, (uint64_t)n_keys), 0.0f,
+                         r->o->neg_weight};
             r->ex[n++] = e;
         }
     }
@@ -402,6 +408,8 @@ static int train_batch(ce_run *r, const example *batch, int bn, double *loss_sum
     for (int b = 0; b < bn; b++)
         r->yb[b] = batch[b].y, r->dz[b] = 0.0f;
     *loss_sum += (double)kp_ce_bce_forward_backward(r->z, r->yb, bn, r->dz) * bn;
+    for (int b = 0; b < bn; b++)
+        r->dz[b] *= batch[b].wt;
     memset(r->dd, 0, r->ND * sizeof(float));
     memset(r->dx, 0, (size_t)bn * r->F * sizeof(float));
     kp_ce_head_backward(m, r->x, r->h, r->dz, bn, r->dh, r->dd, r->dx);
@@ -485,6 +493,12 @@ static int run_epoch(ce_run *r, int epoch, int n_keys, double t0, kp_ce_epoch_st
     st->loss = loss_sum / n;
     st->n_train = n;
     validate(r, st);
+    st->best = 0;
+    if (o->keep_best && st->n_valid > 0 && (r->best_epoch == 0 || st->spearman > r->best_rho)) {
+        memcpy(r->best_emb, kp_ce_emb(r->m), r->NE * sizeof(float));
+        memcpy(r->best_dense, kp_ce_dense(r->m), r->ND * sizeof(float));
+        r->best_rho = st->spearman, r->best_epoch = epoch, st->best = 1;
+    }
     st->seconds = now_s() - t0;
     if (o->on_epoch) o->on_epoch(o->ctx, st);
     return 0;
@@ -507,6 +521,11 @@ int kp_ce_train(kp_ce *m, const kp_texts *items, const kp_texts *keys, const kp_
     kp_rng_seed(&r.rng, o->seed);
     collect_pairs(&r, keys, j, role);
     if (build_caches(&r, items, keys, role) != 0 || trainer_init(&r) != 0) goto oom;
+    if (o->keep_best && r.nv > 0) {
+        r.best_emb = malloc(r.NE * sizeof(float));
+        r.best_dense = malloc(r.ND * sizeof(float));
+        if (!r.best_emb || !r.best_dense) goto oom;
+    }
 
     kp_adam_hp_default(&r.hd);
     kp_adam_hp_default(&r.he);
@@ -518,6 +537,11 @@ int kp_ce_train(kp_ce *m, const kp_texts *items, const kp_texts *keys, const kp_
     memset(&st, 0, sizeof(st));
     for (int epoch = 1; epoch <= o->epochs; epoch++)
         if (run_epoch(&r, epoch, keys->n, t0, &st) != 0) goto oom;
+    if (r.best_epoch > 0 && r.best_epoch < o->epochs) {
+        memcpy(kp_ce_emb(m), r.best_emb, r.NE * sizeof(float));
+        memcpy(kp_ce_dense(m), r.best_dense, r.ND * sizeof(float));
+    }
+    st.best_epoch = r.best_epoch;
     kp_ce_set_version(m, kp_ce_version(m) + r.step);
     if (last) *last = st;
     rc = 0;

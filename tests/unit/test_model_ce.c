@@ -140,6 +140,137 @@ static void test_kernel_grad(void **state)
         assert_true(feat[k] == 0.0f);
 }
 
+static void test_wkernel_transpose_grad(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 6);
+    enum { NI = 5, NK = 3, K = 4 };
+    const float mu[K] = {0.9f, 0.4f, 0.0f, -0.5f}, sigma[K] = {0.2f, 0.3f, 0.25f, 0.4f};
+    float M[NI * NK], S[NK * K], S0[NK * K], feat[K], f0[K], w[K], dM[NI * NK] = {0};
+    float wc[NK] = {0.5f, 0.2f, 0.3f}, wu[NK] = {1.0f / 3, 1.0f / 3, 1.0f / 3};
+    for (int i = 0; i < NI * NK; i++)
+        M[i] = 2.0f * kp_rng_uniform(&r) - 1.0f;
+    th_fill(&r, w, K, 1.0f);
+    /* uniform weights = the plain kernel pooling (the reference) */
+    kp_ce_wkernel_forward(feat, S, M, NI, NK, mu, sigma, K, wu);
+    kp_ce_kernel_forward(f0, S0, M, NI, NK, mu, sigma, K);
+    for (int k = 0; k < K; k++)
+        assert_true(fabsf(feat[k] - f0[k]) < 1e-5f);
+    kp_ce_wkernel_forward(feat, S, M, NI, NK, mu, sigma, K, wc);
+    kp_ce_wkernel_backward(dM, w, S, M, NI, NK, mu, sigma, K, wc);
+    const float h = 1e-3f;
+    for (int i = 0; i < NI * NK; i++) {
+        float s = M[i];
+        M[i] = s + h;
+        kp_ce_wkernel_forward(feat, S, M, NI, NK, mu, sigma, K, wc);
+        double lp = th_wsum(feat, w, K);
+        M[i] = s - h;
+        kp_ce_wkernel_forward(feat, S, M, NI, NK, mu, sigma, K, wc);
+        double lm = th_wsum(feat, w, K);
+        M[i] = s;
+        assert_grad_close(dM[i], (lp - lm) / (2 * h), "dM(wkernel)", i);
+    }
+    kp_ce_wkernel_forward(feat, S, M, NI, 0, mu, sigma, K, wc);
+    for (int k = 0; k < K; k++)
+        assert_true(feat[k] == 0.0f);
+    /* transpose: forward and its backward (the adjoint) */
+    float T[NK * NI], dT[NK * NI], dM2[NI * NK] = {0};
+    kp_ce_transpose_forward(T, M, NI, NK);
+    assert_true(T[2 * NI + 4] == M[4 * NK + 2]);
+    th_fill(&r, dT, NK * NI, 1.0f);
+    kp_ce_transpose_backward(dM2, dT, NI, NK);
+    for (int i = 0; i < NI; i++)
+        for (int j = 0; j < NK; j++)
+            assert_true(dM2[i * NK + j] == dT[j * NI + i]);
+}
+
+static void test_kernels3_matches_reference(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 8);
+    enum { K = KP_CE_N_KERNELS };
+    const int shapes[][2] = {{1, 1}, {5, 3}, {17, 2}, {3, 9}, {64, 64}, {0, 4}, {4, 0}};
+    static float M[64 * 64], T[64 * 64], S[64 * K], S2[64 * K], Sr[64 * K], S2r[64 * K];
+    float wc[64], f[K], fT[K], fW[K], r1[K], rT[K], rW[K];
+    for (size_t q = 0; q < sizeof(shapes) / sizeof(shapes[0]); q++) {
+        int ni = shapes[q][0], nk = shapes[q][1];
+        for (int i = 0; i < ni * nk; i++)
+            M[i] = 2.0f * kp_rng_uniform(&r) - 1.0f;
+        if (ni * nk > 0) M[0] = 1.0f; /* an exact match */
+        float ws = 0.0f;
+        for (int j = 0; j < nk; j++)
+            ws += wc[j] = 0.1f + kp_rng_uniform(&r);
+        for (int j = 0; j < nk; j++)
+            wc[j] /= ws;
+        kp_ce_kernels3_forward(f, fT, fW, S, S2, M, ni, nk, kp_ce_kernel_mu, kp_ce_kernel_sigma, K,
+                               wc);
+        kp_ce_kernel_forward(r1, Sr, M, ni, nk, kp_ce_kernel_mu, kp_ce_kernel_sigma, K);
+        kp_ce_transpose_forward(T, M, ni, nk);
+        kp_ce_kernel_forward(rT, S2r, T, nk, ni, kp_ce_kernel_mu, kp_ce_kernel_sigma, K);
+        kp_ce_wkernel_forward(rW, Sr, M, ni, nk, kp_ce_kernel_mu, kp_ce_kernel_sigma, K, wc);
+        for (int k = 0; k < K; k++) {
+            assert_true(fabsf(f[k] - r1[k]) <= 1e-6f * (1.0f + fabsf(r1[k])));
+            assert_true(fabsf(fT[k] - rT[k]) <= 1e-6f * (1.0f + fabsf(rT[k])));
+            assert_true(fabsf(fW[k] - rW[k]) <= 1e-6f * (1.0f + fabsf(rW[k])));
+        }
+        if (ni > 0 && nk > 0) { /* the sums the backward reads */
+            for (int i = 0; i < nk * K; i++)
+                assert_true(fabsf(S[i] - Sr[i]) <= 1e-6f * (1.0f + Sr[i]));
+            for (int i = 0; i < ni * K; i++)
+                assert_true(fabsf(S2[i] - S2r[i]) <= 1e-6f * (1.0f + S2r[i]));
+        }
+    }
+}
+
+static void test_maxsim_grad(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 7);
+    enum { NI = 6, NK = 4 };
+    float M[NI * NK], out[KP_CE_N_MAXSIM], w[KP_CE_N_MAXSIM], dM[NI * NK] = {0};
+    float wc[NK] = {0.1f, 0.4f, 0.3f, 0.2f};
+    int am[NI + NK + 1];
+    for (int i = 0; i < NI * NK; i++)
+        M[i] = 2.0f * kp_rng_uniform(&r) - 1.0f;
+    th_fill(&r, w, KP_CE_N_MAXSIM, 1.0f);
+    kp_ce_maxsim_forward(out, am, M, NI, NK, wc);
+    /* forward against plain loops */
+    double colmax[NK], s0 = 0, s1 = 0, mn = 1e9, s3 = 0;
+    for (int j = 0; j < NK; j++) {
+        colmax[j] = -1e9;
+        for (int i = 0; i < NI; i++)
+            colmax[j] = fmax(colmax[j], M[i * NK + j]);
+        s0 += colmax[j] / NK, s1 += wc[j] * colmax[j], mn = fmin(mn, colmax[j]);
+    }
+    for (int i = 0; i < NI; i++) {
+        double rm = -1e9;
+        for (int j = 0; j < NK; j++)
+            rm = fmax(rm, M[i * NK + j]);
+        s3 += rm / NI;
+    }
+    assert_true(fabs(out[0] - s0) < 1e-5 && fabs(out[1] - s1) < 1e-5);
+    assert_true(fabs(out[2] - mn) < 1e-6 && fabs(out[3] - s3) < 1e-5);
+    kp_ce_maxsim_backward(dM, w, am, NI, NK, wc);
+    const float h = 1e-3f; /* random uniform values: no ties within 2h */
+    for (int i = 0; i < NI * NK; i++) {
+        float s = M[i];
+        M[i] = s + h;
+        kp_ce_maxsim_forward(out, am, M, NI, NK, wc);
+        double lp = th_wsum(out, w, KP_CE_N_MAXSIM);
+        M[i] = s - h;
+        kp_ce_maxsim_forward(out, am, M, NI, NK, wc);
+        double lm = th_wsum(out, w, KP_CE_N_MAXSIM);
+        M[i] = s;
+        assert_grad_close(dM[i], (lp - lm) / (2 * h), "dM(maxsim)", i);
+    }
+    kp_ce_maxsim_forward(out, am, M, 0, NK, wc);
+    for (int f = 0; f < KP_CE_N_MAXSIM; f++)
+        assert_true(out[f] == 0.0f);
+}
+
 static void test_pool_interact_grad(void **state)
 {
     (void)state;
@@ -212,7 +343,7 @@ static void test_bce_grad(void **state)
 
 static kp_ce *small_model(uint64_t seed)
 {
-    kp_ce_config c = {512, 6, 5, 64};
+    kp_ce_config c = {512, 6, 5, 64, 1};
     return kp_ce_new(&c, seed);
 }
 
@@ -223,7 +354,7 @@ static void test_pair_grad(void **state)
     assert_non_null(m);
     const uint32_t nb = kp_ce_cfg(m)->n_buckets;
     const int E = kp_ce_cfg(m)->emb_dim, F = kp_ce_n_features(m);
-    assert_int_equal(F, KP_CE_N_KERNELS + KP_CE_N_EXACT + 4 * E);
+    assert_int_equal(F, KP_CE_N_KERNELS + KP_CE_N_EXACT + 4 * E + KP_CE_N_EXT);
     kp_ce_tokbuf bi, bk;
     kp_ce_text ti = kp_ce_tokenize("cordless drill kit with battery", nb, &bi);
     kp_ce_text tk = kp_ce_tokenize("battery drills", nb, &bk);
@@ -233,7 +364,9 @@ static void test_pair_grad(void **state)
     kp_rng rng;
     kp_rng_seed(&rng, 12);
     th_fill(&rng, r, (size_t)F, 1.0f);
-    r[0] = 0.0f; /* exact-match kernel (sigma 0.001): not differentiable in float FD */
+    /* exact-match kernels (sigma 0.001): not differentiable in float FD */
+    const int xo = KP_CE_N_KERNELS + KP_CE_N_EXACT + 4 * E;
+    r[0] = r[xo] = r[xo + KP_CE_N_KERNELS] = 0.0f;
     kp_rowgrad g;
     assert_int_equal(kp_rowgrad_init(&g, nb, E), 0);
     assert_int_equal(kp_ce_pair_backward(m, &ti, &tk, r, w, &g), 0);
@@ -379,19 +512,112 @@ static void test_score_and_ckpt(void **state)
     kp_ce_free(NULL);
     kp_ce_ws_free(NULL);
     /* bad configs */
-    kp_ce_config bad = {0, 4, 4, 4};
+    kp_ce_config bad = {0, 4, 4, 4, 1};
     assert_int_equal(kp_ce_config_check(&bad, err, sizeof(err)), -1);
     assert_null(kp_ce_new(&bad, 1));
     kp_ce_free(m);
 }
 
+/* ---- ensembles, version-1 checkpoints ---------------------------------------------------------
+ */
+
+static void test_ensemble_and_v1(void **state)
+{
+    (void)state;
+    const char *items[] = {"Red cordless drill", "blue hammer 16 oz", "", "drill bits set"};
+    const char *keys[] = {"drill", "hammer", "x", "red drill"};
+    float s1[4], s2[4], se[4], z1[4], z2[4];
+    kp_ce *a = small_model(41), *b = small_model(42), *b2 = small_model(42);
+    assert_int_equal(kp_ce_score(a, items, keys, 4, s1), 0);
+    assert_int_equal(kp_ce_score(b, items, keys, 4, s2), 0);
+    assert_int_equal(kp_ce_n_members(a), 1);
+    assert_int_equal(kp_ce_ensemble_add(a, b), 0);
+    assert_int_equal(kp_ce_n_members(a), 2);
+    assert_int_equal(kp_ce_ensemble_add(a, a), -1);
+    kp_ce_config other = *kp_ce_cfg(b2);
+    other.hidden_dim++;
+    kp_ce *c = kp_ce_new(&other, 1);
+    assert_int_equal(kp_ce_ensemble_add(a, c), -1); /* config mismatch: stays ours */
+    kp_ce_free(c);
+    assert_int_equal(kp_ce_score(a, items, keys, 4, se), 0);
+    for (int i = 0; i < 4; i++) { /* sigmoid of the mean logit */
+        z1[i] = logf(s1[i] / (1 - s1[i])), z2[i] = logf(s2[i] / (1 - s2[i]));
+        assert_true(fabsf(se[i] - kp_ce_sigmoid(0.5f * (z1[i] + z2[i]))) < 1e-4f);
+    }
+    char path[256], err[256];
+    th_tmp_path(path, sizeof(path), "ce", "ens.kpm");
+    assert_int_equal(kp_ce_save(a, path, err, sizeof(err)), 0);
+    kp_ce *l = kp_ce_load(path, err, sizeof(err));
+    assert_non_null(l);
+    assert_int_equal(kp_ce_n_members(l), 2);
+    assert_int_equal(kp_ce_score(l, items, keys, 4, s2), 0);
+    assert_memory_equal(se, s2, sizeof(se));
+    kp_ce_free(l);
+    /* a version-1 model (no ext features) is written as version 1 and reads back */
+    kp_ce_config v1 = *kp_ce_cfg(b2);
+    v1.ext_features = 0;
+    kp_ce *m1 = kp_ce_new(&v1, 43);
+    assert_int_equal(kp_ce_n_features(m1), KP_CE_N_KERNELS + KP_CE_N_EXACT + 4 * v1.emb_dim);
+    assert_int_equal(kp_ce_score(m1, items, keys, 4, s1), 0);
+    assert_int_equal(kp_ce_save(m1, path, err, sizeof(err)), 0);
+    kp_ckpt_reader *r = kp_ckpt_open(path, err, sizeof(err));
+    assert_non_null(r);
+    uint64_t ver = 0;
+    assert_int_equal(kp_ckpt_get_u64(r, "ce_version", &ver), 0);
+    assert_int_equal(ver, 1);
+    kp_ckpt_close(r);
+    l = kp_ce_load(path, err, sizeof(err));
+    assert_non_null(l);
+    assert_int_equal(kp_ce_cfg(l)->ext_features, 0);
+    assert_int_equal(kp_ce_score(l, items, keys, 4, s2), 0);
+    assert_memory_equal(s1, s2, sizeof(s1));
+    kp_ce_free(l);
+    kp_ce_free(m1);
+    unlink(path);
+    kp_ce_free(a);
+    kp_ce_free(b2);
+}
+
+/* kp_ce_score re-uses a title's embedding over consecutive pairs with that title: the scores
+ * equal one call per pair (the plain path) bit for bit. */
+static void test_score_shared_title(void **state)
+{
+    (void)state;
+    char t1b[64];
+    snprintf(t1b, sizeof t1b, "%s", "Red cordless drill 18V kit");
+    const char *items[] = {
+        "Red cordless drill 18V kit", t1b, t1b, "", NULL, "blue hammer", "blue hammer", t1b};
+    const char *keys[] = {"drill", "red drill", "hammer", "x", "drill", "hammer", NULL, "kit"};
+    enum { N = 8 };
+    for (int ext = 0; ext <= 1; ext++) {
+        kp_ce_config c = {512, 6, 5, 64, ext};
+        kp_ce *m = kp_ce_new(&c, 51);
+        assert_int_equal(kp_ce_ensemble_add(m, kp_ce_new(&c, 52)), 0);
+        float all[N], one[N];
+        assert_int_equal(kp_ce_score(m, items, keys, N, all), 0);
+        for (int i = 0; i < N; i++)
+            assert_int_equal(kp_ce_score(m, items + i, keys + i, 1, one + i), 0);
+        assert_memory_equal(all, one, sizeof(all));
+        kp_ce_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tokenize),    cmocka_unit_test(test_simmat_grad),
-        cmocka_unit_test(test_kernel_grad), cmocka_unit_test(test_pool_interact_grad),
-        cmocka_unit_test(test_bce_grad),    cmocka_unit_test(test_pair_grad),
-        cmocka_unit_test(test_head_grad),   cmocka_unit_test(test_score_and_ckpt),
+        cmocka_unit_test(test_tokenize),
+        cmocka_unit_test(test_simmat_grad),
+        cmocka_unit_test(test_kernel_grad),
+        cmocka_unit_test(test_pool_interact_grad),
+        cmocka_unit_test(test_bce_grad),
+        cmocka_unit_test(test_pair_grad),
+        cmocka_unit_test(test_head_grad),
+        cmocka_unit_test(test_score_and_ckpt),
+        cmocka_unit_test(test_wkernel_transpose_grad),
+        cmocka_unit_test(test_maxsim_grad),
+        cmocka_unit_test(test_kernels3_matches_reference),
+        cmocka_unit_test(test_ensemble_and_v1),
+        cmocka_unit_test(test_score_shared_title),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -86,10 +86,60 @@ static void synth_free(synth *s)
 static kp_ce_epoch_stats g_first;
 static int g_epochs_seen;
 
+static double g_rho[64];
+static int g_best_flag[64];
+
 static void record_epoch(void *ctx, const kp_ce_epoch_stats *s)
 {
     (void)ctx;
-    if (g_epochs_seen++ == 0) g_first = *s;
+    if (g_epochs_seen == 0) g_first = *s;
+    if (g_epochs_seen < 64)
+        g_rho[g_epochs_seen] = s->spearman, g_best_flag[g_epochs_seen] = s->best;
+    g_epochs_seen++;
+}
+
+/* keep_best: the model ends with the parameters of the epoch of the best validation Spearman
+ * (re-scoring it gives that Spearman back); neg_weight changes the run; both deterministic. */
+static void test_keep_best_neg_weight(void **state)
+{
+    (void)state;
+    synth s;
+    synth_build(&s, 200);
+    kp_ce_train_opts o;
+    kp_ce_train_opts_default(&o);
+    o.epochs = 5, o.batch = 32, o.threads = 2, o.seed = 9, o.keep_best = 1, o.neg_weight = 0.3f;
+    o.lr = 2e-2f, o.lr_emb = 5e-2f; /* noisy on purpose: the last epoch need not be the best */
+    o.on_epoch = record_epoch;
+    kp_ce_config c = {4096, 8, 16, 256, 1};
+    kp_ce *m = kp_ce_new(&c, 9), *m2 = kp_ce_new(&c, 9), *m3 = kp_ce_new(&c, 9);
+    kp_ce_epoch_stats last;
+    char err[256];
+    g_epochs_seen = 0;
+    assert_int_equal(kp_ce_train(m, &s.items, &s.keys, &s.j, s.role, &o, &last, err, 256), 0);
+    assert_int_equal(g_epochs_seen, 5);
+    int best = 0;
+    for (int e = 1; e < 5; e++)
+        if (g_rho[e] > g_rho[best]) best = e;
+    assert_int_equal(last.best_epoch, best + 1);
+    assert_true(g_best_flag[0] && g_best_flag[best]);
+    /* one more epoch at lr ~0 from the kept parameters: its validation is the kept one's */
+    kp_ce_train_opts o1 = o;
+    o1.epochs = 1, o1.lr = 1e-7f, o1.lr_emb = 1e-7f, o1.keep_best = 0;
+    g_epochs_seen = 0;
+    assert_int_equal(kp_ce_train(m, &s.items, &s.keys, &s.j, s.role, &o1, &last, err, 256), 0);
+    assert_true(fabs(last.spearman - g_rho[best]) < 2e-3);
+    /* deterministic with keep_best and neg_weight */
+    o.on_epoch = NULL;
+    assert_int_equal(kp_ce_train(m2, &s.items, &s.keys, &s.j, s.role, &o, NULL, err, 256), 0);
+    assert_int_equal(kp_ce_train(m3, &s.items, &s.keys, &s.j, s.role, &o, NULL, err, 256), 0);
+    assert_memory_equal(kp_ce_dense(m2), kp_ce_dense(m3), kp_ce_dense_size(m2) * sizeof(float));
+    assert_memory_equal(kp_ce_emb(m2), kp_ce_emb(m3), (size_t)c.n_buckets * c.emb_dim * 4);
+    o.neg_weight = -1.0f;
+    assert_int_equal(kp_ce_train(m3, &s.items, &s.keys, &s.j, s.role, &o, NULL, err, 256), -1);
+    kp_ce_free(m);
+    kp_ce_free(m2);
+    kp_ce_free(m3);
+    synth_free(&s);
 }
 
 static void test_train_synthetic(void **state)
@@ -103,7 +153,7 @@ static void test_train_synthetic(void **state)
     o.on_epoch = record_epoch;
     kp_ce_epoch_stats last;
     char err[256];
-    kp_ce_config c = {4096, 8, 16, 256};
+    kp_ce_config c = {4096, 8, 16, 256, 1};
     kp_ce *m = kp_ce_new(&c, 5), *m2 = kp_ce_new(&c, 5);
     g_epochs_seen = 0;
     assert_int_equal(kp_ce_train(m, &s.items, &s.keys, &s.j, s.role, &o, &last, err, 256), 0);
@@ -142,6 +192,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_train_synthetic),
+        cmocka_unit_test(test_keep_best_neg_weight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
