@@ -5,6 +5,7 @@
 #include "cache/cache.h"
 
 #include <cblas.h>
+#include <curl/curl.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <microhttpd.h>
@@ -59,6 +60,7 @@ size_t kp_build_info(char *buf, size_t n)
     add(&b, "hiredis %s (at build time)\n", kp_cache_client_version());
     add(&b, "jansson %s\n", or_unknown(jansson_version_str()));
     add(&b, "libmicrohttpd %s\n", or_unknown(MHD_get_version()));
+    add(&b, "libcurl %s\n", or_unknown(curl_version_info(CURLVERSION_NOW)->version));
     return b.len;
 }
 
@@ -71,10 +73,11 @@ size_t kp_build_info_labels(char *buf, size_t n)
     size_t vlen = strcspn(blas, " "); /* the version word only */
     add(&b,
         "version=\"%s\",revision=\"%s\",librdkafka=\"%s\",avro_c=\"%s\",openblas=\"%.*s\","
-        "openblas_core=\"%s\",hiredis=\"%s\",jansson=\"%s\",libmicrohttpd=\"%s\"",
+        "openblas_core=\"%s\",hiredis=\"%s\",jansson=\"%s\",libmicrohttpd=\"%s\",libcurl=\"%s\"",
         KPREC_VERSION, KPREC_GIT_REV, or_unknown(rd_kafka_version_str()), KPREC_AVRO_VERSION,
         (int)vlen, blas, or_unknown(openblas_get_corename()), kp_cache_client_version(),
-        or_unknown(jansson_version_str()), or_unknown(MHD_get_version()));
+        or_unknown(jansson_version_str()), or_unknown(MHD_get_version()),
+        or_unknown(curl_version_info(CURLVERSION_NOW)->version));
     return b.len;
 }
 
@@ -88,11 +91,13 @@ size_t kp_build_info_line(char *buf, size_t n)
 
 static void version_usage(FILE *f)
 {
-    fprintf(f, "usage: kprec version   (or kprec --version)\n"
-               "Prints the version and git revision of kprec and the versions of the libraries\n"
-               "it runs with (librdkafka, Avro C, OpenBLAS, hiredis, jansson, libmicrohttpd).\n"
-               "Example:\n"
-               "  kprec version\n");
+    fprintf(
+        f,
+        "usage: kprec version   (or kprec --version)\n"
+        "Prints the version and git revision of kprec and the versions of the libraries\n"
+        "it runs with (librdkafka, Avro C, OpenBLAS, hiredis, jansson, libmicrohttpd, libcurl).\n"
+        "Example:\n"
+        "  kprec version\n");
 }
 
 int kp_cmd_version(int argc, char **argv)

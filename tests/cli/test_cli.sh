@@ -27,7 +27,7 @@ check config-dump 0 "^items = items.listed" -- "$KPREC" config -c "$T/empty.ini"
 check help-version 0 "version +print the versions" -- "$KPREC" help
 check version 0 "^kprec [0-9]+\.[0-9]+\.[0-9]+ \(git [^)]+\)" -- "$KPREC" version
 check version-flag 0 "^kprec [0-9]+\.[0-9]+\.[0-9]+ " -- "$KPREC" --version
-for lib in librdkafka avro-c openblas hiredis jansson libmicrohttpd; do
+for lib in librdkafka avro-c openblas hiredis jansson libmicrohttpd libcurl; do
   check "version-$lib" 0 "^$lib [0-9]" -- "$KPREC" version
 done
 check version-extra 2 "unexpected argument 'x'" -- "$KPREC" version x
