@@ -4,7 +4,8 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config git
       librdkafka-dev libavro-dev libopenblas-dev libhiredis-dev libinih-dev libmicrohttpd-dev
-      libcmocka-dev libjansson-dev libcurl4-openssl-dev zlib1g-dev clang-format redis-server redis-tools default-jre-headless maven python3 curl)
+      libcmocka-dev libjansson-dev libcurl4-openssl-dev zlib1g-dev clang-format redis-server redis-tools default-jre-headless maven python3 curl
+      clang libclang-rt-14-dev stunnel4 openssl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
