@@ -40,8 +40,8 @@ int kp_parse_double(const char *s, double lo, double hi, double *out);
 
 /* ---- escaping bytes from the outside for log lines ---- */
 
-#define KP_ESC_BACKSLASH 1 /* also write '\\' as "\\\\", so that the escaped text is unambiguous   \
-                            */
+/* kp_escape flag: a backslash is doubled too, so that the escaped text is unambiguous. */
+#define KP_ESC_BACKSLASH 1
 
 /* Copies s[0..n) into out[cap] (NUL-terminated when cap > 0) with every byte that a terminal or a
  * log reader must not get raw written as \xHH: C0 controls (newline, ESC, ...), DEL, and bytes
