@@ -106,6 +106,18 @@ no_secrets() { # no_secrets FILE...: none of the secrets of the test in them
 
 rec_count() { redis-cli -p "$RPORT" --scan --pattern 'kprec:rec:*' | wc -l; }
 
+# SCRAM with librdkafka < 2.6.1: one clear line at start-up (no broker needed: it comes first)
+printf '[redis]\nport = %s\n[kafka]\nbootstrap.servers = 127.0.0.1:1\nsecurity.protocol = SASL_SSL\nsasl.mechanism = SCRAM-SHA-512\nsasl.username = u\nsasl.password = %s\n' \
+  "$RPORT" "$SASL_PW" >"$T/scram.ini"
+timeout 30 "$KPREC" worker -c "$T/scram.ini" >"$T/scram-worker.log" 2>&1 || true
+RDV=$("$KPREC" version 2>&1 | sed -n 's/^librdkafka \([0-9.]*\).*/\1/p' | head -1)
+if [ "$RDV" != 2.6.1 ] && [ "$(printf '%s\n' 2.6.1 "$RDV" | sort -V | head -1)" = "$RDV" ]; then
+  [ "$(grep -c 'sasl.mechanism = SCRAM-SHA-512: librdkafka .* Kafka 4.x brokers reject (fixed in librdkafka 2.6.1)' "$T/scram-worker.log")" -eq 1 ] ||
+    fail "no SCRAM line at start-up: $(head -3 "$T/scram-worker.log")"
+  ok "SCRAM with $(grep -o 'librdkafka [0-9.]*' "$T/scram-worker.log" | head -1): one line at start-up"
+fi
+no_secrets "$T/scram-worker.log"
+
 for mode in "${MODES[@]}"; do
   echo "== $mode" >&2
   [ -n "${KDIR:-}" ] && "$ROOT/ops/kafka.sh" stop "$KDIR" >/dev/null 2>&1 || true
