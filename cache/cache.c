@@ -25,7 +25,7 @@ static const char put_script[] =
     "return 1\n";
 
 struct kp_cache {
-    char host[256], password[256], prefix[64];
+    char host[256], user[256], password[256], prefix[64];
     int port, db, connect_timeout_ms, command_timeout_ms, ttl_s;
     redisContext *ctx;
     char sha[41];
@@ -50,6 +50,7 @@ kp_cache *kp_cache_new(const kp_config *c)
     kp_cache *k = calloc(1, sizeof *k);
     if (!k) return NULL;
     snprintf(k->host, sizeof k->host, "%s", c->redis_host);
+    snprintf(k->user, sizeof k->user, "%s", c->redis_user);
     snprintf(k->password, sizeof k->password, "%s", c->redis_password);
     snprintf(k->prefix, sizeof k->prefix, "%s", c->redis_prefix);
     k->port = c->redis_port;
@@ -116,7 +117,10 @@ int kp_cache_connect(kp_cache *k, char *err, size_t errlen)
     }
     redisSetTimeout(k->ctx, ms_tv(k->command_timeout_ms));
     redisReply *r;
-    if (k->password[0]) {
+    if (k->user[0]) { /* an ACL user (Redis 6+); the error names the user, never the password */
+        if (!(r = cmd(k, err, errlen, "AUTH %s %s", k->user, k->password))) return -1;
+        freeReplyObject(r);
+    } else if (k->password[0]) {
         if (!(r = cmd(k, err, errlen, "AUTH %s", k->password))) return -1;
         freeReplyObject(r);
     }

@@ -37,7 +37,8 @@ kp_cache *kp_cache_new(const kp_config *c);
 /* Closes the connection and frees. Accepts NULL. */
 void kp_cache_free(kp_cache *k);
 
-/* Connects (if not connected), authenticates, selects the db and loads the script.
+/* Connects (if not connected), authenticates ([redis] user and password: AUTH user password, an
+ * ACL user; password alone: AUTH password), selects the db and loads the script.
  * Returns 0, or -1 with a reason in err. */
 int kp_cache_connect(kp_cache *k, char *err, size_t errlen);
 

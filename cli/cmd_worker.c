@@ -1,8 +1,10 @@
 /* kprec worker: the stream worker (serve, train or both roles; consumer/). */
+#include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli/cli.h"
 #include "cli/version.h"
@@ -30,6 +32,20 @@ static void *trainer_thread(void *p)
     a->rc = kp_learn_run(a->c);
     if (a->rc) kp_worker_stop = 1; /* role = both: no silent serving without its trainer */
     return NULL;
+}
+
+/* librdkafka before 2.6.1 appends its SCRAM client nonce a second time in the client-final message
+ * (confluentinc/librdkafka#4895); Kafka 4.x checks the nonce strictly (RFC 5802) and refuses the
+ * login. One line at start-up says so, before the broker's "authentication failed" does. */
+static void warn_scram(const kp_config *c)
+{
+    const char *m = kp_config_kafka(c, "sasl.mechanism");
+    if (!m) m = kp_config_kafka(c, "sasl.mechanisms"); /* librdkafka's alias */
+    if (!m || strncasecmp(m, "SCRAM-", 6) || rd_kafka_version() >= 0x02060100) return;
+    kp_warn("[kafka] sasl.mechanism = %s: librdkafka %s sends a SCRAM nonce that Kafka 4.x brokers "
+            "reject (fixed in librdkafka 2.6.1): use SASL PLAIN or OAUTHBEARER over SASL_SSL, or "
+            "build kprec against librdkafka >= 2.6.1",
+            m, rd_kafka_version_str());
 }
 
 int kp_cmd_worker(int argc, char **argv)
@@ -72,6 +88,7 @@ int kp_cmd_worker(int argc, char **argv)
     kp_info("%s", info);
     kp_build_info_labels(info, sizeof info);
     kp_telemetry_set_build_info(info);
+    warn_scram(&c);
     if (!strcmp(c.role, "train")) {
         if (kp_telemetry_http_start(c.metrics_bind, c.metrics_port)) {
             kp_config_free(&c);

@@ -59,6 +59,7 @@ static const kp_key keys[] = {
     I("topics", "partitions", topic_partitions, "6", 1, 10000),
     S("redis", "host", redis_host, "127.0.0.1"),
     I("redis", "port", redis_port, "6379", 1, 65535),
+    S("redis", "user", redis_user, ""),
     S("redis", "password", redis_password, ""),
     I("redis", "db", redis_db, "0", 0, 1000000),
     I("redis", "connect_timeout_ms", redis_connect_timeout_ms, "2000", 1, 600000),
@@ -215,6 +216,32 @@ static int on_ini(void *user, const char *section, const char *name, const char 
     return 1;
 }
 
+/* inih's reader: fgets, but a line that does not fit inih's buffer (INI_MAX_LINE) is an error
+ * instead of being cut in two (whose tail inih would parse as a line of its own). */
+typedef struct {
+    FILE *f;
+    int line;     /* lines read */
+    int too_long; /* line number of an over-long line, 0 if none */
+    int max;      /* longest line that fits, without its line end */
+} line_reader;
+
+static char *read_line(char *str, int num, void *stream)
+{
+    line_reader *r = stream;
+    if (r->too_long || !fgets(str, num, r->f)) return NULL;
+    r->line++;
+    size_t n = strlen(str);
+    if (n + 1 == (size_t)num && str[n - 1] != '\n') {
+        int ch = fgetc(r->f); /* a line of exactly num - 1 bytes at the end of the file fits */
+        if (ch != EOF) {
+            r->too_long = r->line;
+            r->max = num - 2;
+            return NULL;
+        }
+    }
+    return str;
+}
+
 int kp_config_load(kp_config *c, const char *path, char *err, size_t errlen)
 {
     char msg[512] = "";
@@ -224,8 +251,13 @@ int kp_config_load(kp_config *c, const char *path, char *err, size_t errlen)
         return -1;
     }
     parse_ctx ctx = {c, msg, sizeof msg, 0};
-    int line = ini_parse_file(f, on_ini, &ctx);
+    line_reader lr = {f, 0, 0, KP_CONFIG_MAX_LINE};
+    int line = ini_parse_stream(read_line, &lr, on_ini, &ctx);
     fclose(f);
+    if (line == 0 && lr.too_long) {
+        snprintf(err, errlen, "%s:%d: line longer than %d bytes", path, lr.too_long, lr.max);
+        return -1;
+    }
     if (line != 0) {
         if (!ctx.failed)
             snprintf(msg, sizeof msg, "syntax error (expected [section] or key = value)");
@@ -297,6 +329,32 @@ int kp_config_key_at(int i, const char **section, const char **key)
     return 0;
 }
 
+int kp_config_is_secret(const char *section, const char *key)
+{
+    /* Parts of a key name that make its value a secret: passwords of every kind (sasl.password,
+     * ssl.key.password, ssl.keystore.password, [redis] password), client secrets
+     * (sasl.oauthbearer.client.secret), credentials and private keys: ssl.key.pem, and
+     * ssl_key, the name librdkafka's CONFIGURATION.md gives the private key set through its API. */
+    static const char *const parts[] = {"password", "passwd",  "secret", "credential", "private",
+                                        "key.pem",  "ssl_key", "hmac",   "jaas"};
+    /* Whole keys: sasl.oauthbearer.config holds the unsecured JWT's claims (and may hold
+     * credentials), sasl.oauthbearer.extensions the extension values sent to the broker. */
+    static const char *const whole[] = {"sasl.oauthbearer.config", "sasl.oauthbearer.extensions"};
+    (void)section;
+    if (!key) return 0;
+    char k[256];
+    size_t n = strlen(key);
+    if (n >= sizeof k) n = sizeof k - 1;
+    for (size_t i = 0; i < n; i++)
+        k[i] = (char)tolower((unsigned char)key[i]);
+    k[n] = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        if (strstr(k, parts[i])) return 1;
+    for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++)
+        if (!strcmp(k, whole[i])) return 1;
+    return 0;
+}
+
 void kp_config_dump(const kp_config *c, FILE *f)
 {
     const char *sec = "";
@@ -307,8 +365,7 @@ void kp_config_dump(const kp_config *c, FILE *f)
         switch (k->type) {
         case T_STR:
             fprintf(f, "%s = %s\n", k->key,
-                    ((strstr(k->key, "password") || strstr(k->key, "hmac")) && *p) ? "********"
-                                                                                   : p);
+                    (kp_config_is_secret(k->section, k->key) && *p) ? KP_CONFIG_REDACTED : p);
             break;
         case T_INT:
             fprintf(f, "%s = %d\n", k->key, *(const int *)p);
@@ -324,7 +381,7 @@ void kp_config_dump(const kp_config *c, FILE *f)
     fprintf(f, "\n[kafka]\n");
     for (int i = 0; i < c->n_kafka; i++)
         fprintf(f, "%s = %s\n", c->kafka_key[i],
-                (strstr(c->kafka_key[i], "password") || strstr(c->kafka_key[i], "secret"))
-                    ? "********"
+                kp_config_is_secret("kafka", c->kafka_key[i]) && *c->kafka_val[i]
+                    ? KP_CONFIG_REDACTED
                     : c->kafka_val[i]);
 }

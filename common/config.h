@@ -12,6 +12,13 @@
 #include <stdio.h>
 
 #define KP_CONFIG_MAX_KAFKA 64
+/* Longest line of a config file, in bytes without its line end: libinih's line buffer
+ * (INI_MAX_LINE, 200 as Debian builds it) minus the '\n' and the NUL. A longer line is an error
+ * ("FILE:LINE: line longer than 198 bytes"), never cut in two (inih would parse the tail as a line
+ * of its own). Long values belong in files: ssl.key.location, not ssl.key.pem. */
+#define KP_CONFIG_MAX_LINE 198
+/* What `kprec config` and every message print instead of a secret value. */
+#define KP_CONFIG_REDACTED "[redacted]"
 
 typedef struct {
     /* [worker] */
@@ -32,6 +39,7 @@ typedef struct {
     /* [redis] */
     char redis_host[256];
     int redis_port;
+    char redis_user[256]; /* ACL user (AUTH user password); empty = the default user */
     char redis_password[256];
     int redis_db;
     int redis_connect_timeout_ms, redis_command_timeout_ms;
@@ -99,7 +107,13 @@ void kp_config_free(kp_config *c);
  * past the end. Used by tests and `kprec config`. */
 int kp_config_key_at(int i, const char **section, const char **key);
 
-/* Writes the effective configuration as INI text (passwords masked) to f. */
+/* 1 if the value of key (of section; any case) is a secret that must never be printed: passwords,
+ * secrets, tokens, credentials, private keys (ssl.key.pem, ssl_key), sasl.oauthbearer.config and
+ * .extensions, the [redis] password. Public values (certificates, user names, paths) are 0. */
+int kp_config_is_secret(const char *section, const char *key);
+
+/* Writes the effective configuration as INI text to f, the value of every non-empty secret key
+ * (kp_config_is_secret) replaced by KP_CONFIG_REDACTED. */
 void kp_config_dump(const kp_config *c, FILE *f);
 
 #endif

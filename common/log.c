@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/util.h"
+
 int kp_log_level = KP_LOG_INFO;
 
 void kp_log_init(void)
@@ -26,11 +28,15 @@ void kp_log(int level, const char *fmt, ...)
 {
     static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
     if (level < kp_log_level) return;
-    char msg[2048];
+    char raw[2048], msg[4 * sizeof raw];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int n = vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    /* Item ids, titles, keys and librdkafka's lines come from the outside: one log line stays one
+     * line, without terminal escapes or invalid UTF-8 (kp_escape). */
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof raw ? (size_t)n : sizeof raw - 1;
+    kp_escape(raw, len, msg, sizeof msg, 0);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;

@@ -1,7 +1,9 @@
 /* log.h -- leveled logging to stderr with a timestamp.
  *
  * kp_log_level: messages below it are dropped (default KP_LOG_INFO, or KPREC_LOG_LEVEL=debug|info|
- * warn|error from the environment). Thread-safe: each line is written with one fprintf call. */
+ * warn|error from the environment). Thread-safe: each line is written with one fprintf call.
+ * Control characters (newlines too) and bytes that are not well-formed UTF-8 in a message are
+ * written as \xHH (kp_escape), so text from the outside cannot forge or break log lines. */
 #ifndef KP_LOG_H
 #define KP_LOG_H
 

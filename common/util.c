@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 void kp_errf(char *err, size_t errlen, const char *fmt, ...)
@@ -211,4 +212,74 @@ void kp_free_each(void *const *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(p[i]);
+}
+
+/* Length of the well-formed UTF-8 sequence at s[0..n), or 0 if s[0] does not start one. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0) lo = 0xa0; /* overlong */
+        if (c == 0xed) hi = 0x9f; /* surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0) lo = 0x90; /* overlong */
+        if (c == 0xf4) hi = 0x8f; /* above U+10FFFF */
+    } else
+        return 0;
+    if (n < len || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    return len;
+}
+
+/* The escaped form of the character at u[0..n) into tmp[4]; sets *adv to the bytes it takes. */
+static size_t escape_one(const unsigned char *u, size_t n, int flags, char tmp[4], size_t *adv)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t len = utf8_len(u, n);
+    if (len == 1 && (u[0] < 0x20 || u[0] == 0x7f)) len = 0; /* a control: escaped */
+    *adv = len ? len : 1;
+    if (len == 0) {
+        tmp[0] = '\\', tmp[1] = 'x', tmp[2] = hex[u[0] >> 4], tmp[3] = hex[u[0] & 15];
+        return 4;
+    }
+    if (u[0] == '\\' && (flags & KP_ESC_BACKSLASH)) {
+        tmp[0] = tmp[1] = '\\';
+        return 2;
+    }
+    memcpy(tmp, u, len);
+    return len;
+}
+
+char *kp_escape(const char *s, size_t n, char *out, size_t cap, int flags)
+{
+    if (!out || cap == 0) return out;
+    const unsigned char *u = (const unsigned char *)s;
+    if (!s) n = 0;
+    char tmp[4];
+    size_t adv, total = 0;
+    for (size_t i = 0; i < n; i += adv)
+        total += escape_one(u + i, n - i, flags, tmp, &adv);
+    size_t room = total < cap ? cap - 1 : (cap > 4 ? cap - 4 : 0); /* leave room for "..." */
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += adv) {
+        size_t tl = escape_one(u + i, n - i, flags, tmp, &adv);
+        if (o + tl > room) break;
+        memcpy(out + o, tmp, tl);
+        o += tl;
+    }
+    if (total >= cap) {
+        size_t dots = cap - 1 - o < 3 ? cap - 1 - o : 3;
+        memcpy(out + o, "...", dots);
+        o += dots;
+    }
+    out[o] = 0;
+    return out;
 }

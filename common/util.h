@@ -38,6 +38,18 @@ int kp_parse_int(const char *s, int lo, int hi, int *out);
 /* Parses the whole of s as a finite floating-point number in [lo, hi]. 0 or -1 as above. */
 int kp_parse_double(const char *s, double lo, double hi, double *out);
 
+/* ---- escaping bytes from the outside for log lines ---- */
+
+/* kp_escape flag: a backslash is doubled too, so that the escaped text is unambiguous. */
+#define KP_ESC_BACKSLASH 1
+
+/* Copies s[0..n) into out[cap] (NUL-terminated when cap > 0) with every byte that a terminal or a
+ * log reader must not get raw written as \xHH: C0 controls (newline, ESC, ...), DEL, and bytes
+ * that are not part of well-formed UTF-8 (valid multi-byte characters are kept). With
+ * KP_ESC_BACKSLASH a backslash is doubled. Output that does not fit is cut at a character
+ * boundary and ends in "...". Returns out. For item ids, keys and other text from the outside. */
+char *kp_escape(const char *s, size_t n, char *out, size_t cap, int flags);
+
 /* ---- hashing: 64-bit FNV-1a ---- */
 
 #define KP_FNV_OFFSET 0xcbf29ce484222325ULL

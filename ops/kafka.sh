@@ -8,6 +8,15 @@
 #   ops/kafka.sh stop DIR              stop the broker started in DIR (SIGTERM, then SIGKILL)
 #   ops/kafka.sh status DIR            exit 0 if it runs
 #   ops/kafka.sh cluster-id [N]        print N (1) fresh random cluster ids (never one starting with -)
+#
+# Optional security mode of `start` (default: one PLAINTEXT listener): KAFKA_SECURITY=
+#   ssl               clients connect over TLS        (KAFKA_SSL_KEYSTORE, KAFKA_SSL_PASSWORD)
+#   mtls              TLS with client certificates    (and KAFKA_SSL_TRUSTSTORE: the clients' CA)
+#   sasl_ssl_plain    SASL PLAIN over TLS             (and KAFKA_SASL_USERS="user:password ...")
+#   sasl_oauthbearer  SASL OAUTHBEARER over TLS, Kafka's unsecured JWT validator
+# The keystores are PKCS12 files protected by KAFKA_SSL_PASSWORD (the caller makes them: see
+# tests/security/). The secure listener is the one printed; the broker talks to itself over a
+# second, PLAINTEXT loopback listener.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LIBS=${KPREC_KAFKA_LIBS:-${XDG_CACHE_HOME:-$HOME/.cache}/kprec/kafka-libs}
@@ -47,15 +56,35 @@ start)
   fi
   cport=$(free_port)
   rm -rf "$dir/data"
+  sec=${KAFKA_SECURITY:-}
+  if [ -z "$sec" ]; then
+    listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+    advertised="PLAINTEXT://127.0.0.1:$port"
+    protomap="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    ibl=PLAINTEXT
+  else
+    iport=$(free_port)
+    case "$sec" in
+    ssl|mtls) proto=SSL ;;
+    sasl_ssl_plain|sasl_oauthbearer) proto=SASL_SSL ;;
+    *) echo "kafka.sh: KAFKA_SECURITY must be ssl, mtls, sasl_ssl_plain or sasl_oauthbearer" >&2; exit 2 ;;
+    esac
+    : "${KAFKA_SSL_KEYSTORE:?KAFKA_SECURITY=$sec needs KAFKA_SSL_KEYSTORE}"
+    : "${KAFKA_SSL_PASSWORD:?KAFKA_SECURITY=$sec needs KAFKA_SSL_PASSWORD}"
+    listeners="SECURE://127.0.0.1:$port,INTERNAL://127.0.0.1:$iport,CONTROLLER://127.0.0.1:$cport"
+    advertised="SECURE://127.0.0.1:$port,INTERNAL://127.0.0.1:$iport"
+    protomap="SECURE:$proto,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    ibl=INTERNAL
+  fi
   cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=$protomap
+inter.broker.listener.name=$ibl
 log.dirs=$dir/data
 num.partitions=6
 default.replication.factor=1
@@ -69,6 +98,44 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.segment.bytes=67108864
 PROPS
+  if [ -n "$sec" ]; then
+    cat >>"$dir/server.properties" <<PROPS
+listener.name.secure.ssl.keystore.type=PKCS12
+listener.name.secure.ssl.keystore.location=$KAFKA_SSL_KEYSTORE
+listener.name.secure.ssl.keystore.password=$KAFKA_SSL_PASSWORD
+listener.name.secure.ssl.key.password=$KAFKA_SSL_PASSWORD
+PROPS
+    case "$sec" in
+    mtls)
+      : "${KAFKA_SSL_TRUSTSTORE:?KAFKA_SECURITY=mtls needs KAFKA_SSL_TRUSTSTORE}"
+      cat >>"$dir/server.properties" <<PROPS
+listener.name.secure.ssl.client.auth=required
+listener.name.secure.ssl.truststore.type=PKCS12
+listener.name.secure.ssl.truststore.location=$KAFKA_SSL_TRUSTSTORE
+listener.name.secure.ssl.truststore.password=$KAFKA_SSL_PASSWORD
+PROPS
+      ;;
+    sasl_ssl_plain)
+      users=""
+      for up in ${KAFKA_SASL_USERS:?KAFKA_SECURITY=sasl_ssl_plain needs KAFKA_SASL_USERS}; do
+        users="$users user_${up%%:*}=\"${up#*:}\""
+      done
+      cat >>"$dir/server.properties" <<PROPS
+sasl.enabled.mechanisms=PLAIN
+listener.name.secure.sasl.enabled.mechanisms=PLAIN
+listener.name.secure.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$users;
+PROPS
+      ;;
+    sasl_oauthbearer)
+      cat >>"$dir/server.properties" <<PROPS
+sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.secure.sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.secure.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="broker";
+PROPS
+      ;;
+    esac
+    chmod 600 "$dir/server.properties"
+  fi
   cat >"$dir/log4j2.properties" <<PROPS
 status = warn
 appender.file.type = File

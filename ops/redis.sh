@@ -3,6 +3,8 @@
 #
 #   ops/redis.sh start DIR [PORT]   start in DIR (no persistence), wait for PONG, print the port
 #   ops/redis.sh stop DIR           shut it down
+# REDIS_ACLFILE=FILE (optional): users and their rights from an ACL file (redis-server --aclfile);
+# with the default user switched off the readiness check accepts NOAUTH as an answer.
 set -euo pipefail
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 cmd=${1:-}; shift || true
@@ -11,10 +13,11 @@ start)
   dir=${1:?usage: redis.sh start DIR [PORT]}; port=${2:-$(free_port)}
   command -v redis-server >/dev/null || { echo "redis.sh: redis-server not found: run ops/install-deps.sh" >&2; exit 1; }
   mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
+  acl=(); [ -n "${REDIS_ACLFILE:-}" ] && acl=(--aclfile "$(cd "$(dirname "$REDIS_ACLFILE")" && pwd)/$(basename "$REDIS_ACLFILE")")
   redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly no \
-               --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+               --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "${acl[@]}"
   for _ in $(seq 1 100); do
-    if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then echo "$port" >"$dir/port"; echo "$port"; exit 0; fi
+    if [[ "$(redis-cli -p "$port" ping 2>/dev/null)" =~ ^(PONG|NOAUTH) ]]; then echo "$port" >"$dir/port"; echo "$port"; exit 0; fi
     sleep 0.1
   done
   echo "redis.sh: redis-server did not answer on $port" >&2; cat "$dir/redis.log" >&2; exit 1 ;;
