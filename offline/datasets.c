@@ -268,7 +268,7 @@ int kp_clicklog_load(const char *path, const kp_texts *items, const kp_texts *ke
         return -1;
     }
     memset(out, 0, sizeof(*out));
-    if (!path || !items || !keys) {
+    if (!path || !keys) {
         kp_errf(err, errlen, "kp_clicklog_load: NULL argument");
         return -1;
     }
@@ -311,9 +311,9 @@ int kp_clicklog_load(const char *path, const kp_texts *items, const kp_texts *ke
             kp_errf(err, errlen, "%s:%d: ts \"%s\" is not an integer >= 0", path, it.lineno, f[4]);
             goto err;
         }
-        e.item = kp_texts_find(items, f[0]);
+        e.item = items ? kp_texts_find(items, f[0]) : -1;
         e.key = kp_texts_find(keys, f[1]);
-        if (e.item < 0 || e.key < 0) {
+        if ((items && e.item < 0) || e.key < 0) {
             skipped++;
             continue;
         }

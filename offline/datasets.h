@@ -104,7 +104,9 @@ int kp_clicklog_write(const char *path, const kp_clicklog *log, const kp_texts *
  * an unknown item or keyphrase id are skipped and counted in *n_skipped (may be NULL). Errors:
  * wrong column count, kind other than impression/click, position not an integer >= 1, ts not an
  * integer
- * >= 0. The caller owns *out (kp_clicklog_free). */
+ * >= 0. The caller owns *out (kp_clicklog_free). items may be NULL: item ids are then not
+ * resolved (every event's item is -1; only rows with an unknown keyphrase id are skipped), for
+ * readers that only need the keyphrases a log shows (kprec eval's never-shown slice). */
 int kp_clicklog_load(const char *path, const kp_texts *items, const kp_texts *keys,
                      kp_clicklog *out, int *n_skipped, char *err, size_t errlen);
 

@@ -298,6 +298,14 @@ static void test_clicklog_roundtrip(void **state)
     assert_int_equal(back.ev[1].kind, KP_EV_CLICK);
     assert_int_equal(back.ev[1].position, 2);
     kp_clicklog_free(&back);
+    /* items NULL: item ids are not resolved, only the unknown keyphrase would be skipped */
+    assert_int_equal(kp_clicklog_load(p, NULL, &keys, &back, &skipped, err, sizeof(err)), 0);
+    assert_int_equal(back.n, 3);
+    assert_int_equal(skipped, 0);
+    assert_int_equal(back.ev[1].item, -1);
+    assert_int_equal(back.ev[1].key, 0);
+    assert_int_equal(back.ev[2].key, 3);
+    kp_clicklog_free(&back);
     unlink(p);
 
     static const struct {
