@@ -82,16 +82,16 @@ awk -F'\t' 'BEGIN { OFS = "\t" } NR == 1 { print; next } { $4 = ($4 - 1) / 2; pr
 D14=(--items "$D/items.tsv" --keyphrases "$D/keyphrases.tsv" --judgments "$T/j14.tsv")
 D01=(--items "$D/items.tsv" --keyphrases "$D/keyphrases.tsv" --judgments "$T/j01.tsv")
 metrics() { jq -c 'del(.seconds, .model) | with_entries(if (.value | type) == "number" then .value |= (. * 10000 | round) else . end)'; }
-"$KPREC" eval --model random:3 "${DATA[@]}" --json --quiet | metrics >"$T/g13.json"
-"$KPREC" eval --model random:3 "${D14[@]}" --grades 1:4 --json --quiet | metrics >"$T/g14.json"
-"$KPREC" eval --model random:3 "${D01[@]}" --grades 0:1 --json --quiet | metrics >"$T/g01.json"
+"$KPREC" eval --model bm25 "${DATA[@]}" --json --quiet | metrics >"$T/g13.json"
+"$KPREC" eval --model bm25 "${D14[@]}" --grades 1:4 --json --quiet | metrics >"$T/g14.json"
+"$KPREC" eval --model bm25 "${D01[@]}" --grades 0:1 --json --quiet | metrics >"$T/g01.json"
 ok grades-14-same cmp -s "$T/g13.json" "$T/g14.json"
 ok grades-01-same cmp -s "$T/g13.json" "$T/g01.json"
 ok grades-nonempty jq -e '.pairs > 0 and .auc_pos > 0 and .auc_neg > 0' "$T/g14.json" >/dev/null
 # thresholds are given on the file's scale: 0.75 / 0.5 on 0:1 are the defaults 2.5 / 2 of 1:3
-"$KPREC" eval --model random:3 "${D01[@]}" --grades 0:1 --relevant 0.75 --irrelevant 0.5 --json --quiet | metrics >"$T/g01t.json"
+"$KPREC" eval --model bm25 "${D01[@]}" --grades 0:1 --relevant 0.75 --irrelevant 0.5 --json --quiet | metrics >"$T/g01t.json"
 ok grades-thresholds-mapped cmp -s "$T/g13.json" "$T/g01t.json"
-"$KPREC" eval --model random:3 "${D01[@]}" --grades 0:1 --relevant 0.6 --json --quiet | metrics >"$T/g01u.json"
+"$KPREC" eval --model bm25 "${D01[@]}" --grades 0:1 --relevant 0.6 --json --quiet | metrics >"$T/g01u.json"
 ok grades-threshold-moves bash -c "! cmp -s '$T/g13.json' '$T/g01u.json'"
 check grades-out-of-range 1 "outside \[1, 3\]" -- "$KPREC" eval --model bm25 "${D14[@]}" --quiet
 check grades-01-default 1 "outside \[1, 3\]" -- "$KPREC" eval --model bm25 "${D01[@]}" --quiet
@@ -121,7 +121,7 @@ ok ns-alias test "$(jq -c 'del(.seconds)' "$T/ns.json")" = "$(jq -c 'del(.second
 ok ns-absent jq -e 'has("never_shown") | not' "$T/ns0.json" >/dev/null
 ok ns-all-same test "$(jq -c 'del(.seconds, .never_shown)' "$T/ns.json")" = "$(jq -c 'del(.seconds)' "$T/ns0.json")"
 ok ns-no-skip-msg bash -c "! grep -q skipped '$T/ns.err'"
-check ns-table 0 "never-shown slice" -- "$KPREC" eval --model random:3 "${VA[@]}" --clicks "$T/ns/clicks.tsv" --quiet
+check ns-table 0 "never-shown slice" -- "$KPREC" eval --model bm25 "${VA[@]}" --clicks "$T/ns/clicks.tsv" --quiet
 check ns-two-logs 2 "two different logs" -- "$KPREC" eval --model bm25 "${VA[@]}" --clicks "$T/ns/clicks.tsv" --never-shown-from "$T/c.tsv"
 check ns-no-log 1 "nolog.tsv" -- "$KPREC" eval --model bm25 "${VA[@]}" --clicks "$T/nolog.tsv" --quiet
 
