@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/quality.sh -- model-quality experiment of issue 3 (bi-encoder multi-task training).
 #
-#   bench/quality.sh --data DIR --out OUT [--clicks dense|sparse] [--tune]
+#   bench/quality.sh --data DIR --out OUT [--clicks dense|sparse|lexical] [--tune]
 #                    [--eval-items F --eval-judgments F] [--rows LIST] [--full-args "ARGS"]
 #                    [--kprec BIN] [--threads T] [--epochs N]
 #
@@ -11,20 +11,27 @@
 #     so that settings are chosen without ever looking at the valid items.
 #  2. the train judgments are split by item: half are the cross-encoder's teacher labels, half
 #     the bi-encoder's SR labels; clicks are simulated on all train items (kprec simulate-clicks)
-#     in one of two regimes (--clicks, default dense):
+#     in one of three regimes (--clicks, default dense):
 #       dense:  every train item gets 20 sessions, all its judged keyphrases shown, engine noise
 #               0.5 (the simulator's defaults): clicks are close to a relevance label.
 #       sparse: a biased log as an engine writes it: heavy-tailed exposure (by a hash of item_id:
 #               20% of the items 0 sessions, 40% 1, 25% 3, 10% 10, 5% 30; mean 3.65), at most 5
 #               keyphrases shown per session, engine noise 1.0, examination 1/rank, click
 #               probability 0.05 + 0.95 (rel-1)/2 (BENCHMARKS.md, "click regimes").
+#       lexical: sparse, and the old engine is lexical: it only shows keyphrases among its own
+#               BM25 top 10 of the item (kprec simulate-clicks --lexical-top 10), so relevant
+#               keyphrases outside that list are never shown, never clicked.
+#     The click log the models are trained on is OUT/clicks.tsv.
 #  3. trains the CE (kprec train-ce) and the bi-encoders (kprec train), evaluates every row on the
-#     valid items (or --eval-items/--eval-judgments) with kprec eval --json.
+#     valid items (or --eval-items/--eval-judgments) with kprec eval --json --clicks OUT/clicks.tsv:
+#     every row on all judged pairs and on the never-shown slice (judged pairs whose keyphrase
+#     never appears in the training click log).
 #     --rows LIST (comma-separated, default all: ctr,ctr_sr,full,mse) trains only those BE rows
 #     (BM25 and the CE are always evaluated); --full-args appends arguments to the full row's
 #     and the MSE row's kprec train (for tuning).
 # Writes every model and OUT/results.json: one object per row (row, recall@10/50/100, spearman,
-# pearson, auc, items, pairs, train_seconds).
+# pearson, auc, items, pairs, train_seconds, never_shown: {recall@10/50/100, spearman, pearson,
+# auc, items, pairs, ...}).
 set -euo pipefail
 
 data="" out="" eval_items="" eval_judg="" tune=0 threads=2 epochs="" regime=dense
@@ -55,7 +62,9 @@ if { [ -n "$eval_items" ] && [ -z "$eval_judg" ]; } || { [ -z "$eval_items" ] &&
     echo "quality.sh: --eval-items and --eval-judgments go together" >&2
     exit 2
 fi
-case "$regime" in dense | sparse) ;; *) echo "quality.sh: --clicks wants dense or sparse" >&2; exit 2 ;; esac
+case "$regime" in dense | sparse | lexical) ;; *) echo "quality.sh: --clicks wants dense, sparse or lexical" >&2; exit 2 ;; esac
+lex=()
+[ "$regime" = lexical ] && lex=(--lexical-top 10)
 for r in ${rows_sel//,/ }; do
     case "$r" in ctr | ctr_sr | full | mse) ;; *) echo "quality.sh: unknown row '$r' in --rows" >&2; exit 2 ;; esac
 done
@@ -120,11 +129,11 @@ else
         [ "$n" = 0 ] && continue
         "$kprec" simulate-clicks --items "$tr_items" --keyphrases "$K" --judgments "$tr_judg" \
             --items-filter "$f" --sessions "$n" --max-shown 5 --noise 1.0 --seed $((42 + n)) \
-            --out "$g/clicks_$n.tsv" >/dev/null
+            "${lex[@]}" --out "$g/clicks_$n.tsv" >/dev/null
         if [ $first = 1 ]; then cat "$g/clicks_$n.tsv"; first=0; else tail -n +2 "$g/clicks_$n.tsv"; fi
     done >"$out/clicks.tsv"
     awk -F'\t' 'NR > 1 { if ($3 == "click") c++; else m++ } END {
-        printf "sparse log: %d impressions, %d clicks, ctr %.4f\n", m, c, c / m }' "$out/clicks.tsv" >&2
+        printf "'"$regime"' log: %d impressions, %d clicks, ctr %.4f\n", m, c, c / m }' "$out/clicks.tsv" >&2
 fi
 awk -F'\t' 'NR > 1 && $3 == "click" { s[$1] = 1 } END { n = 0; for (i in s) n++;
     printf "train items with >= 1 click: %d\n", n }' "$out/clicks.tsv" >&2
@@ -161,7 +170,7 @@ evaluate() { # row, model, seconds, extra args...
     local row="$1" model="$2" s="$3"; shift 3
     say "eval $row"
     "$kprec" eval --model "$model" --items "$va_items" --keyphrases "$K" --judgments "$va_judg" \
-        --threads "$threads" --json --quiet "$@" |
+        --clicks "$out/clicks.tsv" --threads "$threads" --json --quiet "$@" |
         jq -c --arg row "$row" --argjson s "$s" '{row: $row} + . + {train_seconds: $s}' >>"$rows"
 }
 evaluate bm25 bm25 0
@@ -178,10 +187,12 @@ fi
 jq -s '.' "$rows" >"$out/results.json"
 rm -f "$rows"
 
-# 5. table
-jq -r '["row","recall@10","recall@50","recall@100","spearman","auc","train_s"],
+# 5. table (all judged pairs, then the never-shown slice: ns_*)
+jq -r '["row","recall@10","recall@50","recall@100","spearman","auc","ns_r@10","ns_r@50",
+        "ns_r@100","ns_spearman","ns_auc","train_s"],
        (.[] | [.row, .["recall@10"], .["recall@50"], .["recall@100"], .spearman, .auc,
-               .train_seconds]
+               .never_shown["recall@10"], .never_shown["recall@50"], .never_shown["recall@100"],
+               .never_shown.spearman, .never_shown.auc, .train_seconds]
             | map(if type == "number" then (. * 1000 | round / 1000 | tostring)
                   elif . == null then "-" else . end))
        | @tsv' "$out/results.json" | column -t >&2

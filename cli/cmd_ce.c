@@ -19,11 +19,13 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: kprec train-ce --items FILE --keyphrases FILE --judgments FILE --out FILE\n"
             "                      [options]\n\n"
-            "Trains the cross-encoder assistant (CE) on graded judgments (relevance 1..3) plus\n"
+            "Trains the cross-encoder assistant (CE) on graded judgments (--grades scale) plus\n"
             "random negative keyphrases, and writes a \"ce\" checkpoint.\n\n"
             "  --items FILE        items TSV (item_id, title)\n"
             "  --keyphrases FILE   keyphrase inventory TSV (keyphrase_id, keyphrase)\n"
             "  --judgments FILE    judgments TSV (pair_id, keyphrase_id, item_id, relevance)\n"
+            "  --grades MIN:MAX    the judgments' grade scale (default 1:3); the CE's target of\n"
+            "                      grade g is (g-MIN)/(MAX-MIN)\n"
             "  --out FILE          checkpoint to write\n"
             "  --epochs N          passes over the judged pairs (default 4)\n"
             "  --seed S            seed of the weights, negatives and shuffling (default 1)\n"
@@ -104,6 +106,7 @@ static int ce_parse(int argc, char **argv, ce_args *a)
     a->c.emb_dim = 64;
     const kp_opt opts[] = {
         KP_CLI_DATA_OPTS(&a->in, 'k', 1),
+        KP_CLI_GRADES_OPT(&a->in),
         {"out", 'o', KP_OPT_STR, &a->out, .required = 1},
         {"epochs", 'e', KP_OPT_INT, &o->epochs, .lo = 1, .hi = 10000},
         {"seed", 's', KP_OPT_U64, &o->seed, .lo = 0, .hi = 0x7fffffff},

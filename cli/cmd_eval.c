@@ -24,23 +24,32 @@
 
 static void eval_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: kprec eval --model M --items I --keyphrases K --judgments J [--k 10,50,100]\n"
-            "                  [--relevant 2.5] [--irrelevant 2] [--prefix P] [--threads T]\n"
-            "                  [--json] [--quiet]\n"
-            "Evaluates a model on the judged items of J (item_id, keyphrase_id columns resolved\n"
-            "against I and K; unknown ids are counted and reported, not fatal):\n"
-            "  recall@k   relevant keyphrases (relevance >= --relevant) of a judged item among\n"
-            "             its top k retrieved from the whole inventory K, averaged over items\n"
-            "  spearman, pearson   of the model's pair scores with the judged relevance\n"
-            "  auc        relevant pairs vs irrelevant pairs (relevance < --irrelevant)\n"
-            "M is a bi-encoder checkpoint, a cross-encoder checkpoint (judged-pair metrics only:\n"
-            "it is too slow to scan the inventory), 'bm25' (lexical baseline) or 'random[:SEED]'\n"
-            "(an untrained bi-encoder of the default configuration, seed 42 by default).\n"
-            "--prefix P evaluates the Matryoshka prefix of size P (first P dims, re-normalised).\n"
-            "--threads T (default: online CPUs) embedding / BM25 / cross-encoder threads.\n"
-            "--json prints one JSON object; otherwise a table. Progress goes to stderr unless\n"
-            "--quiet. Exit status: 0 ok, 1 unreadable or invalid input, 2 usage error.\n");
+    fprintf(
+        f,
+        "usage: kprec eval --model M --items I --keyphrases K --judgments J [--k 10,50,100]\n"
+        "                  [--relevant 2.5] [--irrelevant 2] [--prefix P] [--threads T]\n"
+        "                  [--grades MIN:MAX] [--clicks LOG | --never-shown-from LOG]\n"
+        "                  [--json] [--quiet]\n"
+        "Evaluates a model on the judged items of J (item_id, keyphrase_id columns resolved\n"
+        "against I and K; unknown ids are counted and reported, not fatal):\n"
+        "  recall@k   relevant keyphrases (relevance >= --relevant) of a judged item among\n"
+        "             its top k retrieved from the whole inventory K, averaged over items\n"
+        "  spearman, pearson   of the model's pair scores with the judged relevance\n"
+        "  auc        relevant pairs vs irrelevant pairs (relevance < --irrelevant)\n"
+        "M is a bi-encoder checkpoint, a cross-encoder checkpoint (judged-pair metrics only:\n"
+        "it is too slow to scan the inventory), 'bm25' (lexical baseline) or 'random[:SEED]'\n"
+        "(an untrained bi-encoder of the default configuration, seed 42 by default).\n"
+        "--grades MIN:MAX  the scale of J's grades (default 1:3); --relevant and --irrelevant\n"
+        "             are on that scale, by default MIN + 0.75 (MAX-MIN) and MIN + 0.5 (MAX-MIN)\n"
+        "             (2.5 and 2 on 1:3).\n"
+        "--clicks LOG (or --never-shown-from LOG): the click log the model was trained on;\n"
+        "             adds the never-shown slice: the same metrics over the judged pairs whose\n"
+        "             keyphrase never appears in LOG (no impression, for any item), recall over\n"
+        "             each item's relevant never-shown keyphrases (\"never_shown\" in --json).\n"
+        "--prefix P evaluates the Matryoshka prefix of size P (first P dims, re-normalised).\n"
+        "--threads T (default: online CPUs) embedding / BM25 / cross-encoder threads.\n"
+        "--json prints one JSON object; otherwise a table. Progress goes to stderr unless\n"
+        "--quiet. Exit status: 0 ok, 1 unreadable or invalid input, 2 usage error.\n");
 }
 
 /* Parses "10,50,100" into the kp_eval_config at out. 0, or -1 with a message. */
@@ -124,6 +133,22 @@ static void print_json(const char *model, const kp_eval_config *c, const kp_eval
         json_object_set_new(o, "recall_items", json_integer(r->n_recall_items));
     json_object_set_new(o, "auc_pos", json_integer(r->n_pos));
     json_object_set_new(o, "auc_neg", json_integer(r->n_neg));
+    if (r->has_slice) {
+        json_t *ns = json_object();
+        for (int i = 0; i < r->n_k; i++) {
+            snprintf(key, sizeof key, "recall@%d", r->k[i]);
+            json_object_set_new(ns, key, num_or_null(r->slice.recall[i]));
+        }
+        json_object_set_new(ns, "spearman", num_or_null(r->slice.spearman));
+        json_object_set_new(ns, "pearson", num_or_null(r->slice.pearson));
+        json_object_set_new(ns, "auc", num_or_null(r->slice.auc));
+        json_object_set_new(ns, "items", json_integer(r->slice.n_items));
+        json_object_set_new(ns, "pairs", json_integer(r->slice.n_pairs));
+        json_object_set_new(ns, "recall_items", json_integer(r->slice.n_recall_items));
+        json_object_set_new(ns, "auc_pos", json_integer(r->slice.n_pos));
+        json_object_set_new(ns, "auc_neg", json_integer(r->slice.n_neg));
+        json_object_set_new(o, "never_shown", ns);
+    }
     json_object_set_new(o, "prefix", json_integer(c->prefix));
     json_object_set_new(o, "seconds", json_real(secs));
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
@@ -160,6 +185,20 @@ static void print_table(const char *model, const kp_eval_config *c, const kp_eva
     print_row("spearman", r->spearman);
     print_row("pearson", r->pearson);
     print_row("auc", r->auc);
+    if (r->has_slice) {
+        printf("never-shown slice (keyphrases absent from the click log):\n");
+        printf("%-12s %8d   (%d with a relevant never-shown keyphrase)\n", "items",
+               r->slice.n_items, r->slice.n_recall_items);
+        printf("%-12s %8d   (auc: %d relevant vs %d irrelevant)\n", "pairs", r->slice.n_pairs,
+               r->slice.n_pos, r->slice.n_neg);
+        for (int i = 0; i < r->n_k; i++) {
+            snprintf(key, sizeof key, "recall@%d", r->k[i]);
+            print_row(key, r->slice.recall[i]);
+        }
+        print_row("spearman", r->slice.spearman);
+        print_row("pearson", r->slice.pearson);
+        print_row("auc", r->slice.auc);
+    }
     printf("%-12s %8.1f s\n", "time", secs);
 }
 
@@ -172,6 +211,9 @@ typedef struct {
     kp_cli_paths in; /* items, keyphrases, judgments */
     int json, quiet;
     kp_eval_config c;
+    float relevant, irrelevant; /* on the --grades scale, when given */
+    int relevant_given, irrelevant_given;
+    const char *never_shown; /* --never-shown-from (same as --clicks) */
 } eval_args;
 
 /* Parses the command line into a. KP_OPTS_GO, or the exit status (message printed). */
@@ -182,19 +224,34 @@ static int eval_parse(int argc, char **argv, eval_args *a)
     kp_eval_config_default(c);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     c->threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
-    const kp_opt opts[] = {
-        {"model", 'm', KP_OPT_STR, &a->model, .required = 1},
-        KP_CLI_DATA_OPTS(&a->in, 'K', 1),
-        {"k", 'k', KP_OPT_FN, c, .fn = parse_ks},
-        {"relevant", 'r', KP_OPT_FLOAT, &c->relevant, .lo = -FLT_MAX, .hi = FLT_MAX},
-        {"irrelevant", 'n', KP_OPT_FLOAT, &c->irrelevant, .lo = -FLT_MAX, .hi = FLT_MAX},
-        {"prefix", 'p', KP_OPT_INT, &c->prefix, .lo = 0, .hi = KP_BIENC_MAX_DIM},
-        {"threads", 't', KP_OPT_INT, &c->threads, .lo = 1, .hi = 64},
-        {"json", 'J', KP_OPT_FLAG, .out = &a->json},
-        {"quiet", 'q', KP_OPT_FLAG, .out = &a->quiet},
-        {NULL}};
+    const kp_opt opts[] = {{"model", 'm', KP_OPT_STR, &a->model, .required = 1},
+                           KP_CLI_DATA_OPTS(&a->in, 'K', 1),
+                           {"k", 'k', KP_OPT_FN, c, .fn = parse_ks},
+                           KP_CLI_GRADES_OPT(&a->in),
+                           {"clicks", 'c', KP_OPT_STR, .out = &a->in.clicks},
+                           {"never-shown-from", 0, KP_OPT_STR, .out = &a->never_shown},
+                           {"relevant", 'r', KP_OPT_FLOAT, &a->relevant, .lo = -FLT_MAX,
+                            .hi = FLT_MAX, .seen = &a->relevant_given},
+                           {"irrelevant", 'n', KP_OPT_FLOAT, &a->irrelevant, .lo = -FLT_MAX,
+                            .hi = FLT_MAX, .seen = &a->irrelevant_given},
+                           {"prefix", 'p', KP_OPT_INT, &c->prefix, .lo = 0, .hi = KP_BIENC_MAX_DIM},
+                           {"threads", 't', KP_OPT_INT, &c->threads, .lo = 1, .hi = 64},
+                           {"json", 'J', KP_OPT_FLAG, .out = &a->json},
+                           {"quiet", 'q', KP_OPT_FLAG, .out = &a->quiet},
+                           {NULL}};
     int rc = kp_opts_parse(WHO, eval_usage, opts, argc, argv, NULL);
     if (rc != KP_OPTS_GO) return rc;
+    if (a->never_shown && a->in.clicks && strcmp(a->never_shown, a->in.clicks) != 0) {
+        fprintf(stderr, WHO ": --clicks and --never-shown-from name two different logs\n");
+        return 2;
+    }
+    /* the log is read apart from the evaluated items (it is about other items): keyphrases only */
+    if (a->in.clicks) a->never_shown = a->in.clicks;
+    a->in.clicks = NULL;
+    /* thresholds given on the file's scale -> the internal 1..3 scale of the loaded judgments */
+    kp_grade_scale sc = kp_cli_grades(&a->in);
+    if (a->relevant_given) c->relevant = kp_grade_canonical(&sc, a->relevant);
+    if (a->irrelevant_given) c->irrelevant = kp_grade_canonical(&sc, a->irrelevant);
     char err[512];
     if (kp_eval_config_check(c, err, sizeof err)) {
         kp_cli_fail(WHO, err);
@@ -300,6 +357,28 @@ static int eval_run(eval_args *a, eval_model *m, const kp_cli_data *d, kp_eval_r
     c->progress = on_progress;
     c->progress_ctx = &sp;
     int erc;
+    unsigned char *unseen = NULL;
+    if (a->never_shown) {
+        kp_clicklog log = {0};
+        int skipped = 0;
+        unseen = malloc((size_t)d->keys.n + 1);
+        if (!unseen)
+            snprintf(err, sizeof err, "out of memory");
+        else if (kp_clicklog_load(a->never_shown, NULL, &d->keys, &log, &skipped, err,
+                                  sizeof err) == 0 &&
+                 kp_eval_unseen_keys(&log, d->keys.n, unseen, err, sizeof err) == 0) {
+            c->slice_keys = unseen;
+            if (skipped)
+                fprintf(stderr, WHO ": %s: %d click event(s) skipped: unknown keyphrase id\n",
+                        a->never_shown, skipped);
+        }
+        kp_clicklog_free(&log);
+        if (!c->slice_keys) {
+            free(unseen);
+            kp_cli_fail(WHO, err);
+            return -1;
+        }
+    }
     if (m->is_bm25) {
         m->bm = kp_bm25_build((const char *const *)d->keys.text, d->keys.n, KP_BM25_K1, KP_BM25_B,
                               err, sizeof err);
@@ -313,6 +392,8 @@ static int eval_run(eval_args *a, eval_model *m, const kp_cli_data *d, kp_eval_r
         erc = kp_eval_bienc(m->be, &d->items, &d->keys, &d->judg, c, res, err, sizeof err);
     }
     progress_finish(&sp);
+    c->slice_keys = NULL;
+    free(unseen);
     if (erc) kp_cli_fail(WHO, err);
     return erc ? -1 : 0;
 }

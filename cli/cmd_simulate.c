@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "cli/data.h"
 #include "cli/opts.h"
+#include "offline/bm25.h"
 #include "offline/clicksim.h"
 #include "offline/datasets.h"
 
@@ -22,10 +23,15 @@ static void sim_usage(FILE *f)
     fprintf(f,
             "usage: kprec simulate-clicks --items I --keyphrases K --judgments J --out FILE\n"
             "                  [--sessions N] [--eta X] [--noise X] [--eps X] [--gamma X]\n"
-            "                  [--max-shown N] [--seed S] [--items-filter F]\n"
+            "                  [--max-shown N] [--seed S] [--items-filter F] [--lexical-top N]\n"
+            "                  [--grades MIN:MAX]\n"
             "Simulates, for every judged item, N sessions of the old search engine: its judged\n"
             "keyphrases ranked by relevance + N(0, noise^2), position r examined with probability\n"
-            "1/r^eta, an examined pair clicked with probability eps + (1-eps)((rel-1)/2)^gamma.\n"
+            "1/r^eta, an examined pair clicked with probability eps + (1-eps)u^gamma, where\n"
+            "u = (g-MIN)/(MAX-MIN) is the grade g on the --grades scale (default 1:3) mapped to\n"
+            "0..1 (noise is in units of the 1..3 scale). --lexical-top N: a lexical old engine\n"
+            "that only shows keyphrases among its BM25 top N of the item (offline/bm25): judged\n"
+            "keyphrases outside that list are never shown, never clicked.\n"
             "Writes the click log (item_id, keyphrase_id, kind, position, ts) to FILE and prints\n"
             "events, clicks and CTR by position. --items-filter F keeps only the items listed in\n"
             "the first column of the TSV file F (one header row).\n"
@@ -78,6 +84,7 @@ static int load_filter(const char *path, const kp_texts *items, char *keep, long
 typedef struct {
     kp_cli_paths in; /* items, keyphrases, judgments */
     const char *out, *filter;
+    int lexical_top; /* 0 = off */
     kp_clicksim_config sc;
 } sim_args;
 
@@ -89,6 +96,7 @@ static int sim_parse(int argc, char **argv, sim_args *a)
     kp_clicksim_config_default(sc);
     const kp_opt opts[] = {
         KP_CLI_DATA_OPTS(&a->in, 'K', 1),
+        KP_CLI_GRADES_OPT(&a->in),
         {"out", 'o', KP_OPT_STR, &a->out, .required = 1},
         {"sessions", 'S', KP_OPT_INT, &sc->sessions_per_item, .lo = 1, .hi = 1000000},
         {"eta", 'e', KP_OPT_FLOAT, &sc->eta, .lo = 0, .hi = 100},
@@ -98,6 +106,7 @@ static int sim_parse(int argc, char **argv, sim_args *a)
         {"max-shown", 'x', KP_OPT_INT, &sc->max_shown, .lo = 0, .hi = 1000000},
         {"seed", 's', KP_OPT_U64, &sc->seed, .lo = 0, .hi = -1},
         {"items-filter", 'f', KP_OPT_STR, .out = &a->filter},
+        {"lexical-top", 'L', KP_OPT_INT, &a->lexical_top, .lo = 1, .hi = 1000000},
         {NULL}};
     return kp_opts_parse(WHO, sim_usage, opts, argc, argv, NULL);
 }
@@ -166,7 +175,8 @@ int kp_cmd_simulate_clicks(int argc, char **argv)
     if (rc != KP_OPTS_GO) return rc;
     char err[512];
     kp_cli_data d;
-    kp_judgments sub = {0};
+    kp_judgments sub = {0}, lex = {0};
+    kp_bm25 *bm = NULL;
     kp_clicklog log = {0};
     rc = 1;
     if (kp_cli_data_load(WHO, &a.in, &d)) goto out;
@@ -174,6 +184,19 @@ int kp_cmd_simulate_clicks(int argc, char **argv)
     if (a.filter) {
         if (filter_judgments(&a, &d, &sub, err, sizeof err)) goto fail;
         use = &sub;
+    }
+    if (a.lexical_top > 0) {
+        int dropped = 0;
+        bm = kp_bm25_build((const char *const *)d.keys.text, d.keys.n, KP_BM25_K1, KP_BM25_B, err,
+                           sizeof err);
+        if (!bm ||
+            kp_clicksim_lexical(use, bm, &d.items, a.lexical_top, &lex, &dropped, err, sizeof err))
+            goto fail;
+        fprintf(stderr,
+                WHO ": lexical engine (BM25 top %d): %d of %d judged pair(s) can be shown, %d "
+                    "never\n",
+                a.lexical_top, lex.n, use->n, dropped);
+        use = &lex;
     }
     if (kp_clicksim_run(use, d.items.n, d.keys.n, &a.sc, &log, err, sizeof err) ||
         kp_clicklog_write(a.out, &log, &d.items, &d.keys, err, sizeof err))
@@ -185,6 +208,8 @@ fail:
     kp_cli_fail(WHO, err);
 out:
     kp_judgments_free(&sub);
+    kp_judgments_free(&lex);
+    kp_bm25_free(bm);
     kp_clicklog_free(&log);
     kp_cli_data_free(&d);
     return rc;

@@ -29,7 +29,8 @@ static void train_usage(FILE *f)
             "                   [--teacher ce.kpm] --out be.kpm [--init be.kpm] [options]\n\n"
             "Trains the bi-encoder. The loss terms follow the data given: --clicks adds the CTR\n"
             "term (in-batch softmax over clicked pairs, optional BCE on click rates), --judgments\n"
-            "the SR term (MSE of the cosine on (relevance-1)/2), --teacher the distillation term\n"
+            "the SR term (MSE of the cosine on (g-MIN)/(MAX-MIN) for grade g on the --grades\n"
+            "MIN:MAX scale, default 1:3), --teacher the distillation term\n"
             "(the cross-encoder scores each training item's shown/judged keyphrases, random ones\n"
             "and BM25 hard negatives once; --model-hard adds keyphrases retrieved by the current\n"
             "model every epoch). Every term is applied at each Matryoshka prefix size.\n\n"
@@ -48,6 +49,9 @@ static void train_usage(FILE *f)
             "  --random N       random keyphrases per item for distillation (default %d)\n"
             "  --hard N         BM25 hard negatives per item for distillation (default %d)\n"
             "  --model-hard N   model-retrieved keyphrases per item, per epoch (default %d)\n"
+            "  --pool-negatives 0|1  1: other items' distillation candidates are softmax\n"
+            "                   negatives; 0: only clicked/judged keys are (default 0). An item's\n"
+            "                   own candidates are never its negatives.\n"
             "  --warmup F       fraction of steps of linear warmup (default %g)\n"
             "  --schedule S     cosine, linear or constant decay (default cosine)\n"
             "  --clip X         gradient norm clip, 0 = off (default %g)\n"
@@ -133,6 +137,7 @@ typedef struct {
     kp_train_config tc;
     kp_bienc_config bc;
     int arch_given, prefixes_given, quiet, threads;
+    int pool_negatives;
 } train_args;
 
 static int parse_prefixes(const char *who, const char *s, void *out)
@@ -207,6 +212,7 @@ static int train_parse(int argc, char **argv, train_args *a)
     int distill = tc->distill, schedule = tc->schedule, *arch = &a->arch_given;
     const kp_opt opts[] = {
         KP_CLI_DATA_OPTS(&a->in, 'k', 0),
+        KP_CLI_GRADES_OPT(&a->in),
         {"clicks", 'c', KP_OPT_STR, .out = &a->in.clicks},
         {"teacher", 0, KP_OPT_STR, .out = &a->teacher},
         {"out", 'o', KP_OPT_STR, &a->out, .required = 1},
@@ -225,6 +231,7 @@ static int train_parse(int argc, char **argv, train_args *a)
         {"random", 0, KP_OPT_INT, &tc->n_random, .lo = 0, .hi = 1024},
         {"hard", 0, KP_OPT_INT, &tc->n_hard, .lo = 0, .hi = 1024},
         {"model-hard", 0, KP_OPT_INT, &tc->n_model_hard, .lo = 0, .hi = 1024},
+        {"pool-negatives", 0, KP_OPT_INT, &a->pool_negatives, .lo = 0, .hi = 1},
         {"warmup", 0, KP_OPT_FLOAT, &tc->warmup, .lo = 0, .hi = 1},
         {"schedule", 0, KP_OPT_CHOICE, &schedule, .choices = schedules},
         {"clip", 0, KP_OPT_FLOAT, &tc->clip, .lo = 0, .hi = 1e6},
@@ -291,6 +298,7 @@ static int train_run(const train_args *a, train_state *s)
     d.sr = a->in.judgments ? &s->data.judg : NULL;
     d.teacher = s->teacher ? ce_teacher : NULL;
     d.teacher_ctx = &tctx;
+    d.soft_pool_negatives = a->pool_negatives;
     d.progress = on_progress;
     d.progress_ctx = &tp;
     kp_train_stats st;

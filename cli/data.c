@@ -16,6 +16,23 @@ static void report_skipped(const char *who, const char *path, int n, const char 
                 what);
 }
 
+int kp_cli_parse_grades(const char *who, const char *value, void *out)
+{
+    char err[256];
+    if (kp_grade_scale_parse(value, out, err, sizeof err) == 0) return 0;
+    fprintf(stderr,
+            "%s: bad value '%s' for --grades (wants MIN:MAX, finite, MIN < MAX, e.g. 1:3 "
+            "or 0:1)\n",
+            who, value);
+    return -1;
+}
+
+kp_grade_scale kp_cli_grades(const kp_cli_paths *p)
+{
+    if (p->grades.min == 0.0f && p->grades.max == 0.0f) return kp_grade_scale_default();
+    return p->grades;
+}
+
 int kp_cli_data_load(const char *who, const kp_cli_paths *p, kp_cli_data *d)
 {
     char err[512];
@@ -30,8 +47,9 @@ int kp_cli_data_load(const char *who, const kp_cli_paths *p, kp_cli_data *d)
         report_skipped(who, p->clicks, d->clicks_skipped, "click event");
     }
     if (p->judgments) {
-        if (kp_judgments_load(p->judgments, &d->items, &d->keys, &d->judg, &d->judgments_skipped,
-                              err, sizeof err))
+        kp_grade_scale sc = kp_cli_grades(p);
+        if (kp_judgments_load_scaled(p->judgments, &d->items, &d->keys, &sc, &d->judg,
+                                     &d->judgments_skipped, err, sizeof err))
             goto fail;
         report_skipped(who, p->judgments, d->judgments_skipped, "judgment");
     }

@@ -6,10 +6,25 @@
 #include "cli/opts.h"
 #include "offline/datasets.h"
 
-/* Paths of a verb's inputs; NULL = not given. */
+/* Paths of a verb's inputs; NULL = not given. grades: the judgments' grade scale (--grades
+ * MIN:MAX, offline/datasets.h); min == max == 0 (a zeroed struct) means the default 1:3. */
 typedef struct {
     const char *items, *keys, *clicks, *judgments;
+    kp_grade_scale grades;
 } kp_cli_paths;
+
+/* The kp_opt row of --grades MIN:MAX filling the kp_cli_paths at p. */
+#define KP_CLI_GRADES_OPT(p)                                                                       \
+    {                                                                                              \
+        "grades", 0, KP_OPT_FN, &(p)->grades, .fn = kp_cli_parse_grades                            \
+    }
+
+/* KP_OPT_FN parser of --grades: "MIN:MAX" into the kp_grade_scale at out. 0, or -1 with a
+ * message. */
+int kp_cli_parse_grades(const char *who, const char *value, void *out);
+
+/* The scale of p (the default 1:3 when p->grades is zeroed). */
+kp_grade_scale kp_cli_grades(const kp_cli_paths *p);
 
 /* The kp_opt rows of --items (-i), --keyphrases (short key kkey) and --judgments (-j, required
  * when judg_required) filling the kp_cli_paths at p: the start of an offline verb's table. */

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/util.h"
 
@@ -168,4 +169,76 @@ oom:
     free(pairs);
     free(rk);
     return -1;
+}
+
+int kp_clicksim_lexical(const kp_judgments *j, const kp_bm25 *bm, const kp_texts *items, int top_n,
+                        kp_judgments *out, int *n_dropped, char *err, size_t errlen)
+{
+    if (!out) return kp_errf(err, errlen, "clicksim: bad arguments"), -1;
+    memset(out, 0, sizeof *out);
+    if (n_dropped) *n_dropped = 0;
+    if (!j || !bm || !items || top_n < 1 || j->n < 0) {
+        kp_errf(err, errlen, "clicksim: bad arguments (lexical engine)");
+        return -1;
+    }
+    int n_docs = kp_bm25_n_docs(bm);
+    for (int p = 0; p < j->n; p++)
+        if (j->item[p] < 0 || j->item[p] >= items->n || j->key[p] < 0 || j->key[p] >= n_docs) {
+            kp_errf(err, errlen, "clicksim: judgment %d is invalid (item %d, key %d)", p,
+                    j->item[p], j->key[p]);
+            return -1;
+        }
+    int *ids = malloc(sizeof(int) * (size_t)top_n);
+    float *sc = malloc(sizeof(float) * (size_t)top_n);
+    /* the item whose top N is in `mark` */
+    int *mark = malloc(sizeof(int) * ((size_t)n_docs + 1));
+    int *off = calloc((size_t)items->n + 2, sizeof(int));
+    int *pairs = malloc(sizeof(int) * ((size_t)j->n + 1));
+    unsigned char *keep = calloc((size_t)j->n + 1, 1);
+    out->item = malloc(sizeof(int) * ((size_t)j->n + 1));
+    out->key = malloc(sizeof(int) * ((size_t)j->n + 1));
+    out->rel = malloc(sizeof(float) * ((size_t)j->n + 1));
+    int rc = -1;
+    if (!ids || !sc || !mark || !off || !pairs || !keep || !out->item || !out->key || !out->rel) {
+        kp_errf(err, errlen, "clicksim: out of memory");
+        goto end;
+    }
+    for (int d = 0; d < n_docs; d++)
+        mark[d] = -1;
+    /* judgments grouped by item (counting sort); each item's BM25 list is computed once */
+    for (int p = 0; p < j->n; p++)
+        off[j->item[p] + 2]++;
+    for (int i = 0; i < items->n; i++)
+        off[i + 2] += off[i + 1];
+    for (int p = 0; p < j->n; p++)
+        pairs[off[j->item[p] + 1]++] = p;
+    for (int i = 0; i < items->n; i++) {
+        if (off[i + 1] == off[i]) continue;
+        int got = kp_bm25_topk(bm, items->text[i], top_n, ids, sc);
+        if (got < 0) {
+            kp_errf(err, errlen, "clicksim: BM25 retrieval failed");
+            goto end;
+        }
+        for (int h = 0; h < got; h++)
+            mark[ids[h]] = i;
+        for (int e = off[i]; e < off[i + 1]; e++)
+            if (mark[j->key[pairs[e]]] == i) keep[pairs[e]] = 1;
+    }
+    for (int p = 0; p < j->n; p++) {
+        if (!keep[p]) continue;
+        out->item[out->n] = j->item[p];
+        out->key[out->n] = j->key[p];
+        out->rel[out->n++] = j->rel[p];
+    }
+    if (n_dropped) *n_dropped = j->n - out->n;
+    rc = 0;
+end:
+    free(ids);
+    free(sc);
+    free(mark);
+    free(off);
+    free(pairs);
+    free(keep);
+    if (rc) kp_judgments_free(out);
+    return rc;
 }

@@ -7,10 +7,18 @@
  *     first max_shown of them (0 = all) at positions 1..n;
  *   - every shown pair logs an impression; position r is examined with probability 1 / r^eta;
  *   - an examined pair is clicked with probability eps + (1 − eps)·((rel − 1) / 2)^gamma
- *     (rel clamped to [1, 3]), logging a click.
+ *     (rel clamped to [1, 3]), logging a click. rel is on the internal 1..3 scale of
+ *     kp_judgments (offline/datasets.h), so (rel − 1) / 2 = (g − MIN) / (MAX − MIN) for the grade
+ *     g of a file graded on MIN..MAX (kprec simulate-clicks --grades).
  * Events of a session: its impressions by position, then its clicks by position. Impressions have
  * ts = t0_ms + g·session_gap_ms for the g-th simulated session (items in index order), clicks
  * that ts + 1000.
+ *
+ * Lexical old engine (kp_clicksim_lexical): the engine only has the keyphrases of its own BM25 top
+ * N of the item (offline/bm25 over the keyphrase inventory, the item's title as the query); judged
+ * keyphrases outside that list are never shown, so never clicked. kp_clicksim_lexical keeps the
+ * judgments whose keyphrase is in the item's BM25 top N; kp_clicksim_run on them is the lexical
+ * regime.
  *
  * Randomness: splitmix64, one stream per item derived from (seed, item index): the same seed gives
  * the same log, and an item's sessions do not depend on the other items. */
@@ -20,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "offline/bm25.h"
 #include "offline/datasets.h"
 
 typedef struct {
@@ -50,5 +59,12 @@ double kp_clicksim_click_prob(const kp_clicksim_config *c, float rel);
  * may then hold a partial log, still owned by the caller). */
 int kp_clicksim_run(const kp_judgments *j, int n_items, int n_keys, const kp_clicksim_config *c,
                     kp_clicklog *out, char *err, size_t errlen);
+
+/* The judgments of j whose keyphrase is among the top_n keyphrases BM25 index bm (document d =
+ * keyphrase row d) retrieves for the item's text items->text[item], in j's order, into *out (the
+ * caller owns it, kp_judgments_free). *n_dropped (may be NULL) = judgments left out. Errors: bad
+ * arguments (top_n < 1, an index outside items / bm's documents), BM25 failure, out of memory. */
+int kp_clicksim_lexical(const kp_judgments *j, const kp_bm25 *bm, const kp_texts *items, int top_n,
+                        kp_judgments *out, int *n_dropped, char *err, size_t errlen);
 
 #endif /* KP_CLICKSIM_H */

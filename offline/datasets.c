@@ -5,6 +5,7 @@
 #include <float.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,14 +17,67 @@ static const char *const CLICK_HEADER = "item_id\tkeyphrase_id\tkind\tposition\t
 /* ------------------------------------------------------------------------------------------ */
 /* judgments                                                                                  */
 
+kp_grade_scale kp_grade_scale_default(void)
+{
+    kp_grade_scale s = {KP_GRADE_MIN_DEFAULT, KP_GRADE_MAX_DEFAULT};
+    return s;
+}
+
+int kp_grade_scale_parse(const char *s, kp_grade_scale *out, char *err, size_t errlen)
+{
+    char buf[128];
+    const char *colon = s ? strchr(s, ':') : NULL;
+    double lo, hi;
+    if (!s || !out || !colon || strlen(s) >= sizeof buf) goto bad;
+    memcpy(buf, s, (size_t)(colon - s));
+    buf[colon - s] = 0;
+    if (kp_parse_double(buf, -FLT_MAX, FLT_MAX, &lo) != 0 ||
+        kp_parse_double(colon + 1, -FLT_MAX, FLT_MAX, &hi) != 0 || !((float)lo < (float)hi))
+        goto bad;
+    out->min = (float)lo;
+    out->max = (float)hi;
+    return 0;
+bad:
+    kp_errf(err, errlen, "grades: '%s' is not MIN:MAX with finite MIN < MAX", s ? s : "(null)");
+    return -1;
+}
+
+float kp_grade_unit(const kp_grade_scale *sc, float g)
+{
+    return (g - sc->min) / (sc->max - sc->min);
+}
+
+float kp_grade_canonical(const kp_grade_scale *sc, float g)
+{
+    return 1.0f + 2.0f * kp_grade_unit(sc, g);
+}
+
+float kp_grade_from_unit(const kp_grade_scale *sc, float u)
+{
+    return sc->min + u * (sc->max - sc->min);
+}
+
 int kp_judgments_load(const char *path, const kp_texts *items, const kp_texts *keys,
                       kp_judgments *out, int *n_skipped, char *err, size_t errlen)
 {
+    return kp_judgments_load_scaled(path, items, keys, NULL, out, n_skipped, err, errlen);
+}
+
+int kp_judgments_load_scaled(const char *path, const kp_texts *items, const kp_texts *keys,
+                             const kp_grade_scale *scale, kp_judgments *out, int *n_skipped,
+                             char *err, size_t errlen)
+{
+    kp_grade_scale sc = scale ? *scale : kp_grade_scale_default();
     char *buf = NULL;
     size_t len;
     kp_judgments j = {0};
     int skipped = 0;
     if (n_skipped) *n_skipped = 0;
+    if (!(sc.min < sc.max) || !isfinite(sc.min) || !isfinite(sc.max)) {
+        kp_errf(err, errlen, "kp_judgments_load: bad grade scale [%g, %g]", (double)sc.min,
+                (double)sc.max);
+        return -1;
+    }
     if (!out) {
         kp_errf(err, errlen, "kp_judgments_load: NULL output");
         return -1;
@@ -61,8 +115,9 @@ int kp_judgments_load(const char *path, const kp_texts *items, const kp_texts *k
             kp_errf(err, errlen, "%s:%d: relevance \"%s\" is not a number", path, it.lineno, f[3]);
             goto err;
         }
-        if (r < 1.0 || r > 3.0) {
-            kp_errf(err, errlen, "%s:%d: relevance %g outside [1, 3]", path, it.lineno, r);
+        if (r < (double)sc.min || r > (double)sc.max) {
+            kp_errf(err, errlen, "%s:%d: relevance %g outside [%g, %g] (--grades MIN:MAX)", path,
+                    it.lineno, r, (double)sc.min, (double)sc.max);
             goto err;
         }
         int k = kp_texts_find(keys, f[1]), i = kp_texts_find(items, f[2]);
@@ -72,7 +127,9 @@ int kp_judgments_load(const char *path, const kp_texts *items, const kp_texts *k
         }
         j.item[j.n] = i;
         j.key[j.n] = k;
-        j.rel[j.n] = (float)r;
+        /* the default scale is the internal one: stored as read */
+        j.rel[j.n] =
+            (sc.min == 1.0f && sc.max == 3.0f) ? (float)r : kp_grade_canonical(&sc, (float)r);
         j.n++;
     }
     free(buf);
@@ -211,7 +268,7 @@ int kp_clicklog_load(const char *path, const kp_texts *items, const kp_texts *ke
         return -1;
     }
     memset(out, 0, sizeof(*out));
-    if (!path || !items || !keys) {
+    if (!path || !keys) {
         kp_errf(err, errlen, "kp_clicklog_load: NULL argument");
         return -1;
     }
@@ -254,9 +311,9 @@ int kp_clicklog_load(const char *path, const kp_texts *items, const kp_texts *ke
             kp_errf(err, errlen, "%s:%d: ts \"%s\" is not an integer >= 0", path, it.lineno, f[4]);
             goto err;
         }
-        e.item = kp_texts_find(items, f[0]);
+        e.item = items ? kp_texts_find(items, f[0]) : -1;
         e.key = kp_texts_find(keys, f[1]);
-        if (e.item < 0 || e.key < 0) {
+        if ((items && e.item < 0) || e.key < 0) {
             skipped++;
             continue;
         }

@@ -9,17 +9,56 @@
 
 #include "model/tsv.h"
 
+/* Grade scales. Judgment files may grade on any scale [min, max] (the Home Depot set 1..3, a 1..4
+ * rating, a 0..1 LLM score, ...). The loader maps every grade g onto kprec's internal 1..3 scale,
+ *     canonical(g) = 1 + 2 (g - min) / (max - min),
+ * so that everything downstream works on one scale:
+ *   - labels: (canonical - 1) / 2 = (g - min) / (max - min) in 0..1 (SR label of kprec train, the
+ *     CE's target in offline/ce_train.c, the simulator's click probability in offline/clicksim.c);
+ *   - thresholds: "relevant" canonical >= 2.5 <=> g >= min + 0.75 (max - min), "irrelevant"
+ *     canonical < 2 <=> g < min + 0.5 (max - min) (kprec eval's defaults; kp_grade_canonical maps
+ *     thresholds given on the file's scale).
+ * The Judgment topic (schemas/3-Judgment.avsc) carries a score in [0, 1]: that score IS the 0..1
+ * label, kp_grade_unit(scale, g); kp_grade_from_unit maps it back onto a scale (grade
+ * min + score (max - min)). The online trainer (consumer/learn.c, example label = jd.score) uses
+ * the score directly as the SR label, which equals the label the offline loader derives. */
+typedef struct {
+    float min, max; /* finite, min < max */
+} kp_grade_scale;
+
+#define KP_GRADE_MIN_DEFAULT 1.0f
+#define KP_GRADE_MAX_DEFAULT 3.0f
+
+/* {1, 3}. */
+kp_grade_scale kp_grade_scale_default(void);
+
+/* Parses "MIN:MAX" (two finite numbers, MIN < MAX). 0, or -1 with a message in err. */
+int kp_grade_scale_parse(const char *s, kp_grade_scale *out, char *err, size_t errlen);
+
+/* (g - min) / (max - min): the 0..1 label of grade g (not clamped). */
+float kp_grade_unit(const kp_grade_scale *sc, float g);
+/* 1 + 2 kp_grade_unit(g): grade g on the internal 1..3 scale. */
+float kp_grade_canonical(const kp_grade_scale *sc, float g);
+/* min + u (max - min): the grade of 0..1 score u (the Judgment topic's score) on scale sc. */
+float kp_grade_from_unit(const kp_grade_scale *sc, float u);
+
 /* Graded judgments (pair_id, keyphrase_id, item_id, relevance), resolved to row indices. */
 typedef struct {
     int n;
     int *item;  /* [n] row in the items table */
     int *key;   /* [n] row in the keyphrases table */
-    float *rel; /* [n] relevance, 1 (irrelevant) .. 3 (highly relevant) */
+    float *rel; /* [n] relevance on the internal scale, 1 (irrelevant) .. 3 (highly relevant) */
 } kp_judgments;
 
-/* Loads judgments.tsv: exactly 4 columns, relevance a finite number in [1, 3]. Rows whose item or
- * keyphrase id is not in items/keys are skipped and counted in *n_skipped (may be NULL). Errors: as
- * kp_texts_load, plus a bad or out-of-range relevance. The caller owns *out (kp_judgments_free). */
+/* Loads judgments.tsv: exactly 4 columns, relevance a finite number in [scale->min, scale->max]
+ * (scale NULL = 1:3), stored as kp_grade_canonical (1..3). Rows whose item or keyphrase id is not
+ * in items/keys are skipped and counted in *n_skipped (may be NULL). Errors: as kp_texts_load,
+ * plus a bad or out-of-range relevance. The caller owns *out (kp_judgments_free). */
+int kp_judgments_load_scaled(const char *path, const kp_texts *items, const kp_texts *keys,
+                             const kp_grade_scale *scale, kp_judgments *out, int *n_skipped,
+                             char *err, size_t errlen);
+
+/* kp_judgments_load_scaled with the 1:3 scale. */
 int kp_judgments_load(const char *path, const kp_texts *items, const kp_texts *keys,
                       kp_judgments *out, int *n_skipped, char *err, size_t errlen);
 
@@ -65,7 +104,9 @@ int kp_clicklog_write(const char *path, const kp_clicklog *log, const kp_texts *
  * an unknown item or keyphrase id are skipped and counted in *n_skipped (may be NULL). Errors:
  * wrong column count, kind other than impression/click, position not an integer >= 1, ts not an
  * integer
- * >= 0. The caller owns *out (kp_clicklog_free). */
+ * >= 0. The caller owns *out (kp_clicklog_free). items may be NULL: item ids are then not
+ * resolved (every event's item is -1; only rows with an unknown keyphrase id are skipped), for
+ * readers that only need the keyphrases a log shows (kprec eval's never-shown slice). */
 int kp_clicklog_load(const char *path, const kp_texts *items, const kp_texts *keys,
                      kp_clicklog *out, int *n_skipped, char *err, size_t errlen);
 

@@ -155,6 +155,101 @@ oom:
     return -1;
 }
 
+/* recall[i] = recall@c->k[i] of the CSR relevance lists (off, rel) over the n_u compact items,
+ * from the retrieval lists topk [n_u x kmax]. 0, or -1 (out of memory). */
+static int recall_metrics(int n_u, const int *topk, int kmax, int n_keys, const int *off,
+                          const int *rel, const kp_eval_config *c, double *recall, int *n_recall)
+{
+    int *buf = malloc(sizeof(int) * ((size_t)n_u * (size_t)kmax + 1));
+    if (!buf) return -1;
+    for (int i = 0; i < c->n_k; i++) {
+        int k = c->k[i];
+        for (int u = 0; u < n_u; u++)
+            memcpy(buf + (size_t)u * k, topk + (size_t)u * kmax, sizeof(int) * (size_t)k);
+        recall[i] = kp_recall_at_k(n_u, n_keys, k, buf, off, rel, n_recall);
+    }
+    free(buf);
+    return 0;
+}
+
+/* Spearman, Pearson and AUC of scores[n] against grades rel[n]. 0, or -1 (out of memory). */
+static int pair_metrics(const float *scores, const float *rel, int n, const kp_eval_config *c,
+                        double *spearman, double *pearson, double *auc, int *n_pos, int *n_neg)
+{
+    *spearman = kp_spearman(scores, rel, n);
+    *pearson = kp_pearson(scores, rel, n);
+    float *as = malloc(sizeof(float) * (size_t)(n + 1));
+    int *al = malloc(sizeof(int) * (size_t)(n + 1));
+    if (!as || !al) {
+        free(as);
+        free(al);
+        return -1;
+    }
+    int m = 0;
+    *n_pos = *n_neg = 0;
+    for (int p = 0; p < n; p++) {
+        int pos = rel[p] >= c->relevant, neg = rel[p] < c->irrelevant;
+        if (!pos && !neg) continue;
+        as[m] = scores[p];
+        al[m++] = pos;
+        *n_pos += pos;
+        *n_neg += neg;
+    }
+    *auc = kp_roc_auc(as, al, m);
+    free(as);
+    free(al);
+    return 0;
+}
+
+/* The never-shown (or any) slice of c->slice_keys: the metrics of the judged pairs whose keyphrase
+ * is in the slice, with the same retrieval lists as the whole set. 0, or -1 (out of memory). */
+static int finish_slice(const judged *s, const int *topk, int kmax, int n_keys, const float *scores,
+                        const kp_judgments *j, const kp_eval_config *c, kp_eval_result *out)
+{
+    const unsigned char *in = c->slice_keys;
+    int rc = -1;
+    int *off = calloc((size_t)s->n_u + 1, sizeof(int));
+    int *rel = malloc(sizeof(int) * ((size_t)s->rel_off[s->n_u] + 1));
+    unsigned char *has = calloc((size_t)s->n_u + 1, 1);
+    float *ps = malloc(sizeof(float) * ((size_t)j->n + 1));
+    float *pr = malloc(sizeof(float) * ((size_t)j->n + 1));
+    if (!off || !rel || !has || !ps || !pr) goto done;
+    for (int i = 0; i < c->n_k; i++)
+        out->slice.recall[i] = NAN;
+    int nr = 0;
+    for (int u = 0; u < s->n_u; u++) {
+        for (int e = s->rel_off[u]; e < s->rel_off[u + 1]; e++)
+            if (in[s->rel[e]]) rel[nr++] = s->rel[e];
+        off[u + 1] = nr;
+    }
+    if (topk && s->n_u > 0 && kmax > 0 &&
+        recall_metrics(s->n_u, topk, kmax, n_keys, off, rel, c, out->slice.recall,
+                       &out->slice.n_recall_items))
+        goto done;
+    int n = 0;
+    for (int p = 0; p < j->n; p++) {
+        if (!in[j->key[p]]) continue;
+        ps[n] = scores[p];
+        pr[n++] = j->rel[p];
+        has[s->u_of[j->item[p]]] = 1;
+    }
+    out->slice.n_pairs = n;
+    for (int u = 0; u < s->n_u; u++)
+        out->slice.n_items += has[u];
+    if (pair_metrics(ps, pr, n, c, &out->slice.spearman, &out->slice.pearson, &out->slice.auc,
+                     &out->slice.n_pos, &out->slice.n_neg))
+        goto done;
+    out->has_slice = 1;
+    rc = 0;
+done:
+    free(off);
+    free(rel);
+    free(has);
+    free(ps);
+    free(pr);
+    return rc;
+}
+
 /* Fills out from the retrieval lists topk [n_u x kmax] (NULL: no recall) and the pair scores. */
 static int finish(const judged *s, const int *topk, int kmax, int n_keys, const float *scores,
                   const kp_judgments *j, const kp_eval_config *c, kp_eval_result *out, char *err,
@@ -168,43 +263,39 @@ static int finish(const judged *s, const int *topk, int kmax, int n_keys, const 
         out->k[i] = c->k[i];
         out->recall[i] = NAN;
     }
-    if (topk && s->n_u > 0 && kmax > 0) {
-        int *buf = malloc(sizeof(int) * (size_t)s->n_u * (size_t)kmax);
-        if (!buf) goto oom;
-        for (int i = 0; i < c->n_k; i++) {
-            int k = c->k[i];
-            for (int u = 0; u < s->n_u; u++)
-                memcpy(buf + (size_t)u * k, topk + (size_t)u * kmax, sizeof(int) * (size_t)k);
-            out->recall[i] =
-                kp_recall_at_k(s->n_u, n_keys, k, buf, s->rel_off, s->rel, &out->n_recall_items);
-        }
-        free(buf);
-    }
-    out->spearman = kp_spearman(scores, j->rel, j->n);
-    out->pearson = kp_pearson(scores, j->rel, j->n);
-    float *as = malloc(sizeof(float) * (size_t)(j->n + 1));
-    int *al = malloc(sizeof(int) * (size_t)(j->n + 1));
-    if (!as || !al) {
-        free(as);
-        free(al);
+    if (topk && s->n_u > 0 && kmax > 0 &&
+        recall_metrics(s->n_u, topk, kmax, n_keys, s->rel_off, s->rel, c, out->recall,
+                       &out->n_recall_items))
         goto oom;
-    }
-    int n = 0;
-    for (int p = 0; p < j->n; p++) {
-        int pos = j->rel[p] >= c->relevant, neg = j->rel[p] < c->irrelevant;
-        if (!pos && !neg) continue;
-        as[n] = scores[p];
-        al[n++] = pos;
-        out->n_pos += pos;
-        out->n_neg += neg;
-    }
-    out->auc = kp_roc_auc(as, al, n);
-    free(as);
-    free(al);
+    if (pair_metrics(scores, j->rel, j->n, c, &out->spearman, &out->pearson, &out->auc, &out->n_pos,
+                     &out->n_neg))
+        goto oom;
+    if (c->slice_keys && finish_slice(s, topk, kmax, n_keys, scores, j, c, out)) goto oom;
     return 0;
 oom:
     kp_errf(err, errlen, "eval: out of memory computing the metrics");
     return -1;
+}
+
+int kp_eval_unseen_keys(const kp_clicklog *log, int n_keys, unsigned char *out, char *err,
+                        size_t errlen)
+{
+    if (!log || n_keys < 0 || (n_keys > 0 && !out) || (log->n > 0 && !log->ev)) {
+        kp_errf(err, errlen, "eval: bad arguments");
+        return -1;
+    }
+    for (int k = 0; k < n_keys; k++)
+        out[k] = 1;
+    for (int e = 0; e < log->n; e++) {
+        int k = log->ev[e].key;
+        if (k < 0 || k >= n_keys) {
+            kp_errf(err, errlen, "eval: click event %d has keyphrase %d outside [0, %d)", e, k,
+                    n_keys);
+            return -1;
+        }
+        out[k] = 0;
+    }
+    return 0;
 }
 
 /* ---- fan-out with progress ------------------------------------------------------------------ */

@@ -35,6 +35,13 @@ typedef struct {
     float irrelevant;     /* rel < irrelevant: AUC negative */
     int prefix;           /* 0 = full embedding; else Matryoshka prefix size 1..dim */
     int threads;          /* worker threads for embedding / BM25 retrieval, >= 1 */
+    /* Optional slice of the keyphrase inventory (e.g. the keyphrases the old engine never showed:
+     * kp_eval_unseen_keys). When not NULL, [n_keys] with nonzero = in the slice, and the result's
+     * `slice` holds the metrics restricted to the judged pairs whose keyphrase is in the slice:
+     * recall@k of each item's relevant slice keyphrases among its top-k retrieved from the WHOLE
+     * inventory (averaged over the items with >= 1 relevant slice keyphrase), and Spearman,
+     * Pearson, AUC over the slice's judged pairs. */
+    const unsigned char *slice_keys;
     /* Optional progress report: called with a stage name ("embed keyphrases", "embed items",
      * "retrieve", "score pairs") and done/total units of that stage. May be NULL. */
     void (*progress)(void *ctx, const char *stage, long done, long total);
@@ -50,7 +57,19 @@ typedef struct {
     int n_pairs;        /* judged pairs */
     int n_pos, n_neg;   /* AUC positives (rel >= relevant) and negatives (rel < irrelevant) */
     double spearman, pearson, auc;
+    int has_slice; /* cfg.slice_keys was given: slice below is filled */
+    struct {
+        double recall[KP_EVAL_MAX_K];                       /* NAN when not computed or undefined */
+        int n_items, n_recall_items, n_pairs, n_pos, n_neg; /* as above, within the slice */
+        double spearman, pearson, auc;
+    } slice;
 } kp_eval_result;
+
+/* Marks the keyphrases that never appear in click log `log` (no impression, no click, for any
+ * item) in out[n_keys] (1 = never shown, 0 = shown): the "never-shown" slice of kp_eval_config.
+ * Errors: an event whose keyphrase is outside [0, n_keys). 0, or -1 with err. */
+int kp_eval_unseen_keys(const kp_clicklog *log, int n_keys, unsigned char *out, char *err,
+                        size_t errlen);
 
 /* k = {10, 50, 100}, relevant 2.5, irrelevant 2, prefix 0, threads 1, no progress. */
 void kp_eval_config_default(kp_eval_config *c);

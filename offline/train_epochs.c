@@ -441,6 +441,7 @@ typedef struct {
     int *bi, *bk, *bp, *si, *sk, *di, *dk;
     float *bl, *bw, *sl, *dt;
     unsigned char *dknown;
+    unsigned char *colneg; /* [cap_keys] a column that may be a softmax negative */
 } batch_buf;
 
 static void batch_buf_free(batch_buf *b)
@@ -464,6 +465,7 @@ static void batch_buf_free(batch_buf *b)
     free(b->sl);
     free(b->dt);
     free(b->dknown);
+    free(b->colneg);
 }
 
 static int batch_buf_init(batch_buf *b, int items, int keys, int pairs, int n_keys)
@@ -485,9 +487,10 @@ static int batch_buf_init(batch_buf *b, int items, int keys, int pairs, int n_ke
     b->bl = malloc(P * sizeof(float)), b->bw = malloc(P * sizeof(float));
     b->sl = malloc(P * sizeof(float)), b->dt = malloc(P * sizeof(float));
     b->dknown = malloc(P);
-    if (!b->itext || !b->ktext || !b->kslot || !b->kcol || !b->soft_item || !b->soft_key ||
-        !b->mask || !b->bi || !b->bk || !b->bp || !b->si || !b->sk || !b->di || !b->dk || !b->bl ||
-        !b->bw || !b->sl || !b->dt || !b->dknown)
+    b->colneg = malloc((size_t)keys + 1);
+    if (!b->colneg || !b->itext || !b->ktext || !b->kslot || !b->kcol || !b->soft_item ||
+        !b->soft_key || !b->mask || !b->bi || !b->bk || !b->bp || !b->si || !b->sk || !b->di ||
+        !b->dk || !b->bl || !b->bw || !b->sl || !b->dt || !b->dknown)
         return -1;
     for (int k = 0; k < n_keys; k++)
         b->kslot[k] = -1;
@@ -572,14 +575,41 @@ static void build_batch(batch_buf *bb, kp_train_batch *b, const prepared *P,
         }
     }
     b->n_items = nb;
-    /* mask: keys known relevant to a softmax row's item are not its negatives */
+    /* mask: keys known relevant to a softmax row's item are not its negatives; nor are the item's
+     * own distillation candidates (BM25 / model-retrieved / random keys, most of them never
+     * shown): whether they are relevant to the item is the teacher's call, through the
+     * distillation terms, not "not clicked" (which only says the old engine did not show them).
+     * With d->soft_pool_negatives == 0 no candidate-only column is a negative of any row: the
+     * softmax then sees the same kind of negatives as CTR-only training (other items' clicked
+     * and judged keys). */
     memset(bb->mask, 0, (size_t)b->n_soft * b->n_keys);
+    if (use_soft && use_dis && !d->soft_pool_negatives) {
+        /* columns of clicked / SR keys of the batch are the only negatives */
+        memset(bb->colneg, 0, (size_t)b->n_keys);
+        for (int r = 0; r < b->n_soft; r++)
+            bb->colneg[b->soft_key[r]] = 1;
+        for (int e = 0; e < b->n_sr; e++)
+            bb->colneg[bb->sk[e]] = 1;
+        for (int e = 0; e < b->n_bce; e++)
+            bb->colneg[bb->bk[e]] = 1;
+        for (int r = 0; r < b->n_soft; r++)
+            for (int col = 0; col < b->n_keys; col++)
+                if (!bb->colneg[col]) bb->mask[(size_t)r * b->n_keys + col] = 1;
+    }
     for (int r = 0; r < b->n_soft; r++) {
         int i = items[b->soft_item[r]];
         for (int e = P->posk.off[i]; e < P->posk.off[i + 1]; e++) {
             int col = bb->kslot[P->posk.key[e]];
             if (col >= 0) bb->mask[(size_t)r * b->n_keys + col] = 1;
         }
+        if (!use_dis) continue;
+        const item_csr *src[2] = {&P->pool, &P->mh};
+        for (int s = 0; s < 2; s++)
+            for (int e = src[s]->off ? src[s]->off[i] : 0; src[s]->off && e < src[s]->off[i + 1];
+                 e++) {
+                int col = bb->kslot[src[s]->key[e]];
+                if (col >= 0) bb->mask[(size_t)r * b->n_keys + col] = 1;
+            }
     }
     /* reset the key map for the next batch */
     for (int u = 0; u < b->n_keys; u++)
@@ -687,6 +717,7 @@ int kp_train_epochs(kp_bienc *m, const kp_train_config *cfg, const kp_train_data
             kp_train_batch b;
             build_batch(&bb, &b, &P, &c, d, P.train + u0, nb, &rng);
             if (b.n_keys == 0) continue; /* nothing to score in this batch */
+            if (d->on_batch) d->on_batch(d->on_batch_ctx, &b, P.train + u0);
             kp_train_losses L;
             if (kp_trainer_step(t, &b, &L, err, errlen) != 0) goto done;
             n_run++;

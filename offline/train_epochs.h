@@ -17,6 +17,14 @@ typedef struct {
     const kp_judgments *sr;           /* SR labels; NULL: no SR term */
     kp_teacher_fn teacher;            /* NULL: no distillation term */
     void *teacher_ctx;
+    /* Softmax negatives when distilling. An item's own distillation candidates are never its
+     * negatives. 1: the other items' candidates are (random / BM25 / model keys of the batch);
+     * 0: only the batch's clicked and judged keys are negatives (as in training without a
+     * teacher). kprec train --pool-negatives; a zeroed struct gives 0. */
+    int soft_pool_negatives;
+    /* Called with every batch just before its step (inspection, tests). May be NULL. */
+    void (*on_batch)(void *ctx, const kp_train_batch *b, const int *batch_items);
+    void *on_batch_ctx;
     /* progress: stage ("teacher", "bm25", "retrieve", "train"), done/total units of the stage,
      * the recent loss terms (NULL outside "train"). May be NULL. */
     void (*progress)(void *ctx, const char *stage, long done, long total,

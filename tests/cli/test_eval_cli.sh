@@ -75,4 +75,62 @@ ok sim-filter-only-train test "$(awk -F'\t' 'FNR == 1 { next } NR == FNR { tr[$1
 ok sim-filter-nonempty test "$(wc -l <"$T/cf.tsv")" -gt 1
 check sim-no-filter 1 "missing.tsv: cannot open" -- "$KPREC" simulate-clicks "${DATA[@]}" --out "$T/cx.tsv" --items-filter "$T/missing.tsv"
 
+# ---- grades of any scale (--grades MIN:MAX) ----
+# the same judgments on a 1..4 and a 0..1 scale give the same metrics with --grades
+awk -F'\t' 'BEGIN { OFS = "\t" } NR == 1 { print; next } { $4 = 1 + ($4 - 1) * 1.5; print }' "$D/judgments.tsv" >"$T/j14.tsv"
+awk -F'\t' 'BEGIN { OFS = "\t" } NR == 1 { print; next } { $4 = ($4 - 1) / 2; print }' "$D/judgments.tsv" >"$T/j01.tsv"
+D14=(--items "$D/items.tsv" --keyphrases "$D/keyphrases.tsv" --judgments "$T/j14.tsv")
+D01=(--items "$D/items.tsv" --keyphrases "$D/keyphrases.tsv" --judgments "$T/j01.tsv")
+metrics() { jq -c 'del(.seconds, .model) | with_entries(if (.value | type) == "number" then .value |= (. * 10000 | round) else . end)'; }
+"$KPREC" eval --model bm25 "${DATA[@]}" --json --quiet | metrics >"$T/g13.json"
+"$KPREC" eval --model bm25 "${D14[@]}" --grades 1:4 --json --quiet | metrics >"$T/g14.json"
+"$KPREC" eval --model bm25 "${D01[@]}" --grades 0:1 --json --quiet | metrics >"$T/g01.json"
+ok grades-14-same cmp -s "$T/g13.json" "$T/g14.json"
+ok grades-01-same cmp -s "$T/g13.json" "$T/g01.json"
+ok grades-nonempty jq -e '.pairs > 0 and .auc_pos > 0 and .auc_neg > 0' "$T/g14.json" >/dev/null
+# thresholds are given on the file's scale: 0.75 / 0.5 on 0:1 are the defaults 2.5 / 2 of 1:3
+"$KPREC" eval --model bm25 "${D01[@]}" --grades 0:1 --relevant 0.75 --irrelevant 0.5 --json --quiet | metrics >"$T/g01t.json"
+ok grades-thresholds-mapped cmp -s "$T/g13.json" "$T/g01t.json"
+"$KPREC" eval --model bm25 "${D01[@]}" --grades 0:1 --relevant 0.6 --json --quiet | metrics >"$T/g01u.json"
+ok grades-threshold-moves bash -c "! cmp -s '$T/g13.json' '$T/g01u.json'"
+check grades-out-of-range 1 "outside \[1, 3\]" -- "$KPREC" eval --model bm25 "${D14[@]}" --quiet
+check grades-01-default 1 "outside \[1, 3\]" -- "$KPREC" eval --model bm25 "${D01[@]}" --quiet
+check grades-bad 2 "bad value '3:1' for --grades" -- "$KPREC" eval --model bm25 "${DATA[@]}" --grades 3:1
+check grades-bad2 2 "for --grades" -- "$KPREC" eval --model bm25 "${DATA[@]}" --grades 1
+check grades-train 0 "wrote" -- "$KPREC" train --items "$D/items.tsv" --keyphrases "$D/keyphrases.tsv" --judgments "$T/j14.tsv" --grades 1:4 --epochs 1 --buckets 4096 --out "$T/g.kpm" --quiet
+check grades-train-range 1 "outside \[1, 3\]" -- "$KPREC" train --items "$D/items.tsv" --keyphrases "$D/keyphrases.tsv" --judgments "$T/j14.tsv" --epochs 1 --out "$T/g2.kpm" --quiet
+check grades-train-ce 0 "wrote" -- "$KPREC" train-ce --items "$D/items.tsv" --keyphrases "$D/keyphrases.tsv" --judgments "$T/j01.tsv" --grades 0:1 --epochs 1 --out "$T/gce.kpm" --quiet
+check grades-train-ce-range 1 "outside \[1, 3\]" -- "$KPREC" train-ce --items "$D/items.tsv" --keyphrases "$D/keyphrases.tsv" --judgments "$T/j01.tsv" --epochs 1 --out "$T/gce2.kpm" --quiet
+check grades-sim 0 "clicks" -- "$KPREC" simulate-clicks "${D14[@]}" --grades 1:4 --out "$T/c14.tsv" --sessions 5 --seed 9
+ok grades-sim-same cmp -s "$T/c.tsv" "$T/c14.tsv"
+
+# ---- eval: the never-shown slice (--clicks LOG / --never-shown-from LOG) ----
+"$KPREC" split --items "$D/items.tsv" --judgments "$D/judgments.tsv" --out "$T/ns" --valid-frac 0.3 --seed 5 >/dev/null
+"$KPREC" simulate-clicks "${DATA[@]}" --items-filter "$T/ns/train_items.tsv" --sessions 3 --out "$T/ns/clicks.tsv" >/dev/null
+# the valid items only, as bench/quality.sh does: the log is about other (train) items
+VA=(--items "$T/ns/valid_items.tsv" --keyphrases "$D/keyphrases.tsv" --judgments "$T/ns/valid_judgments.tsv")
+want_ns=$(awk -F'\t' 'FNR == 1 { next } NR == FNR { shown[$2] = 1; next } !($2 in shown)' "$T/ns/clicks.tsv" "$T/ns/valid_judgments.tsv" | wc -l)
+"$KPREC" eval --model bm25 "${VA[@]}" --clicks "$T/ns/clicks.tsv" --json --quiet >"$T/ns.json" 2>"$T/ns.err"
+ok ns-rc test $? -eq 0
+ok ns-pairs jq -e --argjson n "$want_ns" '.never_shown.pairs == $n and $n > 0 and $n < .pairs' "$T/ns.json" >/dev/null
+ok ns-metrics jq -e '.never_shown | (.["recall@10"] <= .["recall@50"]) and (.["recall@50"] <= .["recall@100"])
+   and (.spearman | type) == "number" and (.auc | type) == "number" and .recall_items > 0' "$T/ns.json" >/dev/null
+"$KPREC" eval --model bm25 "${VA[@]}" --never-shown-from "$T/ns/clicks.tsv" --json --quiet >"$T/ns2.json"
+ok ns-alias test "$(jq -c 'del(.seconds)' "$T/ns.json")" = "$(jq -c 'del(.seconds)' "$T/ns2.json")"
+"$KPREC" eval --model bm25 "${VA[@]}" --json --quiet >"$T/ns0.json"
+ok ns-absent jq -e 'has("never_shown") | not' "$T/ns0.json" >/dev/null
+ok ns-all-same test "$(jq -c 'del(.seconds, .never_shown)' "$T/ns.json")" = "$(jq -c 'del(.seconds)' "$T/ns0.json")"
+ok ns-no-skip-msg bash -c "! grep -q skipped '$T/ns.err'"
+check ns-table 0 "never-shown slice" -- "$KPREC" eval --model bm25 "${VA[@]}" --clicks "$T/ns/clicks.tsv" --quiet
+check ns-two-logs 2 "two different logs" -- "$KPREC" eval --model bm25 "${VA[@]}" --clicks "$T/ns/clicks.tsv" --never-shown-from "$T/c.tsv"
+check ns-no-log 1 "nolog.tsv" -- "$KPREC" eval --model bm25 "${VA[@]}" --clicks "$T/nolog.tsv" --quiet
+
+# ---- simulate-clicks: the lexical old engine (--lexical-top N) ----
+check sim-lexical 0 "lexical engine \(BM25 top 3\): [0-9]+ of $n_pairs judged pair" -- "$KPREC" simulate-clicks "${DATA[@]}" --out "$T/cl.tsv" --sessions 5 --seed 9 --lexical-top 3
+pairs_of() { awk -F'\t' 'NR > 1 { print $1 "\t" $2 }' "$1" | sort -u; }
+ok sim-lexical-subset test "$(comm -23 <(pairs_of "$T/cl.tsv") <(pairs_of "$T/c.tsv") | wc -l)" -eq 0
+ok sim-lexical-fewer test "$(pairs_of "$T/cl.tsv" | wc -l)" -lt "$(pairs_of "$T/c.tsv" | wc -l)"
+ok sim-lexical-nonempty test "$(pairs_of "$T/cl.tsv" | wc -l)" -gt 0
+check sim-lexical-bad 2 "--lexical-top" -- "$KPREC" simulate-clicks "${DATA[@]}" --out "$T/cl2.tsv" --lexical-top 0
+
 finish

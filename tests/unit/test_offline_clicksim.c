@@ -346,6 +346,104 @@ static void test_errors_and_roundtrip(void **state)
     kp_judgments_free(&j);
 }
 
+/* The lexical old engine: only judged keyphrases among the item's BM25 top N can be shown. */
+static void test_lexical_engine(void **state)
+{
+    (void)state;
+    char err[256];
+    const char *iid[] = {"a", "b"}, *itx[] = {"cordless drill", "red garden hose"};
+    const char *kid[] = {"0", "1", "2", "3", "4"},
+               *ktx[] = {"cordless drill", "drill bits", "garden hose", "red paint", "hose reel"};
+    kp_texts items, keys;
+    assert_int_equal(kp_texts_build(iid, itx, 2, &items, err, sizeof err), 0);
+    assert_int_equal(kp_texts_build(kid, ktx, 5, &keys, err, sizeof err), 0);
+    kp_bm25 *bm = kp_bm25_build((const char *const *)keys.text, keys.n, KP_BM25_K1, KP_BM25_B, err,
+                                sizeof err);
+    assert_non_null(bm);
+    int ids[5];
+    float sc[5];
+    /* the premise: BM25's lists of the two titles */
+    assert_int_equal(kp_bm25_topk(bm, items.text[0], 5, ids, sc), 2);
+    assert_int_equal(ids[0], 0);
+    assert_int_equal(ids[1], 1);
+    assert_int_equal(kp_bm25_topk(bm, items.text[1], 1, ids, sc), 1);
+    assert_int_equal(ids[0], 2);
+    /* judgments of the two items interleaved: item 0 judges k0, k2 (relevant, but lexically out
+     * of reach), k1; item 1 judges k2, k3, k4 */
+    int ji[] = {0, 1, 0, 1, 0, 1}, jk[] = {0, 2, 2, 3, 1, 4};
+    float jr[] = {3.0f, 3.0f, 3.0f, 1.0f, 2.0f, 3.0f};
+    kp_judgments j = {6, ji, jk, jr}, lex;
+    int dropped = -1;
+    assert_int_equal(kp_clicksim_lexical(&j, bm, &items, 1, &lex, &dropped, err, sizeof err), 0);
+    assert_int_equal(lex.n, 2); /* (0, k0), (1, k2) */
+    assert_int_equal(dropped, 4);
+    assert_int_equal(lex.item[0], 0);
+    assert_int_equal(lex.key[0], 0);
+    assert_int_equal(lex.item[1], 1);
+    assert_int_equal(lex.key[1], 2);
+    kp_judgments_free(&lex);
+    assert_int_equal(kp_clicksim_lexical(&j, bm, &items, 2, &lex, &dropped, err, sizeof err), 0);
+    /* item 0: k0, k1 (k2 is not in its top 2 although it is in item 1's); item 1: BM25 top 2 of
+     * "red garden hose" has k2 and one of k3 / k4 */
+    assert_int_equal(find_pair(&lex, 0, 2), -1);
+    assert_true(find_pair(&lex, 0, 0) >= 0 && find_pair(&lex, 0, 1) >= 0);
+    assert_true(find_pair(&lex, 1, 2) >= 0);
+    assert_int_equal(lex.n, 4);
+    assert_int_equal(dropped, 2);
+    /* the simulated log of the lexical engine never shows (0, k2) */
+    kp_clicksim_config c;
+    kp_clicksim_config_default(&c);
+    c.sessions_per_item = 50;
+    kp_clicklog log = {0};
+    assert_int_equal(kp_clicksim_run(&lex, 2, 5, &c, &log, err, sizeof err), 0);
+    int shown02 = 0, shown01 = 0;
+    for (int e = 0; e < log.n; e++) {
+        shown02 += log.ev[e].item == 0 && log.ev[e].key == 2;
+        shown01 += log.ev[e].item == 0 && log.ev[e].key == 1;
+    }
+    assert_int_equal(shown02, 0);
+    assert_true(shown01 >= 50);
+    kp_clicklog_free(&log);
+    kp_judgments_free(&lex);
+    /* the unrestricted engine does show it */
+    assert_int_equal(kp_clicksim_run(&j, 2, 5, &c, &log, err, sizeof err), 0);
+    for (int e = 0; e < log.n; e++)
+        shown02 += log.ev[e].item == 0 && log.ev[e].key == 2;
+    assert_true(shown02 >= 50);
+    kp_clicklog_free(&log);
+    /* errors */
+    assert_int_equal(kp_clicksim_lexical(&j, bm, &items, 0, &lex, NULL, err, sizeof err), -1);
+    jk[3] = 5;
+    assert_int_equal(kp_clicksim_lexical(&j, bm, &items, 2, &lex, NULL, err, sizeof err), -1);
+    assert_null(lex.item);
+    kp_bm25_free(bm);
+    kp_texts_free(&items);
+    kp_texts_free(&keys);
+}
+
+/* Click probabilities on any grade scale: the loader's 1..3 value of grade g gives the click
+ * probability eps + (1 - eps) ((g - MIN) / (MAX - MIN))^gamma. */
+static void test_click_prob_grade_scales(void **state)
+{
+    (void)state;
+    kp_clicksim_config c;
+    kp_clicksim_config_default(&c);
+    c.gamma = 2.0f;
+    const kp_grade_scale scales[] = {{1.0f, 4.0f}, {0.0f, 1.0f}, {1.0f, 3.0f}};
+    for (int s = 0; s < 3; s++)
+        for (int q = 0; q <= 8; q++) {
+            float g = kp_grade_from_unit(&scales[s], (float)q / 8.0f);
+            double u = kp_grade_unit(&scales[s], g);
+            assert_close(kp_clicksim_click_prob(&c, kp_grade_canonical(&scales[s], g)),
+                         c.eps + (1.0 - c.eps) * u * u, 1e-6);
+        }
+    /* a 0..1 score of 0.5 is clicked half as often (minus eps) as a perfect one, gamma 1 */
+    c.gamma = 1.0f;
+    assert_close(kp_clicksim_click_prob(&c, kp_grade_canonical(&scales[1], 0.5f)),
+                 0.05 + 0.95 * 0.5, 1e-6);
+    assert_close(kp_clicksim_click_prob(&c, kp_grade_canonical(&scales[0], 4.0f)), 1.0, 1e-6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +452,8 @@ int main(void)
         cmocka_unit_test(test_ctr_decreases_with_position),
         cmocka_unit_test(test_ctr_increases_with_grade),
         cmocka_unit_test(test_errors_and_roundtrip),
+        cmocka_unit_test(test_lexical_engine),
+        cmocka_unit_test(test_click_prob_grade_scales),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

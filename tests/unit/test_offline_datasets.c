@@ -5,12 +5,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "offline/datasets.h"
+
+#define assert_close(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
 
 /* Writes content to a fresh temp file; returns its path (static buffer per slot). */
 static const char *write_tmp(int slot, const char *content)
@@ -295,6 +298,14 @@ static void test_clicklog_roundtrip(void **state)
     assert_int_equal(back.ev[1].kind, KP_EV_CLICK);
     assert_int_equal(back.ev[1].position, 2);
     kp_clicklog_free(&back);
+    /* items NULL: item ids are not resolved, only the unknown keyphrase would be skipped */
+    assert_int_equal(kp_clicklog_load(p, NULL, &keys, &back, &skipped, err, sizeof(err)), 0);
+    assert_int_equal(back.n, 3);
+    assert_int_equal(skipped, 0);
+    assert_int_equal(back.ev[1].item, -1);
+    assert_int_equal(back.ev[1].key, 0);
+    assert_int_equal(back.ev[2].key, 3);
+    kp_clicklog_free(&back);
     unlink(p);
 
     static const struct {
@@ -377,13 +388,90 @@ static void test_homedepot_if_present(void **state)
     kp_texts_free(&keys);
 }
 
+/* Grade scales: 1..4 and 0..1 files are range-checked on their scale and mapped onto 1..3, so the
+ * labels (rel - 1) / 2 are (g - MIN) / (MAX - MIN) and the thresholds follow the scale. */
+static void test_grade_scales(void **state)
+{
+    (void)state;
+    kp_texts items, keys;
+    make_tables(&items, &keys);
+    char err[256];
+    kp_grade_scale s14, s01, d = kp_grade_scale_default();
+    assert_true(d.min == 1.0f && d.max == 3.0f);
+    assert_int_equal(kp_grade_scale_parse("1:4", &s14, err, sizeof err), 0);
+    assert_int_equal(kp_grade_scale_parse("0:1", &s01, err, sizeof err), 0);
+    assert_true(s14.min == 1.0f && s14.max == 4.0f && s01.min == 0.0f && s01.max == 1.0f);
+    const char *badscales[] = {"", "1", "1:", ":3", "3:1", "2:2", "a:b", "1:3x", "nan:1", "0:inf"};
+    for (size_t b = 0; b < sizeof badscales / sizeof badscales[0]; b++) {
+        kp_grade_scale t = {7.0f, 8.0f};
+        assert_int_equal(kp_grade_scale_parse(badscales[b], &t, err, sizeof err), -1);
+        assert_true(t.min == 7.0f && t.max == 8.0f);
+    }
+    /* mapping: labels, canonical grades, thresholds, the 0..1 score of the Judgment topic */
+    assert_close(kp_grade_unit(&s14, 4.0f), 1.0, 1e-7);
+    assert_close(kp_grade_unit(&s14, 2.5f), 0.5, 1e-7);
+    assert_close(kp_grade_canonical(&s14, 1.0f), 1.0, 1e-7);
+    assert_close(kp_grade_canonical(&s14, 3.25f), 2.5, 1e-6); /* relevant threshold */
+    assert_close(kp_grade_canonical(&s01, 0.5f), 2.0, 1e-7);  /* irrelevant threshold */
+    assert_close(kp_grade_from_unit(&s14, 0.5f), 2.5, 1e-7);
+    assert_close(kp_grade_from_unit(&s01, 0.3f), 0.3, 1e-7);
+    for (float g = 1.0f; g <= 3.0f; g += 0.25f) /* the default scale is the identity */
+        assert_true(kp_grade_canonical(&d, g) == g);
+
+    const char *p = write_tmp(0, "pair_id\tkeyphrase_id\titem_id\trelevance\n"
+                                 "1\t0\t100\t4\n"
+                                 "2\t1\t200\t1\n"
+                                 "3\t3\t300\t2.5\n"
+                                 "4\t2\t300\t3.25\n");
+    kp_judgments j;
+    assert_int_equal(kp_judgments_load_scaled(p, &items, &keys, &s14, &j, NULL, err, sizeof err),
+                     0);
+    assert_int_equal(j.n, 4);
+    float want14[] = {3.0f, 1.0f, 2.0f, 2.5f};
+    for (int i = 0; i < 4; i++) {
+        assert_close(j.rel[i], want14[i], 1e-6);
+        /* the SR / CE label of the internal scale is the label of the file's scale */
+        assert_close((j.rel[i] - 1.0f) / 2.0f,
+                     kp_grade_unit(&s14, i == 0   ? 4.0f
+                                         : i == 1 ? 1.0f
+                                         : i == 2 ? 2.5f
+                                                  : 3.25f),
+                     1e-6);
+    }
+    kp_judgments_free(&j);
+    /* the same file is out of range on the default scale (grade 4) and on 0..1 */
+    assert_int_equal(kp_judgments_load(p, &items, &keys, &j, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "outside [1, 3]"));
+    assert_int_equal(kp_judgments_load_scaled(p, &items, &keys, &s01, &j, NULL, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "outside [0, 1]"));
+    unlink(p);
+
+    p = write_tmp(0, "pair_id\tkeyphrase_id\titem_id\trelevance\n"
+                     "1\t0\t100\t1\n"
+                     "2\t1\t200\t0\n"
+                     "3\t3\t300\t0.75\n");
+    assert_int_equal(kp_judgments_load_scaled(p, &items, &keys, &s01, &j, NULL, err, sizeof err),
+                     0);
+    assert_int_equal(j.n, 3);
+    assert_close(j.rel[0], 3.0, 1e-7);
+    assert_close(j.rel[1], 1.0, 1e-7);
+    assert_close(j.rel[2], 2.5, 1e-7); /* 0.75 on 0..1 is "relevant" (>= 2.5 internally) */
+    kp_judgments_free(&j);
+    /* 0..1 grades are below the default scale's minimum */
+    assert_int_equal(kp_judgments_load(p, &items, &keys, &j, NULL, err, sizeof err), -1);
+    unlink(p);
+    kp_texts_free(&items);
+    kp_texts_free(&keys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_texts_load_ok),        cmocka_unit_test(test_texts_errors),
-        cmocka_unit_test(test_texts_header_only),    cmocka_unit_test(test_texts_build_and_map),
-        cmocka_unit_test(test_judgments_load),       cmocka_unit_test(test_clicklog_roundtrip),
-        cmocka_unit_test(test_homedepot_if_present),
+        cmocka_unit_test(test_texts_load_ok),      cmocka_unit_test(test_texts_errors),
+        cmocka_unit_test(test_texts_header_only),  cmocka_unit_test(test_texts_build_and_map),
+        cmocka_unit_test(test_judgments_load),     cmocka_unit_test(test_grade_scales),
+        cmocka_unit_test(test_clicklog_roundtrip), cmocka_unit_test(test_homedepot_if_present),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

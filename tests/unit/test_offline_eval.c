@@ -355,6 +355,138 @@ static void test_bad_input(void **state)
     assert_true(isnan(r.recall[0]) && isnan(r.spearman) && isnan(r.auc));
 }
 
+/* The never-shown slice on the hand case. Log A shows k0 only: slice {k1, k2, k3}, pairs p1 (k2,
+ * 2.7, score 0), p2 (k3, 1.0, -0.8), p3 (k3, 2.5, 0.6), p4 (k1, 2.2, 0.8); slice-relevant: i0 {k2}
+ * (rank 3 of i0), i1 {k3} (rank 3 of i1). Log B shows k0 and k3: slice {k1, k2}, pairs p1, p4;
+ * only i0 has a slice-relevant keyphrase. */
+static void test_never_shown_slice(void **state)
+{
+    (void)state;
+    kp_judgments j = hand_judgments();
+    kp_eval_config c = hand_config();
+    kp_eval_result r;
+    char err[256] = "";
+    unsigned char unseen[4];
+    kp_click_event ev_a[2] = {{0, 0, KP_EV_IMPRESSION, 1, 0}, {1, 0, KP_EV_CLICK, 1, 1}};
+    kp_clicklog log_a = {2, 2, ev_a};
+    assert_int_equal(kp_eval_unseen_keys(&log_a, 4, unseen, err, sizeof err), 0);
+    assert_int_equal(unseen[0], 0);
+    assert_int_equal(unseen[1] + unseen[2] + unseen[3], 3);
+    c.slice_keys = unseen;
+    assert_int_equal(kp_eval_embeddings(ITEMS2, 3, KEYS2, 4, 2, &j, &c, &r, err, sizeof err), 0);
+    assert_hand_result(&r); /* the whole set is unchanged */
+    assert_int_equal(r.has_slice, 1);
+    assert_int_equal(r.slice.n_items, 2);
+    assert_int_equal(r.slice.n_recall_items, 2);
+    assert_int_equal(r.slice.n_pairs, 4);
+    assert_int_equal(r.slice.n_pos, 2);
+    assert_int_equal(r.slice.n_neg, 1);
+    assert_close(r.slice.recall[0], 0.0, 1e-12); /* whole set: 0.25 */
+    assert_close(r.slice.recall[1], 0.0, 1e-12); /* whole set: 0.25 */
+    assert_close(r.slice.recall[2], 1.0, 1e-12);
+    /* score ranks 2, 1, 3, 4 vs grade ranks 4, 1, 3, 2: sum d^2 = 8, 1 - 6 * 8 / 60 */
+    assert_close(r.slice.spearman, 0.2, 1e-6);
+    assert_close(r.slice.auc, 1.0, 1e-12);
+
+    kp_click_event ev_b[2] = {{0, 0, KP_EV_IMPRESSION, 1, 0}, {1, 3, KP_EV_IMPRESSION, 2, 0}};
+    kp_clicklog log_b = {2, 2, ev_b};
+    assert_int_equal(kp_eval_unseen_keys(&log_b, 4, unseen, err, sizeof err), 0);
+    assert_int_equal(kp_eval_embeddings(ITEMS2, 3, KEYS2, 4, 2, &j, &c, &r, err, sizeof err), 0);
+    assert_int_equal(r.slice.n_items, 2);
+    assert_int_equal(r.slice.n_recall_items,
+                     1); /* i1's only slice pair (k1, 2.2) is not relevant */
+    assert_int_equal(r.slice.n_pairs, 2);
+    assert_close(r.slice.recall[1], 0.0, 1e-12);
+    assert_close(r.slice.recall[2], 1.0, 1e-12);
+    assert_close(r.slice.spearman, -1.0, 1e-6); /* (0, 2.7), (0.8, 2.2) */
+    assert_true(isnan(r.slice.auc));            /* no irrelevant pair in the slice */
+
+    /* no slice: not reported */
+    c.slice_keys = NULL;
+    assert_int_equal(kp_eval_embeddings(ITEMS2, 3, KEYS2, 4, 2, &j, &c, &r, err, sizeof err), 0);
+    assert_int_equal(r.has_slice, 0);
+
+    /* a log event outside the inventory */
+    kp_click_event ev_c[1] = {{0, 4, KP_EV_IMPRESSION, 1, 0}};
+    kp_clicklog log_c = {1, 1, ev_c};
+    assert_int_equal(kp_eval_unseen_keys(&log_c, 4, unseen, err, sizeof err), -1);
+}
+
+/* The slice equals evaluating the judgments restricted to the slice's keyphrases, for a random
+ * bi-encoder and BM25 on a small random case. */
+static void test_slice_matches_filtered(void **state)
+{
+    (void)state;
+    enum { NI = 40, NK = 60, NJ = 200 };
+    static char ibuf[NI][48], kbuf[NK][32];
+    static char *itext[NI], *ktext[NK], *iid[NI], *kid[NK];
+    static const char *words[] = {"drill", "cordless", "saw",  "blade", "paint", "white",
+                                  "hose",  "garden",   "lamp", "led",   "door",  "knob"};
+    uint64_t x = 12345;
+    for (int i = 0; i < NI; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        snprintf(ibuf[i], sizeof ibuf[i], "%s %s %s", words[(x >> 33) % 12], words[(x >> 40) % 12],
+                 words[(x >> 50) % 12]);
+        itext[i] = iid[i] = ibuf[i];
+    }
+    for (int k = 0; k < NK; k++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        snprintf(kbuf[k], sizeof kbuf[k], "%s %s %d", words[(x >> 33) % 12], words[(x >> 45) % 12],
+                 k);
+        ktext[k] = kid[k] = kbuf[k];
+    }
+    kp_texts items = {NI, iid, itext, NULL, NULL, 0}, keys = {NK, kid, ktext, NULL, NULL, 0};
+    static int ji[NJ], jk[NJ], fi[NJ], fk[NJ];
+    static float jr[NJ], fr[NJ];
+    unsigned char unseen[NK];
+    for (int k = 0; k < NK; k++)
+        unseen[k] = (k % 3) != 0;
+    int nf = 0;
+    for (int p = 0; p < NJ; p++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        ji[p] = (int)((x >> 33) % NI);
+        jk[p] = (int)((x >> 20) % NK);
+        jr[p] = 1.0f + (float)((x >> 45) % 5) * 0.5f;
+        if (unseen[jk[p]]) fi[nf] = ji[p], fk[nf] = jk[p], fr[nf++] = jr[p];
+    }
+    kp_judgments j = {NJ, ji, jk, jr}, jf = {nf, fi, fk, fr};
+    kp_eval_config c;
+    kp_eval_config_default(&c);
+    c.k[0] = 1, c.k[1] = 5, c.k[2] = 20;
+    char err[256] = "";
+    kp_bienc_config bc;
+    kp_bienc_config_default(&bc);
+    bc.n_buckets = 1024;
+    kp_bienc *m = kp_bienc_new(&bc, 3);
+    assert_non_null(m);
+    kp_bm25 *bm =
+        kp_bm25_build((const char *const *)ktext, NK, KP_BM25_K1, KP_BM25_B, err, sizeof err);
+    assert_non_null(bm);
+    for (int which = 0; which < 2; which++) {
+        kp_eval_result r, f;
+        c.slice_keys = unseen;
+        int rc = which ? kp_eval_bm25(bm, &items, &keys, &j, &c, &r, err, sizeof err)
+                       : kp_eval_bienc(m, &items, &keys, &j, &c, &r, err, sizeof err);
+        assert_int_equal(rc, 0);
+        c.slice_keys = NULL;
+        rc = which ? kp_eval_bm25(bm, &items, &keys, &jf, &c, &f, err, sizeof err)
+                   : kp_eval_bienc(m, &items, &keys, &jf, &c, &f, err, sizeof err);
+        assert_int_equal(rc, 0);
+        assert_int_equal(r.slice.n_pairs, f.n_pairs);
+        assert_int_equal(r.slice.n_items, f.n_items);
+        assert_int_equal(r.slice.n_recall_items, f.n_recall_items);
+        assert_true(f.n_recall_items > 0 && f.n_pairs < NJ);
+        for (int i = 0; i < 3; i++)
+            assert_close(r.slice.recall[i], f.recall[i], 1e-12);
+        assert_close(r.slice.spearman, f.spearman, 1e-9);
+        assert_close(r.slice.auc, f.auc, 1e-9);
+        /* and the slice is not the whole set */
+        assert_true(r.n_pairs > r.slice.n_pairs);
+    }
+    kp_bm25_free(bm);
+    kp_bienc_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -364,6 +496,8 @@ int main(void)
         cmocka_unit_test(test_pair_scorer),
         cmocka_unit_test(test_bienc_matches_embeddings),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_never_shown_slice),
+        cmocka_unit_test(test_slice_matches_filtered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -328,12 +328,83 @@ static void test_run_deterministic(void **state)
     shop_free(&s);
 }
 
+/* Softmax negatives when distilling: an item's own distillation candidates (BM25, random,
+ * model-retrieved keys, mostly never shown) are never its negatives; with soft_pool_negatives 0
+ * no candidate-only column is anyone's negative, with 1 other items' candidates are. */
+typedef struct {
+    int pool_negatives;
+    long rows, own_checked, own_unmasked, other_cand_unmasked, cand_cols;
+} mask_check;
+
+static void check_mask(void *ctx, const kp_train_batch *b, const int *batch_items)
+{
+    (void)batch_items;
+    mask_check *mc = ctx;
+    unsigned char *ck = calloc((size_t)b->n_keys + 1, 1); /* clicked / judged columns */
+    for (int r = 0; r < b->n_soft; r++)
+        ck[b->soft_key[r]] = 1;
+    for (int e = 0; e < b->n_sr; e++)
+        ck[b->sr_key[e]] = 1;
+    for (int e = 0; e < b->n_bce; e++)
+        ck[b->bce_key[e]] = 1;
+    for (int r = 0; r < b->n_soft; r++) {
+        const unsigned char *row = b->soft_mask + (size_t)r * b->n_keys;
+        mc->rows++;
+        for (int e = 0; e < b->n_dis; e++) {
+            int col = b->dis_key[e];
+            if (col == b->soft_key[r]) continue;
+            if (b->dis_item[e] == b->soft_item[r]) {
+                mc->own_checked++;
+                mc->own_unmasked += !row[col];
+            } else if (!ck[col]) {
+                mc->cand_cols++;
+                mc->other_cand_unmasked += !row[col];
+            }
+        }
+    }
+    free(ck);
+}
+
+static void test_softmax_mask(void **state)
+{
+    (void)state;
+    shop s;
+    shop_make(&s);
+    kp_bienc_config mc;
+    th_bienc_cfg(&mc, 4096, 16, 32, 16, 1, 8);
+    for (int pn = 0; pn < 2; pn++) {
+        kp_bienc *m = kp_bienc_new(&mc, 7);
+        kp_train_config c;
+        fast_cfg(&c);
+        c.epochs = 2;
+        c.n_model_hard = 2;
+        kp_train_data d = {0};
+        mask_check chk = {pn, 0, 0, 0, 0, 0};
+        d.items = &s.items, d.keys = &s.keys, d.clicks = &s.clicks, d.sr = &s.sr;
+        d.teacher = overlap_teacher, d.teacher_ctx = &s;
+        d.soft_pool_negatives = pn;
+        d.on_batch = check_mask, d.on_batch_ctx = &chk;
+        char err[256];
+        assert_int_equal(kp_train_epochs(m, &c, &d, NULL, err, sizeof(err)), 0);
+        assert_true(chk.rows > 0 && chk.own_checked > chk.rows);
+        assert_int_equal(chk.own_unmasked, 0);
+        assert_true(chk.cand_cols > 0);
+        if (pn)
+            assert_true(chk.other_cand_unmasked > 0);
+        else
+            assert_int_equal(chk.other_cand_unmasked, 0);
+        kp_bienc_free(m);
+    }
+    shop_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_learns),
         cmocka_unit_test(test_run_terms_follow_data),
         cmocka_unit_test(test_run_deterministic),
+        cmocka_unit_test(test_softmax_mask),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
