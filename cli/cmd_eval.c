@@ -16,7 +16,7 @@
 #include "common/progress.h"
 #include "common/util.h"
 #include "model/bienc.h"
-#include "offline/bm25.h"
+#include "model/bm25.h"
 #include "model/ce.h"
 #include "model/ckpt.h"
 #include "offline/eval.h"

@@ -135,7 +135,7 @@ static int set_key(kp_config *c, const kp_key *k, const char *v, char *err, size
 
 void kp_config_defaults(kp_config *c)
 {
-    char err[8];
+    char err[512];
     memset(c, 0, sizeof *c);
     for (size_t i = 0; i < NKEYS; i++)
         set_key(c, &keys[i], keys[i].def, err, sizeof err);

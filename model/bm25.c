@@ -1,5 +1,5 @@
 /* bm25: Okapi BM25 lexical baseline. See bm25.h. */
-#include "offline/bm25.h"
+#include "model/bm25.h"
 
 #include <math.h>
 #include <stdint.h>
