@@ -47,6 +47,12 @@ typedef struct {
     int model_rebuild_ms;   /* at most one re-embedding of the inventory per this many ms */
     int model_reload_s;     /* re-read the inventory file when it changed, checked this often
                                (0 = never) */
+    /* the serving pipeline (model/recommender.h): retrieve -> re-rank -> calibrate -> gate */
+    char model_ce[1024];          /* cross-encoder re-ranking the candidates; empty = none */
+    int model_candidates;         /* BE top-N candidates (0 = [worker] top_k) */
+    int model_hybrid;             /* + BM25 top-M of the title (0 = off) */
+    char model_calibration[1024]; /* kprec calibrate's file: score -> p(relevant); empty = none */
+    double model_threshold;       /* publish only p >= threshold (0 = no gate) */
     /* [train] */
     char train_group[256]; /* consumer group of the trainer */
     char train_checkpoint_dir[1024];

@@ -33,6 +33,8 @@ struct kp_recommender {
     int *ord;     /* [C] per-item order */
     uint64_t *hs; /* dedup set, hcap slots */
     int hcap;
+    void (*release)(void *);
+    void *release_arg;
 };
 
 kp_recommender *kp_rec_new(kp_bienc *m, const char *const *ids, const char *const *texts, int n,
@@ -109,7 +111,16 @@ void kp_rec_free(kp_recommender *r)
     free(r->keys);
     free(r->c_id), free(r->c_cnt), free(r->b_id), free(r->b_cnt), free(r->c_raw), free(r->c_p);
     free(r->b_sc), free((void *)r->c_item), free((void *)r->c_key), free(r->ord), free(r->hs);
+    void (*fn)(void *) = r->release;
+    void *arg = r->release_arg;
     free(r);
+    if (fn) fn(arg);
+}
+
+void kp_rec_set_release(kp_recommender *r, void (*fn)(void *), void *arg)
+{
+    r->release = fn;
+    r->release_arg = arg;
 }
 
 int kp_rec_size(const kp_recommender *r)

@@ -79,6 +79,11 @@ int kp_rec_recommend(kp_recommender *r, const char *const *titles, const size_t 
 int kp_rec_set_pipeline(kp_recommender *r, const kp_pipeline *p, char *err, size_t errlen);
 const kp_pipeline *kp_rec_pipeline(const kp_recommender *r); /* NULL when none */
 
+/* Calls fn(arg) when r is freed (after everything else): lets the owner of shared pipeline parts
+ * (a reference-counted BM25 index, ...) know that r no longer uses them. One hook per recommender
+ * (a second call replaces the first). */
+void kp_rec_set_release(kp_recommender *r, void (*fn)(void *), void *arg);
+
 /* The pipeline's scores of n explicit pairs (title titles[i], keyphrase index keys[i]): raw[i]
  * (CE score when re-ranking, else the BE cosine) and p[i] (calibrated; = raw without calibration;
  * p may be NULL). The same scorer as kp_rec_suggest's, for evaluation and calibration fitting.
