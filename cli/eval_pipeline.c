@@ -99,7 +99,7 @@ static void usage(FILE *f)
             "                  [--rerank CE] [--candidates N] [--hybrid M] [--calibration F]\n"
             "                  [--threshold P] [--k K] [--relevant 2.5] [--irrelevant 2]\n"
             "                  [--batch 256] [--threads T] [--speed N [--rounds 5]] [--json]\n"
-            "                  [--quiet]\n"
+            "                  [--lists FILE] [--quiet]\n"
             "Evaluates the serving pipeline exactly as the worker runs it (BE top-N, + BM25\n"
             "top-M, -> CE re-rank -> calibrated p -> gate p >= P, at most K) on the judged items\n"
             "of J: recall@K of the final lists; on the judged pairs the share of relevant ones\n"
@@ -114,6 +114,8 @@ static void usage(FILE *f)
             "  --threshold P     the gate ([model] threshold; default 0 = none)\n"
             "  --k K             list length ([worker] top_k; default 10)\n"
             "  --threads T       cross-encoder and BLAS threads (default 1, as a worker)\n"
+            "  --lists FILE      write every judged item's final list as a JSON line\n"
+            "                    {item_id, suggestions: [{id, keyphrase, score, raw}]}\n"
             "  --speed N         only time the pipeline on the first N titles of I (median of\n"
             "                    --rounds R, default 5), print items/s\n"
             "Exit status: 0 ok, 1 unreadable or invalid input, 2 usage error.\n"
@@ -124,7 +126,7 @@ static void usage(FILE *f)
 }
 
 typedef struct {
-    const char *model, *rerank, *calibration;
+    const char *model, *rerank, *calibration, *lists;
     kp_cli_paths in;
     int candidates, hybrid, k, batch, threads, speed, rounds, json, quiet, cand_seen;
     float threshold, relevant, irrelevant;
@@ -143,6 +145,7 @@ static int parse(int argc, char **argv, args *a)
          .seen = &a->cand_seen},
         {"hybrid", 'H', KP_OPT_INT, &a->hybrid, .lo = 0, .hi = 100000},
         {"calibration", 'C', KP_OPT_STR, &a->calibration, .required = 0},
+        {"lists", 'L', KP_OPT_STR, &a->lists, .required = 0},
         {"threshold", 'T', KP_OPT_FLOAT, &a->threshold, .lo = 0, .hi = 1},
         {"k", 'k', KP_OPT_INT, &a->k, .lo = 1, .hi = 1000},
         {"relevant", 'r', KP_OPT_FLOAT, &a->relevant, .lo = -FLT_MAX, .hi = FLT_MAX},
@@ -228,6 +231,36 @@ typedef struct {
     int items, recall_items, none, pos, neg, pairs;
 } result;
 
+/* --lists: one JSON line per judged item. 0 / -1 (message printed). */
+static int write_lists(const char *path, const kp_cli_data *d, const int *rows, int n, int k,
+                       const kp_rec_suggestion *out, const int *counts)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, WHO ": %s: cannot create\n", path);
+        return -1;
+    }
+    for (int v = 0; v < n; v++) {
+        json_t *arr = json_array();
+        for (int c = 0; c < counts[v]; c++) {
+            const kp_rec_suggestion *s = &out[(size_t)v * k + c];
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:f, s:f}", "id", s->keyphrase_id,
+                                                 "keyphrase", s->keyphrase, "score",
+                                                 (double)s->score, "raw", (double)s->raw));
+        }
+        json_t *o = json_pack("{s:s, s:o}", "item_id", d->items.id[rows[v]], "suggestions", arr);
+        char *js = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        if (js) fprintf(f, "%s\n", js);
+        free(js);
+        json_decref(o);
+    }
+    if (fclose(f)) {
+        fprintf(stderr, WHO ": %s: write failed\n", path);
+        return -1;
+    }
+    return 0;
+}
+
 static int evaluate(const args *a, kp_cli_pipeline *p, const kp_cli_data *d, result *res)
 {
     const kp_judgments *j = &d->judg;
@@ -274,6 +307,7 @@ static int evaluate(const args *a, kp_cli_pipeline *p, const kp_cli_data *d, res
     }
     res->items = n;
     res->mean_len = n ? (double)total / n : NAN;
+    if (a->lists && write_lists(a->lists, d, rows, n, k, out, counts)) goto out;
     char err[512];
     if (kp_judgments_relevant_csr(j, ni, a->relevant, &rel_off, &rel, err, sizeof err)) goto oom;
     res->recall = kp_recall_at_k(ni, d->keys.n, k, retrieved, rel_off, rel, &res->recall_items);
