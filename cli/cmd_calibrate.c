@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "model/blas.h"
 #include "model/calib.h"
+#include "model/rng.h"
 
 #define WHO "kprec calibrate"
 
@@ -25,7 +26,7 @@ static void usage(FILE *f)
         f, "usage: kprec calibrate --model BE [--ce CE] --items I --keyphrases K\n"
            "                       --judgments HELD_OUT --out calib.kpm\n"
            "                       [--method auto|isotonic|platt] [--relevant 2.5] [--keep 0.9]\n"
-           "                       [--irrelevant 2] [--threads T]\n"
+           "                       [--irrelevant 2] [--negatives R] [--seed S] [--threads T]\n"
            "Fits the calibration of the serving pipeline's ranking score into p(relevant):\n"
            "the cross-encoder's score with --ce (the worker's [model] ce), else the bi-encoder's\n"
            "cosine. Relevant = relevance >= --relevant (2.5); every other judged pair counts as\n"
@@ -36,6 +37,11 @@ static void usage(FILE *f)
            "and refits it on all pairs. Prints the measurements and a suggested [model]\n"
            "threshold: the largest t whose out-of-fold p keeps --keep of the relevant pairs\n"
            "(and the share of irrelevant pairs, < --irrelevant, it drops).\n"
+           "--negatives R adds R random inventory keyphrases per judged pair of an item as\n"
+           "not relevant (seeded by --seed, default 1): judged pairs are the old engine's\n"
+           "results, mostly relevant, while the worker scores arbitrary candidates, so without\n"
+           "them p is too high for unjudged pairs. The suggested threshold is unaffected (it\n"
+           "depends on the relevant pairs' scores only).\n"
            "Exit status: 0 ok, 1 unreadable or invalid input, 2 usage error.\n"
            "Example:\n"
            "  kprec calibrate --model be.kpm --ce ce.kpm --items items.tsv\n"
@@ -77,7 +83,8 @@ int kp_cmd_calibrate(int argc, char **argv)
 {
     const char *model = NULL, *ce = NULL, *outp = NULL;
     kp_cli_paths in = {0};
-    int method = M_AUTO, threads = 1;
+    int method = M_AUTO, threads = 1, negs = 0;
+    uint64_t seed = 1;
     float relevant = 2.5f, irrelevant = 2.0f, keep = 0.9f;
     static const kp_opt_choice methods[] = {
         {"auto", M_AUTO}, {"isotonic", M_ISO}, {"platt", M_PLATT}, {NULL, 0}};
@@ -91,6 +98,8 @@ int kp_cmd_calibrate(int argc, char **argv)
         {"irrelevant", 'n', KP_OPT_FLOAT, &irrelevant, .lo = -FLT_MAX, .hi = FLT_MAX},
         {"keep", 'k', KP_OPT_FLOAT, &keep, .lo = 0, .hi = 1},
         {"threads", 't', KP_OPT_INT, &threads, .lo = 1, .hi = 64},
+        {"negatives", 'N', KP_OPT_INT, &negs, .lo = 0, .hi = 100},
+        {"seed", 's', KP_OPT_U64, &seed, .lo = 0, .hi = -1},
         {NULL}};
     int rc = kp_opts_parse(WHO, usage, opts, argc, argv, NULL);
     if (rc != KP_OPTS_GO) return rc;
@@ -106,8 +115,8 @@ int kp_cmd_calibrate(int argc, char **argv)
     if (kp_cli_data_load(WHO, &in, &d)) goto out;
     if (kp_cli_pipeline_open(WHO, model, ce, NULL, 0, 0, 0, threads, &d.keys, &p)) goto out;
     const kp_judgments *j = &d.judg;
-    int n = j->n;
-    if (n < 2) {
+    int nj = j->n, n = nj * (1 + negs);
+    if (nj < 2) {
         kp_cli_fail(WHO, "fewer than 2 judged pairs");
         goto out;
     }
@@ -117,7 +126,7 @@ int kp_cmd_calibrate(int argc, char **argv)
     t = malloc(sizeof(char *) * n), l = malloc(sizeof(size_t) * n);
     if (!s || !y || !oi || !op || !fold || !keys || !t || !l) goto oom;
     int npos = 0, nneg = 0, nf1 = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < nj; i++) {
         t[i] = d.items.text[j->item[i]];
         l[i] = strlen(t[i]);
         keys[i] = j->key[i];
@@ -127,9 +136,16 @@ int kp_cmd_calibrate(int argc, char **argv)
         fold[i] = (int)(kp_fnv1a_str(d.items.id[j->item[i]]) >> 7 & 1);
         nf1 += fold[i];
     }
-    if (nf1 == 0 || nf1 == n) { /* one item only: alternate */
-        for (int i = 0; i < n; i++)
+    if (nf1 == 0 || nf1 == nj) { /* one item only: alternate */
+        for (int i = 0; i < nj; i++)
             fold[i] = i & 1;
+    }
+    /* random negatives: the item (and fold) of judged pair i, a keyphrase by a seeded hash */
+    uint64_t st = seed;
+    for (int i = nj; i < n; i++) {
+        int src = (i - nj) % nj;
+        t[i] = t[src], l[i] = l[src], fold[i] = fold[src], y[i] = 0;
+        keys[i] = (int)(kp_splitmix64(&st) % (uint64_t)d.keys.n);
     }
     if (kp_rec_pair_scores(p.rec, t, l, keys, n, s, NULL)) goto oom;
     kp_calib_input cin = ce ? KP_CALIB_INPUT_CE : KP_CALIB_INPUT_BE;
@@ -139,12 +155,14 @@ int kp_cmd_calibrate(int argc, char **argv)
     fit_score fp = {kp_calib_logloss(op, y, n), kp_calib_brier(op, y, n)};
     int chosen = method != M_AUTO ? method : (fi.logloss <= fp.logloss ? M_ISO : M_PLATT);
     fprintf(stderr,
-            WHO ": %d judged pairs (%d relevant >= %g, %d irrelevant < %g), score: %s\n"
+            WHO ": %d judged pairs (%d relevant >= %g, %d irrelevant < %g) + %d random "
+                "negatives, score: %s\n"
                 "  2-fold out-of-fold   log-loss   brier\n"
                 "  isotonic (PAV)       %8.4f  %7.4f%s\n"
                 "  platt                %8.4f  %7.4f%s\n",
-            n, npos, relevant, nneg, irrelevant, ce ? "cross-encoder" : "bi-encoder cosine",
-            fi.logloss, fi.brier, chosen == M_ISO ? "   <- chosen" : "", fp.logloss, fp.brier,
+            nj, npos, relevant, nneg, irrelevant, n - nj,
+            ce ? "cross-encoder" : "bi-encoder cosine", fi.logloss, fi.brier,
+            chosen == M_ISO ? "   <- chosen" : "", fp.logloss, fp.brier,
             chosen == M_PLATT ? "   <- chosen" : "");
     fit = chosen == M_ISO ? kp_calib_fit_isotonic(s, y, n, cin) : kp_calib_fit_platt(s, y, n, cin);
     if (!fit) goto oom;
@@ -156,7 +174,7 @@ int kp_cmd_calibrate(int argc, char **argv)
     for (int step = 0; step <= 1000; step++) {
         float th = (float)step / 1000;
         int kp = 0, dr = 0;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < nj; i++) {
             if (j->rel[i] >= relevant) kp += oof[i] >= th;
             if (j->rel[i] < irrelevant) dr += oof[i] < th;
         }

@@ -30,6 +30,8 @@ check cal-ce 0 "isotonic \(PAV\)" -- "$KPREC" calibrate --model "$T/be.kpm" --ce
 thr=$(grep -E '^[0-9.]+$' <<<"$out")
 ok cal-threshold test -n "$thr"
 ok cal-file test -s "$T/cal.kpm"
+# random negatives: same suggested threshold (it depends on the relevant pairs only), lower p
+check cal-negs 0 "\+ [0-9]+ random negatives" -- "$KPREC" calibrate --model "$T/be.kpm" --ce "$T/ce.kpm" "${HELD[@]}" --out "$T/cal-n.kpm" --negatives 2 --method isotonic
 check cal-be 0 "bi-encoder cosine" -- "$KPREC" calibrate --model "$T/be.kpm" "${HELD[@]}" --out "$T/cal-be.kpm" --method platt
 
 # ---- eval with the pipeline: usage and consistency errors ----
