@@ -17,6 +17,12 @@ char *kp_cache_suggestions_json(const kp_rec_suggestion *s, int n)
         if (!isfinite(s[j].score)) continue;
         json_t *o = json_pack("{s:s, s:s, s:f}", "keyphrase", s[j].keyphrase, "id",
                               s[j].keyphrase_id, "score", (double)s[j].score);
+        /* calibrated: the ranking score before calibration goes beside it */
+        if (o && isfinite(s[j].raw) && s[j].raw != s[j].score &&
+            json_object_set_new(o, "raw", json_real((double)s[j].raw))) {
+            json_decref(o);
+            goto err;
+        }
         if (!o) { /* not valid UTF-8 in the inventory: leave that keyphrase out of the cache */
             kp_warn("keyphrase %s is not valid UTF-8: left out",
                     s[j].keyphrase_id ? s[j].keyphrase_id : "(null)");

@@ -29,5 +29,6 @@ int kp_cmd_split(int argc, char **argv);
 int kp_cmd_train_ce(int argc, char **argv);
 int kp_cmd_train(int argc, char **argv);
 int kp_cmd_label(int argc, char **argv);
+int kp_cmd_calibrate(int argc, char **argv);
 
 #endif

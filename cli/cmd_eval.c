@@ -12,11 +12,12 @@
 
 #include "cli/cli.h"
 #include "cli/data.h"
+#include "cli/eval_pipeline.h"
 #include "cli/opts.h"
 #include "common/progress.h"
 #include "common/util.h"
 #include "model/bienc.h"
-#include "offline/bm25.h"
+#include "model/bm25.h"
 #include "model/ce.h"
 #include "model/ckpt.h"
 #include "offline/eval.h"
@@ -400,6 +401,8 @@ static int eval_run(eval_args *a, eval_model *m, const kp_cli_data *d, kp_eval_r
 
 int kp_cmd_eval(int argc, char **argv)
 {
+    /* the serving pipeline (re-rank, hybrid, calibration, gate): cli/eval_pipeline.c */
+    if (kp_eval_pipeline_wanted(argc, argv)) return kp_eval_pipeline(argc, argv);
     eval_args a;
     int rc = eval_parse(argc, argv, &a);
     if (rc != KP_OPTS_GO) return rc;

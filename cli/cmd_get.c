@@ -42,6 +42,7 @@ static int print_entry_text(const char *item, const char *title, uint64_t ver, i
     for (int i = 0; i < s.n; i++)
         printf("  %3d. %6.3f  %s\n", i + 1, s.items[i].score,
                s.items[i].keyphrase ? s.items[i].keyphrase : "(null)");
+    if (s.n == 0) printf("  (none: no keyphrase passed the gate)\n");
     kp_cache_suggestions_clear(&s);
     return 0;
 }

@@ -20,7 +20,7 @@
 #include "common/log.h"
 #include "common/progress.h"
 #include "common/util.h"
-#include "offline/bm25.h"
+#include "model/bm25.h"
 #include "offline/llm_judge.h"
 #include "model/tsv.h"
 #include "producer/producer.h"

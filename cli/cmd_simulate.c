@@ -9,7 +9,7 @@
 #include "cli/cli.h"
 #include "cli/data.h"
 #include "cli/opts.h"
-#include "offline/bm25.h"
+#include "model/bm25.h"
 #include "offline/clicksim.h"
 #include "offline/datasets.h"
 

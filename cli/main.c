@@ -24,6 +24,7 @@ static const verb verbs[] = {
     {"split", kp_cmd_split, "split items and judgments into train/valid by a hash of item_id"},
     {"train-ce", kp_cmd_train_ce, "train the cross-encoder assistant on teacher judgments"},
     {"train", kp_cmd_train, "train the bi-encoder (CTR + SR + distillation) from files"},
+    {"calibrate", kp_cmd_calibrate, "fit p(relevant) of the pipeline's score (held-out data)"},
     {"version", kp_cmd_version, "print the versions of kprec and its libraries (also --version)"},
     {"label", kp_cmd_label, "judge (item, keyphrase) pairs with an LLM teacher (OpenAI API)"},
 };

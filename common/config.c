@@ -76,6 +76,11 @@ static const kp_key keys[] = {
     I("model", "reload_s", model_reload_s, "5", 0, 86400),
     S("model", "hmac_key", model_hmac_key, ""),
     I("model", "max_behind_s", model_max_behind_s, "600", 0, 86400000),
+    S("model", "ce", model_ce, ""),
+    I("model", "candidates", model_candidates, "0", 0, 100000),
+    I("model", "hybrid", model_hybrid, "0", 0, 100000),
+    S("model", "calibration", model_calibration, ""),
+    D("model", "threshold", model_threshold, "0", 0, 1),
     S("train", "group", train_group, "kprec-train"),
     S("train", "checkpoint_dir", train_checkpoint_dir, ""),
     I("train", "checkpoint_keep", train_checkpoint_keep, "3", 1, 100000),
@@ -140,7 +145,7 @@ static int set_key(kp_config *c, const kp_key *k, const char *v, char *err, size
 
 void kp_config_defaults(kp_config *c)
 {
-    char err[8];
+    char err[512];
     memset(c, 0, sizeof *c);
     for (size_t i = 0; i < NKEYS; i++)
         set_key(c, &keys[i], keys[i].def, err, sizeof err);

@@ -49,13 +49,19 @@ typedef struct {
     char model_path[1024];       /* bi-encoder checkpoint; empty = seeded initialisation */
     char model_keyphrases[1024]; /* keyphrase inventory TSV: keyphrase_id<TAB>keyphrase, header */
     long model_seed;
-    int model_prefix_dim;     /* Matryoshka first pass size; 0 = full size only */
-    int model_blas_threads;   /* BLAS threads of the worker (0 = OpenBLAS default) */
-    int model_follow;         /* 1: serve workers follow the model topic (deltas, checkpoints) */
-    int model_rebuild_ms;     /* at most one re-embedding of the inventory per this many ms */
-    int model_reload_s;       /* re-read the inventory file when it changed, checked this often
-                                 (0 = never) */
-    char model_hmac_key[256]; /* HMAC-SHA-256 key of the model topic's records (secret) */
+    int model_prefix_dim;   /* Matryoshka first pass size; 0 = full size only */
+    int model_blas_threads; /* BLAS threads of the worker (0 = OpenBLAS default) */
+    int model_follow;       /* 1: serve workers follow the model topic (deltas, checkpoints) */
+    int model_rebuild_ms;   /* at most one re-embedding of the inventory per this many ms */
+    int model_reload_s;     /* re-read the inventory file when it changed, checked this often
+                               (0 = never) */
+    /* the serving pipeline (model/recommender.h): retrieve -> re-rank -> calibrate -> gate */
+    char model_ce[1024];          /* cross-encoder re-ranking the candidates; empty = none */
+    int model_candidates;         /* BE top-N candidates (0 = [worker] top_k) */
+    int model_hybrid;             /* + BM25 top-M of the title (0 = off) */
+    char model_calibration[1024]; /* kprec calibrate's file: score -> p(relevant); empty = none */
+    double model_threshold;       /* publish only p >= threshold (0 = no gate) */
+    char model_hmac_key[256];     /* HMAC-SHA-256 key of the model topic's records (secret) */
     int model_max_behind_s; /* /healthz answers 503 when the model is behind this long (0 = off) */
     /* [train] */
     char train_group[256];            /* consumer group of the trainer */

@@ -132,6 +132,8 @@ static const metric_def metrics[] = {
            dead_lettered),
     COUNT("kprec_suggestions_delivered_total", "Suggestion records acknowledged.",
           suggestions_delivered),
+    COUNT("kprec_items_without_suggestions_total",
+          "Items published with no suggestion (none passed the gate).", items_empty),
     COUNT("kprec_producer_errors_total", "Failed deliveries (retried).", producer_errors),
     COUNT("kprec_redis_errors_total", "Failed Redis round trips (retried).", redis_errors),
     COUNT("kprec_redis_writes_total", "Recommendation entries written to Redis.", redis_writes),

@@ -25,6 +25,7 @@ typedef struct {
     atomic_ullong processed[KP_MT_N];     /* messages fully handled (cached + published) */
     atomic_ullong dead_lettered[KP_MT_N]; /* messages sent to the DLQ */
     atomic_ullong suggestions_delivered;  /* suggestion records acknowledged by Kafka */
+    atomic_ullong items_empty;            /* items published with no suggestion (the gate) */
     atomic_ullong producer_errors;        /* failed deliveries (retried) */
     atomic_ullong redis_errors;           /* failed Redis round trips (retried) */
     atomic_ullong redis_writes;           /* items written to Redis */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "consumer/assets.h"
 #include "common/telemetry.h"
 #include "model/ckpt.h"
 #include "model/delta.h"
@@ -62,6 +63,10 @@ kp_recommender *kp_follower_build(const kp_config *c, const kp_bienc *m, char *e
     kp_recommender *r = kp_rec_new(copy, (const char *const *)kps.id, (const char *const *)kps.text,
                                    kps.n, c->model_prefix_dim, err, errlen);
     kp_texts_free(&kps);
+    if (r && kp_assets_attach(c, r, err, errlen)) { /* CE, BM25, calibration: shared */
+        kp_rec_free(r);
+        r = NULL;
+    }
     return r;
 }
 

@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/telemetry.h"
 #include "common/util.h"
+#include "consumer/assets.h"
 #include "consumer/follow.h"
 #include "consumer/serve_batch.h"
 #include "model/blas.h"
@@ -292,6 +293,7 @@ static int close_all(worker *w, int rc)
     kp_cache_free(w->cache);
     kp_codec_free(w->codec);
     kp_rec_free(w->rec);
+    kp_assets_shutdown();
     free(w->held);
     free(w->msgs);
     free(w->events);

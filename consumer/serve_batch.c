@@ -233,6 +233,8 @@ static void finish(kp_serve_batch *b)
         else
             atomic_fetch_add(&kp_m.dead_lettered[KP_MT_ITEMS], 1);
     }
+    for (int v = 0; v < b->nvalid; v++)
+        if (b->counts[v] == 0) atomic_fetch_add(&kp_m.items_empty, 1);
     b->sinks.store(b->sinks.ctx, b->offs, collect_offsets(b));
     atomic_fetch_add(&kp_m.batches, 1);
     kp_telemetry_observe_batch(kp_mono_us() - b->t0);

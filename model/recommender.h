@@ -2,6 +2,18 @@
  * inventory. recommend() = featurize -> item tower forward -> one GEMM against the keyphrase
  * matrix -> top-K (de-duplicated by token set, min score), for a whole micro-batch at once.
  *
+ * suggest() runs the serving pipeline over the micro-batch (kp_rec_set_pipeline; without one it is
+ * recommend() as suggestion lists):
+ *   retrieve   candidates = BE top-N (one GEMM, the index above) united with BM25 top-M of the
+ *              title (hybrid; de-duplicated by keyphrase and by token set, BE first)
+ *   re-rank    the cross-encoder scores every candidate pair of the batch (one batched call,
+ *              optionally on several threads); without a CE the cosine is the ranking score
+ *   calibrate  p = calib(raw score) (model/calib.h); without a calibration p = raw
+ *   gate       candidates ordered by raw score (desc; ties by lower keyphrase index), those with
+ *              p >= threshold kept (threshold 0: all), at most K. An item may get fewer, or none.
+ * The CE, BM25 index and calibration are borrowed: one set is shared by every recommender built
+ * over the same inventory (the follower rebuilds recommenders, not these).
+ *
  * Not thread-safe (it keeps scratch buffers): one recommender per serving thread. */
 #ifndef KP_RECOMMENDER_H
 #define KP_RECOMMENDER_H
@@ -10,6 +22,9 @@
 #include <stdint.h>
 
 #include "model/bienc.h"
+#include "model/bm25.h"
+#include "model/calib.h"
+#include "model/ce.h"
 
 typedef struct kp_recommender kp_recommender;
 
@@ -19,8 +34,20 @@ typedef struct kp_recommender kp_recommender;
 typedef struct {
     const char *keyphrase_id;
     const char *keyphrase;
-    float score;
+    float score; /* what is published: p(relevant) when calibrated, else the raw score */
+    float raw;   /* the ranking score: the CE's when re-ranking, else the BE cosine */
 } kp_rec_suggestion;
+
+/* The serving pipeline's settings (pointers borrowed: they must outlive the recommender). */
+typedef struct {
+    const kp_ce *ce;       /* re-rank with this cross-encoder; NULL = no re-rank */
+    const kp_bm25 *bm25;   /* built over the recommender's keyphrases, same order; NULL = none */
+    const kp_calib *calib; /* NULL = publish the raw score */
+    int candidates;        /* BE top-N (0 = K) */
+    int hybrid;            /* BM25 top-M added to the candidates (0 = off; needs bm25) */
+    float threshold;       /* gate: publish only p >= threshold (0 = no gate) */
+    int ce_threads;        /* threads scoring the CE pairs of a batch (<= 1: the caller's) */
+} kp_pipeline;
 
 /* Builds a recommender over n keyphrases (ids[i], texts[i] are copied), embedding them with m's
  * keyphrase tower. Takes ownership of m (freed with the recommender, also on error).
@@ -45,9 +72,38 @@ const char *kp_rec_keyphrase_id(const kp_recommender *r, int i);
 int kp_rec_recommend(kp_recommender *r, const char *const *titles, const size_t *lens, int n, int k,
                      float min_score, int *ids, float *scores, int *counts);
 
-/* As kp_rec_recommend, as suggestion lists: item i's are out[i*k + 0 .. i*k + counts[i] - 1], best
- * first. Returns 0, or -1 on OOM / bad arguments (out and counts then undefined). */
+/* Sets the pipeline of kp_rec_suggest (copied; NULL = none: BE top-K only). Checks that bm25
+ * indexes as many documents as r has keyphrases, that hybrid > 0 has a bm25, that a calibration's
+ * input matches (a "ce" calibration needs ce, a "be" one must not have one) and that the numbers
+ * are in range. 0, or -1 with a message in err (r unchanged). */
+int kp_rec_set_pipeline(kp_recommender *r, const kp_pipeline *p, char *err, size_t errlen);
+const kp_pipeline *kp_rec_pipeline(const kp_recommender *r); /* NULL when none */
+
+/* Calls fn(arg) when r is freed (after everything else): lets the owner of shared pipeline parts
+ * (a reference-counted BM25 index, ...) know that r no longer uses them. One hook per recommender
+ * (a second call replaces the first). */
+void kp_rec_set_release(kp_recommender *r, void (*fn)(void *), void *arg);
+
+/* The pipeline's scores of n explicit pairs (title titles[i], keyphrase index keys[i]): raw[i]
+ * (CE score when re-ranking, else the BE cosine) and p[i] (calibrated; = raw without calibration;
+ * p may be NULL). The same scorer as kp_rec_suggest's, for evaluation and calibration fitting.
+ * 0, or -1 on OOM / bad arguments. */
+int kp_rec_pair_scores(kp_recommender *r, const char *const *titles, const size_t *lens,
+                       const int *keys, int n, float *raw, float *p);
+
+/* Dedup key (kp_feat_tokenset_key) of keyphrase i. */
+uint64_t kp_rec_dedup_key(const kp_recommender *r, int i);
+
+/* As kp_rec_recommend, through the pipeline (see the top of this file), as suggestion lists: item
+ * i's are out[i*k + 0 .. i*k + counts[i] - 1], best first. Returns 0, or -1 on OOM / bad arguments
+ * (out and counts then undefined). */
 int kp_rec_suggest(kp_recommender *r, const char *const *titles, const size_t *lens, int n, int k,
                    float min_score, kp_rec_suggestion *out, int *counts);
+
+/* Plain reference of kp_rec_suggest (brute-force cosine over the whole inventory in double, BM25
+ * scored document by document, the CE pair by pair, full sorts), for tests. Item embeddings come
+ * from the same batched forward. Same contract; slow. */
+int kp_rec_suggest_ref(kp_recommender *r, const char *const *titles, const size_t *lens, int n,
+                       int k, float min_score, kp_rec_suggestion *out, int *counts);
 
 #endif

@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "offline/bm25.h"
+#include "model/bm25.h"
 #include "offline/datasets.h"
 
 typedef struct {

@@ -23,7 +23,7 @@
 #include <stddef.h>
 
 #include "model/bienc.h"
-#include "offline/bm25.h"
+#include "model/bm25.h"
 #include "offline/datasets.h"
 
 #define KP_EVAL_MAX_K 8

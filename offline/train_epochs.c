@@ -9,7 +9,7 @@
 #include "common/util.h"
 #include "model/index.h"
 #include "model/rng.h"
-#include "offline/bm25.h"
+#include "model/bm25.h"
 
 /* ---- offline epochs -------------------------------------------------------------------------- */
 

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "offline/bm25.h"
+#include "model/bm25.h"
 #include "model/tsv.h"
 
 #define assert_close(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))

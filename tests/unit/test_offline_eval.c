@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "model/bienc.h"
-#include "offline/bm25.h"
+#include "model/bm25.h"
 #include "offline/eval.h"
 #include "offline/datasets.h"
 

@@ -1,5 +1,6 @@
-/* bm25: Okapi BM25 lexical baseline over the keyphrase inventory (documents = keyphrases,
- * queries = item titles): the retrieval a user would try first.
+/* bm25: Okapi BM25 lexical retrieval over the keyphrase inventory (documents = keyphrases,
+ * queries = item titles): the retrieval a user would try first, and the lexical half of the
+ * serving pipeline's hybrid candidates (model/recommender.h).
  *
  * Tokens: maximal runs of ASCII letters/digits and of non-ASCII bytes (UTF-8 passes through
  * untouched), ASCII lowercased; every other ASCII byte separates tokens.
@@ -37,6 +38,12 @@ int kp_bm25_n_terms(const kp_bm25 *m);
  * decreasing score, ties by increasing doc index; only documents sharing a term with the query
  * (score > 0) are returned. Returns the number written, or -1 on bad arguments / out of memory. */
 int kp_bm25_topk(const kp_bm25 *m, const char *query, int k, int *out_doc, float *out_score);
+
+/* kp_bm25_topk for nq queries at once (NULL queries count as empty), with one scratch allocation
+ * for the whole batch: query q's results go to out_doc/out_score[q*k .. q*k + counts[q]), the same
+ * as kp_bm25_topk's for that query. Returns 0, or -1 on bad arguments / out of memory. */
+int kp_bm25_topk_batch(const kp_bm25 *m, const char *const *queries, int nq, int k, int *out_doc,
+                       float *out_score, int *counts);
 
 /* BM25 score of one (query, doc) pair: the same value kp_bm25_topk reports. Returns NAN when m or
  * query is NULL, doc is out of range, or out of memory. */

@@ -1,5 +1,5 @@
 /* bm25: Okapi BM25 lexical baseline. See bm25.h. */
-#include "offline/bm25.h"
+#include "model/bm25.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -430,6 +430,76 @@ int kp_bm25_topk(const kp_bm25 *m, const char *query, int k, int *out_doc, float
     ret = n;
 out:
     free(terms);
+    free(acc);
+    free(touched);
+    free(heap);
+    return ret;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* batch top-k (the serving pipeline's hybrid retrieval)                                      */
+
+int kp_bm25_topk_batch(const kp_bm25 *m, const char *const *queries, int nq, int k, int *out_doc,
+                       float *out_score, int *counts)
+{
+    if (!m || nq < 0 || k < 0 || (nq > 0 && (!queries || !counts)) ||
+        (k > 0 && nq > 0 && (!out_doc || !out_score)))
+        return -1;
+    if (nq == 0) return 0;
+    for (int q = 0; q < nq; q++)
+        counts[q] = 0;
+    if (k == 0 || m->n_docs == 0) return 0;
+    /* one scratch for the whole batch: acc is reset through touched after each query */
+    double *acc = calloc((size_t)m->n_docs, sizeof(double));
+    int *touched = malloc((size_t)m->n_docs * sizeof(int));
+    int *heap = malloc((size_t)k * sizeof(int));
+    int ret = -1;
+    if (!acc || !touched || !heap) goto out;
+    for (int q = 0; q < nq; q++) {
+        int *terms = NULL;
+        int nt = queries[q] ? query_terms(m, queries[q], &terms) : 0;
+        if (nt < 0) goto out;
+        int n_touched = 0;
+        for (int i = 0; i < nt; i++) {
+            int t = terms[i];
+            for (int p = m->post_off[t]; p < m->post_off[t + 1]; p++) {
+                int d = m->post_doc[p];
+                if (acc[d] == 0.0) touched[n_touched++] = d;
+                acc[d] += term_weight(m, t, m->post_tf[p], m->doc_len[d]);
+            }
+        }
+        free(terms);
+        int n = 0;
+        for (int i = 0; i < n_touched; i++) {
+            int d = touched[i];
+            if (n < k) {
+                heap[n++] = d;
+                if (n == k)
+                    for (int j = k / 2 - 1; j >= 0; j--)
+                        heap_down(heap, n, j, acc);
+            } else if (better(acc[d], d, acc[heap[0]], heap[0])) {
+                heap[0] = d;
+                heap_down(heap, n, 0, acc);
+            }
+        }
+        if (n < k)
+            for (int j = n / 2 - 1; j >= 0; j--)
+                heap_down(heap, n, j, acc);
+        int *od = out_doc + (size_t)q * (size_t)k;
+        float *os = out_score + (size_t)q * (size_t)k;
+        for (int r = n - 1; r >= 0; r--) {
+            int d = heap[0];
+            od[r] = d;
+            os[r] = (float)acc[d];
+            heap[0] = heap[r];
+            heap_down(heap, r, 0, acc);
+        }
+        counts[q] = n;
+        for (int i = 0; i < n_touched; i++)
+            acc[touched[i]] = 0.0;
+    }
+    ret = 0;
+out:
     free(acc);
     free(touched);
     free(heap);
