@@ -546,6 +546,8 @@ kp_follower *kp_follower_start(const kp_config *c, kp_bienc *model, int build_re
     f->build = build_recommenders;
     f->lineage = initial_lineage(c, model);
     atomic_store(&f->version, kp_bienc_version(model));
+    /* /healthz judges "behind" by [model] max_behind_s: the follower is what measures it */
+    kp_telemetry_set_max_behind(c->model_max_behind_s);
     if (!c->model_hmac_key[0])
         kp_warn("follower: [model] hmac_key is empty: model records are not authenticated");
     pthread_mutex_init(&f->lock, NULL);
