@@ -241,8 +241,10 @@ static void on_eof(follow_run *r, const rd_kafka_message_t *m)
                 "), topic version %" PRIu64,
                 r->c->topic_model, kp_bienc_version(r->f->master), r->f->lineage,
                 (uint64_t)atomic_load(&r->f->topic_version));
-        r->f->caught_up = 1;
         r->f->at_end = 1;
+        /* a serving follower is caught up once the recommender of this version is built
+         * (maybe_rebuild): before it, the worker would serve its start-up model */
+        if (!r->f->build || !r->dirty) r->f->caught_up = 1;
     }
 }
 
@@ -488,12 +490,15 @@ static void maybe_rebuild(follow_run *r)
     kp_follower *f = r->f;
     char err[512];
     if (r->dirty && !f->build) r->dirty = 0;
-    if (!r->dirty || !f->caught_up || kp_now_ms() - r->last_build < r->c->model_rebuild_ms) return;
+    if (!r->dirty || !(f->caught_up || f->at_end) ||
+        kp_now_ms() - r->last_build < r->c->model_rebuild_ms)
+        return;
     int64_t t0 = kp_now_ms();
     kp_recommender *rec = kp_follower_build(r->c, f->master, err, sizeof err);
     r->last_build = kp_now_ms();
     if (!rec) {
         kp_error("follower: %s", err);
+        if (f->at_end) f->caught_up = 1; /* don't hold the worker's start */
         return;
     }
     atomic_store(&kp_m.reembed_ms, r->last_build - t0);
@@ -502,6 +507,7 @@ static void maybe_rebuild(follow_run *r)
             kp_rec_version(rec), kp_rec_size(rec), r->last_build - t0);
     publish(f, rec);
     r->dirty = 0;
+    if (f->at_end) f->caught_up = 1; /* the worker takes this recommender first */
 }
 
 static void *run(void *arg)
@@ -551,6 +557,8 @@ kp_follower *kp_follower_start(const kp_config *c, kp_bienc *model, int build_re
     f->build = build_recommenders;
     f->lineage = initial_lineage(c, model);
     atomic_store(&f->version, kp_bienc_version(model));
+    /* /healthz judges "behind" by [model] max_behind_s: the follower is what measures it */
+    kp_telemetry_set_max_behind(c->model_max_behind_s);
     if (!c->model_hmac_key[0])
         kp_warn("follower: [model] hmac_key is empty: model records are not authenticated");
     pthread_mutex_init(&f->lock, NULL);

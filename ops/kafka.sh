@@ -3,8 +3,10 @@
 # end-to-end tests. The jars come from Maven Central through ops/pom.xml.
 #
 #   ops/kafka.sh fetch                 download the broker jars (once; cached in $KPREC_KAFKA_LIBS)
-#   ops/kafka.sh start DIR [PORT]      format DIR as a fresh KRaft log dir, start on 127.0.0.1:PORT,
-#                                      wait until it serves metadata; prints the bootstrap address
+#   ops/kafka.sh start DIR [PORT [HOST]]
+#                                      format DIR as a fresh KRaft log dir, start on HOST:PORT
+#                                      (listener and advertised listener; default 127.0.0.1), wait
+#                                      until it serves metadata; prints the bootstrap address
 #   ops/kafka.sh stop DIR              stop the broker started in DIR (SIGTERM, then SIGKILL)
 #   ops/kafka.sh status DIR            exit 0 if it runs
 #   ops/kafka.sh cluster-id [N]        print N (1) fresh random cluster ids (never one starting with -)
@@ -48,7 +50,7 @@ cluster_id() {
 case "$cmd" in
 fetch) fetch ;;
 start)
-  dir=${1:?usage: kafka.sh start DIR [PORT]}; port=${2:-$(free_port)}
+  dir=${1:?usage: kafka.sh start DIR [PORT [HOST]]}; port=${2:-$(free_port)}; host=${3:-127.0.0.1}
   fetch
   mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
   if [ -f "$dir/kafka.pid" ] && kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null; then
@@ -58,8 +60,8 @@ start)
   rm -rf "$dir/data"
   sec=${KAFKA_SECURITY:-}
   if [ -z "$sec" ]; then
-    listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
-    advertised="PLAINTEXT://127.0.0.1:$port"
+    listeners="PLAINTEXT://$host:$port,CONTROLLER://127.0.0.1:$cport"
+    advertised="PLAINTEXT://$host:$port"
     protomap="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
     ibl=PLAINTEXT
   else
@@ -159,7 +161,7 @@ PROPS
   nohup java "${java_opts[@]}" -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
         >"$dir/stdout.log" 2>&1 </dev/null &
   echo $! >"$dir/kafka.pid"
-  echo "127.0.0.1:$port" >"$dir/bootstrap"
+  echo "$host:$port" >"$dir/bootstrap"
   for _ in $(seq 1 600); do
     if grep -q "Kafka Server started" "$dir/kafka.log" 2>/dev/null; then
       cat "$dir/bootstrap"; exit 0
@@ -183,5 +185,5 @@ cluster-id) for _ in $(seq "${1:-1}"); do cluster_id; done ;;
 status)
   dir=${1:?usage: kafka.sh status DIR}
   [ -f "$dir/kafka.pid" ] && kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null ;;
-*) sed -n '2,10p' "$0" >&2; exit 2 ;;
+*) sed -n '2,12p' "$0" >&2; exit 2 ;;
 esac
