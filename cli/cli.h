@@ -9,14 +9,18 @@
  * "kprec: FILE:LINE: ..." to stderr, releases c and returns -1 (the verb exits 2). */
 int kp_cli_config(kp_config *c, const char *path);
 
-/* The verbs. argv[0] is the verb's name, the rest its options (each verb's --help lists them).
- * Each returns the process exit status: 0 ok, 1 failure (unreadable or invalid input, a service
- * error), 2 usage error; every message goes to stderr, results to stdout or the --out file. The
- * verbs own nothing after they return. */
-/* Options of a verb that takes only -c FILE and --help. Returns -1 with *path set (NULL when not
- * given) to go on, or the exit code once usage was printed (0 for --help, 2 for a bad option). */
+/* Reads the options of a verb that takes only -c FILE and --help / -h (argc, argv as the verb
+ * got them); usage is the verb's --help text. Returns -1 to go on, *path set to the -c argument
+ * (pointing into argv) or NULL when not given; or the verb's exit status once usage was printed:
+ * 0 for --help (usage on stdout), 2 for an unknown option or a missing value (usage on stderr).
+ * Other arguments are ignored. */
 int kp_cli_config_only_opts(int argc, char **argv, const char *usage, const char **path);
 
+/* The verbs. argc, argv: the command line from the verb on -- argv[0] is the verb's name,
+ * argv[1..argc) the arguments as given after it (each verb's --help lists its options). Each
+ * returns the process exit status: 0 ok, 1 failure (unreadable or invalid input, a service error),
+ * 2 usage error; every message goes to stderr, results to stdout or the --out file. The verbs own
+ * nothing after they return. */
 int kp_cmd_worker(int argc, char **argv);
 int kp_cmd_replay(int argc, char **argv);
 int kp_cmd_get(int argc, char **argv);

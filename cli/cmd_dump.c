@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "cli/opts.h"
 #include "common/log.h"
+#include "producer/kafka.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"
 
@@ -84,6 +85,39 @@ static void dump_usage(FILE *f)
             "  kprec dump -c /tmp/kp/kprec.ini --topic dlq --max 5\n");
 }
 
+/* A consumer of topic from its beginning: the shared [kafka] conf, a group of its own, no
+ * commits, partition EOF events; subscribed. NULL with err. */
+static rd_kafka_t *dump_consumer(const kp_config *c, const char *topic, char *err, size_t errlen)
+{
+    char group[64];
+    rd_kafka_conf_t *conf = kp_kafka_conf_new(c, err, errlen);
+    if (!conf) return NULL;
+    snprintf(group, sizeof group, "kprec-dump-%ld-%d", (long)time(NULL), (int)getpid());
+    if (kp_kafka_conf_force(conf, "group.id", group, err, errlen) ||
+        kp_kafka_conf_force(conf, "enable.auto.commit", "false", err, errlen) ||
+        kp_kafka_conf_force(conf, "auto.offset.reset", "earliest", err, errlen) ||
+        kp_kafka_conf_force(conf, "enable.partition.eof", "true", err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, errlen);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(t, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t se = rd_kafka_subscribe(rk, t);
+    rd_kafka_topic_partition_list_destroy(t);
+    if (se) {
+        snprintf(err, errlen, "cannot subscribe to %s: %s", topic, rd_kafka_err2str(se));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    return rk;
+}
+
 int kp_cmd_dump(int argc, char **argv)
 {
     const char *path = NULL, *kind = "suggestions";
@@ -108,36 +142,14 @@ int kp_cmd_dump(int argc, char **argv)
         kp_config_free(&c);
         return 2;
     }
-    char err[512], e[512], group[64];
+    char err[512];
     int rc = 1;
-    kp_codec *codec = kp_codec_new(err, sizeof err);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_t *rk = NULL;
-    if (!codec || kp_kafka_conf_apply(conf, &c, err, sizeof err)) {
+    kp_codec *codec = kp_codec_new(err, sizeof err);
+    if (!codec || !(rk = dump_consumer(&c, topic, err, sizeof err))) {
         fprintf(stderr, "kprec dump: %s\n", err);
-        rd_kafka_conf_destroy(conf);
         goto out;
     }
-    snprintf(group, sizeof group, "kprec-dump-%ld-%d", (long)time(NULL), (int)getpid());
-    if (rd_kafka_conf_set(conf, "group.id", group, e, sizeof e) ||
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", e, sizeof e) ||
-        rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", e, sizeof e) ||
-        rd_kafka_conf_set(conf, "enable.partition.eof", "true", e, sizeof e)) {
-        fprintf(stderr, "kprec dump: %s\n", e);
-        rd_kafka_conf_destroy(conf);
-        goto out;
-    }
-    rd_kafka_conf_set_log_cb(conf, kp_kafka_log_cb);
-    if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e))) {
-        fprintf(stderr, "kprec dump: %s\n", e);
-        rd_kafka_conf_destroy(conf);
-        goto out;
-    }
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(t, topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_subscribe(rk, t);
-    rd_kafka_topic_partition_list_destroy(t);
     int at_eof[1024] = {0}, n_eof = 0, idle = 0;
     long records = 0;
     while (!max || records < max) {

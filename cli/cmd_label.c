@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "common/log.h"
 #include "common/progress.h"
 #include "common/util.h"
@@ -498,170 +499,229 @@ static char *read_text(const char *path, char *err, size_t errlen)
     return b;
 }
 
-int kp_cmd_label(int argc, char **argv)
-{
-    enum {
-        O_ITEMS = 256,
-        O_KEYS,
-        O_PAIRS,
-        O_PER_ITEM,
-        O_RANDOM,
-        O_OUT,
-        O_FAILED,
-        O_PUBLISH,
-        O_TOPIC,
-        O_BASE_URL,
-        O_MODEL,
-        O_KEY_ENV,
-        O_TEMPLATE,
-        O_RF,
-        O_GRADES,
-        O_TIMEOUT,
-        O_RETRIES,
-        O_BACKOFF,
-        O_RATE,
-        O_CONC,
-        O_LIMIT,
-        O_SEED,
-        O_EMB,
-        O_QUIET
-    };
-    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                         {"items", required_argument, 0, O_ITEMS},
-                                         {"keyphrases", required_argument, 0, O_KEYS},
-                                         {"pairs", required_argument, 0, O_PAIRS},
-                                         {"per-item", required_argument, 0, O_PER_ITEM},
-                                         {"random", required_argument, 0, O_RANDOM},
-                                         {"out", required_argument, 0, O_OUT},
-                                         {"failed", required_argument, 0, O_FAILED},
-                                         {"publish", no_argument, 0, O_PUBLISH},
-                                         {"topic", required_argument, 0, O_TOPIC},
-                                         {"base-url", required_argument, 0, O_BASE_URL},
-                                         {"model", required_argument, 0, O_MODEL},
-                                         {"api-key-env", required_argument, 0, O_KEY_ENV},
-                                         {"template", required_argument, 0, O_TEMPLATE},
-                                         {"response-format", required_argument, 0, O_RF},
-                                         {"grades", required_argument, 0, O_GRADES},
-                                         {"timeout-ms", required_argument, 0, O_TIMEOUT},
-                                         {"retries", required_argument, 0, O_RETRIES},
-                                         {"backoff-ms", required_argument, 0, O_BACKOFF},
-                                         {"rate", required_argument, 0, O_RATE},
-                                         {"concurrency", required_argument, 0, O_CONC},
-                                         {"limit", required_argument, 0, O_LIMIT},
-                                         {"seed", required_argument, 0, O_SEED},
-                                         {"embeddings", no_argument, 0, O_EMB},
-                                         {"quiet", no_argument, 0, O_QUIET},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *cfg_path = NULL, *items_path = NULL, *keys_path = NULL, *pairs_path = NULL;
-    const char *out_path = NULL, *failed_path = NULL, *topic = NULL, *key_env = "OPENAI_API_KEY";
-    const char *tmpl_path = NULL;
-    int per_item = -1, n_random = 0, publish = 0, concurrency = 4, quiet = 0;
-    long limit = 0;
+/* ---- the command line ---- */
+
+enum {
+    O_ITEMS = 256,
+    O_KEYS,
+    O_PAIRS,
+    O_PER_ITEM,
+    O_RANDOM,
+    O_OUT,
+    O_FAILED,
+    O_PUBLISH,
+    O_TOPIC,
+    O_BASE_URL,
+    O_MODEL,
+    O_KEY_ENV,
+    O_TEMPLATE,
+    O_RF,
+    O_GRADES,
+    O_TIMEOUT,
+    O_RETRIES,
+    O_BACKOFF,
+    O_RATE,
+    O_CONC,
+    O_LIMIT,
+    O_SEED,
+    O_EMB,
+    O_QUIET
+};
+
+static const struct option label_longopts[] = {{"config", required_argument, 0, 'c'},
+                                               {"items", required_argument, 0, O_ITEMS},
+                                               {"keyphrases", required_argument, 0, O_KEYS},
+                                               {"pairs", required_argument, 0, O_PAIRS},
+                                               {"per-item", required_argument, 0, O_PER_ITEM},
+                                               {"random", required_argument, 0, O_RANDOM},
+                                               {"out", required_argument, 0, O_OUT},
+                                               {"failed", required_argument, 0, O_FAILED},
+                                               {"publish", no_argument, 0, O_PUBLISH},
+                                               {"topic", required_argument, 0, O_TOPIC},
+                                               {"base-url", required_argument, 0, O_BASE_URL},
+                                               {"model", required_argument, 0, O_MODEL},
+                                               {"api-key-env", required_argument, 0, O_KEY_ENV},
+                                               {"template", required_argument, 0, O_TEMPLATE},
+                                               {"response-format", required_argument, 0, O_RF},
+                                               {"grades", required_argument, 0, O_GRADES},
+                                               {"timeout-ms", required_argument, 0, O_TIMEOUT},
+                                               {"retries", required_argument, 0, O_RETRIES},
+                                               {"backoff-ms", required_argument, 0, O_BACKOFF},
+                                               {"rate", required_argument, 0, O_RATE},
+                                               {"concurrency", required_argument, 0, O_CONC},
+                                               {"limit", required_argument, 0, O_LIMIT},
+                                               {"seed", required_argument, 0, O_SEED},
+                                               {"embeddings", no_argument, 0, O_EMB},
+                                               {"quiet", no_argument, 0, O_QUIET},
+                                               {"help", no_argument, 0, 'h'},
+                                               {0, 0, 0, 0}};
+
+/* What the command line asked for. */
+typedef struct {
+    const char *cfg_path, *items_path, *keys_path, *pairs_path, *out_path, *failed_path, *topic;
+    const char *key_env, *tmpl_path;
+    int per_item, n_random, publish, concurrency, quiet;
+    long limit;
     kp_llm_config lc;
-    kp_llm_config_default(&lc);
-    int ch, bad = 0;
-    const char *bad_opt = NULL;
+} label_opts;
+
+/* Options that take no value or a string (pointing into argv). Returns 1 if ch is one. */
+static int opt_string(label_opts *o, int ch, const char *arg)
+{
+    switch (ch) {
+    case 'c':
+        o->cfg_path = arg;
+        break;
+    case O_ITEMS:
+        o->items_path = arg;
+        break;
+    case O_KEYS:
+        o->keys_path = arg;
+        break;
+    case O_PAIRS:
+        o->pairs_path = arg;
+        break;
+    case O_OUT:
+        o->out_path = arg;
+        break;
+    case O_FAILED:
+        o->failed_path = arg;
+        break;
+    case O_PUBLISH:
+        o->publish = 1;
+        break;
+    case O_TOPIC:
+        o->topic = arg;
+        break;
+    case O_BASE_URL:
+        o->lc.base_url = arg;
+        break;
+    case O_MODEL:
+        o->lc.model = arg;
+        break;
+    case O_KEY_ENV:
+        o->key_env = arg;
+        break;
+    case O_TEMPLATE:
+        o->tmpl_path = arg;
+        break;
+    case O_EMB:
+        o->lc.embeddings = 1;
+        break;
+    case O_QUIET:
+        o->quiet = 1;
+        break;
+    default:
+        return 0;
+    }
+    return 1;
+}
+
+static int parse_rf(const char *s, kp_llm_rf *rf)
+{
+    if (!strcmp(s, "json_object"))
+        *rf = KP_LLM_RF_JSON_OBJECT;
+    else if (!strcmp(s, "json_schema"))
+        *rf = KP_LLM_RF_JSON_SCHEMA;
+    else if (!strcmp(s, "none"))
+        *rf = KP_LLM_RF_NONE;
+    else
+        return -1;
+    return 0;
+}
+
+/* Options with a checked value. Returns 0, or -1 with *name set to the option's name; 1 if ch is
+ * not one of them. */
+static int opt_value(label_opts *o, int ch, const char *arg, const char **name)
+{
+    kp_llm_config *lc = &o->lc;
+    int64_t seed;
+    int bad;
+    switch (ch) {
+    case O_RF:
+        bad = parse_rf(arg, &lc->response_format), *name = "--response-format";
+        break;
+    case O_GRADES:
+        bad = parse_grades(arg, &lc->grade_min, &lc->grade_max), *name = "--grades";
+        break;
+    case O_PER_ITEM:
+        bad = kp_parse_int(arg, 0, 100000, &o->per_item), *name = "--per-item";
+        break;
+    case O_RANDOM:
+        bad = kp_parse_int(arg, 0, 100000, &o->n_random), *name = "--random";
+        break;
+    case O_TIMEOUT:
+        bad = kp_parse_int(arg, 1, 3600000, &lc->timeout_ms), *name = "--timeout-ms";
+        break;
+    case O_RETRIES:
+        bad = kp_parse_int(arg, 0, 100, &lc->retries), *name = "--retries";
+        break;
+    case O_BACKOFF:
+        bad = kp_parse_int(arg, 0, 600000, &lc->backoff_ms), *name = "--backoff-ms";
+        if (!bad && lc->backoff_max_ms < lc->backoff_ms) lc->backoff_max_ms = lc->backoff_ms;
+        break;
+    case O_RATE:
+        bad = kp_parse_double(arg, 0, 1e6, &lc->rate), *name = "--rate";
+        break;
+    case O_CONC:
+        bad = kp_parse_int(arg, 1, 1024, &o->concurrency), *name = "--concurrency";
+        break;
+    case O_LIMIT:
+        bad = kp_parse_long(arg, 0, 1000000000L, &o->limit), *name = "--limit";
+        break;
+    case O_SEED:
+        bad = kp_parse_i64(arg, 0, INT64_MAX, &seed), *name = "--seed";
+        if (!bad) lc->seed = (uint64_t)seed;
+        break;
+    default:
+        return 1;
+    }
+    return bad ? -1 : 0;
+}
+
+/* The rules between options. Returns KP_OPTS_GO, or 2 after printing why not. */
+static int opts_check(const label_opts *o)
+{
+    const char *why = NULL;
+    if (!o->items_path || !o->keys_path || (!o->pairs_path) == (o->per_item < 0))
+        why = "--items, --keyphrases and one of --pairs or --per-item are required (kprec label "
+              "--help)";
+    else if (!o->out_path && !o->publish)
+        why = "nothing to write: give --out FILE and/or --publish";
+    else if (o->publish && !o->cfg_path)
+        why = "--publish needs -c CONFIG";
+    else if (o->pairs_path && o->n_random)
+        why = "--random applies to --per-item only";
+    if (!why) return KP_OPTS_GO;
+    fprintf(stderr, "kprec label: %s\n", why);
+    return 2;
+}
+
+/* Parses argv into o. Returns KP_OPTS_GO, or the exit status once usage or an error was printed
+ * (0 for --help, 2 for a usage error). */
+static int label_parse(int argc, char **argv, label_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->key_env = "OPENAI_API_KEY";
+    o->per_item = -1, o->concurrency = 4;
+    kp_llm_config_default(&o->lc);
+    int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            cfg_path = optarg;
-            break;
-        case O_ITEMS:
-            items_path = optarg;
-            break;
-        case O_KEYS:
-            keys_path = optarg;
-            break;
-        case O_PAIRS:
-            pairs_path = optarg;
-            break;
-        case O_OUT:
-            out_path = optarg;
-            break;
-        case O_FAILED:
-            failed_path = optarg;
-            break;
-        case O_PUBLISH:
-            publish = 1;
-            break;
-        case O_TOPIC:
-            topic = optarg;
-            break;
-        case O_BASE_URL:
-            lc.base_url = optarg;
-            break;
-        case O_MODEL:
-            lc.model = optarg;
-            break;
-        case O_KEY_ENV:
-            key_env = optarg;
-            break;
-        case O_TEMPLATE:
-            tmpl_path = optarg;
-            break;
-        case O_EMB:
-            lc.embeddings = 1;
-            break;
-        case O_QUIET:
-            quiet = 1;
-            break;
-        case O_RF:
-            bad_opt = "--response-format";
-            if (!strcmp(optarg, "json_object"))
-                lc.response_format = KP_LLM_RF_JSON_OBJECT;
-            else if (!strcmp(optarg, "json_schema"))
-                lc.response_format = KP_LLM_RF_JSON_SCHEMA;
-            else if (!strcmp(optarg, "none"))
-                lc.response_format = KP_LLM_RF_NONE;
-            else
-                bad = 1;
-            break;
-        case O_GRADES:
-            bad = parse_grades(optarg, &lc.grade_min, &lc.grade_max), bad_opt = "--grades";
-            break;
-        case O_PER_ITEM:
-            bad = kp_parse_int(optarg, 0, 100000, &per_item), bad_opt = "--per-item";
-            break;
-        case O_RANDOM:
-            bad = kp_parse_int(optarg, 0, 100000, &n_random), bad_opt = "--random";
-            break;
-        case O_TIMEOUT:
-            bad = kp_parse_int(optarg, 1, 3600000, &lc.timeout_ms), bad_opt = "--timeout-ms";
-            break;
-        case O_RETRIES:
-            bad = kp_parse_int(optarg, 0, 100, &lc.retries), bad_opt = "--retries";
-            break;
-        case O_BACKOFF:
-            bad = kp_parse_int(optarg, 0, 600000, &lc.backoff_ms), bad_opt = "--backoff-ms";
-            if (!bad && lc.backoff_max_ms < lc.backoff_ms) lc.backoff_max_ms = lc.backoff_ms;
-            break;
-        case O_RATE:
-            bad = kp_parse_double(optarg, 0, 1e6, &lc.rate), bad_opt = "--rate";
-            break;
-        case O_CONC:
-            bad = kp_parse_int(optarg, 1, 1024, &concurrency), bad_opt = "--concurrency";
-            break;
-        case O_LIMIT:
-            bad = kp_parse_long(optarg, 0, 1000000000L, &limit), bad_opt = "--limit";
-            break;
-        case O_SEED: {
-            int64_t s;
-            bad = kp_parse_i64(optarg, 0, INT64_MAX, &s), bad_opt = "--seed";
-            lc.seed = (uint64_t)s;
-            break;
-        }
-        case 'h':
+    while ((ch = getopt_long(argc, argv, "c:h", label_longopts, NULL)) != -1) {
+        const char *name = NULL;
+        if (ch == 'h') {
             label_usage(stdout);
             return 0;
-        default:
+        }
+        if (opt_string(o, ch, optarg)) continue;
+        int r = opt_value(o, ch, optarg, &name);
+        if (r > 0) {
             label_usage(stderr);
             return 2;
         }
-        if (bad) {
+        if (r < 0) {
             fprintf(stderr, "kprec label: bad value '%s' for %s (kprec label --help)\n", optarg,
-                    bad_opt);
+                    name);
             return 2;
         }
     }
@@ -669,149 +729,194 @@ int kp_cmd_label(int argc, char **argv)
         fprintf(stderr, "kprec label: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (!items_path || !keys_path || (!pairs_path) == (per_item < 0)) {
-        fprintf(stderr, "kprec label: --items, --keyphrases and one of --pairs or --per-item are "
-                        "required (kprec label --help)\n");
-        return 2;
-    }
-    if (!out_path && !publish) {
-        fprintf(stderr, "kprec label: nothing to write: give --out FILE and/or --publish\n");
-        return 2;
-    }
-    if (publish && !cfg_path) {
-        fprintf(stderr, "kprec label: --publish needs -c CONFIG\n");
-        return 2;
-    }
-    if (pairs_path && n_random) {
-        fprintf(stderr, "kprec label: --random applies to --per-item only\n");
-        return 2;
-    }
+    return opts_check(o);
+}
 
-    char err[1024];
-    int rc = 1, have_cfg = 0;
-    kp_texts items = {0}, keys = {0};
-    pair_list all = {0};
-    pair_set seen = {0}, done = {0};
-    kp_llm_pair *pairs = NULL;
-    kp_llm_judge *judge = NULL;
-    char *tmpl = NULL;
-    long n_unknown = 0, n_in_file = 0, n_skipped = 0;
+/* ---- the stages of a run ---- */
+
+/* Everything a run holds; label_free releases it (each member NULL / zero when not made). */
+typedef struct {
+    kp_texts items, keys;
+    pair_list all;
+    pair_set seen, done;
+    kp_llm_pair *pairs; /* the pairs still to judge */
+    int n_todo;
+    long n_skipped; /* pairs already in the output file */
+    kp_llm_judge *judge;
+    char *tmpl;
     kp_config cfg;
     label_run r;
-    memset(&r, 0, sizeof r);
-    r.out_path = out_path;
-    if (kp_texts_load(items_path, &items, err, sizeof err) ||
-        kp_texts_load(keys_path, &keys, err, sizeof err))
-        goto err;
-    if (keys.n == 0) {
-        kp_errf(err, sizeof err, "%s has no keyphrases", keys_path);
-        goto err;
-    }
-    if (tmpl_path && !(tmpl = read_text(tmpl_path, err, sizeof err))) goto err;
-    lc.tmpl_text = tmpl;
-    const char *key = getenv(key_env);
-    lc.api_key = key && key[0] ? key : NULL;
-    if (!(judge = kp_llm_judge_new(&lc, err, sizeof err))) goto err;
+    char err[1024];
+} label_state;
 
-    if (pairs_path) {
-        if (pairs_load(pairs_path, &items, &keys, &all, &seen, &n_unknown, err, sizeof err))
-            goto err;
+/* Stages return 0, 1 with s->err set, or 2 (a bad config, already printed). */
+
+/* Loads the items, the keyphrases and the template, and makes the judge. */
+static int label_load(label_opts *o, label_state *s)
+{
+    if (kp_texts_load(o->items_path, &s->items, s->err, sizeof s->err) ||
+        kp_texts_load(o->keys_path, &s->keys, s->err, sizeof s->err))
+        return 1;
+    if (s->keys.n == 0) {
+        kp_errf(s->err, sizeof s->err, "%s has no keyphrases", o->keys_path);
+        return 1;
+    }
+    if (o->tmpl_path && !(s->tmpl = read_text(o->tmpl_path, s->err, sizeof s->err))) return 1;
+    o->lc.tmpl_text = s->tmpl;
+    const char *key = getenv(o->key_env);
+    o->lc.api_key = key && key[0] ? key : NULL;
+    if (!(s->judge = kp_llm_judge_new(&o->lc, s->err, sizeof s->err))) return 1;
+    return 0;
+}
+
+/* The pairs of the run: read from --pairs or generated, cut to --limit. */
+static int label_pairs(const label_opts *o, label_state *s)
+{
+    if (o->pairs_path) {
+        long n_unknown = 0;
+        if (pairs_load(o->pairs_path, &s->items, &s->keys, &s->all, &s->seen, &n_unknown, s->err,
+                       sizeof s->err))
+            return 1;
         if (n_unknown)
             kp_warn("label: %ld pair(s) of %s skipped: unknown item or keyphrase id", n_unknown,
-                    pairs_path);
-    } else if (pairs_generate(&items, &keys, per_item, n_random, lc.seed, &all, &seen, err,
-                              sizeof err)) {
-        goto err;
+                    o->pairs_path);
+    } else if (pairs_generate(&s->items, &s->keys, o->per_item, o->n_random, o->lc.seed, &s->all,
+                              &s->seen, s->err, sizeof s->err)) {
+        return 1;
     }
-    if (limit > 0 && all.n > limit) all.n = (int)limit;
-    if (out_path &&
-        !(r.out = out_open(out_path, &items, &keys, &done, &n_in_file, err, sizeof err)))
-        goto err;
-    if (failed_path) {
-        if (!(r.failed = fopen(failed_path, "wb")) ||
-            fprintf(r.failed, "%s\n", FAILED_HEADER) < 0 || fflush(r.failed)) {
-            kp_errf(err, sizeof err, "%s: %s", failed_path, strerror(errno));
-            goto err;
-        }
+    if (o->limit > 0 && s->all.n > o->limit) s->all.n = (int)o->limit;
+    return 0;
+}
+
+/* Opens the output (reading the pairs already in it) and the failed file, and lists the pairs
+ * still to judge. */
+static int label_resume(const label_opts *o, label_state *s)
+{
+    long n_in_file = 0;
+    label_run *r = &s->r;
+    r->out_path = o->out_path;
+    if (o->out_path && !(r->out = out_open(o->out_path, &s->items, &s->keys, &s->done, &n_in_file,
+                                           s->err, sizeof s->err)))
+        return 1;
+    if (o->failed_path && (!(r->failed = fopen(o->failed_path, "wb")) ||
+                           fprintf(r->failed, "%s\n", FAILED_HEADER) < 0 || fflush(r->failed))) {
+        kp_errf(s->err, sizeof s->err, "%s: %s", o->failed_path, strerror(errno));
+        return 1;
     }
-    if (!(pairs = calloc((size_t)all.n + 1, sizeof *pairs))) {
-        kp_errf(err, sizeof err, "out of memory");
-        goto err;
+    if (!(s->pairs = calloc((size_t)s->all.n + 1, sizeof *s->pairs))) {
+        kp_errf(s->err, sizeof s->err, "out of memory");
+        return 1;
     }
-    int n_todo = 0;
-    for (int p = 0; p < all.n; p++) {
-        if (pair_set_has(&done, all.item[p], all.key[p])) {
-            n_skipped++;
+    for (int p = 0; p < s->all.n; p++) {
+        int i = s->all.item[p], k = s->all.key[p];
+        if (pair_set_has(&s->done, i, k)) {
+            s->n_skipped++;
             continue;
         }
-        pairs[n_todo++] = (kp_llm_pair){items.id[all.item[p]], items.text[all.item[p]],
-                                        keys.id[all.key[p]], keys.text[all.key[p]]};
+        s->pairs[s->n_todo++] =
+            (kp_llm_pair){s->items.id[i], s->items.text[i], s->keys.id[k], s->keys.text[k]};
     }
-    if (publish) {
-        if (kp_cli_config(&cfg, cfg_path)) {
-            rc = 2;
-            goto out;
-        }
-        have_cfg = 1;
-        r.topic = topic ? topic : cfg.topic_judgments;
-        if (!(r.codec = kp_codec_new(err, sizeof err)) ||
-            !(r.prod = kp_producer_new(&cfg, err, sizeof err)))
-            goto err;
-    }
-    r.items = &items, r.keys = &keys, r.pairs = pairs;
-    r.gmin = lc.grade_min, r.gmax = lc.grade_max;
-    snprintf(r.what, sizeof r.what, "label");
-    kp_progress_start(&r.pr, r.what, n_todo, quiet);
-    if (n_skipped)
-        kp_info("label: %ld of %d pair(s) already in %s: skipped", n_skipped, all.n, out_path);
+    return 0;
+}
+
+/* With --publish: the config, the codec and the producer. */
+static int label_publish(const label_opts *o, label_state *s)
+{
+    if (!o->publish) return 0;
+    if (kp_cli_config(&s->cfg, o->cfg_path)) return 2;
+    s->r.topic = o->topic ? o->topic : s->cfg.topic_judgments;
+    if (!(s->r.codec = kp_codec_new(s->err, sizeof s->err)) ||
+        !(s->r.prod = kp_producer_new(&s->cfg, s->err, sizeof s->err)))
+        return 1;
+    return 0;
+}
+
+/* Judges the pairs to do (SIGINT / SIGTERM stop it) and waits for the delivery reports. Returns
+ * kp_llm_run's result (s->err set when not 0); *secs is the time it took. */
+static int label_judge(const label_opts *o, label_state *s, double *secs)
+{
+    label_run *r = &s->r;
+    r->items = &s->items, r->keys = &s->keys, r->pairs = s->pairs;
+    r->gmin = o->lc.grade_min, r->gmax = o->lc.grade_max;
+    snprintf(r->what, sizeof r->what, "label");
+    kp_progress_start(&r->pr, r->what, s->n_todo, o->quiet);
+    if (s->n_skipped)
+        kp_info("label: %ld of %d pair(s) already in %s: skipped", s->n_skipped, s->all.n,
+                o->out_path);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     int64_t t0 = kp_mono_ms();
-    int run_rc = kp_llm_run(judge, pairs, n_todo, concurrency, &label_stop, on_result, tick, &r,
-                            err, sizeof err);
-    drain(&r);
-    tick(&r);
-    kp_progress_done(&r.pr, r.finished);
-    double el = (double)(kp_mono_ms() - t0) / 1000.0;
-    if (run_rc) kp_error("label: %s", err);
-    if (r.n_pending)
-        kp_error("label: %ld record(s) still waiting for their delivery report", r.n_pending);
+    int run_rc = kp_llm_run(s->judge, s->pairs, s->n_todo, o->concurrency, &label_stop, on_result,
+                            tick, r, s->err, sizeof s->err);
+    drain(r);
+    tick(r);
+    kp_progress_done(&r->pr, r->finished);
+    *secs = (double)(kp_mono_ms() - t0) / 1000.0;
+    return run_rc;
+}
+
+/* Prints the run's summary line; returns the exit status of the run. */
+static int label_report(const label_opts *o, label_state *s, int run_rc, double el)
+{
+    const label_run *r = &s->r;
+    if (run_rc) kp_error("label: %s", s->err);
+    if (r->n_pending)
+        kp_error("label: %ld record(s) still waiting for their delivery report", r->n_pending);
     printf("label: %d pairs: %ld judged, %ld already in the output, %ld failed, %ld delivery "
            "failure(s)%s; %ld requests, %ld tokens, %.1f s, %.1f pairs/s\n",
-           all.n, r.judged, n_skipped, r.failed_pairs, r.delivery_failed + r.n_pending,
-           publish ? "" : " (not publishing)", kp_llm_requests(judge), r.tokens, el,
-           el > 0 ? (double)r.finished / el : 0.0);
+           s->all.n, r->judged, s->n_skipped, r->failed_pairs, r->delivery_failed + r->n_pending,
+           o->publish ? "" : " (not publishing)", kp_llm_requests(s->judge), r->tokens, el,
+           el > 0 ? (double)r->finished / el : 0.0);
     fflush(stdout);
-    rc = (run_rc || r.failed_pairs || r.delivery_failed || r.n_pending || r.io_error) ? 1 : 0;
-    goto out;
-err:
-    fprintf(stderr, "kprec label: %s\n", err);
-    rc = 1;
-out:
-    if (r.prod) {
-        int left = kp_producer_free(r.prod, label_signals < 2 ? 10000 : 0);
-        if (left) rc = 1;
-    }
-    for (pending *e = r.pend, *nx; e; e = nx) {
+    return (run_rc || r->failed_pairs || r->delivery_failed || r->n_pending || r->io_error) ? 1 : 0;
+}
+
+/* Releases everything in s (flushing the producer first); returns rc, or 1 when the producer
+ * still held records or closing a file failed. */
+static int label_free(label_state *s, int rc)
+{
+    label_run *r = &s->r;
+    if (r->prod && kp_producer_free(r->prod, label_signals < 2 ? 10000 : 0)) rc = 1;
+    for (pending *e = r->pend, *nx; e; e = nx) {
         nx = e->next;
         free(e->val);
         free(e);
     }
-    kp_codec_free(r.codec);
-    if (have_cfg) kp_config_free(&cfg);
-    if (r.out && fclose(r.out)) rc = 1;
-    if (r.failed && fclose(r.failed)) rc = 1;
-    kp_llm_judge_free(judge);
-    free(pairs);
-    free(all.item);
-    free(all.key);
-    free(seen.slot);
-    free(done.slot);
-    free(tmpl);
-    kp_texts_free(&items);
-    kp_texts_free(&keys);
+    kp_codec_free(r->codec);
+    kp_config_free(&s->cfg);
+    if (r->out && fclose(r->out)) rc = 1;
+    if (r->failed && fclose(r->failed)) rc = 1;
+    kp_llm_judge_free(s->judge);
+    free(s->pairs);
+    free(s->all.item);
+    free(s->all.key);
+    free(s->seen.slot);
+    free(s->done.slot);
+    free(s->tmpl);
+    kp_texts_free(&s->items);
+    kp_texts_free(&s->keys);
     return rc;
+}
+
+int kp_cmd_label(int argc, char **argv)
+{
+    label_opts o;
+    label_state s;
+    double el = 0;
+    int run_rc, rc = label_parse(argc, argv, &o);
+    if (rc != KP_OPTS_GO) return rc;
+    memset(&s, 0, sizeof s);
+    if ((rc = label_load(&o, &s)) || (rc = label_pairs(&o, &s)) || (rc = label_resume(&o, &s)) ||
+        (rc = label_publish(&o, &s)))
+        goto err;
+    run_rc = label_judge(&o, &s, &el);
+    rc = label_report(&o, &s, run_rc, el);
+    goto out;
+err:
+    if (rc == 1) fprintf(stderr, "kprec label: %s\n", s.err);
+out:
+    return label_free(&s, rc);
 }

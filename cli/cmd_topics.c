@@ -63,8 +63,12 @@ int kp_cmd_topics(int argc, char **argv)
     }
     q = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_operation_timeout(ao, 30000, e, sizeof e);
-    rd_kafka_AdminOptions_set_request_timeout(ao, 30000, e, sizeof e);
+    if (rd_kafka_AdminOptions_set_operation_timeout(ao, 30000, e, sizeof e) ||
+        rd_kafka_AdminOptions_set_request_timeout(ao, 30000, e, sizeof e)) {
+        fprintf(stderr, "kprec topics: %s\n", e);
+        rd_kafka_AdminOptions_destroy(ao);
+        goto out;
+    }
     rd_kafka_CreateTopics(rk, nt, 6, ao, q);
     rd_kafka_AdminOptions_destroy(ao);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
