@@ -48,7 +48,10 @@ static void usage(FILE *f)
             "  --ensemble N        train N models (seeds S, S+1, ...) and average their logits\n"
             "                      (default 3; scoring is N times slower)\n"
             "  --quiet             no progress line\n"
-            "  --help              this text\n",
+            "  --help              this text\n"
+            "Example:\n"
+            "  kprec train-ce --items items.tsv --keyphrases keyphrases.tsv \\\n"
+            "      --judgments split/train_judgments.tsv --out ce.kpm\n",
             KP_SPLIT_BENCH_FRAC);
 }
 

@@ -50,7 +50,10 @@ static void eval_usage(FILE *f)
         "--prefix P evaluates the Matryoshka prefix of size P (first P dims, re-normalised).\n"
         "--threads T (default: online CPUs) embedding / BM25 / cross-encoder threads.\n"
         "--json prints one JSON object; otherwise a table. Progress goes to stderr unless\n"
-        "--quiet. Exit status: 0 ok, 1 unreadable or invalid input, 2 usage error.\n");
+        "--quiet. Exit status: 0 ok, 1 unreadable or invalid input, 2 usage error.\n"
+        "Example:\n"
+        "  kprec eval --model be.kpm --items items.tsv --keyphrases keyphrases.tsv \\\n"
+        "      --judgments split/valid_judgments.tsv --clicks clicks.tsv --json\n");
 }
 
 /* Parses "10,50,100" into the kp_eval_config at out. 0, or -1 with a message. */

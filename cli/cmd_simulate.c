@@ -36,7 +36,10 @@ static void sim_usage(FILE *f)
             "events, clicks and CTR by position. --items-filter F keeps only the items listed in\n"
             "the first column of the TSV file F (one header row).\n"
             "Defaults: --sessions %d --eta %g --noise %g --eps %g --gamma %g --max-shown %d (0 =\n"
-            "all) --seed %llu. Exit status: 0 ok, 1 unreadable or invalid input, 2 usage error.\n",
+            "all) --seed %llu. Exit status: 0 ok, 1 unreadable or invalid input, 2 usage error.\n"
+            "Example:\n"
+            "  kprec simulate-clicks --items items.tsv --keyphrases keyphrases.tsv \\\n"
+            "      --judgments split/train_judgments.tsv --out clicks.tsv --lexical-top 10\n",
             d.sessions_per_item, (double)d.eta, (double)d.noise_sd, (double)d.eps, (double)d.gamma,
             d.max_shown, (unsigned long long)d.seed);
 }

@@ -64,7 +64,10 @@ static void train_usage(FILE *f)
             "  --threads T      BLAS and teacher threads, 1..64 (default 1: bit-reproducible)\n"
             "  --quiet          no progress line\n\n"
             "The checkpoint gets version 1, or the --init model's version + 1. Exit status: 0 ok,\n"
-            "1 unreadable or invalid input / training failure, 2 usage error.\n",
+            "1 unreadable or invalid input / training failure, 2 usage error.\n"
+            "Example:\n"
+            "  kprec train --items items.tsv --keyphrases keyphrases.tsv --clicks clicks.tsv \\\n"
+            "      --judgments split/train_judgments.tsv --teacher ce.kpm --out be.kpm\n",
             d.epochs, d.batch, (double)d.lr, (double)d.lr_emb, (double)d.w_softmax, (double)d.w_bce,
             (double)d.w_sr, (double)d.w_distill, (double)d.w_distill_known, (double)d.tau,
             d.n_random, d.n_hard, d.n_model_hard, (double)d.warmup, (double)d.clip, b.out_dim,
