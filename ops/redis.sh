@@ -3,6 +3,9 @@
 #
 #   ops/redis.sh start DIR [PORT]   start in DIR (no persistence), wait for PONG, print the port
 #   ops/redis.sh stop DIR           shut it down
+#   ops/redis.sh restart DIR [S]    shut it down saving its data (DIR/dump.rdb), wait S seconds (0),
+#                                   start it again on the same port with that data (the file is
+#                                   removed once loaded)
 set -euo pipefail
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 cmd=${1:-}; shift || true
@@ -23,5 +26,20 @@ stop)
   [ -f "$dir/port" ] && redis-cli -p "$(cat "$dir/port")" shutdown nosave >/dev/null 2>&1 || true
   if [ -f "$dir/redis.pid" ]; then kill "$(cat "$dir/redis.pid")" 2>/dev/null || true; fi
   rm -f "$dir/port" ;;
-*) sed -n '2,6p' "$0" >&2; exit 2 ;;
+restart)
+  dir=${1:?usage: redis.sh restart DIR [SECONDS]}; down=${2:-0}
+  dir=$(cd "$dir" && pwd)
+  port=$(cat "$dir/port" 2>/dev/null) || { echo "redis.sh: no redis-server started in $dir" >&2; exit 1; }
+  pid=$(cat "$dir/redis.pid" 2>/dev/null || true)
+  rm -f "$dir/dump.rdb"
+  redis-cli -p "$port" shutdown save >/dev/null 2>&1 || true
+  for _ in $(seq 1 200); do
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -f "$dir/dump.rdb" ] || { echo "redis.sh: shutdown did not save $dir/dump.rdb" >&2; tail -5 "$dir/redis.log" >&2; exit 1; }
+  sleep "$down"
+  "$0" start "$dir" "$port"
+  rm -f "$dir/dump.rdb" ;;
+*) sed -n '2,9p' "$0" >&2; exit 2 ;;
 esac
