@@ -106,6 +106,15 @@ TP=$(free_port)
 start_worker trainer KPREC_WORKER_ROLE=train KPREC_WORKER_METRICS_PORT="$TP"
 TR=$WPID
 echo "trainer $TR $TP" >>"$T/procs"
+# stop_wait PID NAME: SIGTERM, at most 120 s for it to exit, fails unless it exits 0
+stop_wait() {
+  local pid=$1 rc=0
+  gone() { ! kill -0 "$pid" 2>/dev/null; }
+  kill -TERM "$pid"
+  wait_for 120 "$2 to exit on SIGTERM" gone
+  wait "$pid" || rc=$?
+  [ "$rc" -eq 0 ] || fail "$2 exit code $rc on SIGTERM"
+}
 healthy() { curl -sf -m 3 "http://127.0.0.1:$1/healthz" -o /dev/null; }
 for s in 1 2 3; do wait_for 120 "${SLOT_NAME[$s]} up" healthy "${SLOT_PORT[$s]}"; done
 wait_for 120 "trainer up" healthy "$TP"
@@ -256,7 +265,7 @@ wait_for 60 "kprec_paused 0 on every worker" unpaused
 
 # the trainer stops (publishing its last delta), every replica converges on that version
 T_STOP=$(date +%s.%N)
-kill -TERM "$TR"; wait "$TR" || fail "trainer exit code $?"
+stop_wait "$TR" trainer
 FINAL=$(sed -n 's/.*published model version \([0-9]*\).*/\1/p' "$T/trainer.log" | tail -1)
 [ -n "$FINAL" ] || fail "the trainer published no model version"
 same_version() {
@@ -270,8 +279,7 @@ sleep 2 # a last sample of every replica
 kill "$SAMPLER" 2>/dev/null || true
 wait "$SAMPLER" 2>/dev/null || true
 for s in 1 2 3; do
-  kill -TERM "${SLOT_PID[$s]}"
-  wait "${SLOT_PID[$s]}" || fail "${SLOT_NAME[$s]} exit code $? on SIGTERM"
+  stop_wait "${SLOT_PID[$s]}" "${SLOT_NAME[$s]}"
 done
 note "every worker stopped cleanly (SIGTERM, exit 0)"
 
