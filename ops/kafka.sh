@@ -8,6 +8,8 @@
 #                                      (listener and advertised listener; default 127.0.0.1), wait
 #                                      until it serves metadata; prints the bootstrap address
 #   ops/kafka.sh stop DIR              stop the broker started in DIR (SIGTERM, then SIGKILL)
+#   ops/kafka.sh restart DIR           stop it and start it again on the same ports and log dir
+#                                      (topics, records and committed offsets are kept)
 #   ops/kafka.sh status DIR            exit 0 if it runs
 #   ops/kafka.sh cluster-id [N]        print N (1) fresh random cluster ids (never one starting with -)
 #
@@ -33,6 +35,43 @@ fetch() {
   mvn -q -B -f "$HERE/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
       -DoutputDirectory="$LIBS" >&2
   touch "$LIBS/.complete"
+}
+
+# launch DIR: the broker of DIR/server.properties in the background, its pid in DIR/kafka.pid
+launch() {
+  local dir=$1
+  local java_opts=(-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
+                   -Dlog4j2.configurationFile="$dir/log4j2.properties")
+  nohup java "${java_opts[@]}" -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
+        >"$dir/stdout.log" 2>&1 </dev/null &
+  echo $! >"$dir/kafka.pid"
+}
+
+# wait_started DIR N: until kafka.log says "Kafka Server started" more than N times (a restart
+# appends to the log of the first start); prints the bootstrap address and exits
+wait_started() {
+  local dir=$1 before=$2 n
+  for _ in $(seq 1 600); do
+    n=$(grep -c "Kafka Server started" "$dir/kafka.log" 2>/dev/null || true)
+    if [ "${n:-0}" -gt "$before" ]; then cat "$dir/bootstrap"; exit 0; fi
+    kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null ||
+      { echo "kafka.sh: broker died:" >&2; tail -30 "$dir/stdout.log" "$dir/kafka.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "kafka.sh: broker did not start within 120 s" >&2; tail -30 "$dir/kafka.log" >&2; exit 1
+}
+
+# stop_broker DIR: SIGTERM, then SIGKILL after 20 s
+stop_broker() {
+  local dir=$1 pid
+  [ -f "$dir/kafka.pid" ] || return 0
+  pid=$(cat "$dir/kafka.pid")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$dir/kafka.pid"
 }
 
 cmd=${1:-}; shift || true
@@ -158,29 +197,21 @@ PROPS
   java "${java_opts[@]}" -cp "$LIBS/*" kafka.tools.StorageTool format -t "$cid" \
        -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
     { echo "kafka.sh: storage format failed:" >&2; cat "$dir/format.log" >&2; exit 1; }
-  nohup java "${java_opts[@]}" -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
-        >"$dir/stdout.log" 2>&1 </dev/null &
-  echo $! >"$dir/kafka.pid"
+  launch "$dir"
   echo "$host:$port" >"$dir/bootstrap"
-  for _ in $(seq 1 600); do
-    if grep -q "Kafka Server started" "$dir/kafka.log" 2>/dev/null; then
-      cat "$dir/bootstrap"; exit 0
-    fi
-    kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null ||
-      { echo "kafka.sh: broker died:" >&2; tail -30 "$dir/stdout.log" "$dir/kafka.log" >&2; exit 1; }
-    sleep 0.2
-  done
-  echo "kafka.sh: broker did not start within 120 s" >&2; tail -30 "$dir/kafka.log" >&2; exit 1 ;;
+  wait_started "$dir" 0 ;;
 stop)
   dir=${1:?usage: kafka.sh stop DIR}
-  [ -f "$dir/kafka.pid" ] || exit 0
-  pid=$(cat "$dir/kafka.pid")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$dir/kafka.pid" ;;
+  stop_broker "$dir" ;;
+restart)
+  dir=${1:?usage: kafka.sh restart DIR}
+  dir=$(cd "$dir" && pwd)
+  [ -f "$dir/server.properties" ] && [ -f "$dir/bootstrap" ] && [ -d "$dir/data" ] ||
+    { echo "kafka.sh: no broker was started in $dir (kafka.sh start first)" >&2; exit 1; }
+  stop_broker "$dir"
+  started=$(grep -c "Kafka Server started" "$dir/kafka.log" 2>/dev/null || true)
+  launch "$dir"
+  wait_started "$dir" "${started:-0}" ;;
 cluster-id) for _ in $(seq "${1:-1}"); do cluster_id; done ;;
 status)
   dir=${1:?usage: kafka.sh status DIR}

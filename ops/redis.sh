@@ -5,6 +5,9 @@
 #                                   start in DIR (no persistence) on BIND (default 127.0.0.1),
 #                                   wait for PONG, print the port
 #   ops/redis.sh stop DIR           shut it down
+#   ops/redis.sh restart DIR [S]    shut it down saving its data (DIR/dump.rdb), wait S seconds (0),
+#                                   start it again on the same port with that data (the file is
+#                                   removed once loaded)
 # REDIS_ACLFILE=FILE (optional): users and their rights from an ACL file (redis-server --aclfile);
 # with the default user switched off the readiness check accepts NOAUTH as an answer.
 set -euo pipefail
@@ -30,5 +33,20 @@ stop)
   [ -f "$dir/port" ] && redis-cli -h "$(cat "$dir/bind" 2>/dev/null || echo 127.0.0.1)" -p "$(cat "$dir/port")" shutdown nosave >/dev/null 2>&1 || true
   if [ -f "$dir/redis.pid" ]; then kill "$(cat "$dir/redis.pid")" 2>/dev/null || true; fi
   rm -f "$dir/port" ;;
-*) sed -n '2,8p' "$0" >&2; exit 2 ;;
+restart)
+  dir=${1:?usage: redis.sh restart DIR [SECONDS]}; down=${2:-0}
+  dir=$(cd "$dir" && pwd)
+  port=$(cat "$dir/port" 2>/dev/null) || { echo "redis.sh: no redis-server started in $dir" >&2; exit 1; }
+  pid=$(cat "$dir/redis.pid" 2>/dev/null || true)
+  rm -f "$dir/dump.rdb"
+  redis-cli -p "$port" shutdown save >/dev/null 2>&1 || true
+  for _ in $(seq 1 200); do
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -f "$dir/dump.rdb" ] || { echo "redis.sh: shutdown did not save $dir/dump.rdb" >&2; tail -5 "$dir/redis.log" >&2; exit 1; }
+  sleep "$down"
+  "$0" start "$dir" "$port"
+  rm -f "$dir/dump.rdb" ;;
+*) sed -n '2,11p' "$0" >&2; exit 2 ;;
 esac

@@ -6,10 +6,15 @@ KPREC=${1:?usage: $0 PATH_TO_KPREC}
 KPREC=$(cd "$(dirname "$KPREC")" && pwd)/$(basename "$KPREC")
 T=$(mktemp -d "${TMPDIR:-/tmp}/kprec-it.XXXXXX")
 WORKERS=()
+EXIT_HOOKS=()
 "$ROOT/ops/install-deps.sh"
+
+# at_exit 'COMMAND': evaluated first when the test exits, whatever its status ($rc holds it)
+at_exit() { EXIT_HOOKS+=("$1"); }
 
 cleanup() {
   local rc=$?
+  for h in "${EXIT_HOOKS[@]}"; do eval "$h" || true; done
   for p in "${WORKERS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   "$ROOT/ops/stack.sh" down "$T/stack" >/dev/null 2>&1 || true
   if [ "$rc" -ne 0 ]; then
