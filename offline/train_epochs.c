@@ -212,9 +212,7 @@ static int prep_sr(prepared *P, const kp_judgments *j, const unsigned char *mask
     }
     rc = 0;
 done:
-    free(ji);
-    free(jk);
-    free(jv);
+    KP_FREE_ALL(ji, jk, jv);
     return rc;
 }
 
