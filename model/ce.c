@@ -326,14 +326,18 @@ void kp_ce_kernel_forward(float *feat, float *S, const float *M, int ni, int nk,
     kernel_pool(feat, S, M, ni, nk, mu, sigma, K, NULL);
 }
 
-void kp_ce_kernel_backward(float *dM, const float *dfeat, const float *S, const float *M, int ni,
-                           int nk, const float *mu, const float *sigma, int K)
+/* The backward of kernel_pool: ds = dfeat[k] / nk / (1 + S[j][k]) (wcol NULL) or dfeat[k] *
+ * wcol[j] / (1 + S[j][k]). */
+static void kernel_pool_backward(float *dM, const float *dfeat, const float *S, const float *M,
+                                 int ni, int nk, const float *mu, const float *sigma, int K,
+                                 const float *wcol)
 {
     if (ni <= 0 || nk <= 0) return;
     for (int j = 0; j < nk; j++) {
         const float *s = S + (size_t)j * K;
         for (int k = 0; k < K; k++) {
-            float ds = dfeat[k] / (float)nk / (1.0f + s[k]);
+            float ds =
+                wcol ? dfeat[k] * wcol[j] / (1.0f + s[k]) : dfeat[k] / (float)nk / (1.0f + s[k]);
             if (ds == 0.0f) continue;
             float inv = 1.0f / (2.0f * sigma[k] * sigma[k]);
             for (int i = 0; i < ni; i++) {
@@ -343,6 +347,12 @@ void kp_ce_kernel_backward(float *dM, const float *dfeat, const float *S, const 
             }
         }
     }
+}
+
+void kp_ce_kernel_backward(float *dM, const float *dfeat, const float *S, const float *M, int ni,
+                           int nk, const float *mu, const float *sigma, int K)
+{
+    kernel_pool_backward(dM, dfeat, S, M, ni, nk, mu, sigma, K, NULL);
 }
 
 void kp_ce_wkernel_forward(float *feat, float *S, const float *M, int ni, int nk, const float *mu,
@@ -354,20 +364,7 @@ void kp_ce_wkernel_forward(float *feat, float *S, const float *M, int ni, int nk
 void kp_ce_wkernel_backward(float *dM, const float *dfeat, const float *S, const float *M, int ni,
                             int nk, const float *mu, const float *sigma, int K, const float *wcol)
 {
-    if (ni <= 0 || nk <= 0) return;
-    for (int j = 0; j < nk; j++) {
-        const float *s = S + (size_t)j * K;
-        for (int k = 0; k < K; k++) {
-            float ds = dfeat[k] * wcol[j] / (1.0f + s[k]);
-            if (ds == 0.0f) continue;
-            float inv = 1.0f / (2.0f * sigma[k] * sigma[k]);
-            for (int i = 0; i < ni; i++) {
-                float d = M[(size_t)i * nk + j] - mu[k];
-                float e = expf(-d * d * inv);
-                dM[(size_t)i * nk + j] += ds * e * (-2.0f * d * inv);
-            }
-        }
-    }
+    kernel_pool_backward(dM, dfeat, S, M, ni, nk, mu, sigma, K, wcol);
 }
 
 void kp_ce_kernels3_forward(float *feat, float *featT, float *featW, float *S, float *S2,
