@@ -58,6 +58,37 @@ static void test_tokenize(void **state)
 
 /* ---- layer gradients ------------------------------------------------------------------------- */
 
+/* sum w * simmat(A, B) (the loss of the simmat gradient check) */
+typedef struct {
+    float *M;
+    const float *A, *B, *w;
+    int ni, nk, e;
+} simmat_ctx;
+
+static double simmat_loss(void *vctx)
+{
+    simmat_ctx *c = vctx;
+    kp_ce_simmat_forward(c->M, c->A, c->B, c->ni, c->nk, c->e);
+    return th_wsum(c->M, c->w, (size_t)c->ni * (size_t)c->nk);
+}
+
+/* sum w * the kernel pooling of M (weighted by wcol unless NULL: the kernel gradient checks) */
+typedef struct {
+    float *feat, *S;
+    const float *M, *mu, *sigma, *wcol, *w;
+    int ni, nk, k;
+} kernel_ctx;
+
+static double kernel_loss(void *vctx)
+{
+    kernel_ctx *c = vctx;
+    if (c->wcol)
+        kp_ce_wkernel_forward(c->feat, c->S, c->M, c->ni, c->nk, c->mu, c->sigma, c->k, c->wcol);
+    else
+        kp_ce_kernel_forward(c->feat, c->S, c->M, c->ni, c->nk, c->mu, c->sigma, c->k);
+    return th_wsum(c->feat, c->w, (size_t)c->k);
+}
+
 static void test_simmat_grad(void **state)
 {
     (void)state;
@@ -76,28 +107,11 @@ static void test_simmat_grad(void **state)
     assert_true(fabs(d - M[2 * NK + 1]) < 1e-5);
     kp_ce_simmat_backward(dA, dB, w, A, B, NI, NK, E);
     const float h = 1e-2f;
-    for (int i = 0; i < NI * E; i++) {
-        float s = A[i];
-        A[i] = s + h;
-        kp_ce_simmat_forward(M, A, B, NI, NK, E);
-        double lp = th_wsum(M, w, NI * NK);
-        A[i] = s - h;
-        kp_ce_simmat_forward(M, A, B, NI, NK, E);
-        double lm = th_wsum(M, w, NI * NK);
-        A[i] = s;
-        assert_grad_close(dA[i], (lp - lm) / (2 * h), "dA", i);
-    }
-    for (int i = 0; i < NK * E; i++) {
-        float s = B[i];
-        B[i] = s + h;
-        kp_ce_simmat_forward(M, A, B, NI, NK, E);
-        double lp = th_wsum(M, w, NI * NK);
-        B[i] = s - h;
-        kp_ce_simmat_forward(M, A, B, NI, NK, E);
-        double lm = th_wsum(M, w, NI * NK);
-        B[i] = s;
-        assert_grad_close(dB[i], (lp - lm) / (2 * h), "dB", i);
-    }
+    simmat_ctx ctx = {M, A, B, w, NI, NK, E};
+    for (int i = 0; i < NI * E; i++)
+        assert_grad_close(dA[i], th_central_diff(A, (size_t)i, h, simmat_loss, &ctx), "dA", i);
+    for (int i = 0; i < NK * E; i++)
+        assert_grad_close(dB[i], th_central_diff(B, (size_t)i, h, simmat_loss, &ctx), "dB", i);
 }
 
 static void test_kernel_grad(void **state)
@@ -123,17 +137,9 @@ static void test_kernel_grad(void **state)
     assert_true(fabs(f1 / NK - feat[1]) < 1e-4);
     kp_ce_kernel_backward(dM, w, S, M, NI, NK, mu, sigma, K);
     const float h = 1e-3f;
-    for (int i = 0; i < NI * NK; i++) {
-        float s = M[i];
-        M[i] = s + h;
-        kp_ce_kernel_forward(feat, S, M, NI, NK, mu, sigma, K);
-        double lp = th_wsum(feat, w, K);
-        M[i] = s - h;
-        kp_ce_kernel_forward(feat, S, M, NI, NK, mu, sigma, K);
-        double lm = th_wsum(feat, w, K);
-        M[i] = s;
-        assert_grad_close(dM[i], (lp - lm) / (2 * h), "dM", i);
-    }
+    kernel_ctx ctx = {feat, S, M, mu, sigma, NULL, w, NI, NK, K};
+    for (int i = 0; i < NI * NK; i++)
+        assert_grad_close(dM[i], th_central_diff(M, (size_t)i, h, kernel_loss, &ctx), "dM", i);
     /* empty sides give zero features and no gradient */
     kp_ce_kernel_forward(feat, S, M, 0, NK, mu, sigma, K);
     for (int k = 0; k < K; k++)
@@ -160,17 +166,10 @@ static void test_wkernel_transpose_grad(void **state)
     kp_ce_wkernel_forward(feat, S, M, NI, NK, mu, sigma, K, wc);
     kp_ce_wkernel_backward(dM, w, S, M, NI, NK, mu, sigma, K, wc);
     const float h = 1e-3f;
-    for (int i = 0; i < NI * NK; i++) {
-        float s = M[i];
-        M[i] = s + h;
-        kp_ce_wkernel_forward(feat, S, M, NI, NK, mu, sigma, K, wc);
-        double lp = th_wsum(feat, w, K);
-        M[i] = s - h;
-        kp_ce_wkernel_forward(feat, S, M, NI, NK, mu, sigma, K, wc);
-        double lm = th_wsum(feat, w, K);
-        M[i] = s;
-        assert_grad_close(dM[i], (lp - lm) / (2 * h), "dM(wkernel)", i);
-    }
+    kernel_ctx ctx = {feat, S, M, mu, sigma, wc, w, NI, NK, K};
+    for (int i = 0; i < NI * NK; i++)
+        assert_grad_close(dM[i], th_central_diff(M, (size_t)i, h, kernel_loss, &ctx), "dM(wkernel)",
+                          i);
     kp_ce_wkernel_forward(feat, S, M, NI, 0, mu, sigma, K, wc);
     for (int k = 0; k < K; k++)
         assert_true(feat[k] == 0.0f);

@@ -69,6 +69,22 @@ static inline void th_assert_grad_close(double analytic, double numeric, double 
         fail_msg("%s[%d]: analytic %.6g numeric %.6g", what, i, analytic, numeric);
 }
 
+/* A scalar loss of parameters the caller perturbs in place (th_central_diff). */
+typedef double (*th_loss_fn)(void *ctx);
+
+/* (loss(x[i] + h) - loss(x[i] - h)) / (2 h): the central difference of loss in x[i]; x[i] is
+ * restored. */
+static inline double th_central_diff(float *x, size_t i, float h, th_loss_fn loss, void *ctx)
+{
+    float keep = x[i];
+    x[i] = keep + h;
+    double lp = loss(ctx);
+    x[i] = keep - h;
+    double lm = loss(ctx);
+    x[i] = keep;
+    return (lp - lm) / (2.0 * h);
+}
+
 /* A small bi-encoder: n_buckets, emb_dim, hidden_dim, out_dim, towers shared or not, Matryoshka
  * prefixes {p0, out_dim}; every other field 0. */
 static inline void th_bienc_cfg(kp_bienc_config *c, uint32_t n_buckets, int emb_dim, int hidden_dim,
