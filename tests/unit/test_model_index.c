@@ -27,6 +27,17 @@ static float *rand_unit(kp_rng *r, int n, int d)
     return x;
 }
 
+/* n random unit keys (returned) and nq random unit queries (*q) of dimension d, from one generator
+ * seeded with seed (keys first). */
+static float *keys_and_queries(uint64_t seed, int n, int nq, int d, float **q)
+{
+    kp_rng r;
+    kp_rng_seed(&r, seed);
+    float *keys = rand_unit(&r, n, d);
+    *q = rand_unit(&r, nq, d);
+    return keys;
+}
+
 typedef struct {
     int *ids, *counts;
     float *scores;
@@ -70,10 +81,8 @@ static float dotf(const float *a, const float *b, int d)
 static void test_gemm_vs_ref(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 1);
     const int n = 2000, d = 64, nq = 37, k = 10; /* 37 queries: crosses a query chunk */
-    float *keys = rand_unit(&r, n, d), *q = rand_unit(&r, nq, d);
+    float *q, *keys = keys_and_queries(1, n, nq, d, &q);
     kp_index *ix = kp_index_new(keys, n, d, NULL);
     assert_non_null(ix);
     assert_int_equal(kp_index_size(ix), n);
@@ -101,10 +110,8 @@ static void test_gemm_vs_ref(void **state)
 static void test_dedup(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 2);
     const int n = 1500, d = 32, nq = 20, k = 15;
-    float *keys = rand_unit(&r, n, d), *q = rand_unit(&r, nq, d);
+    float *q, *keys = keys_and_queries(2, n, nq, d, &q);
     uint64_t *dk = malloc(sizeof(uint64_t) * n);
     for (int i = 0; i < n; i++)
         dk[i] = (uint64_t)(i % 97) * 1000003u; /* ~15 per key */
@@ -142,11 +149,9 @@ static void test_dedup(void **state)
 static void test_min_score(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 3);
     const int n = 800, d = 16, nq = 9, k = 50;
     const float ms = 0.45f;
-    float *keys = rand_unit(&r, n, d), *q = rand_unit(&r, nq, d);
+    float *q, *keys = keys_and_queries(3, n, nq, d, &q);
     kp_index *ix = kp_index_new(keys, n, d, NULL);
     res a = res_new(nq, k), b = res_new(nq, k);
     assert_int_equal(kp_index_topk(ix, q, nq, k, ms, 0, a.ids, a.scores, a.counts), 0);
@@ -172,10 +177,8 @@ static void test_min_score(void **state)
 static void test_prefix_pass(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 4);
     const int n = 3000, d = 64, nq = 40, k = 8;
-    float *keys = rand_unit(&r, n, d), *q = rand_unit(&r, nq, d);
+    float *q, *keys = keys_and_queries(4, n, nq, d, &q);
     uint64_t *dk = malloc(sizeof(uint64_t) * n);
     for (int i = 0; i < n; i++)
         dk[i] = (uint64_t)(i % 1000);
@@ -260,10 +263,8 @@ static void check_vs_ref(kp_index *ix, const float *q, int nq, int k, float ms, 
 static void test_tiles_vs_ref(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 5);
     const int n = 481, d = 24, nq = 37; /* 481 = 30 * 16 + 1: a tail after full 16-blocks */
-    float *keys = rand_unit(&r, n, d), *q = rand_unit(&r, nq, d);
+    float *q, *keys = keys_and_queries(5, n, nq, d, &q);
     uint64_t *dk = malloc(sizeof(uint64_t) * n);
     for (int i = 0; i < n; i++)
         dk[i] = (uint64_t)(i * 7 % 61); /* ~8 keys share each value, spread over all blocks */
@@ -355,10 +356,8 @@ static void *prefix_worker(void *arg)
 static void test_prefix_threads(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 6);
     const int n = 2000, d = 32, nq = 12, k = 7, nt = 4;
-    float *keys = rand_unit(&r, n, d), *q = rand_unit(&r, nq, d);
+    float *q, *keys = keys_and_queries(6, n, nq, d, &q);
     kp_index *ix = kp_index_new(keys, n, d, NULL);
     res want = res_new(nq, k);
     assert_int_equal(
