@@ -78,6 +78,23 @@ static float dotf(const float *a, const float *b, int d)
     return (float)s;
 }
 
+/* The de-duplication keys dk[i] = (i * a % m) * b of n keys (malloc'ed). */
+static uint64_t *dedup_keys(int n, int a, int m, uint64_t b)
+{
+    uint64_t *dk = malloc(sizeof(uint64_t) * n);
+    for (int i = 0; i < n; i++)
+        dk[i] = (uint64_t)(i * a % m) * b;
+    return dk;
+}
+
+/* Frees what a test made: the index, the results a and b, the keys and the queries. */
+static void run_free(kp_index *ix, res *a, res *b, float *keys, float *q)
+{
+    res_free(a), res_free(b);
+    kp_index_free(ix);
+    free(keys), free(q);
+}
+
 static void test_gemm_vs_ref(void **state)
 {
     (void)state;
@@ -102,9 +119,7 @@ static void test_gemm_vs_ref(void **state)
             above += dotf(q + qi * d, keys + (size_t)i * d, d) > kth + 1e-5f;
         assert_true(above <= k - 1);
     }
-    res_free(&a), res_free(&b);
-    kp_index_free(ix);
-    free(keys), free(q);
+    run_free(ix, &a, &b, keys, q);
 }
 
 static void test_dedup(void **state)
@@ -112,9 +127,7 @@ static void test_dedup(void **state)
     (void)state;
     const int n = 1500, d = 32, nq = 20, k = 15;
     float *q, *keys = keys_and_queries(2, n, nq, d, &q);
-    uint64_t *dk = malloc(sizeof(uint64_t) * n);
-    for (int i = 0; i < n; i++)
-        dk[i] = (uint64_t)(i % 97) * 1000003u; /* ~15 per key */
+    uint64_t *dk = dedup_keys(n, 1, 97, 1000003u); /* ~15 per key */
     kp_index *ix = kp_index_new(keys, n, d, dk);
     res a = res_new(nq, k), b = res_new(nq, k);
     assert_int_equal(kp_index_topk(ix, q, nq, k, -INFINITY, 0, a.ids, a.scores, a.counts), 0);
@@ -141,9 +154,8 @@ static void test_dedup(void **state)
     for (int qi = 0; qi < nq; qi++)
         assert_int_equal(a.counts[qi], 1);
     kp_index_free(one);
-    res_free(&a), res_free(&b);
-    kp_index_free(ix);
-    free(keys), free(q), free(dk);
+    run_free(ix, &a, &b, keys, q);
+    free(dk);
 }
 
 static void test_min_score(void **state)
@@ -169,9 +181,7 @@ static void test_min_score(void **state)
         some_partial |= a.counts[qi] < k;
     }
     assert_true(some_partial);
-    res_free(&a), res_free(&b);
-    kp_index_free(ix);
-    free(keys), free(q);
+    run_free(ix, &a, &b, keys, q);
 }
 
 static void test_prefix_pass(void **state)
@@ -179,9 +189,7 @@ static void test_prefix_pass(void **state)
     (void)state;
     const int n = 3000, d = 64, nq = 40, k = 8;
     float *q, *keys = keys_and_queries(4, n, nq, d, &q);
-    uint64_t *dk = malloc(sizeof(uint64_t) * n);
-    for (int i = 0; i < n; i++)
-        dk[i] = (uint64_t)(i % 1000);
+    uint64_t *dk = dedup_keys(n, 1, 1000, 1);
     kp_index *ix = kp_index_new(keys, n, d, dk);
     res a = res_new(nq, k), b = res_new(nq, k), full = res_new(nq, k);
     for (int p = 8; p <= 32; p *= 2) {
@@ -265,9 +273,7 @@ static void test_tiles_vs_ref(void **state)
     (void)state;
     const int n = 481, d = 24, nq = 37; /* 481 = 30 * 16 + 1: a tail after full 16-blocks */
     float *q, *keys = keys_and_queries(5, n, nq, d, &q);
-    uint64_t *dk = malloc(sizeof(uint64_t) * n);
-    for (int i = 0; i < n; i++)
-        dk[i] = (uint64_t)(i * 7 % 61); /* ~8 keys share each value, spread over all blocks */
+    uint64_t *dk = dedup_keys(n, 7, 61, 1); /* ~8 keys share each value, spread over all blocks */
     kp_index *ix = kp_index_new(keys, n, d, NULL), *ixd = kp_index_new(keys, n, d, dk);
     assert_non_null(ix);
     assert_non_null(ixd);
