@@ -16,6 +16,7 @@
 #include "model/calib.h"
 #include "model/ckpt.h"
 #include "model/rng.h"
+#include "th_main.h"
 
 /* ---- PAV ------------------------------------------------------------------------------------- */
 
@@ -250,12 +251,6 @@ static void test_file_round_trip(void **state)
     assert_null(kp_calib_load(path, err, sizeof err));
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pav_hand_made),  cmocka_unit_test(test_pav_random_vs_ref),
+TH_MAIN(cmocka_unit_test(test_pav_hand_made), cmocka_unit_test(test_pav_random_vs_ref),
         cmocka_unit_test(test_isotonic_apply), cmocka_unit_test(test_platt_recovers_parameters),
-        cmocka_unit_test(test_losses),         cmocka_unit_test(test_file_round_trip),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+        cmocka_unit_test(test_losses), cmocka_unit_test(test_file_round_trip))

@@ -17,6 +17,7 @@
 #include "model/ckpt.h"
 #include "model/rng.h"
 #include "testhelp.h"
+#include "th_main.h"
 
 #define assert_grad_close(a, n, what, i) th_assert_grad_close(a, n, 2e-3, what, i)
 
@@ -601,22 +602,10 @@ static void test_score_shared_title(void **state)
     }
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tokenize),
-        cmocka_unit_test(test_simmat_grad),
-        cmocka_unit_test(test_kernel_grad),
-        cmocka_unit_test(test_pool_interact_grad),
-        cmocka_unit_test(test_bce_grad),
-        cmocka_unit_test(test_pair_grad),
-        cmocka_unit_test(test_head_grad),
-        cmocka_unit_test(test_score_and_ckpt),
-        cmocka_unit_test(test_wkernel_transpose_grad),
-        cmocka_unit_test(test_maxsim_grad),
-        cmocka_unit_test(test_kernels3_matches_reference),
-        cmocka_unit_test(test_ensemble_and_v1),
-        cmocka_unit_test(test_score_shared_title),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_tokenize), cmocka_unit_test(test_simmat_grad),
+        cmocka_unit_test(test_kernel_grad), cmocka_unit_test(test_pool_interact_grad),
+        cmocka_unit_test(test_bce_grad), cmocka_unit_test(test_pair_grad),
+        cmocka_unit_test(test_head_grad), cmocka_unit_test(test_score_and_ckpt),
+        cmocka_unit_test(test_wkernel_transpose_grad), cmocka_unit_test(test_maxsim_grad),
+        cmocka_unit_test(test_kernels3_matches_reference), cmocka_unit_test(test_ensemble_and_v1),
+        cmocka_unit_test(test_score_shared_title))

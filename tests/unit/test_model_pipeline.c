@@ -19,6 +19,7 @@
 #include "model/ce.h"
 #include "model/featurize.h"
 #include "model/recommender.h"
+#include "th_main.h"
 
 #define NK 80
 #define NT 12
@@ -379,16 +380,10 @@ static void test_pipeline_checks(void **state)
     assert_null(kp_rec_pipeline(x->rec) == NULL ? NULL : (void *)1); /* still none set */
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_pipeline_vs_reference, setup, teardown),
+TH_MAIN(cmocka_unit_test_setup_teardown(test_pipeline_vs_reference, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_pipeline_is_be_top_k, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hybrid_union, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bm25_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pair_scores, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipeline_checks, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+        cmocka_unit_test_setup_teardown(test_pipeline_checks, setup, teardown))

@@ -16,6 +16,7 @@
 #include "offline/ce_train.h"
 #include "offline/datasets.h"
 #include "offline/split.h"
+#include "th_main.h"
 
 /* ---- training on a synthetic task ------------------------------------------------------------ */
 
@@ -193,11 +194,4 @@ static void test_train_synthetic(void **state)
     synth_free(&s);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_train_synthetic),
-        cmocka_unit_test(test_keep_best_neg_weight),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_train_synthetic), cmocka_unit_test(test_keep_best_neg_weight))

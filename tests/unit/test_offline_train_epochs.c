@@ -22,6 +22,7 @@
 #include "offline/ir_metrics.h"
 #include "offline/train_epochs.h"
 #include "testhelp.h"
+#include "th_main.h"
 
 /* ---- kp_train_epochs on a synthetic shop --------------------------------------------------------
  */
@@ -395,13 +396,5 @@ static void test_softmax_mask(void **state)
     shop_free(&s);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_run_learns),
-        cmocka_unit_test(test_run_terms_follow_data),
-        cmocka_unit_test(test_run_deterministic),
-        cmocka_unit_test(test_softmax_mask),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_run_learns), cmocka_unit_test(test_run_terms_follow_data),
+        cmocka_unit_test(test_run_deterministic), cmocka_unit_test(test_softmax_mask))
