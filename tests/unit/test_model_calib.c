@@ -17,6 +17,7 @@
 #include "model/ckpt.h"
 #include "model/rng.h"
 #include "th_main.h"
+#include "testhelp.h"
 
 /* ---- PAV ------------------------------------------------------------------------------------- */
 
@@ -78,8 +79,7 @@ static void test_pav_hand_made(void **state)
 static void test_pav_random_vs_ref(void **state)
 {
     (void)state;
-    kp_rng g;
-    kp_rng_seed(&g, 5);
+    kp_rng g = th_rng(5);
     for (int t = 0; t < 200; t++) {
         int n = 1 + (int)(kp_rng_below(&g, 60));
         float x[64], y[64], w[64];
@@ -141,8 +141,7 @@ static void test_platt_recovers_parameters(void **state)
     float *s = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
     assert_non_null(s);
     assert_non_null(y);
-    kp_rng g;
-    kp_rng_seed(&g, 9);
+    kp_rng g = th_rng(9);
     const double A = 6, B = -3; /* p = sigmoid(6 s - 3) on s in [0, 1] */
     for (int i = 0; i < N; i++) {
         s[i] = (float)kp_rng_uniform_d(&g);

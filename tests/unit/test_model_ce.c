@@ -93,8 +93,7 @@ static double kernel_loss(void *vctx)
 static void test_simmat_grad(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 3);
+    kp_rng r = th_rng(3);
     enum { NI = 4, NK = 3, E = 5 };
     float A[NI * E], B[NK * E], M[NI * NK], w[NI * NK], dA[NI * E] = {0}, dB[NK * E] = {0};
     th_fill(&r, A, NI * E, 1.0f);
@@ -118,8 +117,7 @@ static void test_simmat_grad(void **state)
 static void test_kernel_grad(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 4);
+    kp_rng r = th_rng(4);
     enum { NI = 5, NK = 3, K = 4 };
     const float mu[K] = {0.9f, 0.4f, 0.0f, -0.5f}, sigma[K] = {0.2f, 0.3f, 0.25f, 0.4f};
     float M[NI * NK], S[NK * K], feat[K], w[K], dM[NI * NK] = {0};
@@ -150,8 +148,7 @@ static void test_kernel_grad(void **state)
 static void test_wkernel_transpose_grad(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 6);
+    kp_rng r = th_rng(6);
     enum { NI = 5, NK = 3, K = 4 };
     const float mu[K] = {0.9f, 0.4f, 0.0f, -0.5f}, sigma[K] = {0.2f, 0.3f, 0.25f, 0.4f};
     float M[NI * NK], S[NK * K], S0[NK * K], feat[K], f0[K], w[K], dM[NI * NK] = {0};
@@ -188,8 +185,7 @@ static void test_wkernel_transpose_grad(void **state)
 static void test_kernels3_matches_reference(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 8);
+    kp_rng r = th_rng(8);
     enum { K = KP_CE_N_KERNELS };
     const int shapes[][2] = {{1, 1}, {5, 3}, {17, 2}, {3, 9}, {64, 64}, {0, 4}, {4, 0}};
     static float M[64 * 64], T[64 * 64], S[64 * K], S2[64 * K], Sr[64 * K], S2r[64 * K];
@@ -227,8 +223,7 @@ static void test_kernels3_matches_reference(void **state)
 static void test_maxsim_grad(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 7);
+    kp_rng r = th_rng(7);
     enum { NI = 6, NK = 4 };
     float M[NI * NK], out[KP_CE_N_MAXSIM], w[KP_CE_N_MAXSIM], dM[NI * NK] = {0};
     float wc[NK] = {0.1f, 0.4f, 0.3f, 0.2f};
@@ -274,8 +269,7 @@ static void test_maxsim_grad(void **state)
 static void test_pool_interact_grad(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 5);
+    kp_rng r = th_rng(5);
     enum { N = 3, E = 4 };
     float X[N * E], Y[N * E], a[E], b[E], out[4 * E], w[4 * E];
     float dX[N * E] = {0}, dY[N * E] = {0}, da[E] = {0}, db[E] = {0};
@@ -361,8 +355,7 @@ static void test_pair_grad(void **state)
     kp_ce_ws *w = kp_ce_ws_new(m);
     float *x = malloc((size_t)F * sizeof(float)), *r = malloc((size_t)F * sizeof(float));
     assert_non_null(w);
-    kp_rng rng;
-    kp_rng_seed(&rng, 12);
+    kp_rng rng = th_rng(12);
     th_fill(&rng, r, (size_t)F, 1.0f);
     /* exact-match kernels (sigma 0.001): not differentiable in float FD */
     const int xo = KP_CE_N_KERNELS + KP_CE_N_EXACT + 4 * E;
@@ -413,8 +406,7 @@ static void test_head_grad(void **state)
     float *x = malloc((size_t)B * F * sizeof(float)), *dx = calloc((size_t)B * F, sizeof(float));
     float *hb = malloc((size_t)B * H * sizeof(float)), *dh = malloc((size_t)B * H * sizeof(float));
     float *dd = calloc(ND, sizeof(float)), z[3], dz[3] = {0}, y[3] = {1.0f, 0.0f, 0.5f};
-    kp_rng rng;
-    kp_rng_seed(&rng, 22);
+    kp_rng rng = th_rng(22);
     th_fill(&rng, x, (size_t)B * F, 0.5f);
     float *dense = kp_ce_dense(m);
     th_fill(&rng, dense + (size_t)H * F, (size_t)H + 1, 0.3f); /* non-zero b1 and W2 perturbation */

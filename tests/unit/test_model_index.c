@@ -15,6 +15,7 @@
 #include "model/nn.h"
 #include "model/rng.h"
 #include "th_main.h"
+#include "testhelp.h"
 
 static float *rand_unit(kp_rng *r, int n, int d)
 {
@@ -31,8 +32,7 @@ static float *rand_unit(kp_rng *r, int n, int d)
  * seeded with seed (keys first). */
 static float *keys_and_queries(uint64_t seed, int n, int nq, int d, float **q)
 {
-    kp_rng r;
-    kp_rng_seed(&r, seed);
+    kp_rng r = th_rng(seed);
     float *keys = rand_unit(&r, n, d);
     *q = rand_unit(&r, nq, d);
     return keys;

@@ -17,6 +17,7 @@
 #include "offline/datasets.h"
 #include "offline/split.h"
 #include "th_main.h"
+#include "testhelp.h"
 
 /* ---- training on a synthetic task ------------------------------------------------------------ */
 
@@ -44,8 +45,7 @@ static void synth_build(synth *s, int n_items)
         else
             snprintf(ktx[i], 32, "%s %s", colours[(i - nt) % nc], things[(i - nt) / nc]);
     }
-    kp_rng r;
-    kp_rng_seed(&r, 77);
+    kp_rng r = th_rng(77);
     int *it = malloc((size_t)n_items * 3 * sizeof(int)), *ky = malloc((size_t)n_items * 3 * 4);
     float *rel = malloc((size_t)n_items * 3 * sizeof(float));
     for (int i = 0; i < n_items; i++) {
