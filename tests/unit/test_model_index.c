@@ -78,6 +78,16 @@ static float dotf(const float *a, const float *b, int d)
     return (float)s;
 }
 
+/* The top k of every query by kp_index_topk into a and by kp_index_topk_ref into b (no minimum
+ * score, no prefix pass), which must agree. */
+static void topk_vs_ref(const kp_index *ix, const float *q, int nq, int k, res *a, res *b)
+{
+    assert_int_equal(kp_index_topk(ix, q, nq, k, -INFINITY, 0, a->ids, a->scores, a->counts), 0);
+    assert_int_equal(kp_index_topk_ref(ix, q, nq, k, -INFINITY, 0, b->ids, b->scores, b->counts),
+                     0);
+    assert_same(a, b, nq, k);
+}
+
 /* The de-duplication keys dk[i] = (i * a % m) * b of n keys (malloc'ed). */
 static uint64_t *dedup_keys(int n, int a, int m, uint64_t b)
 {
@@ -107,9 +117,7 @@ static void test_gemm_vs_ref(void **state)
     assert_memory_equal(kp_index_row(ix, 5), keys + 5 * d, sizeof(float) * d);
     assert_null(kp_index_row(ix, n));
     res a = res_new(nq, k), b = res_new(nq, k);
-    assert_int_equal(kp_index_topk(ix, q, nq, k, -INFINITY, 0, a.ids, a.scores, a.counts), 0);
-    assert_int_equal(kp_index_topk_ref(ix, q, nq, k, -INFINITY, 0, b.ids, b.scores, b.counts), 0);
-    assert_same(&a, &b, nq, k);
+    topk_vs_ref(ix, q, nq, k, &a, &b);
     /* the k-th result beats every key not returned (independent brute force) */
     for (int qi = 0; qi < nq; qi++) {
         assert_int_equal(a.counts[qi], k);
@@ -130,9 +138,7 @@ static void test_dedup(void **state)
     uint64_t *dk = dedup_keys(n, 1, 97, 1000003u); /* ~15 per key */
     kp_index *ix = kp_index_new(keys, n, d, dk);
     res a = res_new(nq, k), b = res_new(nq, k);
-    assert_int_equal(kp_index_topk(ix, q, nq, k, -INFINITY, 0, a.ids, a.scores, a.counts), 0);
-    assert_int_equal(kp_index_topk_ref(ix, q, nq, k, -INFINITY, 0, b.ids, b.scores, b.counts), 0);
-    assert_same(&a, &b, nq, k);
+    topk_vs_ref(ix, q, nq, k, &a, &b);
     for (int qi = 0; qi < nq; qi++) {
         assert_int_equal(a.counts[qi], k);
         for (int i = 0; i < k; i++) {
