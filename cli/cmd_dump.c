@@ -28,6 +28,13 @@ static json_t *header_obj(const rd_kafka_message_t *m)
     return h;
 }
 
+/* o with "error": err (a record that did not decode). */
+static json_t *with_error(json_t *o, const char *err)
+{
+    json_object_set_new(o, "error", json_string(err));
+    return o;
+}
+
 static json_t *decode(kp_codec *codec, const char *kind, const rd_kafka_message_t *m)
 {
     char err[256];
@@ -37,10 +44,8 @@ static json_t *decode(kp_codec *codec, const char *kind, const rd_kafka_message_
     json_object_set_new(o, "key", json_stringn(m->key ? m->key : "", m->key ? m->key_len : 0));
     if (!strcmp(kind, "suggestions")) {
         kp_suggestions_decoded s;
-        if (kp_decode_suggestions(codec, m->payload, m->len, &s, err, sizeof err)) {
-            json_object_set_new(o, "error", json_string(err));
-            return o;
-        }
+        if (kp_decode_suggestions(codec, m->payload, m->len, &s, err, sizeof err))
+            return with_error(o, err);
         json_object_set_new(o, "item_id", json_string(s.item_id));
         json_object_set_new(o, "model_version", json_integer(s.model_version));
         json_object_set_new(o, "generated_at", json_integer(s.generated_at));
@@ -53,10 +58,8 @@ static json_t *decode(kp_codec *codec, const char *kind, const rd_kafka_message_
         kp_suggestions_clear(&s);
     } else if (!strcmp(kind, "items")) {
         kp_item_listed v;
-        if (kp_decode_item_listed(codec, m->payload, m->len, &v, err, sizeof err)) {
-            json_object_set_new(o, "error", json_string(err));
-            return o;
-        }
+        if (kp_decode_item_listed(codec, m->payload, m->len, &v, err, sizeof err))
+            return with_error(o, err);
         json_object_set_new(o, "item_id", json_string(v.item_id));
         json_object_set_new(o, "title", json_string(v.title));
         json_object_set_new(o, "listed_at", json_integer(v.listed_at));

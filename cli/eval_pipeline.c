@@ -374,20 +374,31 @@ static void report(const args *a, const result *r)
                             a->calibration ? json_string(a->calibration) : json_null());
         json_object_set_new(o, "threshold", json_real(a->threshold));
         json_object_set_new(o, "k", json_integer(a->k));
-        json_object_set_new(o, key, num(r->recall));
-        json_object_set_new(o, "kept", num(r->kept));
-        json_object_set_new(o, "dropped", num(r->dropped));
-        json_object_set_new(o, "in_list", num(r->in_list));
-        json_object_set_new(o, "mean_list", num(r->mean_len));
-        json_object_set_new(o, "items_none", json_integer(r->none));
-        json_object_set_new(o, "items", json_integer(r->items));
-        json_object_set_new(o, "recall_items", json_integer(r->recall_items));
-        json_object_set_new(o, "pairs", json_integer(r->pairs));
-        json_object_set_new(o, "relevant_pairs", json_integer(r->pos));
-        json_object_set_new(o, "irrelevant_pairs", json_integer(r->neg));
-        json_object_set_new(o, "logloss", num(r->logloss));
-        json_object_set_new(o, "brier", num(r->brier));
-        json_object_set_new(o, "items_per_s", num(r->items_per_s));
+        /* the metrics, in this order: a count is an integer, a rate num() */
+        const struct {
+            const char *name;
+            double v;
+            int count;
+        } fields[] = {
+            {key, r->recall, 0},
+            {"kept", r->kept, 0},
+            {"dropped", r->dropped, 0},
+            {"in_list", r->in_list, 0},
+            {"mean_list", r->mean_len, 0},
+            {"items_none", r->none, 1},
+            {"items", r->items, 1},
+            {"recall_items", r->recall_items, 1},
+            {"pairs", r->pairs, 1},
+            {"relevant_pairs", r->pos, 1},
+            {"irrelevant_pairs", r->neg, 1},
+            {"logloss", r->logloss, 0},
+            {"brier", r->brier, 0},
+            {"items_per_s", r->items_per_s, 0},
+        };
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+            json_object_set_new(o, fields[i].name,
+                                fields[i].count ? json_integer((json_int_t)fields[i].v)
+                                                : num(fields[i].v));
         char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         if (s) printf("%s\n", s);
         free(s);

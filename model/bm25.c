@@ -163,15 +163,8 @@ static int vocab_intern(kp_bm25 *m, const char *s, size_t len)
 void kp_bm25_free(kp_bm25 *m)
 {
     if (!m) return;
-    free(m->doc_len);
-    free(m->idf);
-    free(m->post_off);
-    free(m->post_doc);
-    free(m->post_tf);
-    free(m->term_buf);
-    free(m->term_at);
-    free(m->slot);
-    free(m);
+    KP_FREE_ALL(m->doc_len, m->idf, m->post_off, m->post_doc, m->post_tf, m->term_buf, m->term_at,
+                m->slot, m);
 }
 
 int kp_bm25_n_docs(const kp_bm25 *m)
@@ -379,21 +372,11 @@ static void heap_down(int *h, int n, int i, const double *acc)
     }
 }
 
-int kp_bm25_topk(const kp_bm25 *m, const char *query, int k, int *out_doc, float *out_score)
+/* Adds the weights of terms[0..nt) to acc, term by term in the same order as kp_bm25_score (all
+ * weights are > 0); touched gets every document acc first becomes non-zero for. Returns how many.
+ */
+static int accumulate(const kp_bm25 *m, const int *terms, int nt, double *acc, int *touched)
 {
-    if (!m || !query || k < 0 || (k > 0 && (!out_doc || !out_score))) return -1;
-    if (k == 0 || m->n_docs == 0) return 0;
-    int *terms = NULL, *touched = NULL, *heap = NULL;
-    double *acc = NULL;
-    int nt = query_terms(m, query, &terms);
-    if (nt < 0) return -1;
-    acc = calloc((size_t)m->n_docs, sizeof(double));
-    touched = malloc((size_t)m->n_docs * sizeof(int));
-    heap = malloc((size_t)k * sizeof(int));
-    int ret = -1;
-    if (!acc || !touched || !heap) goto out;
-
-    /* accumulate term by term, in the same order as kp_bm25_score (all weights are > 0) */
     int n_touched = 0;
     for (int i = 0; i < nt; i++) {
         int t = terms[i];
@@ -403,7 +386,13 @@ int kp_bm25_topk(const kp_bm25 *m, const char *query, int k, int *out_doc, float
             acc[d] += term_weight(m, t, m->post_tf[p], m->doc_len[d]);
         }
     }
-    /* select the k best with a min-heap, then sort it by repeatedly popping the worst */
+    return n_touched;
+}
+
+/* Selects the k best of touched[0..n_touched) into a min-heap (heap[0] the worst); returns how many
+ * it holds. */
+static int heap_select(const int *touched, int n_touched, int k, int *heap, const double *acc)
+{
     int n = 0;
     for (int i = 0; i < n_touched; i++) {
         int d = touched[i];
@@ -420,6 +409,12 @@ int kp_bm25_topk(const kp_bm25 *m, const char *query, int k, int *out_doc, float
     if (n < k)
         for (int j = n / 2 - 1; j >= 0; j--)
             heap_down(heap, n, j, acc);
+    return n;
+}
+
+/* Empties the heap of n into out_doc/out_score, best first, by repeatedly popping the worst. */
+static void heap_drain(int *heap, int n, const double *acc, int *out_doc, float *out_score)
+{
     for (int r = n - 1; r >= 0; r--) {
         int d = heap[0];
         out_doc[r] = d;
@@ -427,12 +422,30 @@ int kp_bm25_topk(const kp_bm25 *m, const char *query, int k, int *out_doc, float
         heap[0] = heap[r];
         heap_down(heap, r, 0, acc);
     }
+}
+
+int kp_bm25_topk(const kp_bm25 *m, const char *query, int k, int *out_doc, float *out_score)
+{
+    if (!m || !query || k < 0 || (k > 0 && (!out_doc || !out_score))) return -1;
+    if (k == 0 || m->n_docs == 0) return 0;
+    int *terms = NULL, *touched = NULL, *heap = NULL;
+    double *acc = NULL;
+    int nt = query_terms(m, query, &terms);
+    if (nt < 0) return -1;
+    acc = calloc((size_t)m->n_docs, sizeof(double));
+    touched = malloc((size_t)m->n_docs * sizeof(int));
+    heap = malloc((size_t)k * sizeof(int));
+    int ret = -1;
+    if (!acc || !touched || !heap) goto out;
+
+    /* accumulate term by term, in the same order as kp_bm25_score (all weights are > 0) */
+    int n_touched = accumulate(m, terms, nt, acc, touched);
+    /* select the k best with a min-heap, then sort it by repeatedly popping the worst */
+    int n = heap_select(touched, n_touched, k, heap, acc);
+    heap_drain(heap, n, acc, out_doc, out_score);
     ret = n;
 out:
-    free(terms);
-    free(acc);
-    free(touched);
-    free(heap);
+    KP_FREE_ALL(terms, acc, touched, heap);
     return ret;
 }
 
@@ -459,49 +472,17 @@ int kp_bm25_topk_batch(const kp_bm25 *m, const char *const *queries, int nq, int
         int *terms = NULL;
         int nt = queries[q] ? query_terms(m, queries[q], &terms) : 0;
         if (nt < 0) goto out;
-        int n_touched = 0;
-        for (int i = 0; i < nt; i++) {
-            int t = terms[i];
-            for (int p = m->post_off[t]; p < m->post_off[t + 1]; p++) {
-                int d = m->post_doc[p];
-                if (acc[d] == 0.0) touched[n_touched++] = d;
-                acc[d] += term_weight(m, t, m->post_tf[p], m->doc_len[d]);
-            }
-        }
+        int n_touched = accumulate(m, terms, nt, acc, touched);
         free(terms);
-        int n = 0;
-        for (int i = 0; i < n_touched; i++) {
-            int d = touched[i];
-            if (n < k) {
-                heap[n++] = d;
-                if (n == k)
-                    for (int j = k / 2 - 1; j >= 0; j--)
-                        heap_down(heap, n, j, acc);
-            } else if (better(acc[d], d, acc[heap[0]], heap[0])) {
-                heap[0] = d;
-                heap_down(heap, n, 0, acc);
-            }
-        }
-        if (n < k)
-            for (int j = n / 2 - 1; j >= 0; j--)
-                heap_down(heap, n, j, acc);
-        int *od = out_doc + (size_t)q * (size_t)k;
-        float *os = out_score + (size_t)q * (size_t)k;
-        for (int r = n - 1; r >= 0; r--) {
-            int d = heap[0];
-            od[r] = d;
-            os[r] = (float)acc[d];
-            heap[0] = heap[r];
-            heap_down(heap, r, 0, acc);
-        }
+        int n = heap_select(touched, n_touched, k, heap, acc);
+        heap_drain(heap, n, acc, out_doc + (size_t)q * (size_t)k,
+                   out_score + (size_t)q * (size_t)k);
         counts[q] = n;
         for (int i = 0; i < n_touched; i++)
             acc[touched[i]] = 0.0;
     }
     ret = 0;
 out:
-    free(acc);
-    free(touched);
-    free(heap);
+    KP_FREE_ALL(acc, touched, heap);
     return ret;
 }

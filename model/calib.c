@@ -84,6 +84,17 @@ static int group_points(const float *x, const float *y, const float *w, int n, i
     return ng;
 }
 
+/* blk[g] = the block of group g, block b holding groups [bstart[b], bstart[b + 1]) (the last up
+ * to ng). */
+static void blocks_to_groups(int nb, const int *bstart, int ng, int *blk)
+{
+    for (int b = 0; b < nb; b++) {
+        int end = b + 1 < nb ? bstart[b + 1] : ng;
+        for (int g = bstart[b]; g < end; g++)
+            blk[g] = b;
+    }
+}
+
 /* Runs PAV over the groups; writes the block of every group to blk[ng] and block sums; returns
  * the number of blocks. */
 static int pav_stack(int ng, const double *gw, const double *gwy, int *blk, double *bw, double *bwy,
@@ -102,11 +113,7 @@ static int pav_stack(int ng, const double *gw, const double *gwy, int *blk, doub
             nb--;
         }
     }
-    for (int b = 0; b < nb; b++) {
-        int end = b + 1 < nb ? bstart[b + 1] : ng;
-        for (int g = bstart[b]; g < end; g++)
-            blk[g] = b;
-    }
+    blocks_to_groups(nb, bstart, ng, blk);
     return nb;
 }
 
@@ -133,11 +140,7 @@ static int pav_ref_blocks(int ng, const double *gw, const double *gwy, int *blk,
         }
         nb--;
     }
-    for (int b = 0; b < nb; b++) {
-        int end = b + 1 < nb ? bstart[b + 1] : ng;
-        for (int g = bstart[b]; g < end; g++)
-            blk[g] = b;
-    }
+    blocks_to_groups(nb, bstart, ng, blk);
     return nb;
 }
 

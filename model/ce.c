@@ -129,10 +129,7 @@ void kp_ce_free(kp_ce *m)
 {
     if (!m) return;
     kp_ce_free(m->next);
-    free(m->emb);
-    free(m->dense);
-    free(m->idf);
-    free(m);
+    KP_FREE_ALL(m->emb, m->dense, m->idf, m);
 }
 
 int kp_ce_ensemble_add(kp_ce *m, kp_ce *member)
@@ -298,8 +295,10 @@ void kp_ce_simmat_backward(float *dA, float *dB, const float *dM, const float *A
     }
 }
 
-void kp_ce_kernel_forward(float *feat, float *S, const float *M, int ni, int nk, const float *mu,
-                          const float *sigma, int K)
+/* The kernel pooling of kp_ce_kernel_forward (wcol NULL: then the mean over the nk columns) and of
+ * kp_ce_wkernel_forward (column j weighted by wcol[j], no mean). */
+static void kernel_pool(float *feat, float *S, const float *M, int ni, int nk, const float *mu,
+                        const float *sigma, int K, const float *wcol)
 {
     for (int k = 0; k < K; k++)
         feat[k] = 0.0f;
@@ -313,69 +312,59 @@ void kp_ce_kernel_forward(float *feat, float *S, const float *M, int ni, int nk,
                 acc += expf(-d * d * inv);
             }
             s[k] = acc;
-            feat[k] += log1pf(acc);
+            feat[k] += wcol ? wcol[j] * log1pf(acc) : log1pf(acc);
         }
     }
-    for (int k = 0; k < K; k++)
-        feat[k] /= (float)nk;
+    if (!wcol)
+        for (int k = 0; k < K; k++)
+            feat[k] /= (float)nk;
+}
+
+void kp_ce_kernel_forward(float *feat, float *S, const float *M, int ni, int nk, const float *mu,
+                          const float *sigma, int K)
+{
+    kernel_pool(feat, S, M, ni, nk, mu, sigma, K, NULL);
+}
+
+/* The backward of kernel_pool: ds = dfeat[k] / nk / (1 + S[j][k]) (wcol NULL) or dfeat[k] *
+ * wcol[j] / (1 + S[j][k]). */
+static void kernel_pool_backward(float *dM, const float *dfeat, const float *S, const float *M,
+                                 int ni, int nk, const float *mu, const float *sigma, int K,
+                                 const float *wcol)
+{
+    if (ni <= 0 || nk <= 0) return;
+    for (int j = 0; j < nk; j++) {
+        const float *s = S + (size_t)j * K;
+        for (int k = 0; k < K; k++) {
+            float ds =
+                wcol ? dfeat[k] * wcol[j] / (1.0f + s[k]) : dfeat[k] / (float)nk / (1.0f + s[k]);
+            if (ds == 0.0f) continue;
+            float inv = 1.0f / (2.0f * sigma[k] * sigma[k]);
+            for (int i = 0; i < ni; i++) {
+                float d = M[(size_t)i * nk + j] - mu[k];
+                float e = expf(-d * d * inv);
+                dM[(size_t)i * nk + j] += ds * e * (-2.0f * d * inv);
+            }
+        }
+    }
 }
 
 void kp_ce_kernel_backward(float *dM, const float *dfeat, const float *S, const float *M, int ni,
                            int nk, const float *mu, const float *sigma, int K)
 {
-    if (ni <= 0 || nk <= 0) return;
-    for (int j = 0; j < nk; j++) {
-        const float *s = S + (size_t)j * K;
-        for (int k = 0; k < K; k++) {
-            float ds = dfeat[k] / (float)nk / (1.0f + s[k]);
-            if (ds == 0.0f) continue;
-            float inv = 1.0f / (2.0f * sigma[k] * sigma[k]);
-            for (int i = 0; i < ni; i++) {
-                float d = M[(size_t)i * nk + j] - mu[k];
-                float e = expf(-d * d * inv);
-                dM[(size_t)i * nk + j] += ds * e * (-2.0f * d * inv);
-            }
-        }
-    }
+    kernel_pool_backward(dM, dfeat, S, M, ni, nk, mu, sigma, K, NULL);
 }
 
 void kp_ce_wkernel_forward(float *feat, float *S, const float *M, int ni, int nk, const float *mu,
                            const float *sigma, int K, const float *wcol)
 {
-    for (int k = 0; k < K; k++)
-        feat[k] = 0.0f;
-    if (ni <= 0 || nk <= 0) return;
-    for (int j = 0; j < nk; j++) {
-        float *s = S + (size_t)j * K;
-        for (int k = 0; k < K; k++) {
-            float inv = 1.0f / (2.0f * sigma[k] * sigma[k]), acc = 0.0f;
-            for (int i = 0; i < ni; i++) {
-                float d = M[(size_t)i * nk + j] - mu[k];
-                acc += expf(-d * d * inv);
-            }
-            s[k] = acc;
-            feat[k] += wcol[j] * log1pf(acc);
-        }
-    }
+    kernel_pool(feat, S, M, ni, nk, mu, sigma, K, wcol);
 }
 
 void kp_ce_wkernel_backward(float *dM, const float *dfeat, const float *S, const float *M, int ni,
                             int nk, const float *mu, const float *sigma, int K, const float *wcol)
 {
-    if (ni <= 0 || nk <= 0) return;
-    for (int j = 0; j < nk; j++) {
-        const float *s = S + (size_t)j * K;
-        for (int k = 0; k < K; k++) {
-            float ds = dfeat[k] * wcol[j] / (1.0f + s[k]);
-            if (ds == 0.0f) continue;
-            float inv = 1.0f / (2.0f * sigma[k] * sigma[k]);
-            for (int i = 0; i < ni; i++) {
-                float d = M[(size_t)i * nk + j] - mu[k];
-                float e = expf(-d * d * inv);
-                dM[(size_t)i * nk + j] += ds * e * (-2.0f * d * inv);
-            }
-        }
-    }
+    kernel_pool_backward(dM, dfeat, S, M, ni, nk, mu, sigma, K, wcol);
 }
 
 void kp_ce_kernels3_forward(float *feat, float *featT, float *featW, float *S, float *S2,

@@ -101,15 +101,9 @@ void kp_rec_free(kp_recommender *r)
     if (!r) return;
     kp_bienc_free(r->model);
     kp_index_free(r->index);
-    free(r->ids);
-    free(r->texts);
-    free(r->arena);
-    free(r->qbuf);
-    free(r->sbuf_ids);
-    free(r->sbuf_scores);
-    free(r->keys);
-    free(r->c_id), free(r->c_cnt), free(r->b_id), free(r->b_cnt), free(r->c_raw), free(r->c_p);
-    free(r->b_sc), free((void *)r->c_item), free((void *)r->c_key), free(r->ord), free(r->hs);
+    KP_FREE_ALL(r->ids, r->texts, r->arena, r->qbuf, r->sbuf_ids, r->sbuf_scores, r->keys, r->c_id,
+                r->c_cnt, r->b_id, r->b_cnt, r->c_raw, r->c_p, r->b_sc, (void *)r->c_item,
+                (void *)r->c_key, r->ord, r->hs);
     void (*fn)(void *) = r->release;
     void *arg = r->release_arg;
     free(r);

@@ -87,10 +87,7 @@ typedef struct {
 
 static void judged_free(judged *s)
 {
-    free(s->u_item);
-    free(s->u_of);
-    free(s->rel_off);
-    free(s->rel);
+    KP_FREE_ALL(s->u_item, s->u_of, s->rel_off, s->rel);
     memset(s, 0, sizeof *s);
 }
 

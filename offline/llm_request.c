@@ -251,6 +251,36 @@ static const char *json_kind(const json_t *v)
     }
 }
 
+/* The "grade" member g as an integer in gmin..gmax (an integral real counts) into *grade: 0, or -1
+ * with the reason in err. */
+static int grade_value(const json_t *g, int gmin, int gmax, int *grade, char *err, size_t errlen)
+{
+    double v;
+    if (json_is_integer(g)) {
+        json_int_t iv = json_integer_value(g);
+        if (iv < gmin || iv > gmax) {
+            kp_errf(err, errlen, "grade %lld is outside %d:%d", (long long)iv, gmin, gmax);
+            return -1;
+        }
+        v = (double)iv;
+    } else if (json_is_real(g)) {
+        v = json_real_value(g);
+        if (v != floor(v)) {
+            kp_errf(err, errlen, "grade %g is not an integer", v);
+            return -1;
+        }
+        if (v < gmin || v > gmax) {
+            kp_errf(err, errlen, "grade %g is outside %d:%d", v, gmin, gmax);
+            return -1;
+        }
+    } else {
+        kp_errf(err, errlen, "\"grade\" is %s, not a number", json_kind(g));
+        return -1;
+    }
+    *grade = (int)v;
+    return 0;
+}
+
 int kp_llm_parse_grade(const char *content, int gmin, int gmax, int *grade, char *err,
                        size_t errlen)
 {
@@ -277,30 +307,7 @@ int kp_llm_parse_grade(const char *content, int gmin, int gmax, int *grade, char
         kp_errf(err, errlen, "no \"grade\" member");
         goto out;
     }
-    double v;
-    if (json_is_integer(g)) {
-        json_int_t iv = json_integer_value(g);
-        if (iv < gmin || iv > gmax) {
-            kp_errf(err, errlen, "grade %lld is outside %d:%d", (long long)iv, gmin, gmax);
-            goto out;
-        }
-        v = (double)iv;
-    } else if (json_is_real(g)) {
-        v = json_real_value(g);
-        if (v != floor(v)) {
-            kp_errf(err, errlen, "grade %g is not an integer", v);
-            goto out;
-        }
-        if (v < gmin || v > gmax) {
-            kp_errf(err, errlen, "grade %g is outside %d:%d", v, gmin, gmax);
-            goto out;
-        }
-    } else {
-        kp_errf(err, errlen, "\"grade\" is %s, not a number", json_kind(g));
-        goto out;
-    }
-    *grade = (int)v;
-    rc = 0;
+    rc = grade_value(g, gmin, gmax, grade, err, errlen);
 out:
     json_decref(root);
     return rc;

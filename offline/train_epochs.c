@@ -24,11 +24,7 @@ typedef struct {
 
 static void csr_free(item_csr *c)
 {
-    free(c->off);
-    free(c->key);
-    free(c->val);
-    free(c->wt);
-    free(c->pos);
+    KP_FREE_ALL(c->off, c->key, c->val, c->wt, c->pos);
     memset(c, 0, sizeof(*c));
 }
 
@@ -212,9 +208,7 @@ static int prep_sr(prepared *P, const kp_judgments *j, const unsigned char *mask
     }
     rc = 0;
 done:
-    free(ji);
-    free(jk);
-    free(jv);
+    KP_FREE_ALL(ji, jk, jv);
     return rc;
 }
 
@@ -446,26 +440,9 @@ typedef struct {
 
 static void batch_buf_free(batch_buf *b)
 {
-    free(b->itext);
-    free(b->ktext);
-    free(b->kslot);
-    free(b->kcol);
-    free(b->soft_item);
-    free(b->soft_key);
-    free(b->mask);
-    free(b->bi);
-    free(b->bk);
-    free(b->bp);
-    free(b->si);
-    free(b->sk);
-    free(b->di);
-    free(b->dk);
-    free(b->bl);
-    free(b->bw);
-    free(b->sl);
-    free(b->dt);
-    free(b->dknown);
-    free(b->colneg);
+    KP_FREE_ALL(b->itext, b->ktext, b->kslot, b->kcol, b->soft_item, b->soft_key, b->mask, b->bi,
+                b->bk, b->bp, b->si, b->sk, b->di, b->dk, b->bl, b->bw, b->sl, b->dt, b->dknown,
+                b->colneg);
 }
 
 static int batch_buf_init(batch_buf *b, int items, int keys, int pairs, int n_keys)

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "cache/cache.h"
+#include "redis_testhelp.h"
 
 static kp_config cfg;
 static const char *user, *pass;
@@ -20,11 +21,7 @@ static const char *user, *pass;
 static int setup(void **state)
 {
     (void)state;
-    char err[256];
-    extern char **environ;
-    kp_config_defaults(&cfg);
-    assert_int_equal(kp_config_apply_env(&cfg, environ, err, sizeof err), 0);
-    assert_int_not_equal(cfg.redis_port, 6379); /* the test's own server, not a system one */
+    th_redis_config(&cfg);
     user = getenv("KPREC_TEST_REDIS_ACL_USER");
     pass = getenv("KPREC_TEST_REDIS_ACL_PASS");
     assert_non_null(user);

@@ -12,17 +12,14 @@
 #include <hiredis/hiredis.h>
 
 #include "cache/cache.h"
+#include "redis_testhelp.h"
 
 static kp_config cfg;
 
 static int setup(void **state)
 {
     (void)state;
-    char err[256];
-    extern char **environ;
-    kp_config_defaults(&cfg);
-    assert_int_equal(kp_config_apply_env(&cfg, environ, err, sizeof err), 0);
-    assert_int_not_equal(cfg.redis_port, 6379); /* the test's own server, not a system one */
+    th_redis_config(&cfg);
     cfg.redis_ttl_s = 1000;
     return 0;
 }

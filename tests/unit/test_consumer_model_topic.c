@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "consumer/model_topic.h"
+#include "th_main.h"
 
 static void hex(const unsigned char *b, size_t n, char *out)
 {
@@ -175,14 +176,6 @@ static void test_cache(void **st)
     rmdir(dir);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hmac_rfc4231),
-        cmocka_unit_test(test_mac_accept_reject),
-        cmocka_unit_test(test_version_rules_of_signed_records),
-        cmocka_unit_test(test_decide),
-        cmocka_unit_test(test_cache),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_hmac_rfc4231), cmocka_unit_test(test_mac_accept_reject),
+        cmocka_unit_test(test_version_rules_of_signed_records), cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_cache))

@@ -71,13 +71,28 @@ static kp_follower *start_follower(kp_config *c, const char *max_behind)
     return f;
 }
 
+/* Starts the /metrics + /healthz server on a free port of 127.0.0.1; returns the port. */
+static int start_healthz(void)
+{
+    int port = free_port();
+    assert_int_equal(kp_telemetry_http_start("127.0.0.1", port), 0);
+    return port;
+}
+
+/* Stops the server of start_healthz and the follower of start_follower, frees c. */
+static void stop_all(kp_follower *f, kp_config *c)
+{
+    kp_telemetry_http_stop();
+    kp_bienc_free(kp_follower_stop(f));
+    kp_config_free(c);
+}
+
 static void test_healthz_503_when_behind(void **state)
 {
     (void)state;
     kp_config c;
     kp_follower *f = start_follower(&c, "2");
-    int port = free_port();
-    assert_int_equal(kp_telemetry_http_start("127.0.0.1", port), 0);
+    int port = start_healthz();
     atomic_store(&kp_m.model_behind_since_ms, 0);
     assert_int_equal(http_status(port, "/healthz"), 200);
     atomic_store(&kp_m.model_behind_since_ms, kp_now_ms() - 1000); /* behind, not for long */
@@ -86,9 +101,7 @@ static void test_healthz_503_when_behind(void **state)
     assert_int_equal(http_status(port, "/healthz"), 503);
     atomic_store(&kp_m.model_behind_since_ms, 0);
     assert_int_equal(http_status(port, "/healthz"), 200);
-    kp_telemetry_http_stop();
-    kp_bienc_free(kp_follower_stop(f));
-    kp_config_free(&c);
+    stop_all(f, &c);
 }
 
 static void test_healthz_max_behind_0_is_off(void **state)
@@ -96,14 +109,11 @@ static void test_healthz_max_behind_0_is_off(void **state)
     (void)state;
     kp_config c;
     kp_follower *f = start_follower(&c, "0");
-    int port = free_port();
-    assert_int_equal(kp_telemetry_http_start("127.0.0.1", port), 0);
+    int port = start_healthz();
     atomic_store(&kp_m.model_behind_since_ms, kp_now_ms() - 3600 * 1000);
     assert_int_equal(http_status(port, "/healthz"), 200);
     atomic_store(&kp_m.model_behind_since_ms, 0);
-    kp_telemetry_http_stop();
-    kp_bienc_free(kp_follower_stop(f));
-    kp_config_free(&c);
+    stop_all(f, &c);
 }
 
 TH_MAIN(cmocka_unit_test(test_healthz_503_when_behind),

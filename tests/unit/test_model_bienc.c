@@ -181,8 +181,7 @@ static void tower_grad_check(int shared, kp_tower t)
         W1[i] *= 3.0f;
     kp_bienc_acts *a = kp_bienc_acts_new(m, NT);
     kp_bienc_grads *g = kp_bienc_grads_new(m);
-    kp_rng r;
-    kp_rng_seed(&r, 12);
+    kp_rng r = th_rng(12);
     float R[NT * 8];
     for (int i = 0; i < NT * 8; i++)
         R[i] = kp_rng_normal(&r);
@@ -268,8 +267,7 @@ static void test_prefix_grad(void **state)
 {
     (void)state;
     enum { N = 3, D = 8, P = 4 };
-    kp_rng r;
-    kp_rng_seed(&r, 13);
+    kp_rng r = th_rng(13);
     float emb[N * D], out[N * P], nrm[N], R[N * P], demb[N * D] = {0};
     for (int i = 0; i < N * D; i++)
         emb[i] = kp_rng_normal(&r);

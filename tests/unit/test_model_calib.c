@@ -16,6 +16,8 @@
 #include "model/calib.h"
 #include "model/ckpt.h"
 #include "model/rng.h"
+#include "th_main.h"
+#include "testhelp.h"
 
 /* ---- PAV ------------------------------------------------------------------------------------- */
 
@@ -36,30 +38,28 @@ static void check_pav(const float *x, const float *y, const float *w, int n, con
 static void test_pav_hand_made(void **state)
 {
     (void)state;
-    /* already monotone: every point its own block */
-    const float x1[] = {1, 2, 3, 4}, y1[] = {0, 0.25f, 0.5f, 1};
-    const double w1[] = {0, 0.25, 0.5, 1};
-    check_pav(x1, y1, NULL, 4, w1, 4);
-    /* one violation in the middle: (1, 0) pooled to 0.5 */
-    const float x2[] = {1, 2, 3, 4}, y2[] = {0, 1, 0, 1};
-    const double w2[] = {0, 0.5, 0.5, 1};
-    check_pav(x2, y2, NULL, 4, w2, 3);
-    /* decreasing: one block, the mean */
-    const float x3[] = {1, 2, 3}, y3[] = {1, 0.5f, 0};
-    const double w3[] = {0.5, 0.5, 0.5};
-    check_pav(x3, y3, NULL, 3, w3, 1);
-    /* unsorted input, fits come back in input order */
-    const float x4[] = {4, 1, 3, 2}, y4[] = {1, 0, 0, 1};
-    const double w4[] = {1, 0, 0.5, 0.5};
-    check_pav(x4, y4, NULL, 4, w4, 3);
-    /* ties in x are one point: (2,0),(2,1) -> 0.5 */
-    const float x5[] = {1, 2, 2, 3}, y5[] = {0, 0, 1, 1};
-    const double w5[] = {0, 0.5, 0.5, 1};
-    check_pav(x5, y5, NULL, 4, w5, 3);
-    /* weights: (2, 1, w 3), (3, 0, w 1) -> 0.75 */
-    const float x6[] = {1, 2, 3}, y6[] = {0, 1, 0}, ww6[] = {1, 3, 1};
-    const double w6[] = {0, 0.75, 0.75};
-    check_pav(x6, y6, ww6, 3, w6, 2);
+    static const struct {
+        int n;
+        float x[4], y[4], w[4]; /* w all 0: unweighted (NULL) */
+        double want[4];
+        int blocks;
+    } cases[] = {
+        /* already monotone: every point its own block */
+        {4, {1, 2, 3, 4}, {0, 0.25f, 0.5f, 1}, {0}, {0, 0.25, 0.5, 1}, 4},
+        /* one violation in the middle: (1, 0) pooled to 0.5 */
+        {4, {1, 2, 3, 4}, {0, 1, 0, 1}, {0}, {0, 0.5, 0.5, 1}, 3},
+        /* decreasing: one block, the mean */
+        {3, {1, 2, 3}, {1, 0.5f, 0}, {0}, {0.5, 0.5, 0.5}, 1},
+        /* unsorted input, fits come back in input order */
+        {4, {4, 1, 3, 2}, {1, 0, 0, 1}, {0}, {1, 0, 0.5, 0.5}, 3},
+        /* ties in x are one point: (2,0),(2,1) -> 0.5 */
+        {4, {1, 2, 2, 3}, {0, 0, 1, 1}, {0}, {0, 0.5, 0.5, 1}, 3},
+        /* weights: (2, 1, w 3), (3, 0, w 1) -> 0.75 */
+        {3, {1, 2, 3}, {0, 1, 0}, {1, 3, 1}, {0, 0.75, 0.75}, 2},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        check_pav(cases[c].x, cases[c].y, cases[c].w[0] != 0 ? cases[c].w : NULL, cases[c].n,
+                  cases[c].want, cases[c].blocks);
     /* a violation that cascades back: 0.2 0.6 0.5 0.1 -> 0.2, 0.4 0.4 0.4 */
     const float x7[] = {1, 2, 3, 4}, y7[] = {0.2f, 0.6f, 0.5f, 0.1f};
     double w7[] = {0.2, 0.4, 0.4, 0.4};
@@ -68,7 +68,7 @@ static void test_pav_hand_made(void **state)
     w7[0] = (double)0.2f;
     check_pav(x7, y7, NULL, 4, w7, 2);
     /* bad input */
-    const float xn[] = {1, NAN};
+    const float xn[] = {1, NAN}, *x1 = cases[0].x, *y1 = cases[0].y;
     double f[2];
     assert_int_equal(kp_calib_pav(xn, y1, NULL, 2, f), -1);
     assert_int_equal(kp_calib_pav(x1, y1, NULL, 0, f), -1);
@@ -79,8 +79,7 @@ static void test_pav_hand_made(void **state)
 static void test_pav_random_vs_ref(void **state)
 {
     (void)state;
-    kp_rng g;
-    kp_rng_seed(&g, 5);
+    kp_rng g = th_rng(5);
     for (int t = 0; t < 200; t++) {
         int n = 1 + (int)(kp_rng_below(&g, 60));
         float x[64], y[64], w[64];
@@ -142,8 +141,7 @@ static void test_platt_recovers_parameters(void **state)
     float *s = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
     assert_non_null(s);
     assert_non_null(y);
-    kp_rng g;
-    kp_rng_seed(&g, 9);
+    kp_rng g = th_rng(9);
     const double A = 6, B = -3; /* p = sigmoid(6 s - 3) on s in [0, 1] */
     for (int i = 0; i < N; i++) {
         s[i] = (float)kp_rng_uniform_d(&g);
@@ -252,12 +250,6 @@ static void test_file_round_trip(void **state)
     assert_null(kp_calib_load(path, err, sizeof err));
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pav_hand_made),  cmocka_unit_test(test_pav_random_vs_ref),
+TH_MAIN(cmocka_unit_test(test_pav_hand_made), cmocka_unit_test(test_pav_random_vs_ref),
         cmocka_unit_test(test_isotonic_apply), cmocka_unit_test(test_platt_recovers_parameters),
-        cmocka_unit_test(test_losses),         cmocka_unit_test(test_file_round_trip),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+        cmocka_unit_test(test_losses), cmocka_unit_test(test_file_round_trip))

@@ -17,6 +17,7 @@
 #include "model/ckpt.h"
 #include "model/rng.h"
 #include "testhelp.h"
+#include "th_main.h"
 
 #define assert_grad_close(a, n, what, i) th_assert_grad_close(a, n, 2e-3, what, i)
 
@@ -58,11 +59,41 @@ static void test_tokenize(void **state)
 
 /* ---- layer gradients ------------------------------------------------------------------------- */
 
+/* sum w * simmat(A, B) (the loss of the simmat gradient check) */
+typedef struct {
+    float *M;
+    const float *A, *B, *w;
+    int ni, nk, e;
+} simmat_ctx;
+
+static double simmat_loss(void *vctx)
+{
+    simmat_ctx *c = vctx;
+    kp_ce_simmat_forward(c->M, c->A, c->B, c->ni, c->nk, c->e);
+    return th_wsum(c->M, c->w, (size_t)c->ni * (size_t)c->nk);
+}
+
+/* sum w * the kernel pooling of M (weighted by wcol unless NULL: the kernel gradient checks) */
+typedef struct {
+    float *feat, *S;
+    const float *M, *mu, *sigma, *wcol, *w;
+    int ni, nk, k;
+} kernel_ctx;
+
+static double kernel_loss(void *vctx)
+{
+    kernel_ctx *c = vctx;
+    if (c->wcol)
+        kp_ce_wkernel_forward(c->feat, c->S, c->M, c->ni, c->nk, c->mu, c->sigma, c->k, c->wcol);
+    else
+        kp_ce_kernel_forward(c->feat, c->S, c->M, c->ni, c->nk, c->mu, c->sigma, c->k);
+    return th_wsum(c->feat, c->w, (size_t)c->k);
+}
+
 static void test_simmat_grad(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 3);
+    kp_rng r = th_rng(3);
     enum { NI = 4, NK = 3, E = 5 };
     float A[NI * E], B[NK * E], M[NI * NK], w[NI * NK], dA[NI * E] = {0}, dB[NK * E] = {0};
     th_fill(&r, A, NI * E, 1.0f);
@@ -76,35 +107,17 @@ static void test_simmat_grad(void **state)
     assert_true(fabs(d - M[2 * NK + 1]) < 1e-5);
     kp_ce_simmat_backward(dA, dB, w, A, B, NI, NK, E);
     const float h = 1e-2f;
-    for (int i = 0; i < NI * E; i++) {
-        float s = A[i];
-        A[i] = s + h;
-        kp_ce_simmat_forward(M, A, B, NI, NK, E);
-        double lp = th_wsum(M, w, NI * NK);
-        A[i] = s - h;
-        kp_ce_simmat_forward(M, A, B, NI, NK, E);
-        double lm = th_wsum(M, w, NI * NK);
-        A[i] = s;
-        assert_grad_close(dA[i], (lp - lm) / (2 * h), "dA", i);
-    }
-    for (int i = 0; i < NK * E; i++) {
-        float s = B[i];
-        B[i] = s + h;
-        kp_ce_simmat_forward(M, A, B, NI, NK, E);
-        double lp = th_wsum(M, w, NI * NK);
-        B[i] = s - h;
-        kp_ce_simmat_forward(M, A, B, NI, NK, E);
-        double lm = th_wsum(M, w, NI * NK);
-        B[i] = s;
-        assert_grad_close(dB[i], (lp - lm) / (2 * h), "dB", i);
-    }
+    simmat_ctx ctx = {M, A, B, w, NI, NK, E};
+    for (int i = 0; i < NI * E; i++)
+        assert_grad_close(dA[i], th_central_diff(A, (size_t)i, h, simmat_loss, &ctx), "dA", i);
+    for (int i = 0; i < NK * E; i++)
+        assert_grad_close(dB[i], th_central_diff(B, (size_t)i, h, simmat_loss, &ctx), "dB", i);
 }
 
 static void test_kernel_grad(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 4);
+    kp_rng r = th_rng(4);
     enum { NI = 5, NK = 3, K = 4 };
     const float mu[K] = {0.9f, 0.4f, 0.0f, -0.5f}, sigma[K] = {0.2f, 0.3f, 0.25f, 0.4f};
     float M[NI * NK], S[NK * K], feat[K], w[K], dM[NI * NK] = {0};
@@ -123,17 +136,9 @@ static void test_kernel_grad(void **state)
     assert_true(fabs(f1 / NK - feat[1]) < 1e-4);
     kp_ce_kernel_backward(dM, w, S, M, NI, NK, mu, sigma, K);
     const float h = 1e-3f;
-    for (int i = 0; i < NI * NK; i++) {
-        float s = M[i];
-        M[i] = s + h;
-        kp_ce_kernel_forward(feat, S, M, NI, NK, mu, sigma, K);
-        double lp = th_wsum(feat, w, K);
-        M[i] = s - h;
-        kp_ce_kernel_forward(feat, S, M, NI, NK, mu, sigma, K);
-        double lm = th_wsum(feat, w, K);
-        M[i] = s;
-        assert_grad_close(dM[i], (lp - lm) / (2 * h), "dM", i);
-    }
+    kernel_ctx ctx = {feat, S, M, mu, sigma, NULL, w, NI, NK, K};
+    for (int i = 0; i < NI * NK; i++)
+        assert_grad_close(dM[i], th_central_diff(M, (size_t)i, h, kernel_loss, &ctx), "dM", i);
     /* empty sides give zero features and no gradient */
     kp_ce_kernel_forward(feat, S, M, 0, NK, mu, sigma, K);
     for (int k = 0; k < K; k++)
@@ -143,8 +148,7 @@ static void test_kernel_grad(void **state)
 static void test_wkernel_transpose_grad(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 6);
+    kp_rng r = th_rng(6);
     enum { NI = 5, NK = 3, K = 4 };
     const float mu[K] = {0.9f, 0.4f, 0.0f, -0.5f}, sigma[K] = {0.2f, 0.3f, 0.25f, 0.4f};
     float M[NI * NK], S[NK * K], S0[NK * K], feat[K], f0[K], w[K], dM[NI * NK] = {0};
@@ -160,17 +164,10 @@ static void test_wkernel_transpose_grad(void **state)
     kp_ce_wkernel_forward(feat, S, M, NI, NK, mu, sigma, K, wc);
     kp_ce_wkernel_backward(dM, w, S, M, NI, NK, mu, sigma, K, wc);
     const float h = 1e-3f;
-    for (int i = 0; i < NI * NK; i++) {
-        float s = M[i];
-        M[i] = s + h;
-        kp_ce_wkernel_forward(feat, S, M, NI, NK, mu, sigma, K, wc);
-        double lp = th_wsum(feat, w, K);
-        M[i] = s - h;
-        kp_ce_wkernel_forward(feat, S, M, NI, NK, mu, sigma, K, wc);
-        double lm = th_wsum(feat, w, K);
-        M[i] = s;
-        assert_grad_close(dM[i], (lp - lm) / (2 * h), "dM(wkernel)", i);
-    }
+    kernel_ctx ctx = {feat, S, M, mu, sigma, wc, w, NI, NK, K};
+    for (int i = 0; i < NI * NK; i++)
+        assert_grad_close(dM[i], th_central_diff(M, (size_t)i, h, kernel_loss, &ctx), "dM(wkernel)",
+                          i);
     kp_ce_wkernel_forward(feat, S, M, NI, 0, mu, sigma, K, wc);
     for (int k = 0; k < K; k++)
         assert_true(feat[k] == 0.0f);
@@ -188,8 +185,7 @@ static void test_wkernel_transpose_grad(void **state)
 static void test_kernels3_matches_reference(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 8);
+    kp_rng r = th_rng(8);
     enum { K = KP_CE_N_KERNELS };
     const int shapes[][2] = {{1, 1}, {5, 3}, {17, 2}, {3, 9}, {64, 64}, {0, 4}, {4, 0}};
     static float M[64 * 64], T[64 * 64], S[64 * K], S2[64 * K], Sr[64 * K], S2r[64 * K];
@@ -227,8 +223,7 @@ static void test_kernels3_matches_reference(void **state)
 static void test_maxsim_grad(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 7);
+    kp_rng r = th_rng(7);
     enum { NI = 6, NK = 4 };
     float M[NI * NK], out[KP_CE_N_MAXSIM], w[KP_CE_N_MAXSIM], dM[NI * NK] = {0};
     float wc[NK] = {0.1f, 0.4f, 0.3f, 0.2f};
@@ -274,8 +269,7 @@ static void test_maxsim_grad(void **state)
 static void test_pool_interact_grad(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 5);
+    kp_rng r = th_rng(5);
     enum { N = 3, E = 4 };
     float X[N * E], Y[N * E], a[E], b[E], out[4 * E], w[4 * E];
     float dX[N * E] = {0}, dY[N * E] = {0}, da[E] = {0}, db[E] = {0};
@@ -361,8 +355,7 @@ static void test_pair_grad(void **state)
     kp_ce_ws *w = kp_ce_ws_new(m);
     float *x = malloc((size_t)F * sizeof(float)), *r = malloc((size_t)F * sizeof(float));
     assert_non_null(w);
-    kp_rng rng;
-    kp_rng_seed(&rng, 12);
+    kp_rng rng = th_rng(12);
     th_fill(&rng, r, (size_t)F, 1.0f);
     /* exact-match kernels (sigma 0.001): not differentiable in float FD */
     const int xo = KP_CE_N_KERNELS + KP_CE_N_EXACT + 4 * E;
@@ -404,6 +397,22 @@ static void test_pair_grad(void **state)
     kp_ce_free(m);
 }
 
+/* the BCE of the head's scores of x (the loss of the head gradient check) */
+typedef struct {
+    const kp_ce *m;
+    const float *x;
+    float *hb, *z;
+    const float *y;
+    int b;
+} head_ctx;
+
+static double head_loss(void *vctx)
+{
+    head_ctx *c = vctx;
+    kp_ce_head_forward(c->m, c->x, c->b, c->hb, c->z);
+    return kp_ce_bce_forward_backward(c->z, c->y, c->b, NULL);
+}
+
 static void test_head_grad(void **state)
 {
     (void)state;
@@ -413,8 +422,7 @@ static void test_head_grad(void **state)
     float *x = malloc((size_t)B * F * sizeof(float)), *dx = calloc((size_t)B * F, sizeof(float));
     float *hb = malloc((size_t)B * H * sizeof(float)), *dh = malloc((size_t)B * H * sizeof(float));
     float *dd = calloc(ND, sizeof(float)), z[3], dz[3] = {0}, y[3] = {1.0f, 0.0f, 0.5f};
-    kp_rng rng;
-    kp_rng_seed(&rng, 22);
+    kp_rng rng = th_rng(22);
     th_fill(&rng, x, (size_t)B * F, 0.5f);
     float *dense = kp_ce_dense(m);
     th_fill(&rng, dense + (size_t)H * F, (size_t)H + 1, 0.3f); /* non-zero b1 and W2 perturbation */
@@ -422,28 +430,11 @@ static void test_head_grad(void **state)
     kp_ce_bce_forward_backward(z, y, B, dz);
     kp_ce_head_backward(m, x, hb, dz, B, dh, dd, dx);
     const float h = 1e-2f;
-    for (size_t i = 0; i < ND; i += ND / 97 + 1) {
-        float s = dense[i];
-        dense[i] = s + h;
-        kp_ce_head_forward(m, x, B, hb, z);
-        double lp = kp_ce_bce_forward_backward(z, y, B, NULL);
-        dense[i] = s - h;
-        kp_ce_head_forward(m, x, B, hb, z);
-        double lm = kp_ce_bce_forward_backward(z, y, B, NULL);
-        dense[i] = s;
-        assert_grad_close(dd[i], (lp - lm) / (2 * h), "ddense", (int)i);
-    }
-    for (int i = 0; i < B * F; i += 7) {
-        float s = x[i];
-        x[i] = s + h;
-        kp_ce_head_forward(m, x, B, hb, z);
-        double lp = kp_ce_bce_forward_backward(z, y, B, NULL);
-        x[i] = s - h;
-        kp_ce_head_forward(m, x, B, hb, z);
-        double lm = kp_ce_bce_forward_backward(z, y, B, NULL);
-        x[i] = s;
-        assert_grad_close(dx[i], (lp - lm) / (2 * h), "dx", i);
-    }
+    head_ctx ctx = {m, x, hb, z, y, B};
+    for (size_t i = 0; i < ND; i += ND / 97 + 1)
+        assert_grad_close(dd[i], th_central_diff(dense, i, h, head_loss, &ctx), "ddense", (int)i);
+    for (int i = 0; i < B * F; i += 7)
+        assert_grad_close(dx[i], th_central_diff(x, (size_t)i, h, head_loss, &ctx), "dx", i);
     free(x), free(dx), free(hb), free(dh), free(dd);
     kp_ce_free(m);
 }
@@ -602,22 +593,10 @@ static void test_score_shared_title(void **state)
     }
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tokenize),
-        cmocka_unit_test(test_simmat_grad),
-        cmocka_unit_test(test_kernel_grad),
-        cmocka_unit_test(test_pool_interact_grad),
-        cmocka_unit_test(test_bce_grad),
-        cmocka_unit_test(test_pair_grad),
-        cmocka_unit_test(test_head_grad),
-        cmocka_unit_test(test_score_and_ckpt),
-        cmocka_unit_test(test_wkernel_transpose_grad),
-        cmocka_unit_test(test_maxsim_grad),
-        cmocka_unit_test(test_kernels3_matches_reference),
-        cmocka_unit_test(test_ensemble_and_v1),
-        cmocka_unit_test(test_score_shared_title),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_tokenize), cmocka_unit_test(test_simmat_grad),
+        cmocka_unit_test(test_kernel_grad), cmocka_unit_test(test_pool_interact_grad),
+        cmocka_unit_test(test_bce_grad), cmocka_unit_test(test_pair_grad),
+        cmocka_unit_test(test_head_grad), cmocka_unit_test(test_score_and_ckpt),
+        cmocka_unit_test(test_wkernel_transpose_grad), cmocka_unit_test(test_maxsim_grad),
+        cmocka_unit_test(test_kernels3_matches_reference), cmocka_unit_test(test_ensemble_and_v1),
+        cmocka_unit_test(test_score_shared_title))

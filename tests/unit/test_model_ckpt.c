@@ -13,6 +13,7 @@
 #include "model/bienc.h"
 #include "model/ckpt.h"
 #include "testhelp.h"
+#include "th_main.h"
 
 static char dir[64];
 
@@ -262,12 +263,6 @@ static void test_crc32(void **state)
         assert_true(kp_crc32(kp_crc32(0, s, k), s + k, n - k) == whole);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_flipped_bytes),     cmocka_unit_test(test_foreign_and_version),
-        cmocka_unit_test(test_generic_container), cmocka_unit_test(test_crc32),
-    };
-    return cmocka_run_group_tests(tests, setup, teardown);
-}
+TH_MAIN_GROUP(setup, teardown, cmocka_unit_test(test_round_trip), cmocka_unit_test(test_truncated),
+              cmocka_unit_test(test_flipped_bytes), cmocka_unit_test(test_foreign_and_version),
+              cmocka_unit_test(test_generic_container), cmocka_unit_test(test_crc32))

@@ -91,8 +91,7 @@ static void test_round_trip(void **state)
         assert_non_null(orig);
         kp_bienc_set_version(orig, 7);
         kp_bienc *upd = clone(orig);
-        kp_rng r;
-        kp_rng_seed(&r, 99 + (uint64_t)shared);
+        kp_rng r = th_rng(99 + (uint64_t)shared);
         enum { N = 300 };
         uint32_t *rows[2] = {malloc(2 * N * sizeof(uint32_t)), malloc(2 * N * sizeof(uint32_t))};
         perturb(upd, &r, rows, N);
@@ -183,8 +182,7 @@ static void test_training_steps(void **state)
         const char *keys[] = {"drill", "dining table", "hose", "light bulbs"};
         uint32_t *rows[2] = {NULL, NULL};
         int nrows[2] = {0, 0};
-        kp_rng r;
-        kp_rng_seed(&r, 3);
+        kp_rng r = th_rng(3);
         for (int step = 0; step < 3; step++) {
             kp_bienc_grads_zero(g);
             const float *ei = kp_bienc_forward(upd, KP_TOWER_ITEM, ai, items + step % 2, NULL, 2);
@@ -255,8 +253,7 @@ static void test_gap_and_chain(void **state)
     th_bienc_cfg(&c, 4096, 8, 16, 8, 0, 4);
     kp_bienc *m0 = kp_bienc_new(&c, 1); /* version 0 */
     kp_bienc *m1 = clone(m0), *m2;
-    kp_rng r;
-    kp_rng_seed(&r, 8);
+    kp_rng r = th_rng(8);
     uint32_t r1a[40], r1b[40], r2a[40], r2b[40];
     uint32_t *rows1[2] = {r1a, r1b}, *rows2[2] = {r2a, r2b};
     perturb(m1, &r, rows1, 20);
@@ -318,8 +315,7 @@ static void test_corrupted(void **state)
     (void)state;
     kp_bienc_config c;
     kp_bienc *m0 = delta_model(&c, 1, 2), *m1 = clone(m0);
-    kp_rng r;
-    kp_rng_seed(&r, 4);
+    kp_rng r = th_rng(4);
     uint32_t ra[60], rb[60];
     uint32_t *rows[2] = {ra, rb};
     perturb(m1, &r, rows, 30);
@@ -407,8 +403,7 @@ static void test_interleaved(void **state)
     (void)state;
     kp_bienc_config c;
     kp_bienc *m0 = delta_model(&c, 0, 6), *va = clone(m0), *vb = clone(m0);
-    kp_rng r;
-    kp_rng_seed(&r, 12);
+    kp_rng r = th_rng(12);
     uint32_t a0[40], a1[40], b0[40], b1[40];
     uint32_t *ra[2] = {a0, a1}, *rb[2] = {b0, b1};
     perturb(va, &r, ra, 20);
@@ -524,8 +519,7 @@ static void test_zero_rows(void **state)
     for (int shared = 0; shared < 2; shared++) {
         kp_bienc_config c;
         kp_bienc *m0 = delta_model(&c, shared, 21), *m1 = clone(m0);
-        kp_rng r;
-        kp_rng_seed(&r, 1);
+        kp_rng r = th_rng(1);
         for (int t = 0; t < kp_bienc_n_towers(m1); t++) {
             size_t n, k;
             float *w = kp_bienc_param(m1, (kp_tower)t, KP_BIENC_B1, &n, &k);

@@ -14,6 +14,7 @@
 #include "model/featurize.h"
 #include "model/rng.h"
 #include "th_main.h"
+#include "testhelp.h"
 
 static void norm_eq(const char *in, const char *want)
 {
@@ -257,8 +258,7 @@ static void test_tokenset_key(void **state)
 static void test_fuzz(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 7);
+    kp_rng r = th_rng(7);
     unsigned char buf[256];
     char out[300];
     uint32_t ids[64];

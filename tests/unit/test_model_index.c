@@ -15,6 +15,7 @@
 #include "model/nn.h"
 #include "model/rng.h"
 #include "th_main.h"
+#include "testhelp.h"
 
 static float *rand_unit(kp_rng *r, int n, int d)
 {
@@ -25,6 +26,16 @@ static float *rand_unit(kp_rng *r, int n, int d)
     kp_l2norm_forward(x, nrm, x, n, d);
     free(nrm);
     return x;
+}
+
+/* n random unit keys (returned) and nq random unit queries (*q) of dimension d, from one generator
+ * seeded with seed (keys first). */
+static float *keys_and_queries(uint64_t seed, int n, int nq, int d, float **q)
+{
+    kp_rng r = th_rng(seed);
+    float *keys = rand_unit(&r, n, d);
+    *q = rand_unit(&r, nq, d);
+    return keys;
 }
 
 typedef struct {
@@ -67,13 +78,38 @@ static float dotf(const float *a, const float *b, int d)
     return (float)s;
 }
 
+/* The top k of every query by kp_index_topk into a and by kp_index_topk_ref into b (no minimum
+ * score, no prefix pass), which must agree. */
+static void topk_vs_ref(const kp_index *ix, const float *q, int nq, int k, res *a, res *b)
+{
+    assert_int_equal(kp_index_topk(ix, q, nq, k, -INFINITY, 0, a->ids, a->scores, a->counts), 0);
+    assert_int_equal(kp_index_topk_ref(ix, q, nq, k, -INFINITY, 0, b->ids, b->scores, b->counts),
+                     0);
+    assert_same(a, b, nq, k);
+}
+
+/* The de-duplication keys dk[i] = (i * a % m) * b of n keys (malloc'ed). */
+static uint64_t *dedup_keys(int n, int a, int m, uint64_t b)
+{
+    uint64_t *dk = malloc(sizeof(uint64_t) * n);
+    for (int i = 0; i < n; i++)
+        dk[i] = (uint64_t)(i * a % m) * b;
+    return dk;
+}
+
+/* Frees what a test made: the index, the results a and b, the keys and the queries. */
+static void run_free(kp_index *ix, res *a, res *b, float *keys, float *q)
+{
+    res_free(a), res_free(b);
+    kp_index_free(ix);
+    free(keys), free(q);
+}
+
 static void test_gemm_vs_ref(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 1);
     const int n = 2000, d = 64, nq = 37, k = 10; /* 37 queries: crosses a query chunk */
-    float *keys = rand_unit(&r, n, d), *q = rand_unit(&r, nq, d);
+    float *q, *keys = keys_and_queries(1, n, nq, d, &q);
     kp_index *ix = kp_index_new(keys, n, d, NULL);
     assert_non_null(ix);
     assert_int_equal(kp_index_size(ix), n);
@@ -81,9 +117,7 @@ static void test_gemm_vs_ref(void **state)
     assert_memory_equal(kp_index_row(ix, 5), keys + 5 * d, sizeof(float) * d);
     assert_null(kp_index_row(ix, n));
     res a = res_new(nq, k), b = res_new(nq, k);
-    assert_int_equal(kp_index_topk(ix, q, nq, k, -INFINITY, 0, a.ids, a.scores, a.counts), 0);
-    assert_int_equal(kp_index_topk_ref(ix, q, nq, k, -INFINITY, 0, b.ids, b.scores, b.counts), 0);
-    assert_same(&a, &b, nq, k);
+    topk_vs_ref(ix, q, nq, k, &a, &b);
     /* the k-th result beats every key not returned (independent brute force) */
     for (int qi = 0; qi < nq; qi++) {
         assert_int_equal(a.counts[qi], k);
@@ -93,26 +127,18 @@ static void test_gemm_vs_ref(void **state)
             above += dotf(q + qi * d, keys + (size_t)i * d, d) > kth + 1e-5f;
         assert_true(above <= k - 1);
     }
-    res_free(&a), res_free(&b);
-    kp_index_free(ix);
-    free(keys), free(q);
+    run_free(ix, &a, &b, keys, q);
 }
 
 static void test_dedup(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 2);
     const int n = 1500, d = 32, nq = 20, k = 15;
-    float *keys = rand_unit(&r, n, d), *q = rand_unit(&r, nq, d);
-    uint64_t *dk = malloc(sizeof(uint64_t) * n);
-    for (int i = 0; i < n; i++)
-        dk[i] = (uint64_t)(i % 97) * 1000003u; /* ~15 per key */
+    float *q, *keys = keys_and_queries(2, n, nq, d, &q);
+    uint64_t *dk = dedup_keys(n, 1, 97, 1000003u); /* ~15 per key */
     kp_index *ix = kp_index_new(keys, n, d, dk);
     res a = res_new(nq, k), b = res_new(nq, k);
-    assert_int_equal(kp_index_topk(ix, q, nq, k, -INFINITY, 0, a.ids, a.scores, a.counts), 0);
-    assert_int_equal(kp_index_topk_ref(ix, q, nq, k, -INFINITY, 0, b.ids, b.scores, b.counts), 0);
-    assert_same(&a, &b, nq, k);
+    topk_vs_ref(ix, q, nq, k, &a, &b);
     for (int qi = 0; qi < nq; qi++) {
         assert_int_equal(a.counts[qi], k);
         for (int i = 0; i < k; i++) {
@@ -134,19 +160,16 @@ static void test_dedup(void **state)
     for (int qi = 0; qi < nq; qi++)
         assert_int_equal(a.counts[qi], 1);
     kp_index_free(one);
-    res_free(&a), res_free(&b);
-    kp_index_free(ix);
-    free(keys), free(q), free(dk);
+    run_free(ix, &a, &b, keys, q);
+    free(dk);
 }
 
 static void test_min_score(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 3);
     const int n = 800, d = 16, nq = 9, k = 50;
     const float ms = 0.45f;
-    float *keys = rand_unit(&r, n, d), *q = rand_unit(&r, nq, d);
+    float *q, *keys = keys_and_queries(3, n, nq, d, &q);
     kp_index *ix = kp_index_new(keys, n, d, NULL);
     res a = res_new(nq, k), b = res_new(nq, k);
     assert_int_equal(kp_index_topk(ix, q, nq, k, ms, 0, a.ids, a.scores, a.counts), 0);
@@ -164,21 +187,15 @@ static void test_min_score(void **state)
         some_partial |= a.counts[qi] < k;
     }
     assert_true(some_partial);
-    res_free(&a), res_free(&b);
-    kp_index_free(ix);
-    free(keys), free(q);
+    run_free(ix, &a, &b, keys, q);
 }
 
 static void test_prefix_pass(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 4);
     const int n = 3000, d = 64, nq = 40, k = 8;
-    float *keys = rand_unit(&r, n, d), *q = rand_unit(&r, nq, d);
-    uint64_t *dk = malloc(sizeof(uint64_t) * n);
-    for (int i = 0; i < n; i++)
-        dk[i] = (uint64_t)(i % 1000);
+    float *q, *keys = keys_and_queries(4, n, nq, d, &q);
+    uint64_t *dk = dedup_keys(n, 1, 1000, 1);
     kp_index *ix = kp_index_new(keys, n, d, dk);
     res a = res_new(nq, k), b = res_new(nq, k), full = res_new(nq, k);
     for (int p = 8; p <= 32; p *= 2) {
@@ -260,13 +277,9 @@ static void check_vs_ref(kp_index *ix, const float *q, int nq, int k, float ms, 
 static void test_tiles_vs_ref(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 5);
     const int n = 481, d = 24, nq = 37; /* 481 = 30 * 16 + 1: a tail after full 16-blocks */
-    float *keys = rand_unit(&r, n, d), *q = rand_unit(&r, nq, d);
-    uint64_t *dk = malloc(sizeof(uint64_t) * n);
-    for (int i = 0; i < n; i++)
-        dk[i] = (uint64_t)(i * 7 % 61); /* ~8 keys share each value, spread over all blocks */
+    float *q, *keys = keys_and_queries(5, n, nq, d, &q);
+    uint64_t *dk = dedup_keys(n, 7, 61, 1); /* ~8 keys share each value, spread over all blocks */
     kp_index *ix = kp_index_new(keys, n, d, NULL), *ixd = kp_index_new(keys, n, d, dk);
     assert_non_null(ix);
     assert_non_null(ixd);
@@ -355,10 +368,8 @@ static void *prefix_worker(void *arg)
 static void test_prefix_threads(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 6);
     const int n = 2000, d = 32, nq = 12, k = 7, nt = 4;
-    float *keys = rand_unit(&r, n, d), *q = rand_unit(&r, nq, d);
+    float *q, *keys = keys_and_queries(6, n, nq, d, &q);
     kp_index *ix = kp_index_new(keys, n, d, NULL);
     res want = res_new(nq, k);
     assert_int_equal(

@@ -27,8 +27,7 @@ static void assert_close_arr(const float *a, const float *b, size_t n, float tol
 static void test_linear_blas_vs_ref(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 1);
+    kp_rng r = th_rng(1);
     const int B = 7, C = 13, OC = 5;
     float inp[7 * 13], W[5 * 13], bias[5], o1[7 * 5], o2[7 * 5], dout[7 * 5];
     th_fill(&r, inp, sizeof(inp) / 4, 1.0f);
@@ -66,8 +65,7 @@ static void test_linear_blas_vs_ref(void **state)
 static void test_linear_blas_vs_ref_large(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 2);
+    kp_rng r = th_rng(2);
     const int B = 64, C = 128, OC = 256;
     float *inp = malloc(sizeof(float) * B * C), *W = malloc(sizeof(float) * OC * C);
     float *b = malloc(sizeof(float) * OC), *o1 = malloc(sizeof(float) * B * OC);
@@ -88,8 +86,7 @@ static void test_linear_blas_vs_ref_large(void **state)
 static void test_linear_grad(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 3);
+    kp_rng r = th_rng(3);
     enum { B = 3, C = 4, OC = 5 };
     float inp[B * C], W[OC * C], bias[OC], out[B * OC], R[B * OC];
     th_fill(&r, inp, B * C, 1.0f);
@@ -118,8 +115,7 @@ static void test_linear_grad(void **state)
 static void test_tanh_grad(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 4);
+    kp_rng r = th_rng(4);
     enum { N = 40 };
     float x[N], y[N], R[N], dx[N] = {0};
     th_fill(&r, x, N, 1.5f);
@@ -142,8 +138,7 @@ static void test_tanh_grad(void **state)
 static void test_l2norm_grad(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 5);
+    kp_rng r = th_rng(5);
     enum { B = 4, D = 6 };
     float x[B * D], y[B * D], nrm[B], R[B * D], dx[B * D] = {0};
     th_fill(&r, x, B * D, 1.0f);
@@ -176,8 +171,7 @@ static void test_l2norm_grad(void **state)
 
 static void pair_grad_check(int cosine)
 {
-    kp_rng r;
-    kp_rng_seed(&r, 6 + (uint64_t)cosine);
+    kp_rng r = th_rng(6 + (uint64_t)cosine);
     enum { B = 3, D = 5 };
     float a[B * D], x[B * D], R[B], out[B], da[B * D] = {0}, dx[B * D] = {0};
     th_fill(&r, a, B * D, 1.0f);
@@ -226,8 +220,7 @@ static void test_cosine_grad(void **state)
 static void test_embbag_grad(void **state)
 {
     (void)state;
-    kp_rng r;
-    kp_rng_seed(&r, 8);
+    kp_rng r = th_rng(8);
     enum { V = 10, E = 4, B = 3 };
     float table[V * E], out[B * E], R[B * E];
     th_fill(&r, table, V * E, 1.0f);
@@ -326,8 +319,7 @@ static void test_adam_converges(void **state)
     hp.lr = 0.05f;
     enum { N = 8 };
     float p[N] = {0}, c[N], g[N], m[N] = {0}, v[N] = {0};
-    kp_rng r;
-    kp_rng_seed(&r, 9);
+    kp_rng r = th_rng(9);
     th_fill(&r, c, N, 2.0f);
     for (uint64_t t = 1; t <= 2000; t++) {
         for (int i = 0; i < N; i++)
@@ -346,8 +338,7 @@ static void test_lazy_adam(void **state)
     kp_adam_hp_default(&hp);
     hp.lr = 0.1f;
     hp.weight_decay = 0.01f;
-    kp_rng r;
-    kp_rng_seed(&r, 10);
+    kp_rng r = th_rng(10);
     float table[V * E], m[V * E] = {0}, v[V * E] = {0}, t0[V * E];
     uint32_t row_t[V] = {0};
     th_fill(&r, table, V * E, 1.0f);

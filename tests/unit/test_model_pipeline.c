@@ -19,6 +19,7 @@
 #include "model/ce.h"
 #include "model/featurize.h"
 #include "model/recommender.h"
+#include "th_main.h"
 
 #define NK 80
 #define NT 12
@@ -31,6 +32,7 @@ typedef struct {
     kp_ce *ce;
     kp_bm25 *bm;
     kp_calib *cal_ce, *cal_be;
+    size_t lens[NT]; /* strlen(titles[i]) */
 } fixture;
 
 static const char *words[] = {"steel",  "kitchen", "sink",  "red",    "shoes", "running",
@@ -78,6 +80,8 @@ static int setup(void **state)
         x->idp[i] = x->ids[i];
         x->textp[i] = x->texts[i];
     }
+    for (int i = 0; i < NT; i++)
+        x->lens[i] = strlen(titles[i]);
     kp_bienc_config bc;
     kp_bienc_config_default(&bc);
     bc.n_buckets = 1u << 12;
@@ -119,12 +123,9 @@ static void run_both(fixture *x, const kp_pipeline *p, int k, kp_rec_suggestion 
                      kp_rec_suggestion *b, int *cb)
 {
     char err[512];
-    size_t lens[NT];
-    for (int i = 0; i < NT; i++)
-        lens[i] = strlen(titles[i]);
     assert_int_equal(kp_rec_set_pipeline(x->rec, p, err, sizeof err), 0);
-    assert_int_equal(kp_rec_suggest(x->rec, titles, lens, NT, k, -1.0f, a, ca), 0);
-    assert_int_equal(kp_rec_suggest_ref(x->rec, titles, lens, NT, k, -1.0f, b, cb), 0);
+    assert_int_equal(kp_rec_suggest(x->rec, titles, x->lens, NT, k, -1.0f, a, ca), 0);
+    assert_int_equal(kp_rec_suggest_ref(x->rec, titles, x->lens, NT, k, -1.0f, b, cb), 0);
 }
 
 /* fast path == reference: same keyphrases in the same order, same scores */
@@ -172,18 +173,15 @@ static void test_no_pipeline_is_be_top_k(void **state)
 {
     fixture *x = *state;
     char err[512];
-    size_t lens[NT];
-    for (int i = 0; i < NT; i++)
-        lens[i] = strlen(titles[i]);
     kp_rec_suggestion a[NT * K], b[NT * K];
     int ca[NT], cb[NT], ids[NT * K];
     float sc[NT * K];
     assert_int_equal(kp_rec_set_pipeline(x->rec, NULL, err, sizeof err), 0);
-    assert_int_equal(kp_rec_suggest(x->rec, titles, lens, NT, K, -1.0f, a, ca), 0);
-    assert_int_equal(kp_rec_recommend(x->rec, titles, lens, NT, K, -1.0f, ids, sc, cb), 0);
+    assert_int_equal(kp_rec_suggest(x->rec, titles, x->lens, NT, K, -1.0f, a, ca), 0);
+    assert_int_equal(kp_rec_recommend(x->rec, titles, x->lens, NT, K, -1.0f, ids, sc, cb), 0);
     const kp_pipeline p = {.candidates = 0}; /* N = 0 means K */
     assert_int_equal(kp_rec_set_pipeline(x->rec, &p, err, sizeof err), 0);
-    assert_int_equal(kp_rec_suggest(x->rec, titles, lens, NT, K, -1.0f, b, cb), 0);
+    assert_int_equal(kp_rec_suggest(x->rec, titles, x->lens, NT, K, -1.0f, b, cb), 0);
     for (int i = 0; i < NT; i++) {
         assert_int_equal(ca[i], K);
         assert_int_equal(cb[i], K);
@@ -197,7 +195,7 @@ static void test_no_pipeline_is_be_top_k(void **state)
     /* N < K: only N candidates, the BE's first N */
     const kp_pipeline p3 = {.candidates = 3};
     assert_int_equal(kp_rec_set_pipeline(x->rec, &p3, err, sizeof err), 0);
-    assert_int_equal(kp_rec_suggest(x->rec, titles, lens, NT, K, -1.0f, b, cb), 0);
+    assert_int_equal(kp_rec_suggest(x->rec, titles, x->lens, NT, K, -1.0f, b, cb), 0);
     for (int i = 0; i < NT; i++) {
         assert_int_equal(cb[i], 3);
         for (int j = 0; j < 3; j++)
@@ -257,19 +255,16 @@ static void test_hybrid_union(void **state)
 {
     fixture *x = *state;
     char err[512];
-    size_t lens[NT];
-    for (int i = 0; i < NT; i++)
-        lens[i] = strlen(titles[i]);
     enum { C = 40 };
     kp_rec_suggestion a[NT * C], be[NT * C];
     int ca[NT], cbe[NT];
     /* the union through the pipeline itself: no gate, K = N + M keeps every candidate */
     const kp_pipeline onlybe = {.candidates = 8};
     assert_int_equal(kp_rec_set_pipeline(x->rec, &onlybe, err, sizeof err), 0);
-    assert_int_equal(kp_rec_suggest(x->rec, titles, lens, NT, 8, -1.0f, be, cbe), 0);
+    assert_int_equal(kp_rec_suggest(x->rec, titles, x->lens, NT, 8, -1.0f, be, cbe), 0);
     const kp_pipeline hy = {.bm25 = x->bm, .candidates = 8, .hybrid = 12};
     assert_int_equal(kp_rec_set_pipeline(x->rec, &hy, err, sizeof err), 0);
-    assert_int_equal(kp_rec_suggest(x->rec, titles, lens, NT, C, -1.0f, a, ca), 0);
+    assert_int_equal(kp_rec_suggest(x->rec, titles, x->lens, NT, C, -1.0f, a, ca), 0);
     int from_bm25 = 0;
     for (int i = 0; i < NT; i++) {
         int bd[12];
@@ -385,16 +380,10 @@ static void test_pipeline_checks(void **state)
     assert_null(kp_rec_pipeline(x->rec) == NULL ? NULL : (void *)1); /* still none set */
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_pipeline_vs_reference, setup, teardown),
+TH_MAIN(cmocka_unit_test_setup_teardown(test_pipeline_vs_reference, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_pipeline_is_be_top_k, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hybrid_union, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bm25_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pair_scores, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipeline_checks, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+        cmocka_unit_test_setup_teardown(test_pipeline_checks, setup, teardown))

@@ -53,13 +53,20 @@ static void test_config(void **state)
     kp_bienc_free(m);
 }
 
+/* The small bi-encoder of these tests (seeded with seed; its config in *mc) and the default
+ * training config in *c. */
+static kp_bienc *model_and_cfg(kp_bienc_config *mc, kp_train_config *c, uint64_t seed)
+{
+    kp_train_config_default(c);
+    return th_bienc_new(mc, 4096, 16, 32, 16, 1, 8, seed);
+}
+
 static void test_schedule(void **state)
 {
     (void)state;
     kp_bienc_config mc;
-    kp_bienc *m = th_bienc_new(&mc, 4096, 16, 32, 16, 1, 8, 1);
     kp_train_config c;
-    kp_train_config_default(&c);
+    kp_bienc *m = model_and_cfg(&mc, &c, 1);
     c.lr = 1.0f;
     c.warmup = 0.1f;
     c.min_lr_frac = 0.1f;
@@ -108,9 +115,8 @@ static void test_step_validation(void **state)
 {
     (void)state;
     kp_bienc_config mc;
-    kp_bienc *m = th_bienc_new(&mc, 4096, 16, 32, 16, 1, 8, 3), *m0 = kp_bienc_new(&mc, 3);
     kp_train_config c;
-    kp_train_config_default(&c);
+    kp_bienc *m = model_and_cfg(&mc, &c, 3), *m0 = kp_bienc_new(&mc, 3);
     c.w_bce = 1.0f;
     char err[160];
     kp_trainer *t = kp_trainer_new(m, &c, 3, 4, 4, 0, err, sizeof(err));
@@ -168,9 +174,8 @@ static void test_step_fits_and_changed_rows(void **state)
 {
     (void)state;
     kp_bienc_config mc;
-    kp_bienc *m = th_bienc_new(&mc, 4096, 16, 32, 16, 1, 8, 5);
     kp_train_config c;
-    kp_train_config_default(&c);
+    kp_bienc *m = model_and_cfg(&mc, &c, 5);
     c.w_bce = 1.0f;
     c.lr = 5e-3f, c.lr_emb = 5e-2f;
     char err[160];

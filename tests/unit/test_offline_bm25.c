@@ -13,6 +13,7 @@
 
 #include "model/bm25.h"
 #include "model/tsv.h"
+#include "th_main.h"
 
 #define assert_close(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
 
@@ -225,13 +226,5 @@ static void test_homedepot_if_present(void **state)
     kp_texts_free(&items);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tokenize),
-        cmocka_unit_test(test_hand_scores),
-        cmocka_unit_test(test_against_naive),
-        cmocka_unit_test(test_homedepot_if_present),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_tokenize), cmocka_unit_test(test_hand_scores),
+        cmocka_unit_test(test_against_naive), cmocka_unit_test(test_homedepot_if_present))

@@ -16,6 +16,8 @@
 #include "offline/ce_train.h"
 #include "offline/datasets.h"
 #include "offline/split.h"
+#include "th_main.h"
+#include "testhelp.h"
 
 /* ---- training on a synthetic task ------------------------------------------------------------ */
 
@@ -43,8 +45,7 @@ static void synth_build(synth *s, int n_items)
         else
             snprintf(ktx[i], 32, "%s %s", colours[(i - nt) % nc], things[(i - nt) / nc]);
     }
-    kp_rng r;
-    kp_rng_seed(&r, 77);
+    kp_rng r = th_rng(77);
     int *it = malloc((size_t)n_items * 3 * sizeof(int)), *ky = malloc((size_t)n_items * 3 * 4);
     float *rel = malloc((size_t)n_items * 3 * sizeof(float));
     for (int i = 0; i < n_items; i++) {
@@ -98,6 +99,16 @@ static void record_epoch(void *ctx, const kp_ce_epoch_stats *s)
     g_epochs_seen++;
 }
 
+/* The default options but epochs, batch 32, 2 threads, seed; every epoch goes to record_epoch. */
+static kp_ce_train_opts fast_opts(int epochs, uint64_t seed)
+{
+    kp_ce_train_opts o;
+    kp_ce_train_opts_default(&o);
+    o.epochs = epochs, o.batch = 32, o.threads = 2, o.seed = seed;
+    o.on_epoch = record_epoch;
+    return o;
+}
+
 /* keep_best: the model ends with the parameters of the epoch of the best validation Spearman
  * (re-scoring it gives that Spearman back); neg_weight changes the run; both deterministic. */
 static void test_keep_best_neg_weight(void **state)
@@ -105,11 +116,9 @@ static void test_keep_best_neg_weight(void **state)
     (void)state;
     synth s;
     synth_build(&s, 200);
-    kp_ce_train_opts o;
-    kp_ce_train_opts_default(&o);
-    o.epochs = 5, o.batch = 32, o.threads = 2, o.seed = 9, o.keep_best = 1, o.neg_weight = 0.3f;
+    kp_ce_train_opts o = fast_opts(5, 9);
+    o.keep_best = 1, o.neg_weight = 0.3f;
     o.lr = 2e-2f, o.lr_emb = 5e-2f; /* noisy on purpose: the last epoch need not be the best */
-    o.on_epoch = record_epoch;
     kp_ce_config c = {4096, 8, 16, 256, 1};
     kp_ce *m = kp_ce_new(&c, 9), *m2 = kp_ce_new(&c, 9), *m3 = kp_ce_new(&c, 9);
     kp_ce_epoch_stats last;
@@ -147,10 +156,7 @@ static void test_train_synthetic(void **state)
     (void)state;
     synth s;
     synth_build(&s, 300);
-    kp_ce_train_opts o;
-    kp_ce_train_opts_default(&o);
-    o.epochs = 8, o.batch = 32, o.threads = 2, o.seed = 5;
-    o.on_epoch = record_epoch;
+    kp_ce_train_opts o = fast_opts(8, 5);
     kp_ce_epoch_stats last;
     char err[256];
     kp_ce_config c = {4096, 8, 16, 256, 1};
@@ -188,11 +194,4 @@ static void test_train_synthetic(void **state)
     synth_free(&s);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_train_synthetic),
-        cmocka_unit_test(test_keep_best_neg_weight),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_train_synthetic), cmocka_unit_test(test_keep_best_neg_weight))

@@ -13,6 +13,7 @@
 
 #include "offline/clicksim.h"
 #include "offline/datasets.h"
+#include "th_main.h"
 
 #define assert_close(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
 
@@ -444,16 +445,8 @@ static void test_click_prob_grade_scales(void **state)
     assert_close(kp_clicksim_click_prob(&c, kp_grade_canonical(&scales[0], 4.0f)), 1.0, 1e-6);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_determinism),
-        cmocka_unit_test(test_structure),
+TH_MAIN(cmocka_unit_test(test_determinism), cmocka_unit_test(test_structure),
         cmocka_unit_test(test_ctr_decreases_with_position),
         cmocka_unit_test(test_ctr_increases_with_grade),
-        cmocka_unit_test(test_errors_and_roundtrip),
-        cmocka_unit_test(test_lexical_engine),
-        cmocka_unit_test(test_click_prob_grade_scales),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+        cmocka_unit_test(test_errors_and_roundtrip), cmocka_unit_test(test_lexical_engine),
+        cmocka_unit_test(test_click_prob_grade_scales))

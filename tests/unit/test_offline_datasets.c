@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "offline/datasets.h"
+#include "th_main.h"
 
 #define assert_close(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
 
@@ -465,13 +466,7 @@ static void test_grade_scales(void **state)
     kp_texts_free(&keys);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_texts_load_ok),      cmocka_unit_test(test_texts_errors),
-        cmocka_unit_test(test_texts_header_only),  cmocka_unit_test(test_texts_build_and_map),
-        cmocka_unit_test(test_judgments_load),     cmocka_unit_test(test_grade_scales),
-        cmocka_unit_test(test_clicklog_roundtrip), cmocka_unit_test(test_homedepot_if_present),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_texts_load_ok), cmocka_unit_test(test_texts_errors),
+        cmocka_unit_test(test_texts_header_only), cmocka_unit_test(test_texts_build_and_map),
+        cmocka_unit_test(test_judgments_load), cmocka_unit_test(test_grade_scales),
+        cmocka_unit_test(test_clicklog_roundtrip), cmocka_unit_test(test_homedepot_if_present))

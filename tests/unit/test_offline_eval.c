@@ -16,6 +16,7 @@
 #include "model/bm25.h"
 #include "offline/eval.h"
 #include "offline/datasets.h"
+#include "th_main.h"
 
 #define assert_close(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
 
@@ -487,17 +488,7 @@ static void test_slice_matches_filtered(void **state)
     kp_bienc_free(m);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hand_embeddings),
-        cmocka_unit_test(test_prefix),
-        cmocka_unit_test(test_bm25),
-        cmocka_unit_test(test_pair_scorer),
-        cmocka_unit_test(test_bienc_matches_embeddings),
-        cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_never_shown_slice),
-        cmocka_unit_test(test_slice_matches_filtered),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_hand_embeddings), cmocka_unit_test(test_prefix),
+        cmocka_unit_test(test_bm25), cmocka_unit_test(test_pair_scorer),
+        cmocka_unit_test(test_bienc_matches_embeddings), cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_never_shown_slice), cmocka_unit_test(test_slice_matches_filtered))

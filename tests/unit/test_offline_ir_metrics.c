@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "offline/ir_metrics.h"
+#include "th_main.h"
 
 static uint64_t rng_state = 12345;
 
@@ -191,14 +192,6 @@ static void test_recall_random_vs_reference(void **state)
     free(top);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_auc_hand),
-        cmocka_unit_test(test_pearson_spearman_hand),
-        cmocka_unit_test(test_random_vs_reference),
-        cmocka_unit_test(test_recall_hand),
-        cmocka_unit_test(test_recall_random_vs_reference),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_auc_hand), cmocka_unit_test(test_pearson_spearman_hand),
+        cmocka_unit_test(test_random_vs_reference), cmocka_unit_test(test_recall_hand),
+        cmocka_unit_test(test_recall_random_vs_reference))

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "offline/llm_judge.h"
+#include "th_main.h"
 
 /* Expects kp_llm_parse_grade to fail with a reason containing want. */
 static void bad_grade(const char *content, const char *want)
@@ -283,13 +284,7 @@ static void test_judge_new(void **state)
     assert_non_null(strstr(err, "{keyphrase}"));
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_grade_good),   cmocka_unit_test(test_parse_grade_malformed),
-        cmocka_unit_test(test_template_default),   cmocka_unit_test(test_template_parse),
-        cmocka_unit_test(test_chat_request),       cmocka_unit_test(test_responses),
-        cmocka_unit_test(test_backoff_and_status), cmocka_unit_test(test_judge_new),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_parse_grade_good), cmocka_unit_test(test_parse_grade_malformed),
+        cmocka_unit_test(test_template_default), cmocka_unit_test(test_template_parse),
+        cmocka_unit_test(test_chat_request), cmocka_unit_test(test_responses),
+        cmocka_unit_test(test_backoff_and_status), cmocka_unit_test(test_judge_new))

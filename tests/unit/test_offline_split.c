@@ -13,6 +13,7 @@
 
 #include "offline/split.h"
 #include "testhelp.h"
+#include "th_main.h"
 
 /* ---- kp_split_is_valid
  * ----------------------------------------------------------------------------------- */
@@ -107,11 +108,4 @@ static void test_split_tsv(void **state)
     assert_non_null(strstr(err, "cannot open"));
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_split),
-        cmocka_unit_test(test_split_tsv),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_split), cmocka_unit_test(test_split_tsv))

@@ -22,6 +22,7 @@
 #include "offline/ir_metrics.h"
 #include "offline/train_epochs.h"
 #include "testhelp.h"
+#include "th_main.h"
 
 /* ---- kp_train_epochs on a synthetic shop --------------------------------------------------------
  */
@@ -190,18 +191,24 @@ static void fast_cfg(kp_train_config *c)
     c->seed = 11;
 }
 
+/* The model every run starts from (the same config and seed) and the fast_cfg training config. */
+static kp_bienc *shop_model(kp_train_config *c)
+{
+    kp_bienc_config mc;
+    th_bienc_cfg(&mc, 4096, 16, 32, 16, 1, 8);
+    fast_cfg(c);
+    return kp_bienc_new(&mc, 7);
+}
+
 static void test_run_learns(void **state)
 {
     (void)state;
     shop s;
     shop_make(&s);
-    kp_bienc_config mc;
-    th_bienc_cfg(&mc, 4096, 16, 32, 16, 1, 8);
-    kp_bienc *m = kp_bienc_new(&mc, 7);
+    kp_train_config c;
+    kp_bienc *m = shop_model(&c);
     double r0, c0, r1, c1;
     shop_eval(&s, m, &r0, &c0);
-    kp_train_config c;
-    fast_cfg(&c);
     c.n_model_hard = 2;
     c.w_bce = 0.5f;
     kp_train_data d = {0};
@@ -231,11 +238,8 @@ static void test_run_terms_follow_data(void **state)
     (void)state;
     shop s;
     shop_make(&s);
-    kp_bienc_config mc;
-    th_bienc_cfg(&mc, 4096, 16, 32, 16, 1, 8);
-    kp_bienc *m = kp_bienc_new(&mc, 7);
     kp_train_config c;
-    fast_cfg(&c);
+    kp_bienc *m = shop_model(&c);
     c.epochs = 1;
     char err[256];
     kp_train_stats st;
@@ -284,11 +288,8 @@ static void test_run_terms_follow_data(void **state)
 
 static kp_bienc *train_once(shop *s, uint64_t seed, const char *path)
 {
-    kp_bienc_config mc;
-    th_bienc_cfg(&mc, 4096, 16, 32, 16, 1, 8);
-    kp_bienc *m = kp_bienc_new(&mc, 7);
     kp_train_config c;
-    fast_cfg(&c);
+    kp_bienc *m = shop_model(&c);
     c.epochs = 2;
     c.n_model_hard = 2;
     c.w_bce = 0.5f;
@@ -370,12 +371,9 @@ static void test_softmax_mask(void **state)
     (void)state;
     shop s;
     shop_make(&s);
-    kp_bienc_config mc;
-    th_bienc_cfg(&mc, 4096, 16, 32, 16, 1, 8);
     for (int pn = 0; pn < 2; pn++) {
-        kp_bienc *m = kp_bienc_new(&mc, 7);
         kp_train_config c;
-        fast_cfg(&c);
+        kp_bienc *m = shop_model(&c);
         c.epochs = 2;
         c.n_model_hard = 2;
         kp_train_data d = {0};
@@ -398,13 +396,5 @@ static void test_softmax_mask(void **state)
     shop_free(&s);
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_run_learns),
-        cmocka_unit_test(test_run_terms_follow_data),
-        cmocka_unit_test(test_run_deterministic),
-        cmocka_unit_test(test_softmax_mask),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TH_MAIN(cmocka_unit_test(test_run_learns), cmocka_unit_test(test_run_terms_follow_data),
+        cmocka_unit_test(test_run_deterministic), cmocka_unit_test(test_softmax_mask))

@@ -18,6 +18,7 @@
 #include "consumer/serve_batch.h"
 #include "model/recommender.h"
 #include "schemas/codec.h"
+#include "th_main.h"
 
 #define MAXREC 64
 
@@ -354,10 +355,7 @@ static void test_buffers_are_reused_across_batches(void **state)
     assert_int_equal(stored_offset(&x->f, 0), 4); /* the last batch: i0..i4, partition 0: 0, 3 */
 }
 
-int main(void)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_happy_path_stores_after_cache_and_deliveries, setup,
+TH_MAIN(cmocka_unit_test_setup_teardown(test_happy_path_stores_after_cache_and_deliveries, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cache_failure_holds_the_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_give_up_stores_nothing, setup, teardown),
@@ -366,7 +364,4 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_events_go_to_the_dlq_and_move_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets_are_per_partition_max_plus_one, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_buffers_are_reused_across_batches, setup, teardown),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+        cmocka_unit_test_setup_teardown(test_buffers_are_reused_across_batches, setup, teardown))

@@ -1,8 +1,10 @@
 /* testhelp.h - fixtures shared by the unit tests of model/ and offline/ (static inline, so a test
  * that uses none of them pays nothing). Include after <cmocka.h>.
  *
+ *   th_rng                                        a seeded generator
  *   th_fill / th_fill_normal / th_fill_uniform   seeded random arrays
  *   th_wsum                                       sum of x[i] * w[i] (a scalar loss of an output)
+ *   th_central_diff                               the central difference of a loss in x[i]
  *   th_assert_grad_close                          analytic vs central-difference gradient
  *   th_bienc_cfg                                  a small bi-encoder config with two prefixes
  *   th_bienc_new                                  th_bienc_cfg and a new bi-encoder of it
@@ -26,6 +28,14 @@
 #include "model/rng.h"
 #include "th_main.h"
 
+/* A generator seeded with seed. */
+static inline kp_rng th_rng(uint64_t seed)
+{
+    kp_rng r;
+    kp_rng_seed(&r, seed);
+    return r;
+}
+
 /* x[i] = scale * N(0, 1) from r. */
 static inline void th_fill(kp_rng *r, float *x, size_t n, float scale)
 {
@@ -36,16 +46,14 @@ static inline void th_fill(kp_rng *r, float *x, size_t n, float scale)
 /* As th_fill, from a fresh generator seeded with seed. */
 static inline void th_fill_normal(float *x, int n, uint64_t seed, float scale)
 {
-    kp_rng r;
-    kp_rng_seed(&r, seed);
+    kp_rng r = th_rng(seed);
     th_fill(&r, x, (size_t)(n > 0 ? n : 0), scale);
 }
 
 /* x[i] uniform in [0, 1), from a fresh generator seeded with seed. */
 static inline void th_fill_uniform(float *x, int n, uint64_t seed)
 {
-    kp_rng r;
-    kp_rng_seed(&r, seed);
+    kp_rng r = th_rng(seed);
     for (int i = 0; i < n; i++)
         x[i] = kp_rng_uniform(&r);
 }
@@ -67,6 +75,22 @@ static inline void th_assert_grad_close(double analytic, double numeric, double 
     double tol = abs_tol + 2e-2 * fmax(fabs(analytic), fabs(numeric));
     if (fabs(analytic - numeric) > tol)
         fail_msg("%s[%d]: analytic %.6g numeric %.6g", what, i, analytic, numeric);
+}
+
+/* A scalar loss of parameters the caller perturbs in place (th_central_diff). */
+typedef double (*th_loss_fn)(void *ctx);
+
+/* (loss(x[i] + h) - loss(x[i] - h)) / (2 h): the central difference of loss in x[i]; x[i] is
+ * restored. */
+static inline double th_central_diff(float *x, size_t i, float h, th_loss_fn loss, void *ctx)
+{
+    float keep = x[i];
+    x[i] = keep + h;
+    double lp = loss(ctx);
+    x[i] = keep - h;
+    double lm = loss(ctx);
+    x[i] = keep;
+    return (lp - lm) / (2.0 * h);
 }
 
 /* A small bi-encoder: n_buckets, emb_dim, hidden_dim, out_dim, towers shared or not, Matryoshka
