@@ -271,8 +271,10 @@ static void tsv_seeds(void)
 
 static void model_topic_seeds(void)
 {
-    put_str("model_topic", "12 /tmp/ck/be-v12.kpm");
-    put_str("model_topic", "18446744073709551615 /x");
+    put_str("model_topic", "type=delta\nversion=12\nlineage=4294967297\nbase=11\n"
+                           "blineage=4294967297\nchunk=0/1\nts=1796160000000\n\nKPD1");
+    put_str("model_topic", "type=checkpoint\nversion=18446744073709551615\nlineage=1\n"
+                           "chunk=0/2\nsize=8\nmac=0123456789abcdef0123456789abcdef\n\nKPM1");
 }
 
 static void llm_seeds(void)

@@ -92,7 +92,9 @@ wait_for 180 "the restarted trainer publishing" trained
 # stop the trainer: it publishes its last delta on the way out
 last_pub=$(date +%s.%N)
 kill -TERM "$TR"; wait "$TR" || fail "trainer exit code $?"
-final=$(sed -n 's/.*published model version \([0-9]*\).*/\1/p' "$T/trainer2.log" | tail -1)
+# the newest version it published: a delta ("published model version N") or a checkpoint
+# ("published checkpoint version N"), whichever came last
+final=$(sed -n 's/.*published \(model\|checkpoint\) version \([0-9]*\).*/\2/p' "$T/trainer2.log" | sort -n | tail -1)
 [ "$final" -gt "$restart_v" ] || fail "no version after the restart ($final <= $restart_v)"
 same_version() {
   for w in 1 3; do [ "$(metric "${MP[$w]}" kprec_model_version)" = "$final" ] || return 1; done
