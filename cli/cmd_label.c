@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/label_pairs.h"
 #include "cli/opts.h"
 #include "common/log.h"
 #include "common/progress.h"
@@ -90,170 +91,12 @@ static void label_usage(FILE *f)
         d.backoff_max_ms);
 }
 
-/* ---- a set of (item row, keyphrase row) pairs ---- */
-
-typedef struct {
-    uint64_t *slot; /* key + 1, 0 = empty */
-    size_t cap, n;
-} pair_set;
-
-static uint64_t pair_key(int item, int key)
-{
-    return ((uint64_t)(uint32_t)item << 32 | (uint32_t)key) + 1;
-}
-
-static size_t pair_hash(uint64_t k, size_t cap)
-{
-    return (size_t)(kp_fnv1a(&k, sizeof k) & (cap - 1));
-}
-
-/* Adds (item, key). Returns 1 if added, 0 if present, -1 on OOM. */
-static int pair_set_add(pair_set *s, int item, int key)
-{
-    if ((s->n + 1) * 2 > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 1024;
-        uint64_t *slot = calloc(cap, sizeof *slot);
-        if (!slot) return -1;
-        for (size_t i = 0; i < s->cap; i++)
-            if (s->slot[i]) {
-                size_t h = pair_hash(s->slot[i], cap);
-                while (slot[h])
-                    h = (h + 1) & (cap - 1);
-                slot[h] = s->slot[i];
-            }
-        free(s->slot);
-        s->slot = slot, s->cap = cap;
-    }
-    uint64_t k = pair_key(item, key);
-    size_t h = pair_hash(k, s->cap);
-    for (; s->slot[h]; h = (h + 1) & (s->cap - 1))
-        if (s->slot[h] == k) return 0;
-    s->slot[h] = k;
-    s->n++;
-    return 1;
-}
-
-static int pair_set_has(const pair_set *s, int item, int key)
-{
-    if (!s->cap) return 0;
-    uint64_t k = pair_key(item, key);
-    for (size_t h = pair_hash(k, s->cap); s->slot[h]; h = (h + 1) & (s->cap - 1))
-        if (s->slot[h] == k) return 1;
-    return 0;
-}
-
-/* ---- the pairs to judge ---- */
-
-typedef struct {
-    int n, cap;
-    int *item, *key;
-} pair_list;
-
-static int pair_list_add(pair_list *l, pair_set *seen, int item, int key)
-{
-    int r = pair_set_add(seen, item, key);
-    if (r <= 0) return r;
-    if (l->n == l->cap) {
-        int cap = l->cap ? l->cap * 2 : 1024;
-        int *it = realloc(l->item, sizeof(int) * (size_t)cap);
-        if (!it) return -1;
-        l->item = it;
-        int *k = realloc(l->key, sizeof(int) * (size_t)cap);
-        if (!k) return -1;
-        l->key = k;
-        l->cap = cap;
-    }
-    l->item[l->n] = item;
-    l->key[l->n++] = key;
-    return 1;
-}
-
-/* Reads item_id<TAB>keyphrase_id rows; unknown ids are counted in *unknown. */
-static int pairs_load(const char *path, const kp_texts *items, const kp_texts *keys, pair_list *l,
-                      pair_set *seen, long *unknown, char *err, size_t errlen)
-{
-    char *b = NULL;
-    size_t len;
-    int rc = -1;
-    if (kp_tsv_read_all(path, &b, &len, err, errlen)) return -1;
-    kp_tsv_lines it = {b, b + len, 0};
-    char *line, *f[3];
-    if (kp_tsv_skip_header(&it, path, NULL, err, errlen)) goto err;
-    while ((line = kp_tsv_next_line(&it))) {
-        if (!line[0]) continue;
-        if (kp_tsv_split(line, f, 3) < 2) {
-            kp_errf(err, errlen, "%s:%d: expected item_id<TAB>keyphrase_id", path, it.lineno);
-            goto err;
-        }
-        int i = kp_texts_find(items, f[0]), k = kp_texts_find(keys, f[1]);
-        if (i < 0 || k < 0) {
-            (*unknown)++;
-            continue;
-        }
-        if (pair_list_add(l, seen, i, k) < 0) {
-            kp_errf(err, errlen, "out of memory");
-            goto err;
-        }
-    }
-    rc = 0;
-err:
-    free(b);
-    return rc;
-}
-
-/* For every item: its n_bm25 best BM25 keyphrases, then n_random other random ones. */
-static int pairs_generate(const kp_texts *items, const kp_texts *keys, int n_bm25, int n_random,
-                          uint64_t seed, pair_list *l, pair_set *seen, char *err, size_t errlen)
-{
-    int rc = -1;
-    kp_bm25 *bm = NULL;
-    int *doc = NULL;
-    float *score = NULL;
-    if (n_bm25 > 0) {
-        if (!(bm = kp_bm25_build((const char *const *)keys->text, keys->n, KP_BM25_K1, KP_BM25_B,
-                                 err, errlen)))
-            goto err;
-        doc = malloc(sizeof *doc * (size_t)n_bm25);
-        score = malloc(sizeof *score * (size_t)n_bm25);
-        if (!doc || !score) goto oom;
-    }
-    int want_random = n_random < keys->n ? n_random : keys->n;
-    for (int i = 0; i < items->n; i++) {
-        int got = 0;
-        if (n_bm25 > 0) {
-            got = kp_bm25_topk(bm, items->text[i], n_bm25, doc, score);
-            if (got < 0) goto oom;
-            for (int r = 0; r < got; r++)
-                if (pair_list_add(l, seen, i, doc[r]) < 0) goto oom;
-        }
-        uint64_t s = kp_fnv1a_step(kp_fnv1a_str(items->id[i]), seed) | 1;
-        /* distinct random keyphrases not already among this item's candidates */
-        for (int added = 0, tries = 0; added < want_random && tries < 64 * (want_random + 1);
-             tries++) {
-            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-            int k = (int)(s % (uint64_t)keys->n);
-            int r = pair_list_add(l, seen, i, k);
-            if (r < 0) goto oom;
-            added += r;
-        }
-    }
-    rc = 0;
-    goto err;
-oom:
-    kp_errf(err, errlen, "out of memory");
-err:
-    free(doc);
-    free(score);
-    kp_bm25_free(bm);
-    return rc;
-}
-
 /* ---- resume ---- */
 
 /* Opens the output for appending: creates it with its header, or reads the pairs already in it
  * into done (cutting a torn last line). */
-static FILE *out_open(const char *path, const kp_texts *items, const kp_texts *keys, pair_set *done,
-                      long *n_done, char *err, size_t errlen)
+static FILE *out_open(const char *path, const kp_texts *items, const kp_texts *keys,
+                      kp_pairset *done, long *n_done, char *err, size_t errlen)
 {
     char *b = NULL;
     size_t len = 0;
@@ -289,7 +132,7 @@ static FILE *out_open(const char *path, const kp_texts *items, const kp_texts *k
                 goto err;
             }
             int i = kp_texts_find(items, fl[2]), k = kp_texts_find(keys, fl[1]);
-            if (i >= 0 && k >= 0 && pair_set_add(done, i, k) < 0) {
+            if (i >= 0 && k >= 0 && kp_pairset_add(done, i, k) < 0) {
                 kp_errf(err, errlen, "out of memory");
                 goto err;
             }
@@ -737,8 +580,8 @@ static int label_parse(int argc, char **argv, label_opts *o)
 /* Everything a run holds; label_free releases it (each member NULL / zero when not made). */
 typedef struct {
     kp_texts items, keys;
-    pair_list all;
-    pair_set seen, done;
+    kp_pairlist all;
+    kp_pairset seen, done;
     kp_llm_pair *pairs; /* the pairs still to judge */
     int n_todo;
     long n_skipped; /* pairs already in the output file */
@@ -774,14 +617,14 @@ static int label_pairs(const label_opts *o, label_state *s)
 {
     if (o->pairs_path) {
         long n_unknown = 0;
-        if (pairs_load(o->pairs_path, &s->items, &s->keys, &s->all, &s->seen, &n_unknown, s->err,
-                       sizeof s->err))
+        if (kp_pairs_load(o->pairs_path, &s->items, &s->keys, &s->all, &s->seen, &n_unknown, s->err,
+                          sizeof s->err))
             return 1;
         if (n_unknown)
             kp_warn("label: %ld pair(s) of %s skipped: unknown item or keyphrase id", n_unknown,
                     o->pairs_path);
-    } else if (pairs_generate(&s->items, &s->keys, o->per_item, o->n_random, o->lc.seed, &s->all,
-                              &s->seen, s->err, sizeof s->err)) {
+    } else if (kp_pairs_generate(&s->items, &s->keys, o->per_item, o->n_random, o->lc.seed, &s->all,
+                                 &s->seen, s->err, sizeof s->err)) {
         return 1;
     }
     if (o->limit > 0 && s->all.n > o->limit) s->all.n = (int)o->limit;
@@ -809,7 +652,7 @@ static int label_resume(const label_opts *o, label_state *s)
     }
     for (int p = 0; p < s->all.n; p++) {
         int i = s->all.item[p], k = s->all.key[p];
-        if (pair_set_has(&s->done, i, k)) {
+        if (kp_pairset_has(&s->done, i, k)) {
             s->n_skipped++;
             continue;
         }

@@ -72,16 +72,7 @@ stack_up
 "$KPREC" simulate-clicks --items "$T/data/items.tsv" --keyphrases "$T/data/keyphrases.tsv" \
   --judgments "$T/data/judgments.tsv" --out "$T/clicks.tsv" --sessions 8 >/dev/null
 mkdir -p "$T/ckpt"
-cat >>"$CONF" <<INI
-
-[train]
-checkpoint_dir = $T/ckpt
-delta_steps = 4
-delta_ms = 2000
-checkpoint_every = 3
-batch_size = 256
-INI
-sed -i 's/^\[kafka\]/[kafka]\nsession.timeout.ms = 6000/' "$CONF"
+fast_trainer_conf "checkpoint_dir = $T/ckpt"
 # CHAOS_COMMIT_MS=N: auto.commit.interval.ms for the workers (an experiment: unset, librdkafka's
 # default of 5000 ms, the shipped configuration, is what the run measures)
 [ -z "${CHAOS_COMMIT_MS:-}" ] || sed -i "s/^\[kafka\]/[kafka]\nauto.commit.interval.ms = $CHAOS_COMMIT_MS/" "$CONF"

@@ -45,15 +45,16 @@ start_worker() {
   WORKERS+=("$WPID")
 }
 
+# fast_trainer_conf 'EXTRA [train] LINES': a trainer that publishes often (a delta every 4 steps
+# or 2 s, a checkpoint every 3 versions) and a 6 s session timeout, so killed members leave fast
+fast_trainer_conf() {
+  printf '\n[train]\n%s\ndelta_steps = 4\ndelta_ms = 2000\ncheckpoint_every = 3\nbatch_size = 256\n' \
+    "${1:-}" >>"$CONF"
+  sed -i 's/^\[kafka\]/[kafka]\nsession.timeout.ms = 6000/' "$CONF"
+}
+
 rcli() { redis-cli -p "$RPORT" "$@"; }
 rec_keys() { rcli --scan --pattern 'kprec:rec:*' | wc -l; }
 
 # wait_for SECONDS DESCRIPTION COMMAND...: polls until COMMAND succeeds
-wait_for() {
-  local secs=$1 what=$2; shift 2
-  local end=$((SECONDS + secs))
-  until "$@"; do
-    [ $SECONDS -lt $end ] || fail "timed out after ${secs}s waiting for $what"
-    sleep 0.5
-  done
-}
+source "$ROOT/tests/integration/wait.sh"

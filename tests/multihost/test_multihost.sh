@@ -58,14 +58,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*" >&2; }
 figure() { echo "FIGURE: $*" >&2; }
 nsx() { local h=$1; shift; ip netns exec "$TAG-$h" "$@"; }
-wait_for() {
-  local secs=$1 what=$2; shift 2
-  local end=$((SECONDS + secs))
-  until "$@"; do
-    [ $SECONDS -lt $end ] || fail "timed out after ${secs}s waiting for $what"
-    sleep 0.5
-  done
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../integration/wait.sh"
 now() { date +%s.%N; }
 elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 

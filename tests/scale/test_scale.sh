@@ -10,18 +10,8 @@ stack_up
 "$KPREC" simulate-clicks --items "$T/data/items.tsv" --keyphrases "$T/data/keyphrases.tsv" \
   --judgments "$T/data/judgments.tsv" --out "$T/clicks.tsv" --sessions 8 >/dev/null
 mkdir -p "$T/ckpt"
-cat >>"$CONF" <<INI
-
-[model]
-hmac_key = scale-test-key
-
-[train]
-delta_steps = 4
-delta_ms = 2000
-checkpoint_every = 3
-batch_size = 256
-INI
-sed -i 's/^\[kafka\]/[kafka]\nsession.timeout.ms = 6000/' "$CONF"
+printf '\n[model]\nhmac_key = scale-test-key\n' >>"$CONF"
+fast_trainer_conf
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 declare -A MP PID
 for w in 1 2 3; do
