@@ -17,7 +17,7 @@ int kp_cmd_topics(int argc, char **argv)
         "usage: kprec topics [-c FILE]\n"
         "Creates every topic named in [topics] with [topics] partitions partitions\n"
         "(the model topic gets 1 and infinite retention: the trainer deletes the records\n"
-        "before its newest checkpoint); topics that exist are left as they are.\n"
+        "before its previous checkpoint); topics that exist are left as they are.\n"
         "  -c FILE   the configuration ([kafka], [topics]); default: defaults + environment\n"
         "Example:\n"
         "  kprec topics -c /tmp/kp/kprec.ini\n",
@@ -51,7 +51,7 @@ int kp_cmd_topics(int argc, char **argv)
             fprintf(stderr, "kprec topics: %s: %s\n", names[i], e);
             goto out;
         }
-        /* The model topic keeps everything: the trainer deletes what lies before its newest
+        /* The model topic keeps everything: the trainer deletes what lies before its previous
          * checkpoint (DeleteRecords), so the newest checkpoint and the deltas after it stay,
          * however quiet the trainer has been. */
         if (i == 3 && (rd_kafka_NewTopic_set_config(nt[i], "retention.ms", "-1") ||

@@ -397,7 +397,8 @@ static int batch_add_checkpoint(tsvc *s, txn_batch *b, uint64_t v, const unsigne
     return 0;
 }
 
-/* Deletes the model topic's records before offset (those before the newest checkpoint). */
+/* Deletes the model topic's records before offset (those before the previous checkpoint, so a
+ * replica reading the deltas before the newest one is not cut off). */
 static void delete_before(tsvc *s, int64_t offset)
 {
     rd_kafka_t *rk = kp_producer_handle(s->txp);
