@@ -3,7 +3,7 @@
 #
 #   bench/quality.sh --data DIR --out OUT [--clicks dense|sparse|lexical] [--tune]
 #                    [--eval-items F --eval-judgments F] [--rows LIST] [--full-args "ARGS"]
-#                    [--kprec BIN] [--threads T] [--epochs N]
+#                    [--kprec BIN] [--threads T] [--epochs N] [--ce CE.kpm]
 #
 # DIR holds items.tsv, keyphrases.tsv, judgments.tsv (e.g. /work/shared/data/homedepot).
 #  1. kprec split: items -> train / valid by a hash of item_id (80/20, deterministic).
@@ -26,6 +26,8 @@
 #     valid items (or --eval-items/--eval-judgments) with kprec eval --json --clicks OUT/clicks.tsv:
 #     every row on all judged pairs and on the never-shown slice (judged pairs whose keyphrase
 #     never appears in the training click log).
+#     --ce CE.kpm reuses a cross-encoder trained by an earlier run on the same split (the CE
+#     trains on judgments only, so it is the same in every click regime).
 #     --rows LIST (comma-separated, default all: ctr,ctr_sr,full,mse) trains only those BE rows
 #     (BM25 and the CE are always evaluated); --full-args appends arguments to the full row's
 #     and the MSE row's kprec train (for tuning).
@@ -35,7 +37,7 @@
 set -euo pipefail
 
 data="" out="" eval_items="" eval_judg="" tune=0 threads=2 epochs="" regime=dense
-rows_sel="ctr,ctr_sr,full,mse" full_args=""
+rows_sel="ctr,ctr_sr,full,mse" full_args="" ce_in=""
 kprec="${KPREC:-}"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -50,6 +52,7 @@ while [ $# -gt 0 ]; do
     --clicks) regime="$2"; shift 2 ;;
     --rows) rows_sel="$2"; shift 2 ;;
     --full-args) full_args="$2"; shift 2 ;;
+    --ce) ce_in="$2"; shift 2 ;;
     -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "quality.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
     esac
@@ -141,6 +144,12 @@ awk -F'\t' 'NR > 1 && $3 == "click" { s[$1] = 1 } END { n = 0; for (i in s) n++;
 # 3. models
 declare -A secs
 train_ce() {
+    if [ -n "$ce_in" ]; then
+        say "cross-encoder from $ce_in (not trained by this run)"
+        cp "$ce_in" "$out/ce.kpm"
+        secs[ce]=0
+        return
+    fi
     say "train-ce"
     local t0; t0=$(now)
     "$kprec" train-ce --items "$tr_items" --keyphrases "$K" --judgments "$ce_judg" \
