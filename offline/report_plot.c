@@ -22,6 +22,11 @@ const char *const kp_report_plot_name[KP_PLOT_N_FIXED] = {"recall", "matryoshka"
 #define PLOT_W 1000
 #define PLOT_H 620
 
+/* Line colours by model (or grade): dark enough to read on white, told apart in print. */
+static const char *const colour[] = {"#1f60a8", "#c0392b", "#239b56", "#7d3c98",
+                                     "#d35400", "#6e4b2a", "#c2185b", "#117a8b"};
+#define COLOUR(i) colour[(i) % (int)(sizeof colour / sizeof colour[0])]
+
 /* s as a gnuplot double-quoted string (backslash and quote escaped). */
 static void gp_str(FILE *f, const char *s)
 {
@@ -192,13 +197,14 @@ static int plot_recall(plot *p)
         }
         if (!n) continue;
         gp_sep(p->gp, &first);
-        fprintf(p->gp, "'%s.tsv' index %d using 1:2 with linespoints lw 2 pt 7 lc %d title ",
-                p->stem, block - 1, m + 1);
+        fprintf(p->gp, "'%s.tsv' index %d using 1:2 with linespoints lw 2 pt 7 lc rgb '%s' title ",
+                p->stem, block - 1, COLOUR(m));
         gp_str(p->gp, lab);
         if (slice) {
             gp_sep(p->gp, &first);
-            fprintf(p->gp, "'' index %d using 1:3 with linespoints lw 2 dt 2 pt 6 lc %d title ",
-                    block - 1, m + 1);
+            fprintf(p->gp,
+                    "'' index %d using 1:3 with linespoints lw 2 dt 2 pt 6 lc rgb '%s' title ",
+                    block - 1, COLOUR(m));
             char t[600];
             snprintf(t, sizeof t, "%s (never shown)", lab);
             gp_str(p->gp, t);
@@ -236,9 +242,10 @@ static int plot_matryoshka(plot *p)
                     fprintf(p->data, "%s\t%s\n", r->f[KP_RR_A], r->f[KP_RR_C]);
             }
             gp_sep(p->gp, &first);
-            fprintf(p->gp,
-                    "'%s.tsv' index %d using 1:2 with linespoints lw 2 pt %d dt %d lc %d title ",
-                    p->stem, block - 1, 5 + 2 * (e % 4), 1 + e % 5, m + 1);
+            fprintf(
+                p->gp,
+                "'%s.tsv' index %d using 1:2 with linespoints lw 2 pt %d dt %d lc rgb '%s' title ",
+                p->stem, block - 1, 5 + 2 * (e % 4), 1 + e % 5, COLOUR(m));
             gp_str(p->gp, t);
         }
     }
@@ -250,9 +257,12 @@ static int plot_matryoshka(plot *p)
 static int plot_calibration(plot *p)
 {
     int block = 0, first = 1;
-    gp_header(p->gp, p->stem, "calibration of the published probability (10 bins of p)",
+    gp_header(p->gp, p->stem,
+              "calibration of the published probability (10 bins of p; pairs per bin)",
               "published p (mean of the bin)", "observed share of relevant pairs");
-    fputs("set xrange [0:1]\nset yrange [0:1]\nset size ratio -1\n", p->gp);
+    fputs("set xrange [-0.03:1.03]\nset yrange [-0.03:1.09]\nset xtics 0,0.2,1\nset ytics 0,0.2,1\n"
+          "set size ratio -1\n",
+          p->gp);
     gp_sep(p->gp, &first);
     fputs("x with lines dt 3 lw 2 lc 'gray40' title 'perfectly calibrated'", p->gp);
     for (int m = 0; m < p->rows->n_model; m++) {
@@ -266,9 +276,15 @@ static int plot_calibration(plot *p)
         }
         if (!n) continue;
         gp_sep(p->gp, &first);
-        fprintf(p->gp, "'%s.tsv' index %d using 1:2 with linespoints lw 2 pt 7 lc %d title ",
-                p->stem, block - 1, m + 1);
+        fprintf(p->gp, "'%s.tsv' index %d using 1:2 with linespoints lw 2 pt 7 lc rgb '%s' title ",
+                p->stem, block - 1, COLOUR(m));
         gp_str(p->gp, lab);
+        /* each bin's number of pairs next to its point */
+        gp_sep(p->gp, &first);
+        fprintf(p->gp,
+                "'' index %d using 1:2:(sprintf('%%d', int($3))) with labels offset 0,0.9 "
+                "font ',10' tc rgb '%s' notitle",
+                block - 1, COLOUR(m));
     }
     fputc('\n', p->gp);
     return block;
@@ -333,12 +349,12 @@ static int plot_never_shown(plot *p)
         char t[600];
         n_with++;
         gp_sep(p->gp, &first);
-        fprintf(p->gp, "'%s.tsv' using %d%s fs solid 0.9 border -1 lc %d title ", p->stem, col,
-                col == 2 ? ":xtic(1)" : "", m + 1);
+        fprintf(p->gp, "'%s.tsv' using %d%s fs solid 0.9 border -1 lc rgb '%s' title ", p->stem,
+                col, col == 2 ? ":xtic(1)" : "", COLOUR(m));
         snprintf(t, sizeof t, "%s: all pairs", R->model[m]);
         gp_str(p->gp, t);
         gp_sep(p->gp, &first);
-        fprintf(p->gp, "'' using %d fs pattern 4 border -1 lc %d title ", col + 1, m + 1);
+        fprintf(p->gp, "'' using %d fs pattern 4 border -1 lc rgb '%s' title ", col + 1, COLOUR(m));
         snprintf(t, sizeof t, "%s: never shown", R->model[m]);
         gp_str(p->gp, t);
         col += 2;
@@ -370,8 +386,10 @@ static int plot_scores(plot *p, int m)
             cur = r->f[KP_RR_A];
             block_start(p, &block, cur);
             gp_sep(p->gp, &first);
-            fprintf(p->gp, "'%s.tsv' index %d using 1:2 with linespoints lw 2 pt 7 ps 0.8 title ",
-                    p->stem, block - 1);
+            fprintf(p->gp,
+                    "'%s.tsv' index %d using 1:2 with linespoints lw 2 pt 7 ps 0.8 lc rgb '%s' "
+                    "title ",
+                    p->stem, block - 1, COLOUR(block - 1));
             gp_str(p->gp, cur);
         }
         fprintf(p->data, "%s\t%s\n", r->f[KP_RR_B], r->f[KP_RR_C]);
