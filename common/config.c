@@ -50,6 +50,10 @@ static const kp_key keys[] = {
     I("worker", "retry_backoff_max_ms", retry_backoff_max_ms, "5000", 1, 3600000),
     I("worker", "metrics_port", metrics_port, "0", 0, 65535),
     S("worker", "metrics_bind", metrics_bind, "127.0.0.1"),
+    I("worker", "metrics_max_connections", metrics_max_connections, "32", 1, 1000),
+    I("worker", "metrics_timeout_s", metrics_timeout_s, "10", 1, 3600),
+    I("worker", "health_max_paused_s", health_max_paused_s, "60", 0, 86400000),
+    I("worker", "health_max_stall_s", health_max_stall_s, "60", 0, 86400000),
     S("topics", "items", topic_items, "items.listed"),
     S("topics", "clicks", topic_clicks, "items.clicks"),
     S("topics", "judgments", topic_judgments, "relevance.judgments"),
@@ -101,6 +105,7 @@ static const kp_key keys[] = {
     I("train", "checkpoint_every", train_checkpoint_every, "10", 1, 1000000),
     I("train", "resolve_timeout_ms", train_resolve_timeout_ms, "30000", 0, 86400000),
     I("train", "max_chunk", train_max_chunk, "900000", 4096, 100000000),
+    I("train", "max_pending", train_max_pending, "20000", 1, 100000000),
     S("schemas", "dir", schemas_dir, ""),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -32,6 +32,10 @@ typedef struct {
     int retry_backoff_max_ms;
     int metrics_port; /* 0 = no HTTP endpoint */
     char metrics_bind[64];
+    int metrics_max_connections; /* HTTP connections at once; more are refused */
+    int metrics_timeout_s;       /* an idle HTTP connection is closed after this long */
+    int health_max_paused_s;     /* /healthz: 503 when paused longer (0 = off) */
+    int health_max_stall_s; /* /healthz: 503 when a loop or Redis is stuck this long (0 = off) */
     /* [topics] */
     char topic_items[256], topic_clicks[256], topic_judgments[256], topic_suggestions[256],
         topic_model[256], topic_dlq[256];
@@ -80,6 +84,7 @@ typedef struct {
     int train_checkpoint_every;   /* write a checkpoint every M versions */
     int train_resolve_timeout_ms; /* an event whose item has no title is retried this long */
     int train_max_chunk;          /* bytes per model-topic record */
+    int train_max_pending;        /* events waiting for titles; when reached, pause the input */
     /* [schemas] */
     char schemas_dir[1024]; /* extra writer schemas <id>-<Name>.avsc; empty = built-in only */
     /* [kafka]: passed through */

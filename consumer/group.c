@@ -184,7 +184,7 @@ void kp_group_pause(kp_group *g, int pause)
         rd_kafka_resume_partitions(g->rk, a);
     rd_kafka_topic_partition_list_destroy(a);
     g->paused = pause;
-    atomic_store(&kp_m.paused, pause);
+    kp_telemetry_set_paused(pause);
 }
 
 int kp_group_paused(const kp_group *g)

@@ -75,6 +75,7 @@ static kp_sink_rc sink_cache_put(void *ctx, const kp_cache_entry *e, int n)
     char err[512];
     int stale = 0;
     if (!kp_cache_put(w->cache, e, n, &stale, err, sizeof err)) {
+        kp_telemetry_cache_result(NULL);
         atomic_fetch_add(&kp_m.redis_writes, (unsigned long long)(n - stale));
         atomic_fetch_add(&kp_m.stale_skipped, (unsigned long long)stale);
         w->backoff_ms = w->cfg->retry_backoff_ms;
@@ -84,6 +85,7 @@ static kp_sink_rc sink_cache_put(void *ctx, const kp_cache_entry *e, int n)
         }
         return KP_SINK_OK;
     }
+    kp_telemetry_cache_result(err);
     atomic_fetch_add(&kp_m.redis_errors, 1);
     if (!kp_group_paused(w->group)) {
         kp_warn("%s: pausing consumption, retrying in %d ms", err, w->backoff_ms);
@@ -200,6 +202,7 @@ static void drop_batch(worker *w)
 static int serve_loop(worker *w)
 {
     while (!kp_worker_stop) {
+        kp_telemetry_tick(KP_LOOP_SERVE);
         fill_batch(w);
         if (w->follower) swap_model(w);
         if (!w->n) continue;

@@ -36,6 +36,13 @@
 
 #define KP_WIRE_HEADER_LEN 5   /* magic byte + 4-byte schema id */
 #define KP_ITEM_ID_MAX     256 /* bytes, checked by kp_validate_item_listed */
+/* Field limits of the kp_validate_* functions (validate.c). */
+#define KP_KEYPHRASE_MAX   512  /* bytes of a keyphrase */
+#define KP_FIELD_MAX       1024 /* bytes of another short string (category, seller_id) */
+#define KP_POSITION_MAX    1000 /* an AdEvent's slot position: 0..1000 */
+#define KP_PRICE_MAX       1e12 /* a listing's price: 0..1e12 */
+#define KP_TS_MAX          INT64_C(253402300799999) /* event times: 0..year 9999, Unix ms */
+#define KP_SUGGESTIONS_MAX 1000                     /* suggestions in one record */
 #define KP_CODEC_ERRLEN    256 /* a comfortable size for the err buffers below */
 
 typedef struct kp_codec kp_codec;
@@ -166,11 +173,30 @@ void kp_suggestions_clear(kp_suggestions_decoded *v);
 
 /* ---- validation -------------------------------------------------------------------------- */
 
-/* Check what the worker needs of a listing: item_id non-empty and <= KP_ITEM_ID_MAX bytes, title
- * non-empty and <= max_title bytes, every string valid UTF-8. Returns 0, or -1 with a reason in
- * err: "missing item_id", "item_id too long (300 > 256 bytes)", "missing title", "empty title",
+/* The field limits of each record, checked after a successful decode (the decoders check only
+ * the wire format). Each returns 0, or -1 with the first failed check in err: a dead-letter reason
+ * such as "missing keyphrase", "keyphrase too long (900000 > 512 bytes)", "keyphrase is not valid
+ * UTF-8 (byte 17)", "score out of range (nan, expected 0..1)". Strings: required ones non-blank,
+ * every one within its byte cap and well-formed UTF-8; numbers finite and in range; event times
+ * in 0..KP_TS_MAX. */
+
+/* Listing: item_id non-empty and <= KP_ITEM_ID_MAX bytes, title non-blank and <= max_title bytes,
+ * category and seller_id (may be NULL/empty) <= KP_FIELD_MAX, price finite in 0..KP_PRICE_MAX.
+ * E.g. "missing item_id", "item_id too long (300 > 256 bytes)", "missing title", "empty title",
  * "title too long (5000 > 1024 bytes)", "title is not valid UTF-8 (byte 17)", ... */
 int kp_validate_item_listed(const kp_item_listed *v, size_t max_title, char *err, size_t errlen);
+
+/* AdEvent (impression or click): item_id and keyphrase required, kind a known value, position in
+ * 0..KP_POSITION_MAX. */
+int kp_validate_ad_event(const kp_ad_event *v, char *err, size_t errlen);
+
+/* Judgment: title (<= max_title bytes) and keyphrase required, item_id optional, source a known
+ * value, score a number in [0, 1] (NaN, 7.5 and -1e300 fail). */
+int kp_validate_judgment(const kp_judgment *v, size_t max_title, char *err, size_t errlen);
+
+/* KeyphraseSuggestions: item_id required, n in 0..KP_SUGGESTIONS_MAX, every keyphrase required,
+ * every score finite. */
+int kp_validate_suggestions(const kp_suggestions_decoded *v, char *err, size_t errlen);
 
 /* Return 1 if s[0..n-1] is well-formed UTF-8 (no overlongs, surrogates or code points above
  * U+10FFFF), else 0 and, if bad_at is not NULL, the offset of the first bad byte in *bad_at. */
