@@ -171,8 +171,9 @@ static int assign_items(rescore *r, int64_t from_offset, int64_t from_time, long
     return e ? -1 : 0;
 }
 
-/* Is the event worth re-scoring? 1 yes, 0 no (counted), -1 when Redis failed. */
-static int wanted(rescore *r, const rd_kafka_message_t *m)
+/* Is the event worth re-scoring? 1 yes, 0 no (counted), -1 when Redis failed; 2 when its item is
+ * in the batch being gathered (ids[0..n)): that batch must be written first, then ask again. */
+static int wanted(rescore *r, const rd_kafka_message_t *m, char **ids, int n, char **id_out)
 {
     char err[512], reason[256];
     kp_item_listed it;
@@ -185,6 +186,11 @@ static int wanted(rescore *r, const rd_kafka_message_t *m)
         r->bad++; /* the worker dead-lettered it */
         return 0;
     }
+    for (int i = 0; i < n; i++)
+        if (!strcmp(ids[i], it.item_id)) {
+            kp_item_listed_clear(&it);
+            return 2;
+        }
     int found = kp_cache_get(r->cache, it.item_id, &ver, &gen, &sugg, &title, err, sizeof err);
     int rc = 0;
     if (found < 0)
@@ -198,6 +204,7 @@ static int wanted(rescore *r, const rd_kafka_message_t *m)
     else
         rc = 1;
     if (found < 0) kp_warn("rescore: %s", err);
+    if (rc == 1 && !(*id_out = strdup(it.item_id))) rc = -1;
     free(sugg), free(title);
     kp_item_listed_clear(&it);
     return rc;
@@ -239,15 +246,27 @@ static void pace(rescore *r)
     if (ahead > 0) kp_backoff_sleep((int)(ahead * 1000.0), &stop_flag, NULL, NULL);
 }
 
+/* Re-scores the *n gathered events and releases them. 0, or -1. */
+static int flush_batch(rescore *r, rd_kafka_message_t **take, char **ids, int *n,
+                       kp_serve_event *ev)
+{
+    int rc = run_batch(r, take, *n, ev);
+    for (int i = 0; i < *n; i++)
+        rd_kafka_message_destroy(take[i]), free(ids[i]);
+    *n = 0;
+    return rc;
+}
+
 /* Reads the assigned partitions to their ends (as of the start), re-scoring as it goes. */
 static int scan(rescore *r, long total, int quiet)
 {
     int cap = r->c->batch_size, n = 0, rc = 0, eof = 0, nparts = 0;
     if (r->rate > 0 && r->rate < cap) cap = r->rate < 1 ? 1 : (int)r->rate;
     rd_kafka_message_t **take = calloc((size_t)cap, sizeof *take);
+    char **ids = calloc((size_t)cap, sizeof *ids); /* the item ids of take[] */
     kp_serve_event *ev = calloc((size_t)cap, sizeof *ev);
     rd_kafka_topic_partition_list_t *asg = NULL;
-    if (!take || !ev || rd_kafka_assignment(r->rk, &asg)) {
+    if (!take || !ids || !ev || rd_kafka_assignment(r->rk, &asg)) {
         fprintf(stderr, WHO ": out of memory\n");
         rc = -1;
         goto out;
@@ -266,7 +285,11 @@ static int scan(rescore *r, long total, int quiet)
             kp_warn("rescore: %s", rd_kafka_message_errstr(m));
         } else if (m) {
             r->examined++;
-            int w = wanted(r, m);
+            int w = wanted(r, m, ids, n, &ids[n]);
+            if (w == 2) { /* its item is in the batch: write that first, then look again */
+                rc = flush_batch(r, take, ids, &n, ev);
+                w = rc ? -1 : wanted(r, m, ids, n, &ids[n]);
+            }
             if (w < 0) {
                 rc = -1;
                 rd_kafka_message_destroy(m);
@@ -280,22 +303,19 @@ static int scan(rescore *r, long total, int quiet)
         }
         if (m) rd_kafka_message_destroy(m);
         if (flush) {
-            if (run_batch(r, take, n, ev)) rc = -1;
-            for (int i = 0; i < n; i++)
-                rd_kafka_message_destroy(take[i]);
-            n = 0;
-            if (rc) break;
+            if ((rc = flush_batch(r, take, ids, &n, ev))) break;
             pace(r);
         }
         kp_progress_update(&p, r->examined);
     }
-    if (!rc && n && run_batch(r, take, n, ev)) rc = -1;
+    if (!rc && n) rc = flush_batch(r, take, ids, &n, ev);
     for (int i = 0; i < n; i++)
-        rd_kafka_message_destroy(take[i]);
+        rd_kafka_message_destroy(take[i]), free(ids[i]);
     kp_progress_done(&p, r->examined);
 out:
     if (asg) rd_kafka_topic_partition_list_destroy(asg);
     free(take);
+    free(ids);
     free(ev);
     return rc;
 }
