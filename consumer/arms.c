@@ -82,6 +82,7 @@ kp_arms *kp_arms_new(const kp_config *c, char *err, size_t errlen)
     if (c->model_shadow[0]) {
         if (!(a->shadow = load_arm(c, "shadow", c->model_shadow, err, errlen))) goto err;
         if (!(a->codec = kp_codec_new(err, errlen)) ||
+            (c->schemas_dir[0] && kp_codec_load_dir(a->codec, c->schemas_dir, err, errlen)) ||
             !(a->avro = malloc(sizeof *a->avro * (size_t)a->k)))
             goto err;
         rd_kafka_conf_t *conf = kp_kafka_producer_conf(c, "20", on_shadow_delivery, e, sizeof e);
