@@ -286,7 +286,10 @@ static int scan(rescore *r, long total, int quiet)
         } else if (m) {
             r->examined++;
             int w = wanted(r, m, ids, n, &ids[n]);
-            if (w == 2) { /* its item is in the batch: write that first, then look again */
+            if (w == 2 && r->dry_run) { /* its item is in the batch: it would be current then */
+                r->current++;
+                w = 0;
+            } else if (w == 2) { /* its item is in the batch: write that first, then look again */
                 rc = flush_batch(r, take, ids, &n, ev);
                 w = rc ? -1 : wanted(r, m, ids, n, &ids[n]);
             }

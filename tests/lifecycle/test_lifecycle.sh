@@ -121,6 +121,7 @@ start_worker serve2 KPREC_WORKER_METRICS_PORT="$MP" KPREC_MODEL_AB_CANDIDATE="$T
 SV=$WPID
 wait_for 120 "serve2 at version $N" at_version "$N"
 grep -q "arms: A/B split: 50%" "$T/serve2.log" || fail "serve2 did not start the split"
+T_AB=$(date +%s%3N)
 "$KPREC" replay -c "$CONF" --items "$T/data/items.tsv" --count $N_ITEMS --quiet
 armed() { [ "$(rcli --scan --pattern 'kprec:rec:*' | while read -r k; do rcli hget "$k" suggestions; done | grep -c '"arm"')" -ge $N_ITEMS ]; }
 wait_for 120 "$N_ITEMS items re-cached with an arm" armed
@@ -182,8 +183,18 @@ ok "rollback: version $((N + 1)) published with C1's weights; the running traine
 
 # the worker without the split; rescore: every item at N+1, scored as in S1
 kill -TERM "$SV"; wait "$SV" || fail "serve2 exited with $?"
-"$KPREC" rescore -c "$CONF" --quiet --rate 500 >"$T/rescore3.out" 2>/dev/null || fail "rescore after rollback"
+# --from-time: only the events of the second replay (offsets_for_times); a time after every event
+"$KPREC" rescore -c "$CONF" --quiet --dry-run --from-time "$T_AB" >"$T/rescore_t.out" 2>/dev/null || fail "rescore --from-time"
+grep -q "examined $N_ITEMS, would re-score $N_ITEMS," "$T/rescore_t.out" || fail "rescore --from-time: $(cat "$T/rescore_t.out")"
+"$KPREC" rescore -c "$CONF" --quiet --dry-run --from-time "$(date +%s%3N)" >"$T/rescore_t2.out" 2>/dev/null || fail "rescore --from-time now"
+grep -q "examined 0," "$T/rescore_t2.out" || fail "rescore --from-time now: $(cat "$T/rescore_t2.out")"
+"$KPREC" rescore -c "$CONF" --rate 100/s >"$T/rescore3.out" 2>"$T/rescore3.err" || fail "rescore after rollback"
 grep -q "re-scored $N_ITEMS," "$T/rescore3.out" || fail "rescore after rollback: $(cat "$T/rescore3.out")"
+# the cap bounds the scan's time from below: 300 items at 100/s take at least 2 s (the final
+# progress line's "elapsed", which starts after the model and the connections are set up)
+el=$(sed -n 's/^rescore: .* elapsed \([0-9]*\)s .*/\1/p' "$T/rescore3.err" | tail -1)
+[ -n "$el" ] && [ "$el" -ge 2 ] || fail "--rate 100/s re-scored $N_ITEMS items in ${el:-?} s: $(tail -1 "$T/rescore3.err")"
+ok "rescore --rate 100/s: $N_ITEMS items re-scored in ${el} s"
 snapshot "$T/s3.tsv"
 [ "$(cut -f2 "$T/s3.tsv" | sort -u)" = "$((N + 1))" ] || fail "after rollback + rescore not every item is at $((N + 1))"
 read -r same total < <(compare "$T/s3.tsv" "$T/s1.tsv")
