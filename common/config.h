@@ -39,7 +39,8 @@ typedef struct {
     /* [topics] */
     char topic_items[256], topic_clicks[256], topic_judgments[256], topic_suggestions[256],
         topic_model[256], topic_dlq[256];
-    int topic_partitions; /* used by `kprec topics` when creating them */
+    char topic_shadow[256]; /* the shadow model's lists ([model] shadow); never cached */
+    int topic_partitions;   /* used by `kprec topics` when creating them */
     /* [redis] */
     char redis_host[256];
     int redis_port;
@@ -67,6 +68,10 @@ typedef struct {
     double model_threshold;       /* publish only p >= threshold (0 = no gate) */
     char model_hmac_key[256];     /* HMAC-SHA-256 key of the model topic's records (secret) */
     int model_max_behind_s; /* /healthz answers 503 when the model is behind this long (0 = off) */
+    /* model lifecycle (consumer/arms.h): shadow scoring and an A/B split */
+    char model_shadow[1024];       /* checkpoint scored beside the live model; empty = none */
+    char model_ab_candidate[1024]; /* checkpoint of the A/B split's candidate arm; empty = none */
+    int model_ab_weight;           /* percent of items (hash of item_id) the candidate scores */
     /* [train] */
     char train_group[256];            /* consumer group of the trainer */
     char train_checkpoint_dir[1024];  /* optional local cache of checkpoints (any role) */

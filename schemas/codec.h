@@ -28,11 +28,12 @@
 #include <stdint.h>
 
 /* Fixed schema ids (documented in schemas/README.md). */
-#define KP_SCHEMA_ID_ITEM_LISTED           1
-#define KP_SCHEMA_ID_AD_EVENT              2
-#define KP_SCHEMA_ID_JUDGMENT              3
-#define KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS 4
-#define KP_SCHEMA_ID_ITEM_LISTED_V0        101
+#define KP_SCHEMA_ID_ITEM_LISTED              1
+#define KP_SCHEMA_ID_AD_EVENT                 2
+#define KP_SCHEMA_ID_JUDGMENT                 3
+#define KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS    4 /* v0: written when there is no arm */
+#define KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS_V1 5 /* v1: + arm (the current reader) */
+#define KP_SCHEMA_ID_ITEM_LISTED_V0           101
 
 #define KP_WIRE_HEADER_LEN 5   /* magic byte + 4-byte schema id */
 #define KP_ITEM_ID_MAX     256 /* bytes, checked by kp_validate_item_listed */
@@ -92,6 +93,7 @@ typedef struct {
     int64_t model_version, generated_at;
     int n;
     kp_suggestion_owned *items; /* n entries, NULL when n == 0 */
+    char *arm; /* the model of an A/B split or the shadow; "" when none (and for id 4) */
 } kp_suggestions_decoded;
 
 /* ---- codec lifetime ---------------------------------------------------------------------- */
@@ -139,7 +141,12 @@ int kp_encode_item_listed_v0(kp_codec *c, const kp_item_listed *v, void **out, s
 int kp_encode_ad_event(kp_codec *c, const kp_ad_event *v, void **out, size_t *outlen);
 /* Judgment (id 3). score must be a number in [0, 1]. */
 int kp_encode_judgment(kp_codec *c, const kp_judgment *v, void **out, size_t *outlen);
-/* KeyphraseSuggestions (id 4) of n suggestions s[0..n-1] (s may be NULL when n == 0). */
+/* KeyphraseSuggestions (id 4) of n suggestions s[0..n-1] (s may be NULL when n == 0).
+ * kp_encode_suggestions_arm: the same with the arm that scored it (id 5; NULL or "" gives id 4,
+ * so records without an arm stay readable by readers that know only id 4). */
+int kp_encode_suggestions_arm(kp_codec *c, const char *item_id, int64_t model_version,
+                              int64_t generated_at, const char *arm, const kp_suggestion *s, int n,
+                              void **out, size_t *outlen);
 int kp_encode_suggestions(kp_codec *c, const char *item_id, int64_t model_version,
                           int64_t generated_at, const kp_suggestion *s, int n, void **out,
                           size_t *outlen);
