@@ -35,7 +35,8 @@ typedef struct {
     /* [topics] */
     char topic_items[256], topic_clicks[256], topic_judgments[256], topic_suggestions[256],
         topic_model[256], topic_dlq[256];
-    int topic_partitions; /* used by `kprec topics` when creating them */
+    int topic_partitions;      /* used by `kprec topics` when creating them */
+    char topic_inventory[256]; /* compacted keyphrase inventory topic; empty = [model] keyphrases */
     /* [redis] */
     char redis_host[256];
     int redis_port;
