@@ -436,8 +436,8 @@ int kp_inventory_load(const kp_config *c, kp_texts *out, uint64_t *seq, char *er
         pthread_mutex_unlock(&current_lock);
         if (!c->model_keyphrases[0]) {
             kp_errf(err, errlen,
-                    "[model] keyphrases: no keyphrase inventory file (nor [topics] inventory) "
-                    "configured");
+                    "[model] keyphrases: no keyphrase inventory file configured (nor [topics] "
+                    "inventory)");
             return -1;
         }
         return kp_inv_file_load(c->model_keyphrases, out, err, errlen);
