@@ -542,10 +542,12 @@ int kp_inventory_apply(const kp_config *c, kp_recommender *r, int max_changes, c
         pthread_mutex_unlock(&v->lock);
     }
     pthread_mutex_unlock(&current_lock);
-    if (changed) {
-        atomic_store(&kp_m.keyphrases, kp_rec_size(r));
-        if (kp_assets_attach(c, r, err, errlen)) rc = -1;
-    }
+    if (changed) atomic_store(&kp_m.keyphrases, kp_rec_size(r));
+    /* a change drops the BM25 index of the old list; so may a failed attach: retried each call */
+    const kp_pipeline *p = kp_rec_pipeline(r);
+    if ((changed || (c->model_hybrid > 0 && (!p || !p->bm25))) &&
+        kp_assets_attach(c, r, err, errlen))
+        rc = -1;
     if (!rc) rc = changed;
 out:
     for (int j = 0; ids && texts && j < (m > 0 ? m : 0); j++)

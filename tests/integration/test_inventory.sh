@@ -10,6 +10,7 @@ source "$(dirname "$0")/lib.sh"
 CONF=$T/stack/kprec.ini
 RPORT=$(cat "$T/stack/redis/port")
 printf '\n[topics]\ninventory = keyphrases.inventory\n' >>"$CONF"
+sed -i 's/^\[model\]$/[model]\nhybrid = 5/' "$CONF" # BM25 candidates too: rebuilt after changes
 "$KPREC" topics -c "$CONF" | grep -q "keyphrases.inventory: created" || fail "inventory topic not created"
 "$KPREC" config -c "$CONF" 2>/dev/null | grep -q '^keyphrases *= *$' || fail "the config has a keyphrases file"
 N0=$(($(wc -l <"$T/data/keyphrases.tsv") - 1))
