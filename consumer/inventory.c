@@ -191,6 +191,7 @@ typedef struct {
     kp_codec *codec;
     int nparts, eofs;
     unsigned char *at_eof;
+    rd_kafka_t *dlq; /* dead-letter producer, made on the first bad record */
 } inv_run;
 
 static rd_kafka_t *inv_consumer(const kp_config *c)
@@ -266,11 +267,36 @@ static int clean(const char *s, size_t n, size_t max)
     return 1;
 }
 
+/* A bad record: logged and dead-lettered (original key and bytes, headers topic, partition,
+ * offset, error), as the serve path does with bad items. The set is left as it was. */
 static void reject(inv_run *r, const rd_kafka_message_t *m, const char *why)
 {
+    const kp_config *c = r->v->cfg;
+    char err[512];
     if (r->v->rejected++ < 20 || r->v->rejected % 1000 == 0)
-        kp_warn("inventory: dropped %s[%" PRId32 "]@%" PRId64 ": %s (%ld dropped)",
-                r->v->cfg->topic_inventory, m->partition, m->offset, why, r->v->rejected);
+        kp_warn("inventory: dead-lettered %s[%" PRId32 "]@%" PRId64 ": %s (%ld so far)",
+                c->topic_inventory, m->partition, m->offset, why, r->v->rejected);
+    if (!r->dlq) {
+        rd_kafka_conf_t *conf = kp_kafka_producer_conf(c, "5", NULL, err, sizeof err);
+        if (conf && !(r->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err)))
+            rd_kafka_conf_destroy(conf);
+        if (!r->dlq) {
+            kp_error("inventory: dead-letter producer: %s", err);
+            return;
+        }
+    }
+    rd_kafka_headers_t *h = kp_dlq_headers(m, why);
+    if (!h) return;
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        r->dlq, RD_KAFKA_V_TOPIC(c->topic_dlq), RD_KAFKA_V_KEY(m->key, m->key_len),
+        RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+    if (e) {
+        rd_kafka_headers_destroy(h);
+        kp_error("inventory: dead-letter %s@%" PRId64 ": %s", c->topic_inventory, m->offset,
+                 rd_kafka_err2str(e));
+    }
+    rd_kafka_poll(r->dlq, 0);
 }
 
 static void on_record(inv_run *r, const rd_kafka_message_t *m)
@@ -343,6 +369,11 @@ static void *run(void *arg)
     if (r.rk) {
         rd_kafka_consumer_close(r.rk);
         rd_kafka_destroy(r.rk);
+    }
+    if (r.dlq) {
+        if (rd_kafka_flush(r.dlq, 10000))
+            kp_error("inventory: %d dead-letter records undelivered", rd_kafka_outq_len(r.dlq));
+        rd_kafka_destroy(r.dlq);
     }
     kp_codec_free(r.codec);
     free(r.at_eof);

@@ -74,7 +74,18 @@ if grep -Fxf "$T/top.txt" "$T/after.txt"; then fail "a removed keyphrase was sug
 ok "none of the $nrm removed keyphrases suggested after the removal"
 N1=$((N0 + 1 - nrm))
 
-# 3. a worker on an empty disk (new temp dir, no file, no cache) bootstraps from the topic
+# 3. a bad record on the inventory topic (an ItemListed) is dead-lettered; the set stays as it was
+printf 'item_id\ttitle\nnot-a-keyphrase\tsome title\n' >"$T/bad.tsv"
+"$KPREC" replay -c "$CONF" --items "$T/bad.tsv" --topic keyphrases.inventory --quiet
+bad_dead_lettered() {
+  "$KPREC" dump -c "$CONF" --topic dlq >"$T/dlq.jsonl" 2>/dev/null
+  grep -q '"topic":"keyphrases.inventory"' "$T/dlq.jsonl"
+}
+wait_for 60 "the bad inventory record in the DLQ" bad_dead_lettered
+grep -q 'expected Keyphrase' "$T/dlq.jsonl" || fail "no reason in the DLQ record: $(cat "$T/dlq.jsonl")"
+ok "a bad inventory record is dead-lettered"
+
+# 4. a worker on an empty disk (new temp dir, no file, no cache) bootstraps from the topic
 kill "$WPID"
 wait "$WPID" 2>/dev/null || true
 mark
