@@ -497,13 +497,13 @@ int kp_inventory_load(const kp_config *c, kp_texts *out, uint64_t *seq, char *er
 
 /* Copies the changes after seq (at most max) out of the log, keeping the last change of each id.
  * Under both locks. Returns the count (ids[i]/texts[i] owned by the caller, texts[i] NULL for a
- * removal) and the point they bring r to in *upto; -1 when the log no longer reaches back to seq
- * or on OOM. */
+ * removal) and the point they bring r to in *upto; -2 when the log no longer reaches back to seq,
+ * -1 on OOM. */
 static int take_changes(kp_inventory *v, uint64_t seq, int max, char **ids, char **texts,
                         uint64_t *upto)
 {
     *upto = seq;
-    if (seq < v->trimmed_to) return -1;
+    if (seq < v->trimmed_to) return -2;
     int m = 0;
     for (int i = v->head; i < v->nlog && m < max; i++) {
         const inv_change *c = &v->log[i];
@@ -523,6 +523,41 @@ static int take_changes(kp_inventory *v, uint64_t seq, int max, char **ids, char
     return m;
 }
 
+/* Brings r to the reader's whole current set when the log no longer reaches back to r's point (a
+ * recommender built from an older snapshot was taken after the log was trimmed past it): removes
+ * what the set lacks and upserts the set, which embeds only what differs. Returns the number of
+ * keyphrases changed, or -1 with err. */
+static int resync(const kp_config *c, kp_recommender *r, char *err, size_t errlen)
+{
+    kp_texts t;
+    uint64_t seq;
+    if (kp_inventory_load(c, &t, &seq, err, errlen)) return -1;
+    int n = kp_rec_size(r), nrm = 0, rc = -1;
+    char **rm = calloc((size_t)n + 1, sizeof *rm);
+    for (int i = 0; rm && i < n; i++)
+        if (kp_texts_find(&t, kp_rec_keyphrase_id(r, i)) < 0 &&
+            !(rm[nrm++] = strdup(kp_rec_keyphrase_id(r, i))))
+            goto out;
+    int a = rm ? kp_rec_remove(r, (const char *const *)rm, nrm) : -1;
+    int b = a >= 0 ? kp_rec_upsert(r, (const char *const *)t.id, (const char *const *)t.text, t.n,
+                                   err, errlen)
+                   : -1;
+    if (a >= 0 && b >= 0) {
+        kp_rec_set_seq(r, seq);
+        rc = a + b;
+        kp_warn("inventory: the recommender was behind the change log: re-synced with the %d "
+                "keyphrases of the set (%d changed)",
+                t.n, rc);
+    }
+out:
+    if (rc < 0 && !err[0]) kp_errf(err, errlen, "inventory: out of memory re-syncing");
+    for (int i = 0; rm && i < nrm; i++)
+        free(rm[i]);
+    free(rm);
+    kp_texts_free(&t);
+    return rc;
+}
+
 int kp_inventory_apply(const kp_config *c, kp_recommender *r, int max_changes, char *err,
                        size_t errlen)
 {
@@ -540,14 +575,19 @@ int kp_inventory_apply(const kp_config *c, kp_recommender *r, int max_changes, c
     if (ids && texts) m = take_changes(v, kp_rec_seq(r), max, ids, texts, &upto);
     pthread_mutex_unlock(&v->lock);
     pthread_mutex_unlock(&current_lock);
+    int nrm = 0, nup = 0, changed = 0;
+    if (m == -2) { /* behind the log: the whole set (embedding only what differs) */
+        if (err && errlen) err[0] = 0;
+        m = 0;
+        if ((changed = resync(c, r, err, errlen)) < 0) goto out;
+        upto = kp_rec_seq(r);
+        rc = 0;
+        goto applied;
+    }
     if (m < 0) {
-        kp_errf(err, errlen, "inventory: %s",
-                ids && texts ? "cannot take the changes (out of memory, or the change log no "
-                               "longer reaches back to this recommender)"
-                             : "out of memory");
+        kp_errf(err, errlen, "inventory: out of memory taking the changes");
         goto out;
     }
-    int nrm = 0, nup = 0, changed = 0;
     const char **rm = malloc(sizeof *rm * (size_t)(m + 1)), **ui = malloc(sizeof *ui * (m + 1)),
                **ut = malloc(sizeof *ut * (size_t)(m + 1));
     if (rm && ui && ut) {
@@ -565,6 +605,7 @@ int kp_inventory_apply(const kp_config *c, kp_recommender *r, int max_changes, c
     free((void *)rm), free((void *)ui), free((void *)ut);
     if (rc) goto out;
     kp_rec_set_seq(r, upto);
+applied:
     pthread_mutex_lock(&current_lock);
     if (current == v) {
         pthread_mutex_lock(&v->lock);
