@@ -446,6 +446,14 @@ int kp_inventory_wait_end(kp_inventory *inv, int timeout_ms, volatile sig_atomic
     return inv->at_end;
 }
 
+int kp_inventory_put(kp_inventory *inv, const char *id, const char *text)
+{
+    pthread_mutex_lock(&inv->lock);
+    int rc = set_apply(inv, id, text);
+    pthread_mutex_unlock(&inv->lock);
+    return rc;
+}
+
 int kp_inventory_size(kp_inventory *inv)
 {
     pthread_mutex_lock(&inv->lock);

@@ -38,6 +38,10 @@ void kp_inventory_stop(kp_inventory *inv);
  * empty one), timeout_ms passed or *stop became non-zero. 1 when read, 0 otherwise. */
 int kp_inventory_wait_end(kp_inventory *inv, int timeout_ms, volatile sig_atomic_t *stop);
 
+/* Applies one record to the set as if the reader had read it from the topic (text NULL: a
+ * tombstone); for tests and tools. 1 when the set changed, 0 when not, -1 on OOM. */
+int kp_inventory_put(kp_inventory *inv, const char *id, const char *text);
+
 /* Keyphrases in the current set (the reader's view, not a recommender's). */
 int kp_inventory_size(kp_inventory *inv);
 
