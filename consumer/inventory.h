@@ -54,9 +54,10 @@ int kp_inventory_load(const kp_config *c, kp_texts *out, uint64_t *seq, char *er
 /* Brings r up to date with the reader's change log (at most max_changes records per call, so
  * the caller's stall stays bounded): upserts and removals in log order, then re-attaches the
  * serving pipeline's assets (consumer/assets.h: BM25 over the new list). Without a reader it does
- * nothing. Returns the number of keyphrases added, replaced or removed (0: r was up to date), or
- * -1 with err (r then still serves, maybe without the hybrid BM25 candidates). Call from the
- * thread that owns r, between two batches. */
+ * nothing. When the log no longer reaches back to r's point, r is re-synced with the whole set
+ * (embedding only what differs). Returns the number of keyphrases added, replaced or removed
+ * (0: r was up to date), or -1 with err (r then still serves, maybe without the hybrid BM25
+ * candidates). Call from the thread that owns r, between two batches. */
 int kp_inventory_apply(const kp_config *c, kp_recommender *r, int max_changes, char *err,
                        size_t errlen);
 
