@@ -186,7 +186,8 @@ static void fill_batch(worker *w)
     int taken = 0;
     while (taken < w->n_held && w->n < c->batch_size)
         w->msgs[w->n++] = w->held[taken++];
-    memmove(w->held, w->held + taken, sizeof *w->held * (size_t)(w->n_held - taken));
+    if (taken) /* memmove of NULL (nothing held yet) is undefined, even of 0 bytes */
+        memmove(w->held, w->held + taken, sizeof *w->held * (size_t)(w->n_held - taken));
     w->n_held -= taken;
     uint64_t deadline = 0;
     while (w->n < c->batch_size && !kp_worker_stop) {
