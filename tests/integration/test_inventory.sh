@@ -11,8 +11,11 @@ CONF=$T/stack/kprec.ini
 RPORT=$(cat "$T/stack/redis/port")
 printf '\n[topics]\ninventory = keyphrases.inventory\n' >>"$CONF"
 sed -i 's/^\[model\]$/[model]\nhybrid = 5/' "$CONF" # BM25 candidates too: rebuilt after changes
-"$KPREC" topics -c "$CONF" | grep -q "keyphrases.inventory: created" || fail "inventory topic not created"
-"$KPREC" config -c "$CONF" 2>/dev/null | grep -q '^keyphrases *= *$' || fail "the config has a keyphrases file"
+# (outputs go through variables: a `grep -q` that exits early would break a pipe under pipefail)
+out=$("$KPREC" topics -c "$CONF")
+grep -q "keyphrases.inventory: created" <<<"$out" || fail "inventory topic not created: $out"
+out=$("$KPREC" config -c "$CONF" 2>/dev/null)
+grep -q '^keyphrases *= *$' <<<"$out" || fail "the config has a keyphrases file"
 N0=$(($(wc -l <"$T/data/keyphrases.tsv") - 1))
 "$KPREC" replay -c "$CONF" --keyphrases "$T/data/keyphrases.tsv" --quiet
 ok "published $N0 keyphrases"
@@ -48,19 +51,21 @@ applied() {
 # 1. an addition: a keyphrase nothing else resembles becomes the first suggestion of its item
 title="zyxwv quantum widget deluxe edition"
 publish_item before-add "$title"
-suggestions_of before-add | grep -qx "zyxwv quantum widget" && fail "suggested before it was added"
+out=$(suggestions_of before-add)
+[ -n "$out" ] || fail "no suggestions for before-add"
+grep -qx "zyxwv quantum widget" <<<"$out" && fail "suggested before it was added"
 printf 'keyphrase_id\tkeyphrase\nq-new-1\tzyxwv quantum widget\n' >"$T/add.tsv"
 mark
 "$KPREC" replay -c "$CONF" --keyphrases "$T/add.tsv" --quiet
 wait_for 60 "the addition applied" applied 1
 publish_item after-add "$title"
-ids_of after-add | grep -qx "q-new-1" || fail "the added keyphrase is not suggested: $(suggestions_of after-add | head -3)"
-tail -n +"$((MARK + 1))" "$T/worker.log" | grep -q "re-embedding\|keyphrases re-embedded" &&
-  fail "the addition rebuilt the whole index"
+ids_of after-add >"$T/top.txt"
+grep -qx "q-new-1" "$T/top.txt" || fail "the added keyphrase is not suggested: $(cat "$T/top.txt")"
+out=$(tail -n +"$((MARK + 1))" "$T/worker.log")
+grep -q "re-embedding\|keyphrases re-embedded" <<<"$out" && fail "the addition rebuilt the whole index"
 ok "added keyphrase suggested (applied live, no rebuild)"
 
 # 2. removals: the added one and the 10 keyphrases of an item's list
-ids_of after-add | head -10 >"$T/top.txt"
 { echo "keyphrase_id	keyphrase"; while read -r id; do printf '%s\tx\n' "$id"; done <"$T/top.txt"; } >"$T/rm.tsv"
 nrm=$(($(wc -l <"$T/rm.tsv") - 1))
 [ "$nrm" -eq 10 ] || fail "expected 10 suggestions to remove, got $nrm"
