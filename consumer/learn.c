@@ -141,7 +141,14 @@ static void dead_letter(tsvc *s, const rd_kafka_message_t *m, const char *reason
             m->partition, m->offset, reason);
     rd_kafka_headers_t *h = kp_dlq_headers(m, reason);
     kp_outmsg o = {s->cfg->topic_dlq, m->key, m->key_len, m->payload, m->len, h, 0, KP_OUT_PENDING};
-    kp_producer_deliver(s->producer, &o, 1, s->cfg, &kp_worker_stop_hard, NULL, NULL);
+    if (kp_producer_deliver(s->producer, &o, 1, s->cfg, &kp_worker_stop_hard, NULL, NULL)) {
+        /* not done, and nothing more is published: its offset is never committed */
+        kp_error("trainer: dead-letter copy not delivered: stopping");
+        s->fenced = 1;
+        kp_worker_stop = 1;
+        if (h) rd_kafka_headers_destroy(h);
+        return;
+    }
     if (h) rd_kafka_headers_destroy(h);
     int t =
         !strcmp(rd_kafka_topic_name(m->rkt), s->cfg->topic_clicks) ? KP_MT_CLICKS : KP_MT_JUDGMENTS;
