@@ -3,7 +3,7 @@
 #
 #   bench/quality.sh --data DIR --out OUT [--clicks dense|sparse|lexical] [--tune]
 #                    [--eval-items F --eval-judgments F] [--rows LIST] [--full-args "ARGS"]
-#                    [--kprec BIN] [--threads T] [--epochs N]
+#                    [--kprec BIN] [--threads T] [--epochs N] [--ce CE.kpm]
 #
 # DIR holds items.tsv, keyphrases.tsv, judgments.tsv (e.g. /work/shared/data/homedepot).
 #  1. kprec split: items -> train / valid by a hash of item_id (80/20, deterministic).
@@ -26,16 +26,23 @@
 #     valid items (or --eval-items/--eval-judgments) with kprec eval --json --clicks OUT/clicks.tsv:
 #     every row on all judged pairs and on the never-shown slice (judged pairs whose keyphrase
 #     never appears in the training click log).
+#     --ce CE.kpm reuses a cross-encoder trained by an earlier run on the same split (the CE
+#     trains on judgments only, so it is the same in every click regime).
 #     --rows LIST (comma-separated, default all: ctr,ctr_sr,full,mse) trains only those BE rows
 #     (BM25 and the CE are always evaluated); --full-args appends arguments to the full row's
 #     and the MSE row's kprec train (for tuning).
 # Writes every model and OUT/results.json: one object per row (row, recall@10/50/100, spearman,
 # pearson, auc, items, pairs, train_seconds, never_shown: {recall@10/50/100, spearman, pearson,
 # auc, items, pairs, ...}).
+#  4. the report: every row's kprec eval also writes into OUT/report (--report, --label ROW), and
+#     with the full row the CE is calibrated on the SR half of the train judgments (held out from
+#     the CE's training) and the re-rank pipeline (be_full -> ce -> calibrated p) is evaluated
+#     into it too: OUT/report/index.html (recall@k curves, Matryoshka sweep, score distributions,
+#     calibration curve, never-shown slice). --no-report leaves it out.
 set -euo pipefail
 
 data="" out="" eval_items="" eval_judg="" tune=0 threads=2 epochs="" regime=dense
-rows_sel="ctr,ctr_sr,full,mse" full_args=""
+rows_sel="ctr,ctr_sr,full,mse" full_args="" ce_in="" report=1
 kprec="${KPREC:-}"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -50,6 +57,8 @@ while [ $# -gt 0 ]; do
     --clicks) regime="$2"; shift 2 ;;
     --rows) rows_sel="$2"; shift 2 ;;
     --full-args) full_args="$2"; shift 2 ;;
+    --ce) ce_in="$2"; shift 2 ;;
+    --no-report) report=0; shift ;;
     -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "quality.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
     esac
@@ -141,6 +150,12 @@ awk -F'\t' 'NR > 1 && $3 == "click" { s[$1] = 1 } END { n = 0; for (i in s) n++;
 # 3. models
 declare -A secs
 train_ce() {
+    if [ -n "$ce_in" ]; then
+        say "cross-encoder from $ce_in (not trained by this run)"
+        cp "$ce_in" "$out/ce.kpm"
+        secs[ce]=0
+        return
+    fi
     say "train-ce"
     local t0; t0=$(now)
     "$kprec" train-ce --items "$tr_items" --keyphrases "$K" --judgments "$ce_judg" \
@@ -166,11 +181,15 @@ has_row mse && train_be be_mse --clicks "$out/clicks.tsv" --judgments "$sr_judg"
 # 4. evaluation
 rows="$out/rows.jsonl"
 : >"$rows"
+rep=()
+[ "$report" = 1 ] && rm -rf "$out/report"
 evaluate() { # row, model, seconds, extra args...
     local row="$1" model="$2" s="$3"; shift 3
     say "eval $row"
+    [ "$report" = 1 ] && rep=(--report "$out/report" --label "$row")
+    [[ "$row" == *@* ]] && rep=() # the prefix rows: the report's Matryoshka plot has them
     "$kprec" eval --model "$model" --items "$va_items" --keyphrases "$K" --judgments "$va_judg" \
-        --clicks "$out/clicks.tsv" --threads "$threads" --json --quiet "$@" |
+        --clicks "$out/clicks.tsv" --threads "$threads" --json --quiet "${rep[@]}" "$@" |
         jq -c --arg row "$row" --argjson s "$s" '{row: $row} + . + {train_seconds: $s}' >>"$rows"
 }
 evaluate bm25 bm25 0
@@ -186,6 +205,14 @@ if has_row full; then
 fi
 jq -s '.' "$rows" >"$out/results.json"
 rm -f "$rows"
+if [ "$report" = 1 ] && has_row full; then
+    say "calibrate the CE on the SR judgments; eval the re-rank pipeline into the report"
+    "$kprec" calibrate --model "$out/be_full.kpm" --ce "$out/ce.kpm" --items "$tr_items" \
+        --keyphrases "$K" --judgments "$sr_judg" --out "$out/calib.kpm" --threads "$threads" >&2
+    "$kprec" eval --model "$out/be_full.kpm" --rerank "$out/ce.kpm" --calibration "$out/calib.kpm" \
+        --items "$va_items" --keyphrases "$K" --judgments "$va_judg" --threads "$threads" \
+        --report "$out/report" --label "be_full + ce + calibration" --quiet >&2
+fi
 
 # 5. table (all judged pairs, then the never-shown slice: ns_*)
 jq -r '["row","recall@10","recall@50","recall@100","spearman","auc","ns_r@10","ns_r@50",
@@ -196,4 +223,6 @@ jq -r '["row","recall@10","recall@50","recall@100","spearman","auc","ns_r@10","n
             | map(if type == "number" then (. * 1000 | round / 1000 | tostring)
                   elif . == null then "-" else . end))
        | @tsv' "$out/results.json" | column -t >&2
-say "done in $(($(date +%s) - t_start)) s -> $out/results.json"
+where="$out/results.json"
+[ "$report" = 1 ] && where="$where, $out/report/index.html"
+say "done in $(($(date +%s) - t_start)) s -> $where"

@@ -64,11 +64,16 @@ int kp_cache_get(kp_cache *k, const char *item_id, uint64_t *model_version, int6
  * with a non-finite score, and keyphrases that are not valid UTF-8 (logged), are left out. */
 char *kp_cache_suggestions_json(const kp_rec_suggestion *s, int n);
 
+/* kp_cache_suggestions_json with the arm that scored the item (consumer/arms.h) as "arm" in every
+ * suggestion; NULL or "" writes none (the JSON of kp_cache_suggestions_json). */
+char *kp_cache_suggestions_json_arm(const kp_rec_suggestion *s, int n, const char *arm);
+
 /* One parsed suggestion: strings owned by the enclosing kp_cache_suggestions, NULL when the entry
  * lacks them. */
 typedef struct {
     char *keyphrase, *id;
     double score;
+    char *arm; /* the A/B arm that scored it; NULL without a split */
 } kp_cache_suggestion;
 
 typedef struct {

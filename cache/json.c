@@ -10,6 +10,11 @@
 
 char *kp_cache_suggestions_json(const kp_rec_suggestion *s, int n)
 {
+    return kp_cache_suggestions_json_arm(s, n, NULL);
+}
+
+char *kp_cache_suggestions_json_arm(const kp_rec_suggestion *s, int n, const char *arm)
+{
     char *out = NULL;
     json_t *arr = json_array();
     if (!arr) return NULL;
@@ -20,6 +25,11 @@ char *kp_cache_suggestions_json(const kp_rec_suggestion *s, int n)
         /* calibrated: the ranking score before calibration goes beside it */
         if (o && isfinite(s[j].raw) && s[j].raw != s[j].score &&
             json_object_set_new(o, "raw", json_real((double)s[j].raw))) {
+            json_decref(o);
+            goto err;
+        }
+        /* an A/B split or a shadow: the arm that scored the item, beside each suggestion */
+        if (o && arm && arm[0] && json_object_set_new(o, "arm", json_string(arm))) {
             json_decref(o);
             goto err;
         }
@@ -64,6 +74,7 @@ int kp_cache_suggestions_parse(const char *json, kp_cache_suggestions *out, char
         kp_cache_suggestion *s = &out->items[out->n++];
         s->keyphrase = dup_string(o, "keyphrase", &oom);
         s->id = dup_string(o, "id", &oom);
+        s->arm = dup_string(o, "arm", &oom);
         s->score = json_real_value(json_object_get(o, "score"));
         if (oom) goto oom;
     }
@@ -80,7 +91,7 @@ void kp_cache_suggestions_clear(kp_cache_suggestions *s)
 {
     if (!s) return;
     for (int i = 0; i < s->n; i++)
-        free(s->items[i].keyphrase), free(s->items[i].id);
+        free(s->items[i].keyphrase), free(s->items[i].id), free(s->items[i].arm);
     free(s->items);
     memset(s, 0, sizeof *s);
 }

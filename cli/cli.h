@@ -34,5 +34,7 @@ int kp_cmd_train_ce(int argc, char **argv);
 int kp_cmd_train(int argc, char **argv);
 int kp_cmd_label(int argc, char **argv);
 int kp_cmd_calibrate(int argc, char **argv);
+int kp_cmd_model(int argc, char **argv);
+int kp_cmd_rescore(int argc, char **argv);
 
 #endif

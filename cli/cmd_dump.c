@@ -42,7 +42,7 @@ static json_t *decode(kp_codec *codec, const char *kind, const rd_kafka_message_
     json_object_set_new(o, "partition", json_integer(m->partition));
     json_object_set_new(o, "offset", json_integer(m->offset));
     json_object_set_new(o, "key", json_stringn(m->key ? m->key : "", m->key ? m->key_len : 0));
-    if (!strcmp(kind, "suggestions")) {
+    if (!strcmp(kind, "suggestions") || !strcmp(kind, "shadow")) {
         kp_suggestions_decoded s;
         if (kp_decode_suggestions(codec, m->payload, m->len, &s, err, sizeof err))
             return with_error(o, err);
@@ -55,6 +55,7 @@ static json_t *decode(kp_codec *codec, const char *kind, const rd_kafka_message_
                 arr, json_pack("{s:s, s:s?, s:f}", "keyphrase", s.items[i].keyphrase, "id",
                                s.items[i].keyphrase_id, "score", (double)s.items[i].score));
         json_object_set_new(o, "suggestions", arr);
+        if (s.arm && s.arm[0]) json_object_set_new(o, "arm", json_string(s.arm));
         kp_suggestions_clear(&s);
     } else if (!strcmp(kind, "items")) {
         kp_item_listed v;
@@ -76,12 +77,14 @@ static json_t *decode(kp_codec *codec, const char *kind, const rd_kafka_message_
 static void dump_usage(FILE *f)
 {
     fprintf(f,
-            "usage: kprec dump [-c FILE] [--topic suggestions|dlq|items] [--idle-ms N] [--max N]\n"
+            "usage: kprec dump [-c FILE] [--topic suggestions|shadow|dlq|items] [--idle-ms N] "
+            "[--max N]\n"
             "Reads the topic from the beginning (no consumer group commits) and prints\n"
             "one JSON object per record; stops when every partition is read to its end\n"
             "and nothing new came for --idle-ms (default 1000), or after --max records.\n"
             "  -c FILE       the worker's config ([kafka], [topics]); default: defaults + env\n"
-            "  --topic T     suggestions (default), dlq (with the error headers) or items\n"
+            "  --topic T     suggestions (default), shadow (the shadow model's lists), dlq (with\n"
+            "                the error headers) or items\n"
             "  --idle-ms N   stop after N ms without records at the end (default 1000)\n"
             "  --max N       print at most N records (default 0: all)\n"
             "Example:\n"
@@ -139,9 +142,10 @@ int kp_cmd_dump(int argc, char **argv)
     const char *topic = !strcmp(kind, "suggestions") ? c.topic_suggestions
                         : !strcmp(kind, "dlq")       ? c.topic_dlq
                         : !strcmp(kind, "items")     ? c.topic_items
+                        : !strcmp(kind, "shadow")    ? c.topic_shadow
                                                      : NULL;
     if (!topic) {
-        fprintf(stderr, "kprec dump: --topic must be suggestions, dlq or items\n");
+        fprintf(stderr, "kprec dump: --topic must be suggestions, shadow, dlq or items\n");
         kp_config_free(&c);
         return 2;
     }

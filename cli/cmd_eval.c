@@ -22,6 +22,7 @@
 #include "model/ckpt.h"
 #include "offline/eval.h"
 #include "offline/datasets.h"
+#include "offline/report.h"
 
 static void eval_usage(FILE *f)
 {
@@ -30,7 +31,7 @@ static void eval_usage(FILE *f)
         "usage: kprec eval --model M --items I --keyphrases K --judgments J [--k 10,50,100]\n"
         "                  [--relevant 2.5] [--irrelevant 2] [--prefix P] [--threads T]\n"
         "                  [--grades MIN:MAX] [--clicks LOG | --never-shown-from LOG]\n"
-        "                  [--json] [--quiet]\n"
+        "                  [--report DIR [--label NAME]] [--json] [--quiet]\n"
         "Evaluates a model on the judged items of J (item_id, keyphrase_id columns resolved\n"
         "against I and K; unknown ids are counted and reported, not fatal):\n"
         "  recall@k   relevant keyphrases (relevance >= --relevant) of a judged item among\n"
@@ -49,6 +50,12 @@ static void eval_usage(FILE *f)
         "             each item's relevant never-shown keyphrases (\"never_shown\" in --json).\n"
         "--prefix P evaluates the Matryoshka prefix of size P (first P dims, re-normalised).\n"
         "--threads T (default: online CPUs) embedding / BM25 / cross-encoder threads.\n"
+        "--report DIR also writes DIR/index.html with PNG plots (gnuplot): recall@k curves,\n"
+        "             Matryoshka size vs recall (bi-encoders), score distributions per grade,\n"
+        "             the never-shown slice beside all pairs (with --clicks); DIR/report.tsv "
+        "keeps\n"
+        "             every run's rows by --label (default: the model's file name), so one DIR\n"
+        "             given to several runs compares their models on one page.\n"
         "--json prints one JSON object; otherwise a table. Progress goes to stderr unless\n"
         "--quiet. Exit status: 0 ok, 1 unreadable or invalid input, 2 usage error.\n"
         "Example:\n"
@@ -208,6 +215,25 @@ static void print_table(const char *model, const kp_eval_config *c, const kp_eva
 
 /* ---- options --------------------------------------------------------------------------------- */
 
+/* --report: the recall curve's cutoffs: --k's, then 1, 5, 10, 20, ... up to KP_EVAL_MAX_K in
+ * all, ascending (the table and --json still show --k's only: eval_user_ks). */
+static void report_ks(kp_eval_config *c)
+{
+    static const int ladder[] = {1, 5, 10, 20, 50, 100, 200, 500, 2, 1000};
+    for (size_t i = 0; i < sizeof ladder / sizeof *ladder && c->n_k < KP_EVAL_MAX_K; i++) {
+        int seen = 0;
+        for (int e = 0; e < c->n_k; e++)
+            seen |= c->k[e] == ladder[i];
+        if (!seen) c->k[c->n_k++] = ladder[i];
+    }
+    for (int i = 1; i < c->n_k; i++)
+        for (int e = i; e > 0 && c->k[e - 1] > c->k[e]; e--) {
+            int t = c->k[e];
+            c->k[e] = c->k[e - 1];
+            c->k[e - 1] = t;
+        }
+}
+
 #define WHO "kprec eval"
 
 typedef struct {
@@ -217,7 +243,9 @@ typedef struct {
     kp_eval_config c;
     float relevant, irrelevant; /* on the --grades scale, when given */
     int relevant_given, irrelevant_given;
-    const char *never_shown; /* --never-shown-from (same as --clicks) */
+    const char *never_shown;             /* --never-shown-from (same as --clicks) */
+    const char *report, *label;          /* --report DIR, --label NAME */
+    int user_n_k, user_k[KP_EVAL_MAX_K]; /* --k as given (the report adds cutoffs) */
 } eval_args;
 
 /* Parses the command line into a. KP_OPTS_GO, or the exit status (message printed). */
@@ -240,11 +268,17 @@ static int eval_parse(int argc, char **argv, eval_args *a)
                             .hi = FLT_MAX, .seen = &a->irrelevant_given},
                            {"prefix", 'p', KP_OPT_INT, &c->prefix, .lo = 0, .hi = KP_BIENC_MAX_DIM},
                            {"threads", 't', KP_OPT_INT, &c->threads, .lo = 1, .hi = 64},
+                           {"report", 0, KP_OPT_STR, .out = &a->report},
+                           {"label", 0, KP_OPT_STR, .out = &a->label},
                            {"json", 'J', KP_OPT_FLAG, .out = &a->json},
                            {"quiet", 'q', KP_OPT_FLAG, .out = &a->quiet},
                            {NULL}};
     int rc = kp_opts_parse(WHO, eval_usage, opts, argc, argv, NULL);
     if (rc != KP_OPTS_GO) return rc;
+    if (a->label && !a->report) {
+        fprintf(stderr, WHO ": --label names a model in a --report; give --report DIR too\n");
+        return 2;
+    }
     if (a->never_shown && a->in.clicks && strcmp(a->never_shown, a->in.clicks) != 0) {
         fprintf(stderr, WHO ": --clicks and --never-shown-from name two different logs\n");
         return 2;
@@ -261,6 +295,9 @@ static int eval_parse(int argc, char **argv, eval_args *a)
         kp_cli_fail(WHO, err);
         return 2;
     }
+    a->user_n_k = c->n_k;
+    memcpy(a->user_k, c->k, sizeof a->user_k);
+    if (a->report) report_ks(c);
     return KP_OPTS_GO;
 }
 
@@ -351,9 +388,11 @@ static int eval_load_model(const eval_args *a, eval_model *m)
 
 /* ---- run and report -------------------------------------------------------------------------- */
 
-/* Scores the judged pairs (and the inventory, but for a cross-encoder) with m into *res. 0, or -1
- * with a message. */
-static int eval_run(eval_args *a, eval_model *m, const kp_cli_data *d, kp_eval_result *res)
+/* Scores the judged pairs (and the inventory, but for a cross-encoder) with m into *res; a
+ * bi-encoder at each of prefixes[n_prefixes] into res[n_prefixes] (prefixes[0] = --prefix). 0, or
+ * -1 with a message. */
+static int eval_run(eval_args *a, eval_model *m, const kp_cli_data *d, const int *prefixes,
+                    int n_prefixes, kp_eval_result *res)
 {
     char err[512];
     stage_progress sp = {.quiet = a->quiet};
@@ -393,13 +432,148 @@ static int eval_run(eval_args *a, eval_model *m, const kp_cli_data *d, kp_eval_r
         erc = kp_eval_pair_scorer(ce_scorer, m->ce, &d->items, &d->keys, &d->judg, c, res, err,
                                   sizeof err);
     } else {
-        erc = kp_eval_bienc(m->be, &d->items, &d->keys, &d->judg, c, res, err, sizeof err);
+        erc = kp_eval_bienc_prefixes(m->be, &d->items, &d->keys, &d->judg, c, prefixes, n_prefixes,
+                                     res, err, sizeof err);
     }
     progress_finish(&sp);
     c->slice_keys = NULL;
     free(unseen);
     if (erc) kp_cli_fail(WHO, err);
     return erc ? -1 : 0;
+}
+
+/* ---- --report ------------------------------------------------------------------------------- */
+
+#define EVAL_MAX_PREFIXES 16
+
+/* r with --k's cutoffs only (the report evaluates more: report_ks). */
+static kp_eval_result eval_user_ks(const eval_args *a, const kp_eval_result *r)
+{
+    kp_eval_result o = *r;
+    o.n_k = a->user_n_k;
+    for (int i = 0; i < a->user_n_k; i++)
+        for (int e = 0; e < r->n_k; e++)
+            if (r->k[e] == a->user_k[i]) {
+                o.k[i] = r->k[e];
+                o.recall[i] = r->recall[e];
+                o.slice.recall[i] = r->slice.recall[e];
+            }
+    return o;
+}
+
+/* The Matryoshka sweep of a bi-encoder of embedding size dim: out[0] = --prefix, then 8, 16, ...
+ * and dim (the sizes other than out[0]'s). Returns the count. */
+static int sweep_sizes(int prefix, int dim, int *out)
+{
+    int n = 0, main = prefix ? prefix : dim;
+    out[n++] = prefix;
+    for (int p = dim < 8 ? dim : 8; n < EVAL_MAX_PREFIXES; p *= 2) {
+        if (p > dim) p = dim;
+        if (p != main) out[n++] = p;
+        if (p == dim) break;
+    }
+    return n;
+}
+
+/* Adds this run to --report's directory. 0, or 1 with a message. */
+static int eval_report(const eval_args *a, const eval_model *m, const kp_cli_data *d,
+                       const kp_eval_result *res, const int *prefixes, int n_prefixes,
+                       const float *scores)
+{
+    const kp_eval_result pr = eval_user_ks(a, &res[0]), *r = &pr;
+    char label[512], err[1024];
+    const char *base = strrchr(a->model, '/') ? strrchr(a->model, '/') + 1 : a->model;
+    if (a->label)
+        snprintf(label, sizeof label, "%s", a->label);
+    else if (a->c.prefix)
+        snprintf(label, sizeof label, "%s prefix %d", base, a->c.prefix);
+    else
+        snprintf(label, sizeof label, "%s", base);
+    /* the metrics of the table */
+    char knames[KP_EVAL_MAX_K][32];
+    const char *names[KP_EVAL_MAX_K + 5];
+    double val[KP_EVAL_MAX_K + 5], sl[KP_EVAL_MAX_K + 5];
+    int cnt[KP_EVAL_MAX_K + 5] = {1, 1}, n = 0;
+    int has = r->has_slice;
+    names[n] = "items", val[n] = r->n_items, sl[n++] = has ? r->slice.n_items : NAN;
+    names[n] = "pairs", val[n] = r->n_pairs, sl[n++] = has ? r->slice.n_pairs : NAN;
+    for (int i = 0; i < r->n_k; i++) {
+        snprintf(knames[i], sizeof knames[i], "recall@%d", r->k[i]);
+        names[n] = knames[i], val[n] = r->recall[i], sl[n++] = has ? r->slice.recall[i] : NAN;
+    }
+    names[n] = "spearman", val[n] = r->spearman, sl[n++] = has ? r->slice.spearman : NAN;
+    names[n] = "pearson", val[n] = r->pearson, sl[n++] = has ? r->slice.pearson : NAN;
+    names[n] = "auc", val[n] = r->auc, sl[n++] = has ? r->slice.auc : NAN;
+    /* the curve (all of report_ks's cutoffs), the sweep sorted by size */
+    const kp_eval_result *full = &res[0];
+    double slice_recall[KP_EVAL_MAX_K], sweep[EVAL_MAX_PREFIXES * KP_EVAL_MAX_K];
+    int sizes[EVAL_MAX_PREFIXES], order[EVAL_MAX_PREFIXES],
+        dim = m->be ? kp_bienc_cfg(m->be)->out_dim : 0;
+    for (int i = 0; i < full->n_k; i++)
+        slice_recall[i] = full->slice.recall[i];
+    for (int i = 0; i < n_prefixes; i++)
+        order[i] = i;
+    for (int i = 1; i < n_prefixes; i++) /* insertion sort of the sizes */
+        for (int e = i; e > 0; e--) {
+            int pa = prefixes[order[e - 1]] ? prefixes[order[e - 1]] : dim;
+            int pb = prefixes[order[e]] ? prefixes[order[e]] : dim;
+            if (pa <= pb) break;
+            int t = order[e];
+            order[e] = order[e - 1];
+            order[e - 1] = t;
+        }
+    for (int i = 0; i < n_prefixes; i++) {
+        sizes[i] = prefixes[order[i]] ? prefixes[order[i]] : dim;
+        const kp_eval_result ri = eval_user_ks(a, &res[order[i]]);
+        for (int e = 0; e < ri.n_k; e++)
+            sweep[(size_t)i * ri.n_k + e] = ri.recall[e];
+    }
+    /* the grades on the judgments' own scale */
+    kp_grade_scale sc = kp_cli_grades(&a->in);
+    float *grade = malloc(sizeof(float) * ((size_t)d->judg.n + 1));
+    if (!grade) {
+        kp_cli_fail(WHO, "out of memory");
+        return 1;
+    }
+    for (int p = 0; p < d->judg.n; p++)
+        grade[p] = kp_grade_from_unit(&sc, (d->judg.rel[p] - 1.0f) / 2.0f);
+    int any_recall = 0;
+    for (int i = 0; i < full->n_k; i++)
+        any_recall |= isfinite(full->recall[i]);
+    kp_report_model rm = {
+        .label = label,
+        .kind = m->is_bm25 ? "bm25"
+                : m->ce    ? "cross-encoder"
+                           : "bi-encoder",
+        .score = m->is_bm25 ? "BM25 score"
+                 : m->ce    ? "cross-encoder score"
+                            : "cosine",
+        .n_metrics = n,
+        .metric_names = names,
+        .metric_values = val,
+        .metric_slice = sl,
+        .metric_is_count = cnt,
+        .n_k = any_recall ? full->n_k : 0,
+        .k = full->k,
+        .recall = full->recall,
+        .slice_recall = full->has_slice ? slice_recall : NULL,
+        .n_prefix = m->be && n_prefixes > 1 ? n_prefixes : 0,
+        .prefix = sizes,
+        .n_prefix_k = r->n_k,
+        .prefix_k = r->k,
+        .prefix_recall = sweep,
+        .n_pairs = d->judg.n,
+        .pair_score = scores,
+        .pair_grade = grade,
+    };
+    int rc = kp_report_add(a->report, &rm, err, sizeof err);
+    free(grade);
+    if (rc) {
+        kp_cli_fail(WHO, err);
+        return 1;
+    }
+    if (!a->quiet) fprintf(stderr, WHO ": report: %s/index.html\n", a->report);
+    return 0;
 }
 
 int kp_cmd_eval(int argc, char **argv)
@@ -411,18 +585,32 @@ int kp_cmd_eval(int argc, char **argv)
     if (rc != KP_OPTS_GO) return rc;
     eval_model m = {0};
     kp_cli_data d = {0};
-    kp_eval_result res;
+    kp_eval_result res[EVAL_MAX_PREFIXES];
+    int prefixes[EVAL_MAX_PREFIXES] = {a.c.prefix}, n_prefixes = 1;
+    float *scores = NULL;
     if ((rc = eval_load_model(&a, &m)) != 0) goto out;
     uint64_t t0 = kp_mono_us();
     rc = 1;
-    if (kp_cli_data_load(WHO, &a.in, &d) || eval_run(&a, &m, &d, &res)) goto out;
+    if (kp_cli_data_load(WHO, &a.in, &d)) goto out;
+    if (a.report) {
+        if (!(scores = malloc(sizeof(float) * ((size_t)d.judg.n + 1)))) {
+            kp_cli_fail(WHO, "out of memory");
+            goto out;
+        }
+        a.c.pair_scores = scores;
+        if (m.be) n_prefixes = sweep_sizes(a.c.prefix, kp_bienc_cfg(m.be)->out_dim, prefixes);
+    }
+    if (eval_run(&a, &m, &d, prefixes, n_prefixes, res)) goto out;
     double secs = (double)(kp_mono_us() - t0) / 1e6;
+    kp_eval_result shown = eval_user_ks(&a, &res[0]);
     if (a.json)
-        print_json(a.model, &a.c, &res, secs);
+        print_json(a.model, &a.c, &shown, secs);
     else
-        print_table(a.model, &a.c, &res, secs);
-    rc = 0;
+        print_table(a.model, &a.c, &shown, secs);
+    fflush(stdout);
+    rc = a.report ? eval_report(&a, &m, &d, res, prefixes, n_prefixes, scores) : 0;
 out:
+    free(scores);
     eval_model_free(&m);
     kp_cli_data_free(&d);
     return rc;

@@ -30,9 +30,9 @@ int kp_cmd_topics(int argc, char **argv)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_t *rk = NULL;
     rd_kafka_queue_t *q = NULL;
-    rd_kafka_NewTopic_t *nt[6] = {0};
-    const char *names[6] = {c.topic_items, c.topic_clicks,      c.topic_judgments,
-                            c.topic_model, c.topic_suggestions, c.topic_dlq};
+    rd_kafka_NewTopic_t *nt[7] = {0};
+    const char *names[7] = {c.topic_items,       c.topic_clicks, c.topic_judgments, c.topic_model,
+                            c.topic_suggestions, c.topic_dlq,    c.topic_shadow};
     if (kp_kafka_conf_apply(conf, &c, err, sizeof err)) {
         fprintf(stderr, "kprec topics: %s\n", err);
         rd_kafka_conf_destroy(conf);
@@ -45,7 +45,7 @@ int kp_cmd_topics(int argc, char **argv)
         rd_kafka_conf_destroy(conf);
         goto out;
     }
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 7; i++) {
         nt[i] = rd_kafka_NewTopic_new(names[i], i == 3 ? 1 : c.topic_partitions, -1, e, sizeof e);
         if (!nt[i]) {
             fprintf(stderr, "kprec topics: %s: %s\n", names[i], e);
@@ -69,7 +69,7 @@ int kp_cmd_topics(int argc, char **argv)
         rd_kafka_AdminOptions_destroy(ao);
         goto out;
     }
-    rd_kafka_CreateTopics(rk, nt, 6, ao, q);
+    rd_kafka_CreateTopics(rk, nt, 7, ao, q);
     rd_kafka_AdminOptions_destroy(ao);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
     if (!ev || rd_kafka_event_error(ev)) {
@@ -96,7 +96,7 @@ int kp_cmd_topics(int argc, char **argv)
     }
     rd_kafka_event_destroy(ev);
 out:
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 7; i++)
         if (nt[i]) rd_kafka_NewTopic_destroy(nt[i]);
     if (q) rd_kafka_queue_destroy(q);
     if (rk) rd_kafka_destroy(rk);

@@ -91,6 +91,8 @@ int kp_cmd_worker(int argc, char **argv)
     kp_build_info_labels(info, sizeof info);
     kp_telemetry_set_build_info(info);
     warn_scram(&c);
+    kp_telemetry_set_limits(c.health_max_paused_s, c.health_max_stall_s, c.metrics_max_connections,
+                            c.metrics_timeout_s);
     if (!strcmp(c.role, "train")) {
         if (kp_telemetry_http_start(c.metrics_bind, c.metrics_port)) {
             kp_config_free(&c);

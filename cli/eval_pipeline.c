@@ -28,6 +28,7 @@
 #include "model/ckpt.h"
 #include "offline/datasets.h"
 #include "offline/ir_metrics.h"
+#include "offline/report.h"
 
 #define WHO "kprec eval"
 
@@ -99,7 +100,7 @@ static void usage(FILE *f)
             "                  [--rerank CE] [--candidates N] [--hybrid M] [--calibration F]\n"
             "                  [--threshold P] [--k K] [--relevant 2.5] [--irrelevant 2]\n"
             "                  [--batch 256] [--threads T] [--speed N [--rounds 5]] [--json]\n"
-            "                  [--lists FILE] [--quiet]\n"
+            "                  [--lists FILE] [--report DIR [--label NAME]] [--quiet]\n"
             "Evaluates the serving pipeline exactly as the worker runs it (BE top-N, + BM25\n"
             "top-M, -> CE re-rank -> calibrated p -> gate p >= P, at most K) on the judged items\n"
             "of J: recall@K of the final lists; on the judged pairs the share of relevant ones\n"
@@ -116,6 +117,10 @@ static void usage(FILE *f)
             "  --threads T       cross-encoder and BLAS threads (default 1, as a worker)\n"
             "  --lists FILE      write every judged item's final list as a JSON line\n"
             "                    {item_id, suggestions: [{id, keyphrase, score, raw}]}\n"
+            "  --report DIR      add this run to DIR/index.html (kprec eval --report): its\n"
+            "                    metrics, the published p per relevance grade and, with\n"
+            "                    --calibration, the calibration curve of p; --label NAME names\n"
+            "                    it (default: the pipeline's parts)\n"
             "  --speed N         only time the pipeline on the first N titles of I (median of\n"
             "                    --rounds R, default 5), print items/s\n"
             "Exit status: 0 ok, 1 unreadable or invalid input, 2 usage error.\n"
@@ -126,7 +131,7 @@ static void usage(FILE *f)
 }
 
 typedef struct {
-    const char *model, *rerank, *calibration, *lists;
+    const char *model, *rerank, *calibration, *lists, *report, *label;
     kp_cli_paths in;
     int candidates, hybrid, k, batch, threads, speed, rounds, json, quiet, cand_seen;
     float threshold, relevant, irrelevant;
@@ -146,6 +151,8 @@ static int parse(int argc, char **argv, args *a)
         {"hybrid", 'H', KP_OPT_INT, &a->hybrid, .lo = 0, .hi = 100000},
         {"calibration", 'C', KP_OPT_STR, &a->calibration, .required = 0},
         {"lists", 'L', KP_OPT_STR, &a->lists, .required = 0},
+        {"report", 0, KP_OPT_STR, &a->report, .required = 0},
+        {"label", 0, KP_OPT_STR, &a->label, .required = 0},
         {"threshold", 'T', KP_OPT_FLOAT, &a->threshold, .lo = 0, .hi = 1},
         {"k", 'k', KP_OPT_INT, &a->k, .lo = 1, .hi = 1000},
         {"relevant", 'r', KP_OPT_FLOAT, &a->relevant, .lo = -FLT_MAX, .hi = FLT_MAX},
@@ -160,6 +167,11 @@ static int parse(int argc, char **argv, args *a)
     int rc = kp_opts_parse(WHO, usage, opts, argc, argv, NULL);
     if (rc != KP_OPTS_GO) return rc;
     if (!a->cand_seen) a->candidates = a->rerank ? 50 : a->k;
+    if ((a->label && !a->report) || (a->report && a->speed)) {
+        fprintf(stderr, WHO ": %s\n",
+                a->speed ? "--report does not apply to --speed" : "--label wants --report DIR");
+        return 2;
+    }
     if (!a->speed && !a->in.judgments) {
         fprintf(stderr, WHO ": --judgments is required (but with --speed)\n");
         return 2;
@@ -229,6 +241,7 @@ out:
 typedef struct {
     double recall, kept, dropped, in_list, mean_len, logloss, brier, items_per_s, secs;
     int items, recall_items, none, pos, neg, pairs;
+    float *p, *y; /* with --report: the published p and the 0/1 label of every judged pair */
 } result;
 
 /* --lists: one JSON line per judged item. 0 / -1 (message printed). */
@@ -344,6 +357,10 @@ static int evaluate(const args *a, kp_cli_pipeline *p, const kp_cli_data *d, res
     res->in_list = res->pos ? (double)inl / res->pos : NAN;
     res->logloss = p->calib ? kp_calib_logloss(pp, yy, j->n) : NAN;
     res->brier = p->calib ? kp_calib_brier(pp, yy, j->n) : NAN;
+    if (a->report) { /* handed over to the report */
+        res->p = pp, res->y = yy;
+        pp = yy = NULL;
+    }
     rc = 0;
     goto out;
 oom:
@@ -420,6 +437,56 @@ static void report(const args *a, const result *r)
     printf("%-14s %8.1f   (%.1f s)\n", "items/s", r->items_per_s, r->secs);
 }
 
+/* --report: adds this run to the report in a->report. 0, or 1 with a message. */
+static int pipeline_report(const args *a, const kp_cli_data *d, const result *r)
+{
+    char label[600], key[32], err[1024];
+    const char *be = strrchr(a->model, '/') ? strrchr(a->model, '/') + 1 : a->model;
+    const char *ce = !a->rerank                ? NULL
+                     : strrchr(a->rerank, '/') ? strrchr(a->rerank, '/') + 1
+                                               : a->rerank;
+    if (a->label)
+        snprintf(label, sizeof label, "%s", a->label);
+    else
+        snprintf(label, sizeof label, "pipeline %.200s%s%.200s%s%s", be, ce ? " + " : "",
+                 ce ? ce : "", a->hybrid ? " + bm25" : "", a->calibration ? " + calibration" : "");
+    snprintf(key, sizeof key, "recall@%d", a->k);
+    const char *names[] = {"items",     "pairs",         key,        "kept", "dropped", "in list",
+                           "mean list", "items w/o any", "log-loss", "brier"};
+    const double val[] = {r->items,   r->pairs,    r->recall, r->kept,    r->dropped,
+                          r->in_list, r->mean_len, r->none,   r->logloss, r->brier};
+    const int cnt[] = {1, 1, 0, 0, 0, 0, 0, 1, 0, 0};
+    float *grade = malloc(sizeof(float) * ((size_t)d->judg.n + 1));
+    if (!grade) {
+        kp_cli_fail(WHO, "out of memory");
+        return 1;
+    }
+    kp_grade_scale sc = kp_cli_grades(&a->in);
+    for (int i = 0; i < d->judg.n; i++)
+        grade[i] = kp_grade_from_unit(&sc, (d->judg.rel[i] - 1.0f) / 2.0f);
+    kp_report_model rm = {.label = label,
+                          .kind = "pipeline",
+                          .score = a->calibration ? "published p (calibrated)" : "published score",
+                          .n_metrics = (int)(sizeof names / sizeof names[0]),
+                          .metric_names = names,
+                          .metric_values = val,
+                          .metric_is_count = cnt,
+                          .n_pairs = d->judg.n,
+                          .pair_score = r->p,
+                          .pair_grade = grade,
+                          .n_calib = a->calibration ? d->judg.n : 0,
+                          .calib_p = r->p,
+                          .calib_y = r->y};
+    int rc = kp_report_add(a->report, &rm, err, sizeof err);
+    free(grade);
+    if (rc) {
+        kp_cli_fail(WHO, err);
+        return 1;
+    }
+    if (!a->quiet) fprintf(stderr, WHO ": report: %s/index.html\n", a->report);
+    return 0;
+}
+
 int kp_eval_pipeline(int argc, char **argv)
 {
     args a;
@@ -440,7 +507,10 @@ int kp_eval_pipeline(int argc, char **argv)
     }
     if (evaluate(&a, &p, &d, &r)) goto out;
     report(&a, &r);
-    rc = 0;
+    fflush(stdout);
+    rc = a.report ? pipeline_report(&a, &d, &r) : 0;
+    free(r.p);
+    free(r.y);
 out:
     kp_cli_pipeline_free(&p);
     kp_cli_data_free(&d);

@@ -27,6 +27,8 @@ static const verb verbs[] = {
     {"calibrate", kp_cmd_calibrate, "fit p(relevant) of the pipeline's score (held-out data)"},
     {"version", kp_cmd_version, "print the versions of kprec and its libraries (also --version)"},
     {"label", kp_cmd_label, "judge (item, keyphrase) pairs with an LLM teacher (OpenAI API)"},
+    {"model", kp_cmd_model, "the model topic's versions (list) and a rollback to a checkpoint"},
+    {"rescore", kp_cmd_rescore, "re-score items cached by an older model version"},
 };
 #define NVERBS (int)(sizeof verbs / sizeof verbs[0])
 

@@ -32,10 +32,15 @@ typedef struct {
     int retry_backoff_max_ms;
     int metrics_port; /* 0 = no HTTP endpoint */
     char metrics_bind[64];
+    int metrics_max_connections; /* HTTP connections at once; more are refused */
+    int metrics_timeout_s;       /* an idle HTTP connection is closed after this long */
+    int health_max_paused_s;     /* /healthz: 503 when paused longer (0 = off) */
+    int health_max_stall_s; /* /healthz: 503 when a loop or Redis is stuck this long (0 = off) */
     /* [topics] */
     char topic_items[256], topic_clicks[256], topic_judgments[256], topic_suggestions[256],
         topic_model[256], topic_dlq[256];
-    int topic_partitions; /* used by `kprec topics` when creating them */
+    char topic_shadow[256]; /* the shadow model's lists ([model] shadow); never cached */
+    int topic_partitions;   /* used by `kprec topics` when creating them */
     /* [redis] */
     char redis_host[256];
     int redis_port;
@@ -63,6 +68,10 @@ typedef struct {
     double model_threshold;       /* publish only p >= threshold (0 = no gate) */
     char model_hmac_key[256];     /* HMAC-SHA-256 key of the model topic's records (secret) */
     int model_max_behind_s; /* /healthz answers 503 when the model is behind this long (0 = off) */
+    /* model lifecycle (consumer/arms.h): shadow scoring and an A/B split */
+    char model_shadow[1024];       /* checkpoint scored beside the live model; empty = none */
+    char model_ab_candidate[1024]; /* checkpoint of the A/B split's candidate arm; empty = none */
+    int model_ab_weight;           /* percent of items (hash of item_id) the candidate scores */
     /* [train] */
     char train_group[256];            /* consumer group of the trainer */
     char train_checkpoint_dir[1024];  /* optional local cache of checkpoints (any role) */
@@ -80,6 +89,7 @@ typedef struct {
     int train_checkpoint_every;   /* write a checkpoint every M versions */
     int train_resolve_timeout_ms; /* an event whose item has no title is retried this long */
     int train_max_chunk;          /* bytes per model-topic record */
+    int train_max_pending;        /* events waiting for titles; when reached, pause the input */
     /* [schemas] */
     char schemas_dir[1024]; /* extra writer schemas <id>-<Name>.avsc; empty = built-in only */
     /* [kafka]: passed through */

@@ -1,6 +1,7 @@
 #include "common/telemetry.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -51,6 +54,107 @@ double kp_telemetry_behind_s(void)
     if (!since) return 0;
     double d = (double)(kp_now_ms() - since) / 1000.0;
     return d > 0 ? d : 0;
+}
+
+/* ---- health ---- */
+
+static atomic_int max_paused_s = 60, max_stall_s = 60, http_max_conns = 32, http_timeout_s = 10;
+static atomic_llong loop_tick_ms[KP_LOOP_N];
+static const char *const loop_name[KP_LOOP_N] = {"serve", "train"};
+static atomic_llong cache_fail_since_ms; /* first failure of the current run of failures, 0 = ok */
+static atomic_int cache_full;            /* the last failure was an OOM */
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static char cache_err[256];
+
+void kp_telemetry_tick(kp_loop l)
+{
+    if (l >= 0 && l < KP_LOOP_N) atomic_store(&loop_tick_ms[l], kp_now_ms());
+}
+
+void kp_telemetry_set_paused(int paused)
+{
+    if (!paused)
+        atomic_store(&kp_m.paused_since_ms, 0);
+    else if (!atomic_load(&kp_m.paused_since_ms))
+        atomic_store(&kp_m.paused_since_ms, kp_now_ms());
+    atomic_store(&kp_m.paused, paused ? 1 : 0);
+}
+
+void kp_telemetry_cache_result(const char *err)
+{
+    if (!err || !err[0]) {
+        atomic_store(&cache_fail_since_ms, 0);
+        atomic_store(&cache_full, 0);
+        return;
+    }
+    pthread_mutex_lock(&cache_lock);
+    snprintf(cache_err, sizeof cache_err, "%s", err);
+    pthread_mutex_unlock(&cache_lock);
+    atomic_store(&cache_full, strstr(err, "OOM") != NULL);
+    long long zero = 0;
+    atomic_compare_exchange_strong(&cache_fail_since_ms, &zero, kp_now_ms());
+}
+
+void kp_telemetry_set_limits(int paused_s, int stall_s, int max_conns, int timeout_s)
+{
+    atomic_store(&max_paused_s, paused_s);
+    atomic_store(&max_stall_s, stall_s);
+    atomic_store(&http_max_conns, max_conns);
+    atomic_store(&http_timeout_s, timeout_s);
+}
+
+/* Appends "; " and a reason to body[n] at *w (truncating). */
+static void add_reason(char *body, size_t n, size_t *w, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void add_reason(char *body, size_t n, size_t *w, const char *fmt, ...)
+{
+    if (*w + 3 >= n) return;
+    if (*w) *w += (size_t)snprintf(body + *w, n - *w, "; ");
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(body + *w, n - *w, fmt, ap);
+    va_end(ap);
+    if (k > 0) *w = *w + (size_t)k < n ? *w + (size_t)k : n - 1;
+}
+
+int kp_telemetry_health(char *body, size_t n)
+{
+    char why[768] = "";
+    size_t w = 0;
+    long long now = kp_now_ms();
+    double behind = kp_telemetry_behind_s();
+    int mb = atomic_load(&max_behind_s), mp = atomic_load(&max_paused_s);
+    int ms = atomic_load(&max_stall_s);
+    if (mb > 0 && behind > mb) add_reason(why, sizeof why, &w, "behind %.0fs > %ds", behind, mb);
+    long long ps = atomic_load(&kp_m.paused_since_ms);
+    if (mp > 0 && ps && atomic_load(&kp_m.paused) && now - ps > (long long)mp * 1000)
+        add_reason(why, sizeof why, &w, "paused %llds > %ds", (now - ps) / 1000, mp);
+    for (int l = 0; ms > 0 && l < KP_LOOP_N; l++) {
+        long long t = atomic_load(&loop_tick_ms[l]);
+        if (t && now - t > (long long)ms * 1000)
+            add_reason(why, sizeof why, &w, "wedged: %s loop idle %llds > %ds", loop_name[l],
+                       (now - t) / 1000, ms);
+    }
+    long long cf = atomic_load(&cache_fail_since_ms);
+    if (cf) {
+        char e[256];
+        pthread_mutex_lock(&cache_lock);
+        snprintf(e, sizeof e, "%s", cache_err);
+        pthread_mutex_unlock(&cache_lock);
+        if (atomic_load(&cache_full))
+            add_reason(why, sizeof why, &w, "cache full: %s", e);
+        else if (ms > 0 && now - cf > (long long)ms * 1000)
+            add_reason(why, sizeof why, &w, "cache failing %llds > %ds: %s", (now - cf) / 1000, ms,
+                       e);
+    }
+    int ok = w == 0;
+    if (body && n)
+        snprintf(body, n,
+                 "%s model_version=%llu topic_version=%llu behind_s=%.1f stuck=%lld paused=%lld\n",
+                 ok ? "ok" : why, (unsigned long long)atomic_load(&kp_m.model_version),
+                 (unsigned long long)atomic_load(&kp_m.model_topic_version), behind,
+                 atomic_load(&kp_m.model_stuck), atomic_load(&kp_m.paused));
+    return ok;
 }
 
 /* Upper bounds of the batch latency buckets, seconds. */
@@ -143,6 +247,8 @@ static const metric_def metrics[] = {
     COUNT("kprec_rebalances_total", "Consumer group rebalances seen.", rebalances),
     GAUGE_S("kprec_in_flight", "Events taken from Kafka and not yet done.", in_flight),
     GAUGE_S("kprec_paused", "1 while input partitions are paused (backpressure).", paused),
+    GAUGE_S("kprec_train_pending", "Trainer: events waiting for their item's title.",
+            train_pending),
     GAUGE("kprec_model_version", "Version of the model scoring now.", model_version),
     GAUGE_S("kprec_keyphrases", "Keyphrases in the index.", keyphrases),
     GAUGE_S("kprec_consumer_lag_messages",
@@ -242,6 +348,24 @@ char *kp_telemetry_render(void)
 }
 
 static struct MHD_Daemon *daemon_;
+static int http_active; /* open connections: touched by MHD's one thread only */
+static int http_limit;
+
+/* Counts the open connections (MHD_OPTION_NOTIFY_CONNECTION). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls, (void)conn, (void)socket_context;
+    http_active += toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1;
+}
+
+/* Past the limit a new connection is accepted and closed at once (MHD_OPTION_ACCEPT_POLICY
+ * refuses it): it neither holds a descriptor nor waits in the backlog ahead of later requests. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)cls, (void)addr, (void)addrlen;
+    return http_active < http_limit ? MHD_YES : MHD_NO;
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
@@ -264,18 +388,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4");
     } else if (!strcmp(url, "/healthz")) {
-        char body[256];
-        double behind = kp_telemetry_behind_s();
-        int max = atomic_load(&max_behind_s), late = max > 0 && behind > max;
-        if (late) status = MHD_HTTP_SERVICE_UNAVAILABLE;
-        int n =
-            snprintf(body, sizeof body,
-                     "%s model_version=%llu topic_version=%llu behind_s=%.1f stuck=%lld "
-                     "paused=%lld\n",
-                     late ? "behind" : "ok", (unsigned long long)atomic_load(&kp_m.model_version),
-                     (unsigned long long)atomic_load(&kp_m.model_topic_version), behind,
-                     atomic_load(&kp_m.model_stuck), atomic_load(&kp_m.paused));
-        r = MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+        char body[1024];
+        if (!kp_telemetry_health(body, sizeof body)) status = MHD_HTTP_SERVICE_UNAVAILABLE;
+        r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
     } else {
         static const char msg[] = "not found: try /metrics or /healthz\n";
         r = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
@@ -287,25 +402,46 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return ret;
 }
 
-int kp_telemetry_http_start(const char *bind, int port)
+int kp_telemetry_http_start(const char *addr, int port)
 {
     if (port == 0) return 0;
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, bind, &sa.sin_addr) != 1) {
-        kp_error("metrics: bad bind address '%s'", bind);
+    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+        kp_error("metrics: bad bind address '%s'", addr);
         return -1;
     }
-    daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
-                               NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &sa,
-                               MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    /* Our own listening socket: SO_REUSEADDR (restart while old connections linger) but never
+     * SO_REUSEPORT, so a second process on the same port fails here, with the reason. */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 64)) {
+        int e = errno;
+        kp_error("metrics: cannot listen on %s:%d: %s%s", addr, port, strerror(e),
+                 e == EADDRINUSE ? " (another process has the port: is a second worker running "
+                                   "with the same [worker] metrics_port?)"
+                                 : "");
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    http_limit = atomic_load(&http_max_conns);
+    http_active = 0;
+    unsigned timeout = (unsigned)atomic_load(&http_timeout_s);
+    /* MHD's own limit is a backstop above ours (at its limit it would stop accepting, and new
+     * connections would queue in the backlog behind the idle ones) */
+    daemon_ = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+                               (uint16_t)port, on_accept, NULL, on_request, NULL,
+                               MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+                               (unsigned)http_limit + 4, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+                               MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
     if (!daemon_) {
-        kp_error("metrics: cannot listen on %s:%d", bind, port);
+        kp_error("metrics: cannot serve on %s:%d", addr, port);
+        close(fd);
         return -1;
     }
-    kp_info("metrics: http://%s:%d/metrics", bind, port);
+    kp_info("metrics: http://%s:%d/metrics", addr, port);
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #define KP_TELEMETRY_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum { KP_MT_ITEMS = 0, KP_MT_CLICKS, KP_MT_JUDGMENTS, KP_MT_N } kp_mtopic;
@@ -32,8 +33,10 @@ typedef struct {
     atomic_ullong stale_skipped;          /* Redis entries kept because they were newer */
     atomic_ullong batches;
     atomic_ullong rebalances;
-    atomic_llong in_flight; /* events taken from Kafka but not yet done */
-    atomic_llong paused;    /* 1 while partitions are paused (backpressure) */
+    atomic_llong in_flight;       /* events taken from Kafka but not yet done */
+    atomic_llong paused;          /* 1 while partitions are paused (backpressure) */
+    atomic_llong paused_since_ms; /* when they were paused (0 = not paused) */
+    atomic_llong train_pending;   /* trainer: events waiting for their item's title */
     atomic_ullong model_version;
     atomic_llong keyphrases;                 /* index size */
     atomic_llong consumer_lag;               /* sum over assigned partitions, from statistics */
@@ -72,6 +75,34 @@ void kp_telemetry_set_max_behind(int s);
 /* Seconds the model has been behind the topic's newest version (0 = not behind). */
 double kp_telemetry_behind_s(void);
 
+/* ---- health: /healthz answers 503 with the reasons ------------------------------------------
+ * "paused 75s > 60s": the input partitions have been paused longer than max_paused_s;
+ * "wedged: serve loop idle 80s > 60s": a loop that ticked once has not ticked for max_stall_s;
+ * "cache full: <the Redis error>": the last Redis round trip failed with an OOM error;
+ * "cache failing 70s > 60s: <error>": Redis round trips have failed for longer than max_stall_s;
+ * "behind": the replica's model is behind (kp_telemetry_set_max_behind). */
+
+typedef enum { KP_LOOP_SERVE = 0, KP_LOOP_TRAIN, KP_LOOP_N } kp_loop;
+
+/* Heartbeat of loop l: called once per iteration. Thread-safe. */
+void kp_telemetry_tick(kp_loop l);
+
+/* Partitions paused (1) or resumed (0): sets kp_m.paused and remembers since when. */
+void kp_telemetry_set_paused(int paused);
+
+/* Result of a Redis round trip: err NULL (or "") when it succeeded, else its error text (copied,
+ * truncated to 255 bytes); an error containing "OOM" marks the cache full. Thread-safe. */
+void kp_telemetry_cache_result(const char *err);
+
+/* Limits of /healthz in seconds (0 = that check is off) and of the HTTP endpoint: at most
+ * max_conns connections at once (more are refused), an idle connection closed after timeout_s.
+ * The endpoint's limits apply from the next kp_telemetry_http_start. */
+void kp_telemetry_set_limits(int max_paused_s, int max_stall_s, int max_conns, int timeout_s);
+
+/* The /healthz verdict: 1 healthy, 0 not; body (may be NULL) gets "ok ..." or the reasons, then
+ * the state (model_version=.. paused=..), one line. */
+int kp_telemetry_health(char *body, size_t n);
+
 /* Records one batch's end-to-end latency in microseconds. */
 void kp_telemetry_observe_batch(uint64_t us);
 
@@ -82,7 +113,9 @@ char *kp_telemetry_render(void);
  * Copied (truncated to 1 KiB); call before kp_telemetry_http_start. NULL clears it. */
 void kp_telemetry_set_build_info(const char *labels);
 
-/* Starts the HTTP endpoint on bind:port (port 0 = no-op). Returns 0, or -1 if it cannot listen. */
+/* Starts the HTTP endpoint on bind:port (port 0 = no-op). The port is not shared (no
+ * SO_REUSEPORT): a second process binding it fails. Returns 0, or -1 with the reason logged
+ * ("metrics: cannot listen on 127.0.0.1:9100: Address already in use ..."). */
 int kp_telemetry_http_start(const char *bind, int port);
 
 /* Stops the endpoint, if started. */

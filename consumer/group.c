@@ -212,7 +212,7 @@ int kp_group_pause(kp_group *g, int pause)
     }
     /* the flag is set first: partitions assigned from now on are paused too (or not) */
     g->paused = pause;
-    atomic_store(&kp_m.paused, pause);
+    kp_telemetry_set_paused(pause);
     int rc = pause_parts(g, g->rk, a, pause);
     rd_kafka_topic_partition_list_destroy(a);
     return rc;

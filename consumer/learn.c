@@ -42,6 +42,7 @@ typedef struct {
     kp_judgment jd;
     char *title;              /* resolved title (owned) */
     int64_t missing_since_ms; /* when Redis first said it has no title for the item (0 = not) */
+    int held; /* its dead letter could not be delivered: never handled, holds its offset back */
 } tevent;
 
 /* Offset bookkeeping of one input partition: everything below `done` is handled. */
@@ -69,7 +70,10 @@ typedef struct {
     const char **lookup_ids;
     char **lookup_titles;
     int *lookup_which;
-    tevent *ready; /* a step's events, [train] batch_size */
+    tevent *ready;               /* a step's events, [train] batch_size */
+    rd_kafka_message_t **polled; /* taken from the consumer while waiting (tick), not yet decoded */
+    int n_polled, cap_polled;
+    int dlq_failed; /* a dead letter could not be delivered: stop, committing nothing past it */
     part_state parts[MAX_PARTS];
     int n_parts;
     texample *buf; /* the training buffer: a ring of buf_cap examples */
@@ -135,25 +139,52 @@ static rd_kafka_topic_partition_list_t *offsets_list(tsvc *s)
     return l;
 }
 
-static void dead_letter(tsvc *s, const rd_kafka_message_t *m, const char *reason)
+/* Called while the producer waits for a delivery: keeps the group membership alive by polling
+ * the consumer (the message it hands out, if any, is kept for poll_events: never dropped). */
+static void tick(void *opaque)
+{
+    tsvc *s = opaque;
+    if (s->txp) rd_kafka_poll(kp_producer_handle(s->txp), 0);
+    rd_kafka_message_t *m = kp_group_poll(s->group, 0, NULL);
+    if (!m) return;
+    if (s->n_polled == s->cap_polled) {
+        int nc = s->cap_polled ? s->cap_polled * 2 : 64;
+        rd_kafka_message_t **np = realloc(s->polled, sizeof *np * (size_t)nc);
+        if (!np) {
+            /* cannot keep it: consume it again (its offset is not stored: nothing done past it) */
+            rd_kafka_seek(m->rkt, m->partition, m->offset, 1000);
+            rd_kafka_message_destroy(m);
+            return;
+        }
+        s->polled = np, s->cap_polled = nc;
+    }
+    s->polled[s->n_polled++] = m;
+}
+
+/* Sends m to the dead-letter topic with reason and marks it done. 0, or -1 when the producer did
+ * not deliver it (a hard stop, or a failure it reports): then m is not done, s->dlq_failed is set
+ * and the caller keeps the event as held (its offset is never committed past). */
+static int dead_letter(tsvc *s, const rd_kafka_message_t *m, const char *reason)
 {
     kp_warn("trainer: dead-letter %s[%" PRId32 "]@%" PRId64 ": %s", rd_kafka_topic_name(m->rkt),
             m->partition, m->offset, reason);
     rd_kafka_headers_t *h = kp_dlq_headers(m, reason);
     kp_outmsg o = {s->cfg->topic_dlq, m->key, m->key_len, m->payload, m->len, h, 0, KP_OUT_PENDING};
-    if (kp_producer_deliver(s->producer, &o, 1, s->cfg, &kp_worker_stop_hard, NULL, NULL)) {
-        /* not done, and nothing more is published: its offset is never committed */
-        kp_error("trainer: dead-letter copy not delivered: stopping");
-        s->fenced = 1;
-        kp_worker_stop = 1;
-        if (h) rd_kafka_headers_destroy(h);
-        return;
-    }
+    int rc = kp_producer_deliver(s->producer, &o, 1, s->cfg, &kp_worker_stop_hard, tick, s);
     if (h) rd_kafka_headers_destroy(h);
+    if (rc || o.state != KP_OUT_DONE) {
+        kp_error("trainer: dead letter of %s[%" PRId32 "]@%" PRId64
+                 " not delivered to %s: stopping without committing past it",
+                 rd_kafka_topic_name(m->rkt), m->partition, m->offset, s->cfg->topic_dlq);
+        s->dlq_failed = 1;
+        kp_worker_stop = 1;
+        return -1;
+    }
     int t =
         !strcmp(rd_kafka_topic_name(m->rkt), s->cfg->topic_clicks) ? KP_MT_CLICKS : KP_MT_JUDGMENTS;
     atomic_fetch_add(&kp_m.dead_lettered[t], 1);
     mark_done(s, m);
+    return 0;
 }
 
 /* Looks up the titles of pending click events in Redis (one MGET). An item Redis answered "no
@@ -164,16 +195,18 @@ static int resolve_titles(tsvc *s)
     char err[512];
     int need = 0;
     for (int i = 0; i < s->n_pending; i++)
-        if (!s->pending[i].title) {
+        if (!s->pending[i].title && !s->pending[i].held) {
             s->lookup_ids[need] = s->pending[i].ad.item_id;
             s->lookup_which[need++] = i;
         }
     if (!need) return 0;
     if (kp_cache_titles(s->cache, s->lookup_ids, need, s->lookup_titles, err, sizeof err)) {
         kp_warn("trainer: %s", err);
+        kp_telemetry_cache_result(err);
         atomic_fetch_add(&kp_m.redis_errors, 1);
         return -1;
     }
+    kp_telemetry_cache_result(NULL);
     int64_t now = kp_now_ms();
     for (int j = 0; j < need; j++) {
         tevent *ev = &s->pending[s->lookup_which[j]];
@@ -195,14 +228,20 @@ static int intern(const char ***tab, int *n, const char *s)
     return (*n)++;
 }
 
-/* Adds an event to the training buffer (a ring: the oldest example is replaced). */
+/* Adds an event to the training buffer (a ring: the oldest example is replaced). 0, or -1 on OOM
+ * (the slot is then emptied and out of the ring). */
 static int buffer_push(tsvc *s, const tevent *ev)
 {
     texample *x = &s->buf[s->buf_next];
     free(x->title), free(x->key);
     x->title = strdup(ev->title);
     x->key = strdup(ev->is_click_topic ? ev->ad.keyphrase : ev->jd.keyphrase);
-    if (!x->title || !x->key) return -1;
+    if (!x->title || !x->key) {
+        free(x->title), free(x->key);
+        x->title = x->key = NULL;
+        if (s->buf_len == s->buf_cap) s->buf_len--; /* the slot was the oldest example's */
+        return -1;
+    }
     x->kind =
         ev->is_click_topic ? (ev->ad.kind == KP_AD_CLICK ? EX_CLICK : EX_IMPRESSION) : EX_JUDGMENT;
     x->position = ev->is_click_topic && ev->ad.position > 0 ? ev->ad.position : 1;
@@ -211,6 +250,19 @@ static int buffer_push(tsvc *s, const tevent *ev)
     s->buf_next = (s->buf_next + 1) % s->buf_cap;
     if (s->buf_len < s->buf_cap) s->buf_len++;
     return 0;
+}
+
+/* Takes the k newest examples out of the buffer again (a step that did not happen): the ring
+ * then holds only the examples no push overwrote. */
+static void buffer_unpush(tsvc *s, int k)
+{
+    for (; k > 0 && s->buf_len > 0; k--) {
+        s->buf_next = (s->buf_next - 1 + s->buf_cap) % s->buf_cap;
+        texample *x = &s->buf[s->buf_next];
+        free(x->title), free(x->key);
+        x->title = x->key = NULL;
+        s->buf_len--;
+    }
 }
 
 /* The examples of a step: the newest nnew are the nnew slots before buf_next; nold others are
@@ -240,15 +292,21 @@ static void mark_changed_rows(tsvc *s)
     }
 }
 
-/* One step on the n newest examples plus as many examples drawn from the buffer: the stream
- * arrives grouped (one item's sessions together), the draw mixes items so that in-batch
- * negatives are other items' keyphrases. */
-static int take_step(tsvc *s, tevent *ev, int n)
+/* One step on the n events ev (added to the buffer) plus as many examples drawn from the buffer:
+ * the stream arrives grouped (one item's sessions together), the draw mixes items so that
+ * in-batch negatives are other items' keyphrases. 0 when the step was taken; 1 when the trainer
+ * rejected it (reason in why) and -1 on OOM: then the events are out of the buffer again, so a
+ * bad one cannot spoil later steps. */
+static int take_step(tsvc *s, tevent *ev, int n, char *why, size_t whylen)
 {
     const kp_config *c = s->cfg;
     int neg = s->teacher ? c->train_negatives : 0;
     for (int e = 0; e < n; e++)
-        if (buffer_push(s, &ev[e])) return -1;
+        if (buffer_push(s, &ev[e])) {
+            buffer_unpush(s, e);
+            snprintf(why, whylen, "out of memory");
+            return -1;
+        }
     int nnew = n, nold = s->buf_len - n < n ? s->buf_len - n : n;
     int m = nnew + nold;
     int maxk = m * (1 + neg) + 1, rc = -1;
@@ -305,10 +363,8 @@ static int take_step(tsvc *s, tevent *ev, int n)
     b.n_sr = ns, b.sr_item = si, b.sr_key = sk, b.sr_label = slab;
     b.n_dis = nd, b.dis_item = di, b.dis_key = dk, b.dis_teacher = dt;
     kp_train_losses L;
-    char err[512];
-    if (kp_trainer_step(s->trainer, &b, &L, err, sizeof err)) {
-        kp_warn("trainer: step skipped: %s", err);
-        rc = 0; /* the events are consumed; a bad batch must not stop the stream */
+    if (kp_trainer_step(s->trainer, &b, &L, why, whylen)) {
+        rc = 1; /* the caller finds the event the trainer rejects */
         goto out;
     }
     atomic_fetch_add(&kp_m.train_steps, 1);
@@ -318,6 +374,8 @@ static int take_step(tsvc *s, tevent *ev, int n)
     s->steps_since_delta++;
     rc = 0;
 out:
+    if (rc == -1) snprintf(why, whylen, "out of memory");
+    if (rc) buffer_unpush(s, n);
     free((void *)ex), free(items), free((void *)keys), free(ia), free(sk), free(soft_k), free(lab);
     free((void *)ti), free((void *)tk), free(mask);
     return rc;
@@ -581,18 +639,14 @@ static int decode_event(tsvc *s, rd_kafka_message_t *m, tevent *ev, char *why, s
     ev->is_click_topic = !strcmp(rd_kafka_topic_name(m->rkt), s->cfg->topic_clicks);
     atomic_fetch_add(&kp_m.consumed[ev->is_click_topic ? KP_MT_CLICKS : KP_MT_JUDGMENTS], 1);
     if (ev->is_click_topic) {
-        if (kp_decode_ad_event(s->codec, m->payload, m->len, &ev->ad, why, whylen)) return -1;
-        if (!ev->ad.item_id[0] || !ev->ad.keyphrase[0]) {
-            snprintf(why, whylen, "ad event without item_id or keyphrase");
+        if (kp_decode_ad_event(s->codec, m->payload, m->len, &ev->ad, why, whylen) ||
+            kp_validate_ad_event(&ev->ad, why, whylen))
             return -1;
-        }
         return 0;
     }
-    if (kp_decode_judgment(s->codec, m->payload, m->len, &ev->jd, why, whylen)) return -1;
-    if (!ev->jd.title || !ev->jd.title[0] || !ev->jd.keyphrase[0]) {
-        snprintf(why, whylen, "judgment without title or keyphrase");
+    if (kp_decode_judgment(s->codec, m->payload, m->len, &ev->jd, why, whylen) ||
+        kp_validate_judgment(&ev->jd, (size_t)s->cfg->max_title_bytes, why, whylen))
         return -1;
-    }
     if (!(ev->title = strdup(ev->jd.title))) {
         snprintf(why, whylen, "out of memory");
         return -1;
@@ -600,29 +654,62 @@ static int decode_event(tsvc *s, rd_kafka_message_t *m, tevent *ev, char *why, s
     return 0;
 }
 
-/* Polls up to a batch of events or the linger; bad ones are dead-lettered. 0, or -1 on OOM. */
+/* Bounds the pending events: at [train] max_pending the input partitions are paused (nothing is
+ * dropped: the rest waits in Kafka), at half of it they are resumed. */
+static void flow_control(tsvc *s)
+{
+    int max = s->cfg->train_max_pending, n = s->n_pending + s->n_polled;
+    if (!kp_group_paused(s->group) && n >= max) {
+        kp_warn("trainer: %d events wait for their titles ([train] max_pending %d): pausing the "
+                "input",
+                n, max);
+        kp_group_pause(s->group, 1);
+    } else if (kp_group_paused(s->group) && n <= max / 2) {
+        kp_info("trainer: %d events wait for their titles: resuming the input", n);
+        kp_group_pause(s->group, 0);
+    }
+    atomic_store(&kp_m.train_pending, s->n_pending);
+}
+
+/* The next message: one kept by tick first, else the consumer's (NULL if none in 50 ms). */
+static rd_kafka_message_t *next_message(tsvc *s)
+{
+    if (!s->n_polled) return kp_group_poll(s->group, 50, NULL);
+    rd_kafka_message_t *m = s->polled[0];
+    memmove(s->polled, s->polled + 1, sizeof *s->polled * (size_t)--s->n_polled);
+    return m;
+}
+
+/* Polls up to a batch of events or the linger; bad ones are dead-lettered (one whose dead letter
+ * is not delivered is kept, held). 0, or -1 on OOM or an undelivered dead letter. */
 static int poll_events(tsvc *s)
 {
     const kp_config *c = s->cfg;
     int cap = c->train_batch_size, polled = 0, first = 1;
     int64_t deadline = kp_now_ms() + c->train_batch_linger_ms;
-    while (!kp_worker_stop && (first || (s->n_pending < cap * 4 && kp_now_ms() < deadline))) {
+    while (!kp_worker_stop &&
+           (first || (s->n_pending < cap * 4 && s->n_pending < c->train_max_pending &&
+                      kp_now_ms() < deadline))) {
         first = 0;
-        rd_kafka_message_t *m = kp_group_poll(s->group, 50, NULL);
+        flow_control(s);
+        rd_kafka_message_t *m = next_message(s);
         if (!m) continue;
         tevent ev;
         char why[256] = "";
-        if (decode_event(s, m, &ev, why, sizeof why)) {
-            dead_letter(s, m, why);
+        int bad = decode_event(s, m, &ev, why, sizeof why);
+        if (bad && !dead_letter(s, m, why)) {
             tevent_clear(&ev);
             continue;
         }
+        ev.held = bad;
         if (push_pending(s, &ev)) {
             tevent_clear(&ev);
             return -1;
         }
+        if (bad) return -1;
         if (++polled >= cap) break;
     }
+    flow_control(s);
     return 0;
 }
 
@@ -635,15 +722,19 @@ static int take_ready(tsvc *s)
     int64_t now = kp_now_ms();
     for (int i = 0; i < s->n_pending; i++) {
         tevent *ev = &s->pending[i];
-        if (ev->title && n < c->train_batch_size) {
+        if (ev->title && !ev->held && n < c->train_batch_size) {
             s->ready[n++] = *ev;
-        } else if (!ev->title && ev->missing_since_ms &&
+        } else if (!ev->title && !ev->held && ev->missing_since_ms &&
                    now - ev->missing_since_ms > c->train_resolve_timeout_ms) {
             char why[512];
             snprintf(why, sizeof why, "unknown item %s: no title in Redis after %d ms",
                      ev->ad.item_id, c->train_resolve_timeout_ms);
-            dead_letter(s, ev->msg, why);
-            tevent_clear(ev);
+            if (dead_letter(s, ev->msg, why)) {
+                ev->held = 1;
+                s->pending[keep++] = *ev;
+            } else {
+                tevent_clear(ev);
+            }
         } else {
             s->pending[keep++] = *ev;
         }
@@ -652,17 +743,51 @@ static int take_ready(tsvc *s)
     return n;
 }
 
-/* A step over the n ready events; they are then done (their offsets go with the next delta). */
+/* A ready event trained on: done (its offset goes with the next delta). */
+static void event_done(tsvc *s, tevent *ev)
+{
+    atomic_fetch_add(&kp_m.processed[ev->is_click_topic ? KP_MT_CLICKS : KP_MT_JUDGMENTS], 1);
+    mark_done(s, ev->msg);
+    tevent_clear(ev);
+}
+
+/* A step over the n ready events. When the trainer rejects the step, each event is tried alone:
+ * the one it rejects is dead-lettered, the others train. 0; -1 on OOM or an undelivered dead
+ * letter. Events not done go back to the pending ones (held back offsets, never leaked). */
 static int step_ready(tsvc *s, int n)
 {
-    if (take_step(s, s->ready, n)) return -1;
-    for (int i = 0; i < n; i++) {
-        atomic_fetch_add(
-            &kp_m.processed[s->ready[i].is_click_topic ? KP_MT_CLICKS : KP_MT_JUDGMENTS], 1);
-        mark_done(s, s->ready[i].msg);
-        tevent_clear(&s->ready[i]);
+    char why[512];
+    int rc = take_step(s, s->ready, n, why, sizeof why);
+    if (rc == 0) {
+        for (int i = 0; i < n; i++)
+            event_done(s, &s->ready[i]);
+    } else if (rc == 1) {
+        kp_warn("trainer: step of %d event(s) rejected (%s): trying them one by one", n, why);
+        rc = 0;
+        for (int i = 0; i < n && !rc; i++) {
+            tevent *ev = &s->ready[i];
+            int r = n > 1 ? take_step(s, ev, 1, why, sizeof why) : 1;
+            if (r == 0) {
+                event_done(s, ev);
+            } else if (r == 1) {
+                char reason[600];
+                snprintf(reason, sizeof reason, "rejected by the training step: %s", why);
+                if (dead_letter(s, ev->msg, reason))
+                    ev->held = 1, rc = -1;
+                else
+                    tevent_clear(ev);
+            } else {
+                rc = -1;
+            }
+        }
+    } else {
+        kp_error("trainer: step not taken: %s", why);
     }
-    return 0;
+    for (int i = 0; i < n; i++) {
+        if (s->ready[i].msg && push_pending(s, &s->ready[i])) tevent_clear(&s->ready[i]);
+        memset(&s->ready[i], 0, sizeof s->ready[i]);
+    }
+    return rc ? -1 : 0;
 }
 
 /* Learns until kp_worker_stop. 0, or 1 on a failure. */
@@ -670,6 +795,7 @@ static int learn_loop(tsvc *s)
 {
     const kp_config *c = s->cfg;
     while (!kp_worker_stop) {
+        kp_telemetry_tick(KP_LOOP_TRAIN);
         if (poll_events(s)) return 1;
         if (resolve_titles(s)) /* Redis is failing: back off (the loop polls) */
             kp_backoff_sleep(200, NULL, NULL, NULL);
@@ -845,6 +971,9 @@ static int learn_close(tsvc *s, int rc, int opened)
         publish(s, s->steps_since_delta > 0, 1);
     for (int i = 0; i < s->n_pending; i++)
         tevent_clear(&s->pending[i]);
+    for (int i = 0; i < s->n_polled; i++)
+        rd_kafka_message_destroy(s->polled[i]);
+    free(s->polled);
     kp_group_free(s->group);
     kp_producer_free(s->producer, 10000);
     kp_producer_free(s->txp, 10000);

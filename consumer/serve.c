@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/telemetry.h"
 #include "common/util.h"
+#include "consumer/arms.h"
 #include "consumer/assets.h"
 #include "consumer/follow.h"
 #include "consumer/serve_batch.h"
@@ -27,6 +28,7 @@ typedef struct {
     kp_recommender *rec;
     kp_follower *follower;
     kp_serve_batch *batch; /* also holds the messages polled while waiting (bounded) */
+    kp_arms *arms;         /* A/B split and shadow (consumer/arms.h); NULL = none */
     int backoff_ms;        /* the next retry's, while a sink is down */
     /* the micro-batch being filled, and its events as the batch runner sees them */
     rd_kafka_message_t **msgs;
@@ -94,10 +96,12 @@ static kp_sink_rc sink_cache_put(void *ctx, const kp_cache_entry *e, int n)
     char err[512];
     int stale = 0;
     if (!kp_cache_put(w->cache, e, n, &stale, err, sizeof err)) {
+        kp_telemetry_cache_result(NULL);
         atomic_fetch_add(&kp_m.redis_writes, (unsigned long long)(n - stale));
         atomic_fetch_add(&kp_m.stale_skipped, (unsigned long long)stale);
         return KP_SINK_OK;
     }
+    kp_telemetry_cache_result(err);
     atomic_fetch_add(&kp_m.redis_errors, 1);
     if (kp_serve_batch_paused(w->batch))
         kp_debug("%s: retrying in %d ms", err, w->backoff_ms);
@@ -154,6 +158,13 @@ static void sink_pause(void *ctx, int on, const char *why)
                 "all the same");
 }
 
+/* Lifecycle hook (consumer/arms.h): the shadow model scores the batch the live path finished. */
+static void shadow_batch(worker *w)
+{
+    if (kp_arms_shadow(w->arms, w->msgs, w->n) < 0)
+        kp_warn("shadow: batch not scored (out of memory)");
+}
+
 /* Runs the batch in w->msgs to its end. 0 when every event is done and its offset stored, -1 on
  * a hard stop or a batch that cannot be done (nothing of it is stored). */
 static int run_batch(worker *w)
@@ -180,6 +191,7 @@ static int run_batch(worker *w)
         }
     if (r == KP_BATCH_DONE) w->backoff_ms = w->cfg->retry_backoff_ms;
     kp_serve_batch_end(w->batch);
+    if (r == KP_BATCH_DONE && w->arms) shadow_batch(w);
     return r == KP_BATCH_DONE ? 0 : -1;
 }
 
@@ -242,6 +254,7 @@ static void drop_batch(worker *w)
 static int serve_loop(worker *w)
 {
     while (!kp_worker_stop) {
+        kp_telemetry_tick(KP_LOOP_SERVE);
         fill_batch(w);
         if (w->follower) swap_model(w);
         if (!w->n) continue;
@@ -283,6 +296,10 @@ static int load_model(worker *w)
     } else {
         kp_bienc_free(model);
     }
+    if (!(w->arms = kp_arms_new(c, err, sizeof err)) && err[0]) {
+        kp_error("%s", err);
+        return 2;
+    }
     atomic_store(&kp_m.model_version, kp_rec_version(w->rec));
     atomic_store(&kp_m.keyphrases, kp_rec_size(w->rec));
     kp_info("model version %" PRIu64 ": %d keyphrases indexed in %.2f s", kp_rec_version(w->rec),
@@ -309,6 +326,7 @@ static int open_io(worker *w)
         kp_error("worker: out of memory");
         return 1;
     }
+    kp_serve_batch_set_arms(w->batch, w->arms);
     w->backoff_ms = c->retry_backoff_ms;
     if (kp_cache_connect(w->cache, err, sizeof err))
         kp_warn("%s (will retry when the first batch is written)", err);
@@ -342,6 +360,7 @@ static int close_all(worker *w, int rc)
     kp_telemetry_http_stop();
     kp_bienc_free(kp_follower_stop(w->follower));
     kp_serve_batch_free(w->batch);
+    kp_arms_free(w->arms);
     kp_cache_free(w->cache);
     kp_codec_free(w->codec);
     kp_rec_free(w->rec);

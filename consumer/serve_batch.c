@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/telemetry.h"
 #include "common/util.h"
+#include "consumer/arms.h"
 
 /* One event of a batch and what became of it. */
 typedef struct {
@@ -45,7 +46,15 @@ struct kp_serve_batch {
     void **held;
     int held_cap, held_first, n_held;
     int paused;
+    kp_arms *arms;    /* the A/B split (NULL = none) */
+    const char **ids; /* item_id of each valid event, and its arm */
+    int *arm;
 };
+
+void kp_serve_batch_set_arms(kp_serve_batch *b, kp_arms *arms)
+{
+    b->arms = arms;
+}
 
 kp_serve_batch *kp_serve_batch_new(const kp_config *c, kp_codec *codec, const kp_serve_sinks *sinks)
 {
@@ -69,6 +78,7 @@ static void free_buffers(kp_serve_batch *b)
 {
     free(b->ev), free((void *)b->titles), free(b->lens), free(b->vidx), free(b->counts);
     free(b->sugg), free((void *)b->json), free(b->ce), free(b->out), free(b->bufs), free(b->offs);
+    free((void *)b->ids), free(b->arm);
 }
 
 void kp_serve_batch_free(kp_serve_batch *b)
@@ -103,6 +113,8 @@ static int reserve(kp_serve_batch *b, int n)
     GROW(b->out, n);
     GROW(b->bufs, n);
     GROW(b->offs, n);
+    GROW(b->ids, n);
+    GROW(b->arm, n);
     b->cap = n;
     return 0;
 }
@@ -122,6 +134,7 @@ static void decode_one(kp_serve_batch *b, int i)
         e->valid = 1;
         b->titles[b->nvalid] = e->item.title;
         b->lens[b->nvalid] = strlen(e->item.title);
+        b->ids[b->nvalid] = e->item.item_id;
         b->vidx[b->nvalid++] = i;
     } else if (!e->reason[0]) {
         snprintf(e->reason, sizeof e->reason, "message key does not match item_id");
@@ -134,14 +147,15 @@ static int build_valid(kp_serve_batch *b, int v, uint64_t version, int64_t gen)
     event *e = &b->ev[b->vidx[v]];
     const kp_rec_suggestion *s = b->sugg + (size_t)v * (size_t)b->k;
     int cnt = b->counts[v];
-    if (!(b->json[v] = kp_cache_suggestions_json(s, cnt))) return -1;
+    const char *arm = kp_arms_name(b->arms, b->arm[v]);
+    if (!(b->json[v] = kp_cache_suggestions_json_arm(s, cnt, arm))) return -1;
     b->ce[v] = (kp_cache_entry){e->item.item_id, e->item.title, b->json[v], version, gen};
     for (int j = 0; j < cnt; j++) /* adapter: the codec's struct orders the fields its own way */
         b->avro[j] = (kp_suggestion){s[j].keyphrase, s[j].keyphrase_id, s[j].score};
     size_t len = 0;
     int o = b->nout;
-    if (kp_encode_suggestions(b->codec, e->item.item_id, (int64_t)version, gen, b->avro, cnt,
-                              &b->bufs[o], &len))
+    if (kp_encode_suggestions_arm(b->codec, e->item.item_id, (int64_t)version, gen, arm, b->avro,
+                                  cnt, &b->bufs[o], &len))
         return -1;
     b->out[o] = (kp_outmsg){b->cfg->topic_suggestions,
                             e->item.item_id,
@@ -191,8 +205,8 @@ int kp_serve_batch_begin(kp_serve_batch *b, kp_recommender *rec, const kp_serve_
     }
     /* model: one batched forward + one GEMM + top-K */
     b->t_dec = kp_mono_us();
-    if (b->nvalid && kp_rec_suggest(rec, b->titles, b->lens, b->nvalid, b->k, (float)c->min_score,
-                                    b->sugg, b->counts)) {
+    if (b->nvalid && kp_arms_suggest(b->arms, rec, b->ids, b->titles, b->lens, b->nvalid, b->k,
+                                     (float)c->min_score, b->sugg, b->counts, b->arm)) {
         kp_errf(err, errlen, "batch of %d: recommend failed (out of memory)", n);
         return -1;
     }

@@ -76,6 +76,11 @@ typedef struct kp_serve_batch kp_serve_batch;
 kp_serve_batch *kp_serve_batch_new(const kp_config *c, kp_codec *codec,
                                    const kp_serve_sinks *sinks);
 
+/* Scores the batches with the A/B split of arms (consumer/arms.h; borrowed, NULL = none): each
+ * item by its arm's model, its arm written into its cache entry and its record. */
+struct kp_arms;
+void kp_serve_batch_set_arms(kp_serve_batch *b, struct kp_arms *arms);
+
 /* Frees the runner (ends a batch in hand first; held messages must have been taken back).
  * NULL-safe. */
 void kp_serve_batch_free(kp_serve_batch *b);

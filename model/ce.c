@@ -761,6 +761,10 @@ kp_ce *kp_ce_load(const char *path, char *err, size_t errlen)
         kp_errf(err, errlen, "ce checkpoint %s: bad config: %s", path, why);
         goto err;
     }
+    uint64_t d_emb[2] = {nb, e}, d_idf[1] = {ni}; /* the header's sizes are in the file? */
+    if (kp_ckpt_expect_tensor(r, "emb", 2, d_emb, err, errlen) ||
+        kp_ckpt_expect_tensor(r, "idf", 1, d_idf, err, errlen))
+        goto err;
     m = ce_alloc(&c);
     if (!m) {
         kp_errf(err, errlen, "ce checkpoint %s: out of memory for the model", path);

@@ -379,6 +379,13 @@ static int read_kv(rstate *s)
                 r->path, key, vlen);
         goto err;
     }
+    if (vlen > s->size - s->pos) { /* before allocating: the file must hold the value */
+        kp_errf(s->err, s->errlen,
+                "checkpoint %s: truncated (value of '%s' needs %" PRIu64 " bytes at byte %" PRIu64
+                ", file has %" PRIu64 ")",
+                r->path, key, vlen, s->pos, s->size);
+        goto err;
+    }
     val = malloc(vlen + 1);
     if (!val) {
         kp_errf(s->err, s->errlen, "checkpoint %s: out of memory", r->path);
@@ -678,6 +685,69 @@ int kp_bienc_save_ext(const kp_bienc *m, const char *path, int (*extra)(kp_ckpt_
     return kp_ckpt_writer_commit(w, err, errlen);
 }
 
+/* Shape of parameter p of a tower of config c, as kp_bienc_param_c gives it. */
+static void param_shape(const kp_bienc_config *c, kp_bienc_param_id p, uint64_t *rows,
+                        uint64_t *cols)
+{
+    uint64_t E = (uint64_t)c->emb_dim, H = (uint64_t)c->hidden_dim, D = (uint64_t)c->out_dim;
+    *rows = 1;
+    switch (p) {
+    case KP_BIENC_EMB:
+        *rows = c->n_buckets, *cols = E;
+        break;
+    case KP_BIENC_W1:
+        *rows = H, *cols = E;
+        break;
+    case KP_BIENC_B1:
+        *cols = H;
+        break;
+    case KP_BIENC_W2:
+        *rows = D, *cols = H;
+        break;
+    default:
+        *cols = D;
+        break;
+    }
+}
+
+int kp_ckpt_expect_tensor(const kp_ckpt_reader *r, const char *name, int ndim, const uint64_t *dims,
+                          char *err, size_t errlen)
+{
+    const tensor_info *t = find_tensor(r, name);
+    int same = t && t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++)
+        same = t->dims[i] == dims[i];
+    if (same) return 0;
+    char a[128] = "none", b[128];
+    if (t) shape_str(a, sizeof a, t->ndim, t->dims);
+    shape_str(b, sizeof b, ndim, dims);
+    kp_errf(err, errlen,
+            "checkpoint %s: header sizes do not match the tensors: '%s' should be %s, the file "
+            "has %s",
+            r->path, name, b, a);
+    return -1;
+}
+
+/* Every tensor config c needs is in r with its shape: checked before the model is allocated, so
+ * header sizes can only ask for memory the file's own tensors account for (the reader checked
+ * those against the file size). 0, or -1 with err. */
+static int check_bienc_tensors(const kp_ckpt_reader *r, const kp_bienc_config *c, char *err,
+                               size_t errlen)
+{
+    for (int t = 0; t < (c->shared_towers ? 1 : 2); t++)
+        for (int p = 0; p < KP_BIENC_NPARAM; p++) {
+            char name[64];
+            uint64_t dims[2];
+            snprintf(name, sizeof name, "%s.%s", tower_prefix[t],
+                     kp_bienc_param_name((kp_bienc_param_id)p));
+            param_shape(c, (kp_bienc_param_id)p, &dims[0], &dims[1]);
+            int rank1 = dims[0] == 1;
+            if (kp_ckpt_expect_tensor(r, name, rank1 ? 1 : 2, rank1 ? dims + 1 : dims, err, errlen))
+                return -1;
+        }
+    return 0;
+}
+
 static int get_int(kp_ckpt_reader *r, const char *key, uint64_t max, uint64_t *out, char *err,
                    size_t errlen)
 {
@@ -747,6 +817,7 @@ kp_bienc *kp_bienc_load(const char *path, char *err, size_t errlen)
         kp_errf(err, errlen, "checkpoint %s: bad config: %s", path, why);
         goto err;
     }
+    if (check_bienc_tensors(r, &c, err, errlen) != 0) goto err;
     m = kp_bienc_new_zero(&c);
     if (!m) {
         kp_errf(err, errlen, "checkpoint %s: out of memory for the model", path);

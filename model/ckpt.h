@@ -62,6 +62,13 @@ const char *kp_ckpt_tensor_name(const kp_ckpt_reader *r, int i); /* NULL if out 
 /* Shape of a tensor: 0, or -1 if there is no tensor of that name. */
 int kp_ckpt_tensor_shape(const kp_ckpt_reader *r, const char *name, int *ndim,
                          uint64_t dims[KP_CKPT_MAX_DIMS]);
+/* 0 if r has tensor `name` of exactly the shape dims[0..ndim), else -1 with "header sizes do
+ * not match the tensors: 'item.emb' should be [..], the file has [..]" in err. A loader calls it
+ * for every tensor a header's sizes imply before it allocates from them: the reader has checked
+ * each tensor's data against the file size, so a lying header cannot make it allocate more than
+ * the file holds. */
+int kp_ckpt_expect_tensor(const kp_ckpt_reader *r, const char *name, int ndim, const uint64_t *dims,
+                          char *err, size_t errlen);
 /* Reads tensor `name` into dst, which must have exactly the shape dims[0..ndim). 0, or -1 with a
  * message in err (missing tensor, shape mismatch, I/O error). */
 int kp_ckpt_read_tensor(kp_ckpt_reader *r, const char *name, float *dst, int ndim,

@@ -63,8 +63,8 @@ float *kp_rowgrad_row(kp_rowgrad *g, uint32_t row)
 
 /* ---- embedding bag --------------------------------------------------------------------------- */
 
-void kp_embbag_forward(float *out, const float *table, const uint32_t *ids, const int *offsets,
-                       int B, int E)
+void kp_embbag_forward_ref(float *out, const float *table, const uint32_t *ids, const int *offsets,
+                           int B, int E)
 {
     for (int b = 0; b < B; b++) {
         float *o = out + (size_t)b * E;
@@ -75,6 +75,52 @@ void kp_embbag_forward(float *out, const float *table, const uint32_t *ids, cons
             const float *row = table + (size_t)ids[i] * E;
             for (int e = 0; e < E; e++)
                 o[e] += row[e];
+        }
+        float inv = 1.0f / (float)n;
+        for (int e = 0; e < E; e++)
+            o[e] *= inv;
+    }
+}
+
+/* Rows ahead whose cache lines are requested while the current row is summed: the table is far
+ * larger than the caches (2^18 x 128 floats = 128 MiB), so the gather waits on memory, not on
+ * arithmetic. */
+#define EMBBAG_PREFETCH 4
+#define EMBBAG_BLOCK    16
+
+static void prefetch_row(const float *row, int E)
+{
+    for (int e = 0; e < E; e += 16) /* 64-byte lines */
+        __builtin_prefetch(row + e, 0, 3);
+}
+
+/* out[0..E) += row[0..E): the same additions in the same order as the reference, in blocks
+ * of EMBBAG_BLOCK that the compiler turns into vector adds. */
+static void add_row(float *restrict o, const float *restrict row, int E)
+{
+    int e = 0;
+    for (; e + EMBBAG_BLOCK <= E; e += EMBBAG_BLOCK)
+        for (int j = 0; j < EMBBAG_BLOCK; j++)
+            o[e + j] += row[e + j];
+    for (; e < E; e++)
+        o[e] += row[e];
+}
+
+void kp_embbag_forward(float *out, const float *table, const uint32_t *ids, const int *offsets,
+                       int B, int E)
+{
+    int total = offsets[B];
+    for (int i = offsets[0]; i < offsets[0] + EMBBAG_PREFETCH && i < total; i++)
+        prefetch_row(table + (size_t)ids[i] * E, E);
+    for (int b = 0; b < B; b++) {
+        float *o = out + (size_t)b * E;
+        memset(o, 0, (size_t)E * sizeof(float));
+        int n = offsets[b + 1] - offsets[b];
+        if (n <= 0) continue;
+        for (int i = offsets[b]; i < offsets[b + 1]; i++) {
+            if (i + EMBBAG_PREFETCH < total)
+                prefetch_row(table + (size_t)ids[i + EMBBAG_PREFETCH] * E, E);
+            add_row(o, table + (size_t)ids[i] * E, E);
         }
         float inv = 1.0f / (float)n;
         for (int e = 0; e < E; e++)
@@ -310,20 +356,56 @@ void kp_adam_hp_default(kp_adam_hp *hp)
     hp->weight_decay = 0.0f;
 }
 
-static void adamw_span(float *p, const float *g, float *m, float *v, size_t n, const kp_adam_hp *hp,
-                       uint64_t t)
+/* Elements updated per block of the fast AdamW: a fixed trip count the compiler vectorises
+ * (kpmodel is built with -fno-math-errno, so sqrtf needs no scalar errno path). */
+#define ADAM_BLOCK 16
+
+typedef struct {
+    float b1, b2, bc1, bc2, lr, eps, wd;
+} adam_coef;
+
+static adam_coef adam_coefs(const kp_adam_hp *hp, uint64_t t)
 {
     if (t == 0) t = 1;
-    float bc1 = (float)(1.0 - pow((double)hp->beta1, (double)t));
-    float bc2 = (float)(1.0 - pow((double)hp->beta2, (double)t));
-    float b1 = hp->beta1, b2 = hp->beta2;
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * gi;
-        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-        float mh = m[i] / bc1, vh = v[i] / bc2;
-        p[i] -= hp->lr * (mh / (sqrtf(vh) + hp->eps) + hp->weight_decay * p[i]);
-    }
+    adam_coef c = {hp->beta1,
+                   hp->beta2,
+                   (float)(1.0 - pow((double)hp->beta1, (double)t)),
+                   (float)(1.0 - pow((double)hp->beta2, (double)t)),
+                   hp->lr,
+                   hp->eps,
+                   hp->weight_decay};
+    return c;
+}
+
+/* One element: the reference arithmetic, in the reference's order. */
+static inline void adam_elem(float *p, const float *g, float *m, float *v, size_t i,
+                             const adam_coef *c)
+{
+    float gi = g[i];
+    m[i] = c->b1 * m[i] + (1.0f - c->b1) * gi;
+    v[i] = c->b2 * v[i] + (1.0f - c->b2) * gi * gi;
+    float mh = m[i] / c->bc1, vh = v[i] / c->bc2;
+    p[i] -= c->lr * (mh / (sqrtf(vh) + c->eps) + c->wd * p[i]);
+}
+
+static void adamw_span_ref(float *p, const float *g, float *m, float *v, size_t n,
+                           const kp_adam_hp *hp, uint64_t t)
+{
+    adam_coef c = adam_coefs(hp, t);
+    for (size_t i = 0; i < n; i++)
+        adam_elem(p, g, m, v, i, &c);
+}
+
+static void adamw_span(float *restrict p, const float *restrict g, float *restrict m,
+                       float *restrict v, size_t n, const kp_adam_hp *hp, uint64_t t)
+{
+    adam_coef c = adam_coefs(hp, t);
+    size_t i = 0;
+    for (; i + ADAM_BLOCK <= n; i += ADAM_BLOCK)
+        for (size_t j = i; j < i + ADAM_BLOCK; j++)
+            adam_elem(p, g, m, v, j, &c);
+    for (; i < n; i++)
+        adam_elem(p, g, m, v, i, &c);
 }
 
 void kp_adamw_update(float *p, const float *g, float *m, float *v, size_t n, const kp_adam_hp *hp,
@@ -332,11 +414,33 @@ void kp_adamw_update(float *p, const float *g, float *m, float *v, size_t n, con
     adamw_span(p, g, m, v, n, hp, t);
 }
 
+void kp_adamw_update_ref(float *p, const float *g, float *m, float *v, size_t n,
+                         const kp_adam_hp *hp, uint64_t t)
+{
+    adamw_span_ref(p, g, m, v, n, hp, t);
+}
+
+/* Rows ahead of the lazy update whose table / moment lines are requested early: the three
+ * tables are each as large as the embedding table, so a row update waits on memory. */
+#define ADAM_PREFETCH 2
+
+static void prefetch_rw(const float *row, size_t E)
+{
+    for (size_t e = 0; e < E; e += 16) /* 64-byte lines */
+        __builtin_prefetch(row + e, 1, 3);
+}
+
 void kp_lazy_adamw_update(float *table, float *m, float *v, uint32_t *row_t, const kp_rowgrad *g,
                           const kp_adam_hp *hp)
 {
     size_t E = (size_t)g->dim;
     for (int i = 0; i < g->n; i++) {
+        if (i + ADAM_PREFETCH < g->n) {
+            size_t ahead = (size_t)g->rows[i + ADAM_PREFETCH] * E;
+            prefetch_rw(table + ahead, E);
+            prefetch_rw(m + ahead, E);
+            prefetch_rw(v + ahead, E);
+        }
         uint32_t r = g->rows[i];
         if (row_t[r] < UINT32_MAX) row_t[r]++;
         size_t off = (size_t)r * E;

@@ -42,6 +42,10 @@ float *kp_rowgrad_row(kp_rowgrad *g, uint32_t row);
  * is empty. out [B x E], table [V x E], ids [offsets[B]] (each < V), offsets [B+1]. */
 void kp_embbag_forward(float *out, const float *table, const uint32_t *ids, const int *offsets,
                        int B, int E);
+/* The plain loop the fast path above (row prefetching, blocked adds) is tested against: the same
+ * additions in the same order, so the results are bit-identical. */
+void kp_embbag_forward_ref(float *out, const float *table, const uint32_t *ids, const int *offsets,
+                           int B, int E);
 /* Accumulates dtable rows: for each id of example b, += dout[b,:] / count_b.
  * Returns 0, -1 on OOM (gradient partially accumulated). */
 int kp_embbag_backward(kp_rowgrad *dtable, const float *dout, const uint32_t *ids,
@@ -97,6 +101,10 @@ void kp_adam_hp_default(kp_adam_hp *hp);
 /* One AdamW step on n dense parameters: t is the 1-based step number (bias correction). */
 void kp_adamw_update(float *p, const float *g, float *m, float *v, size_t n, const kp_adam_hp *hp,
                      uint64_t t);
+/* The plain loop the update above (blocked so that it vectorises) is tested against: the same
+ * operations per element, so the results are bit-identical. */
+void kp_adamw_update_ref(float *p, const float *g, float *m, float *v, size_t n,
+                         const kp_adam_hp *hp, uint64_t t);
 
 /* Lazy (row-sparse) AdamW on the rows touched in g: only those rows' moments move, and each row
  * has its own step counter row_t[row] (incremented here) for bias correction. table, m, v are

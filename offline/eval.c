@@ -268,6 +268,7 @@ static int finish(const judged *s, const int *topk, int kmax, int n_keys, const 
                      &out->n_neg))
         goto oom;
     if (c->slice_keys && finish_slice(s, topk, kmax, n_keys, scores, j, c, out)) goto oom;
+    if (c->pair_scores && j->n > 0) memcpy(c->pair_scores, scores, sizeof(float) * (size_t)j->n);
     return 0;
 oom:
     kp_errf(err, errlen, "eval: out of memory computing the metrics");
@@ -442,15 +443,15 @@ static int embed_range(void *ctx, int thread, int lo, int hi)
     return kp_bienc_embed(e->m, e->tower, t, NULL, hi - lo, e->out + (size_t)lo * e->dim);
 }
 
-int kp_eval_bienc(const kp_bienc *m, const kp_texts *items, const kp_texts *keys,
-                  const kp_judgments *j, const kp_eval_config *cfg, kp_eval_result *out, char *err,
-                  size_t errlen)
+int kp_eval_bienc_prefixes(const kp_bienc *m, const kp_texts *items, const kp_texts *keys,
+                           const kp_judgments *j, const kp_eval_config *cfg, const int *prefixes,
+                           int n_prefixes, kp_eval_result *out, char *err, size_t errlen)
 {
     judged s;
     int rc = -1;
     float *uemb = NULL, *kemb = NULL;
     if (kp_eval_config_check(cfg, err, errlen)) return -1;
-    if (!m || !items || !keys || !out) {
+    if (!m || !items || !keys || !out || !prefixes || n_prefixes < 1) {
         kp_errf(err, errlen, "eval: bad arguments");
         return -1;
     }
@@ -469,12 +470,26 @@ int kp_eval_bienc(const kp_bienc *m, const kp_texts *items, const kp_texts *keys
         kp_errf(err, errlen, "eval: embedding failed (out of memory)");
         goto done;
     }
-    rc = eval_emb_core(uemb, kemb, keys->n, D, &s, j, cfg, out, err, errlen);
+    for (int i = 0; i < n_prefixes; i++) {
+        kp_eval_config c = *cfg;
+        c.prefix = prefixes[i];
+        if (i > 0) c.pair_scores = NULL;
+        if ((rc = eval_emb_core(uemb, kemb, keys->n, D, &s, j, &c, &out[i], err, errlen)) != 0)
+            break;
+    }
 done:
     free(uemb);
     free(kemb);
     judged_free(&s);
     return rc;
+}
+
+int kp_eval_bienc(const kp_bienc *m, const kp_texts *items, const kp_texts *keys,
+                  const kp_judgments *j, const kp_eval_config *cfg, kp_eval_result *out, char *err,
+                  size_t errlen)
+{
+    int prefix = cfg ? cfg->prefix : 0;
+    return kp_eval_bienc_prefixes(m, items, keys, j, cfg, &prefix, 1, out, err, errlen);
 }
 
 /* ---- BM25 ------------------------------------------------------------------------------------ */

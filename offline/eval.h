@@ -46,6 +46,9 @@ typedef struct {
      * "retrieve", "score pairs") and done/total units of that stage. May be NULL. */
     void (*progress)(void *ctx, const char *stage, long done, long total);
     void *progress_ctx;
+    /* Optional: when not NULL, [j->n] receiving the score of every judged pair (kprec eval
+     * --report's score distributions). */
+    float *pair_scores;
 } kp_eval_config;
 
 typedef struct {
@@ -90,6 +93,13 @@ int kp_eval_embeddings(const float *item_emb, int n_items, const float *key_emb,
 int kp_eval_bienc(const kp_bienc *m, const kp_texts *items, const kp_texts *keys,
                   const kp_judgments *j, const kp_eval_config *cfg, kp_eval_result *out, char *err,
                   size_t errlen);
+
+/* Matryoshka sweep of bi-encoder m: embeds once, then evaluates as kp_eval_bienc at each prefix
+ * size prefixes[i] (0 = the full embedding; cfg.prefix is ignored) into out[i], i < n_prefixes.
+ * cfg.pair_scores receives the scores at prefixes[0]. Errors as above (a prefix > dim too). */
+int kp_eval_bienc_prefixes(const kp_bienc *m, const kp_texts *items, const kp_texts *keys,
+                           const kp_judgments *j, const kp_eval_config *cfg, const int *prefixes,
+                           int n_prefixes, kp_eval_result *out, char *err, size_t errlen);
 
 /* Evaluates BM25 index bm, built over keys->text in row order (so document i = keyphrase row i):
  * queries are the judged items' titles; retrieval pads with -1 after the last document with a

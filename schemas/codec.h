@@ -28,14 +28,22 @@
 #include <stdint.h>
 
 /* Fixed schema ids (documented in schemas/README.md). */
-#define KP_SCHEMA_ID_ITEM_LISTED           1
-#define KP_SCHEMA_ID_AD_EVENT              2
-#define KP_SCHEMA_ID_JUDGMENT              3
-#define KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS 4
-#define KP_SCHEMA_ID_ITEM_LISTED_V0        101
+#define KP_SCHEMA_ID_ITEM_LISTED              1
+#define KP_SCHEMA_ID_AD_EVENT                 2
+#define KP_SCHEMA_ID_JUDGMENT                 3
+#define KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS    4 /* v0: written when there is no arm */
+#define KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS_V1 5 /* v1: + arm (the current reader) */
+#define KP_SCHEMA_ID_ITEM_LISTED_V0           101
 
 #define KP_WIRE_HEADER_LEN 5   /* magic byte + 4-byte schema id */
 #define KP_ITEM_ID_MAX     256 /* bytes, checked by kp_validate_item_listed */
+/* Field limits of the kp_validate_* functions (validate.c). */
+#define KP_KEYPHRASE_MAX   512  /* bytes of a keyphrase */
+#define KP_FIELD_MAX       1024 /* bytes of another short string (category, seller_id) */
+#define KP_POSITION_MAX    1000 /* an AdEvent's slot position: 0..1000 */
+#define KP_PRICE_MAX       1e12 /* a listing's price: 0..1e12 */
+#define KP_TS_MAX          INT64_C(253402300799999) /* event times: 0..year 9999, Unix ms */
+#define KP_SUGGESTIONS_MAX 1000                     /* suggestions in one record */
 #define KP_CODEC_ERRLEN    256 /* a comfortable size for the err buffers below */
 
 typedef struct kp_codec kp_codec;
@@ -85,6 +93,7 @@ typedef struct {
     int64_t model_version, generated_at;
     int n;
     kp_suggestion_owned *items; /* n entries, NULL when n == 0 */
+    char *arm; /* the model of an A/B split or the shadow; "" when none (and for id 4) */
 } kp_suggestions_decoded;
 
 /* ---- codec lifetime ---------------------------------------------------------------------- */
@@ -132,7 +141,12 @@ int kp_encode_item_listed_v0(kp_codec *c, const kp_item_listed *v, void **out, s
 int kp_encode_ad_event(kp_codec *c, const kp_ad_event *v, void **out, size_t *outlen);
 /* Judgment (id 3). score must be a number in [0, 1]. */
 int kp_encode_judgment(kp_codec *c, const kp_judgment *v, void **out, size_t *outlen);
-/* KeyphraseSuggestions (id 4) of n suggestions s[0..n-1] (s may be NULL when n == 0). */
+/* KeyphraseSuggestions (id 4) of n suggestions s[0..n-1] (s may be NULL when n == 0).
+ * kp_encode_suggestions_arm: the same with the arm that scored it (id 5; NULL or "" gives id 4,
+ * so records without an arm stay readable by readers that know only id 4). */
+int kp_encode_suggestions_arm(kp_codec *c, const char *item_id, int64_t model_version,
+                              int64_t generated_at, const char *arm, const kp_suggestion *s, int n,
+                              void **out, size_t *outlen);
 int kp_encode_suggestions(kp_codec *c, const char *item_id, int64_t model_version,
                           int64_t generated_at, const kp_suggestion *s, int n, void **out,
                           size_t *outlen);
@@ -166,11 +180,30 @@ void kp_suggestions_clear(kp_suggestions_decoded *v);
 
 /* ---- validation -------------------------------------------------------------------------- */
 
-/* Check what the worker needs of a listing: item_id non-empty and <= KP_ITEM_ID_MAX bytes, title
- * non-empty and <= max_title bytes, every string valid UTF-8. Returns 0, or -1 with a reason in
- * err: "missing item_id", "item_id too long (300 > 256 bytes)", "missing title", "empty title",
+/* The field limits of each record, checked after a successful decode (the decoders check only
+ * the wire format). Each returns 0, or -1 with the first failed check in err: a dead-letter reason
+ * such as "missing keyphrase", "keyphrase too long (900000 > 512 bytes)", "keyphrase is not valid
+ * UTF-8 (byte 17)", "score out of range (nan, expected 0..1)". Strings: required ones non-blank,
+ * every one within its byte cap and well-formed UTF-8; numbers finite and in range; event times
+ * in 0..KP_TS_MAX. */
+
+/* Listing: item_id non-empty and <= KP_ITEM_ID_MAX bytes, title non-blank and <= max_title bytes,
+ * category and seller_id (may be NULL/empty) <= KP_FIELD_MAX, price finite in 0..KP_PRICE_MAX.
+ * E.g. "missing item_id", "item_id too long (300 > 256 bytes)", "missing title", "empty title",
  * "title too long (5000 > 1024 bytes)", "title is not valid UTF-8 (byte 17)", ... */
 int kp_validate_item_listed(const kp_item_listed *v, size_t max_title, char *err, size_t errlen);
+
+/* AdEvent (impression or click): item_id and keyphrase required, kind a known value, position in
+ * 0..KP_POSITION_MAX. */
+int kp_validate_ad_event(const kp_ad_event *v, char *err, size_t errlen);
+
+/* Judgment: title (<= max_title bytes) and keyphrase required, item_id optional, source a known
+ * value, score a number in [0, 1] (NaN, 7.5 and -1e300 fail). */
+int kp_validate_judgment(const kp_judgment *v, size_t max_title, char *err, size_t errlen);
+
+/* KeyphraseSuggestions: item_id required, n in 0..KP_SUGGESTIONS_MAX, every keyphrase required,
+ * every score finite. */
+int kp_validate_suggestions(const kp_suggestions_decoded *v, char *err, size_t errlen);
 
 /* Return 1 if s[0..n-1] is well-formed UTF-8 (no overlongs, surrogates or code points above
  * U+10FFFF), else 0 and, if bad_at is not NULL, the offset of the first bad byte in *bad_at. */

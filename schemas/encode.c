@@ -201,20 +201,25 @@ int kp_encode_judgment(kp_codec *c, const kp_judgment *v, void **out, size_t *ou
     return enc_record(c, KP_SCHEMA_ID_JUDGMENT, KP_K_JUDGE, v, check_judgment, out, outlen);
 }
 
-/* Encode KeyphraseSuggestions (id 4) of item_id with suggestions s[0..n-1], best first; the
- * strings are only read. Returns 0 and a new buffer in *out (free() it), or -1 with *out NULL and
- * the reason in kp_codec_last_error: n < 0, s NULL with n > 0, item_id or a keyphrase NULL. */
-int kp_encode_suggestions(kp_codec *c, const char *item_id, int64_t model_version,
-                          int64_t generated_at, const kp_suggestion *s, int n, void **out,
-                          size_t *outlen)
+/* Encode KeyphraseSuggestions of item_id with suggestions s[0..n-1], best first, and the arm that
+ * scored them: id 5 with arm, id 4 (no arm field) when arm is NULL or ""; the strings are only
+ * read. Returns 0 and a new buffer in *out (free() it), or -1 with *out NULL and the reason in
+ * kp_codec_last_error: n < 0, s NULL with n > 0, item_id or a keyphrase NULL. */
+int kp_encode_suggestions_arm(kp_codec *c, const char *item_id, int64_t model_version,
+                              int64_t generated_at, const char *arm, const kp_suggestion *s, int n,
+                              void **out, size_t *outlen)
 {
     if (!c) return -1;
-    avro_value_t *rec = enc_begin(c, KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS, out, outlen);
+    int32_t id =
+        arm && arm[0] ? KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS_V1 : KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS;
+    avro_value_t *rec = enc_begin(c, id, out, outlen);
     avro_value_t arr, el;
     if (!rec) return -1;
     if (n < 0 || (n > 0 && !s)) return enc_fail(c, "bad suggestions (n = %d)", n);
-    /* the top-level fields, in the struct kp_layout describes (item_id is only read) */
-    kp_suggestions_decoded top = {(char *)item_id, model_version, generated_at, 0, NULL};
+    /* the top-level fields, in the struct kp_layout describes (item_id is only read); the
+     * writer of id 4 has no arm, and enc_fields skips it */
+    kp_suggestions_decoded top = {(char *)item_id,         model_version, generated_at, 0, NULL,
+                                  (char *)(arm ? arm : "")};
     if (enc_fields(c, rec, kp_kind_name[KP_K_SUGG], kp_layout[KP_K_SUGG], &top)) return -1;
     if (avro_value_get_by_name(rec, kp_layout[KP_K_SUGG][KP_SUGG_ARRAY].name, &arr, NULL))
         return enc_avro_fail(c);
@@ -222,5 +227,14 @@ int kp_encode_suggestions(kp_codec *c, const char *item_id, int64_t model_versio
         if (avro_value_append(&arr, &el, NULL)) return enc_avro_fail(c);
         if (enc_fields(c, &el, kp_sugg_record, kp_sugg_layout, &s[i])) return -1;
     }
-    return enc_finish(c, KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS, rec, out, outlen);
+    return enc_finish(c, id, rec, out, outlen);
+}
+
+/* Encode KeyphraseSuggestions (id 4, no arm): kp_encode_suggestions_arm with arm NULL. */
+int kp_encode_suggestions(kp_codec *c, const char *item_id, int64_t model_version,
+                          int64_t generated_at, const kp_suggestion *s, int n, void **out,
+                          size_t *outlen)
+{
+    return kp_encode_suggestions_arm(c, item_id, model_version, generated_at, NULL, s, n, out,
+                                     outlen);
 }

@@ -304,6 +304,32 @@ static void test_bienc_matches_embeddings(void **state)
             assert_close(got.auc, want.auc, 1e-6);
         }
     }
+    /* the Matryoshka sweep (embeds once) = kp_eval_embeddings at each prefix; pair_scores gets
+     * the scores at the first size (the dot products of the full embeddings) */
+    const int sizes[3] = {0, 8, 16};
+    kp_eval_result sweep[3];
+    float *ps = malloc(sizeof(float) * NJ);
+    c.threads = 2;
+    c.pair_scores = ps;
+    assert_int_equal(
+        kp_eval_bienc_prefixes(m, &items, &keys, &j, &c, sizes, 3, sweep, err, sizeof err), 0);
+    c.pair_scores = NULL;
+    for (int s = 0; s < 3; s++) {
+        kp_eval_result want;
+        c.prefix = sizes[s];
+        assert_int_equal(kp_eval_embeddings(ie, NI, ke, NK, 16, &j, &c, &want, err, sizeof err), 0);
+        for (int i = 0; i < 3; i++)
+            assert_close(sweep[s].recall[i], want.recall[i], 1e-12);
+        assert_close(sweep[s].spearman, want.spearman, 1e-6);
+        assert_close(sweep[s].auc, want.auc, 1e-6);
+    }
+    for (int p = 0; p < NJ; p++) {
+        double d = 0;
+        for (int e = 0; e < 16; e++)
+            d += (double)ie[ji[p] * 16 + e] * ke[jk[p] * 16 + e];
+        assert_close(ps[p], d, 1e-5);
+    }
+    free(ps);
     kp_bienc_free(m);
     free(ie);
     free(ke);

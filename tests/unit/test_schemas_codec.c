@@ -46,7 +46,7 @@ static void test_builtin_equals_avsc_files(void **state)
 {
     (void)state;
     int n = kp_codec_builtin_count();
-    assert_int_equal(n, 5);
+    assert_int_equal(n, 6);
     for (int i = 0; i < n; i++) {
         int32_t id;
         const char *name, *json;
@@ -99,8 +99,9 @@ static void test_builtin_ids(void **state)
     assert_string_equal(kp_codec_schema_name(c, 2), "AdEvent");
     assert_string_equal(kp_codec_schema_name(c, 3), "Judgment");
     assert_string_equal(kp_codec_schema_name(c, 4), "KeyphraseSuggestions");
+    assert_string_equal(kp_codec_schema_name(c, 5), "KeyphraseSuggestions");
     assert_string_equal(kp_codec_schema_name(c, 101), "ItemListed");
-    assert_null(kp_codec_schema_name(c, 5));
+    assert_null(kp_codec_schema_name(c, 6));
     assert_null(kp_codec_schema_name(NULL, 1));
     /* the source schemas/ directory holds exactly the built-ins: loading it adds nothing */
     char err[ERRLEN] = "", dir[1024];
@@ -249,6 +250,24 @@ static void test_roundtrip_suggestions(void **state)
     assert_null(out.items);
     kp_suggestions_clear(&out);
     kp_suggestions_clear(NULL);
+    free(buf);
+
+    /* the arm: id 5 carries it; id 4 (no arm) reads as "", so old records stay readable */
+    assert_int_equal(kp_encode_suggestions_arm(c, "item-5", 7, 8, "candidate", s, 1, &buf, &len),
+                     0);
+    assert_int_equal(wire_id(buf), KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS_V1);
+    assert_int_equal(kp_decode_suggestions(c, buf, len, &out, err, sizeof(err)), 0);
+    assert_string_equal(out.arm, "candidate");
+    assert_int_equal(out.n, 1);
+    assert_string_equal(out.items[0].keyphrase, "cordless drill");
+    kp_suggestions_clear(&out);
+    assert_null(out.arm);
+    free(buf);
+    assert_int_equal(kp_encode_suggestions_arm(c, "item-6", 7, 8, "", s, 1, &buf, &len), 0);
+    assert_int_equal(wire_id(buf), KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS);
+    assert_int_equal(kp_decode_suggestions(c, buf, len, &out, err, sizeof(err)), 0);
+    assert_string_equal(out.arm, "");
+    kp_suggestions_clear(&out);
     free(buf);
     kp_codec_free(c);
 }
