@@ -153,7 +153,7 @@ static void test_item_and_suggestion_limits(void **state)
            "seller_id is not valid UTF-8 (byte 1)", 3);
 
     kp_suggestion_owned s[2] = {{"drill", NULL, 0.5f}, {"saw", "k2", 0.25f}};
-    kp_suggestions_decoded d = {"i1", 3, 4, 2, s};
+    kp_suggestions_decoded d = {"i1", 3, 4, 2, s, NULL};
     assert_int_equal(kp_validate_suggestions(&d, err, sizeof err), 0);
     s[1].score = NAN;
     expect(kp_validate_suggestions(&d, err, sizeof err), err,
