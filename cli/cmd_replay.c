@@ -20,12 +20,13 @@ int kp_cmd_replay(int argc, char **argv)
                                          {"clicks", required_argument, 0, 'C'},
                                          {"judgments", required_argument, 0, 'J'},
                                          {"keyphrases", required_argument, 0, 'K'},
+                                         {"remove", no_argument, 0, 'R'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *path = NULL;
     kp_replay_opts o = {0};
     int ch;
-    while ((ch = getopt_long(argc, argv, "c:i:r:n:b:o:t:qC:J:K:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:i:r:n:b:o:t:qC:J:K:Rh", opts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             path = optarg;
@@ -60,6 +61,9 @@ int kp_cmd_replay(int argc, char **argv)
         case 'K':
             o.keyphrases_path = optarg;
             break;
+        case 'R':
+            o.remove = 1;
+            break;
         default:
             fprintf(
                 ch == 'h' ? stdout : stderr,
@@ -76,12 +80,16 @@ int kp_cmd_replay(int argc, char **argv)
                 "                   simulate-clicks: item_id keyphrase_id kind position ts)\n"
                 "  --judgments TSV  Judgments to [topics] judgments (pair_id keyphrase_id item_id\n"
                 "                   relevance 1..3; titles from --items)\n"
+                "The keyphrase inventory (--keyphrases TSV alone: keyphrase_id, keyphrase):\n"
+                "  one Keyphrase per row to the compacted [topics] inventory (or --topic;\n"
+                "  default keyphrases.inventory), keyed by keyphrase_id; with --remove a\n"
+                "  tombstone per row instead, which removes the keyphrase from the workers\n"
                 "Example:\n"
                 "  kprec replay -c /tmp/kp/kprec.ini --items items.tsv --count 1000 --rate 500\n");
             return ch == 'h' ? 0 : 2;
         }
     }
-    if (!o.items_path && !o.clicks_path) {
+    if (!o.items_path && !o.clicks_path && !o.keyphrases_path) {
         fprintf(stderr, "kprec replay: --items TSV is required\n");
         return 2;
     }

@@ -18,6 +18,8 @@ int kp_cmd_topics(int argc, char **argv)
         "Creates every topic named in [topics] with [topics] partitions partitions\n"
         "(the model topic gets 1 and infinite retention: the trainer deletes the records\n"
         "before its previous checkpoint); topics that exist are left as they are.\n"
+        "[topics] inventory, when set, is created compacted (cleanup.policy=compact): the\n"
+        "newest Keyphrase of each keyphrase_id stays, a tombstone removes it.\n"
         "  -c FILE   the configuration ([kafka], [topics]); default: defaults + environment\n"
         "Example:\n"
         "  kprec topics -c /tmp/kp/kprec.ini\n",
@@ -30,9 +32,11 @@ int kp_cmd_topics(int argc, char **argv)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_t *rk = NULL;
     rd_kafka_queue_t *q = NULL;
-    rd_kafka_NewTopic_t *nt[7] = {0};
-    const char *names[7] = {c.topic_items,       c.topic_clicks, c.topic_judgments, c.topic_model,
-                            c.topic_suggestions, c.topic_dlq,    c.topic_shadow};
+    rd_kafka_NewTopic_t *nt[8] = {0};
+    const char *names[8] = {c.topic_items,  c.topic_clicks,      c.topic_judgments,
+                            c.topic_model,  c.topic_suggestions, c.topic_dlq,
+                            c.topic_shadow, c.topic_inventory};
+    int ntopics = c.topic_inventory[0] ? 8 : 7; /* the inventory topic is optional */
     if (kp_kafka_conf_apply(conf, &c, err, sizeof err)) {
         fprintf(stderr, "kprec topics: %s\n", err);
         rd_kafka_conf_destroy(conf);
@@ -45,7 +49,7 @@ int kp_cmd_topics(int argc, char **argv)
         rd_kafka_conf_destroy(conf);
         goto out;
     }
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < ntopics; i++) {
         nt[i] = rd_kafka_NewTopic_new(names[i], i == 3 ? 1 : c.topic_partitions, -1, e, sizeof e);
         if (!nt[i]) {
             fprintf(stderr, "kprec topics: %s: %s\n", names[i], e);
@@ -60,6 +64,13 @@ int kp_cmd_topics(int argc, char **argv)
             fprintf(stderr, "kprec topics: %s: cannot set its retention\n", names[i]);
             goto out;
         }
+        /* The inventory keeps the newest record of each keyphrase_id (a worker bootstraps from
+         * the whole topic); tombstones stay a day so a worker reading meanwhile sees them. */
+        if (i == 7 && (rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy", "compact") ||
+                       rd_kafka_NewTopic_set_config(nt[i], "delete.retention.ms", "86400000"))) {
+            fprintf(stderr, "kprec topics: %s: cannot make it compacted\n", names[i]);
+            goto out;
+        }
     }
     q = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
@@ -69,7 +80,7 @@ int kp_cmd_topics(int argc, char **argv)
         rd_kafka_AdminOptions_destroy(ao);
         goto out;
     }
-    rd_kafka_CreateTopics(rk, nt, 7, ao, q);
+    rd_kafka_CreateTopics(rk, nt, (size_t)ntopics, ao, q);
     rd_kafka_AdminOptions_destroy(ao);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
     if (!ev || rd_kafka_event_error(ev)) {
@@ -96,7 +107,7 @@ int kp_cmd_topics(int argc, char **argv)
     }
     rd_kafka_event_destroy(ev);
 out:
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 8; i++)
         if (nt[i]) rd_kafka_NewTopic_destroy(nt[i]);
     if (q) rd_kafka_queue_destroy(q);
     if (rk) rd_kafka_destroy(rk);

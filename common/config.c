@@ -62,6 +62,7 @@ static const kp_key keys[] = {
     S("topics", "dlq", topic_dlq, "kprec.dlq"),
     S("topics", "shadow", topic_shadow, "keyphrases.shadow"),
     I("topics", "partitions", topic_partitions, "6", 1, 10000),
+    S("topics", "inventory", topic_inventory, ""),
     S("redis", "host", redis_host, "127.0.0.1"),
     I("redis", "port", redis_port, "6379", 1, 65535),
     S("redis", "user", redis_user, ""),

@@ -39,8 +39,9 @@ typedef struct {
     /* [topics] */
     char topic_items[256], topic_clicks[256], topic_judgments[256], topic_suggestions[256],
         topic_model[256], topic_dlq[256];
-    char topic_shadow[256]; /* the shadow model's lists ([model] shadow); never cached */
-    int topic_partitions;   /* used by `kprec topics` when creating them */
+    char topic_shadow[256];    /* the shadow model's lists ([model] shadow); never cached */
+    int topic_partitions;      /* used by `kprec topics` when creating them */
+    char topic_inventory[256]; /* compacted keyphrase inventory topic; empty = [model] keyphrases */
     /* [redis] */
     char redis_host[256];
     int redis_port;

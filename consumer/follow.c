@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "consumer/assets.h"
+#include "consumer/inventory.h"
 #include "common/telemetry.h"
 #include "model/ckpt.h"
 #include "model/delta.h"
@@ -35,12 +36,6 @@ struct kp_follower {
     char err[512];
 };
 
-static time_t file_mtime(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) ? 0 : st.st_mtime;
-}
-
 kp_recommender *kp_follower_build(const kp_config *c, const kp_bienc *m, char *err, size_t errlen)
 {
     kp_texts kps;
@@ -51,18 +46,15 @@ kp_recommender *kp_follower_build(const kp_config *c, const kp_bienc *m, char *e
         kp_bienc_free(copy);
         return NULL;
     }
-    if (!c->model_keyphrases[0]) {
-        snprintf(err, errlen, "[model] keyphrases: no keyphrase inventory file configured");
-        kp_bienc_free(copy);
-        return NULL;
-    }
-    if (kp_texts_load(c->model_keyphrases, &kps, err, errlen)) {
+    uint64_t seq = 0; /* the topic's inventory snapshot, or the file (consumer/inventory.h) */
+    if (kp_inventory_load(c, &kps, &seq, err, errlen)) {
         kp_bienc_free(copy);
         return NULL;
     }
     kp_recommender *r = kp_rec_new(copy, (const char *const *)kps.id, (const char *const *)kps.text,
                                    kps.n, c->model_prefix_dim, err, errlen);
     kp_texts_free(&kps);
+    kp_rec_set_seq(r, seq);
     if (r && kp_assets_attach(c, r, err, errlen)) { /* CE, BM25, calibration: shared */
         kp_rec_free(r);
         r = NULL;
@@ -148,7 +140,8 @@ typedef struct {
     int dirty, gap, nparts, eofs;
     unsigned char *at_eof; /* nparts */
     int64_t last_build;
-    time_t inv_mtime, inv_checked;
+    kp_inv_watch inv; /* the [model] keyphrases file */
+    time_t inv_checked;
 } follow_run;
 
 /* The follower's consumer: no group membership (partitions are assigned), no commits, committed
@@ -470,16 +463,18 @@ static void update_health(follow_run *r)
     atomic_store(&kp_m.model_stuck, r->gap && r->last.version <= v);
 }
 
-/* Marks the model dirty when the inventory file changed (checked every [model] reload_s). */
+/* Marks the model dirty when the inventory file changed and then stayed the same for one check
+ * (checked every [model] reload_s; mtime to the nanosecond, size, inode: kp_inv_watch). With
+ * [topics] inventory the serving loop applies the topic's changes itself (kp_inventory_apply). */
 static void check_inventory(follow_run *r)
 {
     const kp_config *c = r->c;
-    if (!c->model_reload_s || time(NULL) - r->inv_checked < c->model_reload_s) return;
+    if (c->topic_inventory[0] || !c->model_reload_s ||
+        time(NULL) - r->inv_checked < c->model_reload_s)
+        return;
     r->inv_checked = time(NULL);
-    time_t mt = file_mtime(c->model_keyphrases);
-    if (mt && mt != r->inv_mtime) {
+    if (kp_inv_watch_poll(&r->inv, c->model_keyphrases)) {
         kp_info("follower: %s changed: re-embedding the inventory", c->model_keyphrases);
-        r->inv_mtime = mt;
         r->dirty = 1;
     }
 }
@@ -514,7 +509,7 @@ static void *run(void *arg)
 {
     kp_follower *f = arg;
     follow_run r = {.f = f, .c = f->cfg};
-    r.inv_mtime = file_mtime(f->cfg->model_keyphrases);
+    kp_inv_watch_init(&r.inv, f->cfg->model_keyphrases);
     r.inv_checked = time(NULL);
     if (!(r.as = kp_delta_asm_new())) kp_error("follower: out of memory");
     if (r.as && (r.rk = follower_consumer(f->cfg)) && !assign_model_topic(&r)) {

@@ -13,6 +13,7 @@
 #include "consumer/arms.h"
 #include "consumer/assets.h"
 #include "consumer/follow.h"
+#include "consumer/inventory.h"
 #include "consumer/serve_batch.h"
 #include "model/blas.h"
 #include "model/recommender.h"
@@ -27,6 +28,7 @@ typedef struct {
     kp_codec *codec;
     kp_recommender *rec;
     kp_follower *follower;
+    kp_inventory *inv;     /* [topics] inventory reader, or NULL (the file) */
     kp_serve_batch *batch; /* also holds the messages polled while waiting (bounded) */
     kp_arms *arms;         /* A/B split and shadow (consumer/arms.h); NULL = none */
     int backoff_ms;        /* the next retry's, while a sink is down */
@@ -197,10 +199,24 @@ static int run_batch(worker *w)
 
 /* ---- the loop ---- */
 
+/* Between two micro-batches: the inventory topic's changes (a bounded chunk per call). */
+static void apply_inventory(worker *w)
+{
+    char err[512];
+    int64_t t0 = kp_now_ms();
+    int n = kp_inventory_apply(w->cfg, w->rec, 512, err, sizeof err);
+    if (n < 0)
+        kp_warn("%s", err);
+    else if (n > 0)
+        kp_info("inventory: %d keyphrases added, changed or removed in %" PRId64 " ms: %d indexed",
+                n, kp_now_ms() - t0, kp_rec_size(w->rec));
+}
+
 /* Between two micro-batches: serve the follower's newest model and index, if there is one. */
 static void swap_model(worker *w)
 {
-    kp_recommender *r = kp_follower_take(w->follower);
+    if (w->inv) apply_inventory(w);
+    kp_recommender *r = w->follower ? kp_follower_take(w->follower) : NULL;
     if (!r) return;
     kp_info("serving model version %" PRIu64 " (was %" PRIu64 ")", kp_rec_version(r),
             kp_rec_version(w->rec));
@@ -256,7 +272,7 @@ static int serve_loop(worker *w)
     while (!kp_worker_stop) {
         kp_telemetry_tick(KP_LOOP_SERVE);
         fill_batch(w);
-        if (w->follower) swap_model(w);
+        if (w->follower || w->inv) swap_model(w);
         if (!w->n) continue;
         int r = run_batch(w);
         drop_batch(w);
@@ -277,6 +293,15 @@ static int load_model(worker *w)
     char err[1024];
     uint64_t t0 = kp_mono_us();
     kp_blas_set_threads(c->model_blas_threads);
+    if (c->topic_inventory[0]) { /* the inventory topic: read it to its end before building */
+        if (!(w->inv = kp_inventory_start(c, err, sizeof err))) {
+            kp_error("%s", err);
+            return 1;
+        }
+        if (!kp_inventory_wait_end(w->inv, 60000, &kp_worker_stop))
+            kp_warn("inventory: %s not read to its end after 60 s; serving %d keyphrases",
+                    c->topic_inventory, kp_inventory_size(w->inv));
+    }
     kp_bienc *model = kp_follower_initial_model(c, err, sizeof err);
     if (!model || !(w->rec = kp_follower_build(c, model, err, sizeof err))) {
         kp_error("%s", err);
@@ -364,6 +389,7 @@ static int close_all(worker *w, int rc)
     kp_cache_free(w->cache);
     kp_codec_free(w->codec);
     kp_rec_free(w->rec);
+    kp_inventory_stop(w->inv);
     kp_assets_shutdown();
     free(w->msgs);
     free(w->events);

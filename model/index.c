@@ -15,6 +15,7 @@
 
 struct kp_index {
     int n, dim, cand_factor, query_tile, key_block;
+    int cap;        /* rows allocated in emb, keys and every pre[p] (kp_index_add grows it) */
     float *emb;     /* [n x dim] */
     uint64_t *keys; /* [n] or NULL */
     /* [dim]: pre[p] = the key prefixes [n x p] normalised, built on first use (NULL before) */
@@ -32,6 +33,7 @@ kp_index *kp_index_new(const float *emb, int n, int dim, const uint64_t *dedup_k
     kp_index *ix = calloc(1, sizeof(*ix));
     if (!ix) return NULL;
     ix->n = n;
+    ix->cap = n;
     ix->dim = dim;
     ix->cand_factor = KP_INDEX_DEFAULT_CAND_FACTOR;
     ix->query_tile = KP_INDEX_DEFAULT_QUERY_TILE;
@@ -319,25 +321,104 @@ static void sel_finish(sel *s, const sel_cfg *c, int k, int *ids, float *scores,
 /* ---- Matryoshka prefix matrices (built on first use, shared by all threads) -------------------
  */
 
-/* [n x p]: key prefixes scaled to unit norm (a zero prefix stays zero). */
-static const float *prefix_matrix(const kp_index *ix, int p)
+/* Rows [from, to) of the prefix matrix m of size p (see prefix_matrix). */
+static void prefix_rows(const kp_index *ix, int p, float *m, int from, int to)
 {
-    float *m = atomic_load_explicit(&ix->pre[p], memory_order_acquire);
-    if (m) return m;
-    m = malloc(((size_t)ix->n * (size_t)p + 1) * sizeof(float));
-    if (!m) return NULL;
-    for (int i = 0; i < ix->n; i++) {
+    for (int i = from; i < to; i++) {
         const float *r = ix->emb + (size_t)i * ix->dim;
         float nn = sqrtf(dot_plain(r, r, p)), inv = nn > 0.0f ? 1.0f / nn : 0.0f;
         for (int j = 0; j < p; j++)
             m[(size_t)i * p + j] = r[j] * inv;
     }
+}
+
+/* [n x p]: key prefixes scaled to unit norm (a zero prefix stays zero); cap rows allocated. */
+static const float *prefix_matrix(const kp_index *ix, int p)
+{
+    float *m = atomic_load_explicit(&ix->pre[p], memory_order_acquire);
+    if (m) return m;
+    m = malloc(((size_t)ix->cap * (size_t)p + 1) * sizeof(float));
+    if (!m) return NULL;
+    prefix_rows(ix, p, m, 0, ix->n);
     float *expect = NULL;
     if (atomic_compare_exchange_strong_explicit(&ix->pre[p], &expect, m, memory_order_acq_rel,
                                                 memory_order_acquire))
         return m;
     free(m); /* another thread built it first */
     return expect;
+}
+
+/* ---- storage changes: add, remove (the live inventory) ---------------------------------------
+ */
+
+/* Makes room for need rows in emb, keys and every prefix matrix built (doubling). 0 / -1 (OOM:
+ * whatever was grown stays valid, cap unchanged until everything is). */
+static int grow_rows(kp_index *ix, int need)
+{
+    if (need <= ix->cap) return 0;
+    int64_t nc = ix->cap > 16 ? ix->cap : 16;
+    while (nc < need)
+        nc *= 2;
+    if (nc > INT32_MAX) nc = INT32_MAX;
+    float *e = realloc(ix->emb, (size_t)nc * (size_t)ix->dim * sizeof(float));
+    if (!e) return -1;
+    ix->emb = e;
+    if (ix->keys) {
+        uint64_t *k = realloc(ix->keys, (size_t)nc * sizeof(uint64_t));
+        if (!k) return -1;
+        ix->keys = k;
+    }
+    for (int p = 1; p < ix->dim; p++) {
+        float *m = atomic_load(&ix->pre[p]);
+        if (!m) continue;
+        float *g = realloc(m, ((size_t)nc * (size_t)p + 1) * sizeof(float));
+        if (!g) return -1;
+        atomic_store(&ix->pre[p], g);
+    }
+    ix->cap = (int)nc;
+    return 0;
+}
+
+int kp_index_reserve(kp_index *ix, int n)
+{
+    if (!ix || n < 0) return -1;
+    return grow_rows(ix, n);
+}
+
+int kp_index_add(kp_index *ix, const float *emb, int n, const uint64_t *dedup_keys)
+{
+    if (!ix || n < 0 || (n > 0 && !emb) || n > INT32_MAX - ix->n) return -1;
+    if (n == 0) return 0;
+    if (dedup_keys ? (!ix->keys && ix->n > 0) : ix->keys != NULL) return -1;
+    if (grow_rows(ix, ix->n + n)) return -1;
+    if (dedup_keys && !ix->keys) { /* the first keys of an index created empty */
+        if (!(ix->keys = malloc((size_t)(ix->cap > 0 ? ix->cap : 1) * sizeof(uint64_t)))) return -1;
+    }
+    memcpy(ix->emb + (size_t)ix->n * (size_t)ix->dim, emb,
+           (size_t)n * (size_t)ix->dim * sizeof(float));
+    if (dedup_keys) memcpy(ix->keys + ix->n, dedup_keys, (size_t)n * sizeof(uint64_t));
+    for (int p = 1; p < ix->dim; p++) {
+        float *m = atomic_load(&ix->pre[p]);
+        if (m) prefix_rows(ix, p, m, ix->n, ix->n + n);
+    }
+    ix->n += n;
+    return 0;
+}
+
+int kp_index_remove(kp_index *ix, int i)
+{
+    if (!ix || i < 0 || i >= ix->n) return -1;
+    int last = ix->n - 1, d = ix->dim;
+    if (i != last) {
+        memcpy(ix->emb + (size_t)i * d, ix->emb + (size_t)last * d, (size_t)d * sizeof(float));
+        if (ix->keys) ix->keys[i] = ix->keys[last];
+        for (int p = 1; p < d; p++) {
+            float *m = atomic_load(&ix->pre[p]);
+            if (m) memcpy(m + (size_t)i * p, m + (size_t)last * p, (size_t)p * sizeof(float));
+        }
+    }
+    ix->n = last;
+    return last;
 }
 
 /* ---- fast path ------------------------------------------------------------------------------- */

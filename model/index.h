@@ -8,8 +8,14 @@
  * prefix_dim dims, keys re-normalised; the normalised [n x prefix_dim] matrix is built on the
  * first query that uses that size and kept) and keeps cand_factor * k candidates, which are then
  * rescored at full size. Keys sharing a de-duplication key (kp_feat_tokenset_key) count
- * once: the best-scoring one is kept. The index is immutable after kp_index_new and may be queried
- * from several threads at once; to change it, build a new one and swap.
+ * once: the best-scoring one is kept. Queries may run from several threads at once; the storage
+ * functions below (add, remove, reserve) change the index in place and must not run while any
+ * query does (the owner serialises them, e.g. between two micro-batches).
+ *
+ * Live inventory: rows are appended (kp_index_add, capacity grows by doubling) and removed by
+ * moving the last row into the hole (kp_index_remove), so the matrix stays dense and the search
+ * kernels need no mask; the prefix matrices already built are updated row by row. Row ids are
+ * positions: a removal renumbers the last row (the caller keeps its own tables in step).
  */
 #ifndef KP_INDEX_H
 #define KP_INDEX_H
@@ -35,6 +41,17 @@ void kp_index_set_cand_factor(kp_index *ix, int c);
 /* Tiling of kp_index_topk: queries per sgemm and keys per sgemm (<= 0: the default). Results do
  * not depend on it (tuning and tests only). Not thread-safe: set before sharing. */
 void kp_index_set_tiles(kp_index *ix, int query_tile, int key_block);
+
+/* Appends n rows emb [n x dim] (and their de-dup keys, which must be given iff the index has
+ * them; an index created empty takes keys from its first add). 0, or -1 on bad args or OOM (the
+ * index is then unchanged, though maybe with more capacity). Not concurrent with queries. */
+int kp_index_add(kp_index *ix, const float *emb, int n, const uint64_t *dedup_keys);
+/* Removes row i by moving the last row into it. Returns the old position of the row now at i (==
+ * i when i was the last), or -1 when i is out of range. Never allocates. Not concurrent with
+ * queries. */
+int kp_index_remove(kp_index *ix, int i);
+/* Makes room for n rows in total, so that adds up to n cannot fail for lack of memory. 0 / -1. */
+int kp_index_reserve(kp_index *ix, int n);
 
 /* For nq queries q [nq x dim] (normalised): writes up to k results per query into ids[q*k..] and
  * scores[q*k..] (score = dot product = cosine) sorted by score desc, ties by lower id; counts[q] =

@@ -8,14 +8,15 @@
 #include "common/util.h"
 #include "model/featurize.h"
 #include "model/index.h"
-#include "common/util.h"
 
 struct kp_recommender {
     kp_bienc *model;
     kp_index *index;
-    int n;
-    char **ids, **texts; /* point into arena */
-    char *arena;
+    int n, cap;          /* keyphrases, room in ids / texts / keys */
+    char **ids, **texts; /* [cap]: ids[i] is one allocation "id\0text\0", texts[i] points into it */
+    int *map;            /* id -> slot: open addressing over mapcap slots (MAP_EMPTY, MAP_GONE) */
+    int mapcap, mapgone;
+    uint64_t seq;
     int prefix_dim;
     float *qbuf; /* scratch: item embeddings, qcap x D */
     int qcap;
@@ -38,56 +39,126 @@ struct kp_recommender {
     void *release_arg;
 };
 
+/* ---- the id map: keyphrase_id -> slot (linear probing; a removed id leaves MAP_GONE) ----------
+ */
+
+#define MAP_EMPTY (-1)
+#define MAP_GONE  (-2)
+
+static size_t map_home(const char *id, int mapcap)
+{
+    return (size_t)(kp_fnv1a(id, strlen(id)) * 0x9e3779b97f4a7c15ull >> 17) & (size_t)(mapcap - 1);
+}
+
+/* The map slot holding id, or -1. */
+static long map_find(const kp_recommender *r, const char *id)
+{
+    if (!r->mapcap) return -1;
+    for (size_t h = map_home(id, r->mapcap), m = (size_t)r->mapcap - 1;; h = (h + 1) & m) {
+        int v = r->map[h];
+        if (v == MAP_EMPTY) return -1;
+        if (v >= 0 && strcmp(r->ids[v], id) == 0) return (long)h;
+    }
+}
+
+/* Points id (not in the map) at slot i. Needs a free slot (map_reserve). */
+static void map_put(kp_recommender *r, const char *id, int i)
+{
+    size_t h = map_home(id, r->mapcap), m = (size_t)r->mapcap - 1;
+    while (r->map[h] >= 0)
+        h = (h + 1) & m;
+    if (r->map[h] == MAP_GONE) r->mapgone--;
+    r->map[h] = i;
+}
+
+/* Makes room for n ids in the map (rehashing without the MAP_GONE marks). 0 / -1 (OOM). */
+static int map_reserve(kp_recommender *r, int n)
+{
+    if ((int64_t)(n + r->mapgone) * 2 <= r->mapcap) return 0;
+    int nc = 16;
+    while (nc < 2 * n)
+        nc *= 2;
+    int *nm = malloc(sizeof *nm * (size_t)nc);
+    if (!nm) return -1;
+    for (int j = 0; j < nc; j++)
+        nm[j] = MAP_EMPTY;
+    free(r->map);
+    r->map = nm, r->mapcap = nc, r->mapgone = 0;
+    for (int i = 0; i < r->n; i++)
+        if (map_find(r, r->ids[i]) < 0) map_put(r, r->ids[i], i); /* a duplicate id: the first */
+    return 0;
+}
+
+/* One entry "id\0text\0". NULL on OOM. */
+static char *entry_new(const char *id, const char *text)
+{
+    size_t a = strlen(id), b = strlen(text);
+    char *e = malloc(a + b + 2);
+    if (e) memcpy(e, id, a + 1), memcpy(e + a + 1, text, b + 1);
+    return e;
+}
+
+/* Grows ids / texts / keys to hold n entries. 0 / -1 (OOM; what was grown stays valid). */
+static int grow_entries(kp_recommender *r, int n)
+{
+    if (n <= r->cap) return 0;
+    int nc = r->cap > 16 ? r->cap : 16;
+    while (nc < n)
+        nc *= 2;
+    char **a = realloc(r->ids, sizeof *a * (size_t)nc);
+    if (!a) return -1;
+    r->ids = a;
+    char **b = realloc(r->texts, sizeof *b * (size_t)nc);
+    if (!b) return -1;
+    r->texts = b;
+    uint64_t *k = realloc(r->keys, sizeof *k * (size_t)nc);
+    if (!k) return -1;
+    r->keys = k;
+    r->cap = nc;
+    return 0;
+}
+
+/* Embeds n texts with the keyphrase tower into out [n x D], in chunks so the tower's scratch memory
+ * stays small. 0 / -1. */
+static int embed_keys(kp_bienc *m, const char *const *texts, const size_t *lens, int n, float *out)
+{
+    int D = kp_bienc_cfg(m)->out_dim;
+    for (int i = 0; i < n; i += 1024) {
+        int c = n - i < 1024 ? n - i : 1024;
+        if (kp_bienc_embed(m, KP_TOWER_KEY, texts + i, lens + i, c, out + (size_t)i * (size_t)D))
+            return -1;
+    }
+    return 0;
+}
+
 kp_recommender *kp_rec_new(kp_bienc *m, const char *const *ids, const char *const *texts, int n,
                            int prefix_dim, char *err, size_t errlen)
 {
     int D = kp_bienc_cfg(m)->out_dim;
     float *emb = NULL;
-    uint64_t *keys = NULL;
     size_t *lens = NULL;
     kp_recommender *r = calloc(1, sizeof *r);
     if (!r || n < 0) goto oom;
     r->model = m;
-    r->n = n;
     r->prefix_dim = prefix_dim;
-    size_t total = 0;
-    for (int i = 0; i < n; i++)
-        total += strlen(ids[i]) + strlen(texts[i]) + 2;
-    r->arena = malloc(total + 1);
-    r->ids = malloc(sizeof(char *) * (size_t)(n + 1));
-    r->texts = malloc(sizeof(char *) * (size_t)(n + 1));
     lens = malloc(sizeof(size_t) * (size_t)(n + 1));
-    keys = malloc(sizeof(uint64_t) * (size_t)(n + 1));
     emb = malloc(sizeof(float) * (size_t)(n + 1) * (size_t)D);
-    if (!r->arena || !r->ids || !r->texts || !lens || !keys || !emb) goto oom;
-    char *p = r->arena;
-    for (int i = 0; i < n; i++) {
-        size_t a = strlen(ids[i]), b = strlen(texts[i]);
-        memcpy(p, ids[i], a + 1);
-        r->ids[i] = p;
-        p += a + 1;
-        memcpy(p, texts[i], b + 1);
-        r->texts[i] = p;
-        p += b + 1;
-        lens[i] = b;
-        keys[i] = kp_feat_tokenset_key(texts[i], b);
+    if (!lens || !emb || grow_entries(r, n > 0 ? n : 1)) goto oom;
+    for (; r->n < n; r->n++) {
+        int i = r->n;
+        if (!(r->ids[i] = entry_new(ids[i], texts[i]))) goto oom;
+        r->texts[i] = r->ids[i] + strlen(ids[i]) + 1;
+        lens[i] = strlen(texts[i]);
+        r->keys[i] = kp_feat_tokenset_key(texts[i], lens[i]);
     }
-    /* Embed the inventory in chunks so the scratch memory of the tower stays small. */
-    for (int i = 0; i < n; i += 1024) {
-        int c = n - i < 1024 ? n - i : 1024;
-        if (kp_bienc_embed(m, KP_TOWER_KEY, (const char *const *)r->texts + i, lens + i, c,
-                           emb + (size_t)i * (size_t)D))
-            goto oom;
-    }
-    r->index = kp_index_new(emb, n, D, keys);
+    if (map_reserve(r, n) || embed_keys(m, (const char *const *)r->texts, lens, n, emb)) goto oom;
+    r->index = kp_index_new(emb, n, D, r->keys);
     if (!r->index) goto oom;
-    free(emb);
-    r->keys = keys;
-    free(lens);
+    KP_FREE_ALL(emb, lens);
     return r;
 oom:
     snprintf(err, errlen, "recommender: out of memory building the index of %d keyphrases", n);
-    KP_FREE_ALL(emb, keys, lens);
+    KP_FREE_ALL(emb, lens);
     if (r) {
         kp_rec_free(r);
     } else {
@@ -101,7 +172,9 @@ void kp_rec_free(kp_recommender *r)
     if (!r) return;
     kp_bienc_free(r->model);
     kp_index_free(r->index);
-    KP_FREE_ALL(r->ids, r->texts, r->arena, r->qbuf, r->sbuf_ids, r->sbuf_scores, r->keys, r->c_id,
+    for (int i = 0; i < r->n; i++)
+        free(r->ids[i]);
+    KP_FREE_ALL(r->ids, r->texts, r->map, r->qbuf, r->sbuf_ids, r->sbuf_scores, r->keys, r->c_id,
                 r->c_cnt, r->b_id, r->b_cnt, r->c_raw, r->c_p, r->b_sc, (void *)r->c_item,
                 (void *)r->c_key, r->ord, r->hs);
     void (*fn)(void *) = r->release;
@@ -110,10 +183,133 @@ void kp_rec_free(kp_recommender *r)
     if (fn) fn(arg);
 }
 
+/* ---- the live inventory: upsert, remove --------------------------------------------------------
+ */
+
+/* The BM25 index of the pipeline indexes the old keyphrase list: drop it (and its hybrid
+ * candidates) until the owner attaches one over the new list. */
+static void inventory_changed(kp_recommender *r)
+{
+    if (r->has_pipe && r->pipe.bm25) r->pipe.bm25 = NULL, r->pipe.hybrid = 0;
+}
+
+/* Removes slot i: the last entry moves into it (index, tables and map in step). */
+static void remove_slot(kp_recommender *r, int i, long h)
+{
+    r->map[h] = MAP_GONE;
+    r->mapgone++;
+    free(r->ids[i]);
+    int last = kp_index_remove(r->index, i);
+    r->n--;
+    if (last != i) {
+        r->ids[i] = r->ids[last], r->texts[i] = r->texts[last], r->keys[i] = r->keys[last];
+        long hm = map_find(r, r->ids[i]);
+        if (hm >= 0 && r->map[hm] == last) r->map[hm] = i;
+    }
+}
+
+int kp_rec_find(const kp_recommender *r, const char *id)
+{
+    long h = id ? map_find(r, id) : -1;
+    return h >= 0 ? r->map[h] : -1;
+}
+
+int kp_rec_remove(kp_recommender *r, const char *const *ids, int n)
+{
+    if (!r || n < 0 || (n > 0 && !ids)) return -1;
+    int removed = 0;
+    for (int j = 0; j < n; j++) {
+        long h = ids[j] ? map_find(r, ids[j]) : -1;
+        if (h < 0) continue;
+        remove_slot(r, r->map[h], h);
+        removed++;
+    }
+    if (removed) inventory_changed(r);
+    if (r->mapgone > r->mapcap / 4) (void)map_reserve(r, r->n); /* OOM: keep the marks */
+    return removed;
+}
+
+int kp_rec_upsert(kp_recommender *r, const char *const *ids, const char *const *texts, int n,
+                  char *err, size_t errlen)
+{
+    if (!r || n < 0 || (n > 0 && (!ids || !texts))) {
+        kp_errf(err, errlen, "recommender: bad arguments");
+        return -1;
+    }
+    int D = kp_bienc_cfg(r->model)->out_dim, m = 0, rc = -1;
+    int *pick = malloc(sizeof *pick * (size_t)(n + 1));
+    size_t *lens = malloc(sizeof *lens * (size_t)(n + 1));
+    char **ent = calloc((size_t)n + 1, sizeof *ent);
+    uint64_t *keys = malloc(sizeof *keys * (size_t)(n + 1));
+    float *emb = NULL;
+    if (!pick || !lens || !ent || !keys) goto oom;
+    /* what is new or changed (an unchanged keyphrase is not re-embedded) */
+    for (int j = 0; j < n; j++) {
+        if (!ids[j] || !texts[j]) continue;
+        int at = kp_rec_find(r, ids[j]);
+        if (at >= 0 && strcmp(r->texts[at], texts[j]) == 0) continue;
+        if (!(ent[m] = entry_new(ids[j], texts[j]))) goto oom;
+        lens[m] = strlen(texts[j]);
+        keys[m] = kp_feat_tokenset_key(texts[j], lens[m]);
+        pick[m++] = j;
+    }
+    if (!m) {
+        rc = 0;
+        goto out;
+    }
+    /* everything that can fail happens before r changes: embedding and room */
+    if (!(emb = malloc(sizeof *emb * (size_t)m * (size_t)D))) goto oom;
+    const char **tx = malloc(sizeof *tx * (size_t)m);
+    if (!tx) goto oom;
+    for (int j = 0; j < m; j++)
+        tx[j] = ent[j] + strlen(ent[j]) + 1;
+    int er = embed_keys(r->model, tx, lens, m, emb);
+    free((void *)tx);
+    if (er || grow_entries(r, r->n + m) || kp_index_reserve(r->index, r->n + m) ||
+        map_reserve(r, r->n + 2 * m))
+        goto oom;
+    for (int j = 0; j < m; j++) {
+        long h = map_find(r, ids[pick[j]]);
+        if (h >= 0) remove_slot(r, r->map[h], h);
+        int i = r->n;
+        /* cannot fail: the room was reserved above */
+        if (kp_index_add(r->index, emb + (size_t)j * (size_t)D, 1, keys + j)) goto oom;
+        r->ids[i] = ent[j], ent[j] = NULL;
+        r->texts[i] = r->ids[i] + strlen(r->ids[i]) + 1;
+        r->keys[i] = keys[j];
+        map_put(r, r->ids[i], i);
+        r->n++;
+    }
+    inventory_changed(r);
+    rc = m;
+    goto out;
+oom:
+    kp_errf(err, errlen, "recommender: out of memory adding %d keyphrases", n);
+out:
+    if (ent)
+        for (int j = 0; j < n; j++)
+            free(ent[j]);
+    KP_FREE_ALL(pick, lens, ent, keys, emb);
+    return rc;
+}
+
+uint64_t kp_rec_seq(const kp_recommender *r)
+{
+    return r ? r->seq : 0;
+}
+
+void kp_rec_set_seq(kp_recommender *r, uint64_t seq)
+{
+    if (r) r->seq = seq;
+}
+
 void kp_rec_set_release(kp_recommender *r, void (*fn)(void *), void *arg)
 {
+    void (*old)(void *) = r->release;
+    void *old_arg = r->release_arg;
     r->release = fn;
     r->release_arg = arg;
+    if (old) old(old_arg); /* r no longer uses what the previous hook guarded */
 }
 
 int kp_rec_size(const kp_recommender *r)

@@ -14,7 +14,12 @@
  * The CE, BM25 index and calibration are borrowed: one set is shared by every recommender built
  * over the same inventory (the follower rebuilds recommenders, not these).
  *
- * Not thread-safe (it keeps scratch buffers): one recommender per serving thread. */
+ * Not thread-safe (it keeps scratch buffers): one recommender per serving thread.
+ *
+ * The inventory can change in place (kp_rec_upsert, kp_rec_remove): only the new or changed
+ * keyphrases are embedded, with this recommender's model; a removal moves the last keyphrase into
+ * the hole (indices are positions, not stable ids). A change drops the pipeline's BM25 index (it
+ * indexes the old list) until the owner sets a pipeline with one built over the new list. */
 #ifndef KP_RECOMMENDER_H
 #define KP_RECOMMENDER_H
 
@@ -55,6 +60,25 @@ typedef struct {
 kp_recommender *kp_rec_new(kp_bienc *m, const char *const *ids, const char *const *texts, int n,
                            int prefix_dim, char *err, size_t errlen);
 
+/* Adds or replaces n keyphrases (ids[i] -> texts[i], copied; NULL entries skipped): a new id is
+ * appended, a known id whose text differs is replaced (re-embedded), one whose text is the same is
+ * left alone. Embeds what is new in chunks with r's keyphrase tower. The ids of one call should
+ * be distinct. Returns how many were added or replaced, or -1 with err (OOM: r unchanged). */
+int kp_rec_upsert(kp_recommender *r, const char *const *ids, const char *const *texts, int n,
+                  char *err, size_t errlen);
+
+/* Removes the keyphrases of ids[0..n) that r holds (unknown ids are ignored). Returns how many
+ * were removed, or -1 on bad arguments. Never fails for memory. */
+int kp_rec_remove(kp_recommender *r, const char *const *ids, int n);
+
+/* The index of keyphrase id, or -1 when r does not hold it. */
+int kp_rec_find(const kp_recommender *r, const char *id);
+
+/* An owner-defined sequence number: the point of the inventory's change history this recommender
+ * reflects (0 after kp_rec_new). */
+uint64_t kp_rec_seq(const kp_recommender *r);
+void kp_rec_set_seq(kp_recommender *r, uint64_t seq);
+
 /* Frees everything, including the model. Accepts NULL. */
 void kp_rec_free(kp_recommender *r);
 
@@ -80,8 +104,9 @@ int kp_rec_set_pipeline(kp_recommender *r, const kp_pipeline *p, char *err, size
 const kp_pipeline *kp_rec_pipeline(const kp_recommender *r); /* NULL when none */
 
 /* Calls fn(arg) when r is freed (after everything else): lets the owner of shared pipeline parts
- * (a reference-counted BM25 index, ...) know that r no longer uses them. One hook per recommender
- * (a second call replaces the first). */
+ * (a reference-counted BM25 index, ...) know that r no longer uses them. One hook per recommender:
+ * a second call replaces the first and calls the first one's fn at once (its parts are no longer
+ * used once a new pipeline was set). */
 void kp_rec_set_release(kp_recommender *r, void (*fn)(void *), void *arg);
 
 /* The pipeline's scores of n explicit pairs (title titles[i], keyphrase index keys[i]): raw[i]

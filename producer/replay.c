@@ -278,6 +278,65 @@ out:
     return rc;
 }
 
+/* The keyphrase inventory: one Keyphrase per row of the TSV (or a tombstone with o->remove) to the
+ * compacted inventory topic, keyed by keyphrase_id. */
+static int replay_inventory(const kp_config *c, const kp_replay_opts *o)
+{
+    char err[512];
+    int rc = 1;
+    const char *topic = o->topic                ? o->topic
+                        : c->topic_inventory[0] ? c->topic_inventory
+                                                : "keyphrases.inventory";
+    kp_texts keys;
+    kp_codec *codec = NULL;
+    rd_kafka_t *rk = NULL;
+    if (kp_texts_load(o->keyphrases_path, &keys, err, sizeof err)) {
+        fprintf(stderr, "replay: %s\n", err);
+        return 2;
+    }
+    if (!(codec = kp_codec_new(err, sizeof err)) || !(rk = replay_producer(c, NULL))) goto out;
+    kp_progress pr;
+    kp_progress_start(&pr, "replay", keys.n, o->quiet);
+    double t0 = mono_s();
+    long sent = 0;
+    for (int i = 0; i < keys.n; i++) {
+        void *buf = NULL;
+        size_t len = 0;
+        kp_keyphrase v = {keys.id[i], keys.text[i], "", kp_now_ms()};
+        if (!o->remove && kp_encode_keyphrase(codec, &v, &buf, &len)) {
+            fprintf(stderr, "replay: %s: keyphrase %s: cannot encode: %s\n", o->keyphrases_path,
+                    keys.id[i], kp_codec_last_error(codec));
+            goto out;
+        }
+        if (o->rate > 0) {
+            double due = t0 + (double)sent / o->rate, now;
+            while ((now = mono_s()) < due)
+                rd_kafka_poll(rk, (int)((due - now) * 1000) + 1);
+        }
+        int pe = produce(rk, topic, keys.id[i], buf, len); /* NULL, 0: a tombstone */
+        free(buf);
+        if (pe) goto out;
+        sent++;
+        rd_kafka_poll(rk, 0);
+        kp_progress_update(&pr, sent);
+    }
+    while (rd_kafka_outq_len(rk) > 0 && atomic_load(&failed) == 0)
+        rd_kafka_poll(rk, 50);
+    kp_progress_done(&pr, sent);
+    rc = atomic_load(&failed) ? 1 : 0;
+    fprintf(stderr, "replay: %ld %s sent to %s, %ld acknowledged\n", sent,
+            o->remove ? "keyphrase removals (tombstones)" : "keyphrases", topic,
+            atomic_load(&acked));
+out:
+    if (rk) {
+        rd_kafka_flush(rk, 10000);
+        rd_kafka_destroy(rk);
+    }
+    kp_codec_free(codec);
+    kp_texts_free(&keys);
+    return rc;
+}
+
 /* Sends the n-th malformed record (key bad-<n>). 0 / -1. */
 static int send_bad(kp_codec *codec, rd_kafka_t *rk, const char *topic, long n)
 {
@@ -318,6 +377,7 @@ static int send_item(kp_codec *codec, rd_kafka_t *rk, const char *topic, const k
 int kp_replay_run(const kp_config *c, const kp_replay_opts *o)
 {
     if (o->clicks_path || o->judgments_path) return replay_events(c, o);
+    if (o->keyphrases_path && !o->items_path) return replay_inventory(c, o);
 
     char err[512];
     row *rows = NULL;

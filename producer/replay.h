@@ -1,5 +1,6 @@
 /* replay.h -- `kprec replay`: publishes ItemListed events from a TSV file (item_id<TAB>title, one
- * header row) to the items topic at a given rate, with a progress line. */
+ * header row) to the items topic at a given rate, with a progress line; or click logs, judgments,
+ * or the keyphrase inventory (see kp_replay_opts). */
 #ifndef KP_REPLAY_H
 #define KP_REPLAY_H
 
@@ -21,6 +22,10 @@ typedef struct {
     const char *clicks_path;
     const char *judgments_path;
     const char *keyphrases_path;
+    /* With keyphrases_path alone: publishes the inventory, one Keyphrase per row (key
+     * keyphrase_id) to [topics] inventory (or topic); remove = 1 sends tombstones of the rows'
+     * ids instead (removes them). */
+    int remove;
     int quiet;
 } kp_replay_opts;
 

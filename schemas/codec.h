@@ -33,6 +33,7 @@
 #define KP_SCHEMA_ID_JUDGMENT                 3
 #define KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS    4 /* v0: written when there is no arm */
 #define KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS_V1 5 /* v1: + arm (the current reader) */
+#define KP_SCHEMA_ID_KEYPHRASE                6
 #define KP_SCHEMA_ID_ITEM_LISTED_V0           101
 
 #define KP_WIRE_HEADER_LEN 5   /* magic byte + 4-byte schema id */
@@ -72,6 +73,13 @@ typedef struct {
     int64_t ts;   /* Unix epoch ms */
 } kp_judgment;
 
+/* One keyphrase of the inventory (topic [topics] inventory, key keyphrase_id; a null value
+ * removes it). category may be "" (NULL encodes as ""). */
+typedef struct {
+    char *keyphrase_id, *keyphrase, *category;
+    int64_t updated_at; /* Unix epoch ms, 0 = unknown */
+} kp_keyphrase;
+
 /* One suggestion to encode: strings are borrowed (not copied, not freed). keyphrase_id may be NULL
  * (encoded as Avro null). */
 typedef struct {
@@ -108,11 +116,11 @@ void kp_codec_free(kp_codec *c);
 
 /* Register the extra writer schemas of directory dir: every file named `<id>-<Name>.avsc` (id a
  * decimal number in 1..2^31-1, Name the record name) is parsed; other files are ignored. A schema
- * of a known type (ItemListed, AdEvent, Judgment, KeyphraseSuggestions) must resolve against the
- * current reader schema of that type, or loading fails. An id that is already registered is
- * accepted only if its schema is identical (so the source schemas/ directory itself loads fine).
- * All or nothing: on failure nothing from dir is registered.
- * Returns the number of schemas newly registered (>= 0), or -1 with a reason in err. */
+ * of a known type (ItemListed, AdEvent, Judgment, KeyphraseSuggestions, Keyphrase) must resolve
+ * against the current reader schema of that type, or loading fails. An id that is already
+ * registered is accepted only if its schema is identical (so the source schemas/ directory itself
+ * loads fine). All or nothing: on failure nothing from dir is registered. Returns the number of
+ * schemas newly registered (>= 0), or -1 with a reason in err. */
 int kp_codec_load_dir(kp_codec *c, const char *dir, char *err, size_t errlen);
 
 /* Built-in schema table, for tests and for `kprec` to print: i in 0..kp_codec_builtin_count()-1.
@@ -151,6 +159,9 @@ int kp_encode_suggestions(kp_codec *c, const char *item_id, int64_t model_versio
                           int64_t generated_at, const kp_suggestion *s, int n, void **out,
                           size_t *outlen);
 
+/* Keyphrase (id 6). keyphrase_id and keyphrase must be non-NULL. */
+int kp_encode_keyphrase(kp_codec *c, const kp_keyphrase *v, void **out, size_t *outlen);
+
 /* ---- decoders ---------------------------------------------------------------------------- */
 /* Each decodes len bytes of buf (wire format, any registered writer schema of the right type)
  * into *out, which is overwritten (its previous contents are not freed). Returns 0 on success
@@ -167,6 +178,8 @@ int kp_decode_judgment(kp_codec *c, const void *buf, size_t len, kp_judgment *ou
                        size_t errlen);
 int kp_decode_suggestions(kp_codec *c, const void *buf, size_t len, kp_suggestions_decoded *out,
                           char *err, size_t errlen);
+int kp_decode_keyphrase(kp_codec *c, const void *buf, size_t len, kp_keyphrase *out, char *err,
+                        size_t errlen);
 
 /* Read the schema id of a wire-format buffer without decoding it. Returns 0 and sets *id, or -1
  * with a reason in err ("truncated", "bad magic byte 0x.."). */
@@ -177,6 +190,7 @@ void kp_item_listed_clear(kp_item_listed *v);
 void kp_ad_event_clear(kp_ad_event *v);
 void kp_judgment_clear(kp_judgment *v);
 void kp_suggestions_clear(kp_suggestions_decoded *v);
+void kp_keyphrase_clear(kp_keyphrase *v);
 
 /* ---- validation -------------------------------------------------------------------------- */
 

@@ -20,7 +20,15 @@
 #include <jansson.h>
 
 /* The record types the code knows: kind of a registered schema. */
-enum { KP_K_ITEM = 0, KP_K_AD, KP_K_JUDGE, KP_K_SUGG, KP_K_NKINDS, KP_K_OTHER = -1 };
+enum {
+    KP_K_ITEM = 0,
+    KP_K_AD,
+    KP_K_JUDGE,
+    KP_K_SUGG,
+    KP_K_KEYPHRASE,
+    KP_K_NKINDS,
+    KP_K_OTHER = -1
+};
 
 #define KP_MAX_FIELDS  8
 #define KP_MAX_DEPTH   32        /* nesting of schemas / JSON / data we accept */

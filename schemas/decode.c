@@ -317,6 +317,15 @@ int kp_decode_judgment(kp_codec *c, const void *buf, size_t len, kp_judgment *ou
     return -1;
 }
 
+/* As kp_decode_item_listed, for Keyphrase (free with kp_keyphrase_clear). */
+int kp_decode_keyphrase(kp_codec *c, const void *buf, size_t len, kp_keyphrase *out, char *err,
+                        size_t errlen)
+{
+    if (dec_record(c, buf, len, KP_K_KEYPHRASE, out, sizeof(*out), err, errlen)) return 0;
+    kp_keyphrase_clear(out);
+    return -1;
+}
+
 /* Copy the suggestions array of entry e's value into out->items. */
 static int dec_sugg_items(kp_codec *c, kp_entry *e, kp_suggestions_decoded *out, char *err,
                           size_t errlen)
@@ -398,6 +407,12 @@ void kp_ad_event_clear(kp_ad_event *v)
 void kp_judgment_clear(kp_judgment *v)
 {
     clear_record(KP_K_JUDGE, v, sizeof(*v));
+}
+
+/* Free the strings of a decoded Keyphrase and zero it. NULL is a no-op. */
+void kp_keyphrase_clear(kp_keyphrase *v)
+{
+    clear_record(KP_K_KEYPHRASE, v, sizeof(*v));
 }
 
 /* Free the suggestions (their strings and the items array) and item_id of a decoded

@@ -201,6 +201,13 @@ int kp_encode_judgment(kp_codec *c, const kp_judgment *v, void **out, size_t *ou
     return enc_record(c, KP_SCHEMA_ID_JUDGMENT, KP_K_JUDGE, v, check_judgment, out, outlen);
 }
 
+/* Encode v as Keyphrase (id 6). Returns 0 and a new buffer in *out (free() it), or -1 with *out
+ * NULL and the reason in kp_codec_last_error: v, keyphrase_id or keyphrase NULL. */
+int kp_encode_keyphrase(kp_codec *c, const kp_keyphrase *v, void **out, size_t *outlen)
+{
+    return enc_record(c, KP_SCHEMA_ID_KEYPHRASE, KP_K_KEYPHRASE, v, NULL, out, outlen);
+}
+
 /* Encode KeyphraseSuggestions of item_id with suggestions s[0..n-1], best first, and the arm that
  * scored them: id 5 with arm, id 4 (no arm field) when arm is NULL or ""; the strings are only
  * read. Returns 0 and a new buffer in *out (free() it), or -1 with *out NULL and the reason in

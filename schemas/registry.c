@@ -28,7 +28,8 @@
 
 /* Generated from schemas/<id>-<Name>.avsc (byte-identical, NUL-terminated). A built-in without
  * its file fails to link; a file that is not built in fails test_builtin_equals_avsc_files. */
-extern const char kp_avsc_1[], kp_avsc_2[], kp_avsc_3[], kp_avsc_4[], kp_avsc_5[], kp_avsc_101[];
+extern const char kp_avsc_1[], kp_avsc_2[], kp_avsc_3[], kp_avsc_4[], kp_avsc_5[], kp_avsc_6[],
+    kp_avsc_101[];
 
 static const struct {
     int32_t id;
@@ -40,6 +41,7 @@ static const struct {
     {KP_SCHEMA_ID_JUDGMENT, KP_K_JUDGE, kp_avsc_3},
     {KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS, KP_K_SUGG, kp_avsc_4},
     {KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS_V1, KP_K_SUGG, kp_avsc_5},
+    {KP_SCHEMA_ID_KEYPHRASE, KP_K_KEYPHRASE, kp_avsc_6},
     {KP_SCHEMA_ID_ITEM_LISTED_V0, KP_K_ITEM, kp_avsc_101},
 };
 #define KP_NBUILTIN ((int)(sizeof(kp_builtin) / sizeof(kp_builtin[0])))
@@ -47,10 +49,10 @@ static const struct {
 /* Per type: record name, reader (current) schema id, and the reader's fields in order with their
  * place in the C struct. kp_codec_new checks the reader schemas against these. */
 const char *const kp_kind_name[KP_K_NKINDS] = {"ItemListed", "AdEvent", "Judgment",
-                                               "KeyphraseSuggestions"};
-static const int32_t kp_reader_id[KP_K_NKINDS] = {KP_SCHEMA_ID_ITEM_LISTED, KP_SCHEMA_ID_AD_EVENT,
-                                                  KP_SCHEMA_ID_JUDGMENT,
-                                                  KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS_V1};
+                                               "KeyphraseSuggestions", "Keyphrase"};
+static const int32_t kp_reader_id[KP_K_NKINDS] = {
+    KP_SCHEMA_ID_ITEM_LISTED, KP_SCHEMA_ID_AD_EVENT, KP_SCHEMA_ID_JUDGMENT,
+    KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS_V1, KP_SCHEMA_ID_KEYPHRASE};
 
 #define F(ctype, name, ftype)                                                                      \
     {                                                                                              \
@@ -74,6 +76,8 @@ const kp_field kp_layout[KP_K_NKINDS][KP_MAX_FIELDS] = {
      F(kp_suggestions_decoded, generated_at, KP_F_LONG),
      {"suggestions", KP_F_ARRAY, offsetof(kp_suggestions_decoded, items), 0},
      F(kp_suggestions_decoded, arm, KP_F_STR)},
+    {F(kp_keyphrase, keyphrase_id, KP_F_STR), F(kp_keyphrase, keyphrase, KP_F_STR),
+     F(kp_keyphrase, category, KP_F_STR), F(kp_keyphrase, updated_at, KP_F_LONG)},
 };
 const kp_field kp_sugg_layout[KP_MAX_FIELDS] = {
     F(kp_suggestion_owned, keyphrase, KP_F_STR),
