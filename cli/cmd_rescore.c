@@ -33,7 +33,7 @@
 
 #define WHO "kprec rescore"
 
-static volatile sig_atomic_t stop_flag;
+static kp_stop_flag stop_flag; /* lock-free atomic (producer/kafka.h) */
 static void on_signal(int sig)
 {
     (void)sig;
@@ -399,7 +399,7 @@ int kp_cmd_rescore(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     rescore r = {.c = &c, .backoff_ms = c.retry_backoff_ms, .dry_run = dry, .rate = rate};
-    const kp_serve_sinks sinks = {&r, sink_cache_put, sink_deliver, sink_store};
+    const kp_serve_sinks sinks = {&r, sink_cache_put, sink_deliver, sink_store, NULL};
     long total = 0;
     int rc = 1;
     if (current_model(&r)) goto out;

@@ -2,6 +2,7 @@
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -16,9 +17,9 @@
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    if (kp_worker_stop) kp_worker_stop_hard = 1;
-    kp_worker_stop = 1;
+    (void)sig; /* lock-free atomics: safe here, and seen by every thread (consumer/group.h) */
+    if (atomic_load(&kp_worker_stop)) atomic_store(&kp_worker_stop_hard, 1);
+    atomic_store(&kp_worker_stop, 1);
 }
 
 typedef struct {
@@ -30,7 +31,8 @@ static void *trainer_thread(void *p)
 {
     trainer_arg *a = p;
     a->rc = kp_learn_run(a->c);
-    if (a->rc) kp_worker_stop = 1; /* role = both: no silent serving without its trainer */
+    if (a->rc)
+        atomic_store(&kp_worker_stop, 1); /* role = both: no silent serving without its trainer */
     return NULL;
 }
 
@@ -108,7 +110,7 @@ int kp_cmd_worker(int argc, char **argv)
             return 1;
         }
         rc = kp_serve_run(&c);
-        kp_worker_stop = 1; /* the serving loop ended: stop the trainer too */
+        atomic_store(&kp_worker_stop, 1); /* the serving loop ended: stop the trainer too */
         pthread_join(t, NULL);
         if (!rc) rc = a.rc;
     } else {

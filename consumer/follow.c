@@ -576,7 +576,7 @@ kp_recommender *kp_follower_take(kp_follower *f)
     return r;
 }
 
-int kp_follower_wait_caught_up(kp_follower *f, int timeout_ms, volatile sig_atomic_t *stop)
+int kp_follower_wait_caught_up(kp_follower *f, int timeout_ms, kp_stop_flag *stop)
 {
     for (int waited = 0; !f->caught_up && waited < timeout_ms && !(stop && *stop); waited += 50) {
         struct timespec ts = {0, 50 * 1000000L};
@@ -585,7 +585,7 @@ int kp_follower_wait_caught_up(kp_follower *f, int timeout_ms, volatile sig_atom
     return f->caught_up;
 }
 
-int kp_follower_wait_end(kp_follower *f, int timeout_ms, volatile sig_atomic_t *stop)
+int kp_follower_wait_end(kp_follower *f, int timeout_ms, kp_stop_flag *stop)
 {
     for (int waited = 0; !f->at_end && waited < timeout_ms && !(stop && *stop); waited += 50) {
         struct timespec ts = {0, 50 * 1000000L};

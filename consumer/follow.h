@@ -22,6 +22,7 @@
 #include "common/config.h"
 #include "model/bienc.h"
 #include "model/recommender.h"
+#include "producer/kafka.h" /* kp_stop_flag */
 
 typedef struct kp_follower kp_follower;
 
@@ -36,12 +37,12 @@ kp_recommender *kp_follower_take(kp_follower *f);
 
 /* Waits until the follower has read the model topic to its end once (or timeout_ms passed, or
  * *stop became non-zero). Returns 1 when caught up, 0 otherwise. */
-int kp_follower_wait_caught_up(kp_follower *f, int timeout_ms, volatile sig_atomic_t *stop);
+int kp_follower_wait_caught_up(kp_follower *f, int timeout_ms, kp_stop_flag *stop);
 
 /* Waits until the follower has read every committed record of the model topic, up to its end, at
  * least once (timeout_ms, or *stop). Unlike kp_follower_wait_caught_up this never returns 1 when
  * the broker or the topic could not be reached. Returns 1 when at the end. */
-int kp_follower_wait_end(kp_follower *f, int timeout_ms, volatile sig_atomic_t *stop);
+int kp_follower_wait_end(kp_follower *f, int timeout_ms, kp_stop_flag *stop);
 
 /* The version of the newest checkpoint on the topic (0 = none seen). */
 uint64_t kp_follower_checkpoint_version(kp_follower *f);

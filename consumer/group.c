@@ -10,14 +10,32 @@
 #include "common/util.h"
 #include "producer/kafka.h"
 
-volatile sig_atomic_t kp_worker_stop;
-volatile sig_atomic_t kp_worker_stop_hard;
+kp_stop_flag kp_worker_stop;
+kp_stop_flag kp_worker_stop_hard;
 
 struct kp_group {
     rd_kafka_t *rk;
     const char *who;
     int paused, count_rebalances;
+    rd_kafka_topic_partition_list_t *revoked; /* since kp_group_forget_revoked; NULL: none */
 };
+
+/* Pauses or resumes parts; every error (the call's, each partition's) logged. 0 / -1. */
+static int pause_parts(kp_group *g, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
+                       int pause)
+{
+    rd_kafka_resp_err_t e =
+        pause ? rd_kafka_pause_partitions(rk, parts) : rd_kafka_resume_partitions(rk, parts);
+    int rc = e ? -1 : 0;
+    if (e) kp_error("%s: %s: %s", g->who, pause ? "pause" : "resume", rd_kafka_err2str(e));
+    for (int i = 0; i < parts->cnt; i++)
+        if (parts->elems[i].err) {
+            kp_error("%s: %s %s[%d]: %s", g->who, pause ? "pause" : "resume", parts->elems[i].topic,
+                     (int)parts->elems[i].partition, rd_kafka_err2str(parts->elems[i].err));
+            rc = -1;
+        }
+    return rc;
+}
 
 static void log_error(const kp_group *g, const char *what, rd_kafka_error_t *e)
 {
@@ -34,7 +52,7 @@ static void assign(kp_group *g, rd_kafka_t *rk, rd_kafka_topic_partition_list_t 
         rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
         if (e) kp_error("%s: assign: %s", g->who, rd_kafka_err2str(e));
     }
-    if (g->paused) rd_kafka_pause_partitions(rk, parts);
+    if (g->paused) pause_parts(g, rk, parts, 1);
 }
 
 /* Revoked (or lost): commit what is done before the partitions go. Offsets are stored only after
@@ -46,6 +64,14 @@ static void revoke(kp_group *g, rd_kafka_t *rk, rd_kafka_topic_partition_list_t 
         if (ce && ce != RD_KAFKA_RESP_ERR__NO_OFFSET)
             kp_warn("%s: commit before revoke: %s", g->who, rd_kafka_err2str(ce));
     }
+    /* the messages of these partitions that the caller still holds must not be processed: the
+     * next owner (or this one again, from the committed offset) consumes them again */
+    if (!g->revoked) g->revoked = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; g->revoked && i < parts->cnt; i++)
+        if (!rd_kafka_topic_partition_list_find(g->revoked, parts->elems[i].topic,
+                                                parts->elems[i].partition))
+            rd_kafka_topic_partition_list_add(g->revoked, parts->elems[i].topic,
+                                              parts->elems[i].partition);
     if (coop) {
         log_error(g, "incremental unassign", rd_kafka_incremental_unassign(rk, parts));
     } else {
@@ -154,6 +180,7 @@ void kp_group_free(kp_group *g)
     rd_kafka_resp_err_t e = rd_kafka_consumer_close(g->rk); /* commits stored offsets */
     if (e) kp_warn("%s: consumer close: %s", g->who, rd_kafka_err2str(e));
     rd_kafka_destroy(g->rk);
+    if (g->revoked) rd_kafka_topic_partition_list_destroy(g->revoked);
     free(g);
 }
 
@@ -174,17 +201,45 @@ rd_kafka_message_t *kp_group_poll(kp_group *g, int timeout_ms, int *was_error)
     return NULL;
 }
 
-void kp_group_pause(kp_group *g, int pause)
+int kp_group_pause(kp_group *g, int pause)
 {
     rd_kafka_topic_partition_list_t *a = NULL;
-    if (rd_kafka_assignment(g->rk, &a) || !a) return;
-    if (pause)
-        rd_kafka_pause_partitions(g->rk, a);
-    else
-        rd_kafka_resume_partitions(g->rk, a);
-    rd_kafka_topic_partition_list_destroy(a);
+    rd_kafka_resp_err_t e = rd_kafka_assignment(g->rk, &a);
+    if (e || !a) {
+        kp_error("%s: %s: assignment: %s", g->who, pause ? "pause" : "resume", rd_kafka_err2str(e));
+        if (a) rd_kafka_topic_partition_list_destroy(a);
+        return -1;
+    }
+    /* the flag is set first: partitions assigned from now on are paused too (or not) */
     g->paused = pause;
     kp_telemetry_set_paused(pause);
+    int rc = pause_parts(g, g->rk, a, pause);
+    rd_kafka_topic_partition_list_destroy(a);
+    return rc;
+}
+
+void kp_group_commit(kp_group *g)
+{
+    rd_kafka_resp_err_t e = rd_kafka_commit(g->rk, NULL, 1);
+    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        kp_warn("%s: commit: %s", g->who, rd_kafka_err2str(e));
+}
+
+int kp_group_revoked_any(const kp_group *g)
+{
+    return g->revoked && g->revoked->cnt > 0;
+}
+
+int kp_group_was_revoked(const kp_group *g, const rd_kafka_message_t *m)
+{
+    return g->revoked && rd_kafka_topic_partition_list_find(g->revoked, rd_kafka_topic_name(m->rkt),
+                                                            m->partition) != NULL;
+}
+
+void kp_group_forget_revoked(kp_group *g)
+{
+    if (g->revoked) rd_kafka_topic_partition_list_destroy(g->revoked);
+    g->revoked = NULL;
 }
 
 int kp_group_paused(const kp_group *g)

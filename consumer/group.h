@@ -10,12 +10,13 @@
 #include <stddef.h>
 
 #include "common/config.h"
+#include "producer/kafka.h" /* kp_stop_flag */
 
 /* Set by the signal handlers: the first SIGINT/SIGTERM sets kp_worker_stop (stop consuming, finish
  * in-flight work, flush, commit, close); a second one sets kp_worker_stop_hard (stop waiting for
  * Redis or Kafka: unfinished events are not committed and will be consumed again). */
-extern volatile sig_atomic_t kp_worker_stop;
-extern volatile sig_atomic_t kp_worker_stop_hard;
+extern kp_stop_flag kp_worker_stop;
+extern kp_stop_flag kp_worker_stop_hard;
 
 #define KP_GROUP_MAX_TOPICS 4
 
@@ -51,8 +52,21 @@ rd_kafka_t *kp_group_handle(kp_group *g);
 rd_kafka_message_t *kp_group_poll(kp_group *g, int timeout_ms, int *was_error);
 
 /* Pauses (pause = 1) or resumes the whole assignment; partitions assigned while paused are paused
- * too. Updates kprec_paused. */
-void kp_group_pause(kp_group *g, int pause);
+ * too. Updates kprec_paused. 0, or -1 when librdkafka refused it for some partition (logged). */
+int kp_group_pause(kp_group *g, int pause);
+
+/* Commits the stored offsets now, asynchronously (errors of the call logged; the broker's answer
+ * is not waited for). */
+void kp_group_commit(kp_group *g);
+
+/* Revoked partitions: every partition revoked or lost since the last kp_group_forget_revoked.
+ * Messages of those that the caller polled before the revoke and still holds must be dropped,
+ * not processed: the next owner, or this consumer again from the committed offset, consumes them
+ * again. kp_group_revoked_any: 1 when there are some; kp_group_was_revoked: 1 when m's partition
+ * is one of them. */
+int kp_group_revoked_any(const kp_group *g);
+int kp_group_was_revoked(const kp_group *g, const rd_kafka_message_t *m);
+void kp_group_forget_revoked(kp_group *g);
 
 /* 1 while paused. */
 int kp_group_paused(const kp_group *g);

@@ -437,7 +437,7 @@ void kp_inventory_stop(kp_inventory *inv)
     inv_free(inv);
 }
 
-int kp_inventory_wait_end(kp_inventory *inv, int timeout_ms, volatile sig_atomic_t *stop)
+int kp_inventory_wait_end(kp_inventory *inv, int timeout_ms, kp_stop_flag *stop)
 {
     for (int waited = 0; !inv->at_end && waited < timeout_ms && !(stop && *stop); waited += 50) {
         struct timespec ts = {0, 50 * 1000000L};

@@ -24,6 +24,7 @@
 #include "common/config.h"
 #include "model/recommender.h"
 #include "model/tsv.h"
+#include "producer/kafka.h" /* kp_stop_flag */
 
 typedef struct kp_inventory kp_inventory;
 
@@ -36,7 +37,7 @@ void kp_inventory_stop(kp_inventory *inv);
 
 /* Waits until the reader has read every partition to its end once (an absent topic counts as an
  * empty one), timeout_ms passed or *stop became non-zero. 1 when read, 0 otherwise. */
-int kp_inventory_wait_end(kp_inventory *inv, int timeout_ms, volatile sig_atomic_t *stop);
+int kp_inventory_wait_end(kp_inventory *inv, int timeout_ms, kp_stop_flag *stop);
 
 /* Applies one record to the set as if the reader had read it from the topic (text NULL: a
  * tombstone); for tests and tools. 1 when the set changed, 0 when not, -1 on OOM. */

@@ -28,51 +28,70 @@ typedef struct {
     kp_codec *codec;
     kp_recommender *rec;
     kp_follower *follower;
-    kp_inventory *inv; /* [topics] inventory reader, or NULL (the file) */
-    kp_serve_batch *batch;
-    kp_arms *arms;  /* A/B split and shadow (consumer/arms.h); NULL = none */
-    int backoff_ms; /* the next Redis retry's */
+    kp_inventory *inv;     /* [topics] inventory reader, or NULL (the file) */
+    kp_serve_batch *batch; /* also holds the messages polled while waiting (bounded) */
+    kp_arms *arms;         /* A/B split and shadow (consumer/arms.h); NULL = none */
+    int backoff_ms;        /* the next retry's, while a sink is down */
     /* the micro-batch being filled, and its events as the batch runner sees them */
     rd_kafka_message_t **msgs;
     kp_serve_event *events;
     int n;
-    /* messages polled while waiting (backoff, deliveries): they open the next batch */
-    rd_kafka_message_t **held;
-    int n_held, cap_held;
 } worker;
 
 /* ---- waiting ---- */
 
-/* Holds m for the next batch. 0, or -1 when it cannot (OOM). */
-static int hold(worker *w, rd_kafka_message_t *m)
+static int drop_if_revoked(void *ctx, void *msg)
 {
-    if (w->n_held == w->cap_held) {
-        int nc = w->cap_held ? w->cap_held * 2 : 64;
-        rd_kafka_message_t **nh = realloc(w->held, sizeof *nh * (size_t)nc);
-        if (!nh) return -1;
-        w->held = nh;
-        w->cap_held = nc;
-    }
-    w->held[w->n_held++] = m;
-    return 0;
+    worker *w = ctx;
+    if (!kp_group_was_revoked(w->group, msg)) return 0;
+    rd_kafka_message_destroy(msg);
+    return 1;
 }
 
-/* Keeps the group membership alive while we wait: polls the (paused) consumer; anything it hands
- * out is held for the next batch, never dropped. */
+/* After a rebalance: drops the held messages (and, filling, those of the batch being filled) of
+ * the partitions revoked since they were polled. Their offsets could not be stored any more, so
+ * doing them would only duplicate the work of their next owner. */
+static void drop_revoked(worker *w, int filling)
+{
+    if (!kp_group_revoked_any(w->group)) return;
+    int dropped = kp_serve_batch_drop_held(w->batch, drop_if_revoked, w), kept = 0;
+    for (int i = 0; filling && i < w->n; i++)
+        if (!drop_if_revoked(w, w->msgs[i]))
+            w->msgs[kept++] = w->msgs[i];
+        else
+            dropped++;
+    if (filling) w->n = kept;
+    if (dropped)
+        kp_info("worker: %d polled message(s) of revoked partitions dropped (consumed again by "
+                "their next owner)",
+                dropped);
+    kp_group_forget_revoked(w->group);
+}
+
+/* Keeps the group membership alive while we wait: polls the consumer (paused while a sink is
+ * down); anything it hands out is held for the next batch, never dropped. */
 static void tick(void *opaque)
 {
     worker *w = opaque;
     rd_kafka_message_t *m = kp_group_poll(w->group, 0, NULL);
-    if (!m || !hold(w, m)) return;
-    /* Cannot hold it: do not store its offset; it will be consumed again after a restart or
-     * rebalance. Seek back so this instance sees it again too. */
-    rd_kafka_seek(m->rkt, m->partition, m->offset, 1000);
+    drop_revoked(w, 0); /* m itself came after the rebalance */
+    if (!m || !kp_serve_batch_hold(w->batch, m)) return;
+    /* The hold is full (and consumption now paused): give m back. Its offset is not stored; the
+     * seek makes this instance consume it again once it resumes (the seek also drops what was
+     * fetched after it). */
+    rd_kafka_resp_err_t e = rd_kafka_seek(m->rkt, m->partition, m->offset, 1000);
+    if (e && e != RD_KAFKA_RESP_ERR__STATE && e != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
+        /* it would be skipped: stop before a later offset of its partition is stored */
+        kp_error("worker: cannot seek %s[%" PRId32 "] back to %" PRId64 ": %s; stopping",
+                 rd_kafka_topic_name(m->rkt), m->partition, m->offset, rd_kafka_err2str(e));
+        atomic_store(&kp_worker_stop, 1);
+    }
     rd_kafka_message_destroy(m);
 }
 
-/* ---- the sinks of a batch: Redis, Kafka, the offset store ---- */
+/* ---- the sinks of a batch: Redis, Kafka, the offset store, pausing ---- */
 
-/* Redis: on failure pause the partitions and back off (ticking), so the batch retries. */
+/* Redis: a failure answers RETRY (the batch pauses consumption; run_batch backs off). */
 static kp_sink_rc sink_cache_put(void *ctx, const kp_cache_entry *e, int n)
 {
     worker *w = ctx;
@@ -82,35 +101,42 @@ static kp_sink_rc sink_cache_put(void *ctx, const kp_cache_entry *e, int n)
         kp_telemetry_cache_result(NULL);
         atomic_fetch_add(&kp_m.redis_writes, (unsigned long long)(n - stale));
         atomic_fetch_add(&kp_m.stale_skipped, (unsigned long long)stale);
-        w->backoff_ms = w->cfg->retry_backoff_ms;
-        if (kp_group_paused(w->group)) {
-            kp_info("redis is back: resuming consumption");
-            kp_group_pause(w->group, 0);
-        }
         return KP_SINK_OK;
     }
     kp_telemetry_cache_result(err);
     atomic_fetch_add(&kp_m.redis_errors, 1);
-    if (!kp_group_paused(w->group)) {
-        kp_warn("%s: pausing consumption, retrying in %d ms", err, w->backoff_ms);
-        kp_group_pause(w->group, 1);
-    } else {
+    if (kp_serve_batch_paused(w->batch))
         kp_debug("%s: retrying in %d ms", err, w->backoff_ms);
-    }
-    kp_backoff_sleep(w->backoff_ms, &kp_worker_stop_hard, tick, w);
-    w->backoff_ms = kp_backoff_next(w->cfg, w->backoff_ms);
-    return kp_worker_stop_hard ? KP_SINK_FAIL : KP_SINK_RETRY;
+    else
+        kp_warn("%s: retrying in %d ms", err, w->backoff_ms);
+    return KP_SINK_RETRY;
 }
 
-/* Kafka: kp_producer_deliver re-sends failed records itself until a hard stop. */
+/* Kafka: one round of kp_producer_send. Transient failures answer RETRY; a record refused for good
+ * (its topic is gone, it is too large and no dead-letter copy) or a fatal producer error stops the
+ * worker: sending again cannot help, and nothing of the batch is stored. */
 static kp_sink_rc sink_deliver(void *ctx, kp_outmsg *out, int n)
 {
     worker *w = ctx;
-    return kp_producer_deliver(w->producer, out, n, w->cfg, &kp_worker_stop_hard, tick, w)
-               ? KP_SINK_FAIL
-               : KP_SINK_OK;
+    switch (kp_producer_send(w->producer, out, n, w->cfg, &kp_worker_stop_hard, tick, w)) {
+    case KP_SEND_DONE:
+        return KP_SINK_OK;
+    case KP_SEND_RETRY:
+        kp_warn("producer: deliveries failed; retrying in %d ms", w->backoff_ms);
+        return KP_SINK_RETRY;
+    case KP_SEND_ABORTED:
+        return KP_SINK_FAIL;
+    case KP_SEND_REJECTED:
+    case KP_SEND_FATAL:
+        break;
+    }
+    kp_error("worker: the producer cannot deliver this batch (a permanent error, above): stopping; "
+             "its events are not committed");
+    return KP_SINK_FAIL;
 }
 
+/* Stores the batch's offsets and commits them at once (asynchronously), so that a crash replays
+ * at most the batches in flight rather than auto.commit.interval.ms of work. */
 static void sink_store(void *ctx, const kp_serve_offset *o, int n)
 {
     worker *w = ctx;
@@ -118,7 +144,20 @@ static void sink_store(void *ctx, const kp_serve_offset *o, int n)
     for (int i = 0; i < n; i++)
         rd_kafka_topic_partition_list_add(l, o[i].topic, o[i].partition)->offset = o[i].offset;
     kp_group_store(w->group, l);
+    kp_group_commit(w->group);
     rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void sink_pause(void *ctx, int on, const char *why)
+{
+    worker *w = ctx;
+    if (on)
+        kp_warn("worker: pausing consumption (%s)", why);
+    else
+        kp_info("sinks are back: resuming consumption");
+    if (kp_group_pause(w->group, on) && on)
+        kp_warn("worker: consumption not paused everywhere: the hold of polled messages is bounded "
+                "all the same");
 }
 
 /* Lifecycle hook (consumer/arms.h): the shadow model scores the batch the live path finished. */
@@ -147,8 +186,12 @@ static int run_batch(worker *w)
     if (kp_serve_batch_begin(w->batch, w->rec, w->events, w->n, err, sizeof err))
         kp_error("%s", err);
     else
-        while ((r = kp_serve_batch_step(w->batch)) == KP_BATCH_AGAIN && !kp_worker_stop_hard)
-            ;
+        while ((r = kp_serve_batch_step(w->batch)) == KP_BATCH_AGAIN &&
+               !atomic_load(&kp_worker_stop_hard)) { /* a sink is down: back off, ticking */
+            kp_backoff_sleep(w->backoff_ms, &kp_worker_stop_hard, tick, w);
+            w->backoff_ms = kp_backoff_next(w->cfg, w->backoff_ms);
+        }
+    if (r == KP_BATCH_DONE) w->backoff_ms = w->cfg->retry_backoff_ms;
     kp_serve_batch_end(w->batch);
     if (r == KP_BATCH_DONE && w->arms) shadow_batch(w);
     return r == KP_BATCH_DONE ? 0 : -1;
@@ -195,12 +238,9 @@ static void update_lag(worker *w)
 static void fill_batch(worker *w)
 {
     const kp_config *c = w->cfg;
-    int taken = 0;
-    while (taken < w->n_held && w->n < c->batch_size)
-        w->msgs[w->n++] = w->held[taken++];
-    if (taken) /* memmove of NULL (nothing held yet) is undefined, even of 0 bytes */
-        memmove(w->held, w->held + taken, sizeof *w->held * (size_t)(w->n_held - taken));
-    w->n_held -= taken;
+    void *held;
+    while (w->n < c->batch_size && kp_serve_batch_take_held(w->batch, &held, 1))
+        w->msgs[w->n++] = held;
     uint64_t deadline = 0;
     while (w->n < c->batch_size && !kp_worker_stop) {
         int timeout = 100, was_error;
@@ -211,6 +251,7 @@ static void fill_batch(worker *w)
             timeout = (int)((deadline - now) / 1000u);
         }
         rd_kafka_message_t *m = kp_group_poll(w->group, timeout, &was_error);
+        drop_revoked(w, 1);
         if (m)
             w->msgs[w->n++] = m;
         else if (!was_error)
@@ -296,7 +337,7 @@ static int open_io(worker *w)
 {
     const kp_config *c = w->cfg;
     char err[1024];
-    const kp_serve_sinks sinks = {w, sink_cache_put, sink_deliver, sink_store};
+    const kp_serve_sinks sinks = {w, sink_cache_put, sink_deliver, sink_store, sink_pause};
     const kp_group_opts go = {"worker", "kprec-serve", 1, {c->topic_items}, 1, 1};
     if (!(w->codec = kp_codec_new(err, sizeof err)) ||
         (c->schemas_dir[0] && kp_codec_load_dir(w->codec, c->schemas_dir, err, sizeof err))) {
@@ -319,6 +360,14 @@ static int open_io(worker *w)
         kp_error("%s", err);
         return 2;
     }
+    /* a missing output topic is fatal now, not a batch retried forever later */
+    const char *out[] = {c->topic_suggestions, c->topic_dlq};
+    int t = kp_producer_check_topics(w->producer, out, 2, 10000, err, sizeof err);
+    if (t < 0) {
+        kp_error("worker: %s", err);
+        return 2;
+    }
+    if (t > 0) kp_warn("worker: cannot check the output topics yet (%s)", err);
     if (kp_telemetry_http_start(c->metrics_bind, c->metrics_port)) return 2;
     return 0;
 }
@@ -327,10 +376,12 @@ static int open_io(worker *w)
 static int close_all(worker *w, int rc)
 {
     drop_batch(w);
-    for (int i = 0; i < w->n_held; i++)
-        rd_kafka_message_destroy(w->held[i]);
+    void *m;
+    while (w->batch && kp_serve_batch_take_held(w->batch, &m, 1))
+        rd_kafka_message_destroy(m);
     kp_group_free(w->group); /* commits stored offsets */
-    if (kp_producer_free(w->producer, 10000) && rc == 0) rc = 1;
+    /* a second signal cuts the flush short */
+    if (kp_producer_close(w->producer, 10000, &kp_worker_stop_hard) && rc == 0) rc = 1;
     kp_telemetry_http_stop();
     kp_bienc_free(kp_follower_stop(w->follower));
     kp_serve_batch_free(w->batch);
@@ -340,7 +391,6 @@ static int close_all(worker *w, int rc)
     kp_rec_free(w->rec);
     kp_inventory_stop(w->inv);
     kp_assets_shutdown();
-    free(w->held);
     free(w->msgs);
     free(w->events);
     return rc;

@@ -42,8 +42,12 @@ struct kp_serve_batch {
     void **bufs;
     kp_serve_offset *offs;
     kp_suggestion *avro; /* k: the codec's view of one item's list */
-    kp_arms *arms;       /* the A/B split (NULL = none) */
-    const char **ids;    /* item_id of each valid event, and its arm */
+    /* messages polled while waiting: a ring of batch_size */
+    void **held;
+    int held_cap, held_first, n_held;
+    int paused;
+    kp_arms *arms;    /* the A/B split (NULL = none) */
+    const char **ids; /* item_id of each valid event, and its arm */
     int *arm;
 };
 
@@ -60,7 +64,10 @@ kp_serve_batch *kp_serve_batch_new(const kp_config *c, kp_codec *codec, const kp
     b->codec = codec;
     b->sinks = *sinks;
     b->k = c->top_k > 0 ? c->top_k : 1;
-    if (!(b->avro = malloc(sizeof *b->avro * (size_t)b->k))) {
+    b->held_cap = c->batch_size > 0 ? c->batch_size : 1;
+    if (!(b->avro = malloc(sizeof *b->avro * (size_t)b->k)) ||
+        !(b->held = malloc(sizeof *b->held * (size_t)b->held_cap))) {
+        free(b->avro);
         free(b);
         return NULL;
     }
@@ -80,6 +87,7 @@ void kp_serve_batch_free(kp_serve_batch *b)
     kp_serve_batch_end(b);
     free_buffers(b);
     free(b->avro);
+    free(b->held);
     free(b);
 }
 
@@ -255,9 +263,56 @@ static void finish(kp_serve_batch *b)
     b->stage = STAGE_DONE;
 }
 
-static kp_batch_rc from_sink(kp_sink_rc r)
+static void set_paused(kp_serve_batch *b, int on, const char *why)
 {
-    return r == KP_SINK_FAIL ? KP_BATCH_FAILED : KP_BATCH_AGAIN;
+    if (b->paused == on) return;
+    b->paused = on;
+    if (b->sinks.pause) b->sinks.pause(b->sinks.ctx, on, why);
+}
+
+/* A sink did not answer OK: RETRY pauses consumption until the batch is done. */
+static kp_batch_rc from_sink(kp_serve_batch *b, kp_sink_rc r, const char *sink)
+{
+    if (r == KP_SINK_FAIL) return KP_BATCH_FAILED;
+    set_paused(b, 1, sink);
+    return KP_BATCH_AGAIN;
+}
+
+int kp_serve_batch_hold(kp_serve_batch *b, void *msg)
+{
+    if (b->n_held == b->held_cap) {
+        set_paused(b, 1, "the hold of messages polled while waiting is full");
+        return -1;
+    }
+    b->held[(b->held_first + b->n_held++) % b->held_cap] = msg;
+    return 0;
+}
+
+int kp_serve_batch_take_held(kp_serve_batch *b, void **out, int max)
+{
+    int n = 0;
+    for (; n < max && b->n_held; n++, b->n_held--) {
+        out[n] = b->held[b->held_first];
+        b->held_first = (b->held_first + 1) % b->held_cap;
+    }
+    if (!b->n_held && b->stage == STAGE_NONE) set_paused(b, 0, NULL);
+    return n;
+}
+
+int kp_serve_batch_drop_held(kp_serve_batch *b, int (*drop)(void *ctx, void *msg), void *ctx)
+{
+    int kept = 0, n = b->n_held;
+    for (int i = 0; i < n; i++) {
+        void *m = b->held[(b->held_first + i) % b->held_cap];
+        if (!drop(ctx, m)) b->held[(b->held_first + kept++) % b->held_cap] = m;
+    }
+    b->n_held = kept;
+    return n - kept;
+}
+
+int kp_serve_batch_paused(const kp_serve_batch *b)
+{
+    return b->paused;
 }
 
 kp_batch_rc kp_serve_batch_step(kp_serve_batch *b)
@@ -268,20 +323,22 @@ kp_batch_rc kp_serve_batch_step(kp_serve_batch *b)
         return KP_BATCH_FAILED;
     case STAGE_CACHE: /* Redis first (acknowledged) ... */
         if (b->nvalid && (r = b->sinks.cache_put(b->sinks.ctx, b->ce, b->nvalid)) != KP_SINK_OK)
-            return from_sink(r);
+            return from_sink(b, r, "Redis is failing");
         b->t_cache = kp_mono_us();
         b->stage = STAGE_DELIVER;
         /* fall through */
     case STAGE_DELIVER: /* ... then Kafka (every delivery report) ... */
         if ((r = b->sinks.deliver(b->sinks.ctx, b->out, b->nout)) != KP_SINK_OK)
-            return from_sink(r);
-        for (int i = 0; i < b->nout; i++)
-            if (b->out[i].state != KP_OUT_DONE) return KP_BATCH_AGAIN; /* a sink that lied */
-        finish(b);                                                     /* ... then the offsets */
+            return from_sink(b, r, "Kafka deliveries are failing");
+        for (int i = 0; i < b->nout; i++) /* a sink that lied */
+            if (b->out[i].state != KP_OUT_DONE)
+                return from_sink(b, KP_SINK_RETRY, "Kafka deliveries are failing");
+        finish(b); /* ... then the offsets */
         /* fall through */
     case STAGE_DONE:
         break;
     }
+    if (b->n_held < b->held_cap) set_paused(b, 0, NULL); /* every sink answered: consume again */
     return KP_BATCH_DONE;
 }
 

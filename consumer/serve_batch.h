@@ -8,6 +8,9 @@
  *     of the batch has its successful delivery report;
  *   - a sink that fails holds the batch at its stage: the next kp_serve_batch_step retries that
  *     stage (only the undelivered records are sent again); nothing is dropped, nothing stored;
+ *   - while a sink is down the consumer is paused (the pause sink): from the first RETRY until the
+ *     whole batch is done, whichever sinks recover meanwhile; the messages polled while waiting
+ *     are held here, at most [worker] batch_size of them (kp_serve_batch_hold);
  *   - bad events (undecodable, invalid, key/id mismatch) become dead-letter records carrying the
  *     reason in header "error"; once delivered, their offsets move on like the others';
  *   - the offsets stored are, per partition of the batch, its highest offset + 1.
@@ -58,6 +61,9 @@ typedef struct {
     kp_sink_rc (*deliver)(void *ctx, kp_outmsg *out, int n);
     /* Stores the offsets o[0..n-1] (one per partition). */
     void (*store)(void *ctx, const kp_serve_offset *o, int n);
+    /* Pauses (on = 1: a sink is down, or the hold is full; why says which) or resumes (on = 0,
+     * why NULL) consumption. Called on changes only. */
+    void (*pause)(void *ctx, int on, const char *why);
 } kp_serve_sinks;
 
 /* What kp_serve_batch_step answers. */
@@ -75,7 +81,8 @@ kp_serve_batch *kp_serve_batch_new(const kp_config *c, kp_codec *codec,
 struct kp_arms;
 void kp_serve_batch_set_arms(kp_serve_batch *b, struct kp_arms *arms);
 
-/* Frees the runner (ends a batch in hand first). NULL-safe. */
+/* Frees the runner (ends a batch in hand first; held messages must have been taken back).
+ * NULL-safe. */
 void kp_serve_batch_free(kp_serve_batch *b);
 
 /* Takes n events (borrowed until kp_serve_batch_end): decodes and validates them, scores the valid
@@ -89,6 +96,23 @@ int kp_serve_batch_begin(kp_serve_batch *b, kp_recommender *rec, const kp_serve_
  * handed to the store sink), AGAIN (a sink said RETRY: the batch is held at that stage; call again,
  * after a backoff) or FAILED (a sink said FAIL: nothing more is stored for this batch). */
 kp_batch_rc kp_serve_batch_step(kp_serve_batch *b);
+
+/* Holds msg (opaque, still the caller's), a message polled while the batch waits, for the next
+ * batch. 0, or -1 when [worker] batch_size messages are held already: msg is not held (the caller
+ * gives it back to its consumer, e.g. seeks to it) and consumption is paused until the batch in
+ * hand is done (or, without one, until kp_serve_batch_take_held empties the hold). */
+int kp_serve_batch_hold(kp_serve_batch *b, void *msg);
+
+/* Moves up to max held messages, oldest first, to out (the caller owns them again). Returns how
+ * many. Once the hold is empty and no batch is in hand, a pause for a full hold ends. */
+int kp_serve_batch_take_held(kp_serve_batch *b, void **out, int max);
+
+/* Drops held messages: each one for which drop(ctx, msg) answers 1 (drop took it: e.g. destroyed
+ * it) leaves the hold, the others keep their order. Returns how many were dropped. */
+int kp_serve_batch_drop_held(kp_serve_batch *b, int (*drop)(void *ctx, void *msg), void *ctx);
+
+/* 1 while consumption is paused by the batch (a sink is down, or the hold is full). */
+int kp_serve_batch_paused(const kp_serve_batch *b);
 
 /* Releases the batch in hand (its decoded events, records, headers); buffers are kept for the
  * next one. NULL-safe; does nothing without a batch. */

@@ -95,9 +95,9 @@ rd_kafka_headers_t *kp_dlq_headers(const rd_kafka_message_t *m, const char *reas
     return kp_dlq_headers_for(rd_kafka_topic_name(m->rkt), m->partition, m->offset, reason);
 }
 
-void kp_backoff_sleep(int ms, volatile sig_atomic_t *abort_flag, kp_tick_fn tick, void *opaque)
+void kp_backoff_sleep(int ms, kp_stop_flag *abort_flag, kp_tick_fn tick, void *opaque)
 {
-    while (ms > 0 && !(abort_flag && *abort_flag)) {
+    while (ms > 0 && !(abort_flag && atomic_load(abort_flag))) {
         int slice = ms < 50 ? ms : 50;
         struct timespec ts = {0, (long)slice * 1000000L};
         nanosleep(&ts, NULL);

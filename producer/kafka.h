@@ -6,11 +6,17 @@
 #define KP_KAFKA_H
 
 #include <librdkafka/rdkafka.h>
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "common/config.h"
+
+/* A stop flag: set by a signal handler or another thread, read by every waiting loop. A lock-free
+ * atomic, so both are defined behaviour (C11 7.14.1.1: a handler may assign lock-free atomics;
+ * a volatile sig_atomic_t written by one thread and read by another is a data race). */
+typedef atomic_int kp_stop_flag;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "kp_stop_flag must be lock-free to be set by a signal");
 
 /* Called while waiting (deliveries, backoff) so the caller can keep its consumer alive. */
 typedef void (*kp_tick_fn)(void *opaque);
@@ -53,7 +59,7 @@ rd_kafka_headers_t *kp_dlq_headers(const rd_kafka_message_t *m, const char *reas
 
 /* Sleeps ms milliseconds in slices of 50 ms, calling tick (may be NULL) after every slice,
  * returning early once *abort_flag (may be NULL) is non-zero. */
-void kp_backoff_sleep(int ms, volatile sig_atomic_t *abort_flag, kp_tick_fn tick, void *opaque);
+void kp_backoff_sleep(int ms, kp_stop_flag *abort_flag, kp_tick_fn tick, void *opaque);
 
 /* The next backoff after `ms`: doubled, capped at [worker] retry_backoff_max_ms. */
 int kp_backoff_next(const kp_config *c, int ms);

@@ -13,6 +13,7 @@
 #
 #   bash tests/chaos/test_chaos.sh PATH_TO_KPREC
 #   CHAOS_SCALE=short (6,000 items, short gaps) | long (default: 50,000 items)
+#   CHAOS_ITEMS=N     N items instead of the scale's (the same rates and faults)
 #   CHAOS_SEED=S      replays the same fault plan (printed at the start and in the summary)
 #   CHAOS_COMMIT_MS=N auto.commit.interval.ms of the workers (default: unset, librdkafka's 5000)
 #   CHAOS_OUT=DIR     where the summary, fault log and samples are kept (default ./chaos-SCALE);
@@ -24,6 +25,8 @@ long)  N=50000 RATE=150 CLICK_RATE=400 GAP_MIN=3 GAP_MAX=10 ;;
 short) N=6000 RATE=30 CLICK_RATE=400 GAP_MIN=2 GAP_MAX=5 ;;
 *) fail "CHAOS_SCALE must be short or long, not $SCALE" ;;
 esac
+N=${CHAOS_ITEMS:-$N}
+[[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 1000 ] || fail "CHAOS_ITEMS must be a number >= 1000, not $N"
 SEED=${CHAOS_SEED:-$(( $(date +%s%N) % 1000000 ))}
 RANDOM=$SEED
 OUT=${CHAOS_OUT:-$PWD/chaos-$SCALE}

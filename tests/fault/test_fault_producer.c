@@ -1,6 +1,8 @@
 /* Fault injection on librdkafka's mock cluster: the broker goes down, requests fail, deliveries
  * time out. kp_producer_deliver must end with every record delivered exactly once (idempotent
- * producer), counted only by delivery reports, or give up cleanly when told to. */
+ * producer), counted only by delivery reports, or give up cleanly when told to. Permanent errors
+ * (a record too large) are not retried: a dead-letter copy is cut to a prefix, anything else is
+ * given up at once; a hard stop does not wait for requests in flight. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -51,6 +53,7 @@ static int setup(void **state)
     kp_config_set(&f->cfg, "kafka", "log_level", "2", err, sizeof err);
     kp_config_set(&f->cfg, "worker", "retry_backoff_ms", "50", err, sizeof err);
     kp_config_set(&f->cfg, "worker", "retry_backoff_max_ms", "400", err, sizeof err);
+    kp_config_set(&f->cfg, "topics", "dlq", TOPIC, err, sizeof err); /* dead-letter copies */
     *state = f;
     return 0;
 }
@@ -108,7 +111,7 @@ typedef struct {
     fixture *f;
     double up_at; /* bring the broker back at this time (0 = never) */
     double abort_at;
-    volatile sig_atomic_t *abort_flag;
+    kp_stop_flag *abort_flag;
     int ticks;
 } tick_ctx;
 
@@ -140,7 +143,7 @@ static void deliver_all(fixture *f, int n, tick_ctx *t)
     assert_non_null(p);
     kp_outmsg *m = make_msgs(n, keys);
     unsigned long long before = atomic_load(&kp_m.suggestions_delivered);
-    volatile sig_atomic_t abort_flag = 0;
+    kp_stop_flag abort_flag = 0;
     assert_int_equal(kp_producer_deliver(p, m, n, &f->cfg, &abort_flag, tick, t), 0);
     for (int i = 0; i < n; i++)
         assert_int_equal(m[i].state, KP_OUT_DONE);
@@ -195,7 +198,7 @@ static void test_abort_while_down(void **state)
     kp_producer *p = kp_producer_new(&f->cfg, err, sizeof err);
     assert_non_null(p);
     kp_outmsg *m = make_msgs(10, keys);
-    volatile sig_atomic_t abort_flag = 0;
+    kp_stop_flag abort_flag = 0;
     tick_ctx t = {f, 0, now_s() + 0.5, &abort_flag, 0};
     double t0 = now_s();
     assert_int_equal(kp_producer_deliver(p, m, 10, &f->cfg, &abort_flag, tick, &t), -1);
@@ -206,13 +209,159 @@ static void test_abort_while_down(void **state)
     kp_producer_free(p, 100);
 }
 
+/* Reads the first record of TOPIC: its value length and header name's value ("" if none). */
+static size_t first_record(fixture *f, const char *name, char *hv, size_t hvlen)
+{
+    char e[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(f->mc), e,
+                      sizeof e);
+    rd_kafka_conf_set(conf, "group.id", "reader1", e, sizeof e);
+    rd_kafka_conf_set(conf, "log_level", "2", e, sizeof e);
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+    assert_non_null(c);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, TOPIC, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(c, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    size_t len = (size_t)-1;
+    hv[0] = 0;
+    for (double end = now_s() + 20; now_s() < end && len == (size_t)-1;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
+        if (!m) continue;
+        if (!m->err) {
+            len = m->len;
+            rd_kafka_headers_t *h = NULL;
+            const void *v;
+            size_t sz;
+            if (!rd_kafka_message_headers(m, &h) && !rd_kafka_header_get_last(h, name, &v, &sz))
+                snprintf(hv, hvlen, "%.*s", (int)sz, (const char *)v);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    return len;
+}
+
+/* A dead-letter copy larger than message.max.bytes (librdkafka refuses it locally, as it would
+ * the copy of a ~1 MB record a Java producer wrote): it is sent as a prefix with header
+ * "truncated" = the original length, its other headers kept. */
+static void test_oversized_dead_letter_is_cut(void **state)
+{
+    fixture *f = *state;
+    char err[512];
+    size_t big = 1040000;
+    char *val = calloc(1, big);
+    assert_non_null(val);
+    memset(val, 'x', big);
+    kp_producer *p = kp_producer_new(&f->cfg, err, sizeof err);
+    assert_non_null(p);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    rd_kafka_header_add(h, "error", -1, "undecodable", -1);
+    kp_outmsg m = {TOPIC, "k", 1, val, big, h, 0, KP_OUT_PENDING};
+    kp_stop_flag abort_flag = 0;
+    assert_int_equal(kp_producer_deliver(p, &m, 1, &f->cfg, &abort_flag, NULL, NULL), 0);
+    assert_int_equal(m.state, KP_OUT_DONE);
+    assert_int_equal(m.vallen, KP_DLQ_PREFIX_BYTES);
+    assert_int_equal(kp_producer_free(p, 5000), 0);
+    rd_kafka_headers_destroy(h);
+    char hv[64];
+    assert_int_equal(first_record(f, "truncated", hv, sizeof hv), KP_DLQ_PREFIX_BYTES);
+    assert_string_equal(hv, "1040000");
+    assert_int_equal(first_record(f, "error", hv, sizeof hv), KP_DLQ_PREFIX_BYTES);
+    assert_string_equal(hv, "undecodable");
+    free(val);
+}
+
+/* The broker refuses a record for its size (MSG_SIZE_TOO_LARGE, a permanent error): a dead-letter
+ * copy is cut and sent again; a suggestion is given up at once, not retried. */
+static void test_broker_refusal_is_permanent(void **state)
+{
+    fixture *f = *state;
+    char err[512], keys[4][16];
+    kp_producer *p = kp_producer_new(&f->cfg, err, sizeof err);
+    assert_non_null(p);
+    kp_stop_flag abort_flag = 0;
+    char val[4096];
+    memset(val, 'y', sizeof val);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    rd_kafka_header_add(h, "error", -1, "invalid", -1);
+    kp_outmsg dlq = {TOPIC, "d", 1, val, sizeof val, h, 0, KP_OUT_PENDING};
+    rd_kafka_mock_push_request_errors(f->mc, 0 /* Produce */, 1,
+                                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+    assert_int_equal(kp_producer_deliver(p, &dlq, 1, &f->cfg, &abort_flag, NULL, NULL), 0);
+    assert_int_equal(dlq.vallen, sizeof val / 2); /* under the prefix already: halved */
+    rd_kafka_headers_destroy(h);
+    kp_outmsg *m = make_msgs(1, keys); /* a suggestion record */
+    rd_kafka_mock_push_request_errors(f->mc, 0, 3, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+                                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+                                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+    assert_int_equal(kp_producer_send(p, m, 1, &f->cfg, &abort_flag, NULL, NULL), KP_SEND_REJECTED);
+    assert_int_equal(m[0].state, KP_OUT_REJECTED);
+    m[0].state = KP_OUT_PENDING;
+    /* deliver gives up too (before: retried until the broker took it) */
+    assert_int_equal(kp_producer_deliver(p, m, 1, &f->cfg, &abort_flag, NULL, NULL), -1);
+    assert_int_equal(m[0].state, KP_OUT_REJECTED);
+    free(m);
+    kp_producer_free(p, 1000);
+}
+
+/* A record of a transaction refused for good: the transaction is aborted and the answer is FATAL
+ * (publishing the same records again cannot succeed), not ABORTED (which the trainer retries). */
+static void test_txn_refused_record_is_fatal(void **state)
+{
+    fixture *f = *state;
+    char err[512];
+    kp_producer *p = kp_producer_new_txn(&f->cfg, "kprec-fault-txn", 10000, err, sizeof err);
+    assert_non_null(p);
+    size_t big = 1040000;
+    char *val = calloc(1, big);
+    assert_non_null(val);
+    kp_outmsg m = {TOPIC, "k", 1, val, big, NULL, 0, KP_OUT_PENDING};
+    assert_int_equal(kp_producer_txn_publish(p, &m, 1, NULL, NULL, NULL, NULL, err, sizeof err),
+                     KP_TXN_FATAL);
+    assert_non_null(strstr(err, "refused for good"));
+    free(val);
+    kp_producer_free(p, 1000);
+}
+
+/* A hard stop while a request is in flight (the broker answers after 30 s): deliver returns at
+ * once, without waiting for the answer or message.timeout.ms. */
+static void test_abort_while_in_flight(void **state)
+{
+    fixture *f = *state;
+    char err[512], keys[256][16];
+    kp_producer *p = kp_producer_new(&f->cfg, err, sizeof err);
+    assert_non_null(p);
+    kp_outmsg *m = make_msgs(1, keys); /* connect first: metadata and the producer id */
+    kp_stop_flag abort_flag = 0;
+    assert_int_equal(kp_producer_deliver(p, m, 1, &f->cfg, &abort_flag, NULL, NULL), 0);
+    free(m);
+    rd_kafka_mock_broker_set_rtt(f->mc, 1, 30000);
+    m = make_msgs(10, keys);
+    tick_ctx t = {f, 0, now_s() + 0.5, &abort_flag, 0};
+    double t0 = now_s();
+    assert_int_equal(kp_producer_deliver(p, m, 10, &f->cfg, &abort_flag, tick, &t), -1);
+    double took = now_s() - t0;
+    if (took > 10) fail_msg("a hard stop waited %.1f s for requests in flight", took);
+    free(m);
+    assert_true(kp_producer_close(p, 10000, &abort_flag) > -1); /* prompt as well */
+    rd_kafka_mock_broker_set_rtt(f->mc, 1, 0);
+}
+
 int main(void)
 {
+    if (getenv("KP_TEST_FILTER")) cmocka_set_test_filter(getenv("KP_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_broker_down_then_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_are_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_while_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_dead_letter_is_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_broker_refusal_is_permanent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_txn_refused_record_is_fatal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort_while_in_flight, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * lives: offsets are stored only after the cache acknowledged and every delivery report came back,
  * a failing sink holds the batch (retried, nothing stored, nothing dropped), bad events go to the
  * dead-letter topic with their reason and their offsets move on, offsets are per partition
- * max + 1. */
+ * max + 1; consumption stays paused from a sink's first failure until the whole batch is done, and
+ * the messages held while waiting are bounded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -44,7 +45,22 @@ typedef struct {
     char stored_topic[MAXREC][64];
     kp_outmsg *last_out;
     int last_nout;
+    int paused, pause_calls, resume_calls, stores_at_resume;
 } fake;
+
+static void fake_pause(void *ctx, int on, const char *why)
+{
+    fake *f = ctx;
+    assert_int_not_equal(on, f->paused); /* changes only */
+    f->paused = on;
+    if (on) {
+        assert_non_null(why);
+        f->pause_calls++;
+    } else {
+        f->resume_calls++;
+        f->stores_at_resume = f->store_calls;
+    }
+}
 
 static kp_sink_rc fake_cache_put(void *ctx, const kp_cache_entry *e, int n)
 {
@@ -159,7 +175,7 @@ static int setup(void **state)
     const char *ids[] = {"k1", "k2", "k3", "k4", "k5"};
     const char *texts[] = {"steel sink", "kitchen sink", "red shoes", "running shoes", "lamp"};
     assert_non_null(x->rec = kp_rec_new(m, ids, texts, 5, 0, err, sizeof err));
-    const kp_serve_sinks sinks = {&x->f, fake_cache_put, fake_deliver, fake_store};
+    const kp_serve_sinks sinks = {&x->f, fake_cache_put, fake_deliver, fake_store, fake_pause};
     assert_non_null(x->b = kp_serve_batch_new(&x->cfg, x->codec, &sinks));
     *state = x;
     return 0;
@@ -355,6 +371,96 @@ static void test_buffers_are_reused_across_batches(void **state)
     assert_int_equal(stored_offset(&x->f, 0), 4); /* the last batch: i0..i4, partition 0: 0, 3 */
 }
 
+/* Redis fails once, then Kafka twice: consumption is paused at the first failure and stays paused
+ * while Redis is back but Kafka is not; it resumes only once the batch is done and stored. */
+static void test_paused_until_every_sink_is_back(void **state)
+{
+    fixture *x = *state;
+    add_item(x, "a", "steel sink", NULL, 0, 1);
+    add_item(x, "b", "shoes", NULL, 0, 2);
+    x->f.cache_fail = 1;
+    x->f.fail_key = "b";
+    x->f.fail_key_times = 2;
+    begin(x);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_AGAIN); /* Redis down */
+    assert_int_equal(x->f.paused, 1);
+    assert_int_equal(kp_serve_batch_paused(x->b), 1);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_AGAIN); /* Redis back, Kafka down */
+    assert_int_equal(x->f.cache_acked, 1);
+    assert_int_equal(x->f.paused, 1);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_AGAIN);
+    assert_int_equal(x->f.paused, 1);
+    assert_int_equal(x->f.resume_calls, 0);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_DONE);
+    assert_int_equal(x->f.paused, 0);
+    assert_int_equal(x->f.pause_calls, 1);
+    assert_int_equal(x->f.resume_calls, 1);
+    assert_int_equal(x->f.stores_at_resume, 1); /* resumed after the offsets were stored */
+    kp_serve_batch_end(x->b);
+    /* a batch whose sinks all answer at once neither pauses nor resumes */
+    begin(x);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_DONE);
+    assert_int_equal(x->f.pause_calls, 1);
+    assert_int_equal(x->f.resume_calls, 1);
+    kp_serve_batch_end(x->b);
+}
+
+/* While a batch waits, at most [worker] batch_size polled messages are held; the next one is
+ * refused and consumption paused until the batch is done and the hold has room again. */
+static void test_hold_is_bounded(void **state)
+{
+    fixture *x = *state;
+    int cap = x->cfg.batch_size, tags[1024];
+    assert_true(cap + 1 <= 1024);
+    add_item(x, "a", "steel sink", NULL, 0, 1);
+    x->f.cache_fail = 1;
+    begin(x);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_AGAIN);
+    for (int i = 0; i <= cap; i++)
+        tags[i] = i;
+    for (int i = 0; i < cap; i++)
+        assert_int_equal(kp_serve_batch_hold(x->b, &tags[i]), 0);
+    assert_int_equal(kp_serve_batch_hold(x->b, &tags[cap]), -1); /* full: the caller seeks back */
+    assert_int_equal(x->f.paused, 1);
+    assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_DONE);
+    assert_int_equal(x->f.paused, 1); /* the batch is done, but the hold is still full */
+    kp_serve_batch_end(x->b);
+    void *got[8];
+    assert_int_equal(kp_serve_batch_take_held(x->b, got, 3), 3);
+    assert_ptr_equal(got[0], &tags[0]); /* oldest first */
+    assert_ptr_equal(got[2], &tags[2]);
+    assert_int_equal(x->f.paused, 1);                           /* not empty yet */
+    assert_int_equal(kp_serve_batch_hold(x->b, &tags[cap]), 0); /* room again */
+    int n = 0;
+    while (kp_serve_batch_take_held(x->b, got, 1)) {
+        assert_ptr_equal(got[0], &tags[3 + n]);
+        n++;
+    }
+    assert_int_equal(n, cap - 2);
+    assert_int_equal(x->f.paused, 0); /* empty and no batch in hand: consume again */
+    assert_int_equal(x->f.pause_calls, 1);
+}
+
+static int drop_odd(void *ctx, void *msg)
+{
+    (void)ctx;
+    return *(int *)msg % 2;
+}
+
+static void test_drop_held_keeps_the_order(void **state)
+{
+    fixture *x = *state;
+    int tags[6] = {0, 1, 2, 3, 4, 5};
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(kp_serve_batch_hold(x->b, &tags[i]), 0);
+    void *got[6];
+    assert_int_equal(kp_serve_batch_take_held(x->b, got, 1), 1); /* the ring does not start at 0 */
+    assert_int_equal(kp_serve_batch_drop_held(x->b, drop_odd, NULL), 3);
+    assert_int_equal(kp_serve_batch_take_held(x->b, got, 6), 2);
+    assert_ptr_equal(got[0], &tags[2]);
+    assert_ptr_equal(got[1], &tags[4]);
+}
+
 TH_MAIN(cmocka_unit_test_setup_teardown(test_happy_path_stores_after_cache_and_deliveries, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cache_failure_holds_the_batch, setup, teardown),
@@ -364,4 +470,7 @@ TH_MAIN(cmocka_unit_test_setup_teardown(test_happy_path_stores_after_cache_and_d
         cmocka_unit_test_setup_teardown(test_bad_events_go_to_the_dlq_and_move_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets_are_per_partition_max_plus_one, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_buffers_are_reused_across_batches, setup, teardown))
+        cmocka_unit_test_setup_teardown(test_buffers_are_reused_across_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paused_until_every_sink_is_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_is_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drop_held_keeps_the_order, setup, teardown))
