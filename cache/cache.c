@@ -127,12 +127,19 @@ void kp_cache_free(kp_cache *k)
     free(k);
 }
 
-int kp_cache_connect(kp_cache *k, char *err, size_t errlen)
+/* 0, or -1 when the settings cannot work (err set). */
+static int usable(const kp_cache *k, char *err, size_t errlen)
 {
     if (kp_cluster_enabled(k->cl) && strchr(k->prefix, '{')) {
         kp_errf(err, errlen, "[redis] prefix must not contain '{' with [redis] cluster");
         return -1;
     }
+    return 0;
+}
+
+int kp_cache_connect(kp_cache *k, char *err, size_t errlen)
+{
+    if (usable(k, err, errlen)) return -1;
     if (kp_cluster_connect(k->cl, err, errlen)) {
         note(KP_CACHE_ERR_CONN);
         return -1;
@@ -225,7 +232,7 @@ int kp_cache_put(kp_cache *k, const kp_cache_entry *e, int n, int *stale, char *
 {
     if (stale) *stale = 0;
     if (n <= 0) return 0;
-    if (kp_cache_connect(k, err, errlen)) return -1;
+    if (usable(k, err, errlen)) return -1; /* kp_cluster_exec connects */
     size_t bytes = 0;
     for (int i = 0; i < n; i++)
         bytes += 2 * key_bytes(k, e[i].item_id) + 48;
@@ -283,7 +290,7 @@ int kp_cache_get(kp_cache *k, const char *item_id, uint64_t *model_version, int6
 {
     *suggestions = NULL;
     if (title) *title = NULL;
-    if (kp_cache_connect(k, err, errlen)) return -1;
+    if (usable(k, err, errlen)) return -1; /* kp_cluster_exec connects */
     if (reserve(k, 2, 7, 2 * key_bytes(k, item_id), err, errlen)) return -1;
     const char **a = k->argv;
     a[0] = "HMGET", a[1] = k->buf, a[2] = "model_version", a[3] = "generated_at";
@@ -326,7 +333,7 @@ int kp_cache_titles(kp_cache *k, const char *const *item_ids, int n, char **titl
     for (int i = 0; i < n; i++)
         titles[i] = NULL;
     if (n <= 0) return 0;
-    if (kp_cache_connect(k, err, errlen)) return -1;
+    if (usable(k, err, errlen)) return -1; /* kp_cluster_exec connects */
     size_t bytes = 0;
     for (int i = 0; i < n; i++)
         bytes += key_bytes(k, item_ids[i]);

@@ -304,12 +304,16 @@ out:
 int kp_cluster_connect(kp_cluster *cl, char *err, size_t errlen)
 {
     if (!cl->cluster) return node_connect(cl, &cl->nodes[0], err, errlen);
-    if (!cl->slots && refresh_map(cl, err, errlen)) return -1;
-    for (int s = 0; s < KP_CLUSTER_SLOTS; s++) /* every master owning slots */
-        if (cl->slots[s] >= 0 && !cl->nodes[cl->slots[s]].ctx &&
-            node_connect(cl, &cl->nodes[cl->slots[s]], err, errlen))
-            return -1;
-    return 0;
+    for (int attempt = 0;; attempt++) { /* a master down: a new map may name its replica */
+        if ((attempt || !cl->slots) && refresh_map(cl, err, errlen)) return -1;
+        int s = 0;
+        for (; s < KP_CLUSTER_SLOTS; s++) /* every master owning slots */
+            if (cl->slots[s] >= 0 && !cl->nodes[cl->slots[s]].ctx &&
+                node_connect(cl, &cl->nodes[cl->slots[s]], err, errlen))
+                break;
+        if (s == KP_CLUSTER_SLOTS) return 0;
+        if (attempt) return -1;
+    }
 }
 
 static int grow_scratch(kp_cluster *cl, int n)
@@ -345,7 +349,8 @@ static int has_prefix(const redisReply *r, const char *p)
 }
 
 /* The commands of one round that go to node j: sent as one pipeline, then read. Sets *refresh when
- * the map is stale; returns -1 when the node failed (connection), -2 when WAIT saw no replica. */
+ * the map is stale; returns -1 when the node failed (connection), -2 when the call is to fail now
+ * (WAIT saw no replica, TRYAGAIN/CLUSTERDOWN/LOADING: retried later by the caller). */
 static int round_node(kp_cluster *cl, int j, const kp_cluster_cmd *c, int n, redisReply **rep,
                       int *left, int *refresh, char *err, size_t errlen)
 {
@@ -363,7 +368,7 @@ static int round_node(kp_cluster *cl, int j, const kp_cluster_cmd *c, int n, red
     snprintf(wms, sizeof wms, "%d", cl->wait_ms);
     const char *wa[] = {"WAIT", "1", wms};
     if (wait && redisAppendCommandArgv(d->ctx, 3, wa, NULL) != REDIS_OK) goto conn;
-    int noscript = 0;
+    int noscript = 0, later = 0;
     for (int i = 0; i < n; i++) {
         if (rep[i] || cl->tgt[i] != j) continue;
         redisReply *r = NULL;
@@ -394,7 +399,7 @@ static int round_node(kp_cluster *cl, int j, const kp_cluster_cmd *c, int n, red
             freeReplyObject(r);
         } else if (has_prefix(r, "TRYAGAIN") || has_prefix(r, "CLUSTERDOWN") ||
                    has_prefix(r, "LOADING") || has_prefix(r, "READONLY")) {
-            *refresh = 1; /* a failover or a migration under way: retried later by the caller */
+            *refresh = later = 1; /* a failover or a migration under way: the caller retries */
             kp_errf(err, errlen, "redis %s:%d: %s", d->host, d->port, r->str);
             freeReplyObject(r);
         } else {
@@ -415,7 +420,7 @@ static int round_node(kp_cluster *cl, int j, const kp_cluster_cmd *c, int n, red
         }
     }
     if (noscript && load_script(cl, d, err, errlen)) return -1;
-    return 0;
+    return later ? -2 : 0;
 conn:
     kp_errf(err, errlen, "redis %s:%d: %s", d->host, d->port,
             d->ctx && d->ctx->errstr[0] ? d->ctx->errstr : "connection lost");
