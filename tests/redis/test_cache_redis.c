@@ -172,6 +172,13 @@ static void test_full_redis(void **state)
     kp_cache_free(k);
 }
 
+static int unfill(void **state)
+{
+    (void)state;
+    raw("CONFIG SET maxmemory %s", "0", NULL); /* also when test_full_redis failed half-way */
+    return 0;
+}
+
 /* Stops (start 0) or starts again (start 1, on cfg's port) the test's redis-server through
  * ops/redis.sh; fails the test unless the script succeeds. */
 static void redis_sh(int start)
@@ -208,7 +215,7 @@ int main(void)
         cmocka_unit_test(test_versioned_replace),
         cmocka_unit_test(test_lagging_writer_keeps_title),
         cmocka_unit_test(test_title_ttl_renewed_by_lookups),
-        cmocka_unit_test(test_full_redis),
+        cmocka_unit_test_teardown(test_full_redis, unfill),
         cmocka_unit_test(test_server_gone_and_back),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
