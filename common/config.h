@@ -49,8 +49,11 @@ typedef struct {
     char redis_password[256];
     int redis_db;
     int redis_connect_timeout_ms, redis_command_timeout_ms;
-    int redis_ttl_s;       /* TTL of kprec:rec:* and kprec:item:* keys; 0 = no expiry */
-    char redis_prefix[64]; /* key prefix, default "kprec:" */
+    int redis_ttl_s;           /* TTL of kprec:rec:* keys; 0 = no expiry */
+    char redis_prefix[64];     /* key prefix, default "kprec:" */
+    int redis_title_ttl_s;     /* TTL of kprec:item:* (refreshed by every title lookup); 0 = none */
+    char redis_cluster[512];   /* Redis Cluster seeds host:port,...; empty = one node (host/port) */
+    int redis_cluster_wait_ms; /* cluster: WAIT for 1 replica after writes, this long (0 = no) */
     /* [model] */
     char model_path[1024];       /* bi-encoder checkpoint; empty = seeded initialisation */
     char model_keyphrases[1024]; /* keyphrase inventory TSV: keyphrase_id<TAB>keyphrase, header */
