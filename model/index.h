@@ -16,6 +16,8 @@
 
 #include <stdint.h>
 
+#include "model/ivf.h"
+
 typedef struct kp_index kp_index;
 
 #define KP_INDEX_DEFAULT_CAND_FACTOR 4
@@ -35,6 +37,14 @@ void kp_index_set_cand_factor(kp_index *ix, int c);
 /* Tiling of kp_index_topk: queries per sgemm and keys per sgemm (<= 0: the default). Results do
  * not depend on it (tuning and tests only). Not thread-safe: set before sharing. */
 void kp_index_set_tiles(kp_index *ix, int query_tile, int key_block);
+
+/* Switches kp_index_topk's full-size pass (prefix_dim 0) to the inverted file (model/ivf.h):
+ * nlist lists (0: about sqrt(n)) built now with seed, nprobe lists scored per query (nprobe >=
+ * nlist: the exact pass). Replaces an earlier ivf. Not thread-safe: set before sharing. 0, or -1
+ * on OOM / bad args (nlist < 0, nprobe < 1; ix unchanged). An empty index stays exact. */
+int kp_index_set_ivf(kp_index *ix, int nlist, int nprobe, uint64_t seed);
+/* The inverted file, or NULL (exact). */
+const kp_ivf *kp_index_ivf(const kp_index *ix);
 
 /* For nq queries q [nq x dim] (normalised): writes up to k results per query into ids[q*k..] and
  * scores[q*k..] (score = dot product = cosine) sorted by score desc, ties by lower id; counts[q] =
