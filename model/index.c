@@ -20,6 +20,8 @@ struct kp_index {
     _Atomic(float *) *pre;
     kp_ivf *ivf; /* inverted file (kp_index_set_ivf), or NULL: exact only */
     int nprobe;
+    int *pos; /* with ivf: emb is in list order, key i is row pos[i] (row p is key order[p]) */
+    const int *order;
 };
 
 kp_index *kp_index_new(const float *emb, int n, int dim, const uint64_t *dedup_keys)
@@ -51,6 +53,28 @@ err:
     return NULL;
 }
 
+kp_index *kp_index_adopt(float *emb, int n, int dim, const uint64_t *dedup_keys)
+{
+    kp_index *ix = n >= 0 && (n == 0 || emb) ? kp_index_new(NULL, 0, dim, NULL) : NULL;
+    if (!ix) goto err;
+    if (dedup_keys && n > 0) {
+        ix->keys = malloc((size_t)n * sizeof(uint64_t));
+        if (!ix->keys) goto err;
+        memcpy(ix->keys, dedup_keys, (size_t)n * sizeof(uint64_t));
+    }
+    if (n > 0) {
+        free(ix->emb);
+        ix->emb = emb, ix->n = n;
+    } else {
+        free(emb);
+    }
+    return ix;
+err:
+    kp_index_free(ix);
+    free(emb);
+    return NULL;
+}
+
 void kp_index_free(kp_index *ix)
 {
     if (!ix) return;
@@ -58,7 +82,7 @@ void kp_index_free(kp_index *ix)
         for (int p = 0; p < ix->dim; p++)
             free(atomic_load(&ix->pre[p]));
     kp_ivf_free(ix->ivf);
-    KP_FREE_ALL(ix->pre, ix->emb, ix->keys, ix);
+    KP_FREE_ALL(ix->pre, ix->emb, ix->pos, ix->keys, ix);
 }
 
 int kp_index_size(const kp_index *ix)
@@ -74,7 +98,7 @@ int kp_index_dim(const kp_index *ix)
 const float *kp_index_row(const kp_index *ix, int i)
 {
     if (!ix || i < 0 || i >= ix->n) return NULL;
-    return ix->emb + (size_t)i * (size_t)ix->dim;
+    return ix->emb + (size_t)(ix->pos ? ix->pos[i] : i) * (size_t)ix->dim;
 }
 
 void kp_index_set_cand_factor(kp_index *ix, int c)
@@ -96,7 +120,7 @@ static float dot_plain(const float *a, const float *b, int n)
 static void prefix_inv_norms(const kp_index *ix, int p, float *out)
 {
     for (int i = 0; i < ix->n; i++) {
-        const float *r = ix->emb + (size_t)i * ix->dim;
+        const float *r = kp_index_row(ix, i);
         float nn = sqrtf(dot_plain(r, r, p));
         out[i] = nn > 0.0f ? 1.0f / nn : 0.0f;
     }
@@ -143,15 +167,45 @@ void kp_index_set_tiles(kp_index *ix, int query_tile, int key_block)
     ix->key_block = key_block > 0 ? key_block : KP_INDEX_DEFAULT_KEY_BLOCK;
 }
 
+/* The prefix matrices follow emb's row order: dropped when it changes. */
+static void drop_prefixes(kp_index *ix)
+{
+    for (int p = 0; p < ix->dim; p++)
+        free(atomic_exchange(&ix->pre[p], NULL));
+}
+
 int kp_index_set_ivf(kp_index *ix, int nlist, int nprobe, uint64_t seed)
 {
     if (!ix || nlist < 0 || nprobe < 1) return -1;
-    kp_ivf *v = ix->n > 0 ? kp_ivf_build(ix->emb, ix->n, ix->dim, nlist, seed) : NULL;
-    if (ix->n > 0 && !v) return -1;
+    if (ix->n == 0) return 0;
+    int *pos = malloc(sizeof(int) * (size_t)ix->n);
+    if (!pos) return -1;
+    /* back to key order first (a new ivf is built over the keys, not the old list order) */
+    if (ix->pos && kp_ivf_permute_rows(ix->emb, ix->n, ix->dim, ix->pos) != 0) goto err;
+    KP_FREE_ALL(ix->pos);
+    ix->pos = NULL, ix->order = NULL;
     kp_ivf_free(ix->ivf);
-    ix->ivf = v;
-    ix->nprobe = nprobe;
+    ix->ivf = NULL;
+    drop_prefixes(ix);
+    kp_ivf *v = kp_ivf_build(ix->emb, ix->n, ix->dim, nlist, seed);
+    if (!v) goto err;
+    const int *order = kp_ivf_ids(v);
+    if (kp_ivf_permute_rows(ix->emb, ix->n, ix->dim, order) != 0) {
+        kp_ivf_free(v);
+        goto err;
+    }
+    for (int p = 0; p < ix->n; p++)
+        pos[order[p]] = p;
+    ix->ivf = v, ix->pos = pos, ix->order = order, ix->nprobe = nprobe;
     return 0;
+err:
+    free(pos);
+    return -1;
+}
+
+void kp_index_set_nprobe(kp_index *ix, int nprobe)
+{
+    if (ix && nprobe >= 1) ix->nprobe = nprobe;
 }
 
 const kp_ivf *kp_index_ivf(const kp_index *ix)
@@ -206,7 +260,10 @@ int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_s
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nk, kdim, 1.0f,
                         q + (size_t)q0 * dim, dim, K + (size_t)j0 * ldk, ldk, 0.0f, S, nk);
             for (int b = 0; b < nb; b++)
-                kp_topk_scan(&sels[b], &c1, S + (size_t)b * nk, nk, j0);
+                if (ix->order) /* rows in list order: row j0 + i is key order[j0 + i] */
+                    kp_topk_scan_ids(&sels[b], &c1, S + (size_t)b * nk, nk, ix->order + j0);
+                else
+                    kp_topk_scan(&sels[b], &c1, S + (size_t)b * nk, nk, j0);
         }
         for (int b = 0; b < nb; b++) {
             size_t o = (size_t)(q0 + b) * k;
@@ -221,7 +278,7 @@ int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_s
             const float *qv = q + (size_t)(q0 + b) * dim;
             for (int j = 0; j < s1->m; j++) {
                 int id = s1->buf[j].id;
-                float v = dot_plain(qv, ix->emb + (size_t)id * dim, dim);
+                float v = dot_plain(qv, kp_index_row(ix, id), dim);
                 if (v >= min_score) kp_topk_push(&s2, &c2, v, id);
             }
             kp_topk_finish(&s2, &c2, k, ids + o, scores + o, counts + q0 + b);
@@ -270,19 +327,19 @@ int kp_index_topk_ref(const kp_index *ix, const float *q, int nq, int k, float m
         int m = 0;
         if (p == 0) {
             for (int i = 0; i < n; i++) {
-                float s = dot_plain(qv, ix->emb + (size_t)i * dim, dim);
+                float s = dot_plain(qv, kp_index_row(ix, i), dim);
                 if (s == s) all[m].s = s, all[m].id = i, m++;
             }
         } else {
             for (int i = 0; i < n; i++) {
-                float s = dot_plain(qv, ix->emb + (size_t)i * dim, p) * pinv[i];
+                float s = dot_plain(qv, kp_index_row(ix, i), p) * pinv[i];
                 if (s == s) all[m].s = s, all[m].id = i, m++;
             }
             qsort(all, (size_t)m, sizeof(kp_hit), kp_hit_cmp_desc);
             if (m > cand) m = cand;
             int m2 = 0;
             for (int j = 0; j < m; j++) {
-                float s = dot_plain(qv, ix->emb + (size_t)all[j].id * dim, dim);
+                float s = dot_plain(qv, kp_index_row(ix, all[j].id), dim);
                 if (s == s) all[m2].s = s, all[m2].id = all[j].id, m2++;
             }
             m = m2;

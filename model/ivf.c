@@ -2,6 +2,9 @@
 #include "model/ivf.h"
 
 #include <cblas.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +33,63 @@ int kp_ivf_nlist(const kp_ivf *v)
     return v ? v->nlist : 0;
 }
 
+const int *kp_ivf_ids(const kp_ivf *v)
+{
+    return v ? v->ids : NULL;
+}
+
+int kp_ivf_permute_rows(float *x, int n, int dim, const int *src)
+{
+    unsigned char *done = calloc((size_t)n + 1, 1);
+    float *tmp = malloc(sizeof(float) * (size_t)dim);
+    if (!done || !tmp) {
+        KP_FREE_ALL(done, tmp);
+        return -1;
+    }
+    size_t rb = sizeof(float) * (size_t)dim;
+    for (int p = 0; p < n; p++) { /* follow the cycle of p: row j takes row src[j] */
+        if (done[p]) continue;
+        memcpy(tmp, x + (size_t)p * dim, rb);
+        int j = p;
+        while (src[j] != p) {
+            memcpy(x + (size_t)j * dim, x + (size_t)src[j] * dim, rb);
+            done[j] = 1;
+            j = src[j];
+        }
+        memcpy(x + (size_t)j * dim, tmp, rb);
+        done[j] = 1;
+    }
+    KP_FREE_ALL(done, tmp);
+    return 0;
+}
+
 int kp_ivf_list_size(const kp_ivf *v, int l)
 {
     return v && l >= 0 && l < v->nlist ? v->off[l + 1] - v->off[l] : 0;
+}
+
+/* The first index of the largest of r[0..n) (NaN never wins; 0 if all are NaN). The maximum is
+ * a 4-lane SIMD reduction, then one pass finds its first position: no dependent compare chain. */
+static int argmax(const float *r, int n)
+{
+    int c = 0;
+#ifdef __SSE2__
+    __m128 m4 = _mm_set1_ps(-INFINITY);
+    for (; c + 4 <= n; c += 4)
+        m4 = _mm_max_ps(_mm_loadu_ps(r + c), m4); /* a NaN in r loses (second operand wins) */
+    float l[4], mx;
+    _mm_storeu_ps(l, m4);
+    mx = l[0] > l[1] ? l[0] : l[1];
+    mx = mx > l[2] ? mx : l[2];
+    mx = mx > l[3] ? mx : l[3];
+#else
+    float mx = -INFINITY;
+#endif
+    for (; c < n; c++)
+        mx = r[c] > mx ? r[c] : mx;
+    for (int i = 0; i < n; i++)
+        if (r[i] == mx) return i;
+    return 0;
 }
 
 /* best[i] = argmax_c <x_i, cent_c> (lowest c on ties) for the m rows x [m x dim]; S is scratch
@@ -44,11 +101,7 @@ static void assign(const kp_ivf *v, const float *x, int m, int *best, float *S)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, v->nlist, v->dim, 1.0f,
                     x + (size_t)i0 * v->dim, v->dim, v->cent, v->dim, 0.0f, S, v->nlist);
         for (int i = 0; i < nb; i++) {
-            const float *r = S + (size_t)i * v->nlist;
-            int b = 0;
-            for (int c = 1; c < v->nlist; c++)
-                if (r[c] > r[b]) b = c;
-            best[i0 + i] = b;
+            best[i0 + i] = argmax(S + (size_t)i * v->nlist, v->nlist);
         }
     }
 }
@@ -149,30 +202,30 @@ static int check_args(const kp_ivf *v, const float *emb, const float *q, int nq,
 }
 
 /* ---- fast path: one coarse sgemm per query tile, then list by list: the tile's queries that
- * probe the list against its gathered rows (one sgemm), each score row into its query's
- * selector. A list's rows are gathered once per tile whatever the number of its queries. ---- */
+ * probe the list (gathered) against the list's rows in place (one sgemm), each score row into its
+ * query's selector. A list is read once per tile whatever the number of its queries. ---- */
 
 #define IVF_QUERY_TILE 256
 
-int kp_ivf_topk(const kp_ivf *v, const float *emb, const uint64_t *keys, const float *q, int nq,
+int kp_ivf_topk(const kp_ivf *v, const float *rows, const uint64_t *keys, const float *q, int nq,
                 int k, float min_score, int nprobe, int *ids, float *scores, int *counts)
 {
-    if (check_args(v, emb, q, nq, k, nprobe, ids, scores, counts) != 0) return -1;
+    if (check_args(v, rows, q, nq, k, nprobe, ids, scores, counts) != 0) return -1;
     if (nq == 0) return 0;
     int d = v->dim, L = v->nlist, np = nprobe < L ? nprobe : L;
     int kk = k < v->n ? k : v->n, qt = nq < IVF_QUERY_TILE ? nq : IVF_QUERY_TILE;
     kp_topk_cfg cs = kp_topk_config(kk, 0, keys), cp = kp_topk_config(np, 0, NULL);
     size_t bs = kp_topk_bytes(&cs), bp = kp_topk_bytes(&cp);
-    size_t f_coarse = (size_t)qt * L, f_rows = (size_t)v->maxlen * d, f_qg = (size_t)qt * d;
+    size_t f_coarse = (size_t)qt * L, f_qg = (size_t)qt * d;
     size_t f_s = (size_t)qt * v->maxlen;
     size_t bytes = (size_t)qt * bs + bp + (size_t)qt * sizeof(kp_topk) +
-                   (f_coarse + f_rows + f_qg + f_s + 1) * sizeof(float) +
+                   (f_coarse + f_qg + f_s + 1) * sizeof(float) +
                    ((size_t)qt * np + 2 * (size_t)L + 2 + (size_t)qt * np) * sizeof(int);
     char *mem = malloc(bytes);
     if (!mem) return -1;
     char *smem = mem, *pmem = smem + (size_t)qt * bs;
     kp_topk *sel = (kp_topk *)(pmem + bp);
-    float *C = (float *)(sel + qt), *R = C + f_coarse, *Qg = R + f_rows, *S = Qg + f_qg;
+    float *C = (float *)(sel + qt), *Qg = C + f_coarse, *S = Qg + f_qg;
     int *probe = (int *)(S + f_s + 1), *cnt = probe + (size_t)qt * np, *start = cnt + L + 1;
     int *qlist = start + L + 1;
     for (int q0 = 0; q0 < nq; q0 += qt) {
@@ -208,8 +261,7 @@ int kp_ivf_topk(const kp_ivf *v, const float *emb, const uint64_t *keys, const f
             int m = start[l + 1] - start[l], len = v->off[l + 1] - v->off[l];
             if (m == 0 || len == 0) continue;
             const int *lid = v->ids + v->off[l], *lq = qlist + start[l];
-            for (int i = 0; i < len; i++)
-                memcpy(R + (size_t)i * d, emb + (size_t)lid[i] * d, sizeof(float) * d);
+            const float *R = rows + (size_t)v->off[l] * d;
             for (int j = 0; j < m; j++)
                 memcpy(Qg + (size_t)j * d, Q + (size_t)lq[j] * d, sizeof(float) * d);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, len, d, 1.0f, Qg, d, R, d, 0.0f,
@@ -236,10 +288,11 @@ static float dot_plain(const float *a, const float *b, int n)
     return s;
 }
 
-int kp_ivf_topk_ref(const kp_ivf *v, const float *emb, const uint64_t *keys, const float *q, int nq,
-                    int k, float min_score, int nprobe, int *ids, float *scores, int *counts)
+int kp_ivf_topk_ref(const kp_ivf *v, const float *rows, const uint64_t *keys, const float *q,
+                    int nq, int k, float min_score, int nprobe, int *ids, float *scores,
+                    int *counts)
 {
-    if (check_args(v, emb, q, nq, k, nprobe, ids, scores, counts) != 0) return -1;
+    if (check_args(v, rows, q, nq, k, nprobe, ids, scores, counts) != 0) return -1;
     int d = v->dim, L = v->nlist, np = nprobe < L ? nprobe : L;
     kp_hit *lists = malloc(sizeof(kp_hit) * (size_t)L), *all = malloc(sizeof(kp_hit) * v->n);
     kp_hit *out = malloc(sizeof(kp_hit) * ((size_t)k + 1));
@@ -258,7 +311,7 @@ int kp_ivf_topk_ref(const kp_ivf *v, const float *emb, const uint64_t *keys, con
         for (int j = 0; j < nl && j < np; j++) {
             int l = lists[j].id;
             for (int i = v->off[l]; i < v->off[l + 1]; i++) {
-                float s = dot_plain(qv, emb + (size_t)v->ids[i] * d, d);
+                float s = dot_plain(qv, rows + (size_t)i * d, d);
                 if (s == s) all[m].s = s, all[m].id = v->ids[i], m++;
             }
         }

@@ -79,9 +79,9 @@ kp_recommender *kp_rec_new(kp_bienc *m, const char *const *ids, const char *cons
                            emb + (size_t)i * (size_t)D))
             goto oom;
     }
-    r->index = kp_index_new(emb, n, D, keys);
+    r->index = kp_index_adopt(emb, n, D, keys); /* emb is the index's now, also on error */
+    emb = NULL;
     if (!r->index) goto oom;
-    free(emb);
     r->keys = keys;
     free(lens);
     return r;
@@ -94,6 +94,11 @@ oom:
         kp_bienc_free(m);
     }
     return NULL;
+}
+
+int kp_rec_set_ivf(kp_recommender *r, int nlist, int nprobe, uint64_t seed)
+{
+    return r ? kp_index_set_ivf(r->index, nlist, nprobe, seed) : -1;
 }
 
 void kp_rec_free(kp_recommender *r)

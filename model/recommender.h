@@ -55,6 +55,11 @@ typedef struct {
 kp_recommender *kp_rec_new(kp_bienc *m, const char *const *ids, const char *const *texts, int n,
                            int prefix_dim, char *err, size_t errlen);
 
+/* Serves recommend() / suggest() from an IVF index (model/ivf.h) of nlist lists (0: about
+ * sqrt(n)), nprobe lists per item (nprobe >= nlist: exact), built now from the inventory's
+ * embeddings with seed. 0, or -1 on OOM / bad args (r unchanged). */
+int kp_rec_set_ivf(kp_recommender *r, int nlist, int nprobe, uint64_t seed);
+
 /* Frees everything, including the model. Accepts NULL. */
 void kp_rec_free(kp_recommender *r);
 

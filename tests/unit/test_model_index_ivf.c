@@ -90,6 +90,18 @@ static void assert_same(const res *a, const res *b, int nq, int k)
     assert_close(a, b, nq, k, 1);
 }
 
+/* A copy of emb [n x d] in v's list order (malloc'ed). */
+static float *list_order(const kp_ivf *v, const float *emb, int n, int d)
+{
+    float *x = malloc(sizeof(float) * (size_t)n * d);
+    memcpy(x, emb, sizeof(float) * (size_t)n * d);
+    assert_int_equal(kp_ivf_permute_rows(x, n, d, kp_ivf_ids(v)), 0);
+    const int *ids = kp_ivf_ids(v);
+    for (int p = 0; p < n; p += 97)
+        assert_memory_equal(x + (size_t)p * d, emb + (size_t)ids[p] * d, sizeof(float) * d);
+    return x;
+}
+
 static void ivf_vs_ref_x(const kp_ivf *v, const float *emb, const uint64_t *dk, const float *q,
                          int nq, int k, float ms, int np, int near)
 {
@@ -123,18 +135,19 @@ static void test_ivf_vs_ref(void **state)
     float *emb = clustered(&r, n, d, 60, 0.08f), *q = clustered(&r, nq, d, 60, 0.1f);
     uint64_t *dk = dedup_keys(n, 700);
     kp_ivf *v = kp_ivf_build(emb, n, d, nlist, 5);
+    float *rows = list_order(v, emb, n, d);
     assert_non_null(v);
     assert_int_equal(kp_ivf_nlist(v), nlist);
     const int probes[] = {1, 3, 8, 40, 99}, ks[] = {1, 10, 50, 130};
     for (int pi = 0; pi < 5; pi++)
         for (int ki = 0; ki < 4; ki++) {
-            ivf_vs_ref(v, emb, NULL, q, nq, ks[ki], -INFINITY, probes[pi]);
-            ivf_vs_ref(v, emb, dk, q, 37, ks[ki], -INFINITY, probes[pi]);
-            ivf_vs_ref(v, emb, dk, q, 37, ks[ki], 0.5f, probes[pi]);
+            ivf_vs_ref(v, rows, NULL, q, nq, ks[ki], -INFINITY, probes[pi]);
+            ivf_vs_ref(v, rows, dk, q, 37, ks[ki], -INFINITY, probes[pi]);
+            ivf_vs_ref(v, rows, dk, q, 37, ks[ki], 0.5f, probes[pi]);
         }
-    ivf_vs_ref(v, emb, dk, q, 1, 20, -INFINITY, 4); /* batch of one */
+    ivf_vs_ref(v, rows, dk, q, 1, 20, -INFINITY, 4); /* batch of one */
     kp_ivf_free(v);
-    free(emb), free(q), free(dk);
+    free(emb), free(q), free(dk), free(rows);
 }
 
 /* Every row is in exactly one list; probing every list is the exact search (index reference). */
@@ -146,6 +159,7 @@ static void test_ivf_full_probe_is_exact(void **state)
     float *emb = clustered(&r, n, d, 30, 0.1f), *q = clustered(&r, nq, d, 30, 0.1f);
     uint64_t *dk = dedup_keys(n, 300);
     kp_ivf *v = kp_ivf_build(emb, n, d, nlist, 6);
+    float *rows = list_order(v, emb, n, d);
     int *seen = calloc((size_t)n, sizeof(int)), total = 0, used = 0;
     for (int l = 0; l < nlist; l++)
         total += kp_ivf_list_size(v, l), used += kp_ivf_list_size(v, l) > 0;
@@ -153,11 +167,11 @@ static void test_ivf_full_probe_is_exact(void **state)
     assert_true(used > nlist / 2);
     assert_int_equal(kp_ivf_list_size(v, nlist), 0);
     res a = res_new(nq, k), b = res_new(nq, k);
-    assert_int_equal(kp_ivf_topk(v, emb, NULL, q, nq, n, -INFINITY, nlist, NULL, NULL, NULL), -1);
+    assert_int_equal(kp_ivf_topk(v, rows, NULL, q, nq, n, -INFINITY, nlist, NULL, NULL, NULL), -1);
     /* k = n with every list probed: each row comes back exactly once */
     res all = res_new(1, n);
     assert_int_equal(
-        kp_ivf_topk(v, emb, NULL, q, 1, n, -INFINITY, nlist, all.ids, all.scores, all.counts), 0);
+        kp_ivf_topk(v, rows, NULL, q, 1, n, -INFINITY, nlist, all.ids, all.scores, all.counts), 0);
     assert_int_equal(all.counts[0], n);
     for (int i = 0; i < n; i++)
         seen[all.ids[i]]++;
@@ -165,13 +179,13 @@ static void test_ivf_full_probe_is_exact(void **state)
         assert_int_equal(seen[i], 1);
     res_free(&all);
     kp_index *ix = kp_index_new(emb, n, d, dk);
-    assert_int_equal(kp_ivf_topk(v, emb, dk, q, nq, k, 0.1f, nlist, a.ids, a.scores, a.counts), 0);
+    assert_int_equal(kp_ivf_topk(v, rows, dk, q, nq, k, 0.1f, nlist, a.ids, a.scores, a.counts), 0);
     assert_int_equal(kp_index_topk_ref(ix, q, nq, k, 0.1f, 0, b.ids, b.scores, b.counts), 0);
     assert_same(&a, &b, nq, k);
     kp_index_free(ix);
     res_free(&a), res_free(&b);
     kp_ivf_free(v);
-    free(emb), free(q), free(dk), free(seen);
+    free(emb), free(q), free(dk), free(seen), free(rows);
 }
 
 /* Exact ties everywhere (entries multiples of 1/4): the unordered per-list scans must still break
@@ -189,15 +203,16 @@ static void test_ivf_ties(void **state)
         emb[i * d + 3] = 1.0f;
     }
     kp_ivf *v = kp_ivf_build(emb, n, d, nlist, 7);
+    float *rows = list_order(v, emb, n, d);
     assert_non_null(v);
     const int ks[] = {1, 3, 16, 17, 100, 700};
     for (int ki = 0; ki < 6; ki++)
         for (int np = 1; np <= nlist; np += 4) {
-            ivf_vs_ref_x(v, emb, NULL, q, 3, ks[ki], -INFINITY, np, 0);
-            ivf_vs_ref_x(v, emb, dk, q, 3, ks[ki], 1.5f, np, 0);
+            ivf_vs_ref_x(v, rows, NULL, q, 3, ks[ki], -INFINITY, np, 0);
+            ivf_vs_ref_x(v, rows, dk, q, 3, ks[ki], 1.5f, np, 0);
         }
     kp_ivf_free(v);
-    free(emb), free(dk);
+    free(emb), free(dk), free(rows);
 }
 
 /* kp_index_set_ivf: nprobe < nlist goes through the ivf, nprobe >= nlist stays exact; on
@@ -217,18 +232,36 @@ static void test_index_dispatch(void **state)
     assert_int_equal(kp_index_set_ivf(ix, nlist, 16, 1), 0);
     const kp_ivf *v = kp_index_ivf(ix);
     assert_non_null(v);
+    float *rows = list_order(v, emb, n, d);
+    /* the rows were reordered in place: kp_index_row still takes the key id */
+    for (int i = 0; i < n; i += 7)
+        assert_memory_equal(kp_index_row(ix, i), emb + (size_t)i * d, sizeof(float) * d);
     assert_int_equal(kp_index_topk(ix, q, nq, k, -INFINITY, 0, a.ids, a.scores, a.counts), 0);
     assert_int_equal(
-        kp_ivf_topk_ref(v, emb, NULL, q, nq, k, -INFINITY, 16, b.ids, b.scores, b.counts), 0);
+        kp_ivf_topk_ref(v, rows, NULL, q, nq, k, -INFINITY, 16, b.ids, b.scores, b.counts), 0);
     assert_same(&a, &b, nq, k);
     int hit = 0;
     for (int i = 0; i < nq * k; i++)
         for (int j = (i / k) * k; j < (i / k + 1) * k; j++)
             hit += a.ids[i] == ex.ids[j];
     assert_true(hit >= 0.9 * nq * k);
-    assert_int_equal(kp_index_set_ivf(ix, nlist, nlist, 1), 0);
+    /* nprobe >= nlist: the exact pass over the list-ordered rows, = the exact result before the
+     * reordering; the reference and the prefix pass see the keys by id */
+    kp_index_set_nprobe(ix, nlist);
     assert_int_equal(kp_index_topk(ix, q, nq, k, -INFINITY, 0, a.ids, a.scores, a.counts), 0);
     assert_same(&a, &ex, nq, k);
+    assert_int_equal(kp_index_topk_ref(ix, q, nq, k, -INFINITY, 0, b.ids, b.scores, b.counts), 0);
+    assert_same(&b, &ex, nq, k);
+    assert_int_equal(kp_index_topk(ix, q, nq, k, 0.2f, 8, a.ids, a.scores, a.counts), 0);
+    assert_int_equal(kp_index_topk_ref(ix, q, nq, k, 0.2f, 8, b.ids, b.scores, b.counts), 0);
+    assert_same(&a, &b, nq, k);
+    /* a rebuild (other lists) starts from the keys again */
+    assert_int_equal(kp_index_set_ivf(ix, 10, 10, 2), 0);
+    assert_int_equal(kp_ivf_nlist(kp_index_ivf(ix)), 10);
+    assert_int_equal(kp_index_topk(ix, q, nq, k, -INFINITY, 0, a.ids, a.scores, a.counts), 0);
+    assert_same(&a, &ex, nq, k);
+    for (int i = 0; i < n; i += 7)
+        assert_memory_equal(kp_index_row(ix, i), emb + (size_t)i * d, sizeof(float) * d);
     /* a NaN query probes nothing; nlist > n is clamped; k > n pads */
     float qn[32];
     for (int j = 0; j < d; j++)
@@ -237,14 +270,16 @@ static void test_index_dispatch(void **state)
     assert_int_equal(kp_index_topk(ix, qn, 1, k, -INFINITY, 0, a.ids, a.scores, a.counts), 0);
     assert_int_equal(a.counts[0], 0);
     kp_ivf *tiny = kp_ivf_build(emb, 3, d, 50, 1);
+    float *trows = list_order(tiny, emb, 3, d);
     assert_int_equal(kp_ivf_nlist(tiny), 3);
     res t = res_new(1, 5);
-    assert_int_equal(kp_ivf_topk(tiny, emb, NULL, q, 1, 5, -INFINITY, 3, t.ids, t.scores, t.counts),
-                     0);
+    assert_int_equal(
+        kp_ivf_topk(tiny, trows, NULL, q, 1, 5, -INFINITY, 3, t.ids, t.scores, t.counts), 0);
     assert_int_equal(t.counts[0], 3);
     assert_int_equal(t.ids[3], -1);
     res_free(&t);
     kp_ivf_free(tiny);
+    free(trows);
     assert_null(kp_ivf_build(NULL, 3, d, 1, 1));
     assert_null(kp_ivf_build(emb, 0, d, 1, 1));
     kp_ivf_free(NULL);
@@ -254,8 +289,35 @@ static void test_index_dispatch(void **state)
     kp_index_free(e);
     kp_index_free(ix);
     res_free(&ex), res_free(&a), res_free(&b);
-    free(emb), free(q);
+    free(emb), free(q), free(rows);
 }
 
-TH_MAIN(cmocka_unit_test(test_ivf_vs_ref), cmocka_unit_test(test_ivf_full_probe_is_exact),
-        cmocka_unit_test(test_ivf_ties), cmocka_unit_test(test_index_dispatch))
+/* kp_index_adopt: the same index as kp_index_new without the copy; owns emb on every path. */
+static void test_adopt(void **state)
+{
+    (void)state;
+    const int n = 500, d = 16, nq = 9, k = 12;
+    kp_rng r = th_rng(14);
+    float *emb = clustered(&r, n, d, 10, 0.1f), *q = clustered(&r, nq, d, 10, 0.1f);
+    float *own = malloc(sizeof(float) * n * d);
+    memcpy(own, emb, sizeof(float) * n * d);
+    uint64_t *dk = dedup_keys(n, 50);
+    kp_index *a = kp_index_new(emb, n, d, dk), *b = kp_index_adopt(own, n, d, dk);
+    assert_non_null(b);
+    assert_ptr_equal(kp_index_row(b, 0), own);
+    res x = res_new(nq, k), y = res_new(nq, k);
+    assert_int_equal(kp_index_topk(a, q, nq, k, -INFINITY, 0, x.ids, x.scores, x.counts), 0);
+    assert_int_equal(kp_index_topk(b, q, nq, k, -INFINITY, 0, y.ids, y.scores, y.counts), 0);
+    assert_close(&x, &y, nq, k, 0);
+    kp_index *e = kp_index_adopt(malloc(4), 0, d, NULL);
+    assert_int_equal(kp_index_size(e), 0);
+    assert_null(kp_index_adopt(malloc(4), 3, 0, NULL)); /* freed on error */
+    assert_null(kp_index_adopt(NULL, 3, d, NULL));
+    kp_index_free(a), kp_index_free(b), kp_index_free(e);
+    res_free(&x), res_free(&y);
+    free(emb), free(q), free(dk);
+}
+
+TH_MAIN(cmocka_unit_test(test_ivf_vs_ref), cmocka_unit_test(test_adopt),
+        cmocka_unit_test(test_ivf_full_probe_is_exact), cmocka_unit_test(test_ivf_ties),
+        cmocka_unit_test(test_index_dispatch))
