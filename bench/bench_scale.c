@@ -294,7 +294,7 @@ static int cmd_search(const opts *o)
         kp_blas_set_threads(o->threads[ti]);
         for (int bi = 0; bi < o->nb; bi++) {
             int b = o->batches[bi] < 256 ? o->batches[bi] : 256;
-            if (pass(ix, q, b, D, b, k, ids, sc, cnt) < 0) goto err; /* warm-up */
+            if (pass(ix, q, b < nq ? b : nq, D, b, k, ids, sc, cnt) < 0) goto err; /* warm-up */
             double s = pass(ix, q, nq, D, b, k, ids, sc, cnt);
             if (s < 0) goto err;
             row("exact", b, o->threads[ti], 0, nq, s);
@@ -322,7 +322,7 @@ static int cmd_search(const opts *o)
             kp_blas_set_threads(o->threads[ti]);
             for (int bi = 0; bi < o->nb; bi++) {
                 int b = o->batches[bi] < 256 ? o->batches[bi] : 256;
-                if (pass(ix, q, b, D, b, k, ids, sc, cnt) < 0) goto err;
+                if (pass(ix, q, b < nq ? b : nq, D, b, k, ids, sc, cnt) < 0) goto err;
                 double s = pass(ix, q, nq, D, b, k, ids, sc, cnt);
                 if (s < 0) goto err;
                 row("ivf", b, o->threads[ti], np, nq, s);
