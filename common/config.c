@@ -79,6 +79,8 @@ static const kp_key keys[] = {
     S("model", "keyphrases", model_keyphrases, ""),
     L("model", "seed", model_seed, "42", 0, 9e15),
     I("model", "prefix_dim", model_prefix_dim, "0", 0, 4096),
+    I("model", "ivf_nprobe", model_ivf_nprobe, "0", 0, 1 << 24),
+    I("model", "ivf_nlist", model_ivf_nlist, "0", 0, 1 << 24),
     I("model", "blas_threads", model_blas_threads, "1", 0, 256),
     I("model", "follow", model_follow, "1", 0, 1),
     I("model", "rebuild_ms", model_rebuild_ms, "1000", 0, 3600000),

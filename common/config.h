@@ -59,6 +59,8 @@ typedef struct {
     char model_keyphrases[1024]; /* keyphrase inventory TSV: keyphrase_id<TAB>keyphrase, header */
     long model_seed;
     int model_prefix_dim;   /* Matryoshka first pass size; 0 = full size only */
+    int model_ivf_nprobe;   /* > 0: IVF index (model/ivf.h) probing this many lists; 0 = exact */
+    int model_ivf_nlist;    /* IVF lists (0 = about sqrt(keyphrases)) */
     int model_blas_threads; /* BLAS threads of the worker (0 = OpenBLAS default) */
     int model_follow;       /* 1: serve workers follow the model topic (deltas, checkpoints) */
     int model_rebuild_ms;   /* at most one re-embedding of the inventory per this many ms */

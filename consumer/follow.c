@@ -55,6 +55,12 @@ kp_recommender *kp_follower_build(const kp_config *c, const kp_bienc *m, char *e
                                    kps.n, c->model_prefix_dim, err, errlen);
     kp_texts_free(&kps);
     kp_rec_set_seq(r, seq);
+    if (r && c->model_ivf_nprobe > 0 &&
+        kp_rec_set_ivf(r, c->model_ivf_nlist, c->model_ivf_nprobe, (uint64_t)c->model_seed)) {
+        snprintf(err, errlen, "recommender: out of memory building the IVF index");
+        kp_rec_free(r);
+        r = NULL;
+    }
     if (r && kp_assets_attach(c, r, err, errlen)) { /* CE, BM25, calibration: shared */
         kp_rec_free(r);
         r = NULL;

@@ -3,15 +3,14 @@
 #include "model/index.h"
 
 #include <cblas.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
+#include "model/ivf.h"
+#include "model/topk.h"
 
 struct kp_index {
     int n, dim, cand_factor, query_tile, key_block;
@@ -20,12 +19,11 @@ struct kp_index {
     uint64_t *keys; /* [n] or NULL */
     /* [dim]: pre[p] = the key prefixes [n x p] normalised, built on first use (NULL before) */
     _Atomic(float *) *pre;
+    kp_ivf *ivf; /* inverted file (kp_index_set_ivf), or NULL: exact only */
+    int nprobe;
+    int *pos; /* with ivf: emb is in list order, key i is row pos[i] (row p is key order[p]) */
+    const int *order;
 };
-
-typedef struct {
-    float s;
-    int id;
-} hit;
 
 kp_index *kp_index_new(const float *emb, int n, int dim, const uint64_t *dedup_keys)
 {
@@ -57,13 +55,36 @@ err:
     return NULL;
 }
 
+kp_index *kp_index_adopt(float *emb, int n, int dim, const uint64_t *dedup_keys)
+{
+    kp_index *ix = n >= 0 && (n == 0 || emb) ? kp_index_new(NULL, 0, dim, NULL) : NULL;
+    if (!ix) goto err;
+    if (dedup_keys && n > 0) {
+        ix->keys = malloc((size_t)n * sizeof(uint64_t));
+        if (!ix->keys) goto err;
+        memcpy(ix->keys, dedup_keys, (size_t)n * sizeof(uint64_t));
+    }
+    if (n > 0) {
+        free(ix->emb);
+        ix->emb = emb, ix->n = n, ix->cap = n;
+    } else {
+        free(emb);
+    }
+    return ix;
+err:
+    kp_index_free(ix);
+    free(emb);
+    return NULL;
+}
+
 void kp_index_free(kp_index *ix)
 {
     if (!ix) return;
     if (ix->pre)
         for (int p = 0; p < ix->dim; p++)
             free(atomic_load(&ix->pre[p]));
-    KP_FREE_ALL(ix->pre, ix->emb, ix->keys, ix);
+    kp_ivf_free(ix->ivf);
+    KP_FREE_ALL(ix->pre, ix->emb, ix->pos, ix->keys, ix);
 }
 
 int kp_index_size(const kp_index *ix)
@@ -79,7 +100,7 @@ int kp_index_dim(const kp_index *ix)
 const float *kp_index_row(const kp_index *ix, int i)
 {
     if (!ix || i < 0 || i >= ix->n) return NULL;
-    return ix->emb + (size_t)i * (size_t)ix->dim;
+    return ix->emb + (size_t)(ix->pos ? ix->pos[i] : i) * (size_t)ix->dim;
 }
 
 void kp_index_set_cand_factor(kp_index *ix, int c)
@@ -101,23 +122,10 @@ static float dot_plain(const float *a, const float *b, int n)
 static void prefix_inv_norms(const kp_index *ix, int p, float *out)
 {
     for (int i = 0; i < ix->n; i++) {
-        const float *r = ix->emb + (size_t)i * ix->dim;
+        const float *r = kp_index_row(ix, i);
         float nn = sqrtf(dot_plain(r, r, p));
         out[i] = nn > 0.0f ? 1.0f / nn : 0.0f;
     }
-}
-
-static int better(float sa, int ia, float sb, int ib)
-{
-    return sa > sb || (sa == sb && ia < ib);
-}
-
-static int cmp_hit_desc(const void *x, const void *y)
-{
-    const hit *a = x, *b = y;
-    if (better(a->s, a->id, b->s, b->id)) return -1;
-    if (better(b->s, b->id, a->s, a->id)) return 1;
-    return 0;
 }
 
 static int check_args(const kp_index *ix, const float *q, int nq, int k, int prefix_dim,
@@ -126,196 +134,6 @@ static int check_args(const kp_index *ix, const float *q, int nq, int k, int pre
     if (!ix || nq < 0 || k <= 0 || prefix_dim < 0 || prefix_dim > ix->dim) return -1;
     if (nq > 0 && (!q || !ids || !scores || !counts)) return -1;
     return 0;
-}
-
-static void write_results(const hit *h, int nh, int k, int *ids, float *scores, int *count)
-{
-    for (int i = 0; i < k; i++) {
-        ids[i] = i < nh ? h[i].id : -1;
-        scores[i] = i < nh ? h[i].s : 0.0f;
-    }
-    *count = nh;
-}
-
-/* ---- candidate selector (one per query) ----------------------------------------------------
- *
- * Scores above the running threshold are appended to buf [cap]; when it fills, a quickselect keeps
- * the best kk and the threshold becomes the kk-th best score (faiss's "reservoir"). With de-dup
- * keys, buf holds at most one hit per key (tab: open-addressing hash of key -> buf slot, -1 empty)
- * and a hit whose key is held replaces it only if better, so the kk best of buf are the kk best
- * distinct keys. Hits are offered in increasing id order during a scan, so once kk are held a new
- * hit must score strictly above the threshold (an equal score loses the tie to a lower id). */
-
-typedef struct {
-    hit *buf; /* [cap] */
-    int *tab; /* [1 << hbits] or NULL */
-    int m;    /* hits in buf */
-    int full; /* kk distinct hits held: thr is the kk-th best score */
-    float thr;
-} sel;
-
-typedef struct {
-    int kk, cap, hbits;
-    const uint64_t *keys; /* NULL: no de-dup */
-} sel_cfg;
-
-static int hbits_for(int cap)
-{
-    int b = 1;
-    while ((1 << b) < 2 * cap)
-        b++;
-    return b;
-}
-
-static void sel_init(sel *s, const sel_cfg *c, hit *buf, int *tab, float min_score)
-{
-    s->buf = buf, s->tab = tab, s->m = 0, s->full = 0, s->thr = min_score;
-    if (c->keys) memset(tab, 0xff, sizeof(int) << c->hbits);
-}
-
-static uint32_t key_slot(uint64_t key, int hbits)
-{
-    return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> (64 - hbits));
-}
-
-/* Slot in tab holding key, or the empty slot where it goes. */
-static uint32_t tab_find(const sel *s, const sel_cfg *c, uint64_t key)
-{
-    uint32_t mask = (1u << c->hbits) - 1u, h = key_slot(key, c->hbits);
-    while (s->tab[h] >= 0 && c->keys[s->buf[s->tab[h]].id] != key)
-        h = (h + 1) & mask;
-    return h;
-}
-
-static void swap_hit(hit *a, hit *b)
-{
-    hit t = *a;
-    *a = *b;
-    *b = t;
-}
-
-/* Reorders a[0..n) so that a[0..t] are the t+1 best (by `better`) and a[t] is the (t+1)-th:
- * quickselect with a branch-free Lomuto partition (the comparisons are unpredictable). */
-static void select_nth(hit *a, int n, int t)
-{
-    int lo = 0, hi = n - 1;
-    while (hi > lo) {
-        int mid = lo + (hi - lo) / 2;
-        /* median of three goes to a[hi] as the pivot */
-        if (better(a[mid].s, a[mid].id, a[lo].s, a[lo].id)) swap_hit(&a[mid], &a[lo]);
-        if (better(a[hi].s, a[hi].id, a[lo].s, a[lo].id)) swap_hit(&a[hi], &a[lo]);
-        if (better(a[mid].s, a[mid].id, a[hi].s, a[hi].id)) swap_hit(&a[hi], &a[mid]);
-        hit pv = a[hi];
-        int st = lo;
-        for (int i = lo; i < hi; i++) {
-            hit x = a[i];
-            int c = (x.s > pv.s) | ((x.s == pv.s) & (x.id < pv.id));
-            a[i] = a[st];
-            a[st] = x;
-            st += c;
-        }
-        swap_hit(&a[st], &a[hi]);
-        if (t == st) return;
-        if (t < st)
-            hi = st - 1;
-        else
-            lo = st + 1;
-    }
-}
-
-/* Keeps the kk best hits of buf (if more are held) and raises the threshold to the kk-th. */
-static void sel_reduce(sel *s, const sel_cfg *c)
-{
-    if (s->m <= c->kk) return;
-    select_nth(s->buf, s->m, c->kk - 1);
-    s->m = c->kk;
-    s->full = 1;
-    s->thr = s->buf[c->kk - 1].s;
-    if (!c->keys) return;
-    memset(s->tab, 0xff, sizeof(int) << c->hbits);
-    for (int j = 0; j < s->m; j++)
-        s->tab[tab_find(s, c, c->keys[s->buf[j].id])] = j;
-}
-
-/* Offers (v, id), which already passed the threshold test. */
-static void sel_push(sel *s, const sel_cfg *c, float v, int id)
-{
-    if (c->keys) {
-        uint32_t h = tab_find(s, c, c->keys[id]);
-        if (s->tab[h] >= 0) {
-            hit *o = &s->buf[s->tab[h]];
-            if (better(v, id, o->s, o->id)) o->s = v, o->id = id;
-            return;
-        }
-        s->tab[h] = s->m;
-    }
-    s->buf[s->m].s = v, s->buf[s->m].id = id;
-    if (++s->m == c->cap) sel_reduce(s, c);
-}
-
-/* Bit j set if r[j] >= thr (j < 16; NaN never). */
-static unsigned mask16(const float *r, float thr)
-{
-#ifdef __SSE2__
-    __m128 t = _mm_set1_ps(thr);
-    unsigned m0 = (unsigned)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(r), t));
-    unsigned m1 = (unsigned)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(r + 4), t));
-    unsigned m2 = (unsigned)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(r + 8), t));
-    unsigned m3 = (unsigned)_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(r + 12), t));
-    return m0 | m1 << 4 | m2 << 8 | m3 << 12;
-#else
-    unsigned m = 0;
-    for (int j = 0; j < 16; j++)
-        m |= (unsigned)(r[j] >= thr) << j;
-    return m;
-#endif
-}
-
-static int lowest_bit(unsigned m)
-{
-#if defined(__GNUC__)
-    return __builtin_ctz(m);
-#else
-    int j = 0;
-    while (!(m & 1u))
-        m >>= 1, j++;
-    return j;
-#endif
-}
-
-/* Offers scores row[0..len) with ids id0.. (increasing, above every id offered before). Blocks
- * of 16 are tested at once against the threshold (SIMD compare -> bit mask), and only the set bits
- * are visited, so the common case (nothing reaches it) is a few instructions and no branch miss. */
-static void sel_scan(sel *s, const sel_cfg *c, const float *row, int len, int id0)
-{
-    float thr = s->thr;
-    int full = s->full, i = 0;
-    for (; i + 16 <= len; i += 16) {
-        const float *r = row + i;
-        for (unsigned m = mask16(r, thr); m; m &= m - 1) {
-            int j = lowest_bit(m);
-            float v = r[j];
-            if (full ? v > thr : v >= thr) { /* thr may have risen since the mask was taken */
-                sel_push(s, c, v, id0 + i + j);
-                thr = s->thr, full = s->full;
-            }
-        }
-    }
-    for (; i < len; i++) {
-        float v = row[i];
-        if (full ? v > thr : v >= thr) {
-            sel_push(s, c, v, id0 + i);
-            thr = s->thr, full = s->full;
-        }
-    }
-}
-
-/* Sorts the kept hits best first and writes them out. */
-static void sel_finish(sel *s, const sel_cfg *c, int k, int *ids, float *scores, int *count)
-{
-    sel_reduce(s, c);
-    qsort(s->buf, (size_t)s->m, sizeof(hit), cmp_hit_desc);
-    write_results(s->buf, s->m, k, ids, scores, count);
 }
 
 /* ---- Matryoshka prefix matrices (built on first use, shared by all threads) -------------------
@@ -350,6 +168,22 @@ static const float *prefix_matrix(const kp_index *ix, int p)
 
 /* ---- storage changes: add, remove (the live inventory) ---------------------------------------
  */
+
+static void drop_prefixes(kp_index *ix);
+
+/* A live change (add / remove) works on rows in key order: an inverted file is dropped first (its
+ * rows put back in key order; the prefix matrices follow the row order, so they go too) and the
+ * index answers exactly until kp_index_set_ivf builds one again. 0, or -1 on OOM (unchanged). */
+static int ivf_drop(kp_index *ix)
+{
+    if (!ix->ivf) return 0;
+    if (kp_ivf_permute_rows(ix->emb, ix->n, ix->dim, ix->pos) != 0) return -1;
+    kp_ivf_free(ix->ivf);
+    free(ix->pos);
+    ix->ivf = NULL, ix->pos = NULL, ix->order = NULL;
+    drop_prefixes(ix);
+    return 0;
+}
 
 /* Makes room for need rows in emb, keys and every prefix matrix built (doubling). 0 / -1 (OOM:
  * whatever was grown stays valid, cap unchanged until everything is). */
@@ -389,6 +223,7 @@ int kp_index_add(kp_index *ix, const float *emb, int n, const uint64_t *dedup_ke
 {
     if (!ix || n < 0 || (n > 0 && !emb) || n > INT32_MAX - ix->n) return -1;
     if (n == 0) return 0;
+    if (ivf_drop(ix)) return -1;
     if (dedup_keys ? (!ix->keys && ix->n > 0) : ix->keys != NULL) return -1;
     if (grow_rows(ix, ix->n + n)) return -1;
     if (dedup_keys && !ix->keys) { /* the first keys of an index created empty */
@@ -408,6 +243,7 @@ int kp_index_add(kp_index *ix, const float *emb, int n, const uint64_t *dedup_ke
 int kp_index_remove(kp_index *ix, int i)
 {
     if (!ix || i < 0 || i >= ix->n) return -1;
+    if (ivf_drop(ix)) return -1;
     int last = ix->n - 1, d = ix->dim;
     if (i != last) {
         memcpy(ix->emb + (size_t)i * d, ix->emb + (size_t)last * d, (size_t)d * sizeof(float));
@@ -430,10 +266,50 @@ void kp_index_set_tiles(kp_index *ix, int query_tile, int key_block)
     ix->key_block = key_block > 0 ? key_block : KP_INDEX_DEFAULT_KEY_BLOCK;
 }
 
-/* Buffer size of a selector keeping kk: larger = fewer selects but a staler threshold. */
-static int sel_cap(int kk)
+/* The prefix matrices follow emb's row order: dropped when it changes. */
+static void drop_prefixes(kp_index *ix)
 {
-    return 2 * kk + 64;
+    for (int p = 0; p < ix->dim; p++)
+        free(atomic_exchange(&ix->pre[p], NULL));
+}
+
+int kp_index_set_ivf(kp_index *ix, int nlist, int nprobe, uint64_t seed)
+{
+    if (!ix || nlist < 0 || nprobe < 1) return -1;
+    if (ix->n == 0) return 0;
+    int *pos = malloc(sizeof(int) * (size_t)ix->n);
+    if (!pos) return -1;
+    /* back to key order first (a new ivf is built over the keys, not the old list order) */
+    if (ix->pos && kp_ivf_permute_rows(ix->emb, ix->n, ix->dim, ix->pos) != 0) goto err;
+    KP_FREE_ALL(ix->pos);
+    ix->pos = NULL, ix->order = NULL;
+    kp_ivf_free(ix->ivf);
+    ix->ivf = NULL;
+    drop_prefixes(ix);
+    kp_ivf *v = kp_ivf_build(ix->emb, ix->n, ix->dim, nlist, seed);
+    if (!v) goto err;
+    const int *order = kp_ivf_ids(v);
+    if (kp_ivf_permute_rows(ix->emb, ix->n, ix->dim, order) != 0) {
+        kp_ivf_free(v);
+        goto err;
+    }
+    for (int p = 0; p < ix->n; p++)
+        pos[order[p]] = p;
+    ix->ivf = v, ix->pos = pos, ix->order = order, ix->nprobe = nprobe;
+    return 0;
+err:
+    free(pos);
+    return -1;
+}
+
+void kp_index_set_nprobe(kp_index *ix, int nprobe)
+{
+    if (ix && nprobe >= 1) ix->nprobe = nprobe;
+}
+
+const kp_ivf *kp_index_ivf(const kp_index *ix)
+{
+    return ix ? ix->ivf : NULL;
 }
 
 int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_score,
@@ -445,65 +321,66 @@ int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_s
     int p = (prefix_dim == dim) ? 0 : prefix_dim;
     if (n == 0) {
         for (int i = 0; i < nq; i++)
-            write_results(NULL, 0, k, ids + (size_t)i * k, scores + (size_t)i * k, counts + i);
+            kp_topk_write(NULL, 0, k, ids + (size_t)i * k, scores + (size_t)i * k, counts + i);
         return 0;
     }
+    if (p == 0 && ix->ivf && ix->nprobe < kp_ivf_nlist(ix->ivf))
+        return kp_ivf_topk(ix->ivf, ix->emb, ix->keys, q, nq, k, min_score, ix->nprobe, ids, scores,
+                           counts);
     const float *pre = p > 0 ? prefix_matrix(ix, p) : NULL;
     if (p > 0 && !pre) return -1;
     int kk = k < n ? k : n;
     int cand = kk;
     if (p > 0) cand = (int)((int64_t)ix->cand_factor * kk < n ? (int64_t)ix->cand_factor * kk : n);
     /* first pass: exact (kk, de-dup, min_score) or prefix (cand, neither) */
-    sel_cfg c1 = {cand, sel_cap(cand), 0, p > 0 ? NULL : ix->keys};
-    c1.hbits = c1.keys ? hbits_for(c1.cap) : 0;
+    kp_topk_cfg c1 = kp_topk_config(cand, 0, p > 0 ? NULL : ix->keys);
     /* second pass of the prefix mode: the cand rescored hits, no reduce before the end */
-    sel_cfg c2 = {kk, cand + 1, 0, ix->keys};
-    c2.hbits = p > 0 && c2.keys ? hbits_for(c2.cap) : 0;
+    kp_topk_cfg c2 = kp_topk_config(kk, cand + 1, ix->keys);
     int qt = nq < ix->query_tile ? nq : ix->query_tile;
     int kb = n < ix->key_block ? n : ix->key_block;
-    size_t tab1 = c1.keys ? (size_t)1 << c1.hbits : 0, tab2 = c2.hbits ? (size_t)1 << c2.hbits : 0;
-    size_t n_buf = (size_t)qt * c1.cap + (p > 0 ? (size_t)c2.cap : 0);
-    size_t bytes = n_buf * sizeof(hit) + (size_t)qt * sizeof(sel) +
-                   ((size_t)qt * kb + 1) * sizeof(float) + ((size_t)qt * tab1 + tab2) * sizeof(int);
-    void *scratch = malloc(bytes);
+    size_t b1 = kp_topk_bytes(&c1), b2 = p > 0 ? kp_topk_bytes(&c2) : 0;
+    size_t bytes =
+        (size_t)qt * b1 + b2 + (size_t)qt * sizeof(kp_topk) + ((size_t)qt * kb + 1) * sizeof(float);
+    char *scratch = malloc(bytes);
     if (!scratch) return -1;
-    hit *bufs = scratch, *buf2 = bufs + (size_t)qt * c1.cap;
-    sel *sels = (sel *)(bufs + n_buf);
+    char *mem1 = scratch, *mem2 = mem1 + (size_t)qt * b1;
+    kp_topk *sels = (kp_topk *)(mem2 + b2);
     float *S = (float *)(sels + qt);
-    int *tabs = (int *)(S + (size_t)qt * kb + 1), *tab2p = tabs + (size_t)qt * tab1;
     int kdim = p > 0 ? p : dim;
     const float *K = p > 0 ? pre : ix->emb; /* [n x kdim], row stride kdim (p) or dim */
     int ldk = p > 0 ? p : dim;
     for (int q0 = 0; q0 < nq; q0 += qt) {
         int nb = nq - q0 < qt ? nq - q0 : qt;
         for (int b = 0; b < nb; b++)
-            sel_init(&sels[b], &c1, bufs + (size_t)b * c1.cap, tabs + (size_t)b * tab1,
-                     p > 0 ? -INFINITY : min_score);
+            kp_topk_init(&sels[b], &c1, mem1 + (size_t)b * b1, p > 0 ? -INFINITY : min_score);
         for (int j0 = 0; j0 < n; j0 += kb) {
             int nk = n - j0 < kb ? n - j0 : kb;
             /* S [nb x nk] = Q[q0:q0+nb, :kdim] @ K[j0:j0+nk, :kdim]^T */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nk, kdim, 1.0f,
                         q + (size_t)q0 * dim, dim, K + (size_t)j0 * ldk, ldk, 0.0f, S, nk);
             for (int b = 0; b < nb; b++)
-                sel_scan(&sels[b], &c1, S + (size_t)b * nk, nk, j0);
+                if (ix->order) /* rows in list order: row j0 + i is key order[j0 + i] */
+                    kp_topk_scan_ids(&sels[b], &c1, S + (size_t)b * nk, nk, ix->order + j0);
+                else
+                    kp_topk_scan(&sels[b], &c1, S + (size_t)b * nk, nk, j0);
         }
         for (int b = 0; b < nb; b++) {
             size_t o = (size_t)(q0 + b) * k;
             if (p == 0) {
-                sel_finish(&sels[b], &c1, k, ids + o, scores + o, counts + q0 + b);
+                kp_topk_finish(&sels[b], &c1, k, ids + o, scores + o, counts + q0 + b);
                 continue;
             }
             /* rescore the prefix candidates at full size */
-            sel *s1 = &sels[b], s2;
-            sel_reduce(s1, &c1);
-            sel_init(&s2, &c2, buf2, tab2p, min_score);
+            kp_topk *s1 = &sels[b], s2;
+            kp_topk_reduce(s1, &c1);
+            kp_topk_init(&s2, &c2, mem2, min_score);
             const float *qv = q + (size_t)(q0 + b) * dim;
             for (int j = 0; j < s1->m; j++) {
                 int id = s1->buf[j].id;
-                float v = dot_plain(qv, ix->emb + (size_t)id * dim, dim);
-                if (v >= min_score) sel_push(&s2, &c2, v, id);
+                float v = dot_plain(qv, kp_index_row(ix, id), dim);
+                if (v >= min_score) kp_topk_push(&s2, &c2, v, id);
             }
-            sel_finish(&s2, &c2, k, ids + o, scores + o, counts + q0 + b);
+            kp_topk_finish(&s2, &c2, k, ids + o, scores + o, counts + q0 + b);
         }
     }
     free(scratch);
@@ -513,7 +390,8 @@ int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_s
 /* ---- reference ------------------------------------------------------------------------------- */
 
 /* Takes hits (sorted best first) in order: score >= min_score, first of each key, at most k. */
-static int take_sorted(const kp_index *ix, const hit *all, int na, int k, float min_score, hit *out)
+static int take_sorted(const kp_index *ix, const kp_hit *all, int na, int k, float min_score,
+                       kp_hit *out)
 {
     int m = 0;
     for (int i = 0; i < na && m < k; i++) {
@@ -534,7 +412,7 @@ int kp_index_topk_ref(const kp_index *ix, const float *q, int nq, int k, float m
     int n = ix->n, dim = ix->dim;
     int p = (prefix_dim == dim) ? 0 : prefix_dim;
     size_t na = (size_t)n + 1;
-    hit *all = malloc(na * sizeof(hit)), *out = malloc(((size_t)k + 1) * sizeof(hit));
+    kp_hit *all = malloc(na * sizeof(kp_hit)), *out = malloc(((size_t)k + 1) * sizeof(kp_hit));
     float *pinv = malloc(na * sizeof(float));
     if (!all || !out || !pinv) {
         free(all), free(out), free(pinv);
@@ -548,26 +426,26 @@ int kp_index_topk_ref(const kp_index *ix, const float *q, int nq, int k, float m
         int m = 0;
         if (p == 0) {
             for (int i = 0; i < n; i++) {
-                float s = dot_plain(qv, ix->emb + (size_t)i * dim, dim);
+                float s = dot_plain(qv, kp_index_row(ix, i), dim);
                 if (s == s) all[m].s = s, all[m].id = i, m++;
             }
         } else {
             for (int i = 0; i < n; i++) {
-                float s = dot_plain(qv, ix->emb + (size_t)i * dim, p) * pinv[i];
+                float s = dot_plain(qv, kp_index_row(ix, i), p) * pinv[i];
                 if (s == s) all[m].s = s, all[m].id = i, m++;
             }
-            qsort(all, (size_t)m, sizeof(hit), cmp_hit_desc);
+            qsort(all, (size_t)m, sizeof(kp_hit), kp_hit_cmp_desc);
             if (m > cand) m = cand;
             int m2 = 0;
             for (int j = 0; j < m; j++) {
-                float s = dot_plain(qv, ix->emb + (size_t)all[j].id * dim, dim);
+                float s = dot_plain(qv, kp_index_row(ix, all[j].id), dim);
                 if (s == s) all[m2].s = s, all[m2].id = all[j].id, m2++;
             }
             m = m2;
         }
-        qsort(all, (size_t)m, sizeof(hit), cmp_hit_desc);
+        qsort(all, (size_t)m, sizeof(kp_hit), kp_hit_cmp_desc);
         int got = take_sorted(ix, all, m, k, min_score, out);
-        write_results(out, got, k, ids + (size_t)b * k, scores + (size_t)b * k, counts + b);
+        kp_topk_write(out, got, k, ids + (size_t)b * k, scores + (size_t)b * k, counts + b);
     }
     free(all), free(out), free(pinv);
     return 0;

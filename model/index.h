@@ -22,6 +22,8 @@
 
 #include <stdint.h>
 
+#include "model/ivf.h"
+
 typedef struct kp_index kp_index;
 
 #define KP_INDEX_DEFAULT_CAND_FACTOR 4
@@ -31,6 +33,9 @@ typedef struct kp_index kp_index;
 /* Copies emb [n x dim] (and dedup_keys [n] if not NULL). n may be 0. NULL on OOM or bad args
  * (n < 0, dim <= 0, emb NULL with n > 0). */
 kp_index *kp_index_new(const float *emb, int n, int dim, const uint64_t *dedup_keys);
+/* As kp_index_new, but takes ownership of emb (malloc'ed [n x dim]; freed with the index, also
+ * on error) instead of copying it: no second copy of a large inventory, even for a moment. */
+kp_index *kp_index_adopt(float *emb, int n, int dim, const uint64_t *dedup_keys);
 void kp_index_free(kp_index *ix); /* accepts NULL */
 int kp_index_size(const kp_index *ix);
 int kp_index_dim(const kp_index *ix);
@@ -52,6 +57,17 @@ int kp_index_add(kp_index *ix, const float *emb, int n, const uint64_t *dedup_ke
 int kp_index_remove(kp_index *ix, int i);
 /* Makes room for n rows in total, so that adds up to n cannot fail for lack of memory. 0 / -1. */
 int kp_index_reserve(kp_index *ix, int n);
+/* Switches kp_index_topk's full-size pass (prefix_dim 0) to the inverted file (model/ivf.h):
+ * nlist lists (0: about sqrt(n)) built now with seed, nprobe lists scored per query (nprobe >=
+ * nlist: the exact pass). The rows are reordered in place into list order (kp_index_row still
+ * takes the key id; ids and results do not change). Replaces an earlier ivf. Not thread-safe: set
+ * before sharing. 0, or -1 on OOM / bad args (nlist < 0, nprobe < 1; on OOM the index may be left
+ * exact). An empty index stays exact. */
+int kp_index_set_ivf(kp_index *ix, int nlist, int nprobe, uint64_t seed);
+/* Lists probed per query (>= 1; with an ivf). Not thread-safe: set before sharing. */
+void kp_index_set_nprobe(kp_index *ix, int nprobe);
+/* The inverted file, or NULL (exact). */
+const kp_ivf *kp_index_ivf(const kp_index *ix);
 
 /* For nq queries q [nq x dim] (normalised): writes up to k results per query into ids[q*k..] and
  * scores[q*k..] (score = dot product = cosine) sorted by score desc, ties by lower id; counts[q] =

@@ -152,9 +152,10 @@ kp_recommender *kp_rec_new(kp_bienc *m, const char *const *ids, const char *cons
         r->keys[i] = kp_feat_tokenset_key(texts[i], lens[i]);
     }
     if (map_reserve(r, n) || embed_keys(m, (const char *const *)r->texts, lens, n, emb)) goto oom;
-    r->index = kp_index_new(emb, n, D, r->keys);
+    r->index = kp_index_adopt(emb, n, D, r->keys); /* emb is the index's now, also on error */
+    emb = NULL;
     if (!r->index) goto oom;
-    KP_FREE_ALL(emb, lens);
+    free(lens);
     return r;
 oom:
     snprintf(err, errlen, "recommender: out of memory building the index of %d keyphrases", n);
@@ -165,6 +166,11 @@ oom:
         kp_bienc_free(m);
     }
     return NULL;
+}
+
+int kp_rec_set_ivf(kp_recommender *r, int nlist, int nprobe, uint64_t seed)
+{
+    return r ? kp_index_set_ivf(r->index, nlist, nprobe, seed) : -1;
 }
 
 void kp_rec_free(kp_recommender *r)

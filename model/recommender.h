@@ -79,6 +79,11 @@ int kp_rec_find(const kp_recommender *r, const char *id);
 uint64_t kp_rec_seq(const kp_recommender *r);
 void kp_rec_set_seq(kp_recommender *r, uint64_t seq);
 
+/* Serves recommend() / suggest() from an IVF index (model/ivf.h) of nlist lists (0: about
+ * sqrt(n)), nprobe lists per item (nprobe >= nlist: exact), built now from the inventory's
+ * embeddings with seed. 0, or -1 on OOM / bad args (r unchanged). */
+int kp_rec_set_ivf(kp_recommender *r, int nlist, int nprobe, uint64_t seed);
+
 /* Frees everything, including the model. Accepts NULL. */
 void kp_rec_free(kp_recommender *r);
 

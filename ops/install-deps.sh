@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config git
       librdkafka-dev libavro-dev libopenblas-dev libhiredis-dev libinih-dev libmicrohttpd-dev
-      libcmocka-dev libjansson-dev libcurl4-openssl-dev zlib1g-dev libssl-dev clang-format redis-server redis-tools default-jre-headless maven python3 curl
+      libcmocka-dev libjansson-dev libcurl4-openssl-dev zlib1g-dev libssl-dev clang-format redis-server redis-tools default-jre-headless maven python3 curl python3-faiss python3-numpy
       systemd prometheus clang libclang-rt-14-dev stunnel4 openssl
       iproute2 gnuplot-nox)
 # systemd (systemd-analyze) and prometheus (promtool) check the units and rules in ops/ (tests/ops);
