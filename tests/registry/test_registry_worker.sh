@@ -9,6 +9,8 @@
 #   3. The registry goes down; the producer writes 100 events under a schema id the worker has not
 #      seen yet (registered just before): the worker holds them (paused, nothing dead-lettered);
 #      the registry comes back with the same store: all 100 served, nothing lost.
+#   4. A trainer in registry mode learns from 300 judgments that kprec replay wrote with the
+#      registry's id of Judgment: none dead-lettered.
 # usage: test_registry_worker.sh KPREC REGPROD
 source "$(dirname "$0")/../integration/lib.sh"
 REGPROD=${2:?usage: $0 KPREC REGPROD}
@@ -109,3 +111,19 @@ assert len(unknown) == 1, [r["headers"]["error"] for r in dlq]
 print(f"ok: {len(recs)} suggestion records of {len(ids)} items, schema id {sys.argv[3]}; "
       f"DLQ reasons {sorted(r['headers']['error'][:30] for r in dlq)}", file=sys.stderr)
 PY
+
+# 4. the trainer decodes through the registry too
+fast_trainer_conf
+TPORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+mkdir -p "$T/ckpt"
+start_worker trainer KPREC_WORKER_ROLE=train KPREC_WORKER_METRICS_PORT="$TPORT" KPREC_TRAIN_CHECKPOINT_DIR="$T/ckpt"
+wait_for 120 "trainer metrics" curl -sf "http://127.0.0.1:$TPORT/healthz" -o /dev/null
+"$KPREC" replay -c "$CONF" --judgments "$T/data/judgments.tsv" --keyphrases "$T/data/keyphrases.tsv" \
+  --items "$T/data/items.tsv" --count 300 --quiet
+tmetric() { curl -sf "http://127.0.0.1:$TPORT/metrics" | awk -v k="$1" '$1==k {print $2}'; }
+learned() { [ "$(tmetric 'kprec_events_processed_total{topic="judgments"}')" = 300 ]; }
+wait_for 120 "the trainer to learn from 300 judgments" learned
+td=$(tmetric 'kprec_events_dead_lettered_total{topic="judgments"}')
+[ "${td:-0}" = 0 ] || fail "the trainer dead-lettered $td judgments"
+JID=$(curl -sf "$REG/subjects/relevance.judgments-value/versions/latest" | python3 -c 'import json,sys;print(json.load(sys.stdin)["id"])')
+ok "trainer: 300 judgments with registry id $JID learned from, none dead-lettered"
