@@ -240,9 +240,10 @@ out:
     return rc;
 }
 
-/* POST {"schema": json} to path; the "id" of the reply into *id. */
-static kp_sreg_rc post_schema(kp_sreg *r, const char *path, const char *json, int32_t *id,
-                              char *err, size_t errlen)
+/* POST {"schema": json} to path; the "id" of the reply into *id, the HTTP status into *status
+ * (0 when none came). */
+static kp_sreg_rc post_schema_status(kp_sreg *r, const char *path, const char *json, int32_t *id,
+                                     long *status, char *err, size_t errlen)
 {
     json_t *req = json_pack("{s:s}", "schema", json), *j = NULL;
     char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
@@ -254,6 +255,7 @@ static kp_sreg_rc post_schema(kp_sreg *r, const char *path, const char *json, in
     }
     long st = request(r, path, body, &j, err, errlen);
     free(body);
+    *status = st;
     if (st != 200) {
         rc = st ? status_rc(st) : KP_SREG_RETRY;
     } else {
@@ -265,6 +267,13 @@ static kp_sreg_rc post_schema(kp_sreg *r, const char *path, const char *json, in
     }
     json_decref(j);
     return rc;
+}
+
+static kp_sreg_rc post_schema(kp_sreg *r, const char *path, const char *json, int32_t *id,
+                              char *err, size_t errlen)
+{
+    long st;
+    return post_schema_status(r, path, json, id, &st, err, errlen);
 }
 
 kp_sreg_rc kp_sreg_register(kp_sreg *r, const char *subject, const char *json, int32_t *id,
@@ -283,7 +292,16 @@ kp_sreg_rc kp_sreg_register(kp_sreg *r, const char *subject, const char *json, i
     rc = post_schema(r, path, json, id, err, errlen); /* already there? (read-only rights do) */
     if (rc == KP_SREG_REFUSED) {
         snprintf(path, pl, "/subjects/%s/versions", esc);
-        rc = post_schema(r, path, json, id, err, errlen);
+        long st = 0;
+        rc = post_schema_status(r, path, json, id, &st, err, errlen);
+        if (rc == KP_SREG_REFUSED && st == 409) {
+            /* Apicurio answers 409 "artifact already exists" when the subject was created since
+             * the lookup (by another producer, or by our own earlier request that timed out):
+             * look it up again. Incompatible stays refused (the lookup says 404 again). */
+            char e2[256];
+            snprintf(path, pl, "/subjects/%s", esc);
+            if (post_schema(r, path, json, id, e2, sizeof e2) == KP_SREG_OK) rc = KP_SREG_OK;
+        }
     }
 out:
     free(path);

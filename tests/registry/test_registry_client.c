@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,7 @@ static const char item_v2[] =
 static kp_sreg *open_reg(const char *url)
 {
     char err[ERRLEN] = "";
-    kp_sreg_opts o = {url, NULL, NULL, NULL, NULL, NULL, 3000};
+    kp_sreg_opts o = {url, NULL, NULL, NULL, NULL, NULL, 30000}; /* a loaded machine */
     kp_sreg *r = kp_sreg_new(&o, err, sizeof err);
     if (!r) fail_msg("kp_sreg_new: %s", err);
     return r;
@@ -85,6 +86,48 @@ static void test_ids_like_confluent(void **state)
     /* not a schema at all: 422 from Apicurio, refused (not retried) */
     int32_t x = 0;
     assert_int_equal(kp_sreg_register(r, "td-value", "{bad", &x, err, sizeof err), KP_SREG_REFUSED);
+    kp_sreg_free(r);
+}
+
+/* PUT {"compatibility": level} to {url}/config/{subject}; the HTTP status. */
+static long put_compat(const char *subject, const char *level)
+{
+    char u[1024], body[128];
+    long st = 0;
+    snprintf(u, sizeof u, "%s/config/%s", url(), subject);
+    snprintf(body, sizeof body, "{\"compatibility\":\"%s\"}", level);
+    CURL *h = curl_easy_init();
+    struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(h, CURLOPT_URL, u);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "PUT");
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, fwrite);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, stderr);
+    if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(h);
+    return st;
+}
+
+/* Under BACKWARD compatibility an incompatible new version is a 409 and stays REFUSED (the
+ * second lookup that a 409 triggers does not find it). */
+static void test_incompatible_version_refused(void **state)
+{
+    (void)state;
+    kp_sreg *r = open_reg(url());
+    char err[ERRLEN] = "";
+    int32_t id = 0, id2 = 0;
+    static const char needs_sku[] =
+        "{\"type\":\"record\",\"name\":\"ItemListed\",\"namespace\":\"kprec\",\"fields\":["
+        "{\"name\":\"item_id\",\"type\":\"string\"},{\"name\":\"title\",\"type\":\"string\"},"
+        "{\"name\":\"sku\",\"type\":\"string\"}]}";
+    assert_int_equal(kp_sreg_register(r, "tf-value", item_v2, &id, err, sizeof err), KP_SREG_OK);
+    assert_int_equal(put_compat("tf-value", "BACKWARD"), 200);
+    assert_int_equal(kp_sreg_register(r, "tf-value", needs_sku, &id2, err, sizeof err),
+                     KP_SREG_REFUSED);
+    assert_non_null(strstr(err, "HTTP 409"));
+    assert_int_equal(id2, 0);
     kp_sreg_free(r);
 }
 
@@ -196,7 +239,7 @@ static void test_tls(void **state)
     if (!u || !ca) fail_msg("KPREC_TEST_REGISTRY_TLS / _CA are not set");
     assert_int_equal(strncmp(u, "https://", 8), 0);
     char err[ERRLEN] = "";
-    kp_sreg_opts o = {u, NULL, NULL, ca, NULL, NULL, 5000};
+    kp_sreg_opts o = {u, NULL, NULL, ca, NULL, NULL, 30000};
     kp_sreg *r = kp_sreg_new(&o, err, sizeof err);
     assert_non_null(r);
     int32_t id = 0;
@@ -227,5 +270,6 @@ static void test_bad_options(void **state)
 }
 
 TH_MAIN(cmocka_unit_test(test_ids_like_confluent), cmocka_unit_test(test_writer_and_resolve),
-        cmocka_unit_test(test_incompatible_schema), cmocka_unit_test(test_registry_down),
+        cmocka_unit_test(test_incompatible_schema),
+        cmocka_unit_test(test_incompatible_version_refused), cmocka_unit_test(test_registry_down),
         cmocka_unit_test(test_tls), cmocka_unit_test(test_bad_options))

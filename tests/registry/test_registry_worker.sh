@@ -18,7 +18,7 @@ stack_up
 BOOT=$(cat "$T/stack/kafka/bootstrap")
 REG=$("$ROOT/ops/registry.sh" start "$T/registry")
 at_exit '"$ROOT/ops/registry.sh" stop "$T/registry"'
-printf '\n[schemas]\nregistry = %s\nregistry_timeout_ms = 2000\n' "$REG" >>"$CONF"
+printf '\n[schemas]\nregistry = %s\n' "$REG" >>"$CONF"
 
 # register FILE SUBJECT: prints the id the registry gives the schema in FILE
 register() {
