@@ -14,6 +14,7 @@
 #include "producer/kafka.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"
+#include "schemas/registry_http.h"
 
 static json_t *header_obj(const rd_kafka_message_t *m)
 {
@@ -35,13 +36,20 @@ static json_t *with_error(json_t *o, const char *err)
     return o;
 }
 
-static json_t *decode(kp_codec *codec, const char *kind, const rd_kafka_message_t *m)
+/* sreg: [schemas] registry (NULL = the built-in table): unknown writer schemas are fetched. */
+static json_t *decode(kp_codec *codec, kp_sreg *sreg, const char *kind, const rd_kafka_message_t *m)
 {
     char err[256];
+    int32_t sid;
     json_t *o = json_object();
     json_object_set_new(o, "partition", json_integer(m->partition));
     json_object_set_new(o, "offset", json_integer(m->offset));
     json_object_set_new(o, "key", json_stringn(m->key ? m->key : "", m->key ? m->key_len : 0));
+    if (strcmp(kind, "dlq") && !kp_wire_schema_id(m->payload, m->len, &sid, NULL, 0))
+        json_object_set_new(o, "schema_id", json_integer(sid));
+    if (sreg && strcmp(kind, "dlq") &&
+        kp_sreg_resolve(sreg, codec, m->payload, m->len, err, sizeof err) == KP_SREG_RETRY)
+        return with_error(o, err);
     if (!strcmp(kind, "suggestions") || !strcmp(kind, "shadow")) {
         kp_suggestions_decoded s;
         if (kp_decode_suggestions(codec, m->payload, m->len, &s, err, sizeof err))
@@ -153,7 +161,9 @@ int kp_cmd_dump(int argc, char **argv)
     int rc = 1;
     rd_kafka_t *rk = NULL;
     kp_codec *codec = kp_codec_new(err, sizeof err);
-    if (!codec || !(rk = dump_consumer(&c, topic, err, sizeof err))) {
+    kp_sreg *sreg = NULL;
+    if (!codec || kp_sreg_open(&c, &sreg, err, sizeof err) ||
+        !(rk = dump_consumer(&c, topic, err, sizeof err))) {
         fprintf(stderr, "kprec dump: %s\n", err);
         goto out;
     }
@@ -184,7 +194,7 @@ int kp_cmd_dump(int argc, char **argv)
                 at_eof[m->partition] = 0;
                 n_eof--;
             }
-            json_t *o = decode(codec, kind, m);
+            json_t *o = decode(codec, sreg, kind, m);
             char *s = json_dumps(o, JSON_COMPACT);
             if (s) puts(s);
             free(s);
@@ -199,6 +209,7 @@ int kp_cmd_dump(int argc, char **argv)
 out:
     if (rk) rd_kafka_destroy(rk);
     kp_codec_free(codec);
+    kp_sreg_free(sreg);
     kp_config_free(&c);
     return rc;
 }

@@ -27,6 +27,7 @@
 #include "model/tsv.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"
+#include "schemas/registry_http.h"
 
 #define OUT_HEADER    "pair_id\tkeyphrase_id\titem_id\trelevance"
 #define FAILED_HEADER "item_id\tkeyphrase_id\tattempts\treason"
@@ -671,7 +672,13 @@ static int label_publish(const label_opts *o, label_state *s)
     if (!(s->r.codec = kp_codec_new(s->err, sizeof s->err)) ||
         !(s->r.prod = kp_producer_new(&s->cfg, s->err, sizeof s->err)))
         return 1;
-    return 0;
+    kp_sreg *reg = NULL; /* [schemas] registry: write the id of Judgment under <topic>-value */
+    int rc = kp_sreg_open(&s->cfg, &reg, s->err, sizeof s->err) ||
+             (reg && kp_sreg_use_writer(reg, s->r.codec, s->r.topic, KP_SCHEMA_ID_JUDGMENT,
+                                        s->cfg.schemas_registry_startup_wait_ms, NULL, NULL, s->err,
+                                        sizeof s->err) != KP_SREG_OK);
+    kp_sreg_free(reg);
+    return rc;
 }
 
 /* Judges the pairs to do (SIGINT / SIGTERM stop it) and waits for the delivery reports. Returns

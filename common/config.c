@@ -117,6 +117,15 @@ static const kp_key keys[] = {
     I("train", "max_chunk", train_max_chunk, "900000", 4096, 100000000),
     I("train", "max_pending", train_max_pending, "20000", 1, 100000000),
     S("schemas", "dir", schemas_dir, ""),
+    S("schemas", "registry", schemas_registry, ""),
+    S("schemas", "registry_user", schemas_registry_user, ""),
+    S("schemas", "registry_password", schemas_registry_password, ""),
+    S("schemas", "registry_ca", schemas_registry_ca, ""),
+    S("schemas", "registry_cert", schemas_registry_cert, ""),
+    S("schemas", "registry_key", schemas_registry_key, ""),
+    I("schemas", "registry_timeout_ms", schemas_registry_timeout_ms, "5000", 1, 600000),
+    I("schemas", "registry_startup_wait_ms", schemas_registry_startup_wait_ms, "60000", 0,
+      86400000),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

@@ -98,6 +98,15 @@ typedef struct {
     int train_max_pending;        /* events waiting for titles; when reached, pause the input */
     /* [schemas] */
     char schemas_dir[1024]; /* extra writer schemas <id>-<Name>.avsc; empty = built-in only */
+    /* [schemas] registry: a Confluent-compatible schema registry (schemas/registry_http.h) */
+    char schemas_registry[1024];          /* base URL; empty = the built-in id table */
+    char schemas_registry_user[256];      /* HTTP basic auth (empty = none) */
+    char schemas_registry_password[256];  /* (secret) */
+    char schemas_registry_ca[1024];       /* CA bundle for https (empty = the system's) */
+    char schemas_registry_cert[1024];     /* client certificate (PEM) for mutual TLS */
+    char schemas_registry_key[1024];      /* its private key (PEM) */
+    int schemas_registry_timeout_ms;      /* per request */
+    int schemas_registry_startup_wait_ms; /* producers: how long to retry registering at start */
     /* [kafka]: passed through */
     int n_kafka;
     char *kafka_key[KP_CONFIG_MAX_KAFKA];

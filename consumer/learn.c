@@ -22,6 +22,7 @@
 #include "model/tsv.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"
+#include "schemas/registry_http.h"
 
 #define MAX_PARTS 512
 
@@ -58,6 +59,7 @@ typedef struct {
     kp_producer *producer; /* dead letters */
     kp_producer *txp;      /* the model topic: transactional */
     kp_codec *codec;
+    kp_sreg *sreg; /* [schemas] registry, or NULL */
     kp_ce *teacher;
     kp_bienc *model;
     kp_trainer *trainer;
@@ -680,8 +682,27 @@ static rd_kafka_message_t *next_message(tsvc *s)
     return m;
 }
 
+/* [schemas] registry: fetches m's writer schema if the codec does not know it yet, waiting with
+ * backoff while the registry cannot answer (m is not dead-lettered meanwhile; it is the oldest
+ * unfinished event of its partition, so no later offset is stored). 0, or -1 on a hard stop. */
+static int await_schema(tsvc *s, const rd_kafka_message_t *m)
+{
+    char err[512];
+    int backoff = s->cfg->retry_backoff_ms, warned = 0;
+    while (kp_sreg_resolve(s->sreg, s->codec, m->payload, m->len, err, sizeof err) ==
+           KP_SREG_RETRY) {
+        if (!warned++) kp_warn("trainer: %s: waiting for the schema registry", err);
+        kp_backoff_sleep(backoff, &kp_worker_stop_hard, NULL, NULL);
+        backoff = kp_backoff_next(s->cfg, backoff);
+        if (kp_worker_stop_hard) return -1;
+    }
+    if (warned) kp_info("trainer: schema registry is back");
+    return 0;
+}
+
 /* Polls up to a batch of events or the linger; bad ones are dead-lettered (one whose dead letter
- * is not delivered is kept, held). 0, or -1 on OOM or an undelivered dead letter. */
+ * is not delivered is kept, held). 0, or -1 on OOM, an undelivered dead letter or a hard stop
+ * while waiting for the schema registry. */
 static int poll_events(tsvc *s)
 {
     const kp_config *c = s->cfg;
@@ -694,6 +715,10 @@ static int poll_events(tsvc *s)
         flow_control(s);
         rd_kafka_message_t *m = next_message(s);
         if (!m) continue;
+        if (s->sreg && await_schema(s, m)) {
+            rd_kafka_message_destroy(m);
+            return -1;
+        }
         tevent ev;
         char why[256] = "";
         int bad = decode_event(s, m, &ev, why, sizeof why);
@@ -919,6 +944,7 @@ static int open_io(tsvc *s)
         kp_warn("trainer: [model] hmac_key is empty: model records are not authenticated");
     if (!(s->codec = kp_codec_new(err, sizeof err)) ||
         (c->schemas_dir[0] && kp_codec_load_dir(s->codec, c->schemas_dir, err, sizeof err)) ||
+        kp_sreg_open(c, &s->sreg, err, sizeof err) ||
         !(s->producer = kp_producer_new(c, err, sizeof err))) {
         kp_error("trainer: %s", err);
         return 1;
@@ -978,6 +1004,7 @@ static int learn_close(tsvc *s, int rc, int opened)
     kp_producer_free(s->producer, 10000);
     kp_producer_free(s->txp, 10000);
     kp_codec_free(s->codec);
+    kp_sreg_free(s->sreg);
     kp_cache_free(s->cache);
     kp_trainer_free(s->trainer);
     kp_bienc_free(s->model);

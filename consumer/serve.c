@@ -19,6 +19,7 @@
 #include "model/recommender.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"
+#include "schemas/registry_http.h"
 
 typedef struct {
     const kp_config *cfg;
@@ -26,6 +27,7 @@ typedef struct {
     kp_producer *producer;
     kp_cache *cache;
     kp_codec *codec;
+    kp_sreg *sreg; /* [schemas] registry, or NULL */
     kp_recommender *rec;
     kp_follower *follower;
     kp_inventory *inv;     /* [topics] inventory reader, or NULL (the file) */
@@ -167,6 +169,38 @@ static void shadow_batch(worker *w)
         kp_warn("shadow: batch not scored (out of memory)");
 }
 
+/* [schemas] registry: fetches the writer schemas of the batch the codec does not know yet. While
+ * the registry cannot answer, consumption is paused and the batch waits (ticking), so an id that
+ * is merely unreachable is never dead-lettered as unknown. 0, or -1 on a hard stop. */
+static int resolve_schemas(worker *w)
+{
+    char err[512];
+    int paused = 0, backoff = w->cfg->retry_backoff_ms;
+    for (;;) {
+        int retry = 0;
+        for (int i = 0; i < w->n && !retry; i++) {
+            kp_sreg_rc r = kp_sreg_resolve(w->sreg, w->codec, w->msgs[i]->payload, w->msgs[i]->len,
+                                           err, sizeof err);
+            if (r == KP_SREG_RETRY) retry = 1;
+            if (r == KP_SREG_REFUSED) kp_warn("%s", err); /* the decoder dead-letters it */
+        }
+        if (!retry) break;
+        if (!paused && !kp_group_paused(w->group)) {
+            kp_warn("%s: pausing consumption, retrying in %d ms", err, backoff);
+            kp_group_pause(w->group, 1);
+            paused = 1;
+        }
+        kp_backoff_sleep(backoff, &kp_worker_stop_hard, tick, w);
+        backoff = kp_backoff_next(w->cfg, backoff);
+        if (kp_worker_stop_hard) return -1;
+    }
+    if (paused) {
+        kp_info("schema registry is back: resuming consumption");
+        kp_group_pause(w->group, 0);
+    }
+    return 0;
+}
+
 /* Runs the batch in w->msgs to its end. 0 when every event is done and its offset stored, -1 on
  * a hard stop or a batch that cannot be done (nothing of it is stored). */
 static int run_batch(worker *w)
@@ -183,6 +217,7 @@ static int run_batch(worker *w)
                                         m->len};
     }
     kp_batch_rc r = KP_BATCH_FAILED;
+    if (w->sreg && resolve_schemas(w)) return -1;
     if (kp_serve_batch_begin(w->batch, w->rec, w->events, w->n, err, sizeof err))
         kp_error("%s", err);
     else
@@ -344,6 +379,19 @@ static int open_io(worker *w)
         kp_error("schemas: %s", err);
         return 2;
     }
+    if (kp_sreg_open(c, &w->sreg, err, sizeof err) ||
+        (w->sreg && (kp_sreg_use_writer(w->sreg, w->codec, c->topic_suggestions,
+                                        KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS,
+                                        c->schemas_registry_startup_wait_ms, &kp_worker_stop, NULL,
+                                        err, sizeof err) != KP_SREG_OK ||
+                     /* the records of an A/B arm are the v1 writer (+ arm): registered too */
+                     kp_sreg_use_writer(w->sreg, w->codec, c->topic_suggestions,
+                                        KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS_V1,
+                                        c->schemas_registry_startup_wait_ms, &kp_worker_stop, NULL,
+                                        err, sizeof err) != KP_SREG_OK))) {
+        kp_error("schemas: %s", err);
+        return 2;
+    }
     w->msgs = calloc((size_t)c->batch_size, sizeof *w->msgs);
     w->events = calloc((size_t)c->batch_size, sizeof *w->events);
     if (!w->msgs || !w->events || !(w->cache = kp_cache_new(c)) ||
@@ -388,6 +436,7 @@ static int close_all(worker *w, int rc)
     kp_arms_free(w->arms);
     kp_cache_free(w->cache);
     kp_codec_free(w->codec);
+    kp_sreg_free(w->sreg);
     kp_rec_free(w->rec);
     kp_inventory_stop(w->inv);
     kp_assets_shutdown();

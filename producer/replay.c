@@ -14,6 +14,7 @@
 #include "offline/datasets.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"
+#include "schemas/registry_http.h"
 
 typedef struct {
     char *id, *title;
@@ -124,6 +125,29 @@ static void *bad_record(kp_codec *codec, long i, size_t *len)
     }
 }
 
+/* [schemas] registry: registers (or looks up) the built-in schemas ids[0..n-1] under
+ * `<topic>-value` and makes codec write the registry's ids. 0 (also without a registry), or -1
+ * with a message on stderr. */
+static int use_registry(const kp_config *c, kp_codec *codec, const char *topic, const int32_t *ids,
+                        int n)
+{
+    char err[512];
+    kp_sreg *r = NULL;
+    int rc = kp_sreg_open(c, &r, err, sizeof err) ? -1 : 0;
+    for (int i = 0; i < n && r && !rc; i++) {
+        int32_t wid;
+        if (kp_sreg_use_writer(r, codec, topic, ids[i], c->schemas_registry_startup_wait_ms, NULL,
+                               &wid, err, sizeof err) != KP_SREG_OK)
+            rc = -1;
+        else
+            kp_info("replay: schema id %d is registry id %d under %s-value", (int)ids[i], (int)wid,
+                    topic);
+    }
+    if (rc) fprintf(stderr, "replay: %s\n", err);
+    kp_sreg_free(r);
+    return rc;
+}
+
 /* Monotonic seconds, for pacing. */
 static double mono_s(void)
 {
@@ -201,7 +225,10 @@ static int replay_events(const kp_config *c, const kp_replay_opts *o)
     rewind(f);
     total = total > 0 ? total - 1 : 0;
     if (o->count > 0 && o->count < total) total = o->count;
-    if (!(codec = kp_codec_new(err, sizeof err)) || !(rk = replay_producer(c, NULL))) goto out;
+    const int32_t sid = clicks ? KP_SCHEMA_ID_AD_EVENT : KP_SCHEMA_ID_JUDGMENT;
+    if (!(codec = kp_codec_new(err, sizeof err)) || use_registry(c, codec, topic, &sid, 1) ||
+        !(rk = replay_producer(c, NULL)))
+        goto out;
     kp_progress pr;
     kp_progress_start(&pr, "replay", total, o->quiet);
     double t0 = mono_s();
@@ -395,6 +422,8 @@ int kp_replay_run(const kp_config *c, const kp_replay_opts *o)
         fprintf(stderr, "replay: %s\n", err);
         goto out;
     }
+    const int32_t sids[2] = {KP_SCHEMA_ID_ITEM_LISTED, KP_SCHEMA_ID_ITEM_LISTED_V0};
+    if (use_registry(c, codec, topic, sids, o->v0_every > 0 ? 2 : 1)) goto out;
     int bad_config = 0;
     if (!(rk = replay_producer(c, &bad_config))) {
         if (bad_config) rc = 2;

@@ -5,10 +5,12 @@
  *   bytes 1..4  schema id, big-endian
  *   bytes 5..   Avro binary body written with the writer schema of that id
  *
- * There is no schema registry: a kp_codec carries a table of (schema id -> writer schema) compiled
+ * Without a schema registry a kp_codec carries a table of (schema id -> writer schema) compiled
  * into the binary (generated at build time from the schemas/<id>-<Name>.avsc files, see
  * schemas/README.md) and can load more writer schemas from a directory at start-up
- * (kp_codec_load_dir), so events of a newer producer decode without a rebuild.
+ * (kp_codec_load_dir), so events of a newer producer decode without a rebuild. With one
+ * ([schemas] registry, schemas/registry_http.h) the ids are the registry's: writer schemas are
+ * fetched by id on first sight and added with kp_codec_add_schema (kp_codec_use_registry).
  *
  * Implemented by schemas/registry.c (lifetime, schema table, load_dir), encode.c, decode.c (with
  * the wire header and the *_clear functions), scan.c (kp_utf8_valid) and validate.c.
@@ -128,6 +130,30 @@ int kp_codec_load_dir(kp_codec *c, const char *dir, char *err, size_t errlen);
  * static. Returns 0, or -1 if i is out of range. */
 int kp_codec_builtin_count(void);
 int kp_codec_builtin_info(int i, int32_t *id, const char **name, const char **json);
+
+/* ---- registry mode (ids of a schema registry; the HTTP client is schemas/registry_http.h) -- */
+
+/* From now on decode only the ids added by kp_codec_add_schema: a registry assigns its own ids,
+ * unrelated to the built-in table (its id 1 may be any schema). The built-ins stay the writer
+ * schemas of the encoders. NULL is a no-op. */
+void kp_codec_use_registry(kp_codec *c);
+
+/* Register writer schema json[0..len-1] under registry id `id` (parsed, and resolved against the
+ * reader schema of its type now, so an incompatible schema fails here, not per message). An id
+ * already added with an identical schema is accepted. The codec keeps KP_CODEC_MAX_REMOTE (256)
+ * such schemas; past that the oldest is forgotten. Returns 0, or -1 with a reason in err. */
+int kp_codec_add_schema(kp_codec *c, int32_t id, const char *json, size_t len, char *err,
+                        size_t errlen);
+
+/* 1 if a decoder of c knows wire id `id` (in registry mode: added by kp_codec_add_schema), else
+ * 0 (and for a NULL c). */
+int kp_codec_knows(const kp_codec *c, int32_t id);
+
+/* Make the encoder of built-in schema builtin_id write wire_id in the header (the id a registry
+ * gave that schema), and decode wire_id with that schema. Returns 0, or -1 with a reason in err
+ * (not a built-in id, wire_id already added with another schema). */
+int kp_codec_set_wire_id(kp_codec *c, int32_t builtin_id, int32_t wire_id, char *err,
+                         size_t errlen);
 
 /* Record name of a registered schema id, or NULL if the id is unknown. Owned by the codec. */
 const char *kp_codec_schema_name(const kp_codec *c, int32_t id);

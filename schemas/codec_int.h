@@ -30,10 +30,11 @@ enum {
     KP_K_OTHER = -1
 };
 
-#define KP_MAX_FIELDS  8
-#define KP_MAX_DEPTH   32        /* nesting of schemas / JSON / data we accept */
-#define KP_MAX_ZERO_SZ 65536     /* max items in one block of zero-byte items (e.g. null) */
-#define KP_MAX_AVSC    (1 << 20) /* max size of an .avsc file */
+#define KP_MAX_FIELDS       8
+#define KP_MAX_DEPTH        32        /* nesting of schemas / JSON / data we accept */
+#define KP_MAX_ZERO_SZ      65536     /* max items in one block of zero-byte items (e.g. null) */
+#define KP_MAX_AVSC         (1 << 20) /* max size of an .avsc file */
+#define KP_CODEC_MAX_REMOTE 256       /* registry schemas a codec keeps (the oldest goes first) */
 
 /* ---- the C layout of each record type ------------------------------------------------------ */
 
@@ -73,7 +74,9 @@ _Static_assert(sizeof(kp_ad_kind) == sizeof(int) && sizeof(kp_judge_source) == s
 
 typedef struct {
     int32_t id;
-    int kind; /* KP_K_* or KP_K_OTHER (a record this build does not know: never decoded) */
+    int kind;        /* KP_K_* or KP_K_OTHER (a record this build does not know: never decoded) */
+    int remote;      /* added by kp_codec_add_schema (a registry's id), not built in / from a dir */
+    int32_t wire_id; /* built-ins: the id the encoders write (id, or kp_codec_set_wire_id's) */
     char *name;
     avro_schema_t writer;
     avro_value_iface_t *wclass; /* built-ins only: value of the writer schema, for encoding */
@@ -95,6 +98,8 @@ struct kp_codec {
     const json_t *defs[KP_K_NKINDS][KP_MAX_FIELDS]; /* default of reader field i, NULL if none */
     avro_schema_t sugg;                             /* Suggestion record of the reader */
     const json_t *sdefs[KP_MAX_FIELDS];
+    int registry_mode; /* decode only ids added by kp_codec_add_schema (kp_codec_use_registry) */
+    int nremote;       /* entries with remote set, at most KP_CODEC_MAX_REMOTE */
     avro_reader_t rd;
     avro_writer_t wr;
     char lasterr[KP_CODEC_ERRLEN];
@@ -102,6 +107,11 @@ struct kp_codec {
 
 /* The registered entry of schema id, or NULL. Borrowed from c. (registry.c) */
 kp_entry *kp_find_entry(const kp_codec *c, int32_t id);
+
+/* The entry that decodes wire id `id`: kp_find_entry's, but in registry mode only the entries
+ * added by kp_codec_add_schema (a registry's ids are its own, unrelated to the built-in table).
+ * NULL if none. Borrowed from c. (registry.c) */
+kp_entry *kp_find_decode_entry(const kp_codec *c, int32_t id);
 
 /* The "default" of field `field` of the reader record named `record` (looked up in the JSON of
  * every reader schema), or NULL if it has none. A "default": null is the JSON null value, not

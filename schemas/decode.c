@@ -45,7 +45,7 @@ static kp_entry *dec_begin(kp_codec *c, const void *buf, size_t len, int kind, c
         return NULL;
     }
     if (kp_wire_schema_id(buf, len, &id, err, errlen)) return NULL;
-    kp_entry *e = kp_find_entry(c, id);
+    kp_entry *e = kp_find_decode_entry(c, id);
     if (!e) {
         kp_errf(err, errlen, "unknown schema id %u", (unsigned)(uint32_t)id);
         return NULL;

@@ -130,9 +130,12 @@ static int enc_fields(kp_codec *c, avro_value_t *rec, const char *record, const 
     return 0;
 }
 
-/* Write the header and rec (the writer value of schema id) into a new buffer. */
+/* Write the header and rec (the writer value of built-in schema id) into a new buffer. The header
+ * carries the entry's wire id: the built-in id, or the registry's (kp_codec_set_wire_id). */
 static int enc_finish(kp_codec *c, int32_t id, avro_value_t *rec, void **out, size_t *outlen)
 {
+    const kp_entry *e = kp_find_entry(c, id);
+    if (e) id = e->wire_id;
     size_t sz;
     if (avro_value_sizeof(rec, &sz)) return enc_avro_fail(c);
     unsigned char *b = malloc(KP_WIRE_HEADER_LEN + sz);

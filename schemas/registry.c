@@ -153,11 +153,22 @@ static void entry_free(kp_entry *e)
     free(e);
 }
 
-kp_entry *kp_find_entry(const kp_codec *c, int32_t id)
+/* The entry of id among the remote (remote = 1) or the local (0) ones, or NULL. */
+static kp_entry *find_entry(const kp_codec *c, int32_t id, int remote)
 {
     for (int i = 0; i < c->n; i++)
-        if (c->entries[i]->id == id) return c->entries[i];
+        if (c->entries[i]->id == id && c->entries[i]->remote == remote) return c->entries[i];
     return NULL;
+}
+
+kp_entry *kp_find_entry(const kp_codec *c, int32_t id)
+{
+    return find_entry(c, id, 0);
+}
+
+kp_entry *kp_find_decode_entry(const kp_codec *c, int32_t id)
+{
+    return find_entry(c, id, c->registry_mode);
 }
 
 /* Project reader schema r onto writer schema w: records keep only the fields w has (a field w
@@ -241,7 +252,7 @@ static int add_entry(kp_codec *c, int32_t id, avro_schema_t w, int encode, char 
         kp_errf(err, errlen, "out of memory");
         return -1;
     }
-    e->id = id;
+    e->id = e->wire_id = id;
     e->writer = w;
     e->kind = KP_K_OTHER;
     if (!is_avro_record(w)) {
@@ -441,7 +452,7 @@ int kp_codec_builtin_info(int i, int32_t *id, const char **name, const char **js
 
 const char *kp_codec_schema_name(const kp_codec *c, int32_t id)
 {
-    const kp_entry *e = c ? kp_find_entry(c, id) : NULL;
+    const kp_entry *e = c ? kp_find_decode_entry(c, id) : NULL;
     return e ? e->name : NULL;
 }
 
@@ -574,4 +585,71 @@ done:
         free(names[i]);
     free(names);
     return added;
+}
+
+/* ---- schemas of a schema registry ---------------------------------------------------------- */
+
+void kp_codec_use_registry(kp_codec *c)
+{
+    if (c) c->registry_mode = 1;
+}
+
+int kp_codec_knows(const kp_codec *c, int32_t id)
+{
+    return c && kp_find_decode_entry(c, id) != NULL;
+}
+
+int kp_codec_add_schema(kp_codec *c, int32_t id, const char *json, size_t len, char *err,
+                        size_t errlen)
+{
+    avro_schema_t w;
+    char why[KP_CODEC_ERRLEN];
+    if (!c || !json) {
+        kp_errf(err, errlen, "no codec or schema");
+        return -1;
+    }
+    if (len > KP_MAX_AVSC) {
+        kp_errf(err, errlen, "schema id %d: too large (%zu bytes)", (int)id, len);
+        return -1;
+    }
+    if (parse_schema(json, len, &w, why, sizeof(why))) {
+        kp_errf(err, errlen, "schema id %d: %s", (int)id, why);
+        return -1;
+    }
+    kp_entry *old = find_entry(c, id, 1);
+    if (old) {
+        int same = avro_schema_equal(old->writer, w);
+        avro_schema_decref(w);
+        if (same) return 0;
+        kp_errf(err, errlen, "schema id %d is already known with another schema", (int)id);
+        return -1;
+    }
+    if (c->nremote >= KP_CODEC_MAX_REMOTE) { /* forget the oldest: fetched again if seen again */
+        for (int i = 0; i < c->n; i++) {
+            if (!c->entries[i]->remote) continue;
+            entry_free(c->entries[i]);
+            memmove(c->entries + i, c->entries + i + 1,
+                    sizeof(*c->entries) * (size_t)(c->n - i - 1));
+            c->n--, c->nremote--;
+            break;
+        }
+    }
+    if (add_entry(c, id, w, 0, err, errlen)) return -1;
+    c->entries[c->n - 1]->remote = 1;
+    c->nremote++;
+    return 0;
+}
+
+int kp_codec_set_wire_id(kp_codec *c, int32_t builtin_id, int32_t wire_id, char *err, size_t errlen)
+{
+    kp_entry *e = c ? kp_find_entry(c, builtin_id) : NULL;
+    const char *json = builtin_json(builtin_id);
+    if (!e || !json) {
+        kp_errf(err, errlen, "schema id %d is not built in", (int)builtin_id);
+        return -1;
+    }
+    /* the codec decodes what it writes without asking the registry */
+    if (kp_codec_add_schema(c, wire_id, json, strlen(json), err, errlen)) return -1;
+    e->wire_id = wire_id;
+    return 0;
 }

@@ -27,4 +27,4 @@ add_custom_command(
 add_library(kpschemas STATIC ${KP_SCHEMAS_SRC} ${KP_BUILTIN_SCHEMAS_C})
 target_include_directories(kpschemas PUBLIC ${PROJECT_SOURCE_DIR})
 target_compile_definitions(kpschemas PRIVATE KPREC_SCHEMA_DIR="${CMAKE_CURRENT_LIST_DIR}")
-target_link_libraries(kpschemas PUBLIC kputil PkgConfig::AVRO PkgConfig::JANSSON)
+target_link_libraries(kpschemas PUBLIC kputil PkgConfig::AVRO PkgConfig::JANSSON PkgConfig::CURL)

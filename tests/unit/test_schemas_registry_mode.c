@@ -1,0 +1,148 @@
+/* test_schemas_registry_mode.c - the codec's side of [schemas] registry: ids that are a
+ * registry's (kp_codec_use_registry, kp_codec_add_schema), encoders writing a registry id
+ * (kp_codec_set_wire_id), and the bound on the schemas kept. The HTTP client is tested against a
+ * real registry in tests/registry/. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "schemas/codec.h"
+#include "schemas_testhelp.h"
+
+/* ItemListed with one more field than the reader (a newer producer's), and the AdEvent text. */
+static const char item_v2[] =
+    "{\"type\":\"record\",\"name\":\"ItemListed\",\"namespace\":\"kprec\",\"fields\":["
+    "{\"name\":\"item_id\",\"type\":\"string\"},{\"name\":\"title\",\"type\":\"string\"},"
+    "{\"name\":\"brand\",\"type\":\"string\",\"default\":\"\"}]}";
+
+static const char *builtin_json(int32_t want)
+{
+    for (int i = 0; i < kp_codec_builtin_count(); i++) {
+        int32_t id;
+        const char *json;
+        assert_int_equal(kp_codec_builtin_info(i, &id, NULL, &json), 0);
+        if (id == want) return json;
+    }
+    fail_msg("no built-in schema %d", (int)want);
+    return NULL;
+}
+
+/* In registry mode id 1 is whatever the registry says, not the built-in ItemListed. */
+static void test_registry_ids_replace_builtin_table(void **state)
+{
+    (void)state;
+    kp_codec *w = new_codec(), *r = new_codec();
+    char err[ERRLEN] = "";
+    kp_item_listed in = {"it-1", "A title", "", "", 0.0, 5};
+    void *buf;
+    size_t len;
+    assert_int_equal(kp_encode_item_listed(w, &in, &buf, &len), 0);
+    assert_int_equal(wire_id(buf), KP_SCHEMA_ID_ITEM_LISTED);
+    kp_codec_use_registry(r);
+    assert_int_equal(kp_codec_knows(r, KP_SCHEMA_ID_ITEM_LISTED), 0);
+    kp_item_listed out;
+    assert_int_equal(kp_decode_item_listed(r, buf, len, &out, err, sizeof(err)), -1);
+    assert_string_equal(err, "unknown schema id 1");
+    /* the registry's id 1 is an AdEvent: an ItemListed decoder refuses it */
+    const char *ad = builtin_json(KP_SCHEMA_ID_AD_EVENT);
+    assert_int_equal(kp_codec_add_schema(r, 1, ad, strlen(ad), err, sizeof(err)), 0);
+    assert_int_equal(kp_codec_knows(r, 1), 1);
+    assert_int_equal(kp_decode_item_listed(r, buf, len, &out, err, sizeof(err)), -1);
+    assert_string_equal(err, "schema id 1 is AdEvent, expected ItemListed");
+    /* the same id again with the same schema is fine, with another it is refused */
+    assert_int_equal(kp_codec_add_schema(r, 1, ad, strlen(ad), err, sizeof(err)), 0);
+    assert_int_equal(kp_codec_add_schema(r, 1, item_v2, strlen(item_v2), err, sizeof(err)), -1);
+    assert_string_equal(err, "schema id 1 is already known with another schema");
+    free(buf);
+    kp_codec_free(w);
+    kp_codec_free(r);
+}
+
+/* A newer writer schema added under a registry id decodes, its extra field skipped. */
+static void test_registry_schema_decodes(void **state)
+{
+    (void)state;
+    kp_codec *c = new_codec();
+    char err[ERRLEN] = "";
+    kp_codec_use_registry(c);
+    assert_int_equal(kp_codec_add_schema(c, 70000, item_v2, strlen(item_v2), err, sizeof(err)), 0);
+    /* body: item_id "x1", title "T", brand "B" (Avro strings: zigzag length, bytes) */
+    unsigned char m[] = {0, 0, 1, 0x11, 0x70, 4, 'x', '1', 2, 'T', 2, 'B'};
+    kp_item_listed out;
+    assert_int_equal(kp_decode_item_listed(c, m, sizeof(m), &out, err, sizeof(err)), 0);
+    assert_string_equal(out.item_id, "x1");
+    assert_string_equal(out.title, "T");
+    assert_string_equal(out.category, "");
+    kp_item_listed_clear(&out);
+    /* a schema that does not resolve to the reader's is refused when added */
+    static const char bad[] = "{\"type\":\"record\",\"name\":\"ItemListed\",\"fields\":["
+                              "{\"name\":\"item_id\",\"type\":\"string\"}]}";
+    assert_int_equal(kp_codec_add_schema(c, 70001, bad, strlen(bad), err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "writer lacks field ItemListed.title"));
+    assert_int_equal(kp_codec_knows(c, 70001), 0);
+    assert_int_equal(kp_codec_add_schema(c, 70002, "{not json", 9, err, sizeof(err)), -1);
+    kp_codec_free(c);
+}
+
+/* The encoder writes the registry's id and the same codec decodes it without asking. */
+static void test_wire_id(void **state)
+{
+    (void)state;
+    kp_codec *c = new_codec();
+    char err[ERRLEN] = "";
+    kp_codec_use_registry(c);
+    assert_int_equal(
+        kp_codec_set_wire_id(c, KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS, 42, err, sizeof(err)), 0);
+    kp_suggestion s[2] = {{"red shoes", "k1", 0.9f}, {"shoes", NULL, 0.5f}};
+    void *buf;
+    size_t len;
+    assert_int_equal(kp_encode_suggestions(c, "it-9", 3, 77, s, 2, &buf, &len), 0);
+    assert_int_equal(wire_id(buf), 42);
+    kp_suggestions_decoded d;
+    assert_int_equal(kp_decode_suggestions(c, buf, len, &d, err, sizeof(err)), 0);
+    assert_string_equal(d.item_id, "it-9");
+    assert_int_equal(d.n, 2);
+    assert_string_equal(d.items[0].keyphrase, "red shoes");
+    assert_null(d.items[1].keyphrase_id);
+    kp_suggestions_clear(&d);
+    free(buf);
+    /* the other encoders still write their built-in ids */
+    kp_item_listed in = {"it-1", "A title", "", "", 0.0, 5};
+    assert_int_equal(kp_encode_item_listed(c, &in, &buf, &len), 0);
+    assert_int_equal(wire_id(buf), KP_SCHEMA_ID_ITEM_LISTED);
+    free(buf);
+    assert_int_equal(kp_codec_set_wire_id(c, 999, 43, err, sizeof(err)), -1);
+    assert_string_equal(err, "schema id 999 is not built in");
+    /* 42 is taken by KeyphraseSuggestions: ItemListed cannot have it too */
+    assert_int_equal(kp_codec_set_wire_id(c, KP_SCHEMA_ID_ITEM_LISTED, 42, err, sizeof(err)), -1);
+    kp_codec_free(c);
+}
+
+/* At most 256 registry schemas are kept: the oldest are forgotten (and fetched again if seen). */
+static void test_remote_bound(void **state)
+{
+    (void)state;
+    kp_codec *c = new_codec();
+    char err[ERRLEN] = "";
+    kp_codec_use_registry(c);
+    for (int32_t id = 1; id <= 300; id++)
+        assert_int_equal(kp_codec_add_schema(c, id, item_v2, strlen(item_v2), err, sizeof(err)), 0);
+    int kept = 0;
+    for (int32_t id = 1; id <= 300; id++)
+        kept += kp_codec_knows(c, id);
+    assert_int_equal(kept, 256);
+    assert_int_equal(kp_codec_knows(c, 44), 0);
+    assert_int_equal(kp_codec_knows(c, 45), 1);
+    assert_int_equal(kp_codec_knows(c, 300), 1);
+    kp_codec_free(c);
+}
+
+TH_MAIN(cmocka_unit_test(test_registry_ids_replace_builtin_table),
+        cmocka_unit_test(test_registry_schema_decodes), cmocka_unit_test(test_wire_id),
+        cmocka_unit_test(test_remote_bound))
