@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "consumer/assets.h"
+#include "consumer/group.h"
 #include "consumer/inventory.h"
 #include "common/telemetry.h"
 #include "model/ckpt.h"
@@ -150,55 +151,13 @@ typedef struct {
     time_t inv_checked;
 } follow_run;
 
-/* The follower's consumer: no group membership (partitions are assigned), no commits, committed
- * records only (a delta whose transaction did not commit is never seen). */
-static rd_kafka_t *follower_consumer(const kp_config *c)
-{
-    char err[512], e[512];
-    rd_kafka_conf_t *conf = kp_kafka_conf_new(c, err, sizeof err);
-    if (!conf) {
-        kp_error("follower: config: %s", err);
-        return NULL;
-    }
-    if (kp_kafka_conf_force(conf, "enable.auto.commit", "false", err, sizeof err) ||
-        kp_kafka_conf_force(conf, "enable.partition.eof", "true", err, sizeof err) ||
-        kp_kafka_conf_force(conf, "isolation.level", "read_committed", err, sizeof err) ||
-        kp_kafka_conf_force(conf, "auto.offset.reset", "earliest", err, sizeof err) ||
-        kp_kafka_conf_force(conf, "group.id", "kprec-model-follower", err, sizeof err)) {
-        kp_error("follower: config: %s", err);
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
-    if (!rk) {
-        kp_error("follower: %s", e);
-        rd_kafka_conf_destroy(conf);
-    }
-    return rk;
-}
-
-/* How many partitions the model topic has; 0 while it does not exist, -1 when the broker did not
- * answer. */
-static int model_partitions(follow_run *r)
-{
-    int n = -1;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(r->rk, r->c->topic_model, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    if (t && rd_kafka_metadata(r->rk, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        md->topic_cnt)
-        n = md->topics[0].err ? 0 : md->topics[0].partition_cnt;
-    if (md) rd_kafka_metadata_destroy(md);
-    if (t) rd_kafka_topic_destroy(t);
-    return n;
-}
-
 /* Waits for the model topic, then assigns every partition from the beginning. 0, or -1 when
  * stopped first (or on OOM). */
 static int assign_model_topic(follow_run *r)
 {
     kp_follower *f = r->f;
     int warned = 0;
-    while (!f->stop && (r->nparts = model_partitions(r)) <= 0) {
+    while (!f->stop && (r->nparts = kp_topic_partitions(r->rk, r->c->topic_model)) <= 0) {
         /* Nothing to catch up with (no broker, or no topic yet): don't hold a serve worker's
          * start-up (caught_up), but never claim to have read the topic to its end (at_end). */
         if (!warned)
@@ -518,7 +477,8 @@ static void *run(void *arg)
     kp_inv_watch_init(&r.inv, f->cfg->model_keyphrases);
     r.inv_checked = time(NULL);
     if (!(r.as = kp_delta_asm_new())) kp_error("follower: out of memory");
-    if (r.as && (r.rk = follower_consumer(f->cfg)) && !assign_model_topic(&r)) {
+    if (r.as && (r.rk = kp_reader_consumer(f->cfg, "follower", "kprec-model-follower")) &&
+        !assign_model_topic(&r)) {
         while (!f->stop) {
             rd_kafka_message_t *m = rd_kafka_consumer_poll(r.rk, 200);
             if (m && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)

@@ -281,3 +281,40 @@ void kp_group_report_lag(kp_group *g)
     atomic_store(&kp_m.consumer_lag, sum);
     rd_kafka_topic_partition_list_destroy(a);
 }
+
+rd_kafka_t *kp_reader_consumer(const kp_config *c, const char *who, const char *group_id)
+{
+    char err[512], e[512];
+    rd_kafka_conf_t *conf = kp_kafka_conf_new(c, err, sizeof err);
+    if (!conf) {
+        kp_error("%s: config: %s", who, err);
+        return NULL;
+    }
+    if (kp_kafka_conf_force(conf, "enable.auto.commit", "false", err, sizeof err) ||
+        kp_kafka_conf_force(conf, "enable.partition.eof", "true", err, sizeof err) ||
+        kp_kafka_conf_force(conf, "isolation.level", "read_committed", err, sizeof err) ||
+        kp_kafka_conf_force(conf, "auto.offset.reset", "earliest", err, sizeof err) ||
+        kp_kafka_conf_force(conf, "group.id", group_id, err, sizeof err)) {
+        kp_error("%s: config: %s", who, err);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
+    if (!rk) {
+        kp_error("%s: %s", who, e);
+        rd_kafka_conf_destroy(conf);
+    }
+    return rk;
+}
+
+int kp_topic_partitions(rd_kafka_t *rk, const char *topic)
+{
+    int n = -1;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    if (t && rd_kafka_metadata(rk, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt)
+        n = md->topics[0].err ? 0 : md->topics[0].partition_cnt;
+    if (md) rd_kafka_metadata_destroy(md);
+    if (t) rd_kafka_topic_destroy(t);
+    return n;
+}

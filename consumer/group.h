@@ -81,4 +81,15 @@ void kp_group_store(kp_group *g, rd_kafka_topic_partition_list_t *l);
  * kprec_consumer_lag{topic,partition} and, summed, as kprec_consumer_lag_messages. */
 void kp_group_report_lag(kp_group *g);
 
+/* ---- readers of a whole topic (the model follower, the inventory) ---- */
+
+/* A consumer that reads a topic from its beginning without group membership (partitions are
+ * assigned by the caller), commits nothing and sees committed records only (read_committed), with
+ * partition EOF events. group_id only names it to the broker; who prefixes the log lines. NULL
+ * (logged) on a bad config. The caller owns the handle (rd_kafka_destroy). */
+rd_kafka_t *kp_reader_consumer(const kp_config *c, const char *who, const char *group_id);
+
+/* Partitions of topic: 0 while it does not exist, -1 when the broker did not answer in 5 s. */
+int kp_topic_partitions(rd_kafka_t *rk, const char *topic);
+
 #endif

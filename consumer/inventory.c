@@ -15,6 +15,7 @@
 #include "common/telemetry.h"
 #include "common/util.h"
 #include "consumer/assets.h"
+#include "consumer/group.h"
 #include "producer/kafka.h"
 #include "schemas/codec.h"
 
@@ -194,51 +195,13 @@ typedef struct {
     rd_kafka_t *dlq; /* dead-letter producer, made on the first bad record */
 } inv_run;
 
-static rd_kafka_t *inv_consumer(const kp_config *c)
-{
-    char err[512], e[512];
-    rd_kafka_conf_t *conf = kp_kafka_conf_new(c, err, sizeof err);
-    if (!conf) {
-        kp_error("inventory: config: %s", err);
-        return NULL;
-    }
-    if (kp_kafka_conf_force(conf, "enable.auto.commit", "false", err, sizeof err) ||
-        kp_kafka_conf_force(conf, "enable.partition.eof", "true", err, sizeof err) ||
-        kp_kafka_conf_force(conf, "isolation.level", "read_committed", err, sizeof err) ||
-        kp_kafka_conf_force(conf, "auto.offset.reset", "earliest", err, sizeof err) ||
-        kp_kafka_conf_force(conf, "group.id", "kprec-inventory-reader", err, sizeof err)) {
-        kp_error("inventory: config: %s", err);
-        rd_kafka_conf_destroy(conf);
-        return NULL;
-    }
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
-    if (!rk) {
-        kp_error("inventory: %s", e);
-        rd_kafka_conf_destroy(conf);
-    }
-    return rk;
-}
-
-/* Partitions of the topic: 0 while it does not exist, -1 when the broker did not answer. */
-static int topic_partitions(inv_run *r)
-{
-    int n = -1;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(r->rk, r->v->cfg->topic_inventory, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    if (t && rd_kafka_metadata(r->rk, 0, t, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        md->topic_cnt)
-        n = md->topics[0].err ? 0 : md->topics[0].partition_cnt;
-    if (md) rd_kafka_metadata_destroy(md);
-    if (t) rd_kafka_topic_destroy(t);
-    return n;
-}
-
 /* Waits for the topic, then assigns every partition from the beginning. 0, or -1 when stopped. */
 static int assign_all(inv_run *r)
 {
     const char *topic = r->v->cfg->topic_inventory;
     int warned = 0;
-    while (!r->v->stop && (r->nparts = topic_partitions(r)) <= 0) {
+    while (!r->v->stop &&
+           (r->nparts = kp_topic_partitions(r->rk, r->v->cfg->topic_inventory)) <= 0) {
         if (!warned)
             kp_warn("inventory: topic %s %s; retrying", topic,
                     r->nparts < 0 ? "unreachable (no broker answer)"
@@ -351,7 +314,8 @@ static void *run(void *arg)
     if (!(r.codec = kp_codec_new(err, sizeof err)) ||
         (c->schemas_dir[0] && kp_codec_load_dir(r.codec, c->schemas_dir, err, sizeof err) < 0))
         kp_error("inventory: schemas: %s", err);
-    else if ((r.rk = inv_consumer(c)) && !assign_all(&r))
+    else if ((r.rk = kp_reader_consumer(c, "inventory", "kprec-inventory-reader")) &&
+             !assign_all(&r))
         while (!r.v->stop) {
             rd_kafka_message_t *m = rd_kafka_consumer_poll(r.rk, 200);
             if (!m) continue;
