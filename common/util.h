@@ -72,6 +72,15 @@ void kp_free_each(void *const *p, size_t n);
 
 /* kp_free_each over its arguments: KP_FREE_ALL(a->x, a->y, a) frees a->x, then a->y, then a
  * (every argument is read before the first is freed). */
+/* In a function that returns int: resizes the array p to n elements (realloc), or returns -1
+ * from that function on OOM, p unchanged. */
+#define KP_GROW_OR_FAIL(p, n)                                                                      \
+    do {                                                                                           \
+        void *np_ = realloc((void *)(p), sizeof *(p) * (size_t)(n));                               \
+        if (!np_) return -1;                                                                       \
+        (p) = np_;                                                                                 \
+    } while (0)
+
 #define KP_FREE_ALL(...)                                                                           \
     kp_free_each((void *[]){__VA_ARGS__}, sizeof((void *[]){__VA_ARGS__}) / sizeof(void *))
 

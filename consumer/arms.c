@@ -122,12 +122,7 @@ void kp_arms_free(kp_arms *a)
     free(a);
 }
 
-#define GROW(p, n)                                                                                 \
-    do {                                                                                           \
-        void *np_ = realloc((void *)(p), sizeof *(p) * (size_t)(n));                               \
-        if (!np_) return -1;                                                                       \
-        (p) = np_;                                                                                 \
-    } while (0)
+#define GROW KP_GROW_OR_FAIL
 
 static int reserve(kp_arms *a, int n)
 {

@@ -91,12 +91,7 @@ void kp_serve_batch_free(kp_serve_batch *b)
     free(b);
 }
 
-#define GROW(p, n)                                                                                 \
-    do {                                                                                           \
-        void *np_ = realloc((void *)(p), sizeof *(p) * (size_t)(n));                               \
-        if (!np_) return -1;                                                                       \
-        (p) = np_;                                                                                 \
-    } while (0)
+#define GROW KP_GROW_OR_FAIL
 
 /* Makes room for n events. 0, or -1 on OOM (the buffers that did grow are kept). */
 static int reserve(kp_serve_batch *b, int n)
