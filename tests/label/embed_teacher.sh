@@ -42,31 +42,12 @@ awk -F'\t' 'NR == 1 { print "item_id\tkeyphrase_id" } NR > 1 && NR <= 301 { prin
   --concurrency 2 >"$T/label.out" 2>&1
 ok label-rc test $? -eq 0
 ok label-all test "$(($(wc -l <"$T/out.tsv") - 1))" = 300
-python3 - "$D/judgments.tsv" "$T/out.tsv" >"$T/corr" <<'PY'
-import sys
-h = {}
-for l in list(open(sys.argv[1]))[1:]:
-    f = l.rstrip("\n").split("\t"); h[(f[2], f[1])] = float(f[3])
-pairs = []
-for l in list(open(sys.argv[2]))[1:]:
-    f = l.rstrip("\n").split("\t"); pairs.append((h[(f[2], f[1])], float(f[3])))
-def ranks(v):
-    o = sorted(range(len(v)), key=v.__getitem__); r = [0.0] * len(v); i = 0
-    while i < len(o):
-        j = i
-        while j + 1 < len(o) and v[o[j + 1]] == v[o[i]]: j += 1
-        for t in range(i, j + 1): r[o[t]] = (i + j) / 2.0
-        i = j + 1
-    return r
-x = ranks([p[0] for p in pairs]); y = ranks([p[1] for p in pairs]); n = len(x)
-mx, my = sum(x) / n, sum(y) / n
-sp = sum((a - mx) * (b - my) for a, b in zip(x, y)) / (
-    sum((a - mx) ** 2 for a in x) * sum((b - my) ** 2 for b in y)) ** 0.5
-hi = [m for g, m in pairs if g >= 2.99]; lo = [m for g, m in pairs if g <= 1.01]
-inrange = all(1.0 <= m <= 3.0 for _, m in pairs)
-print("%.4f %.4f %.4f %d" % (sp, sum(hi) / len(hi), sum(lo) / len(lo), inrange))
-PY
-read -r SP HI LO INRANGE <"$T/corr"
+# human<TAB>model grade of each graded pair
+awk -F'\t' 'FNR == 1 { next } NR == FNR { h[$3 "\t" $2] = $4; next } { print h[$3 "\t" $2] "\t" $4 }' \
+  "$D/judgments.tsv" "$T/out.tsv" >"$T/joined"
+read -r _ SP _ < <(python3 "$ROOT/bench/corr.py" <"$T/joined")
+read -r HI LO INRANGE < <(awk -F'\t' '$1 >= 2.99 { h += $2; nh++ } $1 <= 1.01 { l += $2; nl++ }
+  $2 < 1 || $2 > 3 { bad = 1 } END { printf "%.4f %.4f %d\n", h / nh, l / nl, !bad }' "$T/joined")
 echo "minilm on 300 ESCI judged pairs: spearman $SP, mean grade exact $HI, irrelevant $LO" >&2
 ok grades-in-range test "$INRANGE" = 1
 ok spearman-positive python3 -c "import sys; sys.exit(0 if $SP > 0.15 else 1)"
