@@ -11,7 +11,8 @@
 #     thread count T: `bench_train train` / `train_peer.py train` (N steps of batch 256, default
 #     60; the first 5 are warm-up, not timed), then `bench_train embed` / `train_peer.py embed`
 #     (item tower, batch 1 over 1024 titles and batch 256 over 4096).
-#  3. prints a markdown table: medians over the rounds of pairs/s (training: the loss pairs of a
+#  3. prints a markdown table (with a row of kprec embedding from precomputed feature ids, the
+#     peer's exact work, beside the peer's batch-256 figure): medians over the rounds of pairs/s (training: the loss pairs of a
 #     step, softmax rows + SR pairs + distillation pairs) and items/s (embedding), by wall time
 #     and by process CPU time (on a shared machine CPU time is the steadier figure), the ratios
 #     kprec / PyTorch, the two loss curves' agreement (mean and max relative difference of the
@@ -93,13 +94,16 @@ def med(side, kind, t, col):
     n = [float(r[6]) for r in rows if r[0] == side and r[1] == kind and r[2] == t]
     return statistics.median(x / y for x, y in zip(n, v)) if v else float("nan")
 names = {"train": "training (pairs/s)", "embed1": "embedding, batch 1 (items/s)",
-         "embed256": "embedding, batch 256 (items/s)"}
+         "embed256": "embedding, batch 256 (items/s)",
+         "embed256ids": "embedding, batch 256, kprec from feature ids (items/s)"}
+peer = {"embed256ids": "embed256"}  # the peer is always handed ids
 print("| what | threads | kprec (wall) | PyTorch (wall) | ratio (wall) | kprec (CPU) | PyTorch (CPU) | ratio (CPU) |")
 print("|---|---|---|---|---|---|---|---|")
-for kind in ("train", "embed1", "embed256"):
+for kind in ("train", "embed1", "embed256", "embed256ids"):
     for t in threads:
-        kw, pw = med("kprec", kind, t, "wall"), med("torch", kind, t, "wall")
-        kc, pc = med("kprec", kind, t, "cpu"), med("torch", kind, t, "cpu")
+        pk = peer.get(kind, kind)
+        kw, pw = med("kprec", kind, t, "wall"), med("torch", pk, t, "wall")
+        kc, pc = med("kprec", kind, t, "cpu"), med("torch", pk, t, "cpu")
         print("| %s | %s | %.0f | %.0f | %.2fx | %.0f | %.0f | %.2fx |" % (names[kind], t, kw, pw, kw / pw, kc, pc, kc / pc))
 for t in threads:
     def load(n):
