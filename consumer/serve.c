@@ -384,11 +384,12 @@ static int open_io(worker *w)
                                         KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS,
                                         c->schemas_registry_startup_wait_ms, &kp_worker_stop, NULL,
                                         err, sizeof err) != KP_SREG_OK ||
-                     /* the records of an A/B arm are the v1 writer (+ arm): registered too */
-                     kp_sreg_use_writer(w->sreg, w->codec, c->topic_suggestions,
-                                        KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS_V1,
-                                        c->schemas_registry_startup_wait_ms, &kp_worker_stop, NULL,
-                                        err, sizeof err) != KP_SREG_OK))) {
+                     /* with A/B arms or a shadow, records of the v1 writer (+ arm) too */
+                     ((c->model_ab_candidate[0] || c->model_shadow[0]) &&
+                      kp_sreg_use_writer(w->sreg, w->codec, c->topic_suggestions,
+                                         KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS_V1,
+                                         c->schemas_registry_startup_wait_ms, &kp_worker_stop, NULL,
+                                         err, sizeof err) != KP_SREG_OK)))) {
         kp_error("schemas: %s", err);
         return 2;
     }

@@ -209,6 +209,7 @@ wait_for 60 "all three replicas processing" spread
 
 # ---- fault 1: serve2 kill -9, restarted on an empty disk ----
 kill -9 "${PID[s2]}"
+wait "${PID[s2]}" 2>/dev/null || true # gone (its metrics port free) before its successor binds it
 topic_at_kill=$(metric tr kprec_model_version)
 conf "$T/s2-empty" s2 serve
 t_start=$(now)
@@ -236,6 +237,7 @@ holding_ckpt() {
 }
 wait_for 180 "trainer1 holding a delta+checkpoint transaction" holding_ckpt
 kill -9 "$TR"
+wait "$TR" 2>/dev/null || true # gone (its metrics port free) before trainer2 binds it on the same host
 X1=$(last_pub "$T/tr/trainer1.log")
 chunks=$(sed -n 's/.*published checkpoint version [0-9]* (\([0-9]*\) bytes in \([0-9]*\) chunk.*/\1 bytes in \2 chunks/p' \
   "$T/tr/trainer1.log" | tail -1)
