@@ -8,11 +8,13 @@ PKGS=(build-essential cmake pkg-config git
       redis-server redis-tools default-jre-headless maven python3 curl
       python3-faiss python3-numpy python3-torch
       systemd prometheus clang libclang-rt-14-dev stunnel4 openssl
-      iproute2 gnuplot-nox)
+      iproute2 gnuplot-nox
+      kcat)
 # systemd (systemd-analyze) and prometheus (promtool) check the units and rules in ops/ (tests/ops);
 # iproute2 (ip netns, tc) makes the hosts of tests/multihost; gnuplot-nox draws kprec eval
 # --report's plots; clang and stunnel: tests/fuzz, tests/security; python3-faiss / -torch / -numpy:
 # the benchmark peers (bench/run-all, bench/train.sh; their smoke runs are ctest label bench).
+# kcat: bench/e2e.sh's consume-rate limit row.
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
