@@ -15,10 +15,12 @@
       (or SIGTERM); touches OUT.ready once subscribed
   e2e_tools.py latency WRITES_TSV RECORDS_TSV
       joins the first write of each item (keyspace) with its record timestamp (kcat '%k\\t%T');
-      prints JSON {n, p50_ms, p90_ms, p99_ms, max_ms}
+      prints JSON {n, p50_ms, p90_ms, p99_ms, max_ms, p50 of the first and last fifth by record
+      time (a backlog that grows: the last fifth waits longer)}
 """
 import collections
 import json
+import os
 import re
 import signal
 import socket
@@ -110,7 +112,7 @@ def drain(args):
     items = p - first[1]
     print(json.dumps({"items": int(p), "seconds": round(secs, 3),
                       "items_per_s": round(items / secs, 1) if secs > 0 else 0,
-                      "batches": int(b)}))
+                      "batches": int(b), "load1": round(os.getloadavg()[0], 1)}))
 
 
 def keyspace(args):
@@ -161,18 +163,23 @@ def latency(args):
             t, _, k = line.rstrip("\n").partition("\t")
             if k not in first:
                 first[k] = float(t)
-    lat = []
+    pairs = []
     with open(args[1], encoding="utf-8") as fh:
         for line in fh:
             k, _, ts = line.rstrip("\n").rpartition("\t")
             if k in first and ts.isdigit():
-                lat.append(first[k] - int(ts))
-    if not lat:
+                pairs.append((int(ts), first[k] - int(ts)))
+    if not pairs:
         sys.exit("latency: no item both written and recorded")
-    lat.sort()
+    pairs.sort()
+    fifth = max(1, len(pairs) // 5)
+    head = sorted(v for _, v in pairs[:fifth])  # a backlog that grows shows as head << tail
+    tail = sorted(v for _, v in pairs[-fifth:])
+    lat = sorted(v for _, v in pairs)
     print(json.dumps({"n": len(lat), "p50_ms": round(pct(lat, 0.5), 1),
                       "p90_ms": round(pct(lat, 0.9), 1), "p99_ms": round(pct(lat, 0.99), 1),
-                      "max_ms": round(lat[-1], 1)}))
+                      "max_ms": round(lat[-1], 1), "p50_first_fifth_ms": round(pct(head, 0.5), 1),
+                      "p50_last_fifth_ms": round(pct(tail, 0.5), 1)}))
 
 
 if __name__ == "__main__":
