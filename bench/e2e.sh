@@ -2,7 +2,7 @@
 # bench/e2e.sh -- the end-to-end rows of issue 11: serve workers on a real Kafka broker and Redis.
 #
 #   bench/e2e.sh [--smoke] [--kprec BIN] [--out DIR] [--items N] [--keyphrases N]
-#                [--rate-s S] [--perf S] [--no-scale]
+#                [--rate-s S] [--rate R] [--perf S] [--no-scale]
 #
 # In a temp dir: Kafka + Redis (ops/stack.sh), a keyphrase inventory of --keyphrases (default
 # 100,000: the Home Depot keyphrases, then the ESCI sample's queries (ops/esci-prepare.sh), topped up
@@ -11,7 +11,8 @@
 # 200,000) ItemListed records pre-loaded with `kprec replay` (the Home Depot titles, cycled).
 #  1. drain: one worker from the first processed item to the last (its /metrics), items/s;
 #  2. the scoring rate of the same titles and inventory: kprec eval --speed (one thread), the ratio;
-#  3. offered rate: a producer at 50% of the drain rate for --rate-s s (default 20) on fresh ids;
+#  3. offered rate: a producer at 50% of the drain rate (or --rate R items/s) for --rate-s s
+#     (default 20) on fresh ids;
 #     latency = the Redis write (keyspace notification, local clock) - the record's timestamp;
 #  4. scale: 1, 2, 3 workers in fresh groups draining the whole topic (--no-scale skips);
 #  5. limits: kcat consuming the whole topic, redis-benchmark's pipelined HSET (-P 256).
@@ -22,6 +23,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KPREC=$ROOT/build/kprec OUT=$ROOT/bench/out/e2e NITEMS=200000 NKP=100000 RATE_S=20 PERF_S=0 SCALE=1
+RATE_FIXED=""
 HD=${KPREC_HOMEDEPOT:-/work/shared/data/homedepot} SMOKE=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -31,6 +33,7 @@ while [ $# -gt 0 ]; do
   --items) NITEMS=$2; shift 2 ;;
   --keyphrases) NKP=$2; shift 2 ;;
   --rate-s) RATE_S=$2; shift 2 ;;
+  --rate) RATE_FIXED=$2; shift 2 ;;
   --perf) PERF_S=$2; shift 2 ;;
   --no-scale) SCALE=0; shift ;;
   -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -139,7 +142,7 @@ S12_N=$(($(wc -l <"$DATA/keyphrases.tsv") - 1))
 log "scoring against $S12_N keyphrases: $(jq -r .items_per_s <<<"$S12") items/s"
 
 # ---- 3. offered rate: 50% of the drain rate, latency event -> Redis ----
-RATE=$(python3 -c "print(max(1, int($DRAIN_RATE * 0.5)))")
+RATE=${RATE_FIXED:-$(python3 -c "print(max(1, int($DRAIN_RATE * 0.5)))")}
 NRATE=$((RATE * RATE_S))
 $TOOLS keyspace "$RPORT" "$T/writes.tsv" r- "$NRATE" &
 KS=$!; PIDS+=($KS)

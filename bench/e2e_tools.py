@@ -33,7 +33,7 @@ def inventory(args):
     n, out = int(args[0]), args[1]
     sep = args.index("--")
     kp_files, item_files = args[2:sep], args[sep + 1:]
-    seen, order = set(), []
+    seen, order, src_of = set(), [], []
     per_source = []
     for f in kp_files:
         before = len(order)
@@ -47,7 +47,8 @@ def inventory(args):
                 if k and k not in seen:
                     seen.add(k)
                     order.append(k)
-        per_source.append((f, len(order) - before))
+                    src_of.append(len(per_source))
+        per_source.append(f)
     topped = 0
     if len(order) < n:
         grams = collections.Counter()
@@ -69,12 +70,14 @@ def inventory(args):
                 seen.add(k)
                 order.append(k)
                 topped += 1
+    topped = max(0, len(order[:n]) - sum(1 for s_ in src_of[:n]))
     order = order[:n]
+    kept = collections.Counter(src_of[:n])
     with open(out, "w", encoding="utf-8") as fh:
         fh.write("keyphrase_id\tkeyphrase\n")
         for i, k in enumerate(order):
             fh.write(f"e{i}\t{k}\n")
-    src = ", ".join(f"{c} from {f}" for f, c in per_source)
+    src = ", ".join(f"{kept[i]} from {f}" for i, f in enumerate(per_source))
     print(f"inventory: {len(order)} keyphrases ({src}; {topped} title n-grams)", file=sys.stderr)
     if len(order) < n:
         sys.exit(f"inventory: only {len(order)} < {n} keyphrases")
