@@ -44,7 +44,7 @@ n=$(cluster_count 'kprec:rec:*') t=$(cluster_count 'kprec:item:*')
 [ "$n" -eq 3000 ] || fail "expected exactly 3000 entries, got $n"
 [ "$t" -eq 3000 ] || fail "expected 3000 titles, got $t"
 grep -q 'pausing consumption' "$T/worker.log" || fail "the worker never saw the master go"
-grep -q 'redis is back' "$T/worker.log" || fail "the worker did not say it resumed"
+grep -qE '(redis is|sinks are) back' "$T/worker.log" || fail "the worker did not say it resumed"
 ok "3000 entries and titles after the failover"
 first=$(sed -n 2p "$T/data/items.tsv" | cut -f1)
 "$KPREC" get -c "$CONF" "$first" >"$T/get.txt" || fail "kprec get $first through the cluster"
