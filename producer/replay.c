@@ -170,6 +170,23 @@ static int produce(rd_kafka_t *rk, const char *topic, const char *key, const voi
     }
 }
 
+/* With rate > 0 (records/s), waits (serving delivery reports) until record number n of a stream
+ * started at t0 is due. */
+static void pace(rd_kafka_t *rk, double t0, long n, double rate)
+{
+    if (rate <= 0) return;
+    double due = t0 + (double)n / rate, now;
+    while ((now = mono_s()) < due)
+        rd_kafka_poll(rk, (int)((due - now) * 1000) + 1);
+}
+
+/* Serves delivery reports until every record is acknowledged or one failed. */
+static void drain(rd_kafka_t *rk)
+{
+    while (rd_kafka_outq_len(rk) > 0 && atomic_load(&failed) == 0)
+        rd_kafka_poll(rk, 50);
+}
+
 /* The replay's producer (idempotent, linger 10 ms, deliveries counted by on_dr). NULL with the
  * reason on stderr; *bad_config (may be NULL) is set when [kafka] itself is at fault. */
 static rd_kafka_t *replay_producer(const kp_config *c, int *bad_config)
@@ -274,11 +291,7 @@ static int replay_events(const kp_config *c, const kp_replay_opts *o)
                     kp_codec_last_error(codec));
             goto out;
         }
-        if (o->rate > 0) {
-            double due = t0 + (double)sent / o->rate, now;
-            while ((now = mono_s()) < due)
-                rd_kafka_poll(rk, (int)((due - now) * 1000) + 1);
-        }
+        pace(rk, t0, sent, o->rate);
         int pe = produce(rk, topic, key, buf, len);
         free(buf);
         if (pe) goto out;
@@ -286,8 +299,7 @@ static int replay_events(const kp_config *c, const kp_replay_opts *o)
         rd_kafka_poll(rk, 0);
         kp_progress_update(&pr, sent);
     }
-    while (rd_kafka_outq_len(rk) > 0 && atomic_load(&failed) == 0)
-        rd_kafka_poll(rk, 50);
+    drain(rk);
     kp_progress_done(&pr, sent);
     rc = atomic_load(&failed) ? 1 : 0;
     fprintf(stderr, "replay: %ld %s sent to %s, %ld acknowledged, %ld rows skipped (unknown ids)\n",
@@ -335,11 +347,7 @@ static int replay_inventory(const kp_config *c, const kp_replay_opts *o)
                     keys.id[i], kp_codec_last_error(codec));
             goto out;
         }
-        if (o->rate > 0) {
-            double due = t0 + (double)sent / o->rate, now;
-            while ((now = mono_s()) < due)
-                rd_kafka_poll(rk, (int)((due - now) * 1000) + 1);
-        }
+        pace(rk, t0, sent, o->rate);
         int pe = produce(rk, topic, keys.id[i], buf, len); /* NULL, 0: a tombstone */
         free(buf);
         if (pe) goto out;
@@ -347,8 +355,7 @@ static int replay_inventory(const kp_config *c, const kp_replay_opts *o)
         rd_kafka_poll(rk, 0);
         kp_progress_update(&pr, sent);
     }
-    while (rd_kafka_outq_len(rk) > 0 && atomic_load(&failed) == 0)
-        rd_kafka_poll(rk, 50);
+    drain(rk);
     kp_progress_done(&pr, sent);
     rc = atomic_load(&failed) ? 1 : 0;
     fprintf(stderr, "replay: %ld %s sent to %s, %ld acknowledged\n", sent,
@@ -437,14 +444,7 @@ int kp_replay_run(const kp_config *c, const kp_replay_opts *o)
     double t0 = mono_s();
     long i = 0;
     while (sent + nbad < total + o->bad) {
-        if (o->rate > 0) {
-            double due = t0 + (double)(sent + nbad) / o->rate;
-            double now = mono_s();
-            if (due > now) {
-                rd_kafka_poll(rk, (int)((due - now) * 1000) + 1);
-                continue;
-            }
-        }
+        pace(rk, t0, sent + nbad, o->rate);
         if (bad_every && nbad < o->bad && (sent + nbad + 1) % bad_every == 0) {
             if (send_bad(codec, rk, topic, nbad)) goto out;
             nbad++;
@@ -456,8 +456,7 @@ int kp_replay_run(const kp_config *c, const kp_replay_opts *o)
         rd_kafka_poll(rk, 0);
         kp_progress_update(&pr, sent + nbad);
     }
-    while (rd_kafka_outq_len(rk) > 0 && atomic_load(&failed) == 0)
-        rd_kafka_poll(rk, 50);
+    drain(rk);
     kp_progress_done(&pr, sent + nbad);
     rc = atomic_load(&failed) ? 1 : 0;
     fprintf(stderr, "replay: %ld sent, %ld acknowledged, %ld bad, %.0f events/s\n", sent + nbad,
