@@ -277,10 +277,11 @@ struct kp_ckpt_reader {
     FILE *f;
     char *path;
     char kind[KP_CKPT_MAX_NAME + 1];
-    int n_kv, n_t;
+    int n_kv, n_t, cap_kv, cap_t; /* the tables grow by doubling, up to KP_CKPT_MAX_RECORDS */
     char **keys, **vals;
     tensor_info *t;
-    unsigned char *chunk;
+    unsigned char *chunk; /* min(IO_CHUNK, file size) bytes, allocated on first use */
+    size_t chunk_len;
 };
 
 typedef struct {
@@ -302,8 +303,17 @@ static int r_bytes(rstate *s, void *dst, uint64_t n, const char *what)
         return -1;
     }
     unsigned char *d = dst;
+    if (!d && n > 0 && !s->r->chunk) {
+        size_t len = s->size < IO_CHUNK ? (size_t)s->size : IO_CHUNK;
+        if (!(s->r->chunk = malloc(len))) {
+            kp_errf(s->err, s->errlen, "checkpoint %s: out of memory", s->r->path);
+            return -1;
+        }
+        s->r->chunk_len = len;
+    }
     while (n > 0) {
         size_t k = n < IO_CHUNK ? (size_t)n : IO_CHUNK;
+        if (!d && k > s->r->chunk_len) k = s->r->chunk_len;
         unsigned char *buf = d ? d : s->r->chunk;
         if (fread(buf, 1, k, s->r->f) != k) {
             kp_errf(s->err, s->errlen, "checkpoint %s: read error or truncated at byte %" PRIu64,
@@ -367,6 +377,33 @@ void kp_ckpt_close(kp_ckpt_reader *r)
     KP_FREE_ALL(r->keys, r->vals, r->t, r->chunk, r->path, r);
 }
 
+/* Makes room for one more key/value (kv) or tensor record; the caller has checked
+ * KP_CKPT_MAX_RECORDS. Returns 0, or -1 (out of memory, err set). */
+static int room_for(rstate *s, int kv)
+{
+    kp_ckpt_reader *r = s->r;
+    int n = kv ? r->n_kv : r->n_t, *cap = kv ? &r->cap_kv : &r->cap_t;
+    if (n < *cap) return 0;
+    int nc = *cap ? *cap * 2 : 16;
+    if (nc > KP_CKPT_MAX_RECORDS) nc = KP_CKPT_MAX_RECORDS;
+    if (kv) {
+        char **k = realloc(r->keys, sizeof *k * (size_t)nc);
+        if (k) r->keys = k;
+        char **v = k ? realloc(r->vals, sizeof *v * (size_t)nc) : NULL;
+        if (v) r->vals = v;
+        if (!k || !v) goto oom;
+    } else {
+        tensor_info *t = realloc(r->t, sizeof *t * (size_t)nc);
+        if (!t) goto oom;
+        r->t = t;
+    }
+    *cap = nc;
+    return 0;
+oom:
+    kp_errf(s->err, s->errlen, "checkpoint %s: out of memory", r->path);
+    return -1;
+}
+
 static int read_kv(rstate *s)
 {
     kp_ckpt_reader *r = s->r;
@@ -397,6 +434,7 @@ static int read_kv(rstate *s)
         kp_errf(s->err, s->errlen, "checkpoint %s: duplicate key '%s'", r->path, key);
         goto err;
     }
+    if (room_for(s, 1) != 0) goto err;
     r->keys[r->n_kv] = key;
     r->vals[r->n_kv] = val;
     r->n_kv++;
@@ -444,6 +482,7 @@ static int read_tensor_rec(rstate *s)
     }
     ti.offset = (long long)s->pos;
     if (r_bytes(s, NULL, ti.count * 4, "tensor data") != 0) goto err;
+    if (room_for(s, 0) != 0) goto err;
     r->t[r->n_t++] = ti;
     return 0;
 err:
@@ -464,11 +503,7 @@ kp_ckpt_reader *kp_ckpt_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     r->path = strdup(path);
-    r->chunk = malloc(IO_CHUNK);
-    r->keys = calloc(KP_CKPT_MAX_RECORDS, sizeof(char *));
-    r->vals = calloc(KP_CKPT_MAX_RECORDS, sizeof(char *));
-    r->t = calloc(KP_CKPT_MAX_RECORDS, sizeof(tensor_info));
-    if (!r->path || !r->chunk || !r->keys || !r->vals || !r->t) {
+    if (!r->path) {
         kp_errf(err, errlen, "checkpoint %s: out of memory", path);
         goto err;
     }

@@ -152,7 +152,88 @@ static void test_ce_header_larger_than_tensors(void **state)
     remove(path);
 }
 
+/* The reader's record tables grow with the file (they start small): 3,000 keys and 1,000 tensors
+ * all read back. */
+static void test_many_records(void **state)
+{
+    (void)state;
+    char path[256], err[512] = "", key[32];
+    th_tmp_path(path, sizeof path, "ckptlim", "many.ckpt");
+    int nkv = 3000, nt = 1000;
+    kp_ckpt_writer *w = kp_ckpt_writer_new(path, "many", err, sizeof err);
+    assert_non_null(w);
+    for (int i = 0; i < nkv; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        kp_ckpt_put_u64(w, key, (uint64_t)i * 7);
+    }
+    for (int i = 0; i < nt; i++) {
+        snprintf(key, sizeof key, "t%d", i);
+        uint64_t dims[1] = {(uint64_t)(i % 3 + 1)};
+        assert_int_equal(kp_ckpt_put_tensor(w, key, zeros, 1, dims), 0);
+    }
+    assert_int_equal(kp_ckpt_writer_commit(w, err, sizeof err), 0);
+    kp_ckpt_reader *r = kp_ckpt_open(path, err, sizeof err);
+    if (!r) print_error("%s\n", err);
+    assert_non_null(r);
+    assert_int_equal(kp_ckpt_n_tensors(r), nt);
+    for (int i = 0; i < nkv; i += 137) {
+        uint64_t v = 0;
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(kp_ckpt_get_u64(r, key, &v), 0);
+        assert_int_equal(v, (uint64_t)i * 7);
+    }
+    int nd;
+    uint64_t dims[KP_CKPT_MAX_DIMS];
+    assert_int_equal(kp_ckpt_tensor_shape(r, "t999", &nd, dims), 0);
+    assert_int_equal(nd, 1);
+    assert_int_equal(dims[0], 999 % 3 + 1);
+    float x[3] = {1, 1, 1};
+    dims[0] = 3; /* t997 is [2] */
+    assert_int_not_equal(kp_ckpt_read_tensor(r, "t997", x, 1, dims, err, sizeof err), 0);
+    dims[0] = 2;
+    assert_int_equal(kp_ckpt_read_tensor(r, "t997", x, 1, dims, err, sizeof err), 0);
+    assert_true(x[0] == 0.0f && x[1] == 0.0f && x[2] == 1.0f);
+    kp_ckpt_close(r);
+    remove(path);
+}
+
+/* A hand-made file of KP_CKPT_MAX_RECORDS + 1 distinct empty key/value records (the writer
+ * would not write it) is refused: "too many records". */
+static void test_too_many_records(void **state)
+{
+    (void)state;
+    char path[256], err[512] = "";
+    th_tmp_path(path, sizeof path, "ckptlim", "toomany.ckpt");
+    size_t cap = 64 + (size_t)(KP_CKPT_MAX_RECORDS + 1) * 12, n = 0;
+    unsigned char *b = malloc(cap);
+    assert_non_null(b);
+    memcpy(b, KP_CKPT_MAGIC, 8), n = 8;
+    b[n++] = KP_CKPT_FORMAT_VERSION, b[n++] = 0, b[n++] = 0, b[n++] = 0;
+    b[n++] = 4, b[n++] = 0, memcpy(b + n, "many", 4), n += 4;
+    for (int i = 0; i <= KP_CKPT_MAX_RECORDS; i++) {
+        char k[8];
+        int kl = snprintf(k, sizeof k, "%d", i);
+        b[n++] = 'K', b[n++] = (unsigned char)kl, b[n++] = 0;
+        memcpy(b + n, k, (size_t)kl), n += (size_t)kl;
+        memset(b + n, 0, 4), n += 4; /* empty value */
+    }
+    b[n++] = 'E';
+    uint32_t crc = kp_crc32(0, b, n);
+    for (int i = 0; i < 4; i++)
+        b[n++] = (unsigned char)(crc >> (8 * i));
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+    free(b);
+    assert_null(kp_ckpt_open(path, err, sizeof err));
+    if (!strstr(err, "too many records")) print_error("%s\n", err);
+    assert_non_null(strstr(err, "too many records"));
+    remove(path);
+}
+
 TH_MAIN(cmocka_unit_test(test_bienc_header_larger_than_tensors),
+        cmocka_unit_test(test_many_records), cmocka_unit_test(test_too_many_records),
         cmocka_unit_test(test_bienc_missing_tensor),
         cmocka_unit_test(test_bienc_roundtrip_still_loads),
         cmocka_unit_test(test_kv_value_longer_than_file),
