@@ -273,16 +273,22 @@ static char *read_line(char *str, int num, void *stream)
 
 int kp_config_load(kp_config *c, const char *path, char *err, size_t errlen)
 {
-    char msg[512] = "";
     FILE *f = fopen(path, "r");
     if (!f) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
+    int rc = kp_config_load_stream(c, f, path, err, errlen);
+    fclose(f);
+    return rc;
+}
+
+int kp_config_load_stream(kp_config *c, FILE *f, const char *path, char *err, size_t errlen)
+{
+    char msg[512] = "";
     parse_ctx ctx = {c, msg, sizeof msg, 0};
     line_reader lr = {f, 0, 0, KP_CONFIG_MAX_LINE};
     int line = ini_parse_stream(read_line, &lr, on_ini, &ctx);
-    fclose(f);
     if (line == 0 && lr.too_long) {
         snprintf(err, errlen, "%s:%d: line longer than %d bytes", path, lr.too_long, lr.max);
         return -1;

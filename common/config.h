@@ -121,6 +121,10 @@ void kp_config_defaults(kp_config *c);
  * be released with kp_config_free. The caller owns c's strings (kp_config_free). */
 int kp_config_load(kp_config *c, const char *path, char *err, size_t errlen);
 
+/* As kp_config_load, from an open stream f (read to its end, not closed); path only names the
+ * source in messages. */
+int kp_config_load_stream(kp_config *c, FILE *f, const char *path, char *err, size_t errlen);
+
 /* Applies one setting (section, key, value) as the file would. Returns 0, or -1 with a message. */
 int kp_config_set(kp_config *c, const char *section, const char *key, const char *value, char *err,
                   size_t errlen);
