@@ -312,11 +312,44 @@ const kp_ivf *kp_index_ivf(const kp_index *ix)
     return ix ? ix->ivf : NULL;
 }
 
+/* Keeps of hits h[0..n) (sorted best first) the first of each de-dup key, at most k, in place;
+ * returns how many. A small open-addressing table of the keys kept (k <= n <= DEDUP_TAB / 2). */
+#define DEDUP_TAB   1024
+#define LATE_MARGIN 16
+static int dedup_sorted(const uint64_t *keys, kp_hit *h, int n, int k)
+{
+    int tab[DEDUP_TAB], m = 0;
+    memset(tab, 0xff, sizeof tab);
+    for (int i = 0; i < n && m < k; i++) {
+        uint64_t key = keys[h[i].id];
+        uint32_t j = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 54); /* 10 bits */
+        while (tab[j] >= 0 && keys[h[tab[j]].id] != key)
+            j = (j + 1) & (DEDUP_TAB - 1);
+        if (tab[j] >= 0) continue; /* a better hit of that key is kept */
+        h[m] = h[i];
+        tab[j] = m++;
+    }
+    return m;
+}
+
+static int topk_pass(const kp_index *ix, const float *q, int nq, int k, float min_score,
+                     int prefix_dim, int late_dedup, int *ids, float *scores, int *counts);
+
 int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_score,
                   int prefix_dim, int *ids, float *scores, int *counts)
 {
     if (check_args(ix, q, nq, k, prefix_dim, ids, scores, counts) != 0) return -1;
     if (nq == 0) return 0;
+    /* The exact pass with de-dup keys selects the best k + LATE_MARGIN hits without de-dup (no
+     * hash probe per candidate) and de-dups them at the end; a query whose list held fewer than
+     * k distinct keys (more than LATE_MARGIN duplicates among its best) is selected again with
+     * de-dup during the scan. Both give exactly the de-dup top-k (kp_index_topk_ref). */
+    return topk_pass(ix, q, nq, k, min_score, prefix_dim, 1, ids, scores, counts);
+}
+
+static int topk_pass(const kp_index *ix, const float *q, int nq, int k, float min_score,
+                     int prefix_dim, int late_dedup, int *ids, float *scores, int *counts)
+{
     int n = ix->n, dim = ix->dim;
     int p = (prefix_dim == dim) ? 0 : prefix_dim;
     if (n == 0) {
@@ -332,13 +365,20 @@ int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_s
     int kk = k < n ? k : n;
     int cand = kk;
     if (p > 0) cand = (int)((int64_t)ix->cand_factor * kk < n ? (int64_t)ix->cand_factor * kk : n);
-    /* first pass: exact (kk, de-dup, min_score) or prefix (cand, neither) */
-    kp_topk_cfg c1 = kp_topk_config(cand, 0, p > 0 ? NULL : ix->keys);
+    /* late de-dup: the exact pass with keys selects lk hits without de-dup, then de-dups them */
+    int late = p == 0 && ix->keys && late_dedup && kk + LATE_MARGIN <= DEDUP_TAB / 2;
+    if (late) cand = kk + LATE_MARGIN < n ? kk + LATE_MARGIN : n;
+    /* first pass: exact (kk, de-dup, min_score), exact late de-dup (cand, min_score) or prefix
+     * (cand, neither) */
+    kp_topk_cfg c1 = kp_topk_config(cand, 0, p > 0 || late ? NULL : ix->keys);
     /* second pass of the prefix mode: the cand rescored hits, no reduce before the end */
     kp_topk_cfg c2 = kp_topk_config(kk, cand + 1, ix->keys);
     int qt = nq < ix->query_tile ? nq : ix->query_tile;
     int kb = n < ix->key_block ? n : ix->key_block;
     size_t b1 = kp_topk_bytes(&c1), b2 = p > 0 ? kp_topk_bytes(&c2) : 0;
+    if (late)
+        b2 = ((size_t)cand * (sizeof(int) + sizeof(float)) + sizeof(kp_hit) - 1) / sizeof(kp_hit) *
+             sizeof(kp_hit);
     size_t bytes =
         (size_t)qt * b1 + b2 + (size_t)qt * sizeof(kp_topk) + ((size_t)qt * kb + 1) * sizeof(float);
     char *scratch = malloc(bytes);
@@ -366,6 +406,24 @@ int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_s
         }
         for (int b = 0; b < nb; b++) {
             size_t o = (size_t)(q0 + b) * k;
+            if (late) {
+                kp_topk *s1 = &sels[b];
+                int *lid = (int *)mem2, got;
+                float *lsc = (float *)(lid + cand);
+                kp_topk_finish(s1, &c1, cand, lid, lsc, &got);
+                /* finish left s1->buf sorted best first: de-dup it in place */
+                int m = dedup_sorted(ix->keys, s1->buf, s1->m, kk);
+                if (m < kk && s1->m == cand) { /* too many duplicates: select with de-dup */
+                    if (topk_pass(ix, q + (size_t)(q0 + b) * dim, 1, k, min_score, prefix_dim, 0,
+                                  ids + o, scores + o, counts + q0 + b) != 0) {
+                        free(scratch);
+                        return -1;
+                    }
+                    continue;
+                }
+                kp_topk_write(s1->buf, m, k, ids + o, scores + o, counts + q0 + b);
+                continue;
+            }
             if (p == 0) {
                 kp_topk_finish(&sels[b], &c1, k, ids + o, scores + o, counts + q0 + b);
                 continue;

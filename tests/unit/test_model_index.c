@@ -164,6 +164,49 @@ static void test_dedup(void **state)
     free(dk);
 }
 
+/* The exact pass de-dups late (the best k + margin without de-dup, then de-dup; a query with
+ * more duplicates than the margin among its best is selected again with de-dup): light
+ * duplicates (300 pairs in 3,000 keys), min_score, and one query whose 40 best keys are
+ * near-copies of it sharing one key, all equal to the reference. */
+static void test_late_dedup(void **state)
+{
+    (void)state;
+    const int n = 3000, d = 32, nq = 64, k = 50;
+    float *q, *keys = keys_and_queries(7, n, nq, d, &q);
+    uint64_t *dk = dedup_keys(n, 1, n - 300, 11);
+    for (int c = 0; c < 40; c++) { /* rows 1000..1039: query 3 plus a little, all key 5 */
+        float *r = keys + (size_t)(1000 + c) * d, nrm = 0;
+        for (int j = 0; j < d; j++)
+            r[j] = q[3 * d + j] + 0.01f * (float)((c * 7 + j) % 5 - 2), nrm += r[j] * r[j];
+        for (int j = 0; j < d; j++)
+            r[j] /= sqrtf(nrm);
+        dk[1000 + c] = 5;
+    }
+    kp_index *ix = kp_index_new(keys, n, d, dk);
+    res a = res_new(nq, k), b = res_new(nq, k);
+    topk_vs_ref(ix, q, nq, k, &a, &b);
+    int pairs = 0;
+    for (int qi = 0; qi < nq; qi++) {
+        assert_int_equal(a.counts[qi], k);
+        for (int i = 0; i < k; i++)
+            pairs += a.ids[qi * k + i] < 300 || a.ids[qi * k + i] >= n - 300;
+    }
+    assert_true(pairs > 0);
+    int key5 = 0;
+    for (int i = 0; i < k; i++)
+        key5 += dk[a.ids[3 * k + i]] == 5;
+    assert_int_equal(key5, 1); /* 40 of query 3's best share key 5: one is kept */
+    for (int kq = 1; kq <= 70; kq += 23) {
+        res c = res_new(nq, kq), e = res_new(nq, kq);
+        assert_int_equal(kp_index_topk(ix, q, nq, kq, 0.3f, 0, c.ids, c.scores, c.counts), 0);
+        assert_int_equal(kp_index_topk_ref(ix, q, nq, kq, 0.3f, 0, e.ids, e.scores, e.counts), 0);
+        assert_same(&c, &e, nq, kq);
+        res_free(&c), res_free(&e);
+    }
+    run_free(ix, &a, &b, keys, q);
+    free(dk);
+}
+
 static void test_min_score(void **state)
 {
     (void)state;
@@ -394,6 +437,7 @@ static void test_prefix_threads(void **state)
 }
 
 TH_MAIN(cmocka_unit_test(test_gemm_vs_ref), cmocka_unit_test(test_dedup),
-        cmocka_unit_test(test_min_score), cmocka_unit_test(test_prefix_pass),
-        cmocka_unit_test(test_edges), cmocka_unit_test(test_tiles_vs_ref),
-        cmocka_unit_test(test_rising_and_ties), cmocka_unit_test(test_prefix_threads))
+        cmocka_unit_test(test_late_dedup), cmocka_unit_test(test_min_score),
+        cmocka_unit_test(test_prefix_pass), cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_tiles_vs_ref), cmocka_unit_test(test_rising_and_ties),
+        cmocka_unit_test(test_prefix_threads))
