@@ -20,6 +20,19 @@
  *         time   <mode> <batch> <threads> <nprobe> <queries> <wall s> <cpu s>
  *         recall <batch> <nprobe> <recall@K vs exact>
  *
+ *   bench_scale score --data DIR --keyphrases FILE [--queries Q] [--batches "256"] [--k K]
+ *                     [--threads "1 2"] [--rounds R] [--model PATH]
+ *       The scoring a worker does, on the worker's own build (kp_follower_build over FILE: the
+ *       real inventory, or OUT/keys.tsv of `embed`): Q titles (the second half of DIR/items.tsv,
+ *       the same titles `embed` takes its queries from) in batches of b through kp_rec_suggest
+ *       (featurize, item tower, exact retrieval, top-K suggestion lists); and in the same process
+ *       the GEMM alone (the sgemm of the same batches' item embeddings against the same key matrix,
+ *       key blocks as in the exact pass), the item tower alone (featurize + embed) and the
+ *       retrieval alone (kp_index_topk on those embeddings). R rounds, each over every (threads,
+ *       batch), the order of score and gemm alternating round by round. Prints meta rows and
+ *         time   <mode> <batch> <threads> 0 <titles> <wall s> <cpu s>   (mode
+ * score|gemm|tower|topk)
+ *
  *   bench_scale rss --out OUT [--model PATH] [--nprobe P] [--nlist L]
  *       The worker's build of its recommender (kp_follower_build: model copy, inventory load,
  *       embedding, index, IVF when P > 0) over OUT/keys.tsv; prints meta rows with VmRSS and
@@ -50,8 +63,8 @@
 #define MAX_LIST 8
 
 typedef struct {
-    const char *data, *out, *model;
-    int keys, queries, k, nlist, single, nprobe1;
+    const char *data, *out, *model, *kpfile;
+    int keys, queries, k, nlist, single, nprobe1, rounds;
     double noise;
     uint64_t seed;
     int batches[MAX_LIST], nb, threads[MAX_LIST], nt, nprobe[MAX_LIST], nn;
@@ -342,6 +355,124 @@ err:
     return rc;
 }
 
+/* ---- score ----------------------------------------------------------------------------------- */
+
+/* kp_rec_suggest over nq titles in batches of b (the worker's scoring), seconds or -1. */
+static double score_pass(kp_recommender *r, const char *const *t, const size_t *lens, int nq, int b,
+                         int k, kp_rec_suggestion *out, int *cnt)
+{
+    g_cpu0 = cpu_s();
+    double t0 = now_s();
+    for (int q0 = 0; q0 < nq; q0 += b) {
+        int nb = nq - q0 < b ? nq - q0 : b;
+        if (kp_rec_suggest(r, t + q0, lens + q0, nb, k, -1.0f, out + (size_t)q0 * k, cnt + q0))
+            return -1.0;
+    }
+    return now_s() - t0;
+}
+
+/* The item tower alone (featurize + embed) over nq titles in batches of b, seconds or -1. */
+static double tower_pass(const kp_bienc *m, const char *const *t, const size_t *lens, int nq, int b,
+                         int D, float *q)
+{
+    g_cpu0 = cpu_s();
+    double t0 = now_s();
+    for (int q0 = 0; q0 < nq; q0 += b) {
+        int nb = nq - q0 < b ? nq - q0 : b;
+        if (kp_bienc_embed(m, KP_TOWER_ITEM, t + q0, lens + q0, nb, q + (size_t)q0 * D)) return -1;
+    }
+    return now_s() - t0;
+}
+
+static int cmd_score(const opts *o)
+{
+    int rc = 1;
+    kp_config c;
+    kp_texts items = {0};
+    kp_bienc *m = NULL;
+    kp_recommender *r = NULL;
+    size_t *lens = NULL;
+    kp_rec_suggestion *out = NULL;
+    float *q = NULL, *S = NULL, *sc = NULL;
+    int *cnt = NULL, *ids = NULL;
+    char err[512], path[4096];
+    kp_config_defaults(&c);
+    snprintf(path, sizeof(path), "%s/items.tsv", o->data);
+    if (kp_texts_load(path, &items, err, sizeof(err))) {
+        fprintf(stderr, "bench_scale: %s: %s\n", path, err);
+        goto err;
+    }
+    int half = items.n / 2, nq = o->queries, k = o->k;
+    if (items.n - half < nq) {
+        fprintf(stderr, "bench_scale: need --queries <= %d\n", items.n - half);
+        goto err;
+    }
+    const char *const *titles = (const char *const *)items.text + half;
+    snprintf(c.model_keyphrases, sizeof(c.model_keyphrases), "%s", o->kpfile);
+    if (!(m = model_open(o->model, o->seed))) goto err;
+    kp_blas_set_threads(o->threads[o->nt - 1]);
+    double t0 = now_s();
+    if (!(r = kp_follower_build(&c, m, err, sizeof(err)))) {
+        fprintf(stderr, "bench_scale: score: %s\n", err);
+        goto err;
+    }
+    double build = now_s() - t0;
+    const kp_index *ix = kp_rec_index(r);
+    int n = kp_rec_size(r), D = kp_bienc_cfg(m)->out_dim;
+    lens = malloc(sizeof(size_t) * (size_t)nq);
+    out = malloc(sizeof(*out) * (size_t)nq * k);
+    cnt = malloc(sizeof(int) * (size_t)nq);
+    ids = malloc(sizeof(int) * (size_t)nq * k);
+    sc = malloc(sizeof(float) * (size_t)nq * k);
+    q = malloc(sizeof(float) * (size_t)nq * D);
+    S = malloc(sizeof(float) * 256 * KP_INDEX_DEFAULT_KEY_BLOCK);
+    if (!lens || !out || !cnt || !ids || !sc || !q || !S) goto oom;
+    size_t chars = 0;
+    for (int i = 0; i < nq; i++)
+        chars += lens[i] = strlen(titles[i]);
+    printf("meta\topenblas_corename\t%s\nmeta\topenblas_config\t%s\n", openblas_get_corename(),
+           openblas_get_config());
+    printf("meta\tkeyphrases\t%d\nmeta\tkeyphrase_file\t%s\nmeta\ttitles\t%d\nmeta\ttitle_chars\t%."
+           "1f\nmeta\tdim\t%d\nmeta\tk\t%d\nmeta\tbuild_s\t%.3f\nmeta\tmodel\t%s\n",
+           n, o->kpfile, nq, (double)chars / nq, D, k, build, o->model ? o->model : "(seeded)");
+    for (int rd = 0; rd < o->rounds; rd++)
+        for (int ti = 0; ti < o->nt; ti++) {
+            kp_blas_set_threads(o->threads[ti]);
+            for (int bi = 0; bi < o->nb; bi++) {
+                int b = o->batches[bi] < 256 ? o->batches[bi] : 256, t = o->threads[ti];
+                if (rd == 0 && score_pass(r, titles, lens, b < nq ? b : nq, b, k, out, cnt) < 0)
+                    goto oom; /* warm-up */
+                /* the embeddings the GEMM and the retrieval alone are timed on */
+                double tw = tower_pass(kp_rec_model(r), titles, lens, nq, b, D, q);
+                if (tw < 0) goto oom;
+                row("tower", b, t, 0, nq, tw);
+                for (int side = 0; side < 2; side++) {
+                    if ((side == 0) == (rd % 2 == 0)) {
+                        double s = score_pass(r, titles, lens, nq, b, k, out, cnt);
+                        if (s < 0) goto oom;
+                        row("score", b, t, 0, nq, s);
+                    } else {
+                        row("gemm", b, t, 0, nq, gemm_pass(q, nq, kp_index_row(ix, 0), n, D, b, S));
+                    }
+                }
+                double s = pass(ix, q, nq, D, b, k, ids, sc, cnt);
+                if (s < 0) goto oom;
+                row("topk", b, t, 0, nq, s);
+            }
+        }
+    rc = 0;
+    goto err;
+oom:
+    fprintf(stderr, "bench_scale: score: out of memory or the pipeline failed\n");
+err:
+    KP_FREE_ALL(lens, out, cnt, ids, sc, q, S);
+    kp_rec_free(r);
+    kp_bienc_free(m);
+    kp_texts_free(&items);
+    kp_config_free(&c);
+    return rc;
+}
+
 /* ---- rss ------------------------------------------------------------------------------------- */
 
 /* The kB value of "<field>:" in /proc/self/status, or -1. */
@@ -423,14 +554,17 @@ static int int_opt(const char *s, int lo)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: bench_scale embed --data DIR --out OUT [--keys N] [--queries Q] [--noise S]\n"
-            "                         [--model PATH] [--seed S]\n"
-            "       bench_scale search --out OUT [--k K] [--batches \"64 256\"] [--threads "
-            "\"1 2\"]\n"
-            "                          [--nprobe \"4 8 16 32 64\"] [--nlist L] [--single N] "
-            "[--queries Q]\n"
-            "       bench_scale rss --out OUT [--model PATH] [--nprobe P] [--nlist L]\n");
+    fprintf(
+        f,
+        "usage: bench_scale embed --data DIR --out OUT [--keys N] [--queries Q] [--noise S]\n"
+        "                         [--model PATH] [--seed S]\n"
+        "       bench_scale search --out OUT [--k K] [--batches \"64 256\"] [--threads "
+        "\"1 2\"]\n"
+        "                          [--nprobe \"4 8 16 32 64\"] [--nlist L] [--single N] "
+        "[--queries Q]\n"
+        "       bench_scale score --data DIR --keyphrases FILE [--queries Q] [--batches \"256\"]\n"
+        "                         [--k K] [--threads \"1 2\"] [--rounds R] [--model PATH]\n"
+        "       bench_scale rss --out OUT [--model PATH] [--nprobe P] [--nlist L]\n");
 }
 
 int main(int argc, char **argv)
@@ -445,6 +579,7 @@ int main(int argc, char **argv)
               .nlist = 0,
               .single = 100,
               .noise = 0.6,
+              .rounds = 5,
               .seed = 42};
     const char *batches = "64 256", *threads = "1 2", *nprobe = "4 8 16 32 64";
     static const struct option lo[] = {
@@ -454,7 +589,8 @@ int main(int argc, char **argv)
         {"seed", required_argument, 0, 's'},    {"k", required_argument, 0, 'k'},
         {"batches", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
         {"nprobe", required_argument, 0, 'p'},  {"nlist", required_argument, 0, 'l'},
-        {"single", required_argument, 0, '1'},  {0, 0, 0, 0}};
+        {"single", required_argument, 0, '1'},  {"keyphrases", required_argument, 0, 'K'},
+        {"rounds", required_argument, 0, 'r'},  {0, 0, 0, 0}};
     int c, bad = 0;
     optind = 2;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -498,6 +634,12 @@ int main(int argc, char **argv)
         case '1':
             bad |= (o.single = int_opt(optarg, 1)) < 0;
             break;
+        case 'K':
+            o.kpfile = optarg;
+            break;
+        case 'r':
+            bad |= (o.rounds = int_opt(optarg, 1)) < 0;
+            break;
         default:
             bad = 1;
         }
@@ -507,6 +649,15 @@ int main(int argc, char **argv)
     o.nn = parse_list(nprobe, o.nprobe);
     o.nprobe1 = o.nn > 0 ? o.nprobe[0] : 0;
     if (!strcmp(argv[1], "rss") && !strcmp(nprobe, "0")) o.nprobe1 = 0, o.nn = 1;
+    if (!strcmp(argv[1], "score")) {
+        if (bad || !o.data || !o.kpfile || o.nb <= 0 || o.nt <= 0) {
+            fprintf(stderr, "bench_scale: score needs --data DIR --keyphrases FILE (or a bad "
+                            "number/list)\n");
+            return 2;
+        }
+        if (!o.queries) o.queries = 4096;
+        return cmd_score(&o);
+    }
     if (bad || !o.out || o.nb <= 0 || o.nt <= 0 || o.nn <= 0) {
         fprintf(stderr, "bench_scale: missing --out or a bad number/list\n");
         usage(stderr);

@@ -17,7 +17,10 @@
 #     and by process CPU time (on a shared machine CPU time is the steadier figure), the ratios
 #     kprec / PyTorch, the two loss curves' agreement (mean and max relative difference of the
 #     per-step total loss, and the mean of the last 10 steps of each) and the largest absolute
-#     difference of the two sides' embeddings. --smoke: 1 round, 8 steps, 1 thread (for CI).
+#     difference of the two sides' embeddings (also in OUT/table.md).
+# --smoke: 1 round, 8 steps, 1 thread (for CI: bench/run-all --smoke), and checks that both sides
+# ran and agree: the rows present, the first step's loss equal to 4 digits, the curves within 5%
+# on average, the embeddings within 1e-4 (exit 1 otherwise; speed is not checked).
 # kprec featurizes the texts inside its timed steps; the peer is handed the feature ids.
 # Needs: cmake, cc, pkg-config openblas zlib, Debian python3-torch python3-numpy (/usr/bin/python3).
 set -euo pipefail
@@ -85,7 +88,7 @@ for t in $threads; do
     done
 done
 
-"$py" - "$out" "$threads" <<'PY'
+"$py" - "$out" "$threads" <<'PY' | tee "$out/table.md"
 import os, statistics, sys
 out, threads = sys.argv[1], sys.argv[2].split()
 rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(out, "times.tsv"))]
@@ -118,3 +121,20 @@ for t in threads:
           "embeddings max |kprec - PyTorch| %s" % (t, len(a), sum(rel) / len(rel), max(rel), a[0], b[0],
           tail, sum(a[-tail:]) / tail, sum(b[-tail:]) / tail, diff))
 PY
+[ "$smoke" = 1 ] || exit 0
+fails=0
+for row in "training (pairs/s) | 1" "embedding, batch 1 (items/s) | 1" "embedding, batch 256 (items/s) | 1"; do
+    grep -qF "| $row |" "$out/table.md" || { echo "train.sh: smoke: no row '$row'" >&2; fails=$((fails + 1)); }
+done
+"$py" - "$(grep '^threads 1: loss curves' "$out/table.md")" <<'PY' || fails=$((fails + 1))
+import re, sys
+s = sys.argv[1]
+mean = float(re.search(r"mean relative difference ([0-9.]+)", s).group(1))
+a, b = map(float, re.search(r"first step ([0-9.]+) / ([0-9.]+)", s).groups())
+diff = float(re.search(r"max \|kprec - PyTorch\| ([0-9.eE+-]+)", s).group(1))
+ok = mean < 0.05 and abs(a - b) <= 1e-4 * abs(b) and diff < 1e-4
+print("train.sh: smoke: loss curves mean rel. diff %g, first step %g / %g, embeddings max diff %g: %s"
+      % (mean, a, b, diff, "ok" if ok else "FAIL"), file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+[ "$fails" -eq 0 ]

@@ -333,6 +333,11 @@ const kp_bienc *kp_rec_model(const kp_recommender *r)
     return r->model;
 }
 
+const struct kp_index *kp_rec_index(const kp_recommender *r)
+{
+    return r ? r->index : NULL;
+}
+
 const char *kp_rec_keyphrase(const kp_recommender *r, int i)
 {
     return (i >= 0 && i < r->n) ? r->texts[i] : NULL;

@@ -92,6 +92,10 @@ int kp_rec_size(const kp_recommender *r);
 uint64_t kp_rec_version(const kp_recommender *r);
 const kp_bienc *kp_rec_model(const kp_recommender *r);
 
+/* The index recommend() searches (owned by r; valid until r changes or is freed): its key matrix
+ * is kp_index_row(ix, 0), kp_rec_size(r) rows of the model's out_dim, for benchmarks. */
+const struct kp_index *kp_rec_index(const kp_recommender *r);
+
 /* Text and id of keyphrase i (owned by r), or NULL when i is out of range. */
 const char *kp_rec_keyphrase(const kp_recommender *r, int i);
 const char *kp_rec_keyphrase_id(const kp_recommender *r, int i);
