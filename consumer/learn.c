@@ -933,7 +933,7 @@ static int open_trainer(tsvc *s)
     return 0;
 }
 
-/* Codec, producer, Redis, consumer group. 0, or an exit code. */
+/* Codec, registry, Redis, consumer group. 0, or an exit code. */
 static int open_io(tsvc *s)
 {
     const kp_config *c = s->cfg;
@@ -944,8 +944,7 @@ static int open_io(tsvc *s)
         kp_warn("trainer: [model] hmac_key is empty: model records are not authenticated");
     if (!(s->codec = kp_codec_new(err, sizeof err)) ||
         (c->schemas_dir[0] && kp_codec_load_dir(s->codec, c->schemas_dir, err, sizeof err)) ||
-        kp_sreg_open(c, &s->sreg, err, sizeof err) ||
-        !(s->producer = kp_producer_new(c, err, sizeof err))) {
+        kp_sreg_open(c, &s->sreg, err, sizeof err)) {
         kp_error("trainer: %s", err);
         return 1;
     }
@@ -960,7 +959,27 @@ static int open_io(tsvc *s)
     return 0;
 }
 
-/* Teacher, inventory, model, trainer, I/O. 0, or an exit code. */
+/* The dead-letter producer, and its topic checked: a missing [topics] dlq is fatal now, not a
+ * bad event's dead letter refused (and the trainer stopped) later. 0, or an exit code. */
+static int open_dlq(tsvc *s)
+{
+    const kp_config *c = s->cfg;
+    char err[1024];
+    if (!(s->producer = kp_producer_new(c, err, sizeof err))) {
+        kp_error("trainer: %s", err);
+        return 1;
+    }
+    const char *out[] = {c->topic_dlq};
+    int t = kp_producer_check_topics(s->producer, out, 1, 10000, err, sizeof err);
+    if (t < 0) {
+        kp_error("trainer: %s", err);
+        return 2;
+    }
+    if (t > 0) kp_warn("trainer: cannot check the dead-letter topic yet (%s)", err);
+    return 0;
+}
+
+/* Dead-letter topic, teacher, inventory, model, trainer, I/O. 0, or an exit code. */
 static int learn_open(tsvc *s)
 {
     const kp_config *c = s->cfg;
@@ -970,6 +989,8 @@ static int learn_open(tsvc *s)
         kp_error("trainer: [train] checkpoint_dir is required");
         return 2;
     }
+    int rc = open_dlq(s);
+    if (rc) return rc;
     mkdir(c->train_checkpoint_dir, 0755);
     if (c->train_teacher[0] && !(s->teacher = kp_ce_load(c->train_teacher, err, sizeof err))) {
         kp_error("trainer: teacher: %s", err);
@@ -979,7 +1000,7 @@ static int learn_open(tsvc *s)
         kp_error("trainer: %s", err);
         return 2;
     }
-    int rc = load_model(s);
+    rc = load_model(s);
     if (!rc) rc = open_trainer(s);
     if (!rc) rc = open_io(s);
     /* A lineage starts from a checkpoint on the topic: a replica on an empty disk needs one. It is
