@@ -171,6 +171,56 @@ kp_entry *kp_find_decode_entry(const kp_codec *c, int32_t id)
     return find_entry(c, id, c->registry_mode);
 }
 
+/* 1 if a value written with w can be read as r (the Avro resolution rules: the same type, a
+ * promotion int -> long -> float -> double, string <-> bytes, fixed of the same size, arrays and
+ * maps of such items; a union on either side: every branch of a writer union, or the writer, must
+ * resolve to some branch of a reader union; records only when equal). Checked before Avro C's
+ * resolver: it crashes on a mismatch inside a record nested in an array (fuzz_registry). */
+static int resolves(avro_schema_t w, avro_schema_t r, int depth)
+{
+    w = kp_deref(w), r = kp_deref(r);
+    if (!w || !r || depth > KP_MAX_DEPTH) return 0;
+    if (is_avro_union(w)) {
+        for (size_t i = 0; i < avro_schema_union_size(w); i++)
+            if (!resolves(avro_schema_union_branch(w, (int)i), r, depth + 1)) return 0;
+        return 1;
+    }
+    if (is_avro_union(r)) {
+        for (size_t i = 0; i < avro_schema_union_size(r); i++)
+            if (resolves(w, avro_schema_union_branch(r, (int)i), depth + 1)) return 1;
+        return 0;
+    }
+    avro_type_t tw = avro_typeof(w), tr = avro_typeof(r);
+    if (tw == tr) {
+        switch (tw) {
+        case AVRO_RECORD:
+            return avro_schema_equal(w, r);
+        case AVRO_FIXED:
+            return avro_schema_fixed_size(w) == avro_schema_fixed_size(r);
+        case AVRO_ARRAY:
+            return resolves(avro_schema_array_items(w), avro_schema_array_items(r), depth + 1);
+        case AVRO_MAP:
+            return resolves(avro_schema_map_values(w), avro_schema_map_values(r), depth + 1);
+        default:
+            return 1;
+        }
+    }
+    switch (tw) {
+    case AVRO_INT32:
+        return tr == AVRO_INT64 || tr == AVRO_FLOAT || tr == AVRO_DOUBLE;
+    case AVRO_INT64:
+        return tr == AVRO_FLOAT || tr == AVRO_DOUBLE;
+    case AVRO_FLOAT:
+        return tr == AVRO_DOUBLE;
+    case AVRO_STRING:
+        return tr == AVRO_BYTES;
+    case AVRO_BYTES:
+        return tr == AVRO_STRING;
+    default:
+        return 0;
+    }
+}
+
 /* Project reader schema r onto writer schema w: records keep only the fields w has (a field w
  * lacks must have a default), recursively through records, arrays and maps. Returns a new
  * reference, or NULL with a reason in err. */
@@ -232,6 +282,11 @@ static avro_schema_t project(const kp_codec *c, avro_schema_t r, avro_schema_t w
         /* Avro C resolves enums by index, not by symbol: read the writer's index as is and
          * decode.c maps it by symbol when copying out */
         return avro_schema_incref(w);
+    }
+    if (!resolves(w, r, depth)) {
+        kp_errf(err, errlen, "writer type %s cannot be read as %s", avro_schema_type_name(w),
+                avro_schema_type_name(r));
+        return NULL;
     }
     return avro_schema_incref(r);
 avro_err:
