@@ -171,6 +171,56 @@ kp_entry *kp_find_decode_entry(const kp_codec *c, int32_t id)
     return find_entry(c, id, c->registry_mode);
 }
 
+/* 1 if a value written with w can be read as r (the Avro resolution rules: the same type, a
+ * promotion int -> long -> float -> double, string <-> bytes, fixed of the same size, arrays and
+ * maps of such items; a union on either side: every branch of a writer union, or the writer, must
+ * resolve to some branch of a reader union; records only when equal). Checked before Avro C's
+ * resolver: it crashes on a mismatch inside a record nested in an array (fuzz_registry). */
+static int resolves(avro_schema_t w, avro_schema_t r, int depth)
+{
+    w = kp_deref(w), r = kp_deref(r);
+    if (!w || !r || depth > KP_MAX_DEPTH) return 0;
+    if (is_avro_union(w)) {
+        for (size_t i = 0; i < avro_schema_union_size(w); i++)
+            if (!resolves(avro_schema_union_branch(w, (int)i), r, depth + 1)) return 0;
+        return 1;
+    }
+    if (is_avro_union(r)) {
+        for (size_t i = 0; i < avro_schema_union_size(r); i++)
+            if (resolves(w, avro_schema_union_branch(r, (int)i), depth + 1)) return 1;
+        return 0;
+    }
+    avro_type_t tw = avro_typeof(w), tr = avro_typeof(r);
+    if (tw == tr) {
+        switch (tw) {
+        case AVRO_RECORD:
+            return avro_schema_equal(w, r);
+        case AVRO_FIXED:
+            return avro_schema_fixed_size(w) == avro_schema_fixed_size(r);
+        case AVRO_ARRAY:
+            return resolves(avro_schema_array_items(w), avro_schema_array_items(r), depth + 1);
+        case AVRO_MAP:
+            return resolves(avro_schema_map_values(w), avro_schema_map_values(r), depth + 1);
+        default:
+            return 1;
+        }
+    }
+    switch (tw) {
+    case AVRO_INT32:
+        return tr == AVRO_INT64 || tr == AVRO_FLOAT || tr == AVRO_DOUBLE;
+    case AVRO_INT64:
+        return tr == AVRO_FLOAT || tr == AVRO_DOUBLE;
+    case AVRO_FLOAT:
+        return tr == AVRO_DOUBLE;
+    case AVRO_STRING:
+        return tr == AVRO_BYTES;
+    case AVRO_BYTES:
+        return tr == AVRO_STRING;
+    default:
+        return 0;
+    }
+}
+
 /* Project reader schema r onto writer schema w: records keep only the fields w has (a field w
  * lacks must have a default), recursively through records, arrays and maps. Returns a new
  * reference, or NULL with a reason in err. */
@@ -183,6 +233,12 @@ static avro_schema_t project(const kp_codec *c, avro_schema_t r, avro_schema_t w
         return NULL;
     }
     if (is_avro_record(r) && is_avro_record(w)) {
+        /* Avro C's resolver crashes on records of different names (fuzz_registry): refuse them */
+        if (strcmp(avro_schema_name(r), avro_schema_name(w))) {
+            kp_errf(err, errlen, "record %s is named %s in the writer", avro_schema_name(r),
+                    avro_schema_name(w));
+            return NULL;
+        }
         avro_schema_t out = avro_schema_record(avro_schema_name(r), avro_schema_namespace(r));
         if (!out) goto avro_err;
         for (size_t i = 0; i < avro_schema_record_size(r); i++) {
@@ -226,6 +282,11 @@ static avro_schema_t project(const kp_codec *c, avro_schema_t r, avro_schema_t w
         /* Avro C resolves enums by index, not by symbol: read the writer's index as is and
          * decode.c maps it by symbol when copying out */
         return avro_schema_incref(w);
+    }
+    if (!resolves(w, r, depth)) {
+        kp_errf(err, errlen, "writer type %s cannot be read as %s", avro_schema_type_name(w),
+                avro_schema_type_name(r));
+        return NULL;
     }
     return avro_schema_incref(r);
 avro_err:
@@ -315,8 +376,64 @@ err:
     return -1;
 }
 
+/* Adds the full names of the named types (record, error, enum, fixed) defined in schema JSON j
+ * (enclosing namespace ns) to the set `seen`. -1 with err at the first one defined twice (or
+ * nesting deeper than KP_MAX_DEPTH), else 0 (also for JSON that is no schema: Avro C then says
+ * what is wrong with it). */
+static int collect_names(const json_t *j, const char *ns, json_t *seen, int depth, char *err,
+                         size_t errlen)
+{
+    if (depth > KP_MAX_DEPTH) {
+        kp_errf(err, errlen, "schema nested too deeply");
+        return -1;
+    }
+    if (json_is_array(j)) { /* a union */
+        for (size_t i = 0; i < json_array_size(j); i++)
+            if (collect_names(json_array_get(j, i), ns, seen, depth + 1, err, errlen)) return -1;
+        return 0;
+    }
+    if (!json_is_object(j)) return 0; /* a name: primitive or reference */
+    const json_t *type = json_object_get(j, "type");
+    const char *t = json_string_value(type);
+    if (!t) return collect_names(type, ns, seen, depth + 1, err, errlen); /* {"type": {...}} */
+    if (!strcmp(t, "array"))
+        return collect_names(json_object_get(j, "items"), ns, seen, depth + 1, err, errlen);
+    if (!strcmp(t, "map"))
+        return collect_names(json_object_get(j, "values"), ns, seen, depth + 1, err, errlen);
+    int rec = !strcmp(t, "record") || !strcmp(t, "error");
+    if (!rec && strcmp(t, "enum") && strcmp(t, "fixed")) return 0;
+    const char *name = json_string_value(json_object_get(j, "name"));
+    if (!name) return 0;
+    const char *dot = strrchr(name, '.'), *own = json_string_value(json_object_get(j, "namespace"));
+    char full[1024], space[1024];
+    if (dot)
+        snprintf(space, sizeof space, "%.*s", (int)(dot - name), name),
+            snprintf(full, sizeof full, "%s", name);
+    else
+        snprintf(space, sizeof space, "%s", own ? own : ns),
+            snprintf(full, sizeof full, "%s%s%s", space, space[0] ? "." : "", name);
+    if (json_object_get(seen, full)) {
+        kp_errf(err, errlen, "named type %s is defined twice", full);
+        return -1;
+    }
+    json_object_set_new(seen, full, json_true());
+    const json_t *fields = rec ? json_object_get(j, "fields") : NULL;
+    for (size_t i = 0; i < json_array_size(fields); i++)
+        if (collect_names(json_object_get(json_array_get(fields, i), "type"), space, seen,
+                          depth + 1, err, errlen))
+            return -1;
+    return 0;
+}
+
+/* Parses a schema. A named type defined twice is refused before Avro C sees it: its parser
+ * leaks the schemas it built when it meets the second definition (fuzz_schema). */
 static int parse_schema(const char *text, size_t len, avro_schema_t *out, char *err, size_t errlen)
 {
+    json_t *j = json_loadb(text, len, 0, NULL), *seen = json_object();
+    int dup = j && seen && collect_names(j, "", seen, 0, err, errlen);
+    json_decref(j);
+    json_decref(seen);
+    if (dup) return -1;
     if (avro_schema_from_json_length(text, len, out)) {
         kp_errf(err, errlen, "avro: %s", avro_strerror());
         return -1;

@@ -1,6 +1,7 @@
 /* registry_http.c - the schema registry client (see registry_http.h): one curl easy handle per
- * client, replies read into a bounded buffer and parsed with jansson. */
+ * client, replies read into a bounded buffer and parsed by registry_reply.c. */
 #include "schemas/registry_http.h"
+#include "schemas/registry_reply.h"
 
 #include "common/util.h"
 
@@ -133,10 +134,10 @@ static size_t on_data(char *p, size_t sz, size_t nm, void *ud)
 }
 
 /* method GET (body NULL) or POST body to url + path. Returns the HTTP status (> 0) with the reply
- * parsed into *json (NULL when it is not JSON; json_decref it), or 0 when no HTTP answer came
- * (reason in err). */
-static long request(kp_sreg *r, const char *path, const char *body, json_t **json, char *err,
-                    size_t errlen)
+ * body in *out, *outlen bytes (NULL when empty; free() it), or 0 when no HTTP answer came (reason
+ * in err). */
+static long request(kp_sreg *r, const char *path, const char *body, char **out, size_t *outlen,
+                    char *err, size_t errlen)
 {
     CURL *h = r->h;
     reply rp = {0};
@@ -144,7 +145,7 @@ static long request(kp_sreg *r, const char *path, const char *body, json_t **jso
     long status = 0;
     char *url = NULL;
     size_t ul = strlen(r->url) + strlen(path) + 1;
-    *json = NULL;
+    *out = NULL, *outlen = 0;
     if (!(url = malloc(ul))) {
         kp_errf(err, errlen, "out of memory");
         return 0;
@@ -182,12 +183,14 @@ static long request(kp_sreg *r, const char *path, const char *body, json_t **jso
         goto out;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    if (rp.b) *json = json_loadb(rp.b, rp.n, 0, NULL);
     if (status != 200) {
-        const char *m = json_string_value(json_object_get(*json, "message"));
+        char m[512];
+        kp_sreg_reply_message(rp.b, rp.n, m, sizeof m);
         kp_errf(err, errlen, "schema registry %s%s: HTTP %ld%s%s", r->url, path, status,
-                m ? ": " : "", m ? m : "");
+                m[0] ? ": " : "", m);
     }
+    *out = rp.b, *outlen = rp.n;
+    rp.b = NULL;
 out:
     curl_slist_free_all(hdr);
     free(rp.b);
@@ -206,37 +209,15 @@ static kp_sreg_rc status_rc(long status)
 
 kp_sreg_rc kp_sreg_fetch(kp_sreg *r, int32_t id, char **json, size_t *len, char *err, size_t errlen)
 {
-    char path[64];
-    json_t *j = NULL;
-    kp_sreg_rc rc = KP_SREG_RETRY;
+    char path[64], *body = NULL;
+    size_t n = 0;
     if (!r || !json || !len) return KP_SREG_ERROR;
     *json = NULL, *len = 0;
     snprintf(path, sizeof path, "/schemas/ids/%u", (unsigned)(uint32_t)id);
-    long st = request(r, path, NULL, &j, err, errlen);
-    if (st != 200) {
-        rc = st ? status_rc(st) : KP_SREG_RETRY;
-        goto out;
-    }
-    const json_t *s = json_object_get(j, "schema");
-    const char *type = json_string_value(json_object_get(j, "schemaType"));
-    if (type && strcmp(type, "AVRO") != 0) {
-        kp_errf(err, errlen, "schema id %u is %s, not Avro", (unsigned)(uint32_t)id, type);
-        rc = KP_SREG_REFUSED;
-        goto out;
-    }
-    if (!json_is_string(s)) {
-        kp_errf(err, errlen, "schema registry: no \"schema\" in the reply for id %u",
-                (unsigned)(uint32_t)id);
-        goto out;
-    }
-    if (!(*json = strdup(json_string_value(s)))) {
-        kp_errf(err, errlen, "out of memory");
-        goto out;
-    }
-    *len = json_string_length(s);
-    rc = KP_SREG_OK;
-out:
-    json_decref(j);
+    long st = request(r, path, NULL, &body, &n, err, errlen);
+    kp_sreg_rc rc = st != 200 ? (st ? status_rc(st) : KP_SREG_RETRY)
+                              : kp_sreg_reply_schema(body, n, id, json, len, err, errlen);
+    free(body);
     return rc;
 }
 
@@ -245,7 +226,9 @@ out:
 static kp_sreg_rc post_schema_status(kp_sreg *r, const char *path, const char *json, int32_t *id,
                                      long *status, char *err, size_t errlen)
 {
-    json_t *req = json_pack("{s:s}", "schema", json), *j = NULL;
+    json_t *req = json_pack("{s:s}", "schema", json);
+    char *reply = NULL;
+    size_t rlen = 0;
     char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
     kp_sreg_rc rc = KP_SREG_RETRY;
     json_decref(req);
@@ -253,19 +236,14 @@ static kp_sreg_rc post_schema_status(kp_sreg *r, const char *path, const char *j
         kp_errf(err, errlen, "out of memory");
         return KP_SREG_ERROR;
     }
-    long st = request(r, path, body, &j, err, errlen);
+    long st = request(r, path, body, &reply, &rlen, err, errlen);
     free(body);
     *status = st;
-    if (st != 200) {
+    if (st != 200)
         rc = st ? status_rc(st) : KP_SREG_RETRY;
-    } else {
-        json_int_t v = json_integer_value(json_object_get(j, "id"));
-        if (!json_is_integer(json_object_get(j, "id")) || v < 0 || v > INT32_MAX)
-            kp_errf(err, errlen, "schema registry: no id in the reply to %s", path);
-        else
-            *id = (int32_t)v, rc = KP_SREG_OK;
-    }
-    json_decref(j);
+    else
+        rc = kp_sreg_reply_id(reply, rlen, path, id, err, errlen);
+    free(reply);
     return rc;
 }
 

@@ -1,6 +1,6 @@
 /* Avro decoders behind the wire header: any bytes, every schema (ItemListed v1 and v0, AdEvent,
- * Judgment, KeyphraseSuggestions; the header's schema id picks the writer schema), then the
- * validation the worker runs on a decoded listing. */
+ * Judgment, KeyphraseSuggestions v0 and v1, Keyphrase; the header's schema id picks the writer
+ * schema), then the validation the worker runs on each decoded record. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -33,10 +33,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
         kp_item_listed_clear(&il);
     }
     kp_ad_event ad;
-    if (!kp_decode_ad_event(codec, d, n, &ad, err, sizeof err)) kp_ad_event_clear(&ad);
+    if (!kp_decode_ad_event(codec, d, n, &ad, err, sizeof err)) {
+        kp_validate_ad_event(&ad, err, sizeof err);
+        kp_ad_event_clear(&ad);
+    }
     kp_judgment j;
-    if (!kp_decode_judgment(codec, d, n, &j, err, sizeof err)) kp_judgment_clear(&j);
+    if (!kp_decode_judgment(codec, d, n, &j, err, sizeof err)) {
+        kp_validate_judgment(&j, 1024, err, sizeof err);
+        kp_judgment_clear(&j);
+    }
     kp_suggestions_decoded s;
-    if (!kp_decode_suggestions(codec, d, n, &s, err, sizeof err)) kp_suggestions_clear(&s);
+    if (!kp_decode_suggestions(codec, d, n, &s, err, sizeof err)) {
+        kp_validate_suggestions(&s, err, sizeof err);
+        kp_suggestions_clear(&s);
+    }
+    kp_keyphrase k;
+    if (!kp_decode_keyphrase(codec, d, n, &k, err, sizeof err)) kp_keyphrase_clear(&k);
     return 0;
 }

@@ -1,6 +1,7 @@
 /* seeds.c -- writes the seed corpora of the fuzz targets from real data: listings of
  * data/esci-sample encoded with the codec, config.example.ini, small checkpoints and deltas saved
- * by the model code, TSV files, cached JSON, LLM responses.
+ * by the model code, TSV files, cached JSON, LLM responses, the built-in schemas (and variants)
+ * as a registry would serve them.
  *
  *   fuzz_seeds SOURCE_DIR OUT_DIR      writes OUT_DIR/<target>/seed-NNN (the committed corpora
  *                                      are tests/fuzz/corpus/<target>/)
@@ -18,6 +19,8 @@
 #include "model/ckpt.h"
 #include "model/delta.h"
 #include "schemas/codec.h"
+
+#include <jansson.h>
 #include "tests/fuzz/fuzz.h"
 
 static const char *out_dir;
@@ -138,7 +141,152 @@ static void decode_seeds(char **t, int nt)
         put("decode", b, len);
         free(b);
     }
+    /* KeyphraseSuggestions v1 (id 5: with the arm) and Keyphrase (id 6) */
+    for (int n = 0; n <= 2; n++) {
+        if (kp_encode_suggestions_arm(c, "B079P3RGS6", 4, 1700000000001, n ? "candidate" : "live",
+                                      s, n, &b, &len))
+            die(kp_codec_last_error(c));
+        put("decode", b, len);
+        free(b);
+    }
+    kp_keyphrase k[] = {{"k1", "power steering hose", "Automotive", 1700000000000},
+                        {"k2", t[0], "", 0}};
+    for (int i = 0; i < 2; i++) {
+        if (kp_encode_keyphrase(c, &k[i], &b, &len)) die(kp_codec_last_error(c));
+        put("decode", b, len);
+        free(b);
+    }
     kp_codec_free(c);
+}
+
+/* The wire record (header + body) of a built-in schema id, encoded from real-looking values. */
+static void encode_builtin(kp_codec *c, int32_t id, const char *title, void **b, size_t *len)
+{
+    kp_item_listed il = {"B000IYZNFK", (char *)title, "Home", "seller-1", 19.99, 1700000000000};
+    kp_ad_event ad = {"B000IYZNFK", "power steering hose", KP_AD_CLICK, 1, 1700000000000};
+    kp_judgment j = {"B000IYZNFK", (char *)title, "power steering hose", KP_JUDGE_LLM, 0.75, 5};
+    kp_suggestion s[] = {{"power steering hose", "k1", 0.9f}, {"hose", NULL, 0.5f}};
+    kp_keyphrase k = {"k1", "power steering hose", "Automotive", 1700000000000};
+    int rc = -1;
+    switch (id) {
+    case KP_SCHEMA_ID_ITEM_LISTED:
+        rc = kp_encode_item_listed(c, &il, b, len);
+        break;
+    case KP_SCHEMA_ID_ITEM_LISTED_V0:
+        rc = kp_encode_item_listed_v0(c, &il, b, len);
+        break;
+    case KP_SCHEMA_ID_AD_EVENT:
+        rc = kp_encode_ad_event(c, &ad, b, len);
+        break;
+    case KP_SCHEMA_ID_JUDGMENT:
+        rc = kp_encode_judgment(c, &j, b, len);
+        break;
+    case KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS:
+        rc = kp_encode_suggestions(c, "B000IYZNFK", 3, 1700000000000, s, 2, b, len);
+        break;
+    case KP_SCHEMA_ID_KEYPHRASE_SUGGESTIONS_V1:
+        rc =
+            kp_encode_suggestions_arm(c, "B000IYZNFK", 3, 1700000000000, "candidate", s, 2, b, len);
+        break;
+    case KP_SCHEMA_ID_KEYPHRASE:
+        rc = kp_encode_keyphrase(c, &k, b, len);
+        break;
+    default:
+        die("encode_builtin: unknown built-in id");
+    }
+    if (rc) die(kp_codec_last_error(c));
+    if (*len < 5) die("encode_builtin: short record");
+}
+
+/* schema text + NUL + Avro body (the wire header cut off) */
+static void put_schema(const char *json, size_t jlen, const void *wire, size_t wlen)
+{
+    size_t blen = wlen - 5;
+    char *b = malloc(jlen + 1 + blen);
+    if (!b) die("out of memory");
+    memcpy(b, json, jlen);
+    b[jlen] = 0;
+    memcpy(b + jlen + 1, (const char *)wire + 5, blen);
+    put("schema", b, jlen + 1 + blen);
+    free(b);
+}
+
+/* json with `from` (its first occurrence) replaced by `to`, malloc'd; NULL when absent. */
+static char *replace(const char *json, const char *from, const char *to)
+{
+    const char *at = strstr(json, from);
+    if (!at) return NULL;
+    size_t a = (size_t)(at - json), fl = strlen(from), tl = strlen(to), jl = strlen(json);
+    char *r = malloc(jl - fl + tl + 1);
+    if (!r) die("out of memory");
+    memcpy(r, json, a);
+    memcpy(r + a, to, tl);
+    memcpy(r + a + tl, at + fl, jl - a - fl + 1);
+    return r;
+}
+
+/* fuzz_schema: every built-in writer schema with a record of it, and variants a registry could
+ * hold: a new field with a default, an int promoted to long, a field dropped (the reader's
+ * default fills it), the text minified by jansson, and two broken ones. */
+static void schema_seeds(char **t, int nt)
+{
+    char err[KP_CODEC_ERRLEN];
+    kp_codec *c = kp_codec_new(err, sizeof err);
+    if (!c) die(err);
+    const char *title = nt ? t[0] : "Red running shoes";
+    for (int i = 0; i < kp_codec_builtin_count(); i++) {
+        int32_t id;
+        const char *name, *json;
+        void *w;
+        size_t wl;
+        if (kp_codec_builtin_info(i, &id, &name, &json)) die("builtin_info");
+        encode_builtin(c, id, title, &w, &wl);
+        put_schema(json, strlen(json), w, wl);
+        char *v[3] = {
+            replace(json, "\"fields\": [",
+                    "\"fields\": [{\"name\": \"fuzz_extra\", \"type\": [\"null\", \"string\"], "
+                    "\"default\": null}, "),
+            replace(json, "\"type\": \"int\"", "\"type\": \"long\""),
+            replace(json, "{\"name\": \"category\", \"type\": \"string\", \"default\": \"\",",
+                    "{\"name\": \"category_gone\", \"type\": \"string\", \"default\": \"\","),
+        };
+        for (int k = 0; k < 3; k++)
+            if (v[k]) put_schema(v[k], strlen(v[k]), w, wl), free(v[k]);
+        json_t *j = json_loads(json, 0, NULL);
+        char *min = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        if (min) put_schema(min, strlen(min), w, wl);
+        free(min);
+        json_decref(j);
+        if (i == 0) {
+            put_schema(json, strlen(json) / 2, w, wl); /* cut in the middle */
+            put_schema("\"string\"", 8, w, wl);        /* not a record */
+        }
+        free(w);
+    }
+    kp_codec_free(c);
+}
+
+/* fuzz_registry: reply bodies as Apicurio's ccompat API answers them. */
+static void registry_seeds(void)
+{
+    for (int i = 0; i < kp_codec_builtin_count(); i++) {
+        int32_t id;
+        const char *name, *json;
+        if (kp_codec_builtin_info(i, &id, &name, &json)) die("builtin_info");
+        json_t *r = i % 2 ? json_pack("{s:s}", "schema", json)
+                          : json_pack("{s:s,s:s}", "schema", json, "schemaType", "AVRO");
+        char *s = r ? json_dumps(r, JSON_COMPACT) : NULL;
+        if (!s) die("json_pack");
+        put_str("registry", s);
+        free(s);
+        json_decref(r);
+    }
+    put_str("registry", "{\"schema\":\"syntax = \\\"proto3\\\";\",\"schemaType\":\"PROTOBUF\"}");
+    put_str("registry", "{\"id\":5}");
+    put_str("registry", "{\"id\":2147483648}");
+    put_str("registry", "{\"id\":-1,\"schema\":7}");
+    put_str("registry", "{\"error_code\":40403,\"message\":\"Schema 42 not found\"}");
+    put_str("registry", "<html><body>502 Bad Gateway</body></html>");
 }
 
 static void featurize_seeds(char **t, int nt)
@@ -306,6 +454,8 @@ int main(int argc, char **argv)
     char *t[32];
     int nt = titles(argv[1], t, 32);
     decode_seeds(t, nt);
+    schema_seeds(t, nt);
+    registry_seeds();
     featurize_seeds(t, nt);
     json_seeds();
     config_seeds(argv[1]);

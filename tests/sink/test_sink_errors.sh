@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Permanent produce errors on a real broker (issue 10):
 #   - a missing output topic ([topics] dlq names none) stops the serve worker at start-up with a
-#     clear error and exit code 2, instead of a batch retried for ever later;
+#     clear error and exit code 2, instead of a batch retried for ever later; so does the
+#     trainer (role = train), before it loads the model or joins its group;
 #   - an invalid record of ~1 MB (as a Java producer may write: over librdkafka's
 #     message.max.bytes of 1,000,000) is dead-lettered as a prefix with header "truncated" = its
 #     length and the usual topic/partition/offset/error headers, and the worker goes on: the
@@ -19,6 +20,18 @@ KPREC_TOPICS_DLQ=kprec.no-such-topic timeout 150 "$KPREC" worker -c "$CONF" >"$T
 grep -q "topic kprec.no-such-topic does not exist" "$T/missing.log" ||
   fail "missing dead-letter topic: no clear error in the log: $(tail -3 "$T/missing.log")"
 ok "a missing output topic: exit 2, '$(grep -o 'topic kprec.no-such-topic does not exist' "$T/missing.log" | head -1)'"
+
+# ---- the trainer: a missing dead-letter topic is fatal at start-up too ----
+mkdir -p "$T/ckpt-missing"
+rc=0
+KPREC_WORKER_ROLE=train KPREC_TRAIN_CHECKPOINT_DIR="$T/ckpt-missing" KPREC_TOPICS_DLQ=kprec.no-such-topic \
+  timeout 120 "$KPREC" worker -c "$CONF" >"$T/train-missing.log" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || fail "trainer, missing dead-letter topic: exit code $rc, expected 2 (124 = still running after 120 s): $(tail -3 "$T/train-missing.log")"
+grep -q "trainer: topic kprec.no-such-topic does not exist" "$T/train-missing.log" ||
+  fail "trainer, missing dead-letter topic: no clear error in the log: $(tail -3 "$T/train-missing.log")"
+grep -q "trainer: consuming" "$T/train-missing.log" &&
+  fail "trainer, missing dead-letter topic: it joined its group before failing"
+ok "trainer, a missing dead-letter topic: exit 2 before consuming, '$(grep -o 'trainer: topic kprec.no-such-topic does not exist' "$T/train-missing.log" | head -1)'"
 
 # ---- a ~1 MB invalid record: dead-lettered as a prefix, the worker goes on ----
 MPORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
