@@ -36,9 +36,13 @@ mkdir -p "$work/corpus" "$B/artifacts"
 # make a parser allocate gigabytes.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+# Targets that keep a codec across inputs (Avro C holds blocks through pointers LeakSanitizer
+# does not follow): no per-input leak check; the check at exit, after the codec is freed, stays.
+extra=()
+case "$t" in schema | registry) extra=(-detect_leaks=0) ;; esac
 set +e
 "$B/tests/fuzz_$t" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 -print_final_stats=1 \
-    -artifact_prefix="$B/artifacts/$t-" "$@" "$work/corpus" "$seeds" >"$work/log" 2>&1
+    -artifact_prefix="$B/artifacts/$t-" "${extra[@]}" "$@" "$work/corpus" "$seeds" >"$work/log" 2>&1
 rc=$?
 set -e
 grep -E '^(#[0-9]+.*(DONE|pulse)|stat::number_of_executed_units|stat::average_exec_per_sec|Done)' \
