@@ -406,12 +406,17 @@ static int collect_names(const json_t *j, const char *ns, json_t *seen, int dept
     if (!name) return 0;
     const char *dot = strrchr(name, '.'), *own = json_string_value(json_object_get(j, "namespace"));
     char full[1024], space[1024];
+    int ls, lf;
     if (dot)
-        snprintf(space, sizeof space, "%.*s", (int)(dot - name), name),
-            snprintf(full, sizeof full, "%s", name);
+        ls = snprintf(space, sizeof space, "%.*s", (int)(dot - name), name),
+        lf = snprintf(full, sizeof full, "%s", name);
     else
-        snprintf(space, sizeof space, "%s", own ? own : ns),
-            snprintf(full, sizeof full, "%s%s%s", space, space[0] ? "." : "", name);
+        ls = snprintf(space, sizeof space, "%s", own ? own : ns),
+        lf = snprintf(full, sizeof full, "%s%s%s", space, space[0] ? "." : "", name);
+    if (ls < 0 || lf < 0 || (size_t)ls >= sizeof space || (size_t)lf >= sizeof full) {
+        kp_errf(err, errlen, "named type name longer than %zu bytes", sizeof full - 1);
+        return -1;
+    }
     if (json_object_get(seen, full)) {
         kp_errf(err, errlen, "named type %s is defined twice", full);
         return -1;

@@ -237,6 +237,16 @@ static void test_named_type_defined_twice_refused(void **state)
         "{\"name\":\"b\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"namespace\":\"y\","
         "\"symbols\":[\"X\"]}}]}";
     assert_int_equal(kp_codec_add_schema(c, 24, ok, strlen(ok), err, sizeof(err)), 0);
+    /* a namespace + name longer than the names compared: refused, not cut (two long names cut
+     * alike would compare equal) */
+    char *lng = malloc(3000);
+    assert_non_null(lng);
+    int n = snprintf(lng, 3000, "{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"");
+    memset(lng + n, 'a', 1100);
+    snprintf(lng + n + 1100, 3000 - (size_t)n - 1100, "\",\"fields\":[]}");
+    assert_int_equal(kp_codec_add_schema(c, 25, lng, strlen(lng), err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "name longer than 1023 bytes"));
+    free(lng);
     kp_codec_free(c);
 }
 
