@@ -212,6 +212,14 @@ static void fake_clear(fake *f)
     memset(f, 0, sizeof *f);
 }
 
+static void set_gate(fake *f, int on)
+{
+    pthread_mutex_lock(&f->mu);
+    f->gate = on;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
 static int64_t stored_offset(const fake *f, int32_t partition)
 {
     for (int i = 0; i < f->n_stored; i++)
@@ -232,6 +240,8 @@ typedef struct {
     void *payload[MAXREC];
     char key[MAXREC][32];
     int n;
+    kp_serve_writer *wr; /* the overlap tests' writer thread (freed by teardown) */
+    kp_stop_flag hard;
 } fixture;
 
 static int setup(void **state)
@@ -245,6 +255,7 @@ static int setup(void **state)
     pthread_mutex_init(&x->f.mu, NULL);
     pthread_cond_init(&x->f.cv, NULL);
     x->f.all = x->ev, x->f.nall = &x->n;
+    atomic_init(&x->hard, 0);
     for (int i = 0; i < 8; i++)
         x->f.last_stored[i] = -1;
     assert_non_null(x->codec = kp_codec_new(err, sizeof err));
@@ -265,6 +276,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *x = *state;
+    if (x->wr) { /* a failed overlap test: let its writer go first */
+        atomic_store(&x->hard, 1);
+        set_gate(&x->f, 0);
+        kp_serve_writer_free(x->wr);
+        if (kp_serve_batch_in_flight(x->b)) kp_serve_batch_land(x->b, KP_BATCH_FAILED);
+    }
     kp_serve_batch_free(x->b);
     for (int i = 0; i < x->n; i++)
         free(x->payload[i]);
@@ -568,14 +585,6 @@ static void wait_for(fake *f, const int *field, int v)
     assert_true(got >= v);
 }
 
-static void set_gate(fake *f, int on)
-{
-    pthread_mutex_lock(&f->mu);
-    f->gate = on;
-    pthread_cond_broadcast(&f->cv);
-    pthread_mutex_unlock(&f->mu);
-}
-
 static void set_cache_fail(fake *f, int n, kp_sink_rc final)
 {
     pthread_mutex_lock(&f->mu);
@@ -607,8 +616,6 @@ static void begin_submit(fixture *x, kp_serve_writer *wr, int first, int n)
 static void test_overlap_stores_only_acknowledged_batches_in_order(void **state)
 {
     fixture *x = *state;
-    kp_stop_flag hard;
-    atomic_init(&hard, 0);
     kp_batch_rc rc = KP_BATCH_FAILED;
     char err[256];
     for (int i = 0; i < 12; i++) {
@@ -618,7 +625,7 @@ static void test_overlap_stores_only_acknowledged_batches_in_order(void **state)
     }
     x->f.check_acks = 1;
     x->f.gate = 1;
-    kp_serve_writer *wr = kp_serve_writer_new(&x->cfg, &hard);
+    kp_serve_writer *wr = x->wr = kp_serve_writer_new(&x->cfg, &x->hard);
     assert_non_null(wr);
     assert_int_equal(kp_serve_writer_land(wr, x->b, 0, &rc), -1); /* nothing in flight */
     begin_submit(x, wr, 0, 4);
@@ -662,6 +669,7 @@ static void test_overlap_stores_only_acknowledged_batches_in_order(void **state)
     assert_int_equal(x->f.sends, 12);
     assert_int_equal(x->f.pause_calls, 0);
     kp_serve_writer_free(wr);
+    x->wr = NULL;
 }
 
 /* A sink that fails on the writer thread: consumption is paused (by the consumer's thread, as it
@@ -670,14 +678,12 @@ static void test_overlap_stores_only_acknowledged_batches_in_order(void **state)
 static void test_overlap_failing_sink_holds_and_stores_nothing(void **state)
 {
     fixture *x = *state;
-    kp_stop_flag hard;
-    atomic_init(&hard, 0);
     kp_batch_rc rc = KP_BATCH_DONE;
     add_item(x, "a", "steel sink", NULL, 0, 1);
     add_item(x, "b", "shoes", NULL, 0, 2);
     add_item(x, "c", "lamp", NULL, 0, 3);
     x->f.check_acks = 1;
-    kp_serve_writer *wr = kp_serve_writer_new(&x->cfg, &hard);
+    kp_serve_writer *wr = x->wr = kp_serve_writer_new(&x->cfg, &x->hard);
     assert_non_null(wr);
     set_cache_fail(&x->f, 1 << 30, KP_SINK_OK); /* Redis is down */
     begin_submit(x, wr, 0, 2);
@@ -708,13 +714,14 @@ static void test_overlap_failing_sink_holds_and_stores_nothing(void **state)
     int seen = fget(&x->f, &x->f.cache_calls);
     wait_for(&x->f, &x->f.cache_calls, seen + 2);
     assert_int_equal(kp_serve_writer_land(wr, x->b, 10, &rc), 0);
-    atomic_store(&hard, 1);
+    atomic_store(&x->hard, 1);
     assert_int_equal(kp_serve_writer_land(wr, x->b, 5000, &rc), 1);
     assert_int_equal(rc, KP_BATCH_FAILED);
     assert_int_equal(x->f.store_calls, 1);
     assert_int_equal(x->f.last_stored[0], 3);
     assert_int_equal(x->f.store_unacked, 0);
     kp_serve_writer_free(wr);
+    x->wr = NULL;
 }
 
 static void *open_gate_later(void *arg)
@@ -733,8 +740,6 @@ static void *open_gate_later(void *arg)
 static void test_overlap_drain_lands_before_the_revoke(void **state)
 {
     fixture *x = *state;
-    kp_stop_flag hard;
-    atomic_init(&hard, 0);
     kp_batch_rc rc = KP_BATCH_FAILED;
     struct timespec t0;
     pthread_t opener;
@@ -743,7 +748,7 @@ static void test_overlap_drain_lands_before_the_revoke(void **state)
     add_item(x, "c", "lamp", NULL, 0, 9);
     x->f.check_acks = 1;
     x->f.gate = 1;
-    kp_serve_writer *wr = kp_serve_writer_new(&x->cfg, &hard);
+    kp_serve_writer *wr = x->wr = kp_serve_writer_new(&x->cfg, &x->hard);
     assert_non_null(wr);
     begin_submit(x, wr, 0, 2);
     wait_for(&x->f, &x->f.at_gate, 1);
@@ -764,12 +769,13 @@ static void test_overlap_drain_lands_before_the_revoke(void **state)
     assert_true(ms_since(&t0) >= 150);
     assert_int_equal(x->f.store_calls, 1);
     assert_int_equal(x->f.paused, 1);
-    atomic_store(&hard, 1);
+    atomic_store(&x->hard, 1);
     assert_int_equal(kp_serve_writer_land(wr, x->b, 5000, &rc), 1);
     assert_int_equal(rc, KP_BATCH_FAILED);
     assert_int_equal(x->f.store_calls, 1);
     assert_int_equal(x->f.store_unacked, 0);
     kp_serve_writer_free(wr);
+    x->wr = NULL;
 }
 
 /* A writer freed with a batch at a failing sink gives it up; landing it then stores nothing. */
@@ -777,12 +783,13 @@ static void test_overlap_free_gives_up_the_batch_in_flight(void **state)
 {
     fixture *x = *state;
     add_item(x, "a", "steel sink", NULL, 0, 1);
-    kp_serve_writer *wr = kp_serve_writer_new(&x->cfg, NULL);
+    kp_serve_writer *wr = x->wr = kp_serve_writer_new(&x->cfg, NULL);
     assert_non_null(wr);
     set_cache_fail(&x->f, 1 << 30, KP_SINK_OK);
     begin_submit(x, wr, 0, 1);
     wait_for(&x->f, &x->f.cache_calls, 1);
     kp_serve_writer_free(wr);
+    x->wr = NULL;
     assert_true(kp_serve_batch_in_flight(x->b));
     assert_int_equal(kp_serve_batch_land(x->b, KP_BATCH_FAILED), KP_BATCH_FAILED);
     assert_false(kp_serve_batch_in_flight(x->b));
