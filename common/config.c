@@ -43,6 +43,7 @@ static const kp_key keys[] = {
     S("worker", "role", role, "serve"),
     I("worker", "batch_size", batch_size, "256", 1, 100000),
     I("worker", "batch_linger_ms", batch_linger_ms, "20", 0, 60000),
+    I("worker", "overlap", overlap, "1", 0, 1),
     I("worker", "top_k", top_k, "20", 1, 1000),
     D("worker", "min_score", min_score, "-1", -1, 1),
     I("worker", "max_title_bytes", max_title_bytes, "1024", 1, 1 << 20),

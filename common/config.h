@@ -22,11 +22,12 @@
 
 typedef struct {
     /* [worker] */
-    char role[16];        /* serve | train | both */
-    int batch_size;       /* max events per micro-batch */
-    int batch_linger_ms;  /* max wait to fill a micro-batch */
-    int top_k;            /* suggestions per item */
-    double min_score;     /* drop suggestions scoring below this */
+    char role[16];       /* serve | train | both */
+    int batch_size;      /* max events per micro-batch */
+    int batch_linger_ms; /* max wait to fill a micro-batch */
+    int overlap;      /* 1: score batch N+1 while batch N's sinks work (consumer/serve_writer.h) */
+    int top_k;        /* suggestions per item */
+    double min_score; /* drop suggestions scoring below this */
     int max_title_bytes;  /* longer titles are dead-lettered */
     int retry_backoff_ms; /* first retry delay when Redis/Kafka fail; doubles up to max */
     int retry_backoff_max_ms;

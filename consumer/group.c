@@ -18,6 +18,8 @@ struct kp_group {
     const char *who;
     int paused, count_rebalances;
     rd_kafka_topic_partition_list_t *revoked; /* since kp_group_forget_revoked; NULL: none */
+    void (*on_revoke)(void *ctx);             /* kp_group_on_revoke */
+    void *on_revoke_ctx;
 };
 
 /* Pauses or resumes parts; every error (the call's, each partition's) logged. 0 / -1. */
@@ -59,6 +61,7 @@ static void assign(kp_group *g, rd_kafka_t *rk, rd_kafka_topic_partition_list_t 
  * their work completed, so this commits exactly the finished events. */
 static void revoke(kp_group *g, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int coop)
 {
+    if (g->on_revoke) g->on_revoke(g->on_revoke_ctx); /* the work in flight stores its offsets */
     if (!rd_kafka_assignment_lost(rk)) {
         rd_kafka_resp_err_t ce = rd_kafka_commit(rk, NULL, 0);
         if (ce && ce != RD_KAFKA_RESP_ERR__NO_OFFSET)
@@ -240,6 +243,12 @@ void kp_group_forget_revoked(kp_group *g)
 {
     if (g->revoked) rd_kafka_topic_partition_list_destroy(g->revoked);
     g->revoked = NULL;
+}
+
+void kp_group_on_revoke(kp_group *g, void (*fn)(void *ctx), void *ctx)
+{
+    g->on_revoke = fn;
+    g->on_revoke_ctx = ctx;
 }
 
 int kp_group_paused(const kp_group *g)

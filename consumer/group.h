@@ -68,6 +68,12 @@ int kp_group_revoked_any(const kp_group *g);
 int kp_group_was_revoked(const kp_group *g, const rd_kafka_message_t *m);
 void kp_group_forget_revoked(kp_group *g);
 
+/* fn(ctx) (NULL: none) is called in the rebalance callback when partitions are revoked or lost,
+ * before the commit that precedes giving them up: the caller finishes there the work in flight
+ * (e.g. another thread's) whose offsets belong in that commit, storing them with kp_group_store.
+ * It runs on the consumer's thread, inside kp_group_poll or kp_group_free. */
+void kp_group_on_revoke(kp_group *g, void (*fn)(void *ctx), void *ctx);
+
 /* 1 while paused. */
 int kp_group_paused(const kp_group *g);
 

@@ -15,6 +15,7 @@
 #include "consumer/follow.h"
 #include "consumer/inventory.h"
 #include "consumer/serve_batch.h"
+#include "consumer/serve_writer.h"
 #include "model/blas.h"
 #include "model/recommender.h"
 #include "producer/producer.h"
@@ -33,11 +34,19 @@ typedef struct {
     kp_inventory *inv;     /* [topics] inventory reader, or NULL (the file) */
     kp_serve_batch *batch; /* also holds the messages polled while waiting (bounded) */
     kp_arms *arms;         /* A/B split and shadow (consumer/arms.h); NULL = none */
-    int backoff_ms;        /* the next retry's, while a sink is down */
+    int backoff_ms;        /* the next retry's, while a sink is down (sequential path) */
+    /* [worker] overlap: the sink stages of the previous batch run on this writer thread while
+     * the next one is filled and scored; NULL = one batch at a time */
+    kp_serve_writer *writer;
     /* the micro-batch being filled, and its events as the batch runner sees them */
     rd_kafka_message_t **msgs;
     kp_serve_event *events;
     int n;
+    /* overlap: the batch the writer has (its messages are destroyed once it lands) */
+    rd_kafka_message_t **fmsgs;
+    kp_serve_event *fevents;
+    int fn;
+    int failed; /* overlap: a batch landed FAILED (e.g. in the rebalance callback) */
 } worker;
 
 /* ---- waiting ---- */
@@ -107,24 +116,30 @@ static kp_sink_rc sink_cache_put(void *ctx, const kp_cache_entry *e, int n)
     }
     kp_telemetry_cache_result(err);
     atomic_fetch_add(&kp_m.redis_errors, 1);
-    if (kp_serve_batch_paused(w->batch))
-        kp_debug("%s: retrying in %d ms", err, w->backoff_ms);
+    int quiet = 0,
+        backoff = w->writer ? kp_serve_writer_backoff_ms(w->writer, &quiet) : w->backoff_ms;
+    if (!w->writer) quiet = kp_serve_batch_paused(w->batch);
+    if (quiet)
+        kp_debug("%s: retrying in %d ms", err, backoff);
     else
-        kp_warn("%s: retrying in %d ms", err, w->backoff_ms);
+        kp_warn("%s: retrying in %d ms", err, backoff);
     return KP_SINK_RETRY;
 }
 
 /* Kafka: one round of kp_producer_send. Transient failures answer RETRY; a record refused for good
  * (its topic is gone, it is too large and no dead-letter copy) or a fatal producer error stops the
- * worker: sending again cannot help, and nothing of the batch is stored. */
+ * worker: sending again cannot help, and nothing of the batch is stored. With the overlap this
+ * runs on the writer thread: it does not tick the consumer (the consumer's thread does). */
 static kp_sink_rc sink_deliver(void *ctx, kp_outmsg *out, int n)
 {
     worker *w = ctx;
-    switch (kp_producer_send(w->producer, out, n, w->cfg, &kp_worker_stop_hard, tick, w)) {
+    kp_tick_fn t = w->writer ? NULL : tick;
+    switch (kp_producer_send(w->producer, out, n, w->cfg, &kp_worker_stop_hard, t, w)) {
     case KP_SEND_DONE:
         return KP_SINK_OK;
     case KP_SEND_RETRY:
-        kp_warn("producer: deliveries failed; retrying in %d ms", w->backoff_ms);
+        kp_warn("producer: deliveries failed; retrying in %d ms",
+                w->writer ? kp_serve_writer_backoff_ms(w->writer, NULL) : w->backoff_ms);
         return KP_SINK_RETRY;
     case KP_SEND_ABORTED:
         return KP_SINK_FAIL;
@@ -163,10 +178,9 @@ static void sink_pause(void *ctx, int on, const char *why)
 }
 
 /* Lifecycle hook (consumer/arms.h): the shadow model scores the batch the live path finished. */
-static void shadow_batch(worker *w)
+static void shadow_batch(worker *w, rd_kafka_message_t **msgs, int n)
 {
-    if (kp_arms_shadow(w->arms, w->msgs, w->n) < 0)
-        kp_warn("shadow: batch not scored (out of memory)");
+    if (kp_arms_shadow(w->arms, msgs, n) < 0) kp_warn("shadow: batch not scored (out of memory)");
 }
 
 /* [schemas] registry: fetches the writer schemas of the batch the codec does not know yet. While
@@ -228,8 +242,98 @@ static int run_batch(worker *w)
         }
     if (r == KP_BATCH_DONE) w->backoff_ms = w->cfg->retry_backoff_ms;
     kp_serve_batch_end(w->batch);
-    if (r == KP_BATCH_DONE && w->arms) shadow_batch(w);
+    if (r == KP_BATCH_DONE && w->arms) shadow_batch(w, w->msgs, w->n);
     return r == KP_BATCH_DONE ? 0 : -1;
+}
+
+/* ---- the overlap: batch N's sinks on the writer thread while batch N+1 is scored ---- */
+
+/* The batch in flight landed (r: DONE, its offsets stored; FAILED: nothing stored): its messages
+ * go. 0, or -1 when it failed. */
+static int landed(worker *w, kp_batch_rc r)
+{
+    if (r == KP_BATCH_DONE && w->arms) shadow_batch(w, w->fmsgs, w->fn);
+    for (int i = 0; i < w->fn; i++)
+        rd_kafka_message_destroy(w->fmsgs[i]);
+    w->fn = 0;
+    if (r == KP_BATCH_DONE) return 0;
+    w->failed = 1;
+    return -1;
+}
+
+/* Waits until the batch in flight lands, ticking the consumer (its messages are held; consumption
+ * is paused while the writer reports a failing sink). 0 when it was acknowledged and its offsets
+ * stored (or nothing was in flight), -1 when it failed (a hard stop, or a sink gave up). */
+static int wait_flight(worker *w)
+{
+    kp_batch_rc r;
+    for (;;) {
+        int l = kp_serve_writer_land(w->writer, w->batch, 10, &r);
+        if (l > 0) return landed(w, r);
+        if (l < 0) return w->failed ? -1 : 0; /* none (or landed by the rebalance callback) */
+        tick(w);
+    }
+}
+
+/* Before partitions are given up (the rebalance callback, consumer/group.h): the batch in flight
+ * lands first, so that its offsets are in the commit that precedes the revoke. Bounded: a sink that
+ * stays down does not hold the group's rebalance; its offsets are then stored later, for the
+ * partitions still assigned (the revoked ones' next owner does those events again). */
+#define REVOKE_DRAIN_MS 10000
+
+static void drain_on_revoke(void *ctx)
+{
+    worker *w = ctx;
+    kp_batch_rc r;
+    if (!w->writer || !kp_serve_batch_in_flight(w->batch)) return;
+    int l = kp_serve_writer_land(w->writer, w->batch, REVOKE_DRAIN_MS, &r);
+    if (l > 0)
+        landed(w, r);
+    else if (l == 0)
+        kp_warn("worker: rebalance: the batch in flight is not acknowledged after %d ms (a sink is "
+                "down): giving partitions up without its offsets",
+                REVOKE_DRAIN_MS);
+}
+
+/* The overlapped run_batch: scores the batch in w->msgs while the previous one is in flight, waits
+ * for that one to land (its offsets stored, in order), then hands this one to the writer. 0, or -1
+ * on a hard stop or a batch that cannot be done. */
+static int run_batch_overlap(worker *w)
+{
+    char err[512];
+    for (int i = 0; i < w->n; i++) {
+        const rd_kafka_message_t *m = w->msgs[i];
+        w->events[i] = (kp_serve_event){rd_kafka_topic_name(m->rkt),
+                                        m->partition,
+                                        m->offset,
+                                        m->key,
+                                        m->key_len,
+                                        m->payload,
+                                        m->len};
+    }
+    if (w->sreg && resolve_schemas(w)) return -1;
+    if (kp_serve_batch_begin(w->batch, w->rec, w->events, w->n, err, sizeof err)) {
+        kp_error("%s", err);
+        kp_serve_batch_end(w->batch);
+        return -1;
+    }
+    if (wait_flight(w)) {
+        kp_serve_batch_end(w->batch);
+        return -1;
+    }
+    kp_serve_slot *s = kp_serve_batch_detach(w->batch);
+    /* the batch's messages and events go with it: swap the two sets */
+    rd_kafka_message_t **m = w->fmsgs;
+    kp_serve_event *e = w->fevents;
+    w->fmsgs = w->msgs, w->fevents = w->events, w->fn = w->n;
+    w->msgs = m, w->events = e, w->n = 0;
+    if (!s || kp_serve_writer_submit(w->writer, s)) { /* cannot happen: one in flight at most */
+        kp_error("worker: the writer thread is busy: stopping");
+        if (s) kp_serve_batch_land(w->batch, KP_BATCH_FAILED);
+        landed(w, KP_BATCH_FAILED);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- the loop ---- */
@@ -301,21 +405,28 @@ static void drop_batch(worker *w)
     w->n = 0;
 }
 
-/* Consumes until kp_worker_stop. Returns 0, or 1 when a batch could not be done. */
+/* Consumes until kp_worker_stop (with the overlap, the last batch in flight lands before this
+ * returns). Returns 0, or 1 when a batch could not be done. */
 static int serve_loop(worker *w)
 {
-    while (!kp_worker_stop) {
+    int rc = 0;
+    while (!kp_worker_stop && !rc) {
         kp_telemetry_tick(KP_LOOP_SERVE);
         fill_batch(w);
         if (w->follower || w->inv) swap_model(w);
-        if (!w->n) continue;
-        int r = run_batch(w);
+        if (!w->n) { /* idle: what is in flight lands now */
+            if (w->writer && wait_flight(w)) rc = 1;
+            continue;
+        }
+        int r = w->writer ? run_batch_overlap(w) : run_batch(w);
         drop_batch(w);
         if (r) /* a hard stop, or a batch that could not be done (out of memory) */
-            return kp_worker_stop_hard ? 0 : 1;
-        update_lag(w);
+            rc = 1;
+        else
+            update_lag(w);
     }
-    return 0;
+    if (!rc && w->writer && wait_flight(w)) rc = 1;
+    return rc && !kp_worker_stop_hard ? 1 : 0;
 }
 
 /* ---- set-up and teardown ---- */
@@ -395,7 +506,9 @@ static int open_io(worker *w)
     }
     w->msgs = calloc((size_t)c->batch_size, sizeof *w->msgs);
     w->events = calloc((size_t)c->batch_size, sizeof *w->events);
-    if (!w->msgs || !w->events || !(w->cache = kp_cache_new(c)) ||
+    w->fmsgs = calloc((size_t)c->batch_size, sizeof *w->fmsgs);
+    w->fevents = calloc((size_t)c->batch_size, sizeof *w->fevents);
+    if (!w->msgs || !w->events || !w->fmsgs || !w->fevents || !(w->cache = kp_cache_new(c)) ||
         !(w->batch = kp_serve_batch_new(c, w->codec, &sinks))) {
         kp_error("worker: out of memory");
         return 1;
@@ -418,12 +531,20 @@ static int open_io(worker *w)
     }
     if (t > 0) kp_warn("worker: cannot check the output topics yet (%s)", err);
     if (kp_telemetry_http_start(c->metrics_bind, c->metrics_port)) return 2;
+    /* from here on Redis and the producer are the writer's (hiredis is not thread-safe; this
+     * thread touches neither until the writer is stopped) */
+    if (c->overlap && !(w->writer = kp_serve_writer_new(c, &kp_worker_stop_hard))) return 1;
+    kp_group_on_revoke(w->group, w->writer ? drain_on_revoke : NULL, w);
     return 0;
 }
 
 /* Frees everything; a producer that could not deliver everything turns rc 0 into 1. */
 static int close_all(worker *w, int rc)
 {
+    kp_serve_writer_free(w->writer); /* (a batch still in flight is given up: stored nothing) */
+    w->writer = NULL;
+    if (w->batch && kp_serve_batch_in_flight(w->batch))
+        landed(w, kp_serve_batch_land(w->batch, KP_BATCH_FAILED));
     drop_batch(w);
     void *m;
     while (w->batch && kp_serve_batch_take_held(w->batch, &m, 1))
@@ -443,6 +564,8 @@ static int close_all(worker *w, int rc)
     kp_assets_shutdown();
     free(w->msgs);
     free(w->events);
+    free(w->fmsgs);
+    free(w->fevents);
     return rc;
 }
 
@@ -452,8 +575,9 @@ int kp_serve_run(const kp_config *c)
     int rc = load_model(&w);
     if (!rc) rc = open_io(&w);
     if (!rc) {
-        kp_info("worker: consuming %s (batch %d / %d ms, top %d)", c->topic_items, c->batch_size,
-                c->batch_linger_ms, c->top_k);
+        kp_info("worker: consuming %s (batch %d / %d ms, top %d%s)", c->topic_items, c->batch_size,
+                c->batch_linger_ms, c->top_k,
+                c->overlap ? ", overlapped with the writer thread" : "");
         rc = serve_loop(&w);
         kp_info("worker: stopping");
     }

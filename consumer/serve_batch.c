@@ -19,18 +19,18 @@ typedef struct {
     char reason[256];
 } event;
 
-typedef enum { STAGE_NONE = 0, STAGE_CACHE, STAGE_DELIVER, STAGE_DONE } stage;
+typedef enum { STAGE_NONE = 0, STAGE_CACHE, STAGE_DELIVER, STAGE_ACKED, STAGE_DONE } stage;
 
-struct kp_serve_batch {
-    const kp_config *cfg;
-    kp_codec *codec;
-    kp_serve_sinks sinks;
-    /* the batch in hand */
+/* One batch: in hand (being begun, or stepped by the sequential path) or detached (its sink stages
+ * on the writer thread, consumer/serve_writer.h). Only kp_serve_slot_send touches a detached one.
+ */
+struct kp_serve_slot {
+    const kp_serve_sinks *sinks; /* the runner's: read-only once the runner exists */
     stage stage;
     int n, nvalid, nout;
     uint64_t t0, t_dec, t_rec, t_model, t_cache; /* us, for the debug line */
     /* per-batch buffers: cap events (sugg: cap * k), grown by reserve() */
-    int cap, k;
+    int cap;
     event *ev;
     const char **titles;
     size_t *lens;
@@ -41,14 +41,26 @@ struct kp_serve_batch {
     kp_outmsg *out;
     void **bufs;
     kp_serve_offset *offs;
+    const char **ids; /* item_id of each valid event, and its arm */
+    int *arm;
+};
+
+typedef struct kp_serve_slot slot;
+
+struct kp_serve_batch {
+    const kp_config *cfg;
+    kp_codec *codec;
+    kp_serve_sinks sinks;
+    int k;
+    /* two batches: the one in hand, and the one detached for the writer thread (-1: none) */
+    slot slots[2];
+    int hand, flight;
     kp_suggestion *avro; /* k: the codec's view of one item's list */
     /* messages polled while waiting: a ring of batch_size */
     void **held;
     int held_cap, held_first, n_held;
     int paused;
-    kp_arms *arms;    /* the A/B split (NULL = none) */
-    const char **ids; /* item_id of each valid event, and its arm */
-    int *arm;
+    kp_arms *arms; /* the A/B split (NULL = none) */
 };
 
 void kp_serve_batch_set_arms(kp_serve_batch *b, kp_arms *arms)
@@ -63,6 +75,8 @@ kp_serve_batch *kp_serve_batch_new(const kp_config *c, kp_codec *codec, const kp
     b->cfg = c;
     b->codec = codec;
     b->sinks = *sinks;
+    b->slots[0].sinks = b->slots[1].sinks = &b->sinks;
+    b->flight = -1;
     b->k = c->top_k > 0 ? c->top_k : 1;
     b->held_cap = c->batch_size > 0 ? c->batch_size : 1;
     if (!(b->avro = malloc(sizeof *b->avro * (size_t)b->k)) ||
@@ -74,18 +88,36 @@ kp_serve_batch *kp_serve_batch_new(const kp_config *c, kp_codec *codec, const kp
     return b;
 }
 
-static void free_buffers(kp_serve_batch *b)
+static void free_buffers(slot *s)
 {
-    free(b->ev), free((void *)b->titles), free(b->lens), free(b->vidx), free(b->counts);
-    free(b->sugg), free((void *)b->json), free(b->ce), free(b->out), free(b->bufs), free(b->offs);
-    free((void *)b->ids), free(b->arm);
+    free(s->ev), free((void *)s->titles), free(s->lens), free(s->vidx), free(s->counts);
+    free(s->sugg), free((void *)s->json), free(s->ce), free(s->out), free(s->bufs), free(s->offs);
+    free((void *)s->ids), free(s->arm);
+}
+
+/* Releases what slot s holds of its batch; buffers are kept. */
+static void end_slot(slot *s)
+{
+    if (s->stage == STAGE_NONE) return;
+    atomic_fetch_sub(&kp_m.in_flight, s->n);
+    for (int i = 0; i < s->n; i++) {
+        kp_item_listed_clear(&s->ev[i].item);
+        free(s->json[i]);
+        free(s->bufs[i]);
+    }
+    for (int i = 0; i < s->nout; i++)
+        if (s->out[i].hdrs) rd_kafka_headers_destroy(s->out[i].hdrs);
+    s->n = s->nvalid = s->nout = 0;
+    s->stage = STAGE_NONE;
 }
 
 void kp_serve_batch_free(kp_serve_batch *b)
 {
     if (!b) return;
-    kp_serve_batch_end(b);
-    free_buffers(b);
+    for (int i = 0; i < 2; i++) {
+        end_slot(&b->slots[i]);
+        free_buffers(&b->slots[i]);
+    }
     free(b->avro);
     free(b->held);
     free(b);
@@ -93,31 +125,32 @@ void kp_serve_batch_free(kp_serve_batch *b)
 
 #define GROW KP_GROW_OR_FAIL
 
-/* Makes room for n events. 0, or -1 on OOM (the buffers that did grow are kept). */
-static int reserve(kp_serve_batch *b, int n)
+/* Makes room for n events of k suggestions. 0, or -1 on OOM (the buffers that did grow are kept).
+ */
+static int reserve(slot *s, int n, int k)
 {
-    if (n <= b->cap) return 0;
-    GROW(b->ev, n);
-    GROW(b->titles, n);
-    GROW(b->lens, n);
-    GROW(b->vidx, n);
-    GROW(b->counts, n);
-    GROW(b->sugg, (size_t)n * (size_t)b->k);
-    GROW(b->json, n);
-    GROW(b->ce, n);
-    GROW(b->out, n);
-    GROW(b->bufs, n);
-    GROW(b->offs, n);
-    GROW(b->ids, n);
-    GROW(b->arm, n);
-    b->cap = n;
+    if (n <= s->cap) return 0;
+    GROW(s->ev, n);
+    GROW(s->titles, n);
+    GROW(s->lens, n);
+    GROW(s->vidx, n);
+    GROW(s->counts, n);
+    GROW(s->sugg, (size_t)n * (size_t)k);
+    GROW(s->json, n);
+    GROW(s->ce, n);
+    GROW(s->out, n);
+    GROW(s->bufs, n);
+    GROW(s->offs, n);
+    GROW(s->ids, n);
+    GROW(s->arm, n);
+    s->cap = n;
     return 0;
 }
 
-/* Decodes and validates event i; a valid one joins the titles to score. */
-static void decode_one(kp_serve_batch *b, int i)
+/* Decodes and validates event i of s; a valid one joins the titles to score. */
+static void decode_one(kp_serve_batch *b, slot *s, int i)
 {
-    event *e = &b->ev[i];
+    event *e = &s->ev[i];
     const kp_serve_event *m = e->in;
     atomic_fetch_add(&kp_m.consumed[KP_MT_ITEMS], 1);
     if (kp_decode_item_listed(b->codec, m->payload, m->len, &e->item, e->reason,
@@ -127,52 +160,52 @@ static void decode_one(kp_serve_batch *b, int i)
         !(m->key_len &&
           (m->key_len != strlen(e->item.item_id) || memcmp(m->key, e->item.item_id, m->key_len)))) {
         e->valid = 1;
-        b->titles[b->nvalid] = e->item.title;
-        b->lens[b->nvalid] = strlen(e->item.title);
-        b->ids[b->nvalid] = e->item.item_id;
-        b->vidx[b->nvalid++] = i;
+        s->titles[s->nvalid] = e->item.title;
+        s->lens[s->nvalid] = strlen(e->item.title);
+        s->ids[s->nvalid] = e->item.item_id;
+        s->vidx[s->nvalid++] = i;
     } else if (!e->reason[0]) {
         snprintf(e->reason, sizeof e->reason, "message key does not match item_id");
     }
 }
 
-/* The cache entry and the suggestion record of the v-th valid event. 0 / -1 (OOM). */
-static int build_valid(kp_serve_batch *b, int v, uint64_t version, int64_t gen)
+/* The cache entry and the suggestion record of the v-th valid event of s. 0 / -1 (OOM). */
+static int build_valid(kp_serve_batch *b, slot *s, int v, uint64_t version, int64_t gen)
 {
-    event *e = &b->ev[b->vidx[v]];
-    const kp_rec_suggestion *s = b->sugg + (size_t)v * (size_t)b->k;
-    int cnt = b->counts[v];
-    const char *arm = kp_arms_name(b->arms, b->arm[v]);
-    if (!(b->json[v] = kp_cache_suggestions_json_arm(s, cnt, arm))) return -1;
-    b->ce[v] = (kp_cache_entry){e->item.item_id, e->item.title, b->json[v], version, gen};
+    event *e = &s->ev[s->vidx[v]];
+    const kp_rec_suggestion *sg = s->sugg + (size_t)v * (size_t)b->k;
+    int cnt = s->counts[v];
+    const char *arm = kp_arms_name(b->arms, s->arm[v]);
+    if (!(s->json[v] = kp_cache_suggestions_json_arm(sg, cnt, arm))) return -1;
+    s->ce[v] = (kp_cache_entry){e->item.item_id, e->item.title, s->json[v], version, gen};
     for (int j = 0; j < cnt; j++) /* adapter: the codec's struct orders the fields its own way */
-        b->avro[j] = (kp_suggestion){s[j].keyphrase, s[j].keyphrase_id, s[j].score};
+        b->avro[j] = (kp_suggestion){sg[j].keyphrase, sg[j].keyphrase_id, sg[j].score};
     size_t len = 0;
-    int o = b->nout;
+    int o = s->nout;
     if (kp_encode_suggestions_arm(b->codec, e->item.item_id, (int64_t)version, gen, arm, b->avro,
-                                  cnt, &b->bufs[o], &len))
+                                  cnt, &s->bufs[o], &len))
         return -1;
-    b->out[o] = (kp_outmsg){b->cfg->topic_suggestions,
+    s->out[o] = (kp_outmsg){b->cfg->topic_suggestions,
                             e->item.item_id,
                             strlen(e->item.item_id),
-                            b->bufs[o],
+                            s->bufs[o],
                             len,
                             NULL,
                             1,
                             KP_OUT_PENDING};
-    b->nout = o + 1;
+    s->nout = o + 1;
     return 0;
 }
 
-/* The dead-letter record of bad event i: original key and bytes, headers with the reason. */
-static int build_dead_letter(kp_serve_batch *b, int i)
+/* The dead-letter record of bad event i of s: original key and bytes, headers with the reason. */
+static int build_dead_letter(kp_serve_batch *b, slot *s, int i)
 {
-    const kp_serve_event *m = b->ev[i].in;
+    const kp_serve_event *m = s->ev[i].in;
     kp_warn("dead-letter %s[%" PRId32 "]@%" PRId64 ": %s", m->topic, m->partition, m->offset,
-            b->ev[i].reason);
-    rd_kafka_headers_t *h = kp_dlq_headers_for(m->topic, m->partition, m->offset, b->ev[i].reason);
+            s->ev[i].reason);
+    rd_kafka_headers_t *h = kp_dlq_headers_for(m->topic, m->partition, m->offset, s->ev[i].reason);
     if (!h) return -1;
-    b->out[b->nout++] = (kp_outmsg){b->cfg->topic_dlq, m->key, m->key_len, m->payload, m->len, h, 0,
+    s->out[s->nout++] = (kp_outmsg){b->cfg->topic_dlq, m->key, m->key_len, m->payload, m->len, h, 0,
                                     KP_OUT_PENDING};
     return 0;
 }
@@ -181,81 +214,83 @@ int kp_serve_batch_begin(kp_serve_batch *b, kp_recommender *rec, const kp_serve_
                          char *err, size_t errlen)
 {
     const kp_config *c = b->cfg;
-    kp_serve_batch_end(b);
-    b->t0 = kp_mono_us();
+    slot *s = &b->slots[b->hand];
+    end_slot(s);
+    s->t0 = kp_mono_us();
     if (n <= 0) {
         kp_errf(err, errlen, "empty batch");
         return -1;
     }
-    if (reserve(b, n)) goto oom;
-    memset(b->ev, 0, sizeof *b->ev * (size_t)n);
-    memset((void *)b->json, 0, sizeof *b->json * (size_t)n);
-    memset(b->bufs, 0, sizeof *b->bufs * (size_t)n);
-    b->n = n;
-    b->stage = STAGE_CACHE;
+    if (reserve(s, n, b->k)) goto oom;
+    memset(s->ev, 0, sizeof *s->ev * (size_t)n);
+    memset((void *)s->json, 0, sizeof *s->json * (size_t)n);
+    memset(s->bufs, 0, sizeof *s->bufs * (size_t)n);
+    s->n = n;
+    s->stage = STAGE_CACHE;
     atomic_fetch_add(&kp_m.in_flight, n);
     for (int i = 0; i < n; i++) {
-        b->ev[i].in = &ev[i];
-        decode_one(b, i);
+        s->ev[i].in = &ev[i];
+        decode_one(b, s, i);
     }
     /* model: one batched forward + one GEMM + top-K */
-    b->t_dec = kp_mono_us();
-    if (b->nvalid && kp_arms_suggest(b->arms, rec, b->ids, b->titles, b->lens, b->nvalid, b->k,
-                                     (float)c->min_score, b->sugg, b->counts, b->arm)) {
+    s->t_dec = kp_mono_us();
+    if (s->nvalid && kp_arms_suggest(b->arms, rec, s->ids, s->titles, s->lens, s->nvalid, b->k,
+                                     (float)c->min_score, s->sugg, s->counts, s->arm)) {
         kp_errf(err, errlen, "batch of %d: recommend failed (out of memory)", n);
         return -1;
     }
-    b->t_rec = kp_mono_us();
+    s->t_rec = kp_mono_us();
     uint64_t version = kp_rec_version(rec);
     int64_t gen = kp_now_ms();
-    for (int v = 0; v < b->nvalid; v++)
-        if (build_valid(b, v, version, gen)) goto oom;
+    for (int v = 0; v < s->nvalid; v++)
+        if (build_valid(b, s, v, version, gen)) goto oom;
     for (int i = 0; i < n; i++)
-        if (!b->ev[i].valid && build_dead_letter(b, i)) goto oom;
-    b->t_model = kp_mono_us();
+        if (!s->ev[i].valid && build_dead_letter(b, s, i)) goto oom;
+    s->t_model = kp_mono_us();
     return 0;
 oom:
     kp_errf(err, errlen, "batch of %d: out of memory", n);
     return -1;
 }
 
-/* Per partition of the batch, the offset after its last event. Returns the number of partitions. */
-static int collect_offsets(kp_serve_batch *b)
+/* Per partition of s, the offset after its last event. Returns the number of partitions. */
+static int collect_offsets(slot *s)
 {
     int np = 0;
-    for (int i = 0; i < b->n; i++) {
-        const kp_serve_event *m = b->ev[i].in;
+    for (int i = 0; i < s->n; i++) {
+        const kp_serve_event *m = s->ev[i].in;
         int p = 0;
         while (p < np &&
-               !(b->offs[p].partition == m->partition && !strcmp(b->offs[p].topic, m->topic)))
+               !(s->offs[p].partition == m->partition && !strcmp(s->offs[p].topic, m->topic)))
             p++;
-        if (p == np) b->offs[np++] = (kp_serve_offset){m->topic, m->partition, m->offset + 1};
-        if (m->offset + 1 > b->offs[p].offset) b->offs[p].offset = m->offset + 1;
+        if (p == np) s->offs[np++] = (kp_serve_offset){m->topic, m->partition, m->offset + 1};
+        if (m->offset + 1 > s->offs[p].offset) s->offs[p].offset = m->offset + 1;
     }
     return np;
 }
 
-/* Every event is done: count it, store the offsets. */
-static void finish(kp_serve_batch *b)
+/* Every event of s is acknowledged (Redis and every delivery report): count it, store the
+ * offsets. On the runner's thread. */
+static void finish(kp_serve_batch *b, slot *s)
 {
     uint64_t now = kp_mono_us();
     kp_debug("batch of %d: decode %.1f ms, model %.1f ms, encode %.1f ms, redis %.1f ms, "
              "kafka %.1f ms",
-             b->n, (double)(b->t_dec - b->t0) / 1e3, (double)(b->t_rec - b->t_dec) / 1e3,
-             (double)(b->t_model - b->t_rec) / 1e3, (double)(b->t_cache - b->t_model) / 1e3,
-             (double)(now - b->t_cache) / 1e3);
-    for (int i = 0; i < b->n; i++) {
-        if (b->ev[i].valid)
+             s->n, (double)(s->t_dec - s->t0) / 1e3, (double)(s->t_rec - s->t_dec) / 1e3,
+             (double)(s->t_model - s->t_rec) / 1e3, (double)(s->t_cache - s->t_model) / 1e3,
+             (double)(now - s->t_cache) / 1e3);
+    for (int i = 0; i < s->n; i++) {
+        if (s->ev[i].valid)
             atomic_fetch_add(&kp_m.processed[KP_MT_ITEMS], 1);
         else
             atomic_fetch_add(&kp_m.dead_lettered[KP_MT_ITEMS], 1);
     }
-    for (int v = 0; v < b->nvalid; v++)
-        if (b->counts[v] == 0) atomic_fetch_add(&kp_m.items_empty, 1);
-    b->sinks.store(b->sinks.ctx, b->offs, collect_offsets(b));
+    for (int v = 0; v < s->nvalid; v++)
+        if (s->counts[v] == 0) atomic_fetch_add(&kp_m.items_empty, 1);
+    b->sinks.store(b->sinks.ctx, s->offs, collect_offsets(s));
     atomic_fetch_add(&kp_m.batches, 1);
-    kp_telemetry_observe_batch(kp_mono_us() - b->t0);
-    b->stage = STAGE_DONE;
+    kp_telemetry_observe_batch(kp_mono_us() - s->t0);
+    s->stage = STAGE_DONE;
 }
 
 static void set_paused(kp_serve_batch *b, int on, const char *why)
@@ -265,12 +300,10 @@ static void set_paused(kp_serve_batch *b, int on, const char *why)
     if (b->sinks.pause) b->sinks.pause(b->sinks.ctx, on, why);
 }
 
-/* A sink did not answer OK: RETRY pauses consumption until the batch is done. */
-static kp_batch_rc from_sink(kp_serve_batch *b, kp_sink_rc r, const char *sink)
+/* 1 while the runner has a batch: in hand or detached. */
+static int busy(const kp_serve_batch *b)
 {
-    if (r == KP_SINK_FAIL) return KP_BATCH_FAILED;
-    set_paused(b, 1, sink);
-    return KP_BATCH_AGAIN;
+    return b->slots[b->hand].stage != STAGE_NONE || b->flight >= 0;
 }
 
 int kp_serve_batch_hold(kp_serve_batch *b, void *msg)
@@ -290,7 +323,7 @@ int kp_serve_batch_take_held(kp_serve_batch *b, void **out, int max)
         out[n] = b->held[b->held_first];
         b->held_first = (b->held_first + 1) % b->held_cap;
     }
-    if (!b->n_held && b->stage == STAGE_NONE) set_paused(b, 0, NULL);
+    if (!b->n_held && !busy(b)) set_paused(b, 0, NULL);
     return n;
 }
 
@@ -310,44 +343,85 @@ int kp_serve_batch_paused(const kp_serve_batch *b)
     return b->paused;
 }
 
-kp_batch_rc kp_serve_batch_step(kp_serve_batch *b)
+kp_batch_rc kp_serve_slot_send(kp_serve_slot *s, const char **why)
 {
+    const kp_serve_sinks *k = s->sinks;
     kp_sink_rc r;
-    switch (b->stage) {
+    if (why) *why = NULL;
+    switch (s->stage) {
     case STAGE_NONE:
         return KP_BATCH_FAILED;
     case STAGE_CACHE: /* Redis first (acknowledged) ... */
-        if (b->nvalid && (r = b->sinks.cache_put(b->sinks.ctx, b->ce, b->nvalid)) != KP_SINK_OK)
-            return from_sink(b, r, "Redis is failing");
-        b->t_cache = kp_mono_us();
-        b->stage = STAGE_DELIVER;
+        if (s->nvalid && (r = k->cache_put(k->ctx, s->ce, s->nvalid)) != KP_SINK_OK) {
+            if (why) *why = "Redis is failing";
+            return r == KP_SINK_FAIL ? KP_BATCH_FAILED : KP_BATCH_AGAIN;
+        }
+        s->t_cache = kp_mono_us();
+        s->stage = STAGE_DELIVER;
         /* fall through */
-    case STAGE_DELIVER: /* ... then Kafka (every delivery report) ... */
-        if ((r = b->sinks.deliver(b->sinks.ctx, b->out, b->nout)) != KP_SINK_OK)
-            return from_sink(b, r, "Kafka deliveries are failing");
-        for (int i = 0; i < b->nout; i++) /* a sink that lied */
-            if (b->out[i].state != KP_OUT_DONE)
-                return from_sink(b, KP_SINK_RETRY, "Kafka deliveries are failing");
-        finish(b); /* ... then the offsets */
+    case STAGE_DELIVER: /* ... then Kafka (every delivery report) */
+        if (why) *why = "Kafka deliveries are failing";
+        if ((r = k->deliver(k->ctx, s->out, s->nout)) != KP_SINK_OK)
+            return r == KP_SINK_FAIL ? KP_BATCH_FAILED : KP_BATCH_AGAIN;
+        for (int i = 0; i < s->nout; i++) /* a sink that lied */
+            if (s->out[i].state != KP_OUT_DONE) return KP_BATCH_AGAIN;
+        if (why) *why = NULL;
+        s->stage = STAGE_ACKED;
         /* fall through */
+    case STAGE_ACKED:
     case STAGE_DONE:
         break;
     }
+    return KP_BATCH_DONE;
+}
+
+kp_batch_rc kp_serve_batch_step(kp_serve_batch *b)
+{
+    slot *s = &b->slots[b->hand];
+    const char *why;
+    kp_batch_rc r = kp_serve_slot_send(s, &why);
+    if (r == KP_BATCH_AGAIN) set_paused(b, 1, why); /* until the batch is done */
+    if (r != KP_BATCH_DONE) return r;
+    if (s->stage == STAGE_ACKED) finish(b, s);           /* ... then the offsets */
     if (b->n_held < b->held_cap) set_paused(b, 0, NULL); /* every sink answered: consume again */
     return KP_BATCH_DONE;
 }
 
+kp_serve_slot *kp_serve_batch_detach(kp_serve_batch *b)
+{
+    slot *s = &b->slots[b->hand];
+    if (b->flight >= 0 || s->stage == STAGE_NONE) return NULL;
+    b->flight = b->hand;
+    b->hand ^= 1;
+    return s;
+}
+
+int kp_serve_batch_in_flight(const kp_serve_batch *b)
+{
+    return b->flight >= 0;
+}
+
+void kp_serve_batch_sink_down(kp_serve_batch *b, const char *why)
+{
+    if (b->flight >= 0) set_paused(b, 1, why ? why : "a sink is failing");
+}
+
+kp_batch_rc kp_serve_batch_land(kp_serve_batch *b, kp_batch_rc r)
+{
+    if (b->flight < 0) return KP_BATCH_FAILED;
+    slot *s = &b->slots[b->flight];
+    /* only a batch whose every sink acknowledged stores its offsets */
+    if (r == KP_BATCH_DONE && s->stage == STAGE_ACKED)
+        finish(b, s);
+    else
+        r = KP_BATCH_FAILED;
+    end_slot(s);
+    b->flight = -1;
+    if (r == KP_BATCH_DONE && b->n_held < b->held_cap) set_paused(b, 0, NULL);
+    return r;
+}
+
 void kp_serve_batch_end(kp_serve_batch *b)
 {
-    if (!b || b->stage == STAGE_NONE) return;
-    atomic_fetch_sub(&kp_m.in_flight, b->n);
-    for (int i = 0; i < b->n; i++) {
-        kp_item_listed_clear(&b->ev[i].item);
-        free(b->json[i]);
-        free(b->bufs[i]);
-    }
-    for (int i = 0; i < b->nout; i++)
-        if (b->out[i].hdrs) rd_kafka_headers_destroy(b->out[i].hdrs);
-    b->n = b->nvalid = b->nout = 0;
-    b->stage = STAGE_NONE;
+    if (b) end_slot(&b->slots[b->hand]);
 }

@@ -16,7 +16,15 @@
  *   - the offsets stored are, per partition of the batch, its highest offset + 1.
  * The sinks are function pointers so the batch runs against Redis and Kafka in the worker and
  * against fakes in tests/unit/test_serve_batch.c. Per-batch buffers are kept and grown, never
- * allocated per batch. Not thread-safe: one kp_serve_batch per serving thread. */
+ * allocated per batch.
+ *
+ * Overlap ([worker] overlap, consumer/serve_writer.h): the runner has two batches. The one in hand
+ * is begun (scored) while the other, detached, goes through its sink stages on a writer thread
+ * (kp_serve_slot_send: cache_put and deliver are called there); it comes back with
+ * kp_serve_batch_land, which alone stores its offsets, on the runner's thread, and only when the
+ * writer saw it acknowledged. At most one batch is detached, so batches land in the order they
+ * were detached. Apart from kp_serve_slot_send on the detached batch, everything here runs on one
+ * thread (the consumer's): store and pause are never called from the writer. */
 #ifndef KP_SERVE_BATCH_H
 #define KP_SERVE_BATCH_H
 
@@ -81,7 +89,8 @@ kp_serve_batch *kp_serve_batch_new(const kp_config *c, kp_codec *codec,
 struct kp_arms;
 void kp_serve_batch_set_arms(kp_serve_batch *b, struct kp_arms *arms);
 
-/* Frees the runner (ends a batch in hand first; held messages must have been taken back).
+/* Frees the runner (ends its batches first; held messages must have been taken back; a detached
+ * batch must be back from its writer).
  * NULL-safe. */
 void kp_serve_batch_free(kp_serve_batch *b);
 
@@ -104,7 +113,8 @@ kp_batch_rc kp_serve_batch_step(kp_serve_batch *b);
 int kp_serve_batch_hold(kp_serve_batch *b, void *msg);
 
 /* Moves up to max held messages, oldest first, to out (the caller owns them again). Returns how
- * many. Once the hold is empty and no batch is in hand, a pause for a full hold ends. */
+ * many. Once the hold is empty and no batch is in hand or detached, a pause for a full hold ends.
+ */
 int kp_serve_batch_take_held(kp_serve_batch *b, void **out, int max);
 
 /* Drops held messages: each one for which drop(ctx, msg) answers 1 (drop took it: e.g. destroyed
@@ -113,6 +123,35 @@ int kp_serve_batch_drop_held(kp_serve_batch *b, int (*drop)(void *ctx, void *msg
 
 /* 1 while consumption is paused by the batch (a sink is down, or the hold is full). */
 int kp_serve_batch_paused(const kp_serve_batch *b);
+
+/* ---- overlap: the sink stages of one batch on another thread ---- */
+
+typedef struct kp_serve_slot kp_serve_slot;
+
+/* Detaches the batch in hand (begun, not yet stepped) for a writer thread: the runner can begin
+ * the next one meanwhile. Returns it, or NULL when nothing is in hand or a batch is detached
+ * already (land that one first). */
+kp_serve_slot *kp_serve_batch_detach(kp_serve_batch *b);
+
+/* The sink stages of a detached batch: cache sink, then producer sink, never the store or pause
+ * sinks; may run on any one thread while the runner's thread goes on (it touches only the batch's
+ * own entries and records). DONE: every entry acknowledged and every record delivered (the batch
+ * waits for kp_serve_batch_land); AGAIN: a sink said RETRY (*why, may be NULL, names it; call
+ * again after a backoff: only the stage that failed is redone); FAILED: a sink said FAIL. */
+kp_batch_rc kp_serve_slot_send(kp_serve_slot *s, const char **why);
+
+/* 1 while a batch is detached (not landed yet). */
+int kp_serve_batch_in_flight(const kp_serve_batch *b);
+
+/* The detached batch is held at a failing sink (why names it): consumption is paused until it
+ * lands. Runner's thread. */
+void kp_serve_batch_sink_down(kp_serve_batch *b, const char *why);
+
+/* Takes the detached batch back once its kp_serve_slot_send answered r (DONE or FAILED): with
+ * DONE, and only when its sinks did acknowledge it, its offsets go to the store sink (and its
+ * events are counted); then it is released. Returns DONE (stored) or FAILED (nothing stored, also
+ * when nothing was detached). Consumption resumes when the hold has room. Runner's thread. */
+kp_batch_rc kp_serve_batch_land(kp_serve_batch *b, kp_batch_rc r);
 
 /* Releases the batch in hand (its decoded events, records, headers); buffers are kept for the
  * next one. NULL-safe; does nothing without a batch. */
