@@ -8,6 +8,7 @@
 #include "common/util.h"
 #include "model/featurize.h"
 #include "model/index.h"
+#include "model/quant.h"
 
 struct kp_recommender {
     kp_bienc *model;
@@ -171,6 +172,12 @@ oom:
 int kp_rec_set_ivf(kp_recommender *r, int nlist, int nprobe, uint64_t seed)
 {
     return r ? kp_index_set_ivf(r->index, nlist, nprobe, seed) : -1;
+}
+
+int kp_rec_set_first_pass(kp_recommender *r, const char *kind, int rescore)
+{
+    int q = kp_quant_parse(kind);
+    return r && q >= 0 ? kp_index_set_first_pass(r->index, q, rescore) : -1;
 }
 
 void kp_rec_free(kp_recommender *r)
