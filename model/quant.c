@@ -180,10 +180,12 @@ i8_tile(const kp_quant *z, int b, int rows, const unsigned char *qp, const int T
     int G = z->dp / 4;
     const __m512i *R = (const __m512i *)(z->blk + (size_t)b * z->bbytes);
     __m512i acc[QT];
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         acc[t] = _mm512_setzero_si512();
     for (int g = 0; g < G; g++) {
         __m512i r = _mm512_load_si512(R + g);
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             int32_t w;
             memcpy(&w, qp + (size_t)t * z->qbytes + sizeof(float) + 4 * (size_t)g, 4);
@@ -193,6 +195,7 @@ i8_tile(const kp_quant *z, int b, int rows, const unsigned char *qp, const int T
     __m512 sc = _mm512_loadu_ps(z->scale + (size_t)b * KP_QUANT_BLOCK);
     __m512i co = _mm512_loadu_si512(z->corr + (size_t)b * KP_QUANT_BLOCK);
     __mmask16 mk = tail_mask(rows);
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
         float qs;
         memcpy(&qs, qp + (size_t)t * z->qbytes, sizeof(float));
@@ -247,10 +250,12 @@ bf_tile(const kp_quant *z, int b, int rows, const unsigned char *qp, const int T
     int G = z->dp / 2;
     const __m512i *R = (const __m512i *)(z->blk + (size_t)b * z->bbytes);
     __m512 acc[QT];
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         acc[t] = _mm512_setzero_ps();
     for (int g = 0; g < G; g++) {
         __m512i r = _mm512_load_si512(R + g);
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             int32_t w;
             memcpy(&w, qp + (size_t)t * z->qbytes + 4 * (size_t)g, 4);
@@ -258,6 +263,7 @@ bf_tile(const kp_quant *z, int b, int rows, const unsigned char *qp, const int T
         }
     }
     __mmask16 mk = tail_mask(rows);
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         _mm512_mask_storeu_ps(S + (size_t)t * ld, mk, acc[t]);
 }

@@ -330,6 +330,11 @@ int kp_rec_size(const kp_recommender *r)
     return r->n;
 }
 
+size_t kp_rec_quant_bytes(const kp_recommender *r)
+{
+    return r ? kp_quant_bytes(kp_index_quant(r->index)) : 0;
+}
+
 uint64_t kp_rec_version(const kp_recommender *r)
 {
     return kp_bienc_version(r->model);
