@@ -13,6 +13,12 @@
 
 #include "common/util.h"
 
+/* A query's codes are 7-bit (-63..63, stored + 64 as 1..127): a pair of u8 x s8 products then
+ * stays below 2^15, so the AVX2 kernel's vpmaddubsw (saturating s16 pair sums) is exact too. The
+ * rows keep 8 bits (-127..127). */
+#define QMAX 63
+#define QOFF 64
+
 typedef void (*scan_fn)(const kp_quant *z, int l, const void *qp, int m, float *S, int ld);
 
 struct kp_quant {
@@ -22,7 +28,7 @@ struct kp_quant {
     int nblk;
     unsigned char *blk; /* [nblk x 16 x dp] codes (int8) or [nblk x 16 x dp] uint16 (bf16) */
     float *scale;       /* int8: [nblk x 16] row scales (0 in the padding) */
-    int32_t *corr;      /* int8: [nblk x 16] 128 * the row's code sum */
+    int32_t *corr;      /* int8: [nblk x 16] QOFF * the row's code sum */
     size_t qbytes, bbytes;
     scan_fn scan;
     const char *kname;
@@ -103,13 +109,13 @@ void kp_quant_prep(const kp_quant *z, const float *q, void *out)
 {
     int d = z->dim;
     if (z->kind == KP_QUANT_INT8) {
-        float a = absmax(q, d), s = a > 0 ? a / 127.0f : 0.0f, inv = a > 0 ? 127.0f / a : 0.0f;
+        float a = absmax(q, d), s = a > 0 ? a / QMAX : 0.0f, inv = a > 0 ? QMAX / a : 0.0f;
         unsigned char *u = (unsigned char *)out + sizeof(float);
         memcpy(out, &s, sizeof(float));
         for (int j = 0; j < z->dp; j++) {
             long c = j < d ? lrintf(q[j] * inv) : 0;
-            c = c < -127 ? -127 : c > 127 ? 127 : c;
-            u[j] = (unsigned char)(c + 128);
+            c = c < -QMAX ? -QMAX : c > QMAX ? QMAX : c;
+            u[j] = (unsigned char)(c + QOFF);
         }
     } else {
         uint16_t *h = out;
@@ -167,6 +173,7 @@ static void scan_bf16_plain(const kp_quant *z, int l, const void *qp, int m, flo
 #ifdef KP_QUANT_X86
 #define TGT_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #define TGT_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
+#define TGT_AVX2 __attribute__((target("avx2")))
 #define QT       8
 
 static inline __mmask16 tail_mask(int rows)
@@ -238,6 +245,75 @@ TGT_VNNI static void scan_i8_vnni(const kp_quant *z, int l, const void *qp, int 
                 break;
             default:
                 i8_tile(z, b0 + b, rows, q, 8, s, ld);
+                break;
+            }
+        }
+    }
+}
+
+/* AVX2 (no VNNI): per group, 8 rows per 256-bit half: vpmaddubsw (u8 x s8 pairs -> s16, exact
+ * with 7-bit query codes) then vpmaddwd by ones (-> s32 per row). Tiles of up to 4 queries. */
+#define QT2 4
+TGT_AVX2 static inline __attribute__((always_inline)) void
+i8_tile2(const kp_quant *z, int b, int rows, const unsigned char *qp, const int T, float *S, int ld)
+{
+    int G = z->dp / 4;
+    const __m256i *R = (const __m256i *)(z->blk + (size_t)b * z->bbytes),
+                  ones = _mm256_set1_epi16(1);
+    __m256i lo[QT2], hi[QT2];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+        lo[t] = hi[t] = _mm256_setzero_si256();
+    for (int g = 0; g < G; g++) {
+        __m256i r0 = _mm256_load_si256(R + 2 * g), r1 = _mm256_load_si256(R + 2 * g + 1);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            int32_t w;
+            memcpy(&w, qp + (size_t)t * z->qbytes + sizeof(float) + 4 * (size_t)g, 4);
+            __m256i qw = _mm256_set1_epi32(w);
+            lo[t] = _mm256_add_epi32(lo[t], _mm256_madd_epi16(_mm256_maddubs_epi16(qw, r0), ones));
+            hi[t] = _mm256_add_epi32(hi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(qw, r1), ones));
+        }
+    }
+    const float *sc = z->scale + (size_t)b * KP_QUANT_BLOCK;
+    const int32_t *co = z->corr + (size_t)b * KP_QUANT_BLOCK;
+    __m256 s0 = _mm256_loadu_ps(sc), s1 = _mm256_loadu_ps(sc + 8);
+    __m256i c0 = _mm256_loadu_si256((const __m256i *)co),
+            c1 = _mm256_loadu_si256((const __m256i *)(co + 8));
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        float qs, out[16];
+        memcpy(&qs, qp + (size_t)t * z->qbytes, sizeof(float));
+        __m256 q8 = _mm256_set1_ps(qs);
+        _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(lo[t], c0)),
+                                            _mm256_mul_ps(s0, q8)));
+        _mm256_storeu_ps(out + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(hi[t], c1)),
+                                                _mm256_mul_ps(s1, q8)));
+        memcpy(S + (size_t)t * ld, out, sizeof(float) * (size_t)(rows < 16 ? rows : 16));
+    }
+}
+
+TGT_AVX2 static void scan_i8_avx2(const kp_quant *z, int l, const void *qp, int m, float *S, int ld)
+{
+    int len = z->off[l + 1] - z->off[l], b0 = z->boff[l], nb = z->boff[l + 1] - b0;
+    const unsigned char *Q = qp;
+    for (int b = 0; b < nb; b++) {
+        int rows = len - b * KP_QUANT_BLOCK;
+        for (int j0 = 0; j0 < m; j0 += QT2) {
+            const unsigned char *q = Q + (size_t)j0 * z->qbytes;
+            float *s = S + (size_t)j0 * ld + (size_t)b * KP_QUANT_BLOCK;
+            switch (m - j0 < QT2 ? m - j0 : QT2) {
+            case 1:
+                i8_tile2(z, b0 + b, rows, q, 1, s, ld);
+                break;
+            case 2:
+                i8_tile2(z, b0 + b, rows, q, 2, s, ld);
+                break;
+            case 3:
+                i8_tile2(z, b0 + b, rows, q, 3, s, ld);
+                break;
+            default:
+                i8_tile2(z, b0 + b, rows, q, 4, s, ld);
                 break;
             }
         }
@@ -340,7 +416,7 @@ static void put_row(kp_quant *z, size_t b, int r, const float *x)
             sum += (int32_t)c;
         }
         z->scale[ri] = a > 0 ? a / 127.0f : 0.0f;
-        z->corr[ri] = 128 * sum;
+        z->corr[ri] = QOFF * sum;
     } else {
         uint16_t *H = (uint16_t *)B;
         for (int j = 0; j < z->dp; j++)
@@ -390,8 +466,10 @@ kp_quant *kp_quant_build(const float *rows, int n, int dim, const int *off, int 
 #ifdef KP_QUANT_X86
     if (simd) {
         __builtin_cpu_init();
+        if (kind == KP_QUANT_INT8 && __builtin_cpu_supports("avx2"))
+            z->scan = scan_i8_avx2, z->kname = "avx2";
         if (kind == KP_QUANT_INT8 && __builtin_cpu_supports("avx512f") &&
-            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni"))
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni") && simd != 2)
             z->scan = scan_i8_vnni, z->kname = "avx512vnni";
         if (kind == KP_QUANT_BF16 && __builtin_cpu_supports("avx512f") &&
             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16"))

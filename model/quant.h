@@ -6,11 +6,13 @@
  * Layout: each list's rows in blocks of 16 (the last one zero-padded), a block stored interleaved
  * by groups of 4 dims (int8) or 2 dims (bf16): one 64-byte vector holds one group of 16 rows, so a
  * query's group broadcast against it gives 16 row partial sums at once (AVX-512 VNNI vpdpbusd /
- * BF16 vdpbf16ps) without horizontal reductions. int8: row r ~ scale_r * i8[r]; a query q ~
- * scale_q * (u8[q] - 128), and dot = scale_q * scale_r * (sum u8*i8 - 128 * sum i8[r]).
- * The kernel is chosen once at build time from the CPU (__builtin_cpu_supports); every kernel has
- * a plain-C twin (kp_quant_scan_ref) giving bit-identical int8 scores and bf16 scores within
- * fp32 rounding. Immutable after kp_quant_build; may be scanned from several threads at once.
+ * BF16 vdpbf16ps) without horizontal reductions. int8: row r ~ scale_r * i8[r] (-127..127); a
+ * query q ~ scale_q * (u8[q] - 64) (7-bit codes, so AVX2's saturating vpmaddubsw is exact), and
+ * dot = scale_q * scale_r * (sum u8*i8 - 64 * sum i8[r]).
+ * The kernel is chosen once at build time from the CPU (__builtin_cpu_supports): int8 AVX-512 VNNI,
+ * else AVX2, else plain; bf16 AVX-512 BF16, else plain. Every kernel has a plain-C twin
+ * (kp_quant_scan_ref) giving bit-identical int8 scores and bf16 scores within fp32 rounding.
+ * Immutable after kp_quant_build; may be scanned from several threads at once.
  */
 #ifndef KP_QUANT_H
 #define KP_QUANT_H
@@ -29,14 +31,15 @@ const char *kp_quant_name(int kind); /* "fp32", "int8", "bf16" or "?" */
 
 /* Builds the copy of rows [n x dim] (list order: list l is rows off[l] .. off[l+1], off [nlist +
  * 1] ascending from 0 to n) in kind (INT8 or BF16). simd 0 forces the plain kernel (tests and
- * measurements), 1 picks the fastest this CPU runs. NULL on OOM / bad args. */
+ * measurements), 1 picks the fastest this CPU runs, 2 the same but never AVX-512 VNNI (int8: the
+ * AVX2 kernel where the CPU has AVX2; tests). NULL on OOM / bad args. */
 kp_quant *kp_quant_build(const float *rows, int n, int dim, const int *off, int nlist, int kind,
                          int simd);
 void kp_quant_free(kp_quant *z); /* accepts NULL */
 int kp_quant_kind_of(const kp_quant *z);
 /* Bytes held (blocks, scales, offsets): what the copy adds to the index. */
 size_t kp_quant_bytes(const kp_quant *z);
-/* Name of the kernel kp_quant_scan uses: "avx512vnni", "avx512bf16" or "plain". */
+/* Name of the kernel kp_quant_scan uses: "avx512vnni", "avx2", "avx512bf16" or "plain". */
 const char *kp_quant_kernel(const kp_quant *z);
 
 /* Bytes of one prepared query (kp_quant_prep). */

@@ -57,7 +57,7 @@ static void test_parse(void **state)
 }
 
 /* Kernel vs plain kernel, and both vs the fp32 dot, for one kind and dim. */
-static void kernels(int kind, int d)
+static void kernels(int kind, int d, int simd)
 {
     const int lens[] = {0, 1, 15, 16, 17, 40, 3, 100}, nl = 8, nq = 11;
     int off[9] = {0};
@@ -69,12 +69,13 @@ static void kernels(int kind, int d)
     x[3] = 0.9f; /* one large coordinate: that row's scale */
     for (int j = 0; j < d; j++)
         x[(size_t)5 * d + j] = 0.0f; /* an all-zero row: scale 0 */
-    kp_quant *z = kp_quant_build(x, n, d, off, nl, kind, 1), *zp;
+    kp_quant *z = kp_quant_build(x, n, d, off, nl, kind, simd), *zp;
     zp = kp_quant_build(x, n, d, off, nl, kind, 0);
     assert_non_null(z);
     assert_non_null(zp);
     assert_string_equal(kp_quant_kernel(zp), "plain");
-    if (d == 128) print_message("%s kernel: %s\n", kp_quant_name(kind), kp_quant_kernel(z));
+    if (d == 128)
+        print_message("%s kernel (simd %d): %s\n", kp_quant_name(kind), simd, kp_quant_kernel(z));
     assert_true(kp_quant_bytes(z) >= (size_t)n * d * (kind == KP_QUANT_INT8 ? 1 : 2));
     size_t qb = kp_quant_qbytes(z);
     unsigned char *qp = malloc(qb * nq);
@@ -115,8 +116,9 @@ static void test_kernels(void **state)
     (void)state;
     const int dims[] = {128, 37, 4, 1};
     for (int di = 0; di < 4; di++) {
-        kernels(KP_QUANT_INT8, dims[di]);
-        kernels(KP_QUANT_BF16, dims[di]);
+        kernels(KP_QUANT_INT8, dims[di], 1);
+        kernels(KP_QUANT_INT8, dims[di], 2); /* AVX2 where VNNI would be picked */
+        kernels(KP_QUANT_BF16, dims[di], 1);
     }
 }
 
