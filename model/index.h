@@ -29,7 +29,7 @@ typedef struct kp_index kp_index;
 #define KP_INDEX_DEFAULT_CAND_FACTOR 4
 #define KP_INDEX_DEFAULT_QUERY_TILE  256
 #define KP_INDEX_DEFAULT_KEY_BLOCK   1024
-#define KP_INDEX_DEFAULT_RESCORE     4 /* IVF reduced-precision first pass: candidates = 4 k */
+#define KP_INDEX_DEFAULT_RESCORE     2 /* IVF reduced-precision first pass: candidates = 2 k */
 
 /* Copies emb [n x dim] (and dedup_keys [n] if not NULL). n may be 0. NULL on OOM or bad args
  * (n < 0, dim <= 0, emb NULL with n > 0). */
