@@ -2,17 +2,19 @@
 """quant_curve.py -- the IVF recall/speed curve per first pass from `bench_scale search` output.
 
   bench_scale search --out OUT --first-pass "fp32 int8 bf16" --rescore "2 4" ... > run.tsv
-  bench/quant_curve.py run.tsv [more.tsv ...]
+  bench/quant_curve.py run1.tsv [run2.tsv ...]
 
 One markdown table row per (first pass, nprobe): for each batch, recall@k vs exact, queries/s
-(wall clock) and the speed-up over kprec's exact pass of the same batch IN THE SAME FILE, by wall
-clock and by process CPU time (the machine is shared: CPU time is less disturbed by waiting for
-a core). Several files (e.g. one per nlist) give one table each, in order.
+(wall clock) and the speed-up over kprec's exact pass of the same batch IN THE SAME FILE (one
+process), by wall clock and by process CPU time (the machine is shared: CPU time is less
+disturbed by waiting for a core). Several files are rounds of the same command: each cell is the
+median over the rounds of that round's value (ratios are taken within a round, then the median).
 """
+import statistics
 import sys
 
 
-def table(path):
+def load(path):
     times, rec, meta = {}, {}, {}
     with open(path) as f:
         for line in f:
@@ -25,6 +27,12 @@ def table(path):
                 rec[(r[1], int(r[2]), int(r[3]))] = float(r[4])
             elif r[0] == "meta":
                 meta.setdefault(r[1], []).append("\t".join(r[2:]))
+    return times, rec, meta
+
+
+def table(paths):
+    runs = [load(p) for p in paths]
+    times, rec, meta = runs[0]
     batches = sorted({b for (m, b, p) in times if m == "exact"}, reverse=True)
     batches = [b for b in batches if b > 1] + [1]
     modes = []
@@ -43,30 +51,35 @@ def table(path):
         for p in sorted({p for (mm, b, p) in times if mm == m}):
             cells = []
             for b in batches:
-                t, e = times.get((m, b, p)), times.get(("exact", b, 0))
-                if not t or not e:
+                qs, wr, cr, rr = [], [], [], []
+                for (tm, rc, _) in runs:
+                    t, e = tm.get((m, b, p)), tm.get(("exact", b, 0))
+                    if not t or not e:
+                        continue
+                    qs.append(t[0] / t[1])
+                    wr.append((t[0] / t[1]) / (e[0] / e[1]))
+                    cr.append((t[0] / t[2]) / (e[0] / e[2]))
+                    if rc.get((m, b, p)) is not None:
+                        rr.append(rc[(m, b, p)])
+                if not qs:
                     cells += ["-", "-", "-"]
                     continue
-                qs, eqs = t[0] / t[1], e[0] / e[1]
-                cq, ecq = t[0] / t[2], e[0] / e[2]
-                r = rec.get((m, b, p))
-                cells += ["%.3f" % r if r is not None else "-", "%.0f" % qs,
-                          "%.1fx / %.1fx" % (qs / eqs, cq / ecq)]
+                med = statistics.median
+                cells += ["%.3f" % med(rr) if rr else "-", "%.0f" % med(qs),
+                          "%.1fx / %.1fx" % (med(wr), med(cr))]
             print("| %s | %d | %s |" % (m, p, " | ".join(cells)))
-    ex = ", ".join("batch %d %.1f q/s" % (b, times[("exact", b, 0)][0] / times[("exact", b, 0)][1])
-                   for b in batches if ("exact", b, 0) in times)
+    ex = ", ".join("batch %d %s q/s" % (b, " / ".join(
+        "%.1f" % (tm[("exact", b, 0)][0] / tm[("exact", b, 0)][1]) for (tm, _, _) in runs
+        if ("exact", b, 0) in tm)) for b in batches)
     print()
-    print("kprec exact (same run): %s" % ex)
+    print("kprec exact per round (wall): %s; rounds: %d" % (ex, len(runs)))
 
 
 def main():
     if len(sys.argv) < 2:
         sys.stderr.write(__doc__)
         return 2
-    for i, path in enumerate(sys.argv[1:]):
-        if i:
-            print()
-        table(path)
+    table(sys.argv[1:])
     return 0
 
 
