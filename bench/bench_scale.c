@@ -12,13 +12,16 @@
  *
  *   bench_scale search --out OUT [--k K] [--batches "64 256"] [--threads "1 2"]
  *                      [--nprobe "4 8 16 32 64"] [--nlist L] [--single N] [--queries Q]
+ *                      [--first-pass "fp32 int8 bf16"] [--rescore "2 4"]
  *       One process = one round: exact top-K (kp_index_topk) and the GEMM alone (the sgemm calls
  *       of the exact pass, diagnostic) per (batch, threads); the IVF (kp_index_set_ivf, build
  *       time printed) per (batch, threads, nprobe) with recall@K vs exact; batch of 1 (the first
- *       N queries) exact and IVF per nprobe. Prints TSV rows:
+ *       N queries) exact and IVF per nprobe, for each IVF first pass (fp32: rows of mode "ivf";
+ *       int8 / bf16 at each rescore C: mode "ivf-int8-cC", model/quant.h). Prints TSV rows:
  *         meta   <key> <value>
  *         time   <mode> <batch> <threads> <nprobe> <queries> <wall s> <cpu s>
- *         recall <batch> <nprobe> <recall@K vs exact>
+ *         recall <batch> <nprobe> <recall@K vs exact>           (fp32 IVF)
+ *         qrecall <mode> <batch> <nprobe> <recall@K vs exact>   (int8 / bf16 IVF)
  *
  *   bench_scale score --data DIR --keyphrases FILE [--queries Q] [--batches "256"] [--k K]
  *                     [--threads "1 2"] [--rounds R] [--model PATH]
@@ -33,7 +36,8 @@
  *         time   <mode> <batch> <threads> 0 <titles> <wall s> <cpu s>   (mode
  * score|gemm|tower|topk)
  *
- *   bench_scale rss --out OUT [--model PATH] [--nprobe P] [--nlist L]
+ *   bench_scale rss --out OUT [--model PATH] [--nprobe P] [--nlist L] [--first-pass F]
+ *                   [--rescore C]
  *       The worker's build of its recommender (kp_follower_build: model copy, inventory load,
  *       embedding, index, IVF when P > 0) over OUT/keys.tsv; prints meta rows with VmRSS and
  *       VmHWM (kB) after the build and the raw sizes (model parameters, index matrix).
@@ -56,6 +60,7 @@
 #include "model/blas.h"
 #include "model/ckpt.h"
 #include "model/index.h"
+#include "model/quant.h"
 #include "model/recommender.h"
 #include "model/rng.h"
 #include "model/tsv.h"
@@ -68,6 +73,7 @@ typedef struct {
     double noise;
     uint64_t seed;
     int batches[MAX_LIST], nb, threads[MAX_LIST], nt, nprobe[MAX_LIST], nn;
+    int fp[MAX_LIST], nfp, rs[MAX_LIST], nrs; /* IVF first passes (kp_quant_kind), rescore */
 } opts;
 
 static double now_s(void)
@@ -267,6 +273,35 @@ static void row(const char *mode, int b, int t, int np, int nq, double s)
     fflush(stdout);
 }
 
+/* The IVF rows of one first pass (mode) at every nprobe: per (threads, batch) the time and, at
+ * the first thread setting, recall@k vs exact ("recall" rows for fp32, "qrecall <mode>" else). */
+static int ivf_curve(const opts *o, kp_index *ix, const char *mode, const float *q, int nq, int D,
+                     int k, int single, const int *exact, int *ids, float *sc, int *cnt)
+{
+    int fp32 = !strcmp(mode, "ivf");
+    for (int ni = 0; ni < o->nn; ni++) {
+        int np = o->nprobe[ni];
+        kp_index_set_nprobe(ix, np);
+        for (int ti = 0; ti < o->nt; ti++) {
+            kp_blas_set_threads(o->threads[ti]);
+            for (int bi = 0; bi <= o->nb; bi++) {
+                int b = bi == o->nb ? 1 : o->batches[bi] < 256 ? o->batches[bi] : 256;
+                int n = b == 1 ? single : nq;
+                if (b > 1 && pass(ix, q, b < nq ? b : nq, D, b, k, ids, sc, cnt) < 0) return -1;
+                double s = pass(ix, q, n, D, b, k, ids, sc, cnt);
+                if (s < 0) return -1;
+                row(mode, b, o->threads[ti], np, n, s);
+                if (ti > 0) continue;
+                if (fp32)
+                    printf("recall\t%d\t%d\t%.4f\n", b, np, recall(ids, exact, n, k));
+                else
+                    printf("qrecall\t%s\t%d\t%d\t%.4f\n", mode, b, np, recall(ids, exact, n, k));
+            }
+        }
+    }
+    return 0;
+}
+
 static int cmd_search(const opts *o)
 {
     int rc = 1, nq = 0, nk = 0, D = 0;
@@ -328,25 +363,21 @@ static int cmd_search(const opts *o)
         maxl = kp_ivf_list_size(v, l) > maxl ? kp_ivf_list_size(v, l) : maxl;
     printf("meta\tivf_build_s\t%.3f\nmeta\tivf_nlist\t%d\nmeta\tivf_max_list\t%d\n", now_s() - t0,
            L, maxl);
-    for (int ni = 0; ni < o->nn; ni++) {
-        int np = o->nprobe[ni];
-        kp_index_set_nprobe(ix, np);
-        for (int ti = 0; ti < o->nt; ti++) {
-            kp_blas_set_threads(o->threads[ti]);
-            for (int bi = 0; bi < o->nb; bi++) {
-                int b = o->batches[bi] < 256 ? o->batches[bi] : 256;
-                if (pass(ix, q, b < nq ? b : nq, D, b, k, ids, sc, cnt) < 0) goto err;
-                double s = pass(ix, q, nq, D, b, k, ids, sc, cnt);
-                if (s < 0) goto err;
-                row("ivf", b, o->threads[ti], np, nq, s);
-                if (ti == 0) printf("recall\t%d\t%d\t%.4f\n", b, np, recall(ids, exact, nq, k));
-            }
-            double s = pass(ix, q, single, D, 1, k, ids, sc, cnt);
-            if (s < 0) goto err;
-            row("ivf", 1, o->threads[ti], np, single, s);
-            if (ti == 0) printf("recall\t1\t%d\t%.4f\n", np, recall(ids, exact, single, k));
+    /* every first pass (fp32: mode "ivf"; int8 / bf16 at each rescore: "ivf-int8-c4", ...) */
+    for (int fi = 0; fi < o->nfp; fi++)
+        for (int ci = 0; ci < (o->fp[fi] == KP_QUANT_FP32 ? 1 : o->nrs); ci++) {
+            char mode[32] = "ivf";
+            if (o->fp[fi] != KP_QUANT_FP32)
+                snprintf(mode, sizeof(mode), "ivf-%s-c%d", kp_quant_name(o->fp[fi]), o->rs[ci]);
+            t0 = now_s();
+            if (kp_index_set_first_pass(ix, o->fp[fi], o->fp[fi] ? o->rs[ci] : 1) != 0) goto err;
+            const kp_quant *z = kp_index_quant(ix);
+            if (z)
+                printf("meta\tquant_build_s\t%s\t%.3f\nmeta\tquant_bytes\t%s\t%zu\n"
+                       "meta\tquant_kernel\t%s\t%s\n",
+                       mode, now_s() - t0, mode, kp_quant_bytes(z), mode, kp_quant_kernel(z));
+            if (ivf_curve(o, ix, mode, q, nq, D, k, single, exact, ids, sc, cnt)) goto err;
         }
-    }
     rc = 0;
 err:
     if (rc) fprintf(stderr, "bench_scale: search failed (load, allocation or kp_index_topk)\n");
@@ -498,6 +529,11 @@ static int cmd_rss(const opts *o)
     int rc = kp_config_set(&c, "model", "ivf_nprobe", num, err, sizeof(err));
     snprintf(num, sizeof(num), "%d", o->nlist);
     rc = rc ? rc : kp_config_set(&c, "model", "ivf_nlist", num, err, sizeof(err));
+    rc = rc ? rc
+            : kp_config_set(&c, "model", "ivf_first_pass", kp_quant_name(o->fp[0]), err,
+                            sizeof(err));
+    snprintf(num, sizeof(num), "%d", o->rs[0]);
+    rc = rc ? rc : kp_config_set(&c, "model", "ivf_rescore", num, err, sizeof(err));
     kp_bienc *m = rc ? NULL : model_open(o->model, o->seed);
     long base_kb = status_kb("VmRSS");
     double t0 = now_s();
@@ -518,8 +554,10 @@ static int cmd_rss(const opts *o)
     size_t n = (size_t)kp_rec_size(r), D = (size_t)kp_bienc_cfg(m)->out_dim;
     printf("meta\tbuild_s\t%.3f\nmeta\tkeyphrases\t%zu\nmeta\tnprobe\t%d\n", now_s() - t0, n,
            o->nprobe1);
+    size_t qbytes = kp_rec_quant_bytes(r);
     printf("meta\tmodel_bytes\t%zu\nmeta\tindex_bytes\t%zu\n", params * sizeof(float),
-           n * D * sizeof(float));
+           n * D * sizeof(float) + qbytes);
+    printf("meta\tfirst_pass\t%s\nmeta\tquant_bytes\t%zu\n", kp_quant_name(o->fp[0]), qbytes);
     printf("meta\trss_before_kb\t%ld\nmeta\trss_kb\t%ld\nmeta\thwm_kb\t%ld\n", base_kb,
            status_kb("VmRSS"), status_kb("VmHWM"));
     kp_rec_free(r);
@@ -546,6 +584,24 @@ static int parse_list(const char *s, int *out)
     return n;
 }
 
+/* "fp32 int8 bf16" -> kinds; -1 on an unknown word. */
+static int parse_kinds(const char *s, int *out)
+{
+    int n = 0;
+    char w[16];
+    while (*s && n < MAX_LIST) {
+        while (*s == ' ' || *s == ',')
+            s++;
+        size_t m = strcspn(s, " ,");
+        if (!m) break;
+        if (m >= sizeof(w)) return -1;
+        memcpy(w, s, m), w[m] = 0;
+        if ((out[n++] = kp_quant_parse(w)) < 0) return -1;
+        s += m;
+    }
+    return n;
+}
+
 static int int_opt(const char *s, int lo)
 {
     int v;
@@ -562,9 +618,11 @@ static void usage(FILE *f)
         "\"1 2\"]\n"
         "                          [--nprobe \"4 8 16 32 64\"] [--nlist L] [--single N] "
         "[--queries Q]\n"
+        "                          [--first-pass \"fp32 int8 bf16\"] [--rescore \"2 4\"]\n"
         "       bench_scale score --data DIR --keyphrases FILE [--queries Q] [--batches \"256\"]\n"
         "                         [--k K] [--threads \"1 2\"] [--rounds R] [--model PATH]\n"
-        "       bench_scale rss --out OUT [--model PATH] [--nprobe P] [--nlist L]\n");
+        "       bench_scale rss --out OUT [--model PATH] [--nprobe P] [--nlist L]\n"
+        "                       [--first-pass F] [--rescore C]\n");
 }
 
 int main(int argc, char **argv)
@@ -582,6 +640,7 @@ int main(int argc, char **argv)
               .rounds = 5,
               .seed = 42};
     const char *batches = "64 256", *threads = "1 2", *nprobe = "4 8 16 32 64";
+    const char *first = "fp32", *rescore = "4";
     static const struct option lo[] = {
         {"data", required_argument, 0, 'd'},    {"out", required_argument, 0, 'o'},
         {"keys", required_argument, 0, 'n'},    {"queries", required_argument, 0, 'q'},
@@ -590,7 +649,8 @@ int main(int argc, char **argv)
         {"batches", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
         {"nprobe", required_argument, 0, 'p'},  {"nlist", required_argument, 0, 'l'},
         {"single", required_argument, 0, '1'},  {"keyphrases", required_argument, 0, 'K'},
-        {"rounds", required_argument, 0, 'r'},  {0, 0, 0, 0}};
+        {"rounds", required_argument, 0, 'r'},  {"first-pass", required_argument, 0, 'f'},
+        {"rescore", required_argument, 0, 'c'}, {0, 0, 0, 0}};
     int c, bad = 0;
     optind = 2;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -640,6 +700,12 @@ int main(int argc, char **argv)
         case 'r':
             bad |= (o.rounds = int_opt(optarg, 1)) < 0;
             break;
+        case 'f':
+            first = optarg;
+            break;
+        case 'c':
+            rescore = optarg;
+            break;
         default:
             bad = 1;
         }
@@ -648,6 +714,8 @@ int main(int argc, char **argv)
     o.nt = parse_list(threads, o.threads);
     o.nn = parse_list(nprobe, o.nprobe);
     o.nprobe1 = o.nn > 0 ? o.nprobe[0] : 0;
+    o.nfp = parse_kinds(first, o.fp);
+    o.nrs = parse_list(rescore, o.rs);
     if (!strcmp(argv[1], "rss") && !strcmp(nprobe, "0")) o.nprobe1 = 0, o.nn = 1;
     if (!strcmp(argv[1], "score")) {
         if (bad || !o.data || !o.kpfile || o.nb <= 0 || o.nt <= 0) {
@@ -658,7 +726,7 @@ int main(int argc, char **argv)
         if (!o.queries) o.queries = 4096;
         return cmd_score(&o);
     }
-    if (bad || !o.out || o.nb <= 0 || o.nt <= 0 || o.nn <= 0) {
+    if (bad || !o.out || o.nb <= 0 || o.nt <= 0 || o.nn <= 0 || o.nfp <= 0 || o.nrs <= 0) {
         fprintf(stderr, "bench_scale: missing --out or a bad number/list\n");
         usage(stderr);
         return 2;

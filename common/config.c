@@ -19,24 +19,30 @@ typedef struct {
     enum kp_key_type type;
     size_t off, size; /* offset in kp_config; size of a string buffer */
     const char *def;
-    double lo, hi; /* allowed range of numbers */
+    double lo, hi;       /* allowed range of numbers */
+    const char *choices; /* a string key's allowed values, '|'-separated, or NULL: any */
 } kp_key;
 
 #define S(sec, k, field, d)                                                                        \
     {                                                                                              \
-        sec, k, T_STR, offsetof(kp_config, field), sizeof(((kp_config *)0)->field), d, 0, 0        \
+        sec, k, T_STR, offsetof(kp_config, field), sizeof(((kp_config *)0)->field), d, 0, 0, NULL  \
+    }
+#define E(sec, k, field, d, choices)                                                               \
+    {                                                                                              \
+        sec, k, T_STR, offsetof(kp_config, field), sizeof(((kp_config *)0)->field), d, 0, 0,       \
+            choices                                                                                \
     }
 #define I(sec, k, field, d, lo, hi)                                                                \
     {                                                                                              \
-        sec, k, T_INT, offsetof(kp_config, field), 0, d, lo, hi                                    \
+        sec, k, T_INT, offsetof(kp_config, field), 0, d, lo, hi, NULL                              \
     }
 #define L(sec, k, field, d, lo, hi)                                                                \
     {                                                                                              \
-        sec, k, T_LONG, offsetof(kp_config, field), 0, d, lo, hi                                   \
+        sec, k, T_LONG, offsetof(kp_config, field), 0, d, lo, hi, NULL                             \
     }
 #define D(sec, k, field, d, lo, hi)                                                                \
     {                                                                                              \
-        sec, k, T_DBL, offsetof(kp_config, field), 0, d, lo, hi                                    \
+        sec, k, T_DBL, offsetof(kp_config, field), 0, d, lo, hi, NULL                              \
     }
 
 static const kp_key keys[] = {
@@ -82,6 +88,8 @@ static const kp_key keys[] = {
     I("model", "prefix_dim", model_prefix_dim, "0", 0, 4096),
     I("model", "ivf_nprobe", model_ivf_nprobe, "0", 0, 1 << 24),
     I("model", "ivf_nlist", model_ivf_nlist, "0", 0, 1 << 24),
+    E("model", "ivf_first_pass", model_ivf_first_pass, "int8", "fp32|int8|bf16"),
+    I("model", "ivf_rescore", model_ivf_rescore, "2", 1, 1000),
     I("model", "blas_threads", model_blas_threads, "1", 0, 256),
     I("model", "follow", model_follow, "1", 0, 1),
     I("model", "rebuild_ms", model_rebuild_ms, "1000", 0, 3600000),
@@ -130,6 +138,20 @@ static const kp_key keys[] = {
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
+/* 1 if v is one of the '|'-separated words of choices. */
+static int one_of(const char *v, const char *choices)
+{
+    size_t n = strlen(v);
+    for (const char *p = choices; *p;) {
+        const char *e = strchr(p, '|');
+        size_t m = e ? (size_t)(e - p) : strlen(p);
+        if (m == n && !strncmp(p, v, n)) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
 /* Stores v in c's field of k, checked against k's type and range. 0, or -1 with a message. */
 static int set_key(kp_config *c, const kp_key *k, const char *v, char *err, size_t errlen)
 {
@@ -140,6 +162,10 @@ static int set_key(kp_config *c, const kp_key *k, const char *v, char *err, size
     case T_STR:
         if (strlen(v) >= k->size) {
             snprintf(err, errlen, "value of '%s' is too long (max %zu bytes)", k->key, k->size - 1);
+            return -1;
+        }
+        if (k->choices && !one_of(v, k->choices)) {
+            snprintf(err, errlen, "'%s' must be one of %s, got '%s'", k->key, k->choices, v);
             return -1;
         }
         memcpy(p, v, strlen(v) + 1);

@@ -59,14 +59,16 @@ typedef struct {
     char model_path[1024];       /* bi-encoder checkpoint; empty = seeded initialisation */
     char model_keyphrases[1024]; /* keyphrase inventory TSV: keyphrase_id<TAB>keyphrase, header */
     long model_seed;
-    int model_prefix_dim;   /* Matryoshka first pass size; 0 = full size only */
-    int model_ivf_nprobe;   /* > 0: IVF index (model/ivf.h) probing this many lists; 0 = exact */
-    int model_ivf_nlist;    /* IVF lists (0 = about sqrt(keyphrases)) */
-    int model_blas_threads; /* BLAS threads of the worker (0 = OpenBLAS default) */
-    int model_follow;       /* 1: serve workers follow the model topic (deltas, checkpoints) */
-    int model_rebuild_ms;   /* at most one re-embedding of the inventory per this many ms */
-    int model_reload_s;     /* re-read the inventory file when it changed, checked this often
-                               (0 = never) */
+    int model_prefix_dim; /* Matryoshka first pass size; 0 = full size only */
+    int model_ivf_nprobe; /* > 0: IVF index (model/ivf.h) probing this many lists; 0 = exact */
+    int model_ivf_nlist;  /* IVF lists (0 = about sqrt(keyphrases)) */
+    char model_ivf_first_pass[8]; /* IVF lists scored from: fp32 (the rows) | int8 | bf16 copy */
+    int model_ivf_rescore;        /* int8 / bf16: candidates rescored exactly = this x k */
+    int model_blas_threads;       /* BLAS threads of the worker (0 = OpenBLAS default) */
+    int model_follow;     /* 1: serve workers follow the model topic (deltas, checkpoints) */
+    int model_rebuild_ms; /* at most one re-embedding of the inventory per this many ms */
+    int model_reload_s;   /* re-read the inventory file when it changed, checked this often
+                             (0 = never) */
     /* the serving pipeline (model/recommender.h): retrieve -> re-rank -> calibrate -> gate */
     char model_ce[1024];          /* cross-encoder re-ranking the candidates; empty = none */
     int model_candidates;         /* BE top-N candidates (0 = [worker] top_k) */

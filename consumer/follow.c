@@ -57,7 +57,8 @@ kp_recommender *kp_follower_build(const kp_config *c, const kp_bienc *m, char *e
     kp_texts_free(&kps);
     kp_rec_set_seq(r, seq);
     if (r && c->model_ivf_nprobe > 0 &&
-        kp_rec_set_ivf(r, c->model_ivf_nlist, c->model_ivf_nprobe, (uint64_t)c->model_seed)) {
+        (kp_rec_set_first_pass(r, c->model_ivf_first_pass, c->model_ivf_rescore) ||
+         kp_rec_set_ivf(r, c->model_ivf_nlist, c->model_ivf_nprobe, (uint64_t)c->model_seed))) {
         snprintf(err, errlen, "recommender: out of memory building the IVF index");
         kp_rec_free(r);
         r = NULL;

@@ -23,6 +23,8 @@ struct kp_index {
     int nprobe;
     int *pos; /* with ivf: emb is in list order, key i is row pos[i] (row p is key order[p]) */
     const int *order;
+    int first_pass, rescore; /* kp_quant_kind of the IVF first pass, candidates per k */
+    kp_quant *quant;         /* with ivf and first_pass != FP32: the reduced-precision copy */
 };
 
 kp_index *kp_index_new(const float *emb, int n, int dim, const uint64_t *dedup_keys)
@@ -36,6 +38,8 @@ kp_index *kp_index_new(const float *emb, int n, int dim, const uint64_t *dedup_k
     ix->cand_factor = KP_INDEX_DEFAULT_CAND_FACTOR;
     ix->query_tile = KP_INDEX_DEFAULT_QUERY_TILE;
     ix->key_block = KP_INDEX_DEFAULT_KEY_BLOCK;
+    ix->first_pass = KP_QUANT_FP32;
+    ix->rescore = KP_INDEX_DEFAULT_RESCORE;
     ix->pre = malloc((size_t)dim * sizeof(*ix->pre));
     if (!ix->pre) goto err;
     for (int p = 0; p < dim; p++)
@@ -84,6 +88,7 @@ void kp_index_free(kp_index *ix)
         for (int p = 0; p < ix->dim; p++)
             free(atomic_load(&ix->pre[p]));
     kp_ivf_free(ix->ivf);
+    kp_quant_free(ix->quant);
     KP_FREE_ALL(ix->pre, ix->emb, ix->pos, ix->keys, ix);
 }
 
@@ -179,8 +184,9 @@ static int ivf_drop(kp_index *ix)
     if (!ix->ivf) return 0;
     if (kp_ivf_permute_rows(ix->emb, ix->n, ix->dim, ix->pos) != 0) return -1;
     kp_ivf_free(ix->ivf);
+    kp_quant_free(ix->quant);
     free(ix->pos);
-    ix->ivf = NULL, ix->pos = NULL, ix->order = NULL;
+    ix->ivf = NULL, ix->pos = NULL, ix->order = NULL, ix->quant = NULL;
     drop_prefixes(ix);
     return 0;
 }
@@ -273,6 +279,16 @@ static void drop_prefixes(kp_index *ix)
         free(atomic_exchange(&ix->pre[p], NULL));
 }
 
+/* With an ivf and a reduced-precision first pass: builds its copy of the rows (in list order).
+ * 0, or -1 on OOM (the ivf then answers from fp32). */
+static int quant_build(kp_index *ix)
+{
+    if (!ix->ivf || ix->first_pass == KP_QUANT_FP32 || ix->quant) return 0;
+    ix->quant = kp_quant_build(ix->emb, ix->n, ix->dim, kp_ivf_offsets(ix->ivf),
+                               kp_ivf_nlist(ix->ivf), ix->first_pass, 1);
+    return ix->quant ? 0 : -1;
+}
+
 int kp_index_set_ivf(kp_index *ix, int nlist, int nprobe, uint64_t seed)
 {
     if (!ix || nlist < 0 || nprobe < 1) return -1;
@@ -284,7 +300,8 @@ int kp_index_set_ivf(kp_index *ix, int nlist, int nprobe, uint64_t seed)
     KP_FREE_ALL(ix->pos);
     ix->pos = NULL, ix->order = NULL;
     kp_ivf_free(ix->ivf);
-    ix->ivf = NULL;
+    kp_quant_free(ix->quant);
+    ix->ivf = NULL, ix->quant = NULL;
     drop_prefixes(ix);
     kp_ivf *v = kp_ivf_build(ix->emb, ix->n, ix->dim, nlist, seed);
     if (!v) goto err;
@@ -296,10 +313,26 @@ int kp_index_set_ivf(kp_index *ix, int nlist, int nprobe, uint64_t seed)
     for (int p = 0; p < ix->n; p++)
         pos[order[p]] = p;
     ix->ivf = v, ix->pos = pos, ix->order = order, ix->nprobe = nprobe;
-    return 0;
+    return quant_build(ix);
 err:
     free(pos);
     return -1;
+}
+
+int kp_index_set_first_pass(kp_index *ix, int kind, int rescore)
+{
+    if (!ix || kp_quant_name(kind)[0] == '?' || rescore < 1) return -1;
+    ix->rescore = rescore;
+    if (kind == ix->first_pass && (kind == KP_QUANT_FP32 || ix->quant || !ix->ivf)) return 0;
+    ix->first_pass = kind;
+    kp_quant_free(ix->quant);
+    ix->quant = NULL;
+    return quant_build(ix);
+}
+
+const kp_quant *kp_index_quant(const kp_index *ix)
+{
+    return ix ? ix->quant : NULL;
 }
 
 void kp_index_set_nprobe(kp_index *ix, int nprobe)
@@ -357,6 +390,9 @@ static int topk_pass(const kp_index *ix, const float *q, int nq, int k, float mi
             kp_topk_write(NULL, 0, k, ids + (size_t)i * k, scores + (size_t)i * k, counts + i);
         return 0;
     }
+    if (p == 0 && ix->ivf && ix->nprobe < kp_ivf_nlist(ix->ivf) && ix->quant)
+        return kp_ivf_topk_quant(ix->ivf, ix->quant, ix->emb, ix->keys, q, nq, k, min_score,
+                                 ix->nprobe, ix->rescore, ids, scores, counts);
     if (p == 0 && ix->ivf && ix->nprobe < kp_ivf_nlist(ix->ivf))
         return kp_ivf_topk(ix->ivf, ix->emb, ix->keys, q, nq, k, min_score, ix->nprobe, ids, scores,
                            counts);

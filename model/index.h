@@ -29,6 +29,7 @@ typedef struct kp_index kp_index;
 #define KP_INDEX_DEFAULT_CAND_FACTOR 4
 #define KP_INDEX_DEFAULT_QUERY_TILE  256
 #define KP_INDEX_DEFAULT_KEY_BLOCK   1024
+#define KP_INDEX_DEFAULT_RESCORE     2 /* IVF reduced-precision first pass: candidates = 2 k */
 
 /* Copies emb [n x dim] (and dedup_keys [n] if not NULL). n may be 0. NULL on OOM or bad args
  * (n < 0, dim <= 0, emb NULL with n > 0). */
@@ -64,6 +65,14 @@ int kp_index_reserve(kp_index *ix, int n);
  * before sharing. 0, or -1 on OOM / bad args (nlist < 0, nprobe < 1; on OOM the index may be left
  * exact). An empty index stays exact. */
 int kp_index_set_ivf(kp_index *ix, int nlist, int nprobe, uint64_t seed);
+/* The IVF's first pass: kind KP_QUANT_FP32 (the default: lists scored exactly from the rows) or
+ * KP_QUANT_INT8 / KP_QUANT_BF16 (lists scored from a reduced-precision copy of the rows,
+ * model/quant.h, built now if there is an ivf and again by each kp_index_set_ivf; the rescore x k
+ * best per query rescored exactly; rescore >= 1). The copy adds about 1/4 (int8) or 1/2 (bf16) of
+ * the rows' bytes. Not thread-safe: set before sharing. 0, or -1 on bad args / OOM (then fp32). */
+int kp_index_set_first_pass(kp_index *ix, int kind, int rescore);
+/* The reduced-precision copy in use, or NULL. */
+const kp_quant *kp_index_quant(const kp_index *ix);
 /* Lists probed per query (>= 1; with an ivf). Not thread-safe: set before sharing. */
 void kp_index_set_nprobe(kp_index *ix, int nprobe);
 /* The inverted file, or NULL (exact). */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "model/quant.h"
 #include "model/rng.h"
 #include "model/topk.h"
 
@@ -36,6 +37,11 @@ int kp_ivf_nlist(const kp_ivf *v)
 const int *kp_ivf_ids(const kp_ivf *v)
 {
     return v ? v->ids : NULL;
+}
+
+const int *kp_ivf_offsets(const kp_ivf *v)
+{
+    return v ? v->off : NULL;
 }
 
 int kp_ivf_permute_rows(float *x, int n, int dim, const int *src)
@@ -207,6 +213,38 @@ static int check_args(const kp_ivf *v, const float *emb, const float *q, int nq,
 
 #define IVF_QUERY_TILE 256
 
+/* The coarse step of one query tile Q [nb x d]: C [nb x L] centroid scores (one sgemm), each
+ * query's np best lists (probe [nb x np], -1 padded; a NaN query probes none), and the inverse:
+ * the queries of list l are qlist[start[l] .. start[l + 1]), ascending. cnt: scratch [L + 1]. */
+static void probe_tile(const kp_ivf *v, const float *Q, int nb, int np, float *C, void *pmem,
+                       const kp_topk_cfg *cp, int *probe, int *cnt, int *start, int *qlist)
+{
+    int d = v->dim, L = v->nlist;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, L, d, 1.0f, Q, d, v->cent, d, 0.0f, C,
+                L);
+    memset(cnt, 0, sizeof(int) * ((size_t)L + 1));
+    for (int b = 0; b < nb; b++) {
+        kp_topk ps;
+        kp_topk_init(&ps, cp, pmem, -INFINITY);
+        kp_topk_scan(&ps, cp, C + (size_t)b * L, L, 0);
+        kp_topk_reduce(&ps, cp);
+        int *pr = probe + (size_t)b * np;
+        for (int j = 0; j < np; j++) {
+            pr[j] = j < ps.m ? ps.buf[j].id : -1;
+            if (pr[j] >= 0) cnt[pr[j]]++;
+        }
+    }
+    start[0] = 0;
+    for (int l = 0; l < L; l++)
+        start[l + 1] = start[l] + cnt[l];
+    memcpy(cnt, start, sizeof(int) * (size_t)L);
+    for (int b = 0; b < nb; b++)
+        for (int j = 0; j < np; j++) {
+            int l = probe[(size_t)b * np + j];
+            if (l >= 0) qlist[cnt[l]++] = b;
+        }
+}
+
 int kp_ivf_topk(const kp_ivf *v, const float *rows, const uint64_t *keys, const float *q, int nq,
                 int k, float min_score, int nprobe, int *ids, float *scores, int *counts)
 {
@@ -231,32 +269,9 @@ int kp_ivf_topk(const kp_ivf *v, const float *rows, const uint64_t *keys, const 
     for (int q0 = 0; q0 < nq; q0 += qt) {
         int nb = nq - q0 < qt ? nq - q0 : qt;
         const float *Q = q + (size_t)q0 * d;
-        /* coarse: each query's np best lists (a NaN query probes none) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, L, d, 1.0f, Q, d, v->cent, d, 0.0f,
-                    C, L);
-        memset(cnt, 0, sizeof(int) * ((size_t)L + 1));
-        for (int b = 0; b < nb; b++) {
-            kp_topk ps;
-            kp_topk_init(&ps, &cp, pmem, -INFINITY);
-            kp_topk_scan(&ps, &cp, C + (size_t)b * L, L, 0);
-            kp_topk_reduce(&ps, &cp);
-            int *pr = probe + (size_t)b * np;
-            for (int j = 0; j < np; j++) {
-                pr[j] = j < ps.m ? ps.buf[j].id : -1;
-                if (pr[j] >= 0) cnt[pr[j]]++;
-            }
-            kp_topk_init(&sel[b], &cs, smem + (size_t)b * bs, min_score);
-        }
-        /* invert: the queries of each list, ascending */
-        start[0] = 0;
-        for (int l = 0; l < L; l++)
-            start[l + 1] = start[l] + cnt[l];
-        memcpy(cnt, start, sizeof(int) * (size_t)L);
+        probe_tile(v, Q, nb, np, C, pmem, &cp, probe, cnt, start, qlist);
         for (int b = 0; b < nb; b++)
-            for (int j = 0; j < np; j++) {
-                int l = probe[(size_t)b * np + j];
-                if (l >= 0) qlist[cnt[l]++] = b;
-            }
+            kp_topk_init(&sel[b], &cs, smem + (size_t)b * bs, min_score);
         for (int l = 0; l < L; l++) {
             int m = start[l + 1] - start[l], len = v->off[l + 1] - v->off[l];
             if (m == 0 || len == 0) continue;
@@ -272,6 +287,97 @@ int kp_ivf_topk(const kp_ivf *v, const float *rows, const uint64_t *keys, const 
         for (int b = 0; b < nb; b++) {
             size_t o = (size_t)(q0 + b) * k;
             kp_topk_finish(&sel[b], &cs, k, ids + o, scores + o, counts + q0 + b);
+        }
+    }
+    free(mem);
+    return 0;
+}
+
+/* fp32 dot with 8 partial sums (the rescoring of a few hundred candidates per query). */
+static float dot8(const float *a, const float *b, int n)
+{
+    float s[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            s[j] += a[i + j] * b[i + j];
+    for (; i < n; i++)
+        s[0] += a[i] * b[i];
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+
+/* The candidate count of the quantized pass: rescore x kk, at most n. */
+static int cand_count(const kp_ivf *v, int kk, int rescore)
+{
+    int64_t c = (int64_t)(rescore > 1 ? rescore : 1) * kk;
+    return c < v->n ? (int)c : v->n;
+}
+
+/* ---- quantized first pass: as kp_ivf_topk, but each list is scored from z (reduced precision,
+ * the tile's queries of the list gathered, one kernel call), into selectors of cand positions (no
+ * de-dup, no min_score); then each query's cand are rescored exactly from the fp32 rows and the
+ * final selector applies de-dup and min_score. ---- */
+
+int kp_ivf_topk_quant(const kp_ivf *v, const kp_quant *z, const float *rows, const uint64_t *keys,
+                      const float *q, int nq, int k, float min_score, int nprobe, int rescore,
+                      int *ids, float *scores, int *counts)
+{
+    if (check_args(v, rows, q, nq, k, nprobe, ids, scores, counts) != 0 || !z || rescore < 1)
+        return -1;
+    if (nq == 0) return 0;
+    int d = v->dim, L = v->nlist, np = nprobe < L ? nprobe : L;
+    int kk = k < v->n ? k : v->n, qt = nq < IVF_QUERY_TILE ? nq : IVF_QUERY_TILE;
+    int cand = cand_count(v, kk, rescore);
+    kp_topk_cfg c1 = kp_topk_config(cand, 0, NULL), cp = kp_topk_config(np, 0, NULL);
+    kp_topk_cfg c2 = kp_topk_config(kk, cand + 1, keys);
+    size_t b1 = kp_topk_bytes(&c1), bp = kp_topk_bytes(&cp), b2 = kp_topk_bytes(&c2);
+    size_t qb = kp_quant_qbytes(z), qbp = (qb + 63) / 64 * 64;
+    size_t bytes =
+        (size_t)qt * b1 + bp + b2 + (size_t)qt * sizeof(kp_topk) +
+        ((size_t)qt * L + (size_t)qt * v->maxlen + 3 * (size_t)cand + 1) * sizeof(float) +
+        ((size_t)qt * np * 2 + 2 * (size_t)L + 2 + 2 * (size_t)cand) * sizeof(int) +
+        2 * (size_t)qt * qbp + 64;
+    char *mem = malloc(bytes);
+    if (!mem) return -1;
+    char *smem = mem, *pmem = smem + (size_t)qt * b1, *fmem = pmem + bp;
+    kp_topk *sel = (kp_topk *)(fmem + b2);
+    float *C = (float *)(sel + qt), *S = C + (size_t)qt * L, *cs = S + (size_t)qt * v->maxlen;
+    float *ex = cs + cand;
+    int *probe = (int *)(ex + 2 * (size_t)cand + 1), *cnt = probe + (size_t)qt * np;
+    int *start = cnt + L + 1, *qlist = start + L + 1, *cpos = qlist + (size_t)qt * np;
+    int *cid = cpos + cand;
+    uintptr_t a = (uintptr_t)(cid + cand);
+    unsigned char *qp = (unsigned char *)((a + 63) / 64 * 64), *qg = qp + (size_t)qt * qbp;
+    for (int q0 = 0; q0 < nq; q0 += qt) {
+        int nb = nq - q0 < qt ? nq - q0 : qt;
+        const float *Q = q + (size_t)q0 * d;
+        probe_tile(v, Q, nb, np, C, pmem, &cp, probe, cnt, start, qlist);
+        for (int b = 0; b < nb; b++) {
+            kp_quant_prep(z, Q + (size_t)b * d, qp + (size_t)b * qbp);
+            kp_topk_init(&sel[b], &c1, smem + (size_t)b * b1, -INFINITY);
+        }
+        for (int l = 0; l < L; l++) {
+            int m = start[l + 1] - start[l], len = v->off[l + 1] - v->off[l];
+            if (m == 0 || len == 0) continue;
+            const int *lq = qlist + start[l];
+            for (int j = 0; j < m; j++)
+                memcpy(qg + (size_t)j * qb, qp + (size_t)lq[j] * qbp, qb);
+            kp_quant_scan(z, l, qg, m, S, len);
+            for (int j = 0; j < m; j++)
+                kp_topk_scan(&sel[lq[j]], &c1, S + (size_t)j * len, len, v->off[l]);
+        }
+        for (int b = 0; b < nb; b++) {
+            int nc = 0;
+            kp_topk_finish(&sel[b], &c1, cand, cpos, cs, &nc);
+            for (int i = 0; i < nc; i++) {
+                ex[i] = dot8(Q + (size_t)b * d, rows + (size_t)cpos[i] * d, d);
+                cid[i] = v->ids[cpos[i]];
+            }
+            kp_topk fin;
+            kp_topk_init(&fin, &c2, fmem, min_score);
+            kp_topk_scan_ids(&fin, &c2, ex, nc, cid);
+            size_t o = (size_t)(q0 + b) * k;
+            kp_topk_finish(&fin, &c2, k, ids + o, scores + o, counts + q0 + b);
         }
     }
     free(mem);
@@ -326,5 +432,56 @@ int kp_ivf_topk_ref(const kp_ivf *v, const float *rows, const uint64_t *keys, co
         kp_topk_write(out, got, k, ids + (size_t)b * k, scores + (size_t)b * k, counts + b);
     }
     KP_FREE_ALL(lists, all, out);
+    return 0;
+}
+
+int kp_ivf_topk_quant_ref(const kp_ivf *v, const kp_quant *z, const float *rows,
+                          const uint64_t *keys, const float *q, int nq, int k, float min_score,
+                          int nprobe, int rescore, int *ids, float *scores, int *counts)
+{
+    if (check_args(v, rows, q, nq, k, nprobe, ids, scores, counts) != 0 || !z || rescore < 1)
+        return -1;
+    int d = v->dim, L = v->nlist, np = nprobe < L ? nprobe : L;
+    int kk = k < v->n ? k : v->n, cand = cand_count(v, kk, rescore);
+    kp_hit *lists = malloc(sizeof(kp_hit) * (size_t)L), *all = malloc(sizeof(kp_hit) * v->n);
+    kp_hit *out = malloc(sizeof(kp_hit) * ((size_t)k + 1));
+    float *s = malloc(sizeof(float) * ((size_t)v->maxlen + 1));
+    void *qp = malloc(kp_quant_qbytes(z));
+    if (!lists || !all || !out || !s || !qp) {
+        KP_FREE_ALL(lists, all, out, s, qp);
+        return -1;
+    }
+    for (int b = 0; b < nq; b++) {
+        const float *qv = q + (size_t)b * d;
+        int nl = 0, m = 0, got = 0;
+        for (int l = 0; l < L; l++) {
+            float c = dot_plain(qv, v->cent + (size_t)l * d, d);
+            if (c == c) lists[nl].s = c, lists[nl].id = l, nl++;
+        }
+        qsort(lists, (size_t)nl, sizeof(kp_hit), kp_hit_cmp_desc);
+        kp_quant_prep(z, qv, qp);
+        for (int j = 0; j < nl && j < np; j++) {
+            int l = lists[j].id, len = v->off[l + 1] - v->off[l];
+            kp_quant_scan_ref(z, l, qp, 1, s, len);
+            for (int i = 0; i < len; i++)
+                if (s[i] == s[i]) all[m].s = s[i], all[m].id = v->off[l] + i, m++;
+        }
+        qsort(all, (size_t)m, sizeof(kp_hit), kp_hit_cmp_desc);
+        m = m < cand ? m : cand;
+        for (int i = 0; i < m; i++) { /* rescored exactly, now by key id */
+            int p = all[i].id;
+            all[i].s = dot_plain(qv, rows + (size_t)p * d, d), all[i].id = v->ids[p];
+        }
+        qsort(all, (size_t)m, sizeof(kp_hit), kp_hit_cmp_desc);
+        for (int i = 0; i < m && got < k; i++) {
+            if (!(all[i].s >= min_score)) continue;
+            int dup = 0;
+            for (int j = 0; keys && j < got && !dup; j++)
+                dup = keys[out[j].id] == keys[all[i].id];
+            if (!dup) out[got++] = all[i];
+        }
+        kp_topk_write(out, got, k, ids + (size_t)b * k, scores + (size_t)b * k, counts + b);
+    }
+    KP_FREE_ALL(lists, all, out, s, qp);
     return 0;
 }

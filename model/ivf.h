@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include "model/quant.h"
+
 typedef struct kp_ivf kp_ivf;
 
 #define KP_IVF_KMEANS_ITERS    10
@@ -31,6 +33,9 @@ int kp_ivf_list_size(const kp_ivf *v, int l);
 
 /* Row p of the list order holds key ids[p] (ascending within a list); [n], owned by v. */
 const int *kp_ivf_ids(const kp_ivf *v);
+/* List l is rows offsets[l] .. offsets[l + 1] of the list order; [nlist + 1], owned by v (the
+ * layout kp_quant_build takes). */
+const int *kp_ivf_offsets(const kp_ivf *v);
 /* In place: row p of x [n x dim] becomes the old row src[p] (src a permutation of 0..n-1). With
  * src = kp_ivf_ids a key-order matrix goes to list order; with the inverse, back. 0, or -1 on
  * OOM (x unchanged). */
@@ -47,5 +52,18 @@ int kp_ivf_topk(const kp_ivf *v, const float *rows, const uint64_t *keys, const 
 int kp_ivf_topk_ref(const kp_ivf *v, const float *rows, const uint64_t *keys, const float *q,
                     int nq, int k, float min_score, int nprobe, int *ids, float *scores,
                     int *counts);
+
+/* kp_ivf_topk with a reduced-precision first pass: the probed lists are scored from z (built by
+ * kp_quant_build over rows with kp_ivf_offsets), each query keeps its rescore x k best (rescore >=
+ * 1; no de-dup or min_score yet), and those are rescored exactly (fp32 dot over rows) into the
+ * final top-k (de-dup, min_score). Where de-dup folds candidates, fewer than k may be left. Same
+ * contract otherwise; -1 also for z NULL or rescore < 1. */
+int kp_ivf_topk_quant(const kp_ivf *v, const kp_quant *z, const float *rows, const uint64_t *keys,
+                      const float *q, int nq, int k, float min_score, int nprobe, int rescore,
+                      int *ids, float *scores, int *counts);
+/* Plain-loop reference of kp_ivf_topk_quant (kp_quant_scan_ref, full sorts). */
+int kp_ivf_topk_quant_ref(const kp_ivf *v, const kp_quant *z, const float *rows,
+                          const uint64_t *keys, const float *q, int nq, int k, float min_score,
+                          int nprobe, int rescore, int *ids, float *scores, int *counts);
 
 #endif

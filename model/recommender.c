@@ -8,6 +8,7 @@
 #include "common/util.h"
 #include "model/featurize.h"
 #include "model/index.h"
+#include "model/quant.h"
 
 struct kp_recommender {
     kp_bienc *model;
@@ -173,6 +174,12 @@ int kp_rec_set_ivf(kp_recommender *r, int nlist, int nprobe, uint64_t seed)
     return r ? kp_index_set_ivf(r->index, nlist, nprobe, seed) : -1;
 }
 
+int kp_rec_set_first_pass(kp_recommender *r, const char *kind, int rescore)
+{
+    int q = kp_quant_parse(kind);
+    return r && q >= 0 ? kp_index_set_first_pass(r->index, q, rescore) : -1;
+}
+
 void kp_rec_free(kp_recommender *r)
 {
     if (!r) return;
@@ -321,6 +328,11 @@ void kp_rec_set_release(kp_recommender *r, void (*fn)(void *), void *arg)
 int kp_rec_size(const kp_recommender *r)
 {
     return r->n;
+}
+
+size_t kp_rec_quant_bytes(const kp_recommender *r)
+{
+    return r ? kp_quant_bytes(kp_index_quant(r->index)) : 0;
 }
 
 uint64_t kp_rec_version(const kp_recommender *r)

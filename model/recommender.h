@@ -83,6 +83,13 @@ void kp_rec_set_seq(kp_recommender *r, uint64_t seq);
  * sqrt(n)), nprobe lists per item (nprobe >= nlist: exact), built now from the inventory's
  * embeddings with seed. 0, or -1 on OOM / bad args (r unchanged). */
 int kp_rec_set_ivf(kp_recommender *r, int nlist, int nprobe, uint64_t seed);
+/* The IVF's first pass: kind "fp32" (the default), "int8" or "bf16" (a reduced-precision copy of
+ * the rows, its rescore x k best per item rescored exactly; model/index.h
+ * kp_index_set_first_pass). Kept for every later kp_rec_set_ivf; set before it to build the copy
+ * once. 0, or -1 on bad args / OOM. */
+int kp_rec_set_first_pass(kp_recommender *r, const char *kind, int rescore);
+/* Bytes of the IVF's reduced-precision copy (0 without one): memory beyond the embedding rows. */
+size_t kp_rec_quant_bytes(const kp_recommender *r);
 
 /* Frees everything, including the model. Accepts NULL. */
 void kp_rec_free(kp_recommender *r);

@@ -1,6 +1,8 @@
 /* The worker's recommender build (kp_follower_build) honours [model] ivf_nprobe / ivf_nlist:
  * 0 = exact; nprobe >= nlist = the exact results through the IVF's list-ordered rows; a small
- * nprobe = an approximate search (some result differs from exact on this inventory). */
+ * nprobe = an approximate search (some result differs from exact on this inventory); and
+ * ivf_first_pass / ivf_rescore: int8 and bf16 first passes agree with the fp32 IVF at the same
+ * probes on nearly every result; a value outside fp32|int8|bf16 is refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,7 +32,7 @@ static const char *words[] = {"drill",  "cordless", "hammer", "paint",  "white",
 
 /* Runs the follower's build with the given ivf keys and recommends for the titles. */
 static void recommend(const char *tsv, const kp_bienc *m, const char *nprobe, const char *nlist,
-                      const char *const *titles, int *ids)
+                      const char *first, const char *const *titles, int *ids)
 {
     kp_config c;
     char err[256];
@@ -40,6 +42,10 @@ static void recommend(const char *tsv, const kp_bienc *m, const char *nprobe, co
     snprintf(c.model_keyphrases, sizeof(c.model_keyphrases), "%s", tsv);
     assert_int_equal(kp_config_set(&c, "model", "ivf_nprobe", nprobe, err, sizeof(err)), 0);
     assert_int_equal(kp_config_set(&c, "model", "ivf_nlist", nlist, err, sizeof(err)), 0);
+    assert_int_equal(kp_config_set(&c, "model", "ivf_first_pass", first, err, sizeof(err)), 0);
+    assert_int_equal(kp_config_set(&c, "model", "ivf_first_pass", "int4", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "fp32|int8|bf16"));
+    assert_int_equal(kp_config_set(&c, "model", "ivf_rescore", "0", err, sizeof(err)), -1);
     kp_recommender *r = kp_follower_build(&c, m, err, sizeof(err));
     assert_non_null(r);
     assert_int_equal(kp_rec_recommend(r, titles, NULL, NQ, K, -1.0f, ids, scores, counts), 0);
@@ -74,11 +80,21 @@ static void test_follower_ivf(void **state)
     kp_bienc *m = kp_bienc_new(&bc, 3);
     assert_non_null(m);
     int exact[NQ * K], all[NQ * K], few[NQ * K];
-    recommend(tsv, m, "0", "0", titles, exact);
-    recommend(tsv, m, "16", "16", titles, all);
-    recommend(tsv, m, "1", "16", titles, few);
+    recommend(tsv, m, "0", "0", "fp32", titles, exact);
+    recommend(tsv, m, "16", "16", "fp32", titles, all);
+    recommend(tsv, m, "1", "16", "fp32", titles, few);
     assert_memory_equal(exact, all, sizeof(exact));
     assert_true(memcmp(exact, few, sizeof(exact)) != 0);
+    const char *kinds[] = {"int8", "bf16"};
+    for (int ki = 0; ki < 2; ki++) {
+        int quant[NQ * K], same = 0;
+        recommend(tsv, m, "4", "16", kinds[ki], titles, quant);
+        recommend(tsv, m, "4", "16", "fp32", titles, few);
+        for (int i = 0; i < NQ * K; i++)
+            for (int j = (i / K) * K; j < (i / K + 1) * K; j++)
+                same += quant[i] == few[j];
+        assert_true(same >= 0.95 * NQ * K);
+    }
     kp_bienc_free(m);
     remove(tsv);
 }
