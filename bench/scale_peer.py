@@ -79,8 +79,10 @@ def cmd_report(a):
             if r[0] == "time" and len(r) == 8:
                 key = (r[1], int(r[2]), int(r[3]), int(r[4]))
                 times.setdefault(key, []).append((int(r[5]) / float(r[6]), int(r[5]) / float(r[7])))
-            elif r[0] == "recall":
-                recall.setdefault((int(r[1]), int(r[2])), []).append(float(r[3]))
+            elif r[0] == "recall":  # the fp32 IVF
+                recall.setdefault(("ivf", int(r[1]), int(r[2])), []).append(float(r[3]))
+            elif r[0] == "qrecall":  # a reduced-precision first pass (mode ivf-int8-cC, ...)
+                recall.setdefault((r[1], int(r[2]), int(r[3])), []).append(float(r[4]))
             elif r[0] == "meta":
                 meta.setdefault(r[1], []).append(r[2])
     rss = {}
@@ -105,6 +107,7 @@ def cmd_report(a):
         return "-" if not x or not y else "%.2fx" % (x[0] / y[0])
 
     batches = sorted({b for (m, b, t, p) in times if m == "exact" and b > 1})
+    modes = sorted({m for (m, b, t, p) in times if m.startswith("ivf")}, key=lambda m: (m != "ivf", m))
     probes = sorted({p for (m, b, t, p) in times if m == "ivf"})
     target_r = a.target_recall
     print("| row | kprec q/s (threads) | peer | peer q/s (threads) | ratio (wall) | ratio (CPU) "
@@ -117,20 +120,30 @@ def cmd_report(a):
             row, fmt(k[0] if k else None), k[2] if k else "-", peer, fmt(p[0] if p else None),
             p[2] if p else "-", ratio(k, p), cpu, target, ok))
 
+    def rec(mode, b, p):
+        r = recall.get((mode, b, p))
+        return statistics.median(r) if r else None
+
     def chosen(b):
-        """The fastest nprobe with median recall >= target at batch b (else the best recall)."""
-        ok = [(best("ivf", b, p), p) for p in probes
-              if recall.get((b, p)) and statistics.median(recall[(b, p)]) >= target_r]
-        ok = [x for x in ok if x[0]]
+        """The fastest (mode, nprobe) with median recall >= target at batch b (else the best
+        recall): (q/s, mode, nprobe)."""
+        ok = [(best(m, b, p), m, p) for m in modes for p in probes
+              if rec(m, b, p) is not None and rec(m, b, p) >= target_r and best(m, b, p)]
         if ok:
             return max(ok)
-        rs = [(statistics.median(recall[(b, p)]), p) for p in probes if recall.get((b, p))]
-        return (best("ivf", b, max(rs)[1]), max(rs)[1]) if rs else (None, None)
+        rs = [(rec(m, b, p), m, p) for m in modes for p in probes if rec(m, b, p) is not None]
+        if not rs:
+            return (None, None, None)
+        _, m, p = max(rs)
+        return (best(m, b, p), m, p)
 
-    def met(k, e, p, b):
-        rc = recall.get((b, p))
-        return "yes" if k and e and rc and statistics.median(rc) >= target_r and \
+    def met(k, e, m, p, b):
+        rc = rec(m, b, p) if m else None
+        return "yes" if k and e and rc is not None and rc >= target_r and \
             k[0] >= 10 * e[0] else "no"
+
+    def label(m):
+        return "IVF" if m == "ivf" else "IVF " + m[4:]
 
     for b in batches:
         k, f, g = best("exact", b), best("flat", b), best("gemm", b)
@@ -139,30 +152,34 @@ def cmd_report(a):
         line("exact top-50, batch %d, vs the sgemm calls alone" % b, k, "kprec sgemm only", g,
              ">= 0.70x", "yes" if k and g and k[0] >= 0.7 * g[0] else "no")
     for b in batches:
-        k, p = chosen(b)
+        k, m, p = chosen(b)
         e = best("exact", b)
-        rc = statistics.median(recall[(b, p)]) if p else None
-        line("fast top-50 (IVF nprobe %s, recall %s), batch %d" % (p, "%.3f" % rc if rc else "-", b),
-             k, "kprec exact", e, ">= 10x at recall >= %.2f" % target_r, met(k, e, p, b))
-    k, p = chosen(1)
+        rc = rec(m, b, p) if m else None
+        line("fast top-50 (%s nprobe %s, recall %s), batch %d" % (
+            label(m) if m else "IVF", p, "%.3f" % rc if rc is not None else "-", b),
+             k, "kprec exact", e, ">= 10x at recall >= %.2f" % target_r, met(k, e, m, p, b))
+    k, m, p = chosen(1)
     f = best("flat", 1)
-    rc = statistics.median(recall[(1, p)]) if p else None
-    line("single item (IVF nprobe %s, recall %s), batch 1" % (p, "%.3f" % rc if rc else "-"), k,
-         "faiss IndexFlatIP", f, ">= 10x at recall >= %.2f" % target_r, met(k, f, p, 1))
+    rc = rec(m, 1, p) if m else None
+    line("single item (%s nprobe %s, recall %s), batch 1" % (
+        label(m) if m else "IVF", p, "%.3f" % rc if rc is not None else "-"), k,
+         "faiss IndexFlatIP", f, ">= 10x at recall >= %.2f" % target_r, met(k, f, m, p, 1))
     print()
     print("IVF recall/speed curve (nlist %s, median over rounds; q/s at the best thread setting, "
           "speed-up vs kprec exact of the same batch):" % ",".join(sorted(set(meta.get("ivf_nlist", ["?"])))))
     print()
-    print("| nprobe | " + " | ".join("batch %d recall | q/s | vs exact" % b for b in batches + [1]) + " |")
-    print("|---:|" + "---:|---:|---:|" * (len(batches) + 1))
-    for p in probes:
-        cells = []
-        for b in batches + [1]:
-            r = recall.get((b, p))
-            k, e = best("ivf", b, p), best("exact", b)
-            cells += ["%.3f" % statistics.median(r) if r else "-", fmt(k[0] if k else None),
-                      ratio(k, e)]
-        print("| %d | %s |" % (p, " | ".join(cells)))
+    print("| pass | nprobe | " + " | ".join("batch %d recall | q/s | vs exact" % b
+                                          for b in batches + [1]) + " |")
+    print("|---|---:|" + "---:|---:|---:|" * (len(batches) + 1))
+    for m in modes:
+        for p in probes:
+            cells = []
+            for b in batches + [1]:
+                r = rec(m, b, p)
+                k, e = best(m, b, p), best("exact", b)
+                cells += ["%.3f" % r if r is not None else "-", fmt(k[0] if k else None),
+                          ratio(k, e)]
+            print("| %s | %d | %s |" % (label(m), p, " | ".join(cells)))
     print()
     bs = [float(x) for x in meta.get("ivf_build_s", [])]
     if bs:
@@ -175,12 +192,16 @@ def cmd_report(a):
         ib = float(rss["index_bytes"][0]) / 1e6
         for i, np_ in enumerate(rss.get("nprobe", [])):
             kb, hwm = float(rss["rss_kb"][i]) * 1024 / 1e6, float(rss["hwm_kb"][i]) * 1024 / 1e6
-            kind = "exact" if np_ == "0" else "IVF nprobe " + np_
+            fp = rss["first_pass"][i] if i < len(rss.get("first_pass", [])) else "fp32"
+            qb = float(rss["quant_bytes"][i]) / 1e6 if i < len(rss.get("quant_bytes", [])) else 0.0
+            kind = "exact" if np_ == "0" else "IVF nprobe %s, first pass %s" % (np_, fp)
+            raw = mb + ib + qb
             print("- memory (%s, %s keyphrases, kp_follower_build as the worker): RSS %.0f MB "
-                  "after the build, peak %.0f MB; raw model %.0f MB + index %.0f MB = %.0f MB; "
+                  "after the build, peak %.0f MB; raw model %.0f MB + index %.0f MB%s = %.0f MB; "
                   "RSS / raw = %.2fx, peak / raw = %.2fx (target <= 1.5x: %s)" % (
-                      kind, rss["keyphrases"][i], kb, hwm, mb, ib, mb + ib, kb / (mb + ib),
-                      hwm / (mb + ib), "met" if kb <= 1.5 * (mb + ib) else "missed"))
+                      kind, rss["keyphrases"][i], kb, hwm, mb, ib,
+                      " + %s copy %.0f MB" % (fp, qb) if qb else "", raw, kb / raw,
+                      hwm / raw, "met" if kb <= 1.5 * raw else "missed"))
     return 0
 
 
