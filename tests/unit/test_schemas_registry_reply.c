@@ -29,28 +29,31 @@ static void test_schema_reply(void **state)
     assert_string_equal(json, "{\"type\":\"string\"}");
     assert_int_equal(len, strlen(json));
     free(json);
-    assert_int_equal(schema_of("{\"schema\":\"\\\"long\\\"\",\"schemaType\":\"AVRO\"}", &json,
-                               &len, err),
-                     KP_SREG_OK);
+    assert_int_equal(
+        schema_of("{\"schema\":\"\\\"long\\\"\",\"schemaType\":\"AVRO\"}", &json, &len, err),
+        KP_SREG_OK);
     assert_string_equal(json, "\"long\"");
     free(json);
     /* another schema type: the registry answered no */
-    assert_int_equal(schema_of("{\"schema\":\"syntax\",\"schemaType\":\"PROTOBUF\"}", &json, &len,
-                               err),
-                     KP_SREG_REFUSED);
+    assert_int_equal(
+        schema_of("{\"schema\":\"syntax\",\"schemaType\":\"PROTOBUF\"}", &json, &len, err),
+        KP_SREG_REFUSED);
     assert_null(json);
     assert_int_equal(len, 0);
     assert_non_null(strstr(err, "schema id 42 is PROTOBUF, not Avro"));
     /* not the JSON expected: try again later */
-    const char *bad[] = {"", "<html>502</html>", "{\"schema\":7}", "[\"schema\"]",
-                         "{\"schema\":\"a\\u0000b\"}", "{\"schema\":\"x\""};
+    const char *bad[] = {"",
+                         "<html>502</html>",
+                         "{\"schema\":7}",
+                         "[\"schema\"]",
+                         "{\"schema\":\"a\\u0000b\"}",
+                         "{\"schema\":\"x\""};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         assert_int_equal(schema_of(bad[i], &json, &len, err), KP_SREG_RETRY);
         assert_null(json);
         assert_int_equal(len, 0);
     }
-    assert_int_equal(kp_sreg_reply_schema(NULL, 0, 1, &json, &len, err, sizeof err),
-                     KP_SREG_RETRY);
+    assert_int_equal(kp_sreg_reply_schema(NULL, 0, 1, &json, &len, err, sizeof err), KP_SREG_RETRY);
     /* a body that is not NUL-terminated: only n bytes are read */
     const char buf[] = "{\"schema\":\"\\\"int\\\"\"}garbage";
     assert_int_equal(kp_sreg_reply_schema(buf, strlen(buf) - 7, 1, &json, &len, err, sizeof err),
@@ -66,13 +69,14 @@ static void test_id_reply(void **state)
     int32_t id = -7;
     assert_int_equal(kp_sreg_reply_id("{\"id\":5}", 8, "/p", &id, err, sizeof err), KP_SREG_OK);
     assert_int_equal(id, 5);
-    const char *bad[] = {"{\"id\":-1}", "{\"id\":2147483648}", "{\"id\":\"5\"}", "{\"id\":5.0}",
-                         "{}", "5", "not json"};
+    const char *bad[] = {
+        "{\"id\":-1}", "{\"id\":2147483648}", "{\"id\":\"5\"}", "{\"id\":5.0}", "{}", "5",
+        "not json"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         id = -7;
-        assert_int_equal(kp_sreg_reply_id(bad[i], strlen(bad[i]), "/subjects/x-value", &id, err,
-                                          sizeof err),
-                         KP_SREG_RETRY);
+        assert_int_equal(
+            kp_sreg_reply_id(bad[i], strlen(bad[i]), "/subjects/x-value", &id, err, sizeof err),
+            KP_SREG_RETRY);
         assert_int_equal(id, -7);
         assert_non_null(strstr(err, "no id in the reply to /subjects/x-value"));
     }
