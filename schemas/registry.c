@@ -422,12 +422,26 @@ static int collect_names(const json_t *j, const char *ns, json_t *seen, int dept
         return -1;
     }
     json_object_set_new(seen, full, json_true());
+    /* a record's field names are unique (Avro C's resolver crashed on a writer record with two
+     * fields of one name: fuzz_schema) */
     const json_t *fields = rec ? json_object_get(j, "fields") : NULL;
-    for (size_t i = 0; i < json_array_size(fields); i++)
-        if (collect_names(json_object_get(json_array_get(fields, i), "type"), space, seen,
-                          depth + 1, err, errlen))
-            return -1;
-    return 0;
+    json_t *names = json_array_size(fields) > 1 ? json_object() : NULL;
+    int rc = 0;
+    for (size_t i = 0; i < json_array_size(fields) && !rc; i++) {
+        const json_t *f = json_array_get(fields, i);
+        const char *fn = json_string_value(json_object_get(f, "name"));
+        if (fn && names && json_object_get(names, fn)) {
+            kp_errf(err, errlen, "record %s has two fields named %s", full, fn);
+            rc = -1;
+        } else if (fn && names && json_object_set_new(names, fn, json_true())) {
+            kp_errf(err, errlen, "out of memory");
+            rc = -1;
+        } else {
+            rc = collect_names(json_object_get(f, "type"), space, seen, depth + 1, err, errlen);
+        }
+    }
+    json_decref(names);
+    return rc;
 }
 
 /* Parses a schema. A named type defined twice is refused before Avro C sees it: its parser
