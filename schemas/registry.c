@@ -445,11 +445,21 @@ static int collect_names(const json_t *j, const char *ns, json_t *seen, int dept
 }
 
 /* Parses a schema. A named type defined twice is refused before Avro C sees it: its parser
- * leaks the schemas it built when it meets the second definition (fuzz_schema). */
+ * leaks the schemas it built when it meets the second definition (fuzz_schema). So is JSON with
+ * a key twice in one object ({"name": "a", "type": "string", "type": "bytes"}): the checks here
+ * and Avro C could read different values of it, and its resolver crashed on such a schema
+ * (fuzz_schema). */
 static int parse_schema(const char *text, size_t len, avro_schema_t *out, char *err, size_t errlen)
 {
-    json_t *j = json_loadb(text, len, 0, NULL), *seen = json_object();
-    int dup = j && seen && collect_names(j, "", seen, 0, err, errlen);
+    json_error_t je;
+    json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je), *seen = json_object();
+    if (!j) {
+        json_decref(seen);
+        kp_errf(err, errlen, "schema is not valid JSON: %s (line %d, column %d)", je.text, je.line,
+                je.column);
+        return -1;
+    }
+    int dup = seen && collect_names(j, "", seen, 0, err, errlen);
     json_decref(j);
     json_decref(seen);
     if (dup) return -1;

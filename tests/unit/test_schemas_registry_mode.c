@@ -198,7 +198,8 @@ static void test_nested_type_mismatch_refused(void **state)
 /* fuzz_schema found (after 4.2 million runs): a writer whose nested Suggestion record has two
  * fields named "score" made Avro C's resolver dereference NULL (avro_resolved_writer_new). A record
  * with two fields of one name is refused before Avro C sees it, nested or at the top; the same
- * field name in two records is fine. */
+ * field name in two records is fine. The next run (3.2 million) found the same crash from a key
+ * twice in one JSON object: refused too. */
 static void test_duplicate_field_refused(void **state)
 {
     (void)state;
@@ -226,6 +227,15 @@ static void test_duplicate_field_refused(void **state)
     err[0] = 0;
     kp_codec_add_schema(c, 42, ok, strlen(ok), err, sizeof(err)); /* refused for its name R */
     assert_null(strstr(err, "two fields"));
+    /* a key twice in one JSON object (fuzz_schema's second crash: "type" twice in a field of the
+     * nested Suggestion record, Avro C's resolver dereferenced NULL): refused as JSON */
+    const char *kp = strstr(v0, "{\"name\": \"keyphrase\", \"type\": \"string\"");
+    assert_non_null(kp);
+    at = (size_t)(kp - v0) + strlen("{\"name\": \"keyphrase\", \"type\": \"string\"");
+    snprintf(bad, sizeof bad, "%.*s, \"type\": \"bytes\"%s", (int)at, v0, v0 + at);
+    assert_int_equal(kp_codec_add_schema(c, 43, bad, strlen(bad), err, sizeof(err)), -1);
+    if (!strstr(err, "duplicate object key")) print_error("%s\n", err);
+    assert_non_null(strstr(err, "schema is not valid JSON: duplicate object key"));
     kp_codec_free(c);
 }
 
