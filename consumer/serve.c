@@ -215,11 +215,9 @@ static int resolve_schemas(worker *w)
     return 0;
 }
 
-/* Runs the batch in w->msgs to its end. 0 when every event is done and its offset stored, -1 on
- * a hard stop or a batch that cannot be done (nothing of it is stored). */
-static int run_batch(worker *w)
+/* The batch's events: w->events[i] views w->msgs[i] (no copy). */
+static void fill_events(worker *w)
 {
-    char err[512];
     for (int i = 0; i < w->n; i++) {
         const rd_kafka_message_t *m = w->msgs[i];
         w->events[i] = (kp_serve_event){rd_kafka_topic_name(m->rkt),
@@ -230,6 +228,14 @@ static int run_batch(worker *w)
                                         m->payload,
                                         m->len};
     }
+}
+
+/* Runs the batch in w->msgs to its end. 0 when every event is done and its offset stored, -1 on
+ * a hard stop or a batch that cannot be done (nothing of it is stored). */
+static int run_batch(worker *w)
+{
+    char err[512];
+    fill_events(w);
     kp_batch_rc r = KP_BATCH_FAILED;
     if (w->sreg && resolve_schemas(w)) return -1;
     if (kp_serve_batch_begin(w->batch, w->rec, w->events, w->n, err, sizeof err))
@@ -301,16 +307,7 @@ static void drain_on_revoke(void *ctx)
 static int run_batch_overlap(worker *w)
 {
     char err[512];
-    for (int i = 0; i < w->n; i++) {
-        const rd_kafka_message_t *m = w->msgs[i];
-        w->events[i] = (kp_serve_event){rd_kafka_topic_name(m->rkt),
-                                        m->partition,
-                                        m->offset,
-                                        m->key,
-                                        m->key_len,
-                                        m->payload,
-                                        m->len};
-    }
+    fill_events(w);
     if (w->sreg && resolve_schemas(w)) return -1;
     if (kp_serve_batch_begin(w->batch, w->rec, w->events, w->n, err, sizeof err)) {
         kp_error("%s", err);
