@@ -60,6 +60,14 @@ first=$(sed -n 2p "$T/data/items.tsv" | cut -f1)
 "$KPREC" get -c "$CONF" "$first" | tee "$T/get.txt" >&2
 [ "$(grep -c '^ *[0-9]*\. ' "$T/get.txt")" -eq 10 ] || fail "kprec get did not print 10 suggestions"
 
+# processed is counted after the suggestion's delivery report, which can trail the Redis entry
+processed5000() {
+  local n
+  n=$(curl -sf "http://127.0.0.1:$MPORT/metrics" |
+    awk '$1=="kprec_events_processed_total{topic=\"items\"}" {print $2}')
+  [ "${n:-0}" -ge 5000 ]
+}
+wait_for 60 "5000 events processed" processed5000
 curl -sf "http://127.0.0.1:$MPORT/metrics" >"$T/metrics.txt"
 grep -q '^kprec_events_consumed_total{topic="items"} 5050$' "$T/metrics.txt" || fail "consumed != 5050: $(grep consumed "$T/metrics.txt")"
 grep -q '^kprec_events_processed_total{topic="items"} 5000$' "$T/metrics.txt" || fail "processed != 5000"

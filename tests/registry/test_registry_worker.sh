@@ -84,6 +84,10 @@ ok "registry down: the events of the unseen id are held (300 entries, 5 dead-let
 n400() { [ "$(rec_keys)" -ge 400 ]; }
 wait_for 120 "400 Redis entries" n400
 grep -q "schema registry is back: resuming consumption" "$T/worker.log" || fail "no resume line"
+# an event counts as processed once its Redis write and its suggestion's delivery report are
+# both in, so the counter can trail the Redis entries by a batch: wait for it, then check it
+processed400() { local n; n=$(metric 'kprec_events_processed_total{topic="items"}'); [ "${n:-0}" -ge 400 ]; }
+wait_for 60 "400 events processed" processed400
 [ "$(dead)" = 5 ] || fail "dead-lettered $(dead), expected 5"
 [ "$(metric 'kprec_events_processed_total{topic="items"}')" = 400 ] ||
   fail "processed $(metric 'kprec_events_processed_total{topic="items"}'), expected 400"
