@@ -62,10 +62,7 @@ first=$(sed -n 2p "$T/data/items.tsv" | cut -f1)
 
 # processed is counted after the suggestion's delivery report, which can trail the Redis entry
 processed5000() {
-  local n
-  n=$(curl -sf "http://127.0.0.1:$MPORT/metrics" |
-    awk '$1=="kprec_events_processed_total{topic=\"items\"}" {print $2}')
-  [ "${n:-0}" -ge 5000 ]
+  curl -sf "http://127.0.0.1:$MPORT/metrics" | grep -q '^kprec_events_processed_total{topic="items"} 5000$'
 }
 wait_for 60 "5000 events processed" processed5000
 curl -sf "http://127.0.0.1:$MPORT/metrics" >"$T/metrics.txt"
