@@ -351,13 +351,16 @@ const kp_ivf *kp_index_ivf(const kp_index *ix)
 #define LATE_MARGIN 16
 static int dedup_sorted(const uint64_t *keys, kp_hit *h, int n, int k)
 {
-    int tab[DEDUP_TAB], m = 0;
-    memset(tab, 0xff, sizeof tab);
+    int tab[DEDUP_TAB], m = 0, bits = 6; /* a table of >= 2 n slots, cleared only that far */
+    while ((1 << bits) < 2 * n)
+        bits++;
+    uint32_t mask = (1u << bits) - 1u;
+    memset(tab, 0xff, sizeof(int) << bits);
     for (int i = 0; i < n && m < k; i++) {
         uint64_t key = keys[h[i].id];
-        uint32_t j = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 54); /* 10 bits */
+        uint32_t j = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> (64 - bits));
         while (tab[j] >= 0 && keys[h[tab[j]].id] != key)
-            j = (j + 1) & (DEDUP_TAB - 1);
+            j = (j + 1) & mask;
         if (tab[j] >= 0) continue; /* a better hit of that key is kept */
         h[m] = h[i];
         tab[j] = m++;

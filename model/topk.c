@@ -4,6 +4,7 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,43 +156,172 @@ static unsigned mask16(const float *r, float thr)
 #endif
 }
 
-static int lowest_bit(unsigned m)
+/* Reorders a[0..n) so that a[t] is the (t+1)-th largest, returns it (quickselect, n >= 1). */
+static float nth_largest(float *a, int n, int t)
 {
-#if defined(__GNUC__)
-    return __builtin_ctz(m);
-#else
-    int j = 0;
-    while (!(m & 1u))
-        m >>= 1, j++;
-    return j;
-#endif
+    int lo = 0, hi = n - 1;
+    while (hi > lo) {
+        float pv = a[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > pv)
+                i++;
+            while (a[j] < pv)
+                j--;
+            if (i <= j) {
+                float x = a[i];
+                a[i++] = a[j];
+                a[j--] = x;
+            }
+        }
+        if (t <= j)
+            hi = j;
+        else if (t >= i)
+            lo = i;
+        else
+            break;
+    }
+    return a[t];
 }
 
-/* The scan of both orders: blocks of 16 are tested at once against the threshold (SIMD compare ->
- * bit mask) and only the set bits are visited, so the common case (nothing reaches it) is a few
- * instructions and no branch miss. ids NULL: id0 + i, increasing (a tie with a full buffer
- * loses); else ids[i], any order (a tie is offered). */
+#define BOUND_MAX_GROUPS 1024
+
+/* A lower bound of the kk-th best score of row[0..len): split into ng disjoint groups (strided:
+ * group j is row[j], row[j + ng], ...), the kk-th largest of the group maxima, because kk groups
+ * each hold a score at least that high. -INFINITY when row is too short to help (fewer than 2
+ * scores per group). NaN is never a group's maximum. Only valid without de-dup: distinct scores
+ * are not distinct keys. */
+static float kk_bound(const float *row, int len, int kk)
+{
+    int ng = (2 * kk + 15) / 16 * 16;
+    if (ng > BOUND_MAX_GROUPS || len < 2 * ng) return -INFINITY;
+    float mx[BOUND_MAX_GROUPS];
+    int chunks = len / ng;
+    for (int j = 0; j < ng; j++)
+        mx[j] = -INFINITY;
+    for (int ch = 0; ch < chunks; ch++) {
+        const float *r = row + (size_t)ch * ng;
+#ifdef __SSE2__
+        for (int j = 0; j < ng; j += 4) /* maxps keeps its second operand when the first is NaN */
+            _mm_storeu_ps(mx + j, _mm_max_ps(_mm_loadu_ps(r + j), _mm_loadu_ps(mx + j)));
+#else
+        for (int j = 0; j < ng; j++)
+            if (r[j] > mx[j]) mx[j] = r[j];
+#endif
+    }
+    return nth_largest(mx, ng, kk - 1);
+}
+
+#define SCAN_CHUNK 256
+
+#ifdef __SSE2__
+/* NIB_POS[m]: the positions of m's set bits (4-bit m), lowest first, zero-padded. */
+static const int32_t NIB_POS[16][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0},
+                                       {2, 0, 0, 0}, {0, 2, 0, 0}, {1, 2, 0, 0}, {0, 1, 2, 0},
+                                       {3, 0, 0, 0}, {0, 3, 0, 0}, {1, 3, 0, 0}, {0, 1, 3, 0},
+                                       {2, 3, 0, 0}, {0, 2, 3, 0}, {1, 2, 3, 0}, {0, 1, 2, 3}};
+#endif
+
+/* Writes base + j for each j in [0, 16) with r[j] >= thr (NaN never) to out, in increasing order,
+ * returns how many; writes up to 16 ints past out whatever the count. No branch on the data: a
+ * sparse, unpredictable hit pattern costs no branch misses. */
+static int compact16(const float *r, float thr, int base, int32_t *out)
+{
+    int n = 0;
+#ifdef __SSE2__
+    unsigned m = mask16(r, thr);
+    for (int q = 0; q < 4; q++, m >>= 4) {
+        unsigned b = m & 15u;
+        __m128i pos = _mm_loadu_si128((const __m128i *)NIB_POS[b]);
+        _mm_storeu_si128((__m128i *)(out + n), _mm_add_epi32(pos, _mm_set1_epi32(base + 4 * q)));
+        n += (int)((0x4332322132212110ull >> (4 * b)) & 15u); /* popcount of b */
+    }
+#else
+    for (int j = 0; j < 16; j++) {
+        out[n] = base + j;
+        n += r[j] >= thr;
+    }
+#endif
+    return n;
+}
+
+/* compact16 over r[0..len) (len a multiple of 16), positions from base; returns the count. */
+static int compact_portable(const float *r, int len, float thr, int base, int32_t *out)
+{
+    int n = 0;
+    for (int i = 0; i < len; i += 16)
+        n += compact16(r + i, thr, base + i, out + n);
+    return n;
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_AVX512 1
+/* The same with AVX-512: one compare to a mask and one compress per 16 scores (compressed in a
+ * register and stored whole: a masked compress-store to memory is slow on some CPUs). */
+__attribute__((target("avx512f"))) static int compact_avx512(const float *r, int len, float thr,
+                                                             int base, int32_t *out)
+{
+    __m512 t = _mm512_set1_ps(thr);
+    __m512i idx =
+        _mm512_add_epi32(_mm512_set1_epi32(base),
+                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    const __m512i step = _mm512_set1_epi32(16);
+    int n = 0;
+    for (int i = 0; i < len; i += 16) {
+        __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(r + i), t, _CMP_GE_OQ);
+        _mm512_storeu_si512((void *)(out + n), _mm512_maskz_compress_epi32(m, idx));
+        n += __builtin_popcount((unsigned)m);
+        idx = _mm512_add_epi32(idx, step);
+    }
+    return n;
+}
+#endif
+
+static int g_portable; /* kp_topk_force_portable */
+
+void kp_topk_force_portable(int on)
+{
+    g_portable = on;
+}
+
+static int compact(const float *r, int len, float thr, int base, int32_t *out)
+{
+#ifdef HAVE_AVX512
+    if (!g_portable && __builtin_cpu_supports("avx512f"))
+        return compact_avx512(r, len, thr, base, out);
+#endif
+    return compact_portable(r, len, thr, base, out);
+}
+
+/* The scan of both orders, a chunk of SCAN_CHUNK scores at a time: the positions reaching the
+ * threshold (as it was at the chunk's start) are compacted without branches (compact16), then
+ * offered in order, each checked again (the threshold may have risen since). ids NULL: id0 + i,
+ * increasing (a tie with a full buffer loses); else ids[i], any order (a tie is offered). */
 static void scan(kp_topk *s, const kp_topk_cfg *c, const float *row, int len, int id0,
                  const int *ids)
 {
+    if (!s->full && s->m == 0 && !c->keys) { /* start from a lower bound of the kk-th best */
+        float b = kk_bound(row, len, c->kk);
+        if (b > s->thr) s->thr = b;
+    }
     float thr = s->thr;
-    int strict = s->full && !ids, i = 0;
-    for (; i + 16 <= len; i += 16) {
-        const float *r = row + i;
-        for (unsigned m = mask16(r, thr); m; m &= m - 1) {
-            int j = lowest_bit(m);
-            float v = r[j];
-            if (strict ? v > thr : v >= thr) { /* thr may have risen since the mask was taken */
-                kp_topk_push(s, c, v, ids ? ids[i + j] : id0 + i + j);
+    int strict = s->full && !ids;
+    int32_t cand[SCAN_CHUNK + 16];
+    for (int i0 = 0; i0 < len; i0 += SCAN_CHUNK) {
+        int e = len - i0 < SCAN_CHUNK ? len : i0 + SCAN_CHUNK, w = (e - i0) & ~15, i = i0 + w;
+        int n = compact(row + i0, w, thr, i0, cand);
+        for (; i < e; i++) {
+            cand[n] = i;
+            n += row[i] >= thr;
+        }
+        for (int a = 0; a < n; a++) {
+            int j = cand[a];
+            float v = row[j];
+            if (strict ? v > thr : v >= thr) {
+                kp_topk_push(s, c, v, ids ? ids[j] : id0 + j);
                 thr = s->thr, strict = s->full && !ids;
             }
-        }
-    }
-    for (; i < len; i++) {
-        float v = row[i];
-        if (strict ? v > thr : v >= thr) {
-            kp_topk_push(s, c, v, ids ? ids[i] : id0 + i);
-            thr = s->thr, strict = s->full && !ids;
         }
     }
 }
@@ -206,9 +336,25 @@ void kp_topk_scan_ids(kp_topk *s, const kp_topk_cfg *c, const float *row, int le
     scan(s, c, row, len, 0, ids);
 }
 
+/* Sorts a[0..n) best first; for the few hits a finish holds, cheaper than qsort's calls. */
+#define INSERTION_MAX 128
+static void insertion_sort(kp_hit *a, int n)
+{
+    for (int i = 1; i < n; i++) {
+        kp_hit x = a[i];
+        int j = i;
+        for (; j > 0 && kp_hit_better(x.s, x.id, a[j - 1].s, a[j - 1].id); j--)
+            a[j] = a[j - 1];
+        a[j] = x;
+    }
+}
+
 void kp_topk_finish(kp_topk *s, const kp_topk_cfg *c, int k, int *ids, float *scores, int *count)
 {
     kp_topk_reduce(s, c);
-    qsort(s->buf, (size_t)s->m, sizeof(kp_hit), kp_hit_cmp_desc);
+    if (s->m <= INSERTION_MAX)
+        insertion_sort(s->buf, s->m);
+    else
+        qsort(s->buf, (size_t)s->m, sizeof(kp_hit), kp_hit_cmp_desc);
     kp_topk_write(s->buf, s->m, k, ids, scores, count);
 }

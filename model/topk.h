@@ -8,8 +8,11 @@
  * best of the buffer are the kk best distinct keys. Order: score desc, ties by lower id. A scan
  * offers ids in increasing order (kp_topk_scan: once kk are held an equal score loses the tie, so
  * it is skipped) or in any order (kp_topk_scan_ids: equal scores are offered and the tie is
- * settled by id). Scores below min_score and NaN are never kept. The selector's memory is the
- * caller's (kp_topk_bytes); nothing here allocates.
+ * settled by id). Without de-dup, a selector's first scan starts from a lower bound of its kk-th
+ * best (the kk-th largest of 2 kk group maxima of that row), so few scores are pushed; a scan
+ * compacts the positions reaching the threshold without branches (AVX-512 where the CPU has it,
+ * else SSE2/C) and then offers them. Scores below min_score and NaN are never kept. The selector's
+ * memory is the caller's (kp_topk_bytes); nothing here allocates.
  */
 #ifndef KP_TOPK_H
 #define KP_TOPK_H
@@ -53,6 +56,11 @@ void kp_topk_scan_ids(kp_topk *s, const kp_topk_cfg *c, const float *row, int le
 void kp_topk_reduce(kp_topk *s, const kp_topk_cfg *c);
 /* Sorts the kept hits best first and writes k slots: ids/scores (-1 / 0 after the count). */
 void kp_topk_finish(kp_topk *s, const kp_topk_cfg *c, int k, int *ids, float *scores, int *count);
+
+/* Tests and benchmarks: on (1), scans use the portable SSE2/C compaction even where AVX-512 runs
+ * (the default picks AVX-512 when the CPU has it); results are identical either way. Not
+ * thread-safe against scans running at the same time. */
+void kp_topk_force_portable(int on);
 
 /* Sorting helpers shared with the references. */
 int kp_hit_better(float sa, int ia, float sb, int ib);

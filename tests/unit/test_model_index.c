@@ -14,6 +14,7 @@
 #include "model/index.h"
 #include "model/nn.h"
 #include "model/rng.h"
+#include "model/topk.h"
 #include "th_main.h"
 #include "testhelp.h"
 
@@ -436,8 +437,86 @@ static void test_prefix_threads(void **state)
     free(keys), free(q);
 }
 
+/* Plain top-kk of row[0..len) with ids ids[i] (or i): NaN and < min_score dropped, sorted by
+ * score desc then id, the first kk. Returns how many. */
+static int plain_topk(const float *row, const int *ids, int len, int kk, float min_score,
+                      kp_hit *out)
+{
+    int m = 0;
+    for (int i = 0; i < len; i++)
+        if (row[i] >= min_score) out[m].s = row[i], out[m++].id = ids ? ids[i] : i;
+    qsort(out, (size_t)m, sizeof(kp_hit), kp_hit_cmp_desc);
+    return m < kk ? m : kk;
+}
+
+/* The selector alone (kp_topk_scan / _scan_ids + finish) against a plain sort, with the AVX-512
+ * compaction (where the CPU has it) and the portable one: scores from a handful of values (massive
+ * ties at the kk-th place, where the starting lower bound lands), NaN sprinkled in, lengths off
+ * the 16-score and chunk boundaries, the row offered in one or several scans. */
+static void test_selector_vs_plain(void **state)
+{
+    (void)state;
+    kp_rng r;
+    kp_rng_seed(&r, 11);
+    const int lens[] = {1, 15, 16, 17, 300, 1000, 1023, 5000};
+    const int kks[] = {1, 5, 66, 200};
+    float *row = malloc(sizeof(float) * 5000);
+    int *ids = malloc(sizeof(int) * 5000), *got = malloc(sizeof(int) * 200);
+    float *gs = malloc(sizeof(float) * 200);
+    kp_hit *want = malloc(sizeof(kp_hit) * 5000);
+    for (int portable = 0; portable < 2; portable++) {
+        kp_topk_force_portable(portable);
+        for (size_t li = 0; li < sizeof(lens) / sizeof(*lens); li++)
+            for (size_t ki = 0; ki < sizeof(kks) / sizeof(*kks); ki++)
+                for (int mode = 0; mode < 3; mode++) { /* scan whole, scan in pieces, scan_ids */
+                    int len = lens[li], kk = kks[ki], cnt = -1;
+                    for (int i = 0; i < len; i++) {
+                        row[i] = (float)(kp_rng_next(&r) % 7) * 0.5f;
+                        if (kp_rng_next(&r) % 53 == 0) row[i] = NAN;
+                        ids[i] = i;
+                    }
+                    for (int i = len - 1; mode == 2 && i > 0; i--) { /* shuffled ids */
+                        int j = (int)(kp_rng_next(&r) % (uint64_t)(i + 1)), t = ids[i];
+                        ids[i] = ids[j], ids[j] = t;
+                    }
+                    float min_score = mode == 1 ? 1.0f : -INFINITY;
+                    kp_topk_cfg c = kp_topk_config(kk, 0, NULL);
+                    void *mem = malloc(kp_topk_bytes(&c));
+                    kp_topk s;
+                    kp_topk_init(&s, &c, mem, min_score);
+                    if (mode == 0)
+                        kp_topk_scan(&s, &c, row, len, 0);
+                    else if (mode == 1)
+                        for (int i0 = 0; i0 < len; i0 += 333)
+                            kp_topk_scan(&s, &c, row + i0, len - i0 < 333 ? len - i0 : 333, i0);
+                    else
+                        kp_topk_scan_ids(&s, &c, row, len, ids);
+                    kp_topk_finish(&s, &c, kk, got, gs, &cnt);
+                    int nw = plain_topk(row, mode == 2 ? ids : NULL, len, kk, min_score, want);
+                    assert_int_equal(cnt, nw);
+                    for (int a = 0; a < nw; a++) {
+                        assert_int_equal(got[a], want[a].id);
+                        assert_true(gs[a] == want[a].s);
+                    }
+                    free(mem);
+                }
+    }
+    kp_topk_force_portable(0);
+    free(row), free(ids), free(got), free(gs), free(want);
+}
+
+/* The index's exact pass with the portable compaction matches the reference too. */
+static void test_portable_vs_ref(void **state)
+{
+    kp_topk_force_portable(1);
+    test_rising_and_ties(state);
+    test_tiles_vs_ref(state);
+    kp_topk_force_portable(0);
+}
+
 TH_MAIN(cmocka_unit_test(test_gemm_vs_ref), cmocka_unit_test(test_dedup),
         cmocka_unit_test(test_late_dedup), cmocka_unit_test(test_min_score),
         cmocka_unit_test(test_prefix_pass), cmocka_unit_test(test_edges),
         cmocka_unit_test(test_tiles_vs_ref), cmocka_unit_test(test_rising_and_ties),
-        cmocka_unit_test(test_prefix_threads))
+        cmocka_unit_test(test_prefix_threads), cmocka_unit_test(test_selector_vs_plain),
+        cmocka_unit_test(test_portable_vs_ref))
