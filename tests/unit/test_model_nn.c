@@ -135,6 +135,65 @@ static void test_tanh_grad(void **state)
     }
 }
 
+static uint32_t f2u(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* Distance in ulp between float a and the double reference t (a rounded: the float nearest t). */
+static double ulps(float a, double t)
+{
+    float tf = (float)t;
+    double ulp = fabs((double)nextafterf(tf, INFINITY) - (double)tf);
+    if (ulp == 0 || !isfinite(ulp)) ulp = 1e-45;
+    return fabs((double)a - t) / ulp;
+}
+
+/* kp_tanh_forward (its AVX-512 form where the CPU has it) equals its plain loop bit for bit, on
+ * random and edge inputs and on lengths off the 16-float blocks; the plain loop is within 2 ulp
+ * of tanh in double over a dense sweep of [-10, 10], odd, exact at 0 and +-inf, NaN to NaN. */
+static void test_tanh_accuracy(void **state)
+{
+    (void)state;
+    enum { N = 1 << 20 };
+    float *x = malloc(sizeof(float) * N), *a = malloc(sizeof(float) * N);
+    float *b = malloc(sizeof(float) * N);
+    assert_non_null(x), assert_non_null(a), assert_non_null(b);
+    for (int i = 0; i < N; i++) /* dense over [-10, 10], plus around the branch point */
+        x[i] = -10.0f + 20.0f * (float)i / (float)N;
+    for (int i = 0; i < 4096; i++)
+        x[i] = 0.35f + (float)(i - 2048) * 1e-6f;
+    const float edge[] = {0.0f,  -0.0f, 1e-30f, -1e-30f, 1e-45f,   9.49f,     9.5f,
+                          9.51f, 20.0f, -88.0f, 1e30f,   INFINITY, -INFINITY, NAN};
+    memcpy(x + 4096, edge, sizeof edge);
+    for (size_t len = 0; len <= 40; len++) { /* tails */
+        kp_tanh_forward(a, x + 4096, len < 14 ? len : 14);
+        kp_tanh_forward_ref(b, x + 4096, len < 14 ? len : 14);
+        for (size_t i = 0; i < (len < 14 ? len : 14); i++)
+            assert_int_equal(f2u(a[i]), f2u(b[i]));
+    }
+    kp_tanh_forward(a, x, N);
+    kp_tanh_forward_ref(b, x, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(f2u(a[i]), f2u(b[i]));
+        if (isnan(x[i])) {
+            assert_true(isnan(b[i]));
+            continue;
+        }
+        double u = ulps(b[i], tanh((double)x[i]));
+        if (u > worst) worst = u;
+        assert_true(u <= 2.0);
+        assert_true(signbit(b[i]) == signbit(x[i]));
+    }
+    assert_true(worst > 0.0); /* it is an approximation: the check above is live */
+    assert_true(b[4096] == 0.0f && !signbit(b[4096]) && signbit(b[4097]));
+    assert_true(b[4096 + 11] == 1.0f && b[4096 + 12] == -1.0f);
+    free(x), free(a), free(b);
+}
+
 static void test_l2norm_grad(void **state)
 {
     (void)state;
@@ -430,8 +489,9 @@ static void test_adam_fast_vs_ref(void **state)
 
 TH_MAIN(cmocka_unit_test(test_linear_blas_vs_ref), cmocka_unit_test(test_linear_blas_vs_ref_large),
         cmocka_unit_test(test_linear_grad), cmocka_unit_test(test_tanh_grad),
-        cmocka_unit_test(test_l2norm_grad), cmocka_unit_test(test_rowdot_grad),
-        cmocka_unit_test(test_cosine_grad), cmocka_unit_test(test_embbag_grad),
-        cmocka_unit_test(test_rowgrad_growth), cmocka_unit_test(test_adam_first_step_and_decay),
-        cmocka_unit_test(test_adam_converges), cmocka_unit_test(test_lazy_adam),
-        cmocka_unit_test(test_embbag_fast_vs_ref), cmocka_unit_test(test_adam_fast_vs_ref))
+        cmocka_unit_test(test_tanh_accuracy), cmocka_unit_test(test_l2norm_grad),
+        cmocka_unit_test(test_rowdot_grad), cmocka_unit_test(test_cosine_grad),
+        cmocka_unit_test(test_embbag_grad), cmocka_unit_test(test_rowgrad_growth),
+        cmocka_unit_test(test_adam_first_step_and_decay), cmocka_unit_test(test_adam_converges),
+        cmocka_unit_test(test_lazy_adam), cmocka_unit_test(test_embbag_fast_vs_ref),
+        cmocka_unit_test(test_adam_fast_vs_ref))
