@@ -24,7 +24,7 @@
  *         qrecall <mode> <batch> <nprobe> <recall@K vs exact>   (int8 / bf16 IVF)
  *
  *   bench_scale score --data DIR --keyphrases FILE [--queries Q] [--batches "256"] [--k K]
- *                     [--threads "1 2"] [--rounds R] [--model PATH]
+ *                     [--threads "1 2"] [--rounds R] [--model PATH] [--fanout]
  *       The scoring a worker does, on the worker's own build (kp_follower_build over FILE: the
  *       real inventory, or OUT/keys.tsv of `embed`): Q titles (the second half of DIR/items.tsv,
  *       the same titles `embed` takes its queries from) in batches of b through kp_rec_suggest
@@ -35,6 +35,11 @@
  *       batch), the order of score and gemm alternating round by round. Prints meta rows and
  *         time   <mode> <batch> <threads> 0 <titles> <wall s> <cpu s>   (mode
  * score|gemm|tower|topk)
+ *       --fanout: at a thread setting t > 1 the scoring, the tower and the retrieval run the
+ *       model's own t-way split (model/par.h: the batch's featurizing + bags, the queries of the
+ *       top-k) over single-threaded BLAS, and so does the GEMM alone (the same halves of each
+ *       batch, gemm_pass_split); OpenBLAS's own threads are not used (meta fanout 1). (A GEMM
+ *       on OpenBLAS's threads beside it would leave them spinning into the next pass.)
  *
  *   bench_scale rss --out OUT [--model PATH] [--nprobe P] [--nlist L] [--first-pass F]
  *                   [--rescore C]
@@ -60,6 +65,7 @@
 #include "model/blas.h"
 #include "model/ckpt.h"
 #include "model/index.h"
+#include "model/par.h"
 #include "model/quant.h"
 #include "model/recommender.h"
 #include "model/rng.h"
@@ -69,7 +75,7 @@
 
 typedef struct {
     const char *data, *out, *model, *kpfile;
-    int keys, queries, k, nlist, single, nprobe1, rounds;
+    int keys, queries, k, nlist, single, nprobe1, rounds, fanout;
     double noise;
     uint64_t seed;
     int batches[MAX_LIST], nb, threads[MAX_LIST], nt, nprobe[MAX_LIST], nn;
@@ -246,6 +252,43 @@ static double gemm_pass(const float *q, int nq, const float *keys, int n, int D,
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nk, D, 1.0f,
                         q + (size_t)q0 * D, D, keys + (size_t)j0 * D, D, 0.0f, S, nk);
         }
+    }
+    return now_s() - t0;
+}
+
+typedef struct {
+    const float *q, *keys;
+    int nq, n, D;
+    float *S;
+} gemm_job;
+
+static void gemm_half(void *p)
+{
+    gemm_job *j = p;
+    for (int j0 = 0; j0 < j->n; j0 += KP_INDEX_DEFAULT_KEY_BLOCK) {
+        int nk = j->n - j0 < KP_INDEX_DEFAULT_KEY_BLOCK ? j->n - j0 : KP_INDEX_DEFAULT_KEY_BLOCK;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->nq, nk, j->D, 1.0f, j->q, j->D,
+                    j->keys + (size_t)j0 * j->D, j->D, 0.0f, j->S, nk);
+    }
+}
+
+/* gemm_pass as the two-way split runs it (model/par.h: each batch's queries in two halves on two
+ * threads, single-threaded BLAS); S holds [b x key block] floats. */
+static double gemm_pass_split(const float *q, int nq, const float *keys, int n, int D, int b,
+                              float *S)
+{
+    g_cpu0 = cpu_s();
+    double t0 = now_s();
+    for (int q0 = 0; q0 < nq; q0 += b) {
+        int nb = nq - q0 < b ? nq - q0 : b, h = nb / 2;
+        gemm_job x = {q + (size_t)q0 * D, keys, h, n, D, S};
+        gemm_job y = {q + (size_t)(q0 + h) * D,
+                      keys,
+                      nb - h,
+                      n,
+                      D,
+                      S + (size_t)h * KP_INDEX_DEFAULT_KEY_BLOCK};
+        kp_par_run2(gemm_half, &x, &y);
     }
     return now_s() - t0;
 }
@@ -463,14 +506,19 @@ static int cmd_score(const opts *o)
         chars += lens[i] = strlen(titles[i]);
     printf("meta\topenblas_corename\t%s\nmeta\topenblas_config\t%s\n", openblas_get_corename(),
            openblas_get_config());
-    printf("meta\tkeyphrases\t%d\nmeta\tkeyphrase_file\t%s\nmeta\ttitles\t%d\nmeta\ttitle_chars\t%."
-           "1f\nmeta\tdim\t%d\nmeta\tk\t%d\nmeta\tbuild_s\t%.3f\nmeta\tmodel\t%s\n",
-           n, o->kpfile, nq, (double)chars / nq, D, k, build, o->model ? o->model : "(seeded)");
+    printf(
+        "meta\tkeyphrases\t%d\nmeta\tkeyphrase_file\t%s\nmeta\ttitles\t%d\nmeta\ttitle_chars\t%."
+        "1f\nmeta\tdim\t%d\nmeta\tk\t%d\nmeta\tbuild_s\t%.3f\nmeta\tmodel\t%s\nmeta\tfanout\t%d\n",
+        n, o->kpfile, nq, (double)chars / nq, D, k, build, o->model ? o->model : "(seeded)",
+        o->fanout);
     for (int rd = 0; rd < o->rounds; rd++)
         for (int ti = 0; ti < o->nt; ti++) {
-            kp_blas_set_threads(o->threads[ti]);
+            int t = o->threads[ti], fan = o->fanout && t > 1;
+            /* --fanout: the model's own split (model/par.h) over single-threaded BLAS */
+            kp_blas_set_threads(fan ? 1 : t);
+            kp_par_set_threads(fan ? t : 1);
             for (int bi = 0; bi < o->nb; bi++) {
-                int b = o->batches[bi] < 256 ? o->batches[bi] : 256, t = o->threads[ti];
+                int b = o->batches[bi] < 256 ? o->batches[bi] : 256;
                 if (rd == 0 && score_pass(r, titles, lens, b < nq ? b : nq, b, k, out, cnt) < 0)
                     goto oom; /* warm-up */
                 /* the embeddings the GEMM and the retrieval alone are timed on */
@@ -483,7 +531,10 @@ static int cmd_score(const opts *o)
                         if (s < 0) goto oom;
                         row("score", b, t, 0, nq, s);
                     } else {
-                        row("gemm", b, t, 0, nq, gemm_pass(q, nq, kp_index_row(ix, 0), n, D, b, S));
+                        const float *K = kp_index_row(ix, 0);
+                        row("gemm", b, t, 0, nq,
+                            fan ? gemm_pass_split(q, nq, K, n, D, b, S)
+                                : gemm_pass(q, nq, K, n, D, b, S));
                     }
                 }
                 double s = pass(ix, q, nq, D, b, k, ids, sc, cnt);
@@ -641,16 +692,25 @@ int main(int argc, char **argv)
               .seed = 42};
     const char *batches = "64 256", *threads = "1 2", *nprobe = "4 8 16 32 64";
     const char *first = "fp32", *rescore = "4";
-    static const struct option lo[] = {
-        {"data", required_argument, 0, 'd'},    {"out", required_argument, 0, 'o'},
-        {"keys", required_argument, 0, 'n'},    {"queries", required_argument, 0, 'q'},
-        {"noise", required_argument, 0, 'z'},   {"model", required_argument, 0, 'm'},
-        {"seed", required_argument, 0, 's'},    {"k", required_argument, 0, 'k'},
-        {"batches", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
-        {"nprobe", required_argument, 0, 'p'},  {"nlist", required_argument, 0, 'l'},
-        {"single", required_argument, 0, '1'},  {"keyphrases", required_argument, 0, 'K'},
-        {"rounds", required_argument, 0, 'r'},  {"first-pass", required_argument, 0, 'f'},
-        {"rescore", required_argument, 0, 'c'}, {0, 0, 0, 0}};
+    static const struct option lo[] = {{"data", required_argument, 0, 'd'},
+                                       {"out", required_argument, 0, 'o'},
+                                       {"keys", required_argument, 0, 'n'},
+                                       {"queries", required_argument, 0, 'q'},
+                                       {"noise", required_argument, 0, 'z'},
+                                       {"model", required_argument, 0, 'm'},
+                                       {"seed", required_argument, 0, 's'},
+                                       {"k", required_argument, 0, 'k'},
+                                       {"batches", required_argument, 0, 'b'},
+                                       {"threads", required_argument, 0, 't'},
+                                       {"nprobe", required_argument, 0, 'p'},
+                                       {"nlist", required_argument, 0, 'l'},
+                                       {"single", required_argument, 0, '1'},
+                                       {"keyphrases", required_argument, 0, 'K'},
+                                       {"rounds", required_argument, 0, 'r'},
+                                       {"first-pass", required_argument, 0, 'f'},
+                                       {"rescore", required_argument, 0, 'c'},
+                                       {"fanout", no_argument, 0, 'F'},
+                                       {0, 0, 0, 0}};
     int c, bad = 0;
     optind = 2;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -705,6 +765,9 @@ int main(int argc, char **argv)
             break;
         case 'c':
             rescore = optarg;
+            break;
+        case 'F':
+            o.fanout = 1;
             break;
         default:
             bad = 1;

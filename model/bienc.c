@@ -8,6 +8,7 @@
 
 #include "common/util.h"
 #include "model/featurize.h"
+#include "model/par.h"
 #include "model/rng.h"
 
 typedef struct {
@@ -234,16 +235,23 @@ int kp_bienc_copy(kp_bienc *dst, const kp_bienc *src)
 
 /* ---- forward shared by inference and training ------------------------------------------------ */
 
-/* bag [B x E], h [B x H] and out [B x D] are written; norm [B] gets the L2 divisors. */
-static void tower_forward(const kp_bienc *m, const tower_params *tp, const uint32_t *ids,
-                          const int *offsets, int B, float *bag, float *h, float *out, float *norm)
+/* h [B x H] and out [B x D] are written from bag [B x E]; norm [B] gets the L2 divisors. */
+static void tower_dense(const kp_bienc *m, const tower_params *tp, const float *bag, int B,
+                        float *h, float *out, float *norm)
 {
     int E = m->cfg.emb_dim, H = m->cfg.hidden_dim, D = m->cfg.out_dim;
-    kp_embbag_forward(bag, tp->emb, ids, offsets, B, E);
     kp_linear_forward(h, bag, tp->W1, tp->b1, B, E, H);
     kp_tanh_forward(h, h, (size_t)B * (size_t)H);
     kp_linear_forward(out, h, tp->W2, tp->b2, B, H, D);
     kp_l2norm_forward(out, norm, out, B, D);
+}
+
+/* bag [B x E], h [B x H] and out [B x D] are written; norm [B] gets the L2 divisors. */
+static void tower_forward(const kp_bienc *m, const tower_params *tp, const uint32_t *ids,
+                          const int *offsets, int B, float *bag, float *h, float *out, float *norm)
+{
+    kp_embbag_forward(bag, tp->emb, ids, offsets, B, m->cfg.emb_dim);
+    tower_dense(m, tp, bag, B, h, out, norm);
 }
 
 static int ids_valid(const kp_bienc *m, const uint32_t *ids, const int *offsets, int n)
@@ -256,7 +264,93 @@ static int ids_valid(const kp_bienc *m, const uint32_t *ids, const int *offsets,
     return 1;
 }
 
-#define EMBED_CHUNK 64
+/* Inference runs in blocks of EMBED_BLOCK rows: the featurizing and the embedding bag of a block
+ * (the gathers from the table: most of the time) in two halves on two threads when the fan-out
+ * width is 2 (model/par.h) and the block has EMBED_SPLIT_MIN rows or more, then the dense layers
+ * over it in chunks of EMBED_CHUNK rows (the chunks start at the same rows whatever the width, so
+ * the GEMMs and the results are the same bit for bit). */
+#define EMBED_CHUNK     64
+#define EMBED_BLOCK     256
+#define EMBED_SPLIT_MIN 32
+
+/* One half of a block's featurizing + bag: rows i0..i1 of texts (or of ids/offsets). */
+typedef struct {
+    const kp_bienc *m;
+    const float *emb;
+    const char *const *texts; /* texts + lens, or NULL and ids + offsets (absolute) */
+    const size_t *lens;
+    const uint32_t *ids;
+    const int *offsets;
+    int i0, i1;
+    uint32_t *idbuf; /* texts: [(i1 - i0) x KP_FEAT_MAX_IDS] */
+    int *off;        /* [i1 - i0 + 1] */
+    float *bag;      /* [(i1 - i0) x E] */
+} bag_job;
+
+static void bag_half(void *p)
+{
+    bag_job *j = p;
+    int nb = j->i1 - j->i0;
+    if (nb <= 0) return;
+    if (!j->texts) {
+        for (int i = 0; i <= nb; i++)
+            j->off[i] = j->offsets[j->i0 + i] - j->offsets[j->i0];
+        kp_embbag_forward(j->bag, j->emb, j->ids + j->offsets[j->i0], j->off, nb,
+                          j->m->cfg.emb_dim);
+        return;
+    }
+    j->off[0] = 0;
+    for (int i = 0; i < nb; i++) {
+        const char *s = j->texts[j->i0 + i];
+        size_t len = s ? (j->lens ? j->lens[j->i0 + i] : strlen(s)) : 0;
+        int k = kp_featurize(s, len, j->m->cfg.n_buckets, j->idbuf + j->off[i], KP_FEAT_MAX_IDS);
+        j->off[i + 1] = j->off[i] + k;
+    }
+    kp_embbag_forward(j->bag, j->emb, j->idbuf, j->off, nb, j->m->cfg.emb_dim);
+}
+
+/* kp_bienc_embed (texts) and kp_bienc_embed_ids (ids, validated) over n >= 1 rows. */
+static int embed_rows(const kp_bienc *m, kp_tower t, const char *const *texts, const size_t *lens,
+                      const uint32_t *ids, const int *offsets, int n, float *out)
+{
+    int E = m->cfg.emb_dim, H = m->cfg.hidden_dim, D = m->cfg.out_dim;
+    int block = n < EMBED_BLOCK ? n : EMBED_BLOCK, split = kp_par_threads() > 1;
+    size_t nf = (size_t)block * E + (size_t)EMBED_CHUNK * (H + 1);
+    size_t nid = texts ? (size_t)block * KP_FEAT_MAX_IDS : 0;
+    void *scratch =
+        malloc(nf * sizeof(float) + nid * sizeof(uint32_t) + (size_t)(block + 2) * sizeof(int));
+    if (!scratch) return -1;
+    float *bag = scratch, *h = bag + (size_t)block * E, *norm = h + (size_t)EMBED_CHUNK * H;
+    uint32_t *idbuf = (uint32_t *)(bag + nf);
+    int *off = (int *)(idbuf + nid);
+    const tower_params *tp = &m->tw[tower_slot(m, t)];
+    for (int b0 = 0; b0 < n; b0 += block) {
+        int nb = n - b0 < block ? n - b0 : block;
+        int mid = split && nb >= EMBED_SPLIT_MIN ? nb / 2 : nb;
+        bag_job ja = {m, tp->emb, texts, lens, ids, offsets, b0, b0 + mid, idbuf, off, bag};
+        bag_job jb = {m,
+                      tp->emb,
+                      texts,
+                      lens,
+                      ids,
+                      offsets,
+                      b0 + mid,
+                      b0 + nb,
+                      texts ? idbuf + (size_t)mid * KP_FEAT_MAX_IDS : NULL,
+                      off + mid + 1,
+                      bag + (size_t)mid * E};
+        if (mid < nb)
+            kp_par_run2(bag_half, &ja, &jb);
+        else
+            bag_half(&ja);
+        for (int c0 = 0; c0 < nb; c0 += EMBED_CHUNK) {
+            int nc = nb - c0 < EMBED_CHUNK ? nb - c0 : EMBED_CHUNK;
+            tower_dense(m, tp, bag + (size_t)c0 * E, nc, h, out + (size_t)(b0 + c0) * D, norm);
+        }
+    }
+    free(scratch);
+    return 0;
+}
 
 int kp_bienc_embed_ids(const kp_bienc *m, kp_tower t, const uint32_t *ids, const int *offsets,
                        int n, float *out)
@@ -264,21 +358,7 @@ int kp_bienc_embed_ids(const kp_bienc *m, kp_tower t, const uint32_t *ids, const
     if (!m || n < 0 || (n > 0 && (!ids || !offsets || !out))) return -1;
     if (n == 0) return 0;
     if (!ids_valid(m, ids, offsets, n)) return -1;
-    int E = m->cfg.emb_dim, H = m->cfg.hidden_dim, D = m->cfg.out_dim;
-    int chunk = n < EMBED_CHUNK ? n : EMBED_CHUNK;
-    float *scratch = malloc((size_t)chunk * (size_t)(E + H + 1) * sizeof(float));
-    if (!scratch) return -1;
-    float *bag = scratch, *h = bag + (size_t)chunk * E, *norm = h + (size_t)chunk * H;
-    const tower_params *tp = &m->tw[tower_slot(m, t)];
-    int off[EMBED_CHUNK + 1];
-    for (int b0 = 0; b0 < n; b0 += chunk) {
-        int nb = n - b0 < chunk ? n - b0 : chunk;
-        for (int i = 0; i <= nb; i++)
-            off[i] = offsets[b0 + i] - offsets[b0];
-        tower_forward(m, tp, ids + offsets[b0], off, nb, bag, h, out + (size_t)b0 * D, norm);
-    }
-    free(scratch);
-    return 0;
+    return embed_rows(m, t, NULL, NULL, ids, offsets, n, out);
 }
 
 int kp_bienc_embed(const kp_bienc *m, kp_tower t, const char *const *texts, const size_t *lens,
@@ -286,29 +366,7 @@ int kp_bienc_embed(const kp_bienc *m, kp_tower t, const char *const *texts, cons
 {
     if (!m || n < 0 || (n > 0 && (!texts || !out))) return -1;
     if (n == 0) return 0;
-    int E = m->cfg.emb_dim, H = m->cfg.hidden_dim, D = m->cfg.out_dim;
-    int chunk = n < EMBED_CHUNK ? n : EMBED_CHUNK;
-    size_t nf = (size_t)chunk * (size_t)(E + H + 1);
-    size_t nid = (size_t)chunk * KP_FEAT_MAX_IDS;
-    void *scratch = malloc(nf * sizeof(float) + nid * sizeof(uint32_t));
-    if (!scratch) return -1;
-    float *bag = scratch, *h = bag + (size_t)chunk * E, *norm = h + (size_t)chunk * H;
-    uint32_t *ids = (uint32_t *)(bag + nf);
-    const tower_params *tp = &m->tw[tower_slot(m, t)];
-    int off[EMBED_CHUNK + 1];
-    for (int b0 = 0; b0 < n; b0 += chunk) {
-        int nb = n - b0 < chunk ? n - b0 : chunk;
-        off[0] = 0;
-        for (int i = 0; i < nb; i++) {
-            const char *s = texts[b0 + i];
-            size_t len = s ? (lens ? lens[b0 + i] : strlen(s)) : 0;
-            int k = kp_featurize(s, len, m->cfg.n_buckets, ids + off[i], KP_FEAT_MAX_IDS);
-            off[i + 1] = off[i] + k;
-        }
-        tower_forward(m, tp, ids, off, nb, bag, h, out + (size_t)b0 * D, norm);
-    }
-    free(scratch);
-    return 0;
+    return embed_rows(m, t, texts, lens, NULL, NULL, n, out);
 }
 
 void kp_bienc_prefix(const float *emb, int n, int D, int p, float *out, float *norms)

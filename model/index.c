@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "model/blas.h"
 #include "model/ivf.h"
+#include "model/par.h"
 #include "model/topk.h"
 
 struct kp_index {
@@ -371,6 +373,28 @@ static int dedup_sorted(const uint64_t *keys, kp_hit *h, int n, int k)
 static int topk_pass(const kp_index *ix, const float *q, int nq, int k, float min_score,
                      int prefix_dim, int late_dedup, int *ids, float *scores, int *counts);
 
+/* kp_index_topk splits its queries in two (model/par.h) from this many on. */
+#define TOPK_SPLIT_MIN 16
+
+typedef struct {
+    const kp_index *ix;
+    const float *q;
+    int nq, k;
+    float min_score;
+    int prefix_dim;
+    int *ids;
+    float *scores;
+    int *counts;
+    int rc;
+} topk_job;
+
+static void topk_half(void *p)
+{
+    topk_job *j = p;
+    j->rc = topk_pass(j->ix, j->q, j->nq, j->k, j->min_score, j->prefix_dim, 1, j->ids, j->scores,
+                      j->counts);
+}
+
 int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_score,
                   int prefix_dim, int *ids, float *scores, int *counts)
 {
@@ -380,6 +404,23 @@ int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_s
      * hash probe per candidate) and de-dups them at the end; a query whose list held fewer than
      * k distinct keys (more than LATE_MARGIN duplicates among its best) is selected again with
      * de-dup during the scan. Both give exactly the de-dup top-k (kp_index_topk_ref). */
+    if (nq >= TOPK_SPLIT_MIN && kp_par_threads() > 1 && kp_blas_threads() == 1) {
+        /* two halves of the queries on two threads, each its own single-threaded GEMMs */
+        int h = nq / 2;
+        topk_job a = {ix, q, h, k, min_score, prefix_dim, ids, scores, counts, 0};
+        topk_job b = {ix,
+                      q + (size_t)h * ix->dim,
+                      nq - h,
+                      k,
+                      min_score,
+                      prefix_dim,
+                      ids + (size_t)h * k,
+                      scores + (size_t)h * k,
+                      counts + h,
+                      0};
+        kp_par_run2(topk_half, &a, &b);
+        return a.rc || b.rc ? -1 : 0;
+    }
     return topk_pass(ix, q, nq, k, min_score, prefix_dim, 1, ids, scores, counts);
 }
 

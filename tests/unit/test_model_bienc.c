@@ -14,6 +14,7 @@
 
 #include "model/bienc.h"
 #include "model/featurize.h"
+#include "model/par.h"
 #include "model/rng.h"
 #include "testhelp.h"
 
@@ -407,9 +408,50 @@ static void test_embed_threads(void **state)
     kp_bienc_free(m);
 }
 
+/* The two-way fan-out (model/par.h) gives the same embeddings bit for bit as width 1, from texts
+ * and from ids, on batch sizes around the split and block boundaries (32, 256), with a NULL
+ * text. */
+static void test_embed_fanout(void **state)
+{
+    (void)state;
+    kp_bienc_config c;
+    kp_bienc *m = th_bienc_new(&c, 1 << 12, 16, 32, 16, 0, 4, 5);
+    enum { N = 600, D = 16 };
+    static char bufs[N][48];
+    static const char *tx[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(bufs[i], sizeof(bufs[i]), "widget %d in colour %d, pack of %d", i, i % 13, i % 7);
+        tx[i] = bufs[i];
+    }
+    tx[40] = NULL;
+    uint32_t *ids = malloc(sizeof(uint32_t) * (size_t)N * KP_FEAT_MAX_IDS);
+    int *off = malloc(sizeof(int) * (N + 1));
+    off[0] = 0;
+    for (int i = 0; i < N; i++)
+        off[i + 1] = off[i] + kp_featurize(tx[i], tx[i] ? strlen(tx[i]) : 0, c.n_buckets,
+                                           ids + off[i], KP_FEAT_MAX_IDS);
+    float *a = malloc(sizeof(float) * N * D), *b = malloc(sizeof(float) * N * D);
+    const int ns[] = {1, 31, 32, 33, 255, 256, 257, 600};
+    for (size_t k = 0; k < sizeof(ns) / sizeof(*ns); k++) {
+        int n = ns[k];
+        kp_par_set_threads(1);
+        assert_int_equal(kp_par_threads(), 1);
+        assert_int_equal(kp_bienc_embed(m, KP_TOWER_ITEM, tx, NULL, n, a), 0);
+        kp_par_set_threads(2);
+        assert_int_equal(kp_par_threads(), 2);
+        assert_int_equal(kp_bienc_embed(m, KP_TOWER_ITEM, tx, NULL, n, b), 0);
+        assert_memory_equal(a, b, sizeof(float) * (size_t)n * D);
+        assert_int_equal(kp_bienc_embed_ids(m, KP_TOWER_ITEM, ids, off, n, b), 0);
+        assert_memory_equal(a, b, sizeof(float) * (size_t)n * D);
+    }
+    kp_par_set_threads(1);
+    free(ids), free(off), free(a), free(b);
+    kp_bienc_free(m);
+}
+
 TH_MAIN(cmocka_unit_test(test_config), cmocka_unit_test(test_seeded_init_and_embed),
         cmocka_unit_test(test_shared_towers), cmocka_unit_test(test_forward_matches_embed),
         cmocka_unit_test(test_tower_grad_item_separate),
         cmocka_unit_test(test_tower_grad_key_separate), cmocka_unit_test(test_tower_grad_shared),
         cmocka_unit_test(test_prefix_grad), cmocka_unit_test(test_training_step),
-        cmocka_unit_test(test_embed_threads))
+        cmocka_unit_test(test_embed_threads), cmocka_unit_test(test_embed_fanout))

@@ -11,8 +11,10 @@
 
 #include <cmocka.h>
 
+#include "model/blas.h"
 #include "model/index.h"
 #include "model/nn.h"
+#include "model/par.h"
 #include "model/rng.h"
 #include "model/topk.h"
 #include "th_main.h"
@@ -514,9 +516,48 @@ static void test_portable_vs_ref(void **state)
     kp_topk_force_portable(0);
 }
 
+/* The two-way fan-out (model/par.h, taken with single-threaded BLAS) splits the queries: the
+ * same results bit for bit as width 1 (exact, de-dup, min_score, prefix), and the reference
+ * checks above hold with it. */
+static void test_fanout(void **state)
+{
+    int blas = kp_blas_threads();
+    kp_blas_set_threads(1);
+    const int n = 3000, d = 32, nq = 301, k = 50;
+    float *q, *keys = keys_and_queries(9, n, nq, d, &q);
+    uint64_t *dk = dedup_keys(n, 7, 400, 3);
+    kp_index *ix = kp_index_new(keys, n, d, NULL), *ixd = kp_index_new(keys, n, d, dk);
+    struct {
+        kp_index *ix;
+        float ms;
+        int p;
+    } cases[] = {{ix, -INFINITY, 0}, {ixd, -INFINITY, 0}, {ixd, 0.1f, 0}, {ix, -INFINITY, 16}};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(*cases); c++) {
+        res a = res_new(nq, k), b = res_new(nq, k);
+        kp_par_set_threads(1);
+        assert_int_equal(kp_index_topk(cases[c].ix, q, nq, k, cases[c].ms, cases[c].p, a.ids,
+                                       a.scores, a.counts),
+                         0);
+        kp_par_set_threads(2);
+        assert_int_equal(kp_index_topk(cases[c].ix, q, nq, k, cases[c].ms, cases[c].p, b.ids,
+                                       b.scores, b.counts),
+                         0);
+        assert_memory_equal(a.ids, b.ids, sizeof(int) * (size_t)nq * k);
+        assert_memory_equal(a.scores, b.scores, sizeof(float) * (size_t)nq * k);
+        assert_memory_equal(a.counts, b.counts, sizeof(int) * (size_t)nq);
+        res_free(&a), res_free(&b);
+    }
+    test_rising_and_ties(state);
+    test_tiles_vs_ref(state);
+    kp_par_set_threads(1);
+    kp_blas_set_threads(blas);
+    kp_index_free(ix), kp_index_free(ixd);
+    free(keys), free(q), free(dk);
+}
+
 TH_MAIN(cmocka_unit_test(test_gemm_vs_ref), cmocka_unit_test(test_dedup),
         cmocka_unit_test(test_late_dedup), cmocka_unit_test(test_min_score),
         cmocka_unit_test(test_prefix_pass), cmocka_unit_test(test_edges),
         cmocka_unit_test(test_tiles_vs_ref), cmocka_unit_test(test_rising_and_ties),
         cmocka_unit_test(test_prefix_threads), cmocka_unit_test(test_selector_vs_plain),
-        cmocka_unit_test(test_portable_vs_ref))
+        cmocka_unit_test(test_portable_vs_ref), cmocka_unit_test(test_fanout))
