@@ -24,13 +24,15 @@
  *       time, the peer gets ids), prints "time train SECONDS CPU-SECONDS STEPS PAIRS" (steps
  *       after the first 5, the warm-up), and writes OUT/loss_kprec.tsv.
  *
- *   bench_train embed --data DIR --out OUT [--threads T] [--reps R]
+ *   bench_train embed --data DIR --out OUT [--threads T] [--reps R] [--fanout]
  *       Item tower (kp_bienc_embed from texts) over the first 4096 titles: batch 1 over the first
  *       1024, and batches of 256 over all; prints "time embed1 SECONDS CPU-SECONDS N" and
  *       "time embed256 SECONDS CPU-SECONDS N" (the best of R by wall time), the same batches
  *       of 256 from feature ids computed beforehand ("time embed256ids ...", the peer's work
  *       exactly; checked equal to the embeddings from the texts), and writes OUT/emb_kprec.f32
- *       [4096 x D] (checked by the peer).
+ *       [4096 x D] (checked by the peer). --fanout: T threads of the model's own split
+ *       (model/par.h: each batch's featurizing + bags on two threads) over single-threaded BLAS
+ *       instead of T BLAS threads.
  *
  * batches.bin (little-endian): "KPTB" u32 version 1, u32 n_batches, then per batch: i32 nI nK
  * nSoft nSR nDis; i32 item_off[nI+1], u32 item_ids[item_off[nI]]; the same for keys; i32
@@ -51,6 +53,7 @@
 #include "common/util.h"
 #include "model/bienc.h"
 #include "model/blas.h"
+#include "model/par.h"
 #include "model/featurize.h"
 #include "model/rng.h"
 #include "model/train_step.h"
@@ -466,7 +469,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_train prep|train|embed --data DIR --out OUT [--steps N] [--batch B]\n"
-            "                   [--seed S] [--threads T] [--reps R]\n");
+            "                   [--seed S] [--threads T] [--reps R] [--fanout]\n");
     exit(2);
 }
 
@@ -474,13 +477,17 @@ int main(int argc, char **argv)
 {
     if (argc < 2) usage();
     const char *cmd = argv[1], *data = NULL, *out = NULL;
-    int steps = 60, B = 256, threads = 1, reps = 3;
+    int steps = 60, B = 256, threads = 1, reps = 3, fanout = 0;
     long seed = 1;
-    static const struct option lo[] = {
-        {"data", required_argument, 0, 'd'},  {"out", required_argument, 0, 'o'},
-        {"steps", required_argument, 0, 's'}, {"batch", required_argument, 0, 'b'},
-        {"seed", required_argument, 0, 'S'},  {"threads", required_argument, 0, 't'},
-        {"reps", required_argument, 0, 'r'},  {0, 0, 0, 0}};
+    static const struct option lo[] = {{"data", required_argument, 0, 'd'},
+                                       {"out", required_argument, 0, 'o'},
+                                       {"steps", required_argument, 0, 's'},
+                                       {"batch", required_argument, 0, 'b'},
+                                       {"seed", required_argument, 0, 'S'},
+                                       {"threads", required_argument, 0, 't'},
+                                       {"reps", required_argument, 0, 'r'},
+                                       {"fanout", no_argument, 0, 'F'},
+                                       {0, 0, 0, 0}};
     int c;
     optind = 2;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -507,13 +514,18 @@ int main(int argc, char **argv)
         case 'r':
             bad = kp_parse_int(optarg, 1, 1000, &reps);
             break;
+        case 'F':
+            fanout = 1;
+            break;
         default:
             usage();
         }
         if (bad) usage();
     }
     if (!data || !out) usage();
-    kp_blas_set_threads(threads);
+    /* --fanout: T threads of the model's own split (model/par.h) over single-threaded BLAS */
+    kp_blas_set_threads(fanout ? 1 : threads);
+    kp_par_set_threads(fanout ? threads : 1);
     dataset d;
     if (dataset_load(data, &d) != 0) return 1;
     int rc;
