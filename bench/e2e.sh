@@ -2,7 +2,7 @@
 # bench/e2e.sh -- the end-to-end rows of issue 11: serve workers on a real Kafka broker and Redis.
 #
 #   bench/e2e.sh [--smoke] [--kprec BIN] [--out DIR] [--items N] [--keyphrases N]
-#                [--rate-s S] [--rate R] [--perf S] [--no-scale]
+#                [--rate-s S] [--rate R] [--perf S] [--no-scale] [--model-threads W] [--batch N]
 #
 # In a temp dir: Kafka + Redis (ops/stack.sh), a keyphrase inventory of --keyphrases (default
 # 100,000: the Home Depot keyphrases, then the ESCI sample's queries (ops/esci-prepare.sh), topped up
@@ -16,14 +16,17 @@
 #     latency = the Redis write (keyspace notification, local clock) - the record's timestamp;
 #  4. scale: 1, 2, 3 workers in fresh groups draining the whole topic (--no-scale skips);
 #  5. limits: kcat consuming the whole topic, redis-benchmark's pipelined HSET (-P 256).
-# --perf S: perf record -g on the drain worker for S s (OUT/perf.data, top of the report printed).
+# --model-threads W: the workers' [model] threads (the model's own fan-out, 1 or 2; default 1) and
+# the same for the scoring rate's kprec eval (--model-threads W). --batch N: [worker] batch_size
+# (default 256) and the scoring rate's --batch.
+# --perf S: perf record (DWARF call graphs) on the drain worker for S s (OUT/perf.data, top of the report printed).
 # --smoke: 3,000 items, 5,000 keyphrases, 3 s offered rate, no scale, the ESCI sample only (titles,
 # keyphrases, training judgments: no data outside the repo; ctest label bench).
 # Prints the machine line and a table; writes OUT/e2e.json (default bench/out/e2e).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KPREC=$ROOT/build/kprec OUT=$ROOT/bench/out/e2e NITEMS=200000 NKP=100000 RATE_S=20 PERF_S=0 SCALE=1
-RATE_FIXED=""
+RATE_FIXED="" MTHREADS=1 BATCH=256
 HD=${KPREC_HOMEDEPOT:-/work/shared/data/homedepot} SMOKE=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -36,6 +39,8 @@ while [ $# -gt 0 ]; do
   --rate) RATE_FIXED=$2; shift 2 ;;
   --perf) PERF_S=$2; shift 2 ;;
   --no-scale) SCALE=0; shift ;;
+  --model-threads) MTHREADS=$2; shift 2 ;;
+  --batch) BATCH=$2; shift 2 ;;
   -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "e2e.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
   esac
@@ -79,7 +84,7 @@ awk -F'\t' -v OFS='\t' 'NR == 1 { print; next } { $1 = "r-" $1; print }' "$T/ite
 CONF=$T/stack/kprec.ini
 RPORT=$(cat "$T/stack/redis/port")
 BOOT=$(sed -n 's/^bootstrap.servers = //p' "$CONF")
-sed -i "s|^\[model\]|[model]\npath = $T/be.kpm|" "$CONF"
+sed -i "s|^\[model\]|[model]\npath = $T/be.kpm\nthreads = $MTHREADS|; s|^batch_size = 256$|batch_size = $BATCH|" "$CONF"
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 # conf_group NAME: a copy of the config whose serve workers join group NAME
 conf_group() { sed "s|^\[kafka\]|[kafka]\ngroup.id = $1|" "$CONF" >"$T/$1.ini"; echo "$T/$1.ini"; }
@@ -114,7 +119,8 @@ TOTAL=$NITEMS
 start_workers "$(conf_group kprec-serve)" 1
 log "worker up (inventory $(curl -sf "${URLS}" | awk '$1 == "kprec_keyphrases" { print $2 }')); draining"
 if [ "$PERF_S" != 0 ]; then
-  perf record -g -o "$OUT/perf.data" -p "${WP[0]}" -- sleep "$PERF_S" >"$T/perf.log" 2>&1 &
+  # DWARF call graphs: the build keeps no frame pointers
+  perf record -F 999 --call-graph dwarf,16384 -o "$OUT/perf.data" -p "${WP[0]}" -- sleep "$PERF_S" >"$T/perf.log" 2>&1 &
   PERF_PID=$!
 fi
 TOPIC=$(sed -n 's/.*worker: consuming \([^ ]*\) .*/\1/p' "$T"/worker-kprec-serve-1.log | head -1)
@@ -132,12 +138,12 @@ DRAIN_RATE=$(jq -r .items_per_s <<<"$DRAIN")
 SPEED_N=$((NITEMS < 10000 ? NITEMS : 10000))
 [ "$SPEED_N" -le $(($(wc -l <"$T/items.tsv") - 1)) ] || SPEED_N=$(($(wc -l <"$T/items.tsv") - 1))
 SCORE=$("$KPREC" eval --model "$T/be.kpm" --items "$T/items.tsv" --keyphrases "$T/kp.tsv" --k 10 \
-  --speed "$SPEED_N" --rounds 3 --threads 1 --json 2>"$T/eval.log")
+  --speed "$SPEED_N" --rounds 3 --threads 1 --model-threads "$MTHREADS" --batch "$BATCH" --json 2>"$T/eval.log")
 SCORE_RATE=$(jq -r .items_per_s <<<"$SCORE")
-log "scoring (kprec eval --speed $SPEED_N, 1 thread): $SCORE_RATE items/s"
+log "scoring (kprec eval --speed $SPEED_N, 1 BLAS thread, model threads $MTHREADS): $SCORE_RATE items/s"
 # the same titles against the Home Depot keyphrases alone (~12k: issue 11's 20,000 items/s target)
 S12=$("$KPREC" eval --model "$T/be.kpm" --items "$T/items.tsv" --keyphrases "$DATA/keyphrases.tsv" --k 10 \
-  --speed "$SPEED_N" --rounds 3 --threads 1 --json 2>>"$T/eval.log")
+  --speed "$SPEED_N" --rounds 3 --threads 1 --model-threads "$MTHREADS" --batch "$BATCH" --json 2>>"$T/eval.log")
 S12_N=$(($(wc -l <"$DATA/keyphrases.tsv") - 1))
 log "scoring against $S12_N keyphrases: $(jq -r .items_per_s <<<"$S12") items/s"
 

@@ -13,6 +13,30 @@ char *kp_cache_suggestions_json(const kp_rec_suggestion *s, int n)
     return kp_cache_suggestions_json_arm(s, n, NULL);
 }
 
+/* Scores are floats: 9 significant digits give back the same float (and cost far less to print
+ * than jansson's default 17). */
+#define SCORE_DIGITS 9
+
+/* {"keyphrase", "id", "score"} of one suggestion, built without json_pack's format parsing (the
+ * keys are literals: no UTF-8 check for them); NULL if a string is not valid UTF-8 (or NULL) or
+ * on OOM. */
+static json_t *suggestion_object(const kp_rec_suggestion *s)
+{
+    json_t *o = json_object();
+    if (!o) return NULL;
+    /* each set takes its value, stored or released, and fails on a NULL one */
+    int bad = json_object_set_new_nocheck(o, "keyphrase",
+                                          s->keyphrase ? json_string(s->keyphrase) : NULL);
+    bad |=
+        json_object_set_new_nocheck(o, "id", s->keyphrase_id ? json_string(s->keyphrase_id) : NULL);
+    bad |= json_object_set_new_nocheck(o, "score", json_real((double)s->score));
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 char *kp_cache_suggestions_json_arm(const kp_rec_suggestion *s, int n, const char *arm)
 {
     char *out = NULL;
@@ -20,8 +44,7 @@ char *kp_cache_suggestions_json_arm(const kp_rec_suggestion *s, int n, const cha
     if (!arr) return NULL;
     for (int j = 0; j < n; j++) {
         if (!isfinite(s[j].score)) continue;
-        json_t *o = json_pack("{s:s, s:s, s:f}", "keyphrase", s[j].keyphrase, "id",
-                              s[j].keyphrase_id, "score", (double)s[j].score);
+        json_t *o = suggestion_object(&s[j]);
         /* calibrated: the ranking score before calibration goes beside it */
         if (o && isfinite(s[j].raw) && s[j].raw != s[j].score &&
             json_object_set_new(o, "raw", json_real((double)s[j].raw))) {
@@ -40,7 +63,7 @@ char *kp_cache_suggestions_json_arm(const kp_rec_suggestion *s, int n, const cha
         }
         if (json_array_append_new(arr, o)) goto err;
     }
-    out = json_dumps(arr, JSON_COMPACT);
+    out = json_dumps(arr, JSON_COMPACT | JSON_REAL_PRECISION(SCORE_DIGITS));
 err:
     json_decref(arr);
     return out;

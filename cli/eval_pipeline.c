@@ -26,6 +26,7 @@
 #include "model/bienc.h"
 #include "model/blas.h"
 #include "model/ckpt.h"
+#include "model/par.h"
 #include "offline/datasets.h"
 #include "offline/ir_metrics.h"
 #include "offline/report.h"
@@ -99,7 +100,8 @@ static void usage(FILE *f)
             "usage: kprec eval --model BE --items I --keyphrases K --judgments J\n"
             "                  [--rerank CE] [--candidates N] [--hybrid M] [--calibration F]\n"
             "                  [--threshold P] [--k K] [--relevant 2.5] [--irrelevant 2]\n"
-            "                  [--batch 256] [--threads T] [--speed N [--rounds 5]] [--json]\n"
+            "                  [--batch 256] [--threads T] [--model-threads W]\n"
+            "                  [--speed N [--rounds 5]] [--json]\n"
             "                  [--lists FILE] [--report DIR [--label NAME]] [--quiet]\n"
             "Evaluates the serving pipeline exactly as the worker runs it (BE top-N, + BM25\n"
             "top-M, -> CE re-rank -> calibrated p -> gate p >= P, at most K) on the judged items\n"
@@ -115,6 +117,7 @@ static void usage(FILE *f)
             "  --threshold P     the gate ([model] threshold; default 0 = none)\n"
             "  --k K             list length ([worker] top_k; default 10)\n"
             "  --threads T       cross-encoder and BLAS threads (default 1, as a worker)\n"
+            "  --model-threads W the model's own fan-out, 1 or 2 ([model] threads; default 1)\n"
             "  --lists FILE      write every judged item's final list as a JSON line\n"
             "                    {item_id, suggestions: [{id, keyphrase, score, raw}]}\n"
             "  --report DIR      add this run to DIR/index.html (kprec eval --report): its\n"
@@ -133,14 +136,14 @@ static void usage(FILE *f)
 typedef struct {
     const char *model, *rerank, *calibration, *lists, *report, *label;
     kp_cli_paths in;
-    int candidates, hybrid, k, batch, threads, speed, rounds, json, quiet, cand_seen;
+    int candidates, hybrid, k, batch, threads, model_threads, speed, rounds, json, quiet, cand_seen;
     float threshold, relevant, irrelevant;
 } args;
 
 static int parse(int argc, char **argv, args *a)
 {
     memset(a, 0, sizeof *a);
-    a->k = 10, a->batch = 256, a->threads = 1, a->rounds = 5;
+    a->k = 10, a->batch = 256, a->threads = 1, a->model_threads = 1, a->rounds = 5;
     a->relevant = 2.5f, a->irrelevant = 2.0f;
     const kp_opt opts[] = {
         {"model", 'm', KP_OPT_STR, &a->model, .required = 1},
@@ -159,6 +162,7 @@ static int parse(int argc, char **argv, args *a)
         {"irrelevant", 'n', KP_OPT_FLOAT, &a->irrelevant, .lo = -FLT_MAX, .hi = FLT_MAX},
         {"batch", 'b', KP_OPT_INT, &a->batch, .lo = 1, .hi = 100000},
         {"threads", 't', KP_OPT_INT, &a->threads, .lo = 1, .hi = 64},
+        {"model-threads", 0, KP_OPT_INT, &a->model_threads, .lo = 1, .hi = 2},
         {"speed", 'S', KP_OPT_INT, &a->speed, .lo = 1, .hi = 100000000},
         {"rounds", 'o', KP_OPT_INT, &a->rounds, .lo = 1, .hi = 1000},
         {"json", 'J', KP_OPT_FLAG, .out = &a->json},
@@ -493,6 +497,7 @@ int kp_eval_pipeline(int argc, char **argv)
     int rc = parse(argc, argv, &a);
     if (rc != KP_OPTS_GO) return rc;
     kp_blas_set_threads(a.threads);
+    kp_par_set_threads(a.model_threads);
     kp_cli_data d = {0};
     kp_cli_pipeline p = {0};
     result r;

@@ -91,6 +91,7 @@ static const kp_key keys[] = {
     E("model", "ivf_first_pass", model_ivf_first_pass, "int8", "fp32|int8|bf16"),
     I("model", "ivf_rescore", model_ivf_rescore, "2", 1, 1000),
     I("model", "blas_threads", model_blas_threads, "1", 0, 256),
+    I("model", "threads", model_threads, "1", 1, 2),
     I("model", "follow", model_follow, "1", 0, 1),
     I("model", "rebuild_ms", model_rebuild_ms, "1000", 0, 3600000),
     I("model", "reload_s", model_reload_s, "5", 0, 86400),

@@ -17,6 +17,7 @@
 #include "consumer/serve_batch.h"
 #include "consumer/serve_writer.h"
 #include "model/blas.h"
+#include "model/par.h"
 #include "model/recommender.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"
@@ -436,6 +437,7 @@ static int load_model(worker *w)
     char err[1024];
     uint64_t t0 = kp_mono_us();
     kp_blas_set_threads(c->model_blas_threads);
+    kp_par_set_threads(c->model_threads);
     if (c->topic_inventory[0]) { /* the inventory topic: read it to its end before building */
         if (!(w->inv = kp_inventory_start(c, err, sizeof err))) {
             kp_error("%s", err);

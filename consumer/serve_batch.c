@@ -10,6 +10,7 @@
 #include "common/telemetry.h"
 #include "common/util.h"
 #include "consumer/arms.h"
+#include "model/par.h"
 
 /* One event of a batch and what became of it. */
 typedef struct {
@@ -169,14 +170,46 @@ static void decode_one(kp_serve_batch *b, slot *s, int i)
     }
 }
 
-/* The cache entry and the suggestion record of the v-th valid event of s. 0 / -1 (OOM). */
+/* The cache JSON of valid events v0..v1 of s (NULL where out of memory). */
+typedef struct {
+    const kp_serve_batch *b;
+    slot *s;
+    int v0, v1;
+} json_job;
+
+static void json_rows(void *p)
+{
+    json_job *j = p;
+    for (int v = j->v0; v < j->v1; v++)
+        j->s->json[v] =
+            kp_cache_suggestions_json_arm(j->s->sugg + (size_t)v * (size_t)j->b->k, j->s->counts[v],
+                                          kp_arms_name(j->b->arms, j->s->arm[v]));
+}
+
+/* JSON_SPLIT_MIN valid events or more: the cache JSON (the serve path's largest cost after the
+ * model: jansson builds and prints every suggestion) in two halves on two threads when the model's
+ * fan-out is 2 (model/par.h, [model] threads); pure per event, so the result is the same. */
+#define JSON_SPLIT_MIN 64
+
+static void build_json(const kp_serve_batch *b, slot *s)
+{
+    int h = kp_par_threads() > 1 && s->nvalid >= JSON_SPLIT_MIN ? s->nvalid / 2 : s->nvalid;
+    json_job x = {b, s, 0, h}, y = {b, s, h, s->nvalid};
+    if (h < s->nvalid)
+        kp_par_run2(json_rows, &x, &y);
+    else
+        json_rows(&x);
+}
+
+/* The cache entry and the suggestion record of the v-th valid event of s (its JSON made by
+ * build_json). 0 / -1 (OOM). */
 static int build_valid(kp_serve_batch *b, slot *s, int v, uint64_t version, int64_t gen)
 {
     event *e = &s->ev[s->vidx[v]];
     const kp_rec_suggestion *sg = s->sugg + (size_t)v * (size_t)b->k;
     int cnt = s->counts[v];
     const char *arm = kp_arms_name(b->arms, s->arm[v]);
-    if (!(s->json[v] = kp_cache_suggestions_json_arm(sg, cnt, arm))) return -1;
+    if (!s->json[v]) return -1; /* build_json ran out of memory */
     s->ce[v] = (kp_cache_entry){e->item.item_id, e->item.title, s->json[v], version, gen};
     for (int j = 0; j < cnt; j++) /* adapter: the codec's struct orders the fields its own way */
         b->avro[j] = (kp_suggestion){sg[j].keyphrase, sg[j].keyphrase_id, sg[j].score};
@@ -242,6 +275,7 @@ int kp_serve_batch_begin(kp_serve_batch *b, kp_recommender *rec, const kp_serve_
     s->t_rec = kp_mono_us();
     uint64_t version = kp_rec_version(rec);
     int64_t gen = kp_now_ms();
+    build_json(b, s);
     for (int v = 0; v < s->nvalid; v++)
         if (build_valid(b, s, v, version, gen)) goto oom;
     for (int i = 0; i < n; i++)

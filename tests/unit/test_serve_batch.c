@@ -24,11 +24,12 @@
 #include "cache/cache.h"
 #include "consumer/serve_batch.h"
 #include "consumer/serve_writer.h"
+#include "model/par.h"
 #include "model/recommender.h"
 #include "schemas/codec.h"
 #include "th_main.h"
 
-#define MAXREC 64
+#define MAXREC 256
 
 /* ---- fakes ---- */
 
@@ -469,6 +470,33 @@ static void test_buffers_are_reused_across_batches(void **state)
     assert_int_equal(stored_offset(&x->f, 0), 4); /* the last batch: i0..i4, partition 0: 0, 3 */
 }
 
+/* With the model's fan-out at 2 ([model] threads) a batch's cache JSON is built in two halves on
+ * two threads: the same entries, in the same order, as at width 1; the bad event still goes to the
+ * dead-letter topic. */
+static void test_json_fanout_same_entries(void **state)
+{
+    fixture *x = *state;
+    const char *titles[] = {"kitchen sink", "red running shoes", "desk lamp", "cordless drill"};
+    for (int i = 0; i < 100; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "i%d", i);
+        add_item(x, id, titles[i % 4], NULL, i % 2, i);
+    }
+    add_garbage(x, "bad", 0, 100);
+    for (int width = 1; width <= 2; width++) {
+        kp_par_set_threads(width);
+        begin(x);
+        assert_int_equal(kp_serve_batch_step(x->b), KP_BATCH_DONE);
+        kp_serve_batch_end(x->b);
+    }
+    kp_par_set_threads(1);
+    assert_int_equal(x->f.cache_entries, 200);
+    assert_int_equal(x->f.n_dlq, 2);
+    for (int i = 0; i < 100; i++)
+        assert_string_equal(x->f.json[i], x->f.json[100 + i]);
+    assert_string_not_equal(x->f.json[0], x->f.json[1]); /* the entries differ by title */
+}
+
 /* Redis fails once, then Kafka twice: consumption is paused at the first failure and stays paused
  * while Redis is back but Kafka is not; it resumes only once the batch is done and stored. */
 static void test_paused_until_every_sink_is_back(void **state)
@@ -805,6 +833,7 @@ TH_MAIN(
     cmocka_unit_test_setup_teardown(test_bad_events_go_to_the_dlq_and_move_on, setup, teardown),
     cmocka_unit_test_setup_teardown(test_offsets_are_per_partition_max_plus_one, setup, teardown),
     cmocka_unit_test_setup_teardown(test_buffers_are_reused_across_batches, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_json_fanout_same_entries, setup, teardown),
     cmocka_unit_test_setup_teardown(test_paused_until_every_sink_is_back, setup, teardown),
     cmocka_unit_test_setup_teardown(test_hold_is_bounded, setup, teardown),
     cmocka_unit_test_setup_teardown(test_drop_held_keeps_the_order, setup, teardown),
