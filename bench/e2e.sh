@@ -18,7 +18,8 @@
 #  5. limits: kcat consuming the whole topic, redis-benchmark's pipelined HSET (-P 256).
 # --model-threads W: the workers' [model] threads (the model's own fan-out, 1 or 2; default 1) and
 # the same for the scoring rate's kprec eval (--model-threads W). --batch N: [worker] batch_size
-# (default 256) and the scoring rate's --batch.
+# (default 256) and the scoring rate's --batch. --kafka K=V (repeatable): a librdkafka property in
+# the workers' [kafka] (e.g. linger.ms=1).
 # --perf S: perf record (DWARF call graphs) on the drain worker for S s (OUT/perf.data, top of the report printed).
 # --smoke: 3,000 items, 5,000 keyphrases, 3 s offered rate, no scale, the ESCI sample only (titles,
 # keyphrases, training judgments: no data outside the repo; ctest label bench).
@@ -26,7 +27,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KPREC=$ROOT/build/kprec OUT=$ROOT/bench/out/e2e NITEMS=200000 NKP=100000 RATE_S=20 PERF_S=0 SCALE=1
-RATE_FIXED="" MTHREADS=1 BATCH=256
+RATE_FIXED="" MTHREADS=1 BATCH=256 KAFKA_SET=()
 HD=${KPREC_HOMEDEPOT:-/work/shared/data/homedepot} SMOKE=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,6 +42,7 @@ while [ $# -gt 0 ]; do
   --no-scale) SCALE=0; shift ;;
   --model-threads) MTHREADS=$2; shift 2 ;;
   --batch) BATCH=$2; shift 2 ;;
+  --kafka) KAFKA_SET+=("$2"); shift 2 ;;
   -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "e2e.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
   esac
@@ -88,6 +90,7 @@ sed -i "s|^\[model\]|[model]\npath = $T/be.kpm\nthreads = $MTHREADS|; s|^batch_s
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 # conf_group NAME: a copy of the config whose serve workers join group NAME
 conf_group() { sed "s|^\[kafka\]|[kafka]\ngroup.id = $1|" "$CONF" >"$T/$1.ini"; echo "$T/$1.ini"; }
+for kv in "${KAFKA_SET[@]}"; do sed -i "s|^\[kafka\]|[kafka]\n${kv%%=*} = ${kv#*=}|" "$CONF"; done
 # start_workers CONF N: N serve workers; their pids in WP, /metrics URLs (comma-separated) in URLS
 start_workers() {
   local conf=$1 n=$2 i p
