@@ -36,10 +36,10 @@
  *         time   <mode> <batch> <threads> 0 <titles> <wall s> <cpu s>   (mode
  * score|gemm|tower|topk)
  *       --fanout: at a thread setting t > 1 the scoring, the tower and the retrieval run the
- *       model's own t-way split (model/par.h: the batch's featurizing + bags, the queries of the
- *       top-k) over single-threaded BLAS, and so does the GEMM alone (the same halves of each
- *       batch, gemm_pass_split); OpenBLAS's own threads are not used (meta fanout 1). (A GEMM
- *       on OpenBLAS's threads beside it would leave them spinning into the next pass.)
+ *       model's own t-way split (kp_par_threads, model/blas.h: the batch's featurizing + bags, the
+ * queries of the top-k) over single-threaded BLAS, and so does the GEMM alone (the same halves of
+ * each batch, gemm_pass_split); OpenBLAS's own threads are not used (meta fanout 1). (A GEMM on
+ * OpenBLAS's threads beside it would leave them spinning into the next pass.)
  *
  *   bench_scale rss --out OUT [--model PATH] [--nprobe P] [--nlist L] [--first-pass F]
  *                   [--rescore C]
@@ -65,7 +65,6 @@
 #include "model/blas.h"
 #include "model/ckpt.h"
 #include "model/index.h"
-#include "model/par.h"
 #include "model/quant.h"
 #include "model/recommender.h"
 #include "model/rng.h"
@@ -258,37 +257,36 @@ static double gemm_pass(const float *q, int nq, const float *keys, int n, int D,
 
 typedef struct {
     const float *q, *keys;
-    int nq, n, D;
+    int n, D;
     float *S;
 } gemm_job;
 
-static void gemm_half(void *p)
+/* Queries [lo, hi) of one batch against every key block (a kp_parallel_for range); range t writes
+ * S rows from t * half on. */
+static int gemm_range(void *ctx, int t, int lo, int hi)
 {
-    gemm_job *j = p;
+    const gemm_job *j = ctx;
+    float *S = j->S + (size_t)lo * KP_INDEX_DEFAULT_KEY_BLOCK;
+    (void)t;
     for (int j0 = 0; j0 < j->n; j0 += KP_INDEX_DEFAULT_KEY_BLOCK) {
         int nk = j->n - j0 < KP_INDEX_DEFAULT_KEY_BLOCK ? j->n - j0 : KP_INDEX_DEFAULT_KEY_BLOCK;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->nq, nk, j->D, 1.0f, j->q, j->D,
-                    j->keys + (size_t)j0 * j->D, j->D, 0.0f, j->S, nk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, nk, j->D, 1.0f,
+                    j->q + (size_t)lo * j->D, j->D, j->keys + (size_t)j0 * j->D, j->D, 0.0f, S, nk);
     }
+    return 0;
 }
 
-/* gemm_pass as the two-way split runs it (model/par.h: each batch's queries in two halves on two
- * threads, single-threaded BLAS); S holds [b x key block] floats. */
+/* gemm_pass as the model's split runs it (kp_par_threads: each batch's queries in two halves on
+ * two threads, single-threaded BLAS); S holds [b x key block] floats. */
 static double gemm_pass_split(const float *q, int nq, const float *keys, int n, int D, int b,
                               float *S)
 {
     g_cpu0 = cpu_s();
     double t0 = now_s();
     for (int q0 = 0; q0 < nq; q0 += b) {
-        int nb = nq - q0 < b ? nq - q0 : b, h = nb / 2;
-        gemm_job x = {q + (size_t)q0 * D, keys, h, n, D, S};
-        gemm_job y = {q + (size_t)(q0 + h) * D,
-                      keys,
-                      nb - h,
-                      n,
-                      D,
-                      S + (size_t)h * KP_INDEX_DEFAULT_KEY_BLOCK};
-        kp_par_run2(gemm_half, &x, &y);
+        int nb = nq - q0 < b ? nq - q0 : b;
+        gemm_job j = {q + (size_t)q0 * D, keys, n, D, S};
+        kp_parallel_for(2, nb, gemm_range, &j);
     }
     return now_s() - t0;
 }
@@ -514,7 +512,8 @@ static int cmd_score(const opts *o)
     for (int rd = 0; rd < o->rounds; rd++)
         for (int ti = 0; ti < o->nt; ti++) {
             int t = o->threads[ti], fan = o->fanout && t > 1;
-            /* --fanout: the model's own split (model/par.h) over single-threaded BLAS */
+            /* --fanout: the model's own split (kp_par_threads, model/blas.h) over single-threaded
+             * BLAS */
             kp_blas_set_threads(fan ? 1 : t);
             kp_par_set_threads(fan ? t : 1);
             for (int bi = 0; bi < o->nb; bi++) {

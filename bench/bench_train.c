@@ -31,8 +31,8 @@
  *       of 256 from feature ids computed beforehand ("time embed256ids ...", the peer's work
  *       exactly; checked equal to the embeddings from the texts), and writes OUT/emb_kprec.f32
  *       [4096 x D] (checked by the peer). --fanout: T threads of the model's own split
- *       (model/par.h: each batch's featurizing + bags on two threads) over single-threaded BLAS
- *       instead of T BLAS threads.
+ *       (kp_par_threads, model/blas.h: each batch's featurizing + bags on two threads) over
+ * single-threaded BLAS instead of T BLAS threads.
  *
  * batches.bin (little-endian): "KPTB" u32 version 1, u32 n_batches, then per batch: i32 nI nK
  * nSoft nSR nDis; i32 item_off[nI+1], u32 item_ids[item_off[nI]]; the same for keys; i32
@@ -53,7 +53,6 @@
 #include "common/util.h"
 #include "model/bienc.h"
 #include "model/blas.h"
-#include "model/par.h"
 #include "model/featurize.h"
 #include "model/rng.h"
 #include "model/train_step.h"
@@ -523,7 +522,8 @@ int main(int argc, char **argv)
         if (bad) usage();
     }
     if (!data || !out) usage();
-    /* --fanout: T threads of the model's own split (model/par.h) over single-threaded BLAS */
+    /* --fanout: T threads of the model's own split (kp_par_threads, model/blas.h) over
+     * single-threaded BLAS */
     kp_blas_set_threads(fanout ? 1 : threads);
     kp_par_set_threads(fanout ? threads : 1);
     dataset d;

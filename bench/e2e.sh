@@ -196,12 +196,14 @@ log "redis-benchmark HSET -P 256: $RB writes/s"
 jq -n --arg machine "$MACHINE" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --arg inv "$INVENTORY" \
   --argjson drain "$DRAIN" --argjson score "$SCORE" --argjson s12 "$S12" --argjson s12n "$S12_N" --argjson lat "$LAT" --argjson rate "$RATE" --argjson offered "${OFFERED:-0}" \
   --argjson scale "$SCALE_JSON" --argjson kcat "$KCAT_RATE" --arg rb "$RB" --argjson nkp "$NKP" \
-  '{machine: $machine, load_average: $load, inventory: $inv, keyphrases: $nkp, drain: $drain,
+  --argjson mt "$MTHREADS" --argjson batch "$BATCH" \
+  '{machine: $machine, load_average: $load, inventory: $inv, keyphrases: $nkp, model_threads: $mt,
+    batch_size: $batch, drain: $drain,
     scoring_items_per_s: $score.items_per_s, scoring_small_keyphrases: $s12n,
     scoring_small_items_per_s: $s12.items_per_s, drain_over_scoring: ($drain.items_per_s / $score.items_per_s),
     offered_rate: $rate, offered_achieved: $offered, latency: $lat, scale: $scale, kcat_records_per_s: $kcat,
     redis_hset_pipelined_per_s: ($rb | tonumber? // null)}' >"$OUT/e2e.json"
-jq -r '"| drain (1 worker, \(.keyphrases) keyphrases) | \(.drain.items) items in \(.drain.seconds) s | \(.drain.items_per_s) items/s, \(.drain.batches) batches (load \(.drain.load1)) |",
+jq -r '"| drain (1 worker, \(.keyphrases) keyphrases, model threads \(.model_threads), batch \(.batch_size)) | \(.drain.items) items in \(.drain.seconds) s | \(.drain.items_per_s) items/s, \(.drain.batches) batches (load \(.drain.load1)) |",
   "| scoring, same titles + inventory (eval --speed) | | \(.scoring_items_per_s) items/s; drain = \(.drain_over_scoring * 100 | round)% of it |",
   "| scoring, same titles, \(.scoring_small_keyphrases) keyphrases | | \(.scoring_small_items_per_s) items/s |",
   "| offered \(.offered_rate) items/s (producer achieved \(.offered_achieved)) | \(.latency.n) items | p50 \(.latency.p50_ms) ms, p99 \(.latency.p99_ms) ms (max \(.latency.max_ms)); p50 first/last fifth \(.latency.p50_first_fifth_ms)/\(.latency.p50_last_fifth_ms) ms |",

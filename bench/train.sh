@@ -74,7 +74,9 @@ for t in $threads; do
         for side in $order; do
             if [ "$side" = kprec ]; then
                 tr=$("$bin" train --data "$data" --out "$out" --steps "$steps" --threads "$t")
-                em=$("$bin" embed --data "$data" --out "$out" --threads "$t")
+                fan=() # above one thread kprec embeds through its own split (kp_par_threads, model/blas.h)
+                [ "$t" -gt 1 ] && fan=(--fanout)
+                em=$("$bin" embed --data "$data" --out "$out" --threads "$t" "${fan[@]}")
                 cp "$out/loss_kprec.tsv" "$out/loss_kprec_t$t.tsv"
             else
                 tr=$("$py" "$here/train_peer.py" train "$out" --threads "$t")

@@ -26,7 +26,6 @@
 #include "model/bienc.h"
 #include "model/blas.h"
 #include "model/ckpt.h"
-#include "model/par.h"
 #include "offline/datasets.h"
 #include "offline/ir_metrics.h"
 #include "offline/report.h"

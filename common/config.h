@@ -65,7 +65,7 @@ typedef struct {
     char model_ivf_first_pass[8]; /* IVF lists scored from: fp32 (the rows) | int8 | bf16 copy */
     int model_ivf_rescore;        /* int8 / bf16: candidates rescored exactly = this x k */
     int model_blas_threads;       /* BLAS threads of the worker (0 = OpenBLAS default) */
-    int model_threads;            /* the model's own fan-out width, 1 or 2 (model/par.h) */
+    int model_threads;    /* the model's own fan-out width, 1 or 2 (kp_par_threads, model/blas.h) */
     int model_follow;     /* 1: serve workers follow the model topic (deltas, checkpoints) */
     int model_rebuild_ms; /* at most one re-embedding of the inventory per this many ms */
     int model_reload_s;   /* re-read the inventory file when it changed, checked this often

@@ -17,7 +17,6 @@
 #include "consumer/serve_batch.h"
 #include "consumer/serve_writer.h"
 #include "model/blas.h"
-#include "model/par.h"
 #include "model/recommender.h"
 #include "producer/producer.h"
 #include "schemas/codec.h"

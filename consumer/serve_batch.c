@@ -10,7 +10,7 @@
 #include "common/telemetry.h"
 #include "common/util.h"
 #include "consumer/arms.h"
-#include "model/par.h"
+#include "model/blas.h"
 
 /* One event of a batch and what became of it. */
 typedef struct {
@@ -170,35 +170,33 @@ static void decode_one(kp_serve_batch *b, slot *s, int i)
     }
 }
 
-/* The cache JSON of valid events v0..v1 of s (NULL where out of memory). */
+/* The cache JSON of valid events [lo, hi) of s (NULL where out of memory; a kp_parallel_for
+ * range: pure per event). */
 typedef struct {
     const kp_serve_batch *b;
     slot *s;
-    int v0, v1;
 } json_job;
 
-static void json_rows(void *p)
+static int json_range(void *ctx, int t, int lo, int hi)
 {
-    json_job *j = p;
-    for (int v = j->v0; v < j->v1; v++)
+    (void)t;
+    const json_job *j = ctx;
+    for (int v = lo; v < hi; v++)
         j->s->json[v] =
             kp_cache_suggestions_json_arm(j->s->sugg + (size_t)v * (size_t)j->b->k, j->s->counts[v],
                                           kp_arms_name(j->b->arms, j->s->arm[v]));
+    return 0;
 }
 
 /* JSON_SPLIT_MIN valid events or more: the cache JSON (the serve path's largest cost after the
  * model: jansson builds and prints every suggestion) in two halves on two threads when the model's
- * fan-out is 2 (model/par.h, [model] threads); pure per event, so the result is the same. */
+ * split is 2 (kp_par_threads, [model] threads); the same JSON either way. */
 #define JSON_SPLIT_MIN 64
 
 static void build_json(const kp_serve_batch *b, slot *s)
 {
-    int h = kp_par_threads() > 1 && s->nvalid >= JSON_SPLIT_MIN ? s->nvalid / 2 : s->nvalid;
-    json_job x = {b, s, 0, h}, y = {b, s, h, s->nvalid};
-    if (h < s->nvalid)
-        kp_par_run2(json_rows, &x, &y);
-    else
-        json_rows(&x);
+    json_job j = {b, s};
+    kp_parallel_for(s->nvalid >= JSON_SPLIT_MIN ? kp_par_threads() : 1, s->nvalid, json_range, &j);
 }
 
 /* The cache entry and the suggestion record of the v-th valid event of s (its JSON made by

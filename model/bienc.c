@@ -8,7 +8,7 @@
 
 #include "common/util.h"
 #include "model/featurize.h"
-#include "model/par.h"
+#include "model/blas.h"
 #include "model/rng.h"
 
 typedef struct {
@@ -265,48 +265,52 @@ static int ids_valid(const kp_bienc *m, const uint32_t *ids, const int *offsets,
 }
 
 /* Inference runs in blocks of EMBED_BLOCK rows: the featurizing and the embedding bag of a block
- * (the gathers from the table: most of the time) in two halves on two threads when the fan-out
- * width is 2 (model/par.h) and the block has EMBED_SPLIT_MIN rows or more, then the dense layers
- * over it in chunks of EMBED_CHUNK rows (the chunks start at the same rows whatever the width, so
- * the GEMMs and the results are the same bit for bit). */
+ * (the gathers from the table: most of the time) in two halves on two threads when the split
+ * width is 2 (kp_par_threads, model/blas.h) and the block has EMBED_SPLIT_MIN rows or more, then
+ * the dense layers over it in chunks of EMBED_CHUNK rows (the chunks start at the same rows
+ * whatever the width, so the GEMMs and the results are the same bit for bit). */
 #define EMBED_CHUNK     64
 #define EMBED_BLOCK     256
 #define EMBED_SPLIT_MIN 32
 
-/* One half of a block's featurizing + bag: rows i0..i1 of texts (or of ids/offsets). */
+/* A block's featurizing + bag: rows b0 + [lo, hi) of texts (or of ids/offsets, absolute), run as
+ * a kp_parallel_for range. Range [lo, hi) of the block owns idbuf rows lo.., off[lo + t ..] (each
+ * range its own hi - lo + 1 offsets) and bag rows lo... */
 typedef struct {
     const kp_bienc *m;
     const float *emb;
-    const char *const *texts; /* texts + lens, or NULL and ids + offsets (absolute) */
+    const char *const *texts; /* texts + lens, or NULL and ids + offsets */
     const size_t *lens;
     const uint32_t *ids;
     const int *offsets;
-    int i0, i1;
-    uint32_t *idbuf; /* texts: [(i1 - i0) x KP_FEAT_MAX_IDS] */
-    int *off;        /* [i1 - i0 + 1] */
-    float *bag;      /* [(i1 - i0) x E] */
+    int b0;
+    uint32_t *idbuf; /* texts: [block x KP_FEAT_MAX_IDS] */
+    int *off;        /* [block + 2] */
+    float *bag;      /* [block x E] */
 } bag_job;
 
-static void bag_half(void *p)
+static int bag_range(void *ctx, int t, int lo, int hi)
 {
-    bag_job *j = p;
-    int nb = j->i1 - j->i0;
-    if (nb <= 0) return;
+    const bag_job *j = ctx;
+    int nb = hi - lo, E = j->m->cfg.emb_dim, r0 = j->b0 + lo;
+    int *off = j->off + lo + t;
+    float *bag = j->bag + (size_t)lo * E;
     if (!j->texts) {
         for (int i = 0; i <= nb; i++)
-            j->off[i] = j->offsets[j->i0 + i] - j->offsets[j->i0];
-        kp_embbag_forward(j->bag, j->emb, j->ids + j->offsets[j->i0], j->off, nb,
-                          j->m->cfg.emb_dim);
-        return;
+            off[i] = j->offsets[r0 + i] - j->offsets[r0];
+        kp_embbag_forward(bag, j->emb, j->ids + j->offsets[r0], off, nb, E);
+        return 0;
     }
-    j->off[0] = 0;
+    uint32_t *idbuf = j->idbuf + (size_t)lo * KP_FEAT_MAX_IDS;
+    off[0] = 0;
     for (int i = 0; i < nb; i++) {
-        const char *s = j->texts[j->i0 + i];
-        size_t len = s ? (j->lens ? j->lens[j->i0 + i] : strlen(s)) : 0;
-        int k = kp_featurize(s, len, j->m->cfg.n_buckets, j->idbuf + j->off[i], KP_FEAT_MAX_IDS);
-        j->off[i + 1] = j->off[i] + k;
+        const char *s = j->texts[r0 + i];
+        size_t len = s ? (j->lens ? j->lens[r0 + i] : strlen(s)) : 0;
+        int k = kp_featurize(s, len, j->m->cfg.n_buckets, idbuf + off[i], KP_FEAT_MAX_IDS);
+        off[i + 1] = off[i] + k;
     }
-    kp_embbag_forward(j->bag, j->emb, j->idbuf, j->off, nb, j->m->cfg.emb_dim);
+    kp_embbag_forward(bag, j->emb, idbuf, off, nb, E);
+    return 0;
 }
 
 /* kp_bienc_embed (texts) and kp_bienc_embed_ids (ids, validated) over n >= 1 rows. */
@@ -314,7 +318,7 @@ static int embed_rows(const kp_bienc *m, kp_tower t, const char *const *texts, c
                       const uint32_t *ids, const int *offsets, int n, float *out)
 {
     int E = m->cfg.emb_dim, H = m->cfg.hidden_dim, D = m->cfg.out_dim;
-    int block = n < EMBED_BLOCK ? n : EMBED_BLOCK, split = kp_par_threads() > 1;
+    int block = n < EMBED_BLOCK ? n : EMBED_BLOCK, width = kp_par_threads();
     size_t nf = (size_t)block * E + (size_t)EMBED_CHUNK * (H + 1);
     size_t nid = texts ? (size_t)block * KP_FEAT_MAX_IDS : 0;
     void *scratch =
@@ -326,23 +330,8 @@ static int embed_rows(const kp_bienc *m, kp_tower t, const char *const *texts, c
     const tower_params *tp = &m->tw[tower_slot(m, t)];
     for (int b0 = 0; b0 < n; b0 += block) {
         int nb = n - b0 < block ? n - b0 : block;
-        int mid = split && nb >= EMBED_SPLIT_MIN ? nb / 2 : nb;
-        bag_job ja = {m, tp->emb, texts, lens, ids, offsets, b0, b0 + mid, idbuf, off, bag};
-        bag_job jb = {m,
-                      tp->emb,
-                      texts,
-                      lens,
-                      ids,
-                      offsets,
-                      b0 + mid,
-                      b0 + nb,
-                      texts ? idbuf + (size_t)mid * KP_FEAT_MAX_IDS : NULL,
-                      off + mid + 1,
-                      bag + (size_t)mid * E};
-        if (mid < nb)
-            kp_par_run2(bag_half, &ja, &jb);
-        else
-            bag_half(&ja);
+        bag_job j = {m, tp->emb, texts, lens, ids, offsets, b0, idbuf, off, bag};
+        kp_parallel_for(nb >= EMBED_SPLIT_MIN ? width : 1, nb, bag_range, &j);
         for (int c0 = 0; c0 < nb; c0 += EMBED_CHUNK) {
             int nc = nb - c0 < EMBED_CHUNK ? nb - c0 : EMBED_CHUNK;
             tower_dense(m, tp, bag + (size_t)c0 * E, nc, h, out + (size_t)(b0 + c0) * D, norm);

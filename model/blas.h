@@ -9,4 +9,15 @@ void kp_blas_set_threads(int n);
 /* The number of BLAS threads in use. */
 int kp_blas_threads(void);
 
+/* The model's own two-way split, separate from the BLAS threads: with width 2, a call with enough
+ * independent rows (the featurizing + embedding-bag gathers of an embedding batch, the queries of
+ * kp_index_topk when BLAS is single-threaded) runs them in two halves on two threads
+ * (kp_parallel_for). Each half computes exactly what the whole would for its rows, so results
+ * never depend on the width. n: 1 or 2 (n >= 2 is 2; n <= 0 leaves it); process-wide, atomic;
+ * default 1. */
+void kp_par_set_threads(int n);
+
+/* The width in use (1 or 2). */
+int kp_par_threads(void);
+
 #endif

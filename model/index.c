@@ -11,7 +11,6 @@
 #include "common/util.h"
 #include "model/blas.h"
 #include "model/ivf.h"
-#include "model/par.h"
 #include "model/topk.h"
 
 struct kp_index {
@@ -373,26 +372,28 @@ static int dedup_sorted(const uint64_t *keys, kp_hit *h, int n, int k)
 static int topk_pass(const kp_index *ix, const float *q, int nq, int k, float min_score,
                      int prefix_dim, int late_dedup, int *ids, float *scores, int *counts);
 
-/* kp_index_topk splits its queries in two (model/par.h) from this many on. */
+/* kp_index_topk splits its queries in two (kp_par_threads, model/blas.h) from this many on. */
 #define TOPK_SPLIT_MIN 16
 
 typedef struct {
     const kp_index *ix;
     const float *q;
-    int nq, k;
+    int k;
     float min_score;
     int prefix_dim;
     int *ids;
     float *scores;
     int *counts;
-    int rc;
 } topk_job;
 
-static void topk_half(void *p)
+/* Queries [lo, hi) of a kp_index_topk call (a kp_parallel_for range). */
+static int topk_range(void *ctx, int t, int lo, int hi)
 {
-    topk_job *j = p;
-    j->rc = topk_pass(j->ix, j->q, j->nq, j->k, j->min_score, j->prefix_dim, 1, j->ids, j->scores,
-                      j->counts);
+    (void)t;
+    const topk_job *j = ctx;
+    size_t o = (size_t)lo * j->k;
+    return topk_pass(j->ix, j->q + (size_t)lo * j->ix->dim, hi - lo, j->k, j->min_score,
+                     j->prefix_dim, 1, j->ids + o, j->scores + o, j->counts + lo);
 }
 
 int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_score,
@@ -406,20 +407,8 @@ int kp_index_topk(const kp_index *ix, const float *q, int nq, int k, float min_s
      * de-dup during the scan. Both give exactly the de-dup top-k (kp_index_topk_ref). */
     if (nq >= TOPK_SPLIT_MIN && kp_par_threads() > 1 && kp_blas_threads() == 1) {
         /* two halves of the queries on two threads, each its own single-threaded GEMMs */
-        int h = nq / 2;
-        topk_job a = {ix, q, h, k, min_score, prefix_dim, ids, scores, counts, 0};
-        topk_job b = {ix,
-                      q + (size_t)h * ix->dim,
-                      nq - h,
-                      k,
-                      min_score,
-                      prefix_dim,
-                      ids + (size_t)h * k,
-                      scores + (size_t)h * k,
-                      counts + h,
-                      0};
-        kp_par_run2(topk_half, &a, &b);
-        return a.rc || b.rc ? -1 : 0;
+        topk_job j = {ix, q, k, min_score, prefix_dim, ids, scores, counts};
+        return kp_parallel_for(kp_par_threads(), nq, topk_range, &j);
     }
     return topk_pass(ix, q, nq, k, min_score, prefix_dim, 1, ids, scores, counts);
 }

@@ -14,7 +14,7 @@
 
 #include "model/bienc.h"
 #include "model/featurize.h"
-#include "model/par.h"
+#include "model/blas.h"
 #include "model/rng.h"
 #include "testhelp.h"
 
@@ -408,9 +408,9 @@ static void test_embed_threads(void **state)
     kp_bienc_free(m);
 }
 
-/* The two-way fan-out (model/par.h) gives the same embeddings bit for bit as width 1, from texts
- * and from ids, on batch sizes around the split and block boundaries (32, 256), with a NULL
- * text. */
+/* The two-way fan-out (kp_par_threads, model/blas.h) gives the same embeddings bit for bit as width
+ * 1, from texts and from ids, on batch sizes around the split and block boundaries (32, 256), with
+ * a NULL text. */
 static void test_embed_fanout(void **state)
 {
     (void)state;

@@ -14,7 +14,6 @@
 #include "model/blas.h"
 #include "model/index.h"
 #include "model/nn.h"
-#include "model/par.h"
 #include "model/rng.h"
 #include "model/topk.h"
 #include "th_main.h"
@@ -516,9 +515,9 @@ static void test_portable_vs_ref(void **state)
     kp_topk_force_portable(0);
 }
 
-/* The two-way fan-out (model/par.h, taken with single-threaded BLAS) splits the queries: the
- * same results bit for bit as width 1 (exact, de-dup, min_score, prefix), and the reference
- * checks above hold with it. */
+/* The two-way fan-out (kp_par_threads, model/blas.h, taken with single-threaded BLAS) splits the
+ * queries: the same results bit for bit as width 1 (exact, de-dup, min_score, prefix), and the
+ * reference checks above hold with it. */
 static void test_fanout(void **state)
 {
     int blas = kp_blas_threads();

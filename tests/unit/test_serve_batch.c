@@ -24,7 +24,7 @@
 #include "cache/cache.h"
 #include "consumer/serve_batch.h"
 #include "consumer/serve_writer.h"
-#include "model/par.h"
+#include "model/blas.h"
 #include "model/recommender.h"
 #include "schemas/codec.h"
 #include "th_main.h"
