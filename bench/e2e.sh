@@ -3,6 +3,7 @@
 #
 #   bench/e2e.sh [--smoke] [--kprec BIN] [--out DIR] [--items N] [--keyphrases N]
 #                [--rate-s S] [--rate R] [--perf S] [--no-scale] [--model-threads W] [--batch N]
+#                [--kafka K=V]
 #
 # In a temp dir: Kafka + Redis (ops/stack.sh), a keyphrase inventory of --keyphrases (default
 # 100,000: the Home Depot keyphrases, then the ESCI sample's queries (ops/esci-prepare.sh), topped up
@@ -19,7 +20,7 @@
 # --model-threads W: the workers' [model] threads (the model's own fan-out, 1 or 2; default 1) and
 # the same for the scoring rate's kprec eval (--model-threads W). --batch N: [worker] batch_size
 # (default 256) and the scoring rate's --batch. --kafka K=V (repeatable): a librdkafka property in
-# the workers' [kafka] (e.g. linger.ms=1).
+# the serve workers' [kafka] (e.g. linger.ms=1; not the load generator's), recorded in e2e.json.
 # --perf S: perf record (DWARF call graphs) on the drain worker for S s (OUT/perf.data, top of the report printed).
 # --smoke: 3,000 items, 5,000 keyphrases, 3 s offered rate, no scale, the ESCI sample only (titles,
 # keyphrases, training judgments: no data outside the repo; ctest label bench).
@@ -43,9 +44,14 @@ while [ $# -gt 0 ]; do
   --model-threads) MTHREADS=$2; shift 2 ;;
   --batch) BATCH=$2; shift 2 ;;
   --kafka) KAFKA_SET+=("$2"); shift 2 ;;
-  -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
   *) echo "e2e.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
   esac
+done
+case "$MTHREADS" in 1 | 2) ;; *) echo "e2e.sh: --model-threads: 1 or 2" >&2; exit 2 ;; esac
+case "$BATCH" in '' | *[!0-9]* | 0) echo "e2e.sh: --batch: an integer >= 1" >&2; exit 2 ;; esac
+for kv in "${KAFKA_SET[@]}"; do
+  case "$kv" in [a-z]*=?*) ;; *) echo "e2e.sh: --kafka '$kv': KEY=VALUE" >&2; exit 2 ;; esac
 done
 KPREC=$(cd "$(dirname "$KPREC")" && pwd)/$(basename "$KPREC")
 TOOLS="python3 $ROOT/bench/e2e_tools.py"
@@ -89,8 +95,13 @@ BOOT=$(sed -n 's/^bootstrap.servers = //p' "$CONF")
 sed -i "s|^\[model\]|[model]\npath = $T/be.kpm\nthreads = $MTHREADS|; s|^batch_size = 256$|batch_size = $BATCH|" "$CONF"
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 # conf_group NAME: a copy of the config whose serve workers join group NAME
-conf_group() { sed "s|^\[kafka\]|[kafka]\ngroup.id = $1|" "$CONF" >"$T/$1.ini"; echo "$T/$1.ini"; }
-for kv in "${KAFKA_SET[@]}"; do sed -i "s|^\[kafka\]|[kafka]\n${kv%%=*} = ${kv#*=}|" "$CONF"; done
+# (and the --kafka properties: the workers' only)
+conf_group() {
+  sed "s|^\[kafka\]|[kafka]\ngroup.id = $1|" "$CONF" >"$T/$1.ini"
+  for kv in "${KAFKA_SET[@]}"; do printf '%s = %s\n' "${kv%%=*}" "${kv#*=}"; done |
+    sed -i "/^group.id = $1\$/r /dev/stdin" "$T/$1.ini"
+  echo "$T/$1.ini"
+}
 # start_workers CONF N: N serve workers; their pids in WP, /metrics URLs (comma-separated) in URLS
 start_workers() {
   local conf=$1 n=$2 i p
@@ -197,8 +208,9 @@ jq -n --arg machine "$MACHINE" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --a
   --argjson drain "$DRAIN" --argjson score "$SCORE" --argjson s12 "$S12" --argjson s12n "$S12_N" --argjson lat "$LAT" --argjson rate "$RATE" --argjson offered "${OFFERED:-0}" \
   --argjson scale "$SCALE_JSON" --argjson kcat "$KCAT_RATE" --arg rb "$RB" --argjson nkp "$NKP" \
   --argjson mt "$MTHREADS" --argjson batch "$BATCH" \
+  --argjson kafka "$(printf '%s\n' "${KAFKA_SET[@]}" | jq -R . | jq -s 'map(select(. != ""))')" \
   '{machine: $machine, load_average: $load, inventory: $inv, keyphrases: $nkp, model_threads: $mt,
-    batch_size: $batch, drain: $drain,
+    batch_size: $batch, worker_kafka: $kafka, drain: $drain,
     scoring_items_per_s: $score.items_per_s, scoring_small_keyphrases: $s12n,
     scoring_small_items_per_s: $s12.items_per_s, drain_over_scoring: ($drain.items_per_s / $score.items_per_s),
     offered_rate: $rate, offered_achieved: $offered, latency: $lat, scale: $scale, kcat_records_per_s: $kcat,

@@ -78,6 +78,10 @@ def main(paths):
                                                   meta.get("title_chars"), meta.get("k"),
                                                   meta.get("dim"), meta.get("model"),
                                                   meta.get("build_s")))
+        if meta.get("fanout") == "1":
+            notes.append("%s keyphrases: threads above 1 = the model's two-way split over "
+                         "single-threaded BLAS (bench_scale --fanout), the GEMM alone split the "
+                         "same way" % format(int(meta.get("keyphrases", 0)), ","))
     print()
     for n in notes:
         print("- " + n)

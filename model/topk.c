@@ -194,7 +194,7 @@ static float nth_largest(float *a, int n, int t)
 static float kk_bound(const float *row, int len, int kk)
 {
     int ng = (2 * kk + 15) / 16 * 16;
-    if (ng > BOUND_MAX_GROUPS || len < 2 * ng) return -INFINITY;
+    if (kk <= 0 || ng > BOUND_MAX_GROUPS || len < 2 * ng) return -INFINITY;
     float mx[BOUND_MAX_GROUPS];
     int chunks = len / ng;
     for (int j = 0; j < ng; j++)
@@ -259,8 +259,8 @@ static int compact_portable(const float *r, int len, float thr, int base, int32_
 #define HAVE_AVX512 1
 /* The same with AVX-512: one compare to a mask and one compress per 16 scores (compressed in a
  * register and stored whole: a masked compress-store to memory is slow on some CPUs). */
-__attribute__((target("avx512f"))) static int compact_avx512(const float *r, int len, float thr,
-                                                             int base, int32_t *out)
+__attribute__((target("avx512f,popcnt"))) static int
+compact_avx512(const float *r, int len, float thr, int base, int32_t *out)
 {
     __m512 t = _mm512_set1_ps(thr);
     __m512i idx =

@@ -9,10 +9,10 @@
  * offers ids in increasing order (kp_topk_scan: once kk are held an equal score loses the tie, so
  * it is skipped) or in any order (kp_topk_scan_ids: equal scores are offered and the tie is
  * settled by id). Without de-dup, a selector's first scan starts from a lower bound of its kk-th
- * best (the kk-th largest of 2 kk group maxima of that row), so few scores are pushed; a scan
- * compacts the positions reaching the threshold without branches (AVX-512 where the CPU has it,
- * else SSE2/C) and then offers them. Scores below min_score and NaN are never kept. The selector's
- * memory is the caller's (kp_topk_bytes); nothing here allocates.
+ * best (the kk-th largest of the maxima of 2 kk groups, rounded up to 16, of that row), so few
+ * scores are pushed; a scan compacts the positions reaching the threshold without branches (AVX-512
+ * where the CPU has it, else SSE2/C) and then offers them. Scores below min_score and NaN are never
+ * kept. The selector's memory is the caller's (kp_topk_bytes); nothing here allocates.
  */
 #ifndef KP_TOPK_H
 #define KP_TOPK_H

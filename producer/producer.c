@@ -77,9 +77,10 @@ static kp_producer *producer_new(const kp_config *c, const char *txn_id, char *e
         kp_errf(err, errlen, "out of memory");
         goto err;
     }
-    /* linger 1 ms unless [kafka] linger.ms says otherwise: a serve batch enqueues its records at
-     * once and then waits for every delivery report, so lingering only delays the batch (5 ms
-     * cost ~10% of a worker's drain rate; 0 sends the first record alone: slower too) */
+    /* linger 1 ms unless [kafka] linger.ms says otherwise (every user of kp_producer_new: serve,
+     * trainer, label, rescore): a serve batch enqueues its records at once and then waits for
+     * every delivery report, so lingering only delays the batch (5 ms cost ~10% of a worker's
+     * drain rate; 0 sends the first record alone: slower too) */
     if (!(conf =
               kp_kafka_producer_conf(c, "1", txn_id ? on_delivery_txn : on_delivery, err, errlen)))
         goto err;

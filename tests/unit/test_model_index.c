@@ -503,6 +503,8 @@ static void test_selector_vs_plain(void **state)
                 }
     }
     kp_topk_force_portable(0);
+    if (!__builtin_cpu_supports("avx512f"))
+        print_message("no AVX-512 here: both passes ran the portable compaction\n");
     free(row), free(ids), free(got), free(gs), free(want);
 }
 
@@ -515,9 +517,29 @@ static void test_portable_vs_ref(void **state)
     kp_topk_force_portable(0);
 }
 
-/* The two-way fan-out (kp_par_threads, model/blas.h, taken with single-threaded BLAS) splits the
- * queries: the same results bit for bit as width 1 (exact, de-dup, min_score, prefix), and the
- * reference checks above hold with it. */
+/* kp_index_topk of ix at width w (single-threaded BLAS) into a fresh result. */
+static res topk_at(kp_index *ix, const float *q, int nq, int k, float ms, int p, int w)
+{
+    res r = res_new(nq, k);
+    kp_par_set_threads(w);
+    assert_int_equal(kp_index_topk(ix, q, nq, k, ms, p, r.ids, r.scores, r.counts), 0);
+    kp_par_set_threads(1);
+    return r;
+}
+
+static void assert_bits_equal(const res *a, const res *b, int nq, int k)
+{
+    assert_memory_equal(a->ids, b->ids, sizeof(int) * (size_t)nq * k);
+    assert_memory_equal(a->scores, b->scores, sizeof(float) * (size_t)nq * k);
+    assert_memory_equal(a->counts, b->counts, sizeof(int) * (size_t)nq);
+}
+
+/* The model's split (kp_par_threads, model/blas.h; taken with single-threaded BLAS) runs the
+ * queries in two halves: the same results bit for bit as width 1 (with this BLAS: each half tiles
+ * its queries differently, so this also checks that sgemm computes an element the same whatever
+ * its row's tile) and as the reference: exact, de-dup, min_score, prefix (its matrix built lazily
+ * by the two halves at once, on a fresh index), and massive ties on 40 queries (over the split's
+ * minimum of 16). */
 static void test_fanout(void **state)
 {
     int blas = kp_blas_threads();
@@ -532,26 +554,45 @@ static void test_fanout(void **state)
         int p;
     } cases[] = {{ix, -INFINITY, 0}, {ixd, -INFINITY, 0}, {ixd, 0.1f, 0}, {ix, -INFINITY, 16}};
     for (size_t c = 0; c < sizeof(cases) / sizeof(*cases); c++) {
-        res a = res_new(nq, k), b = res_new(nq, k);
-        kp_par_set_threads(1);
-        assert_int_equal(kp_index_topk(cases[c].ix, q, nq, k, cases[c].ms, cases[c].p, a.ids,
-                                       a.scores, a.counts),
-                         0);
+        kp_index *fresh = kp_index_new(keys, n, d, cases[c].ix == ixd ? dk : NULL);
+        res b = topk_at(fresh, q, nq, k, cases[c].ms, cases[c].p, 2); /* width 2 first */
+        res a = topk_at(cases[c].ix, q, nq, k, cases[c].ms, cases[c].p, 1);
+        assert_bits_equal(&a, &b, nq, k);
         kp_par_set_threads(2);
-        assert_int_equal(kp_index_topk(cases[c].ix, q, nq, k, cases[c].ms, cases[c].p, b.ids,
-                                       b.scores, b.counts),
-                         0);
-        assert_memory_equal(a.ids, b.ids, sizeof(int) * (size_t)nq * k);
-        assert_memory_equal(a.scores, b.scores, sizeof(float) * (size_t)nq * k);
-        assert_memory_equal(a.counts, b.counts, sizeof(int) * (size_t)nq);
+        check_vs_ref(fresh, q, nq, k, cases[c].ms, cases[c].p);
+        kp_par_set_threads(1);
+        res_free(&a), res_free(&b);
+        kp_index_free(fresh);
+    }
+    /* ties: keys with few distinct scores, queries cycling over three directions */
+    const int tn = 3001, td = 4, tq = 40;
+    float *tk = malloc(sizeof(float) * tn * td), *tqv = malloc(sizeof(float) * tq * td);
+    for (int i = 0; i < tn; i++) {
+        tk[i * td + 0] = 0.25f * (float)(i / 3);
+        tk[i * td + 1] = 0.25f * (float)(i % 5);
+        tk[i * td + 2] = 0.25f * (float)(i % 2);
+        tk[i * td + 3] = 1.0f;
+    }
+    for (int i = 0; i < tq; i++)
+        for (int j = 0; j < td; j++)
+            tqv[i * td + j] = (float)((j == i % 3) || (i % 3 == 2 && j == 0));
+    kp_index *ti = kp_index_new(tk, tn, td, NULL);
+    const int tks[] = {1, 17, 100};
+    for (size_t ki = 0; ki < sizeof(tks) / sizeof(*tks); ki++) {
+        res a = topk_at(ti, tqv, tq, tks[ki], -INFINITY, 0, 1);
+        res b = topk_at(ti, tqv, tq, tks[ki], -INFINITY, 0, 2);
+        assert_bits_equal(&a, &b, tq, tks[ki]);
+        kp_par_set_threads(2);
+        check_vs_ref(ti, tqv, tq, tks[ki], -INFINITY, 0);
+        kp_par_set_threads(1);
         res_free(&a), res_free(&b);
     }
-    test_rising_and_ties(state);
-    test_tiles_vs_ref(state);
+    kp_par_set_threads(2);
+    test_tiles_vs_ref(state); /* nq 37: split at batch sizes of 16 and more */
     kp_par_set_threads(1);
     kp_blas_set_threads(blas);
-    kp_index_free(ix), kp_index_free(ixd);
-    free(keys), free(q), free(dk);
+    kp_index_free(ix), kp_index_free(ixd), kp_index_free(ti);
+    free(keys), free(q), free(dk), free(tk), free(tqv);
 }
 
 TH_MAIN(cmocka_unit_test(test_gemm_vs_ref), cmocka_unit_test(test_dedup),
