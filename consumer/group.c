@@ -18,6 +18,8 @@ struct kp_group {
     const char *who;
     int paused, count_rebalances;
     rd_kafka_topic_partition_list_t *revoked; /* since kp_group_forget_revoked; NULL: none */
+    rd_kafka_topic_partition_list_t *done;    /* per partition, the offset after this process's
+                                                 last acknowledged work (kp_group_store) */
     void (*on_revoke)(void *ctx);             /* kp_group_on_revoke */
     void *on_revoke_ctx;
 };
@@ -46,8 +48,53 @@ static void log_error(const kp_group *g, const char *what, rd_kafka_error_t *e)
     rd_kafka_error_destroy(e);
 }
 
+/* A partition this process owned before may come back at a committed offset below what it had
+ * finished: its commits failed while its membership was lost (a broker outage longer than the
+ * session timeout answers them with UNKNOWN_MEMBER_ID), so the group's record is behind its own.
+ * Starting there would redo that work, and a crash soon after would make the next owner redo it
+ * too. So each such partition starts at max(committed, done) and that offset is committed at
+ * once. Only offsets of acknowledged work are in g->done (kp_group_store), so no event is
+ * skipped that was not done. Runs in the rebalance callback, before the assign. */
+static rd_kafka_topic_partition_list_t *resume_done(kp_group *g, rd_kafka_t *rk,
+                                                    rd_kafka_topic_partition_list_t *parts)
+{
+    if (!g->done || !g->done->cnt) return NULL;
+    rd_kafka_topic_partition_list_t *ask = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++)
+        if (rd_kafka_topic_partition_list_find(g->done, parts->elems[i].topic,
+                                               parts->elems[i].partition))
+            rd_kafka_topic_partition_list_add(ask, parts->elems[i].topic,
+                                              parts->elems[i].partition);
+    rd_kafka_topic_partition_list_t *fix = NULL;
+    if (!ask->cnt) goto out;
+    rd_kafka_resp_err_t e = rd_kafka_committed(rk, ask, 10000);
+    if (e) {
+        kp_warn("%s: rebalance: committed offsets: %s (starting at the committed offsets)", g->who,
+                rd_kafka_err2str(e));
+        goto out;
+    }
+    for (int i = 0; i < ask->cnt; i++) {
+        const rd_kafka_topic_partition_t *a = &ask->elems[i];
+        const rd_kafka_topic_partition_t *d =
+            rd_kafka_topic_partition_list_find(g->done, a->topic, a->partition);
+        if (a->err || d->offset <= a->offset) continue;
+        char had[32] = "nothing";
+        if (a->offset >= 0) snprintf(had, sizeof had, "%lld", (long long)a->offset);
+        kp_info("%s: rebalance: %s[%d] resumes at %lld, after this worker's acknowledged work "
+                "(the group had committed %s)",
+                g->who, a->topic, (int)a->partition, (long long)d->offset, had);
+        rd_kafka_topic_partition_list_find(parts, a->topic, a->partition)->offset = d->offset;
+        if (!fix) fix = rd_kafka_topic_partition_list_new(ask->cnt);
+        rd_kafka_topic_partition_list_add(fix, a->topic, a->partition)->offset = d->offset;
+    }
+out:
+    rd_kafka_topic_partition_list_destroy(ask);
+    return fix;
+}
+
 static void assign(kp_group *g, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts, int coop)
 {
+    rd_kafka_topic_partition_list_t *fix = resume_done(g, rk, parts);
     if (coop) {
         log_error(g, "incremental assign", rd_kafka_incremental_assign(rk, parts));
     } else {
@@ -55,6 +102,11 @@ static void assign(kp_group *g, rd_kafka_t *rk, rd_kafka_topic_partition_list_t 
         if (e) kp_error("%s: assign: %s", g->who, rd_kafka_err2str(e));
     }
     if (g->paused) pause_parts(g, rk, parts, 1);
+    if (fix) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(rk, fix, 1);
+        if (e) kp_warn("%s: commit of the resumed offsets: %s", g->who, rd_kafka_err2str(e));
+        rd_kafka_topic_partition_list_destroy(fix);
+    }
 }
 
 /* Revoked (or lost): commit what is done before the partitions go. Offsets are stored only after
@@ -184,6 +236,7 @@ void kp_group_free(kp_group *g)
     if (e) kp_warn("%s: consumer close: %s", g->who, rd_kafka_err2str(e));
     rd_kafka_destroy(g->rk);
     if (g->revoked) rd_kafka_topic_partition_list_destroy(g->revoked);
+    if (g->done) rd_kafka_topic_partition_list_destroy(g->done);
     free(g);
 }
 
@@ -259,6 +312,16 @@ int kp_group_paused(const kp_group *g)
 void kp_group_store(kp_group *g, rd_kafka_topic_partition_list_t *l)
 {
     if (!l->cnt) return;
+    /* remembered whether or not the store takes: the work is done either way (resume_done) */
+    if (!g->done) g->done = rd_kafka_topic_partition_list_new(l->cnt);
+    for (int i = 0; g->done && i < l->cnt; i++) {
+        rd_kafka_topic_partition_t *d =
+            rd_kafka_topic_partition_list_find(g->done, l->elems[i].topic, l->elems[i].partition);
+        if (!d)
+            d = rd_kafka_topic_partition_list_add(g->done, l->elems[i].topic,
+                                                  l->elems[i].partition);
+        if (l->elems[i].offset > d->offset) d->offset = l->elems[i].offset;
+    }
     rd_kafka_resp_err_t e = rd_kafka_offsets_store(g->rk, l);
     if (e && e != RD_KAFKA_RESP_ERR__STATE && e != RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
         kp_warn("%s: offsets store: %s", g->who, rd_kafka_err2str(e));

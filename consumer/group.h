@@ -78,9 +78,11 @@ void kp_group_on_revoke(kp_group *g, void (*fn)(void *ctx), void *ctx);
 int kp_group_paused(const kp_group *g);
 
 /* Stores the offsets of l (the next offset to consume per partition; l stays the caller's, its
- * per-partition err fields are set).
+ * per-partition err fields are set). Call it only for acknowledged work.
  * Partitions revoked meanwhile are ignored: their events were done, and the new owner re-does
- * them (idempotent writes). Other errors are logged. */
+ * them (idempotent writes). Other errors are logged. g also remembers the highest offset stored
+ * per partition: when a partition comes back to this consumer with a committed offset below it
+ * (its commits failed while its membership was lost), it resumes there and commits it. */
 void kp_group_store(kp_group *g, rd_kafka_topic_partition_list_t *l);
 
 /* Lag of every assigned partition (end offset - position), published as
