@@ -75,9 +75,20 @@ static rd_kafka_topic_partition_list_t *resume_done(kp_group *g, rd_kafka_t *rk,
     }
     for (int i = 0; i < ask->cnt; i++) {
         const rd_kafka_topic_partition_t *a = &ask->elems[i];
-        const rd_kafka_topic_partition_t *d =
+        rd_kafka_topic_partition_t *d =
             rd_kafka_topic_partition_list_find(g->done, a->topic, a->partition);
         if (a->err || d->offset <= a->offset) continue;
+        /* a log now shorter than what was done here (the topic recreated, or truncated by an
+         * unclean election): the remembered offset means nothing any more */
+        int64_t lo, hi;
+        if (!rd_kafka_query_watermark_offsets(rk, a->topic, a->partition, &lo, &hi, 5000) &&
+            hi < d->offset) {
+            kp_warn("%s: rebalance: %s[%d] ends at %lld, before this worker's last acknowledged "
+                    "offset %lld: forgotten",
+                    g->who, a->topic, (int)a->partition, (long long)hi, (long long)d->offset);
+            d->offset = RD_KAFKA_OFFSET_INVALID;
+            continue;
+        }
         char had[32] = "nothing";
         if (a->offset >= 0) snprintf(had, sizeof had, "%lld", (long long)a->offset);
         kp_info("%s: rebalance: %s[%d] resumes at %lld, after this worker's acknowledged work "
@@ -314,7 +325,7 @@ void kp_group_store(kp_group *g, rd_kafka_topic_partition_list_t *l)
     if (!l->cnt) return;
     /* remembered whether or not the store takes: the work is done either way (resume_done) */
     if (!g->done) g->done = rd_kafka_topic_partition_list_new(l->cnt);
-    for (int i = 0; g->done && i < l->cnt; i++) {
+    for (int i = 0; i < l->cnt; i++) {
         rd_kafka_topic_partition_t *d =
             rd_kafka_topic_partition_list_find(g->done, l->elems[i].topic, l->elems[i].partition);
         if (!d)

@@ -1,7 +1,9 @@
 /* group.h -- consumer-group plumbing shared by the serve and learn roles: one consumer set-up
  * (offsets stored by kprec after the work, committed by librdkafka), a checked subscription, one
  * rebalance callback for the eager and cooperative protocols (commit before giving partitions up,
- * errors logged), pausing, and the offset store. Also the process's stop flags. */
+ * errors logged), pausing, and the offset store (which also remembers this process's acknowledged
+ * offsets, so a partition that comes back after a lost membership resumes after its own work).
+ * Also the process's stop flags. */
 #ifndef KP_GROUP_H
 #define KP_GROUP_H
 

@@ -141,7 +141,7 @@ static int64_t lose_membership(fixture *f, const char *group, int acked, kp_grou
                                           RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID);
     }
     *out = g;
-    return next_offset(g, 20000);
+    return next_offset(g, 45000); /* the mock's rejoin: 6-12 s */
 }
 
 static void test_acknowledged_work_is_not_redone_after_a_lost_membership(void **state)
@@ -153,7 +153,7 @@ static void test_acknowledged_work_is_not_redone_after_a_lost_membership(void **
     /* the resumed offset was committed at the assign: a crash now would not redo 0..4 either */
     int64_t c = RD_KAFKA_OFFSET_INVALID;
     for (int i = 0; i < 50 && c != 5; i++) {
-        rd_kafka_message_t *m = kp_group_poll(g, 100, NULL); /* serves the commit's answer */
+        rd_kafka_message_t *m = kp_group_poll(g, 100, NULL); /* keeps the consumer polled */
         if (m) rd_kafka_message_destroy(m);
         c = committed(g);
     }
