@@ -12,7 +12,7 @@
  *
  *   bench_scale search --out OUT [--k K] [--batches "64 256"] [--threads "1 2"]
  *                      [--nprobe "4 8 16 32 64"] [--nlist L] [--single N] [--queries Q]
- *                      [--first-pass "fp32 int8 bf16"] [--rescore "2 4"]
+ *                      [--first-pass "fp32 int8 bf16"] [--rescore "2 4"] [--fanout]
  *       One process = one round: exact top-K (kp_index_topk) and the GEMM alone (the sgemm calls
  *       of the exact pass, diagnostic) per (batch, threads); the IVF (kp_index_set_ivf, build
  *       time printed) per (batch, threads, nprobe) with recall@K vs exact; batch of 1 (the first
@@ -22,6 +22,9 @@
  *         time   <mode> <batch> <threads> <nprobe> <queries> <wall s> <cpu s>
  *         recall <batch> <nprobe> <recall@K vs exact>           (fp32 IVF)
  *         qrecall <mode> <batch> <nprobe> <recall@K vs exact>   (int8 / bf16 IVF)
+ *       --fanout: at a thread setting t > 1 the IVF rows run the model's split (each half of a
+ *       batch's queries on its own thread over single-threaded BLAS, as the worker's [model]
+ *       threads = 2 does); the exact and GEMM rows stay on t BLAS threads, their best setting.
  *
  *   bench_scale score --data DIR --keyphrases FILE [--queries Q] [--batches "256"] [--k K]
  *                     [--threads "1 2"] [--rounds R] [--model PATH] [--fanout]
@@ -325,7 +328,12 @@ static int ivf_curve(const opts *o, kp_index *ix, const char *mode, const float 
         int np = o->nprobe[ni];
         kp_index_set_nprobe(ix, np);
         for (int ti = 0; ti < o->nt; ti++) {
-            kp_blas_set_threads(o->threads[ti]);
+            /* --fanout: above one thread the IVF runs as the worker's [model] threads = t does,
+             * each half of a batch's queries on its own thread (kp_index_topk's split); without
+             * it, on t BLAS threads (which the int8 pass does not use) */
+            int t = o->threads[ti], fan = o->fanout && t > 1;
+            kp_blas_set_threads(fan ? 1 : t);
+            kp_par_set_threads(fan ? t : 1);
             for (int bi = 0; bi <= o->nb; bi++) {
                 int b = bi == o->nb ? 1 : o->batches[bi] < 256 ? o->batches[bi] : 256;
                 int n = b == 1 ? single : nq;
@@ -341,6 +349,7 @@ static int ivf_curve(const opts *o, kp_index *ix, const char *mode, const float 
             }
         }
     }
+    kp_par_set_threads(1);
     return 0;
 }
 
@@ -669,7 +678,8 @@ static void usage(FILE *f)
         "\"1 2\"]\n"
         "                          [--nprobe \"4 8 16 32 64\"] [--nlist L] [--single N] "
         "[--queries Q]\n"
-        "                          [--first-pass \"fp32 int8 bf16\"] [--rescore \"2 4\"]\n"
+        "                          [--first-pass \"fp32 int8 bf16\"] [--rescore \"2 4\"] "
+        "[--fanout]\n"
         "       bench_scale score --data DIR --keyphrases FILE [--queries Q] [--batches \"256\"]\n"
         "                         [--k K] [--threads \"1 2\"] [--rounds R] [--model PATH]\n"
         "       bench_scale rss --out OUT [--model PATH] [--nprobe P] [--nlist L]\n"
