@@ -23,6 +23,7 @@
 #include "common/config.h"
 #include "common/util.h"
 #include "consumer/group.h"
+#include "mock_help.h"
 
 #define TOPIC             "t.items"
 #define NREC              10
@@ -35,31 +36,19 @@ typedef struct {
     kp_config cfg;
 } fixture;
 
-static void set(kp_config *c, const char *sec, const char *k, const char *v)
-{
-    char err[256];
-    assert_int_equal(kp_config_set(c, sec, k, v, err, sizeof err), 0);
-}
-
 static int setup(void **state)
 {
     char e[512];
     fixture *f = calloc(1, sizeof *f);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "log_level", "0", e, sizeof e);
-    assert_non_null(f->owner = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e));
-    assert_non_null(f->mc = rd_kafka_mock_cluster_new(f->owner, 1));
+    f->mc = mh_cluster(&f->owner, &f->cfg);
     assert_int_equal(rd_kafka_mock_topic_create(f->mc, TOPIC, 1, 1), 0);
-    kp_config_defaults(&f->cfg);
-    set(&f->cfg, "kafka", "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(f->mc));
-    set(&f->cfg, "kafka", "log_level", "2");
     /* only the commits the test makes, so the failed one is not redone by a timer */
-    set(&f->cfg, "kafka", "enable.auto.commit", "false");
-    set(&f->cfg, "kafka", "heartbeat.interval.ms", "100");
-    set(&f->cfg, "kafka", "session.timeout.ms", "6000");
+    mh_set(&f->cfg, "kafka", "enable.auto.commit", "false");
+    mh_set(&f->cfg, "kafka", "heartbeat.interval.ms", "100");
+    mh_set(&f->cfg, "kafka", "session.timeout.ms", "6000");
 
     /* NREC records, offsets 0..NREC-1 */
-    conf = rd_kafka_conf_new();
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers",
                                        rd_kafka_mock_cluster_bootstraps(f->mc), e, sizeof e),
                      RD_KAFKA_CONF_OK);

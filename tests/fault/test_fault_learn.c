@@ -30,6 +30,7 @@
 #include "consumer/learn_queue.h"
 #include "consumer/learn_state.h"
 #include "consumer/learn_step.h"
+#include "mock_help.h"
 
 #define JT   "t.judgments"
 #define CT   "t.clicks"
@@ -45,35 +46,20 @@ typedef struct {
     kp_lstate s;
 } fixture;
 
-static void set(kp_config *c, const char *sec, const char *k, const char *v)
-{
-    char err[256];
-    assert_int_equal(kp_config_set(c, sec, k, v, err, sizeof err), 0);
-}
-
 static int setup(void **state)
 {
-    char e[512];
     fixture *f = calloc(1, sizeof *f);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "log_level", "0", e, sizeof e);
-    f->owner = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
-    assert_non_null(f->owner);
-    f->mc = rd_kafka_mock_cluster_new(f->owner, 1);
-    assert_non_null(f->mc);
+    f->mc = mh_cluster(&f->owner, &f->cfg);
     assert_int_equal(rd_kafka_mock_topic_create(f->mc, JT, 1, 1), 0);
     assert_int_equal(rd_kafka_mock_topic_create(f->mc, CT, 1, 1), 0);
     assert_int_equal(rd_kafka_mock_topic_create(f->mc, DLQ, 1, 1), 0);
-    kp_config_defaults(&f->cfg);
-    set(&f->cfg, "kafka", "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(f->mc));
-    set(&f->cfg, "kafka", "log_level", "2");
-    set(&f->cfg, "worker", "retry_backoff_ms", "50");
-    set(&f->cfg, "worker", "retry_backoff_max_ms", "200");
-    set(&f->cfg, "topics", "judgments", JT);
-    set(&f->cfg, "topics", "clicks", CT);
-    set(&f->cfg, "topics", "dlq", DLQ);
-    set(&f->cfg, "train", "batch_size", "8");
-    set(&f->cfg, "train", "resolve_timeout_ms", "10");
+    mh_set(&f->cfg, "worker", "retry_backoff_ms", "50");
+    mh_set(&f->cfg, "worker", "retry_backoff_max_ms", "200");
+    mh_set(&f->cfg, "topics", "judgments", JT);
+    mh_set(&f->cfg, "topics", "clicks", CT);
+    mh_set(&f->cfg, "topics", "dlq", DLQ);
+    mh_set(&f->cfg, "train", "batch_size", "8");
+    mh_set(&f->cfg, "train", "resolve_timeout_ms", "10");
     atomic_store(&kp_worker_stop, 0);
     *state = f;
     return 0;
