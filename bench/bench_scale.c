@@ -40,7 +40,7 @@
  * score|gemm|tower|topk)
  *       --fanout: at a thread setting t > 1 the scoring, the tower and the retrieval run the
  *       model's own two-way split (a row labelled t > 2 is still two-way) (kp_par_threads,
- * model/blas.h: the batch's featurizing + bags, the queries of the top-k) over single-threaded
+ * model/blas.h: the batch's embedding chunks, the queries of the top-k) over single-threaded
  * BLAS, and so does the GEMM alone (the same halves of each batch, gemm_pass_split); OpenBLAS's own
  * threads are not used (meta fanout 1). (A GEMM on OpenBLAS's threads beside it would leave them
  * spinning into the next pass.)

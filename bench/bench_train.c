@@ -20,9 +20,11 @@
  *       schedule with 5% warmup over N steps).
  *
  *   bench_train train --data DIR --out OUT [--steps N] [--batch B] [--seed S] [--threads T]
+ *                     [--fanout]
  *       Runs those N steps with kp_trainer_step (from the TEXTS: featurizing is inside kprec's
  *       time, the peer gets ids), prints "time train SECONDS CPU-SECONDS STEPS PAIRS" (steps
- *       after the first 5, the warm-up), and writes OUT/loss_kprec.tsv.
+ *       after the first 5, the warm-up), and writes OUT/loss_kprec.tsv. --fanout: each step on
+ *       the model's two-way split over single-threaded BLAS (the same parameters as 1 thread).
  *
  *   bench_train embed --data DIR --out OUT [--threads T] [--reps R] [--fanout]
  *       Item tower (kp_bienc_embed from texts) over the first 4096 titles: batch 1 over the first
@@ -31,7 +33,7 @@
  *       of 256 from feature ids computed beforehand ("time embed256ids ...", the peer's work
  *       exactly; checked equal to the embeddings from the texts), and writes OUT/emb_kprec.f32
  *       [4096 x D] (checked by the peer). --fanout: T threads of the model's own split
- *       (kp_par_threads, model/blas.h: each batch's featurizing + bags on two threads) over
+ *       (kp_par_threads, model/blas.h: each batch's embedding chunks on two threads) over
  * single-threaded BLAS instead of T BLAS threads.
  *
  * batches.bin (little-endian): "KPTB" u32 version 1, u32 n_batches, then per batch: i32 nI nK

@@ -73,9 +73,9 @@ for t in $threads; do
         [ $((r % 2)) -eq 0 ] && order="torch kprec"
         for side in $order; do
             if [ "$side" = kprec ]; then
-                tr=$("$bin" train --data "$data" --out "$out" --steps "$steps" --threads "$t")
-                fan=() # above one thread kprec embeds through its own split (kp_par_threads, model/blas.h)
+                fan=() # above one thread kprec trains and embeds on its own split (kp_par_threads, model/blas.h)
                 [ "$t" -gt 1 ] && fan=(--fanout)
+                tr=$("$bin" train --data "$data" --out "$out" --steps "$steps" --threads "$t" "${fan[@]}")
                 em=$("$bin" embed --data "$data" --out "$out" --threads "$t" "${fan[@]}")
                 cp "$out/loss_kprec.tsv" "$out/loss_kprec_t$t.tsv"
             else

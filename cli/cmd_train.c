@@ -1,7 +1,6 @@
 /* kprec train: offline multi-task training of the bi-encoder from files (offline/train_epochs.h):
  * CTR on a click log, SR on judgments, distillation from a cross-encoder teacher, Matryoshka sizes.
  */
-#include <cblas.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include "common/progress.h"
 #include "common/util.h"
 #include "model/bienc.h"
+#include "model/blas.h"
 #include "model/ce.h"
 #include "model/ckpt.h"
 #include "offline/train_epochs.h"
@@ -61,7 +61,9 @@ static void train_usage(FILE *f)
             "  --prefixes LIST  Matryoshka sizes, e.g. 32,64,128 (default: %d,%d,%d)\n"
             "  --buckets N      hashed feature buckets (default %u)  (new models only)\n"
             "  --seed S         seed of the weights, sampling and shuffling (default %llu)\n"
-            "  --threads T      BLAS and teacher threads, 1..64 (default 1: bit-reproducible)\n"
+            "  --threads T      threads, 1..64 (default 1). T >= 2: each step on the model's\n"
+            "                   two-way split (the same parameters as T = 1, bit for bit),\n"
+            "                   the teacher on T threads; T > 2: BLAS threads (not reproducible)\n"
             "  --quiet          no progress line\n\n"
             "The checkpoint gets version 1, or the --init model's version + 1. Exit status: 0 ok,\n"
             "1 unreadable or invalid input / training failure, 2 usage error.\n"
@@ -334,7 +336,8 @@ int kp_cmd_train(int argc, char **argv)
     train_args a;
     int rc = train_parse(argc, argv, &a);
     if (rc != KP_OPTS_GO) return rc;
-    openblas_set_num_threads(a.threads);
+    kp_par_set_threads(a.threads);
+    kp_blas_set_threads(a.threads > 2 ? a.threads : 1);
     train_state s;
     memset(&s, 0, sizeof s);
     rc = train_load(&a, &s) == 0 && train_run(&a, &s) == 0 ? 0 : 1;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 void kp_errf(char *err, size_t errlen, const char *fmt, ...)
@@ -212,6 +213,37 @@ void kp_free_each(void *const *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(p[i]);
+}
+
+enum { BIG_ALIGN = 2 << 20, BIG_HEAD = 64 };
+
+/* The mapping is [base, base + len); the caller's pointer is the first 2 MiB boundary at least
+ * BIG_HEAD bytes into it, and the 64 bytes before that pointer record base and len. */
+typedef struct {
+    void *base;
+    size_t len;
+} big_head;
+
+void *kp_big_alloc(size_t n)
+{
+    if (n == 0 || n > SIZE_MAX - 2 * (size_t)BIG_ALIGN) return NULL;
+    size_t len = (n + BIG_ALIGN - 1) / BIG_ALIGN * BIG_ALIGN + BIG_ALIGN;
+    void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return NULL;
+    uintptr_t p = ((uintptr_t)base + BIG_HEAD + BIG_ALIGN - 1) / BIG_ALIGN * BIG_ALIGN;
+#ifdef MADV_HUGEPAGE
+    (void)madvise((void *)p, (len - (p - (uintptr_t)base)) / BIG_ALIGN * BIG_ALIGN, MADV_HUGEPAGE);
+#endif
+    big_head *h = (big_head *)(p - BIG_HEAD);
+    h->base = base, h->len = len;
+    return (void *)p;
+}
+
+void kp_big_free(void *p)
+{
+    if (!p) return;
+    const big_head *h = (const big_head *)((char *)p - BIG_HEAD);
+    munmap(h->base, h->len);
 }
 
 /* Length of the well-formed UTF-8 sequence at s[0..n), or 0 if s[0] does not start one. */

@@ -70,6 +70,15 @@ uint64_t kp_fnv1a_str(const char *s);
 /* free() of each of the n pointers p[0..n-1], in order (NULL ones do nothing, as in free). */
 void kp_free_each(void *const *p, size_t n);
 
+/* A large table (an embedding table, its Adam moments): n bytes of zeroed memory, mapped lazily
+ * (a page takes memory on its first touch, as with calloc), 2 MiB-aligned and advised as
+ * transparent huge pages (MADV_HUGEPAGE; the kernel may decline). The rows of such a table are
+ * read in random order, so on 4 KiB pages nearly every row costs a TLB miss. NULL on failure or
+ * n == 0. Release with kp_big_free only (not free). */
+void *kp_big_alloc(size_t n);
+/* Releases what kp_big_alloc returned; accepts NULL. */
+void kp_big_free(void *p);
+
 /* kp_free_each over its arguments: KP_FREE_ALL(a->x, a->y, a) frees a->x, then a->y, then a
  * (every argument is read before the first is freed). */
 /* In a function that returns int: resizes the array p to n elements (realloc), or returns -1

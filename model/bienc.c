@@ -30,7 +30,9 @@ struct kp_bienc_acts {
     int tw; /* tower slot of the last forward, -1 = none */
     uint32_t *ids;
     int *offsets;
-    float *buf; /* one allocation for everything below */
+    int *loc;      /* [cap + 2]: the split forward's per-half offsets */
+    int32_t *slot; /* [cap x KP_FEAT_MAX_IDS]: the split backward's gradient slot of each id */
+    float *buf;    /* one allocation for everything below */
     float *bag, *h, *out, *norm, *dz, *dh, *dbag;
 };
 
@@ -108,7 +110,7 @@ static kp_bienc *bienc_alloc(const kp_bienc_config *c)
     m->n_emb = (size_t)c->n_buckets * E;
     m->n_dense = H * E + H + D * H + D;
     for (int t = 0; t < m->n_towers; t++) {
-        m->tw[t].emb = calloc(m->n_emb, sizeof(float));
+        m->tw[t].emb = kp_big_alloc(m->n_emb * sizeof(float));
         m->tw[t].dense = calloc(m->n_dense, sizeof(float));
         if (!m->tw[t].emb || !m->tw[t].dense) goto err;
         tower_layout(c, &m->tw[t]);
@@ -148,7 +150,7 @@ void kp_bienc_free(kp_bienc *m)
 {
     if (!m) return;
     for (int t = 0; t < 2; t++) {
-        free(m->tw[t].emb);
+        kp_big_free(m->tw[t].emb);
         free(m->tw[t].dense);
     }
     free(m);
@@ -246,14 +248,6 @@ static void tower_dense(const kp_bienc *m, const tower_params *tp, const float *
     kp_l2norm_forward(out, norm, out, B, D);
 }
 
-/* bag [B x E], h [B x H] and out [B x D] are written; norm [B] gets the L2 divisors. */
-static void tower_forward(const kp_bienc *m, const tower_params *tp, const uint32_t *ids,
-                          const int *offsets, int B, float *bag, float *h, float *out, float *norm)
-{
-    kp_embbag_forward(bag, tp->emb, ids, offsets, B, m->cfg.emb_dim);
-    tower_dense(m, tp, bag, B, h, out, norm);
-}
-
 static int ids_valid(const kp_bienc *m, const uint32_t *ids, const int *offsets, int n)
 {
     if (offsets[0] != 0) return 0;
@@ -264,52 +258,62 @@ static int ids_valid(const kp_bienc *m, const uint32_t *ids, const int *offsets,
     return 1;
 }
 
-/* Inference runs in blocks of EMBED_BLOCK rows: the featurizing and the embedding bag of a block
- * (the gathers from the table: most of the time) in two halves on two threads when the split
- * width is 2 (kp_par_threads, model/blas.h) and the block has EMBED_SPLIT_MIN rows or more, then
- * the dense layers over it in chunks of EMBED_CHUNK rows (the chunks start at the same rows
- * whatever the width, so the GEMMs and the results are the same bit for bit). */
+/* Inference runs in blocks of EMBED_BLOCK rows, each cut in chunks of EMBED_CHUNK rows: the
+ * featurizing, the embedding bag (the gathers from the table: most of the time) and the dense
+ * layers of a chunk. With split width 2 (kp_par_threads, model/blas.h) and a block of
+ * EMBED_SPLIT_MIN rows or more, the chunks are shared out in two runs of whole chunks on two
+ * threads; the chunks start at the same rows whatever the width, so the GEMMs and the results
+ * are the same bit for bit. */
 #define EMBED_CHUNK     64
 #define EMBED_BLOCK     256
 #define EMBED_SPLIT_MIN 32
 
-/* A block's featurizing + bag: rows b0 + [lo, hi) of texts (or of ids/offsets, absolute), run as
- * a kp_parallel_for range. Range [lo, hi) of the block owns idbuf rows lo.., off[lo + t ..] (each
- * range its own hi - lo + 1 offsets) and bag rows lo... */
+/* A block's chunks [lo, hi) (a kp_parallel_for range over chunks): rows b0 + lo * EMBED_CHUNK ..
+ * of texts (or of ids/offsets, absolute). The range owns idbuf and bag from its first row, the
+ * offsets off[row + t ..] (one more than its rows) and scratch t (h, norm). */
 typedef struct {
     const kp_bienc *m;
-    const float *emb;
+    const tower_params *tp;
     const char *const *texts; /* texts + lens, or NULL and ids + offsets */
     const size_t *lens;
     const uint32_t *ids;
     const int *offsets;
-    int b0;
+    int b0, nb;
     uint32_t *idbuf; /* texts: [block x KP_FEAT_MAX_IDS] */
     int *off;        /* [block + 2] */
     float *bag;      /* [block x E] */
+    float *h[2];     /* [EMBED_CHUNK x (H + 1)] each: h, then norm */
+    float *out;      /* the call's out */
 } bag_job;
 
-static int bag_range(void *ctx, int t, int lo, int hi)
+static int bag_range(void *ctx, int t, int clo, int chi)
 {
     const bag_job *j = ctx;
-    int nb = hi - lo, E = j->m->cfg.emb_dim, r0 = j->b0 + lo;
+    int E = j->m->cfg.emb_dim, H = j->m->cfg.hidden_dim, D = j->m->cfg.out_dim;
+    int lo = clo * EMBED_CHUNK, hi = chi * EMBED_CHUNK < j->nb ? chi * EMBED_CHUNK : j->nb;
+    int nb = hi - lo, r0 = j->b0 + lo;
     int *off = j->off + lo + t;
     float *bag = j->bag + (size_t)lo * E;
     if (!j->texts) {
         for (int i = 0; i <= nb; i++)
             off[i] = j->offsets[r0 + i] - j->offsets[r0];
-        kp_embbag_forward(bag, j->emb, j->ids + j->offsets[r0], off, nb, E);
-        return 0;
+        kp_embbag_forward(bag, j->tp->emb, j->ids + j->offsets[r0], off, nb, E);
+    } else {
+        uint32_t *idbuf = j->idbuf + (size_t)lo * KP_FEAT_MAX_IDS;
+        off[0] = 0;
+        for (int i = 0; i < nb; i++) {
+            const char *s = j->texts[r0 + i];
+            size_t len = s ? (j->lens ? j->lens[r0 + i] : strlen(s)) : 0;
+            int k = kp_featurize(s, len, j->m->cfg.n_buckets, idbuf + off[i], KP_FEAT_MAX_IDS);
+            off[i + 1] = off[i] + k;
+        }
+        kp_embbag_forward(bag, j->tp->emb, idbuf, off, nb, E);
     }
-    uint32_t *idbuf = j->idbuf + (size_t)lo * KP_FEAT_MAX_IDS;
-    off[0] = 0;
-    for (int i = 0; i < nb; i++) {
-        const char *s = j->texts[r0 + i];
-        size_t len = s ? (j->lens ? j->lens[r0 + i] : strlen(s)) : 0;
-        int k = kp_featurize(s, len, j->m->cfg.n_buckets, idbuf + off[i], KP_FEAT_MAX_IDS);
-        off[i + 1] = off[i] + k;
+    float *h = j->h[t], *norm = h + (size_t)EMBED_CHUNK * H;
+    for (int c0 = 0; c0 < nb; c0 += EMBED_CHUNK) {
+        int nc = nb - c0 < EMBED_CHUNK ? nb - c0 : EMBED_CHUNK;
+        tower_dense(j->m, j->tp, bag + (size_t)c0 * E, nc, h, j->out + (size_t)(r0 + c0) * D, norm);
     }
-    kp_embbag_forward(bag, j->emb, idbuf, off, nb, E);
     return 0;
 }
 
@@ -317,25 +321,24 @@ static int bag_range(void *ctx, int t, int lo, int hi)
 static int embed_rows(const kp_bienc *m, kp_tower t, const char *const *texts, const size_t *lens,
                       const uint32_t *ids, const int *offsets, int n, float *out)
 {
-    int E = m->cfg.emb_dim, H = m->cfg.hidden_dim, D = m->cfg.out_dim;
+    int E = m->cfg.emb_dim, H = m->cfg.hidden_dim;
     int block = n < EMBED_BLOCK ? n : EMBED_BLOCK, width = kp_par_threads();
-    size_t nf = (size_t)block * E + (size_t)EMBED_CHUNK * (H + 1);
+    size_t nh = (size_t)EMBED_CHUNK * (H + 1);
+    size_t nf = (size_t)block * E + (width > 1 ? 2 : 1) * nh;
     size_t nid = texts ? (size_t)block * KP_FEAT_MAX_IDS : 0;
     void *scratch =
         malloc(nf * sizeof(float) + nid * sizeof(uint32_t) + (size_t)(block + 2) * sizeof(int));
     if (!scratch) return -1;
-    float *bag = scratch, *h = bag + (size_t)block * E, *norm = h + (size_t)EMBED_CHUNK * H;
+    float *bag = scratch, *h = bag + (size_t)block * E;
     uint32_t *idbuf = (uint32_t *)(bag + nf);
     int *off = (int *)(idbuf + nid);
-    const tower_params *tp = &m->tw[tower_slot(m, t)];
     for (int b0 = 0; b0 < n; b0 += block) {
         int nb = n - b0 < block ? n - b0 : block;
-        bag_job j = {m, tp->emb, texts, lens, ids, offsets, b0, idbuf, off, bag};
-        kp_parallel_for(nb >= EMBED_SPLIT_MIN ? width : 1, nb, bag_range, &j);
-        for (int c0 = 0; c0 < nb; c0 += EMBED_CHUNK) {
-            int nc = nb - c0 < EMBED_CHUNK ? nb - c0 : EMBED_CHUNK;
-            tower_dense(m, tp, bag + (size_t)c0 * E, nc, h, out + (size_t)(b0 + c0) * D, norm);
-        }
+        bag_job j = {
+            m,   &m->tw[tower_slot(m, t)],    texts, lens, ids, offsets, b0, nb, idbuf, off,
+            bag, {h, width > 1 ? h + nh : h}, out};
+        int nchunks = (nb + EMBED_CHUNK - 1) / EMBED_CHUNK;
+        kp_parallel_for(nb >= EMBED_SPLIT_MIN ? width : 1, nchunks, bag_range, &j);
     }
     free(scratch);
     return 0;
@@ -388,9 +391,11 @@ kp_bienc_acts *kp_bienc_acts_new(const kp_bienc *m, int max_batch)
     a->tw = -1;
     a->ids = malloc(B * KP_FEAT_MAX_IDS * sizeof(uint32_t));
     a->offsets = malloc((B + 1) * sizeof(int));
+    a->loc = malloc((B + 2) * sizeof(int));
+    a->slot = malloc(B * KP_FEAT_MAX_IDS * sizeof(int32_t));
     size_t E = (size_t)a->E, H = (size_t)a->H, D = (size_t)a->D;
     a->buf = malloc(B * (2 * E + 2 * H + 2 * D + 1) * sizeof(float));
-    if (!a->ids || !a->offsets || !a->buf) goto err;
+    if (!a->ids || !a->offsets || !a->loc || !a->slot || !a->buf) goto err;
     a->bag = a->buf;
     a->h = a->bag + B * E;
     a->out = a->h + B * H;
@@ -407,13 +412,77 @@ err:
 void kp_bienc_acts_free(kp_bienc_acts *a)
 {
     if (!a) return;
-    KP_FREE_ALL(a->ids, a->offsets, a->buf, a);
+    KP_FREE_ALL(a->ids, a->offsets, a->loc, a->slot, a->buf, a);
 }
 
-static const float *forward_acts(const kp_bienc *m, kp_tower t, kp_bienc_acts *a, int n)
+/* The training forward of a batch, rows [lo, hi) (a kp_parallel_for range): featurizing (texts:
+ * into the rows' own region of a->ids, rows lo * KP_FEAT_MAX_IDS.., with offsets a->loc + lo + t,
+ * compacted after the fan-out by fwd_compact), bag and dense layers. Each row's results depend
+ * on its own ids only (the GEMMs compute a row the same in any place of the call: test_bienc
+ * checks the split against one thread), so the split gives what one thread does. */
+typedef struct {
+    const kp_bienc *m;
+    const tower_params *tp;
+    kp_bienc_acts *a;
+    const char *const *texts; /* NULL: a->ids and a->offsets hold the batch's ids */
+    const size_t *lens;
+} fwd_job;
+
+static int fwd_range(void *ctx, int t, int lo, int hi)
+{
+    const fwd_job *j = ctx;
+    kp_bienc_acts *a = j->a;
+    int nb = hi - lo, E = a->E;
+    float *bag = a->bag + (size_t)lo * E;
+    if (j->texts) {
+        uint32_t *ids = a->ids + (size_t)lo * KP_FEAT_MAX_IDS;
+        int *loc = a->loc + lo + t;
+        loc[0] = 0;
+        for (int i = 0; i < nb; i++) {
+            const char *s = j->texts[lo + i];
+            size_t len = s ? (j->lens ? j->lens[lo + i] : strlen(s)) : 0;
+            int k = kp_featurize(s, len, j->m->cfg.n_buckets, ids + loc[i], KP_FEAT_MAX_IDS);
+            loc[i + 1] = loc[i] + k;
+        }
+        kp_embbag_forward(bag, j->tp->emb, ids, loc, nb, E);
+    } else {
+        kp_embbag_forward(bag, j->tp->emb, a->ids, a->offsets + lo, nb, E);
+    }
+    tower_dense(j->m, j->tp, bag, nb, a->h + (size_t)lo * a->H, a->out + (size_t)lo * a->D,
+                a->norm + lo);
+    return 0;
+}
+
+/* After a split forward from texts: each range's ids moved down to follow the previous range's,
+ * and a->offsets made absolute. T ranges over n rows, as kp_parallel_for cut them. */
+static void fwd_compact(kp_bienc_acts *a, int n, int T)
+{
+    int pos = 0;
+    a->offsets[0] = 0;
+    for (int t = 0; t < T; t++) {
+        int lo = (int)((long)n * t / T), hi = (int)((long)n * (t + 1) / T);
+        const int *loc = a->loc + lo + t;
+        int cnt = loc[hi - lo];
+        memmove(a->ids + pos, a->ids + (size_t)lo * KP_FEAT_MAX_IDS,
+                (size_t)cnt * sizeof(uint32_t));
+        for (int i = 0; i < hi - lo; i++)
+            a->offsets[lo + i + 1] = pos + loc[i + 1];
+        pos += cnt;
+    }
+}
+
+/* Rows below which the training forward runs on the calling thread. */
+#define TRAIN_SPLIT_MIN 64
+
+static const float *forward_acts(const kp_bienc *m, kp_tower t, kp_bienc_acts *a,
+                                 const char *const *texts, const size_t *lens, int n)
 {
     int slot = tower_slot(m, t);
-    tower_forward(m, &m->tw[slot], a->ids, a->offsets, n, a->bag, a->h, a->out, a->norm);
+    int T = n >= TRAIN_SPLIT_MIN ? kp_par_threads() : 1;
+    if (T > n) T = n;
+    fwd_job j = {m, &m->tw[slot], a, texts, lens};
+    kp_parallel_for(T, n, fwd_range, &j);
+    if (texts) fwd_compact(a, n, T);
     a->n = n;
     a->tw = slot;
     return a->out;
@@ -429,14 +498,7 @@ const float *kp_bienc_forward(const kp_bienc *m, kp_tower t, kp_bienc_acts *a,
 {
     if (a) a->tw = -1; /* a failed forward leaves nothing to backward */
     if (!m || !a || n <= 0 || n > a->cap || !texts || !acts_match(m, a)) return NULL;
-    a->offsets[0] = 0;
-    for (int i = 0; i < n; i++) {
-        const char *s = texts[i];
-        size_t len = s ? (lens ? lens[i] : strlen(s)) : 0;
-        int k = kp_featurize(s, len, m->cfg.n_buckets, a->ids + a->offsets[i], KP_FEAT_MAX_IDS);
-        a->offsets[i + 1] = a->offsets[i] + k;
-    }
-    return forward_acts(m, t, a, n);
+    return forward_acts(m, t, a, texts, lens, n);
 }
 
 const float *kp_bienc_forward_ids(const kp_bienc *m, kp_tower t, kp_bienc_acts *a,
@@ -448,7 +510,7 @@ const float *kp_bienc_forward_ids(const kp_bienc *m, kp_tower t, kp_bienc_acts *
     if (!ids_valid(m, ids, offsets, n)) return NULL;
     memcpy(a->ids, ids, (size_t)offsets[n] * sizeof(uint32_t));
     memcpy(a->offsets, offsets, (size_t)(n + 1) * sizeof(int));
-    return forward_acts(m, t, a, n);
+    return forward_acts(m, t, a, NULL, NULL, n);
 }
 
 int kp_bienc_backward(const kp_bienc *m, kp_bienc_acts *a, const float *dout, kp_bienc_grads *g)
@@ -464,13 +526,15 @@ int kp_bienc_backward(const kp_bienc *m, kp_bienc_acts *a, const float *dout, kp
     memset(a->dh, 0, (size_t)B * H * sizeof(float));
     memset(a->dbag, 0, (size_t)B * E * sizeof(float));
     kp_l2norm_backward(a->dz, dout, a->out, a->norm, B, D);
-    kp_linear_backward(a->dh, dW2, db2, a->dz, a->h, tp->W2, B, H, D);
+    int width = kp_par_threads();
+    kp_linear_backward_split(a->dh, dW2, db2, a->dz, a->h, tp->W2, B, H, D, width);
     /* tanh backward in place on dh: dpre = dh * (1 - h^2) */
     size_t nh = (size_t)B * (size_t)H;
     for (size_t i = 0; i < nh; i++)
         a->dh[i] *= 1.0f - a->h[i] * a->h[i];
-    kp_linear_backward(a->dbag, dW1, db1, a->dh, a->bag, tp->W1, B, E, H);
-    return kp_embbag_backward(&g->emb[slot], a->dbag, a->ids, a->offsets, B, E);
+    kp_linear_backward_split(a->dbag, dW1, db1, a->dh, a->bag, tp->W1, B, E, H, width);
+    return kp_embbag_backward_split(&g->emb[slot], a->dbag, a->ids, a->offsets, B, E, a->slot,
+                                    width);
 }
 
 kp_bienc_grads *kp_bienc_grads_new(const kp_bienc *m)
@@ -538,30 +602,101 @@ const kp_rowgrad *kp_bienc_grads_emb(const kp_bienc_grads *g, kp_tower t)
     return &g->emb[grads_slot(g, t)];
 }
 
+/* The norm sums squares over blocks of NORM_BLOCK floats (the dense gradients, then the
+ * embedding rows, tower by tower), the blocks on the split, then the blocks' sums in order: the
+ * result does not depend on the width. */
+#define NORM_BLOCK 8192
+
+typedef struct {
+    const float *span[4];
+    size_t len[4], first[5]; /* span k covers blocks first[k] .. first[k + 1] */
+    int n_span;
+    double *part; /* [blocks] */
+    float scale;
+} norm_job;
+
+static void norm_spans(const kp_bienc_grads *g, norm_job *j)
+{
+    j->n_span = 0;
+    j->first[0] = 0;
+    for (int t = 0; t < g->n_towers; t++) {
+        const kp_rowgrad *r = &g->emb[t];
+        const float *p[2] = {g->dense[t], r->grad};
+        size_t n[2] = {g->n_dense, (size_t)r->n * (size_t)r->dim};
+        for (int q = 0; q < 2; q++) {
+            int k = j->n_span++;
+            j->span[k] = p[q], j->len[k] = n[q];
+            j->first[k + 1] = j->first[k] + (n[q] + NORM_BLOCK - 1) / NORM_BLOCK;
+        }
+    }
+}
+
+static double block_sumsq(const norm_job *j, size_t blk)
+{
+    int k = 0;
+    while (blk >= j->first[k + 1])
+        k++;
+    size_t lo = (blk - j->first[k]) * NORM_BLOCK, hi = lo + NORM_BLOCK;
+    if (hi > j->len[k]) hi = j->len[k];
+    double ss = 0.0;
+    for (size_t i = lo; i < hi; i++)
+        ss += (double)j->span[k][i] * j->span[k][i];
+    return ss;
+}
+
+static int norm_range(void *ctx, int t, int lo, int hi)
+{
+    (void)t;
+    norm_job *j = ctx;
+    for (int b = lo; b < hi; b++)
+        j->part[b] = block_sumsq(j, (size_t)b);
+    return 0;
+}
+
 double kp_bienc_grads_norm(const kp_bienc_grads *g)
 {
+    norm_job j;
+    norm_spans(g, &j);
+    size_t nb = j.first[j.n_span];
     double ss = 0.0;
-    for (int t = 0; t < g->n_towers; t++) {
-        for (size_t i = 0; i < g->n_dense; i++)
-            ss += (double)g->dense[t][i] * g->dense[t][i];
-        const kp_rowgrad *r = &g->emb[t];
-        size_t n = (size_t)r->n * (size_t)r->dim;
-        for (size_t i = 0; i < n; i++)
-            ss += (double)r->grad[i] * r->grad[i];
+    j.part = nb > 1 && nb <= INT32_MAX ? malloc(nb * sizeof(double)) : NULL;
+    if (!j.part) { /* the same sums, in the same order, on this thread */
+        for (size_t b = 0; b < nb; b++)
+            ss += block_sumsq(&j, b);
+        return sqrt(ss);
     }
+    kp_parallel_for(nb >= 16 ? kp_par_threads() : 1, (int)nb, norm_range, &j);
+    for (size_t b = 0; b < nb; b++)
+        ss += j.part[b];
+    free(j.part);
     return sqrt(ss);
+}
+
+static int scale_range(void *ctx, int t, int lo, int hi)
+{
+    (void)t;
+    const norm_job *j = ctx;
+    for (int b = lo; b < hi; b++) {
+        int k = 0;
+        while ((size_t)b >= j->first[k + 1])
+            k++;
+        size_t s0 = ((size_t)b - j->first[k]) * NORM_BLOCK, s1 = s0 + NORM_BLOCK;
+        if (s1 > j->len[k]) s1 = j->len[k];
+        float *x = (float *)j->span[k];
+        for (size_t i = s0; i < s1; i++)
+            x[i] *= j->scale;
+    }
+    return 0;
 }
 
 void kp_bienc_grads_scale(kp_bienc_grads *g, float s)
 {
-    for (int t = 0; t < g->n_towers; t++) {
-        for (size_t i = 0; i < g->n_dense; i++)
-            g->dense[t][i] *= s;
-        kp_rowgrad *r = &g->emb[t];
-        size_t n = (size_t)r->n * (size_t)r->dim;
-        for (size_t i = 0; i < n; i++)
-            r->grad[i] *= s;
-    }
+    norm_job j;
+    norm_spans(g, &j);
+    j.scale = s;
+    size_t nb = j.first[j.n_span];
+    if (nb > INT32_MAX) nb = INT32_MAX;
+    kp_parallel_for(nb >= 16 ? kp_par_threads() : 1, (int)nb, scale_range, &j);
 }
 
 kp_bienc_opt *kp_bienc_opt_new(const kp_bienc *m, const kp_adam_hp *hp_dense,
@@ -576,8 +711,8 @@ kp_bienc_opt *kp_bienc_opt_new(const kp_bienc *m, const kp_adam_hp *hp_dense,
     for (int t = 0; t < o->n_towers; t++) {
         o->m_dense[t] = calloc(m->n_dense, sizeof(float));
         o->v_dense[t] = calloc(m->n_dense, sizeof(float));
-        o->m_emb[t] = calloc(m->n_emb, sizeof(float));
-        o->v_emb[t] = calloc(m->n_emb, sizeof(float));
+        o->m_emb[t] = kp_big_alloc(m->n_emb * sizeof(float));
+        o->v_emb[t] = kp_big_alloc(m->n_emb * sizeof(float));
         o->row_t[t] = calloc(m->cfg.n_buckets, sizeof(uint32_t));
         if (!o->m_dense[t] || !o->v_dense[t] || !o->m_emb[t] || !o->v_emb[t] || !o->row_t[t])
             goto err;
@@ -592,7 +727,9 @@ void kp_bienc_opt_free(kp_bienc_opt *o)
 {
     if (!o) return;
     for (int t = 0; t < 2; t++) {
-        KP_FREE_ALL(o->m_dense[t], o->v_dense[t], o->m_emb[t], o->v_emb[t], o->row_t[t]);
+        kp_big_free(o->m_emb[t]);
+        kp_big_free(o->v_emb[t]);
+        KP_FREE_ALL(o->m_dense[t], o->v_dense[t], o->row_t[t]);
     }
     free(o);
 }
@@ -621,8 +758,8 @@ uint64_t kp_bienc_opt_step(kp_bienc *m, kp_bienc_opt *o, const kp_bienc_grads *g
     for (int t = 0; t < o->n_towers && t < m->n_towers && t < g->n_towers; t++) {
         kp_adamw_update(m->tw[t].dense, g->dense[t], o->m_dense[t], o->v_dense[t], m->n_dense,
                         &o->hp_dense, o->t);
-        kp_lazy_adamw_update(m->tw[t].emb, o->m_emb[t], o->v_emb[t], o->row_t[t], &g->emb[t],
-                             &o->hp_emb);
+        kp_lazy_adamw_update_split(m->tw[t].emb, o->m_emb[t], o->v_emb[t], o->row_t[t], &g->emb[t],
+                                   &o->hp_emb, kp_par_threads());
     }
     return o->t;
 }

@@ -146,8 +146,8 @@ double kp_bienc_grads_norm(const kp_bienc_grads *g);
 void kp_bienc_grads_scale(kp_bienc_grads *g, float s);
 
 /* Adam state: AdamW (hp_dense) for W1..B2, lazy row-sparse AdamW (hp_emb) for embedding rows with
- * a per-row step counter. The moment tables are calloc'ed (pages are only touched on use).
- * NULL on OOM. */
+ * a per-row step counter. The moment tables come from kp_big_alloc (zeroed, pages taken on first
+ * use, huge pages). NULL on OOM. */
 kp_bienc_opt *kp_bienc_opt_new(const kp_bienc *m, const kp_adam_hp *hp_dense,
                                const kp_adam_hp *hp_emb);
 void kp_bienc_opt_free(kp_bienc_opt *o); /* accepts NULL */

@@ -10,13 +10,14 @@ void kp_blas_set_threads(int n);
 int kp_blas_threads(void);
 
 /* The model's own two-way split, separate from the BLAS threads: with width 2, a call with enough
- * independent rows (the featurizing + embedding-bag gathers of an embedding batch, the queries of
- * kp_index_topk when BLAS is single-threaded) runs them in two halves on two threads
- * (kp_parallel_for). Each half computes what the whole would for its rows: the embeddings are the
- * same bit for bit by construction (the dense layers run in the same row chunks); the top-k
- * halves tile their queries differently, so they are the same as long as sgemm computes an
- * element the same whatever its row's place in the call (OpenBLAS 0.3.21 does; test_fanout checks
- * it). n: 1 or 2 (n >= 2 is 2; n <= 0 leaves it); process-wide, atomic; default 1. */
+ * independent rows runs them in two halves on two threads (kp_parallel_for): an embedding batch's
+ * chunks (featurizing, bags, dense layers), the queries of kp_index_topk when BLAS is
+ * single-threaded, and the pieces of a training step (model/train_step.h). Each half computes
+ * what the whole would for its rows: the embeddings and the trained parameters are the same bit
+ * for bit (test_embed_fanout, test_step_split_is_bit_identical); the top-k halves tile their
+ * queries differently, so they are the same as long as sgemm computes an element the same
+ * whatever its row's place in the call (OpenBLAS 0.3.21 does; test_fanout checks it). n: 1 or 2
+ * (n >= 2 is 2; n <= 0 leaves it); process-wide, atomic; default 1. */
 void kp_par_set_threads(int n);
 
 /* The width in use (1 or 2). */

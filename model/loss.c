@@ -5,6 +5,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "common/util.h"
+
 /* ---- score matrix ---------------------------------------------------------------------------- */
 
 void kp_scores_forward(float *S, const float *A, const float *K, int R, int C, int D)
@@ -41,6 +43,32 @@ void kp_scores_backward(float *dA, float *dK, const float *dS, const float *A, c
     if (dK)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, D, R, 1.0f, dS, C, A, D, 1.0f, dK,
                     D);
+}
+
+typedef struct {
+    float *dA, *dK;
+    const float *dS, *A, *K;
+    int R, C, D;
+} scores_bwd_job;
+
+static int scores_bwd_task(void *ctx, int t, int lo, int hi)
+{
+    (void)lo, (void)hi;
+    const scores_bwd_job *j = ctx;
+    kp_scores_backward(t == 0 ? j->dA : NULL, t == 0 ? NULL : j->dK, j->dS, j->A, j->K, j->R, j->C,
+                       j->D);
+    return 0;
+}
+
+void kp_scores_backward_split(float *dA, float *dK, const float *dS, const float *A, const float *K,
+                              int R, int C, int D, int width)
+{
+    if (width < 2 || !dA || !dK) {
+        kp_scores_backward(dA, dK, dS, A, K, R, C, D);
+        return;
+    }
+    scores_bwd_job j = {dA, dK, dS, A, K, R, C, D};
+    kp_parallel_for(2, 2, scores_bwd_task, &j);
 }
 
 void kp_scores_backward_ref(float *dA, float *dK, const float *dS, const float *A, const float *K,
@@ -97,33 +125,47 @@ static int masked(const unsigned char *mask, const int *pos, int r, int C, int c
     return mask && c != pos[r] && mask[(size_t)r * C + c];
 }
 
+/* Row r of the softmax into P; returns its cross-entropy. */
+static double softmax_row(float *P, const float *S, const int *pos, const unsigned char *mask,
+                          int r, int C, float tau)
+{
+    const float *s = S + (size_t)r * C;
+    float *p = P + (size_t)r * C;
+    float mx = -INFINITY;
+    for (int c = 0; c < C; c++)
+        if (!masked(mask, pos, r, C, c) && s[c] / tau > mx) mx = s[c] / tau;
+    double z = 0.0;
+    for (int c = 0; c < C; c++) {
+        if (masked(mask, pos, r, C, c)) {
+            p[c] = 0.0f;
+            continue;
+        }
+        double e = exp((double)(s[c] / tau - mx));
+        p[c] = (float)e;
+        z += e;
+    }
+    for (int c = 0; c < C; c++)
+        p[c] = (float)(p[c] / z);
+    /* -log p[pos] = log z - (s_pos/tau - mx), computed without the rounding of p */
+    return log(z) - ((double)(s[pos[r]] / tau) - mx);
+}
+
 float kp_loss_softmax_forward(float *P, const float *S, const int *pos, const unsigned char *mask,
                               int R, int C, float tau)
 {
     if (R <= 0 || C <= 0) return 0.0f;
     double loss = 0.0;
-    for (int r = 0; r < R; r++) {
-        const float *s = S + (size_t)r * C;
-        float *p = P + (size_t)r * C;
-        float mx = -INFINITY;
-        for (int c = 0; c < C; c++)
-            if (!masked(mask, pos, r, C, c) && s[c] / tau > mx) mx = s[c] / tau;
-        double z = 0.0;
-        for (int c = 0; c < C; c++) {
-            if (masked(mask, pos, r, C, c)) {
-                p[c] = 0.0f;
-                continue;
-            }
-            double e = exp((double)(s[c] / tau - mx));
-            p[c] = (float)e;
-            z += e;
-        }
-        for (int c = 0; c < C; c++)
-            p[c] = (float)(p[c] / z);
-        /* -log p[pos] = log z - (s_pos/tau - mx), computed without the rounding of p */
-        loss += log(z) - ((double)(s[pos[r]] / tau) - mx);
-    }
+    for (int r = 0; r < R; r++)
+        loss += softmax_row(P, S, pos, mask, r, C, tau);
     return (float)(loss / R);
+}
+
+void kp_loss_softmax_forward_rows(float *P, const float *S, const int *pos,
+                                  const unsigned char *mask, int r0, int r1, int C, float tau,
+                                  double *row_loss)
+{
+    for (int r = r0; r < r1 && C > 0; r++)
+        row_loss[r] = softmax_row(P, S, pos, mask, r, C, tau);
 }
 
 void kp_loss_softmax_backward(float *dS, const float *P, const int *pos, const unsigned char *mask,

@@ -25,6 +25,10 @@ void kp_scores_backward(float *dA, float *dK, const float *dS, const float *A, c
                         int R, int C, int D);
 void kp_scores_backward_ref(float *dA, float *dK, const float *dS, const float *A, const float *K,
                             int R, int C, int D);
+/* kp_scores_backward with its two products (dA, dK) on two threads when width >= 2: the same
+ * calls, so the same results bit for bit. */
+void kp_scores_backward_split(float *dA, float *dK, const float *dS, const float *A, const float *K,
+                              int R, int C, int D, int width);
 
 /* ---- gathered pair scores --------------------------------------------------------------------
  * s[p] = <A[ia[p],:], K[ik[p],:]> for p < n; A, K have D columns; indices are trusted. */
@@ -41,6 +45,12 @@ void kp_pairdot_backward(float *dA, float *dK, const float *ds, const float *A, 
  * and returns the mean cross-entropy over the R rows. tau > 0. */
 float kp_loss_softmax_forward(float *P, const float *S, const int *pos, const unsigned char *mask,
                               int R, int C, float tau);
+/* Rows [r0, r1) of the same (S, P, pos, mask as for all R rows): writes their P rows and their
+ * cross-entropies into row_loss[r0 .. r1). kp_loss_softmax_forward is (float)(the sum of
+ * row_loss[0 .. R) in order / R), so rows computed apart and summed in order give its result. */
+void kp_loss_softmax_forward_rows(float *P, const float *S, const int *pos,
+                                  const unsigned char *mask, int r0, int r1, int C, float tau,
+                                  double *row_loss);
 /* dS[r,c] += w * (P[r,c] - [c == pos[r]]) / (tau * R)  (masked entries untouched). */
 void kp_loss_softmax_backward(float *dS, const float *P, const int *pos, const unsigned char *mask,
                               int R, int C, float tau, float w);

@@ -146,6 +146,57 @@ int kp_embbag_backward(kp_rowgrad *dtable, const float *dout, const uint32_t *id
     return 0;
 }
 
+/* Below this many rows the fan-outs run on the calling thread: starting a thread costs more. */
+#define SPLIT_MIN_ROWS 256
+
+typedef struct {
+    kp_rowgrad *g;
+    const float *dout;
+    const uint32_t *ids;
+    const int *offsets;
+    const int32_t *slots;
+    int B, E;
+} bag_bwd_job;
+
+/* Adds the examples' terms into slots [lo, hi) only, examples in order. */
+static int bag_bwd_range(void *ctx, int t, int lo, int hi)
+{
+    (void)t;
+    const bag_bwd_job *j = ctx;
+    int E = j->E, base = j->offsets[0];
+    for (int b = 0; b < j->B; b++) {
+        int n = j->offsets[b + 1] - j->offsets[b];
+        if (n <= 0) continue;
+        float inv = 1.0f / (float)n;
+        const float *d = j->dout + (size_t)b * E;
+        for (int i = j->offsets[b]; i < j->offsets[b + 1]; i++) {
+            int32_t s = j->slots[i - base];
+            if (s < lo || s >= hi) continue;
+            float *g = j->g->grad + (size_t)s * E;
+            for (int e = 0; e < E; e++)
+                g[e] += d[e] * inv;
+        }
+    }
+    return 0;
+}
+
+int kp_embbag_backward_split(kp_rowgrad *dtable, const float *dout, const uint32_t *ids,
+                             const int *offsets, int B, int E, int32_t *slots, int width)
+{
+    if (width <= 1 || offsets[B] - offsets[0] < SPLIT_MIN_ROWS)
+        return kp_embbag_backward(dtable, dout, ids, offsets, B, E);
+    int base = offsets[0];
+    for (int b = 0; b < B; b++) {
+        if (offsets[b + 1] <= offsets[b]) continue;
+        for (int i = offsets[b]; i < offsets[b + 1]; i++) {
+            if (!kp_rowgrad_row(dtable, ids[i])) return -1;
+            slots[i - base] = dtable->slot[ids[i]];
+        }
+    }
+    bag_bwd_job j = {dtable, dout, ids, offsets, slots, B, E};
+    return kp_parallel_for(width, dtable->n, bag_bwd_range, &j);
+}
+
 /* ---- linear ---------------------------------------------------------------------------------- */
 
 void kp_linear_forward(float *out, const float *inp, const float *W, const float *bias, int B,
@@ -196,6 +247,34 @@ void kp_linear_backward(float *dinp, float *dW, float *dbias, const float *dout,
         for (int b = 0; b < B; b++)
             for (int o = 0; o < OC; o++)
                 dbias[o] += dout[(size_t)b * OC + o];
+}
+
+typedef struct {
+    float *dinp, *dW, *dbias;
+    const float *dout, *inp, *W;
+    int B, C, OC;
+} linear_bwd_job;
+
+static int linear_bwd_task(void *ctx, int t, int lo, int hi)
+{
+    (void)lo, (void)hi;
+    const linear_bwd_job *j = ctx;
+    if (t == 0)
+        kp_linear_backward(j->dinp, NULL, NULL, j->dout, j->inp, j->W, j->B, j->C, j->OC);
+    else
+        kp_linear_backward(NULL, j->dW, j->dbias, j->dout, j->inp, j->W, j->B, j->C, j->OC);
+    return 0;
+}
+
+void kp_linear_backward_split(float *dinp, float *dW, float *dbias, const float *dout,
+                              const float *inp, const float *W, int B, int C, int OC, int width)
+{
+    if (width < 2 || !dinp || B < 64) {
+        kp_linear_backward(dinp, dW, dbias, dout, inp, W, B, C, OC);
+        return;
+    }
+    linear_bwd_job j = {dinp, dW, dbias, dout, inp, W, B, C, OC};
+    kp_parallel_for(2, 2, linear_bwd_task, &j);
 }
 
 /* y[i] += g * x[i], i < n (the reference loops; no BLAS, so no reordering). */
@@ -563,4 +642,31 @@ void kp_lazy_adamw_update(float *table, float *m, float *v, uint32_t *row_t, con
         size_t off = (size_t)r * E;
         adamw_span(table + off, g->grad + (size_t)i * E, m + off, v + off, E, hp, row_t[r]);
     }
+}
+
+typedef struct {
+    float *table, *m, *v;
+    uint32_t *row_t;
+    const kp_rowgrad *g;
+    const kp_adam_hp *hp;
+} lazy_job;
+
+/* Rows [lo, hi) of the job's gradient, as a gradient of their own. */
+static int lazy_range(void *ctx, int t, int lo, int hi)
+{
+    (void)t;
+    const lazy_job *j = ctx;
+    kp_rowgrad part = *j->g;
+    part.rows = j->g->rows + lo;
+    part.grad = j->g->grad + (size_t)lo * (size_t)j->g->dim;
+    part.n = hi - lo;
+    kp_lazy_adamw_update(j->table, j->m, j->v, j->row_t, &part, j->hp);
+    return 0;
+}
+
+void kp_lazy_adamw_update_split(float *table, float *m, float *v, uint32_t *row_t,
+                                const kp_rowgrad *g, const kp_adam_hp *hp, int width)
+{
+    lazy_job j = {table, m, v, row_t, g, hp};
+    kp_parallel_for(g->n < SPLIT_MIN_ROWS ? 1 : width, g->n, lazy_range, &j);
 }

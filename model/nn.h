@@ -50,6 +50,12 @@ void kp_embbag_forward_ref(float *out, const float *table, const uint32_t *ids, 
  * Returns 0, -1 on OOM (gradient partially accumulated). */
 int kp_embbag_backward(kp_rowgrad *dtable, const float *dout, const uint32_t *ids,
                        const int *offsets, int B, int E);
+/* The same on `width` threads (1 or 2), bit for bit: first the rows' gradient slots are taken in
+ * order on the calling thread (slots [offsets[B] - offsets[0]] receives them), then each thread
+ * adds into its own range of slots, visiting the examples in order, so every row sums the same
+ * terms in the same order as kp_embbag_backward. Returns as kp_embbag_backward. */
+int kp_embbag_backward_split(kp_rowgrad *dtable, const float *dout, const uint32_t *ids,
+                             const int *offsets, int B, int E, int32_t *slots, int width);
 
 /* ---- linear ----------------------------------------------------------------------------------
  * out [B x OC] = inp [B x C] @ W^T + bias;  W [OC x C], bias [OC] or NULL. */
@@ -63,6 +69,10 @@ void kp_linear_backward(float *dinp, float *dW, float *dbias, const float *dout,
                         const float *W, int B, int C, int OC);
 void kp_linear_backward_ref(float *dinp, float *dW, float *dbias, const float *dout,
                             const float *inp, const float *W, int B, int C, int OC);
+/* kp_linear_backward with dinp on one thread and dW, dbias on another when width >= 2 and B >= 64
+ * (below, one thread): the same calls, so the same results bit for bit. */
+void kp_linear_backward_split(float *dinp, float *dW, float *dbias, const float *dout,
+                              const float *inp, const float *W, int B, int C, int OC, int width);
 
 /* ---- tanh ------------------------------------------------------------------------------------
  * out[i] = tanh(inp[i]) for N elements (in-place ok). Backward uses the output:
@@ -114,5 +124,9 @@ void kp_adamw_update_ref(float *p, const float *g, float *m, float *v, size_t n,
  * [g->n_rows x g->dim]. Rows are visited in first-touch order (deterministic). */
 void kp_lazy_adamw_update(float *table, float *m, float *v, uint32_t *row_t, const kp_rowgrad *g,
                           const kp_adam_hp *hp);
+/* The same with g's rows split over `width` threads: the rows are independent, so the result is
+ * the same bit for bit whatever the width. */
+void kp_lazy_adamw_update_split(float *table, float *m, float *v, uint32_t *row_t,
+                                const kp_rowgrad *g, const kp_adam_hp *hp, int width);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/blas.h"
 #include "model/index.h"
 #include "model/loss.h"
 #include "common/util.h"
@@ -116,6 +117,7 @@ struct kp_trainer {
     float *S, *P, *dS;        /* [max_items x max_keys] */
     float *s, *ds, *off, *doff, *lab; /* [max_pairs] */
     int *ia, *ik;                     /* [max_pairs] gathered pair indices */
+    double *row_loss;                 /* [max_items] the softmax rows' cross-entropies */
     /* learnt scalars of the BCE (bias, position offsets) with their own Adam state */
     float sc[N_SCALARS], sc_g[N_SCALARS], sc_m[N_SCALARS], sc_v[N_SCALARS];
     uint64_t sc_t;
@@ -148,6 +150,7 @@ kp_trainer *kp_trainer_new(kp_bienc *m, const kp_train_config *c, int max_items,
     t->buf = malloc(n * sizeof(float));
     t->ia = malloc((Pn + 1) * sizeof(int));
     t->ik = malloc((Pn + 1) * sizeof(int));
+    t->row_loss = malloc(I * sizeof(double));
     t->ai = kp_bienc_acts_new(m, max_items);
     t->ak = kp_bienc_acts_new(m, max_keys);
     t->g = kp_bienc_grads_new(m);
@@ -158,7 +161,7 @@ kp_trainer *kp_trainer_new(kp_bienc *m, const kp_train_config *c, int max_items,
     kp_adam_hp_default(&he);
     he.lr = c->lr_emb;
     t->o = kp_bienc_opt_new(m, &hd, &he);
-    if (!t->buf || !t->ia || !t->ik || !t->ai || !t->ak || !t->g || !t->o) {
+    if (!t->buf || !t->ia || !t->ik || !t->row_loss || !t->ai || !t->ak || !t->g || !t->o) {
         kp_errf(err, errlen, "trainer: out of memory");
         goto err;
     }
@@ -194,7 +197,7 @@ void kp_trainer_free(kp_trainer *t)
     kp_bienc_acts_free(t->ak);
     kp_bienc_grads_free(t->g);
     kp_bienc_opt_free(t->o);
-    KP_FREE_ALL(t->buf, t->ia, t->ik, t);
+    KP_FREE_ALL(t->buf, t->ia, t->ik, t->row_loss, t);
 }
 
 long kp_trainer_steps(const kp_trainer *t)
@@ -293,6 +296,28 @@ static float distill_loss(const kp_train_config *c, const float *s, const float 
     return l;
 }
 
+/* The in-batch softmax's scores and row softmaxes, rows [lo, hi) (a kp_parallel_for range):
+ * a row's scores and softmax depend on that row only, and the loss is summed in row order after
+ * the fan-out, so the split gives what one thread does. */
+typedef struct {
+    kp_trainer *t;
+    const kp_train_batch *b;
+    const float *K;
+    int p;
+} soft_job;
+
+static int soft_range(void *ctx, int th, int lo, int hi)
+{
+    (void)th;
+    const soft_job *j = ctx;
+    kp_trainer *t = j->t;
+    int nK = j->b->n_keys;
+    kp_scores_forward(t->S + (size_t)lo * nK, t->as + (size_t)lo * j->p, j->K, hi - lo, nK, j->p);
+    kp_loss_softmax_forward_rows(t->P, t->S, j->b->soft_key, j->b->soft_mask, lo, hi, nK, t->c.tau,
+                                 t->row_loss);
+    return 0;
+}
+
 /* *term += wz * l and L->total += wz * w * l (a loss term l of weight w, at prefix weight wz). */
 static void add_term(kp_train_losses *L, double *term, float wz, float w, float l)
 {
@@ -312,13 +337,18 @@ static void terms_at(kp_trainer *t, const kp_train_batch *b, const float *A, con
         for (int r = 0; r < R; r++)
             memcpy(t->as + (size_t)r * p, A + (size_t)b->soft_item[r] * p,
                    (size_t)p * sizeof(float));
-        kp_scores_forward(t->S, t->as, K, R, nK, p);
-        float l = kp_loss_softmax_forward(t->P, t->S, b->soft_key, b->soft_mask, R, nK, c->tau);
+        int width = R >= 32 ? kp_par_threads() : 1;
+        soft_job sj = {t, b, K, p};
+        kp_parallel_for(width, R, soft_range, &sj);
+        double sum = 0.0;
+        for (int r = 0; r < R; r++)
+            sum += t->row_loss[r];
+        float l = (float)(sum / R); /* = kp_loss_softmax_forward's */
         memset(t->dS, 0, (size_t)R * nK * sizeof(float));
         kp_loss_softmax_backward(t->dS, t->P, b->soft_key, b->soft_mask, R, nK, c->tau,
                                  wz * c->w_softmax);
         memset(t->das, 0, (size_t)R * p * sizeof(float));
-        kp_scores_backward(t->das, dK, t->dS, t->as, K, R, nK, p);
+        kp_scores_backward_split(t->das, dK, t->dS, t->as, K, R, nK, p, width);
         for (int r = 0; r < R; r++) {
             float *da = dA + (size_t)b->soft_item[r] * p;
             const float *g = t->das + (size_t)r * p;

@@ -21,8 +21,10 @@
  * Optimiser: AdamW (dense) + lazy AdamW (embedding rows), global-norm gradient clipping, learning
  * rate warmup then constant / linear / cosine decay to min_lr_frac * lr.
  *
- * Determinism: everything is sequential and seeded by cfg.seed; with one BLAS thread the same
- * inputs give bit-identical parameters.
+ * Determinism: seeded by cfg.seed; with one BLAS thread the same inputs give bit-identical
+ * parameters, at split width 1 or 2 (kp_par_threads, model/blas.h: at 2 a step runs its rows,
+ * independent products, gradient slots and Adam rows on two threads, each element computed as
+ * one thread computes it; docs/DESIGN.md).
  */
 #ifndef KP_TRAIN_STEP_H
 #define KP_TRAIN_STEP_H

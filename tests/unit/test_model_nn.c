@@ -490,6 +490,57 @@ static void test_adam_fast_vs_ref(void **state)
     assert_memory_equal(v1, v2, sizeof v1);
 }
 
+/* The split embedding-bag backward and lazy AdamW (two threads) against one thread: the same
+ * rows in the same first-touch order, the same gradients, tables and moments bit for bit; the
+ * batch has repeated ids (rows shared by several examples) and empty examples. */
+static void test_split_bag_backward_and_lazy_adam(void **state)
+{
+    (void)state;
+    kp_rng r = th_rng(33);
+    enum { V = 300, E = 24, B = 90, MAXN = 20 };
+    uint32_t ids[B * MAXN];
+    int offsets[B + 1];
+    int32_t slots[B * MAXN];
+    static float dout[B * E], tab[2][V * E], m[2][V * E], v[2][V * E];
+    uint32_t row_t[2][V] = {{0}};
+    th_fill(&r, dout, B * E, 1.0f);
+    th_fill(&r, tab[0], V * E, 1.0f);
+    memcpy(tab[1], tab[0], sizeof tab[0]);
+    memset(m, 0, sizeof m), memset(v, 0, sizeof v);
+    offsets[0] = 0;
+    for (int x = 0; x < B; x++) {
+        int n = x % 7 == 0 ? 0 : (int)kp_rng_below(&r, MAXN) + 1;
+        for (int i = 0; i < n; i++)
+            ids[offsets[x] + i] = (uint32_t)kp_rng_below(&r, i % 3 == 2 ? 5 : V);
+        offsets[x + 1] = offsets[x] + n;
+    }
+    assert_true(offsets[B] >= 256); /* enough ids for the split to run */
+    kp_rowgrad g[2];
+    kp_adam_hp hp;
+    kp_adam_hp_default(&hp);
+    for (int w = 0; w < 2; w++) {
+        assert_int_equal(kp_rowgrad_init(&g[w], V, E), 0);
+        for (int step = 0; step < 3; step++) {
+            kp_rowgrad_zero(&g[w]);
+            if (w == 0)
+                assert_int_equal(kp_embbag_backward(&g[w], dout, ids, offsets, B, E), 0);
+            else
+                assert_int_equal(
+                    kp_embbag_backward_split(&g[w], dout, ids, offsets, B, E, slots, 2), 0);
+            kp_lazy_adamw_update_split(tab[w], m[w], v[w], row_t[w], &g[w], &hp, w + 1);
+        }
+    }
+    assert_int_equal(g[0].n, g[1].n);
+    assert_memory_equal(g[0].rows, g[1].rows, sizeof(uint32_t) * (size_t)g[0].n);
+    assert_memory_equal(g[0].grad, g[1].grad, sizeof(float) * (size_t)g[0].n * E);
+    assert_memory_equal(tab[0], tab[1], sizeof tab[0]);
+    assert_memory_equal(m[0], m[1], sizeof m[0]);
+    assert_memory_equal(v[0], v[1], sizeof v[0]);
+    assert_memory_equal(row_t[0], row_t[1], sizeof row_t[0]);
+    kp_rowgrad_free(&g[0]);
+    kp_rowgrad_free(&g[1]);
+}
+
 TH_MAIN(cmocka_unit_test(test_linear_blas_vs_ref), cmocka_unit_test(test_linear_blas_vs_ref_large),
         cmocka_unit_test(test_linear_grad), cmocka_unit_test(test_tanh_grad),
         cmocka_unit_test(test_tanh_accuracy), cmocka_unit_test(test_l2norm_grad),
@@ -497,4 +548,5 @@ TH_MAIN(cmocka_unit_test(test_linear_blas_vs_ref), cmocka_unit_test(test_linear_
         cmocka_unit_test(test_embbag_grad), cmocka_unit_test(test_rowgrad_growth),
         cmocka_unit_test(test_adam_first_step_and_decay), cmocka_unit_test(test_adam_converges),
         cmocka_unit_test(test_lazy_adam), cmocka_unit_test(test_embbag_fast_vs_ref),
-        cmocka_unit_test(test_adam_fast_vs_ref))
+        cmocka_unit_test(test_adam_fast_vs_ref),
+        cmocka_unit_test(test_split_bag_backward_and_lazy_adam))

@@ -15,8 +15,10 @@
 #include <cmocka.h>
 
 #include "model/bienc.h"
+#include "model/blas.h"
 #include "model/ckpt.h"
 #include "model/featurize.h"
+#include "model/rng.h"
 #include "model/train_step.h"
 #include "testhelp.h"
 
@@ -258,5 +260,71 @@ static void test_step_fits_and_changed_rows(void **state)
     }
 }
 
+/* The model's two-way split (kp_par_threads = 2: the towers' featurizing, bags and dense layers,
+ * the embedding-bag backward, the gradient norm and clipping, the lazy Adam rows) trains the same
+ * parameters bit for bit as one thread, with shared and with separate towers. The batch is big
+ * enough that every fan-out runs split; clip 0.5 makes the clipping scale the gradients. */
+static void test_step_split_is_bit_identical(void **state)
+{
+    (void)state;
+    enum { NI = 150, NK = 320, NS = 150, ND = 600, STEPS = 4 };
+    static char ib[NI][64], kb[NK][32];
+    static const char *it[NI], *ks[NK];
+    for (int i = 0; i < NI; i++) {
+        snprintf(ib[i], sizeof ib[i], "cordless drill %d with %d bits, colour %d", i, i % 17,
+                 i % 5);
+        it[i] = ib[i];
+    }
+    for (int k = 0; k < NK; k++) {
+        snprintf(kb[k], sizeof kb[k], "drill %d bit %d", k % 97, k % 11);
+        ks[k] = kb[k];
+    }
+    static int si[NS], sk[NS], di[ND], dk[ND];
+    static float sl[NS], dt[ND];
+    static unsigned char known[ND];
+    kp_rng r;
+    kp_rng_seed(&r, 5);
+    for (int q = 0; q < NS; q++)
+        si[q] = q % NI, sk[q] = (int)(kp_rng_next(&r) % NK), sl[q] = (float)kp_rng_uniform(&r);
+    for (int q = 0; q < ND; q++) {
+        di[q] = (int)(kp_rng_next(&r) % NI), dk[q] = (int)(kp_rng_next(&r) % NK);
+        dt[q] = (float)kp_rng_uniform(&r), known[q] = q % 3 == 0;
+    }
+    kp_train_batch b = {0};
+    b.n_items = NI, b.items = it, b.n_keys = NK, b.keys = ks;
+    b.n_soft = NS, b.soft_item = si, b.soft_key = sk;
+    b.n_sr = NS, b.sr_item = si, b.sr_key = sk, b.sr_label = sl;
+    b.n_dis = ND, b.dis_item = di, b.dis_key = dk, b.dis_teacher = dt, b.dis_known = known;
+    for (int shared = 1; shared >= 0; shared--) {
+        kp_bienc_config mc;
+        kp_train_config c;
+        kp_train_config_default(&c);
+        c.clip = 0.5f;
+        kp_bienc *m[2];
+        kp_train_losses L[2][STEPS];
+        char err[160];
+        for (int w = 0; w < 2; w++) {
+            m[w] = th_bienc_new(&mc, 1 << 14, 32, 48, 24, shared, 8, 11);
+            kp_trainer *t = kp_trainer_new(m[w], &c, NI, NK, ND, 0, err, sizeof err);
+            assert_non_null(t);
+            kp_par_set_threads(w + 1);
+            for (int s = 0; s < STEPS; s++)
+                assert_int_equal(kp_trainer_step(t, &b, &L[w][s], err, sizeof err), 0);
+            kp_par_set_threads(1);
+            assert_true(kp_trainer_changed_rows(t, KP_TOWER_KEY)->n > 256);
+            kp_trainer_free(t);
+        }
+        for (int s = 0; s < STEPS; s++) {
+            assert_true(L[0][s].total == L[1][s].total);
+            assert_true(L[0][s].grad_norm == L[1][s].grad_norm);
+        }
+        assert_true(L[0][0].grad_norm > c.clip); /* the clipping scaled */
+        assert_true(th_bienc_same_params(m[0], m[1]));
+        kp_bienc_free(m[0]);
+        kp_bienc_free(m[1]);
+    }
+}
+
 TH_MAIN(cmocka_unit_test(test_config), cmocka_unit_test(test_schedule),
-        cmocka_unit_test(test_step_validation), cmocka_unit_test(test_step_fits_and_changed_rows))
+        cmocka_unit_test(test_step_validation), cmocka_unit_test(test_step_fits_and_changed_rows),
+        cmocka_unit_test(test_step_split_is_bit_identical))
