@@ -47,6 +47,10 @@ typedef struct {
     kp_serve_event *fevents;
     int fn;
     int failed; /* overlap: a batch landed FAILED (e.g. in the rebalance callback) */
+    /* overlap: w->msgs is scored and waits for the batch in flight to land; gone[i]: msgs[i]'s
+     * partition was revoked meanwhile (the batch is scored again without it) */
+    int scored, rescore;
+    unsigned char *gone;
 } worker;
 
 /* ---- waiting ---- */
@@ -81,10 +85,23 @@ static void drop_revoked(worker *w, int filling)
 
 /* Keeps the group membership alive while we wait: polls the consumer (paused while a sink is
  * down); anything it hands out is held for the next batch, never dropped. */
+/* Overlap, while the scored batch waits: marks its messages whose partitions were revoked (before
+ * drop_revoked forgets which went), for run_batch_overlap to score the batch again without them.
+ * Written, they would be done twice: their offsets can no longer be stored here, so their next
+ * owner does them again. */
+static void mark_scored_revoked(worker *w)
+{
+    if (!w->scored || !kp_group_revoked_any(w->group)) return;
+    for (int i = 0; i < w->n; i++)
+        if (!w->gone[i] && kp_group_was_revoked(w->group, w->msgs[i]))
+            w->gone[i] = 1, w->rescore = 1;
+}
+
 static void tick(void *opaque)
 {
     worker *w = opaque;
     rd_kafka_message_t *m = kp_group_poll(w->group, 0, NULL);
+    mark_scored_revoked(w);
     drop_revoked(w, 0); /* m itself came after the rebalance */
     if (!m || !kp_serve_batch_hold(w->batch, m)) return;
     /* The hold is full (and consumption now paused): give m back. Its offset is not stored; the
@@ -307,16 +324,36 @@ static void drain_on_revoke(void *ctx)
 static int run_batch_overlap(worker *w)
 {
     char err[512];
-    fill_events(w);
-    if (w->sreg && resolve_schemas(w)) return -1;
-    if (kp_serve_batch_begin(w->batch, w->rec, w->events, w->n, err, sizeof err)) {
-        kp_error("%s", err);
+    for (;;) {
+        fill_events(w);
+        if (w->sreg && resolve_schemas(w)) return -1;
+        if (kp_serve_batch_begin(w->batch, w->rec, w->events, w->n, err, sizeof err)) {
+            kp_error("%s", err);
+            kp_serve_batch_end(w->batch);
+            return -1;
+        }
+        memset(w->gone, 0, (size_t)w->n);
+        w->scored = 1, w->rescore = 0;
+        int wf = wait_flight(w);
+        w->scored = 0;
+        if (wf) {
+            kp_serve_batch_end(w->batch);
+            return -1;
+        }
+        if (!w->rescore) break;
+        /* a rebalance took some of its partitions while it waited: score the rest again */
         kp_serve_batch_end(w->batch);
-        return -1;
-    }
-    if (wait_flight(w)) {
-        kp_serve_batch_end(w->batch);
-        return -1;
+        int kept = 0, dropped = 0;
+        for (int i = 0; i < w->n; i++)
+            if (w->gone[i])
+                rd_kafka_message_destroy(w->msgs[i]), dropped++;
+            else
+                w->msgs[kept++] = w->msgs[i];
+        w->n = kept;
+        kp_info("worker: %d scored message(s) of revoked partitions dropped before writing "
+                "(consumed again by their next owner); %d scored again",
+                dropped, kept);
+        if (!w->n) return 0;
     }
     kp_serve_slot *s = kp_serve_batch_detach(w->batch);
     /* the batch's messages and events go with it: swap the two sets */
@@ -506,8 +543,9 @@ static int open_io(worker *w)
     w->events = calloc((size_t)c->batch_size, sizeof *w->events);
     w->fmsgs = calloc((size_t)c->batch_size, sizeof *w->fmsgs);
     w->fevents = calloc((size_t)c->batch_size, sizeof *w->fevents);
-    if (!w->msgs || !w->events || !w->fmsgs || !w->fevents || !(w->cache = kp_cache_new(c)) ||
-        !(w->batch = kp_serve_batch_new(c, w->codec, &sinks))) {
+    w->gone = calloc((size_t)c->batch_size, 1);
+    if (!w->msgs || !w->events || !w->fmsgs || !w->fevents || !w->gone ||
+        !(w->cache = kp_cache_new(c)) || !(w->batch = kp_serve_batch_new(c, w->codec, &sinks))) {
         kp_error("worker: out of memory");
         return 1;
     }
@@ -564,6 +602,7 @@ static int close_all(worker *w, int rc)
     free(w->events);
     free(w->fmsgs);
     free(w->fevents);
+    free(w->gone);
     return rc;
 }
 
