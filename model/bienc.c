@@ -258,6 +258,20 @@ static int ids_valid(const kp_bienc *m, const uint32_t *ids, const int *offsets,
     return 1;
 }
 
+/* Texts r0 .. r0 + nb - 1 (a NULL text is empty; lens NULL: NUL-terminated) featurized into
+ * ids, one after another, with off[0..nb] their offsets (off[0] = 0; ids has room for
+ * nb * KP_FEAT_MAX_IDS). */
+static void featurize_rows(const kp_bienc *m, const char *const *texts, const size_t *lens, int r0,
+                           int nb, uint32_t *ids, int *off)
+{
+    off[0] = 0;
+    for (int i = 0; i < nb; i++) {
+        const char *s = texts[r0 + i];
+        size_t len = s ? (lens ? lens[r0 + i] : strlen(s)) : 0;
+        off[i + 1] = off[i] + kp_featurize(s, len, m->cfg.n_buckets, ids + off[i], KP_FEAT_MAX_IDS);
+    }
+}
+
 /* Inference runs in blocks of EMBED_BLOCK rows, each cut in chunks of EMBED_CHUNK rows: the
  * featurizing, the embedding bag (the gathers from the table: most of the time) and the dense
  * layers of a chunk. With split width 2 (kp_par_threads, model/blas.h) and a block of
@@ -300,13 +314,7 @@ static int bag_range(void *ctx, int t, int clo, int chi)
         kp_embbag_forward(bag, j->tp->emb, j->ids + j->offsets[r0], off, nb, E);
     } else {
         uint32_t *idbuf = j->idbuf + (size_t)lo * KP_FEAT_MAX_IDS;
-        off[0] = 0;
-        for (int i = 0; i < nb; i++) {
-            const char *s = j->texts[r0 + i];
-            size_t len = s ? (j->lens ? j->lens[r0 + i] : strlen(s)) : 0;
-            int k = kp_featurize(s, len, j->m->cfg.n_buckets, idbuf + off[i], KP_FEAT_MAX_IDS);
-            off[i + 1] = off[i] + k;
-        }
+        featurize_rows(j->m, j->texts, j->lens, r0, nb, idbuf, off);
         kp_embbag_forward(bag, j->tp->emb, idbuf, off, nb, E);
     }
     float *h = j->h[t], *norm = h + (size_t)EMBED_CHUNK * H;
@@ -437,13 +445,7 @@ static int fwd_range(void *ctx, int t, int lo, int hi)
     if (j->texts) {
         uint32_t *ids = a->ids + (size_t)lo * KP_FEAT_MAX_IDS;
         int *loc = a->loc + lo + t;
-        loc[0] = 0;
-        for (int i = 0; i < nb; i++) {
-            const char *s = j->texts[lo + i];
-            size_t len = s ? (j->lens ? j->lens[lo + i] : strlen(s)) : 0;
-            int k = kp_featurize(s, len, j->m->cfg.n_buckets, ids + loc[i], KP_FEAT_MAX_IDS);
-            loc[i + 1] = loc[i] + k;
-        }
+        featurize_rows(j->m, j->texts, j->lens, lo, nb, ids, loc);
         kp_embbag_forward(bag, j->tp->emb, ids, loc, nb, E);
     } else {
         kp_embbag_forward(bag, j->tp->emb, a->ids, a->offsets + lo, nb, E);
