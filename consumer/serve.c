@@ -83,8 +83,6 @@ static void drop_revoked(worker *w, int filling)
     kp_group_forget_revoked(w->group);
 }
 
-/* Keeps the group membership alive while we wait: polls the consumer (paused while a sink is
- * down); anything it hands out is held for the next batch, never dropped. */
 /* Overlap, while the scored batch waits: marks its messages whose partitions were revoked (before
  * drop_revoked forgets which went), for run_batch_overlap to score the batch again without them.
  * Written, they would be done twice: their offsets can no longer be stored here, so their next
@@ -97,6 +95,8 @@ static void mark_scored_revoked(worker *w)
             w->gone[i] = 1, w->rescore = 1;
 }
 
+/* Keeps the group membership alive while we wait: polls the consumer (paused while a sink is
+ * down); anything it hands out is held for the next batch, never dropped. */
 static void tick(void *opaque)
 {
     worker *w = opaque;

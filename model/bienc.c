@@ -426,8 +426,9 @@ void kp_bienc_acts_free(kp_bienc_acts *a)
 /* The training forward of a batch, rows [lo, hi) (a kp_parallel_for range): featurizing (texts:
  * into the rows' own region of a->ids, rows lo * KP_FEAT_MAX_IDS.., with offsets a->loc + lo + t,
  * compacted after the fan-out by fwd_compact), bag and dense layers. Each row's results depend
- * on its own ids only (the GEMMs compute a row the same in any place of the call: test_bienc
- * checks the split against one thread), so the split gives what one thread does. */
+ * on its own ids only (the GEMMs compute a row the same in any place of the call:
+ * test_step_split_is_bit_identical checks the split against one thread), so the split gives what
+ * one thread does. */
 typedef struct {
     const kp_bienc *m;
     const tower_params *tp;
@@ -633,16 +634,24 @@ static void norm_spans(const kp_bienc_grads *g, norm_job *j)
     }
 }
 
-static double block_sumsq(const norm_job *j, size_t blk)
+/* Block blk of the spans: its first float in *x, its length returned. */
+static size_t block_of(const norm_job *j, size_t blk, float **x)
 {
     int k = 0;
     while (blk >= j->first[k + 1])
         k++;
-    size_t lo = (blk - j->first[k]) * NORM_BLOCK, hi = lo + NORM_BLOCK;
-    if (hi > j->len[k]) hi = j->len[k];
+    size_t lo = (blk - j->first[k]) * NORM_BLOCK;
+    *x = (float *)j->span[k] + lo;
+    return j->len[k] - lo < NORM_BLOCK ? j->len[k] - lo : NORM_BLOCK;
+}
+
+static double block_sumsq(const norm_job *j, size_t blk)
+{
+    float *x;
+    size_t n = block_of(j, blk, &x);
     double ss = 0.0;
-    for (size_t i = lo; i < hi; i++)
-        ss += (double)j->span[k][i] * j->span[k][i];
+    for (size_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
     return ss;
 }
 
@@ -659,16 +668,16 @@ double kp_bienc_grads_norm(const kp_bienc_grads *g)
 {
     norm_job j;
     norm_spans(g, &j);
-    size_t nb = j.first[j.n_span];
+    int nb = (int)j.first[j.n_span]; /* a table has at most 2^34 floats: < 2^23 blocks */
     double ss = 0.0;
-    j.part = nb > 1 && nb <= INT32_MAX ? malloc(nb * sizeof(double)) : NULL;
+    j.part = nb > 1 ? malloc((size_t)nb * sizeof(double)) : NULL;
     if (!j.part) { /* the same sums, in the same order, on this thread */
-        for (size_t b = 0; b < nb; b++)
-            ss += block_sumsq(&j, b);
+        for (int b = 0; b < nb; b++)
+            ss += block_sumsq(&j, (size_t)b);
         return sqrt(ss);
     }
-    kp_parallel_for(nb >= 16 ? kp_par_threads() : 1, (int)nb, norm_range, &j);
-    for (size_t b = 0; b < nb; b++)
+    kp_parallel_for(nb >= 16 ? kp_par_threads() : 1, nb, norm_range, &j);
+    for (int b = 0; b < nb; b++)
         ss += j.part[b];
     free(j.part);
     return sqrt(ss);
@@ -679,13 +688,9 @@ static int scale_range(void *ctx, int t, int lo, int hi)
     (void)t;
     const norm_job *j = ctx;
     for (int b = lo; b < hi; b++) {
-        int k = 0;
-        while ((size_t)b >= j->first[k + 1])
-            k++;
-        size_t s0 = ((size_t)b - j->first[k]) * NORM_BLOCK, s1 = s0 + NORM_BLOCK;
-        if (s1 > j->len[k]) s1 = j->len[k];
-        float *x = (float *)j->span[k];
-        for (size_t i = s0; i < s1; i++)
+        float *x;
+        size_t n = block_of(j, (size_t)b, &x);
+        for (size_t i = 0; i < n; i++)
             x[i] *= j->scale;
     }
     return 0;
@@ -696,9 +701,8 @@ void kp_bienc_grads_scale(kp_bienc_grads *g, float s)
     norm_job j;
     norm_spans(g, &j);
     j.scale = s;
-    size_t nb = j.first[j.n_span];
-    if (nb > INT32_MAX) nb = INT32_MAX;
-    kp_parallel_for(nb >= 16 ? kp_par_threads() : 1, (int)nb, scale_range, &j);
+    int nb = (int)j.first[j.n_span];
+    kp_parallel_for(nb >= 16 ? kp_par_threads() : 1, nb, scale_range, &j);
 }
 
 kp_bienc_opt *kp_bienc_opt_new(const kp_bienc *m, const kp_adam_hp *hp_dense,

@@ -186,12 +186,9 @@ int kp_embbag_backward_split(kp_rowgrad *dtable, const float *dout, const uint32
     if (width <= 1 || offsets[B] - offsets[0] < SPLIT_MIN_ROWS)
         return kp_embbag_backward(dtable, dout, ids, offsets, B, E);
     int base = offsets[0];
-    for (int b = 0; b < B; b++) {
-        if (offsets[b + 1] <= offsets[b]) continue;
-        for (int i = offsets[b]; i < offsets[b + 1]; i++) {
-            if (!kp_rowgrad_row(dtable, ids[i])) return -1;
-            slots[i - base] = dtable->slot[ids[i]];
-        }
+    for (int i = base; i < offsets[B]; i++) { /* the examples' ids in order */
+        if (!kp_rowgrad_row(dtable, ids[i])) return -1;
+        slots[i - base] = dtable->slot[ids[i]];
     }
     bag_bwd_job j = {dtable, dout, ids, offsets, slots, B, E};
     return kp_parallel_for(width, dtable->n, bag_bwd_range, &j);
