@@ -123,6 +123,9 @@ kp_producer *kp_producer_new_txn(const kp_config *c, const char *txn_id, int tim
     return p;
 }
 
+/* How long a transaction waits for the reports of what it purged (a hard stop, a fatal error). */
+#define TXN_PURGE_WAIT_MS 10000
+
 /* Aborts the open transaction. KP_TXN_ABORTED, or KP_TXN_FATAL when even that fails. */
 static kp_txn_rc txn_abort(kp_producer *p, char *err, size_t errlen)
 {
@@ -171,24 +174,47 @@ kp_txn_rc kp_producer_txn_publish(kp_producer *p, kp_outmsg *msgs, int n, rd_kaf
             break;
         }
     }
-    for (;;) { /* every delivery report of what was sent, before sl is freed */
-        int pending = 0;
+    /* Every delivery report of what was sent, before sl is freed. A hard stop does not wait, and
+     * neither does a fatal error (fenced): librdkafka then purges only the queued records, and
+     * the reports of those in flight may never come (a fenced trainer waited for them forever). */
+    int pending = 0;
+    uint64_t give_up = 0;
+    for (;;) {
+        pending = 0;
         for (int i = 0; i < sent; i++)
             pending += sl[i].o.state == KP_OUT_PENDING;
         if (!pending) break;
-        if (!purged && abort_flag && atomic_load(abort_flag)) { /* a hard stop: do not wait */
+        if (!purged &&
+            ((abort_flag && atomic_load(abort_flag)) || rd_kafka_fatal_error(p->rk, NULL, 0))) {
+            kp_warn("producer: %s: purging the transaction's %d record(s) queued or in flight",
+                    rd_kafka_fatal_error(p->rk, NULL, 0) ? "fatal error" : "hard stop", pending);
             rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
             purged = 1;
+            give_up = kp_mono_us() + (uint64_t)TXN_PURGE_WAIT_MS * 1000u;
         }
+        if (purged && kp_mono_us() >= give_up) break;
         rd_kafka_poll(p->rk, 20);
     }
     for (int i = 0; i < sent; i++) {
-        msgs[i].state = sl[i].o.state;
+        msgs[i].state = sl[i].o.state == KP_OUT_PENDING ? KP_OUT_FAILED : sl[i].o.state;
         bad |= sl[i].o.state != KP_OUT_DONE;
         refused |= sl[i].o.state == KP_OUT_TOO_LARGE || sl[i].o.state == KP_OUT_REJECTED;
         if (landed) landed[i] = sl[i].offset;
     }
-    free(sl);
+    if (pending) { /* a late report would write into sl: it is left to the process */
+        kp_error("producer: %d delivery report(s) of the transaction still missing %d ms after the "
+                 "purge: given up",
+                 pending, TXN_PURGE_WAIT_MS);
+        bad = 1;
+    } else {
+        free(sl);
+    }
+    if (bad && rd_kafka_fatal_error(p->rk, NULL, 0)) {
+        char fe[512];
+        rd_kafka_fatal_error(p->rk, fe, sizeof fe);
+        kp_errf(err, errlen, "fatal error: %s", fe);
+        return KP_TXN_FATAL; /* nothing to abort: the producer is unusable */
+    }
     if (bad) {
         kp_errf(err, errlen, "a record of the transaction was %s",
                 refused ? "refused for good (too large, or its topic is missing)"
@@ -367,7 +393,8 @@ kp_send_rc kp_producer_send(kp_producer *p, kp_outmsg *msgs, int n, const kp_con
             int pending = 0;
             for (int i = 0; i < n; i++)
                 pending += msgs[i].state == KP_OUT_PENDING;
-            if (!pending) break;
+            /* a fatal error: the reports of what is in flight may never come (purged below) */
+            if (!pending || rd_kafka_fatal_error(p->rk, NULL, 0)) break;
             rd_kafka_poll(p->rk, 20);
             if (tick) tick(tick_opaque);
             if (abort_flag && atomic_load(abort_flag)) {

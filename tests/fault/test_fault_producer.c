@@ -326,6 +326,44 @@ static void test_txn_refused_record_is_fatal(void **state)
     kp_producer_free(p, 1000);
 }
 
+/* Fenced in the middle of a transaction (another producer took the transactional.id: the
+ * coordinator answers AddPartitionsToTxn with PRODUCER_FENCED) while its records are queued and in
+ * flight: the answer is FATAL, promptly, and the producer can still be freed. (A fenced trainer in
+ * tests/multihost once waited forever for the delivery reports of records in flight: the mock
+ * does not lose them, so here the wait ends either way; tests/multihost is where that race runs.)
+ */
+static void test_txn_fenced_is_fatal_and_prompt(void **state)
+{
+    fixture *f = *state;
+    char err[512], keys[256][16];
+    kp_producer *p = kp_producer_new_txn(&f->cfg, "kprec-fault-fenced", 10000, err, sizeof err);
+    assert_non_null(p);
+    kp_outmsg *m = make_msgs(1, keys); /* a first transaction: metadata, coordinator */
+    assert_int_equal(kp_producer_txn_publish(p, m, 1, NULL, NULL, NULL, NULL, err, sizeof err),
+                     KP_TXN_COMMITTED);
+    free(m);
+    rd_kafka_mock_push_request_errors(f->mc, 24 /* AddPartitionsToTxn */, 1,
+                                      RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
+    m = make_msgs(20, keys);
+    size_t big = 900000;
+    char *val = calloc(1, big);
+    assert_non_null(val);
+    for (int i = 0; i < 20; i++)
+        m[i].val = val, m[i].vallen = big;
+    rd_kafka_mock_broker_set_rtt(f->mc, 1, 300);
+    double t0 = now_s();
+    assert_int_equal(kp_producer_txn_publish(p, m, 20, NULL, NULL, NULL, NULL, err, sizeof err),
+                     KP_TXN_FATAL);
+    double took = now_s() - t0;
+    if (took > 15) fail_msg("a fenced transaction took %.1f s to give up", took);
+    for (int i = 0; i < 20; i++)
+        assert_int_not_equal(m[i].state, KP_OUT_DONE);
+    free(m);
+    free(val);
+    kp_producer_free(p, 1000);
+    rd_kafka_mock_broker_set_rtt(f->mc, 1, 0);
+}
+
 /* A hard stop while a request is in flight (the broker answers after 30 s): deliver returns at
  * once, without waiting for the answer or message.timeout.ms. */
 static void test_abort_while_in_flight(void **state)
@@ -362,6 +400,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_broker_refusal_is_permanent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txn_refused_record_is_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_while_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_txn_fenced_is_fatal_and_prompt, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@ KPREC=$(abspath "${1:?usage: $0 KPREC FORGE}")
 FORGE=$(abspath "${2:?usage: $0 KPREC FORGE}")
 [ "$(id -u)" -eq 0 ] || { echo "FAIL: test_multihost needs root (ip netns)" >&2; exit 1; }
 "$ROOT/ops/install-deps.sh"
+"$ROOT/ops/kafka.sh" fetch # before the namespaces: they have no route to Maven Central
 T=$(mktemp -d "${TMPDIR:-/tmp}/kprec-mh.XXXXXX")
 TAG=kpmh$$
 SW=$TAG-sw
