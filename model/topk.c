@@ -110,13 +110,109 @@ static void select_nth(kp_hit *a, int n, int t)
     }
 }
 
+static int g_portable; /* kp_topk_force_portable */
+
+void kp_topk_force_portable(int on)
+{
+    g_portable = on;
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_AVX512 1
+
+/* The hits of the vector select at most (its three scratch parts live on the stack). */
+#define VSELECT_MAX 1024
+
+/* Splits a[0..n) by score against pv into g (> pv), e (== pv) and l (< pv, or NaN), in order;
+ * writes the counts. Eight hits (score in the low half of each 64-bit lane) per compare and
+ * three compresses; each part has 8 hits of slack past its count. */
+__attribute__((target("avx512f,avx512vl,popcnt"))) static void
+split3_avx512(const kp_hit *a, int n, float pv, kp_hit *g, kp_hit *e, kp_hit *l, int *ng, int *ne,
+              int *nl)
+{
+    const __m256 p = _mm256_set1_ps(pv);
+    int cg = 0, ce = 0, cl = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m512i v = _mm512_loadu_si512((const void *)(a + i));
+        __m256 sc = _mm256_castsi256_ps(_mm512_cvtepi64_epi32(v)); /* the 8 scores */
+        __mmask8 mg = _mm256_cmp_ps_mask(sc, p, _CMP_GT_OQ);
+        __mmask8 me = _mm256_cmp_ps_mask(sc, p, _CMP_EQ_OQ);
+        __mmask8 ml = (__mmask8) ~(mg | me);
+        _mm512_storeu_si512((void *)(g + cg), _mm512_maskz_compress_epi64(mg, v));
+        _mm512_storeu_si512((void *)(e + ce), _mm512_maskz_compress_epi64(me, v));
+        _mm512_storeu_si512((void *)(l + cl), _mm512_maskz_compress_epi64(ml, v));
+        cg += __builtin_popcount(mg), ce += __builtin_popcount(me), cl += __builtin_popcount(ml);
+    }
+    for (; i < n; i++) {
+        if (a[i].s > pv)
+            g[cg++] = a[i];
+        else if (a[i].s == pv)
+            e[ce++] = a[i];
+        else
+            l[cl++] = a[i];
+    }
+    *ng = cg, *ne = ce, *nl = cl;
+}
+
+/* The same reordering as select_nth(a, n, kk - 1) as a set: a[0..kk) the kk best (score, then
+ * the lower id), in no particular order (n <= VSELECT_MAX, 1 <= kk < n). Quickselect on the
+ * scores alone, three-way: the hits above the pivot, equal to it, below it; a tie across the
+ * kk-th place is settled by id among the equal ones (select_nth on them). */
+__attribute__((target("avx512f,avx512vl,popcnt"))) static void select_top_avx512(kp_hit *a, int n,
+                                                                                 int kk)
+{
+    kp_hit g[VSELECT_MAX + 8], e[VSELECT_MAX + 8], l[VSELECT_MAX + 8];
+    int kept = 0, m = n, need = kk; /* a[0..kept) are in; the rest is among a[kept..kept+m) */
+    while (m > 32) {
+        kp_hit *r = a + kept;
+        float x = r[0].s, y = r[m / 2].s, z = r[m - 1].s; /* median of three */
+        float pv = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        if (pv != pv) break; /* a NaN pivot splits nothing: the scalar select takes it */
+        int ng, ne, nl;
+        split3_avx512(r, m, pv, g, e, l, &ng, &ne, &nl);
+        memcpy(r, g, sizeof *g * (size_t)ng);
+        if (need <= ng) {
+            m = ng;
+            continue;
+        }
+        if (need <= ng + ne) {
+            int t = need - ng;
+            if (t < ne) select_nth(e, ne, t - 1);
+            memcpy(r + ng, e, sizeof *e * (size_t)t);
+            return;
+        }
+        memcpy(r + ng, e, sizeof *e * (size_t)ne);
+        memcpy(r + ng + ne, l, sizeof *l * (size_t)nl);
+        kept += ng + ne, need -= ng + ne, m = nl;
+    }
+    if (need < m) select_nth(a + kept, m, need - 1);
+}
+#endif
+
+/* a[0..kk) <- the kk best of a[0..n) (kk < n), in any order; returns the kk-th best score. */
+static float select_top(kp_hit *a, int n, int kk)
+{
+#ifdef HAVE_AVX512
+    if (!g_portable && n <= VSELECT_MAX && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512vl")) {
+        select_top_avx512(a, n, kk);
+        float t = a[0].s;
+        for (int j = 1; j < kk; j++)
+            t = a[j].s < t ? a[j].s : t;
+        return t;
+    }
+#endif
+    select_nth(a, n, kk - 1);
+    return a[kk - 1].s;
+}
+
 void kp_topk_reduce(kp_topk *s, const kp_topk_cfg *c)
 {
     if (s->m <= c->kk) return;
-    select_nth(s->buf, s->m, c->kk - 1);
+    s->thr = select_top(s->buf, s->m, c->kk);
     s->m = c->kk;
     s->full = 1;
-    s->thr = s->buf[c->kk - 1].s;
     if (!c->keys) return;
     memset(s->tab, 0xff, sizeof(int) << c->hbits);
     for (int j = 0; j < s->m; j++)
@@ -254,9 +350,7 @@ static int compact_portable(const float *r, int len, float thr, int base, int32_
     return n;
 }
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define HAVE_AVX512 1
+#ifdef HAVE_AVX512
 /* The same with AVX-512: one compare to a mask and one compress per 16 scores (compressed in a
  * register and stored whole: a masked compress-store to memory is slow on some CPUs). */
 __attribute__((target("avx512f,popcnt"))) static int
@@ -277,13 +371,6 @@ compact_avx512(const float *r, int len, float thr, int base, int32_t *out)
     return n;
 }
 #endif
-
-static int g_portable; /* kp_topk_force_portable */
-
-void kp_topk_force_portable(int on)
-{
-    g_portable = on;
-}
 
 static int compact(const float *r, int len, float thr, int base, int32_t *out)
 {
