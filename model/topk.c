@@ -126,7 +126,8 @@ void kp_topk_force_portable(int on)
 
 /* Splits a[0..n) by score against pv into g (> pv), e (== pv) and l (< pv, or NaN), in order;
  * writes the counts. Eight hits (score in the low half of each 64-bit lane) per compare and
- * three compresses; each part has 8 hits of slack past its count. */
+ * three compresses, each stored whole: a part's count before a store is at most i, so the store
+ * ends at i + 8 <= n and each part needs n slots, no slack. */
 __attribute__((target("avx512f,avx512vl,popcnt"))) static void
 split3_avx512(const kp_hit *a, int n, float pv, kp_hit *g, kp_hit *e, kp_hit *l, int *ng, int *ne,
               int *nl)
@@ -155,14 +156,14 @@ split3_avx512(const kp_hit *a, int n, float pv, kp_hit *g, kp_hit *e, kp_hit *l,
     *ng = cg, *ne = ce, *nl = cl;
 }
 
-/* The same reordering as select_nth(a, n, kk - 1) as a set: a[0..kk) the kk best (score, then
- * the lower id), in no particular order (n <= VSELECT_MAX, 1 <= kk < n). Quickselect on the
- * scores alone, three-way: the hits above the pivot, equal to it, below it; a tie across the
- * kk-th place is settled by id among the equal ones (select_nth on them). */
+/* a[0..kk) <- the kk best of a[0..n) (score, then the lower id: the set select_nth(a, n, kk - 1)
+ * puts there), in no particular order; a[kk..n) is left clobbered (n <= VSELECT_MAX, 1 <= kk < n).
+ * Quickselect on the scores alone, three-way: the hits above the pivot, equal to it, below it; a
+ * tie across the kk-th place is settled by id among the equal ones (select_nth on them). */
 __attribute__((target("avx512f,avx512vl,popcnt"))) static void select_top_avx512(kp_hit *a, int n,
                                                                                  int kk)
 {
-    kp_hit g[VSELECT_MAX + 8], e[VSELECT_MAX + 8], l[VSELECT_MAX + 8];
+    kp_hit g[VSELECT_MAX], e[VSELECT_MAX], l[VSELECT_MAX];
     int kept = 0, m = n, need = kk; /* a[0..kept) are in; the rest is among a[kept..kept+m) */
     while (m > 32) {
         kp_hit *r = a + kept;
@@ -190,7 +191,8 @@ __attribute__((target("avx512f,avx512vl,popcnt"))) static void select_top_avx512
 }
 #endif
 
-/* a[0..kk) <- the kk best of a[0..n) (kk < n), in any order; returns the kk-th best score. */
+/* a[0..kk) <- the kk best of a[0..n) (kk < n), in any order (a[kk..n) clobbered); returns the
+ * kk-th best score. */
 static float select_top(kp_hit *a, int n, int kk)
 {
 #ifdef HAVE_AVX512

@@ -11,6 +11,8 @@
 
 struct kp_producer {
     rd_kafka_t *rk;
+    void **orphans; /* slots of transactions given up with reports missing: freed after rk */
+    int norphans;
 };
 
 /* Errors that sending the same record again cannot cure. A topic librdkafka knows to be missing
@@ -174,9 +176,10 @@ kp_txn_rc kp_producer_txn_publish(kp_producer *p, kp_outmsg *msgs, int n, rd_kaf
             break;
         }
     }
-    /* Every delivery report of what was sent, before sl is freed. A hard stop does not wait, and
-     * neither does a fatal error (fenced): librdkafka then purges only the queued records, and
-     * the reports of those in flight may never come (a fenced trainer waited for them forever). */
+    /* Every delivery report of what was sent, before sl is freed. A hard stop or a fatal error
+     * (fenced) purges what is queued and in flight and waits at most TXN_PURGE_WAIT_MS for the
+     * purged records' reports: after a fatal error librdkafka itself purges only the queued ones,
+     * and the reports of those in flight may never come (a fenced trainer waited for ever). */
     int pending = 0;
     uint64_t give_up = 0;
     for (;;) {
@@ -201,7 +204,12 @@ kp_txn_rc kp_producer_txn_publish(kp_producer *p, kp_outmsg *msgs, int n, rd_kaf
         refused |= sl[i].o.state == KP_OUT_TOO_LARGE || sl[i].o.state == KP_OUT_REJECTED;
         if (landed) landed[i] = sl[i].offset;
     }
-    if (pending) { /* a late report would write into sl: it is left to the process */
+    if (pending) { /* a late report would write into sl: it lives until rd_kafka_destroy */
+        void **o = realloc(p->orphans, sizeof *o * (size_t)(p->norphans + 1));
+        if (o) { /* else sl is left to the process */
+            p->orphans = o;
+            o[p->norphans++] = sl;
+        }
         kp_error("producer: %d delivery report(s) of the transaction still missing %d ms after the "
                  "purge: given up",
                  pending, TXN_PURGE_WAIT_MS);
@@ -278,6 +286,9 @@ int kp_producer_close(kp_producer *p, int timeout_ms, kp_stop_flag *abort_flag)
     int left = drain(p, timeout_ms, abort_flag);
     if (left) kp_warn("producer: %d records still undelivered at shutdown", left);
     rd_kafka_destroy(p->rk);
+    for (int i = 0; i < p->norphans; i++) /* no delivery callback runs after rd_kafka_destroy */
+        free(p->orphans[i]);
+    free(p->orphans);
     free(p);
     return left;
 }
@@ -393,7 +404,9 @@ kp_send_rc kp_producer_send(kp_producer *p, kp_outmsg *msgs, int n, const kp_con
             int pending = 0;
             for (int i = 0; i < n; i++)
                 pending += msgs[i].state == KP_OUT_PENDING;
-            /* a fatal error: the reports of what is in flight may never come (purged below) */
+            /* a fatal error: the reports of what is in flight may never come: purged below, and
+             * wait_reports then relies on a purge reporting every record it purges (msgs are the
+             * caller's, so the wait cannot be cut short the way a transaction's is) */
             if (!pending || rd_kafka_fatal_error(p->rk, NULL, 0)) break;
             rd_kafka_poll(p->rk, 20);
             if (tick) tick(tick_opaque);

@@ -451,9 +451,10 @@ static int plain_topk(const float *row, const int *ids, int len, int kk, float m
 }
 
 /* The selector alone (kp_topk_scan / _scan_ids + finish) against a plain sort, with the AVX-512
- * compaction (where the CPU has it) and the portable one: scores from a handful of values (massive
- * ties at the kk-th place, where the starting lower bound lands), NaN sprinkled in, lengths off
- * the 16-score and chunk boundaries, the row offered in one or several scans. */
+ * compaction and reduce (where the CPU has them) and the portable ones: scores from a handful of
+ * values (massive ties at the kk-th place, where the starting lower bound lands) or distinct, NaN
+ * sprinkled in, lengths off the 16-score and chunk boundaries, the row offered in one or several
+ * scans. */
 static void test_selector_vs_plain(void **state)
 {
     (void)state;
@@ -469,10 +470,13 @@ static void test_selector_vs_plain(void **state)
         kp_topk_force_portable(portable);
         for (size_t li = 0; li < sizeof(lens) / sizeof(*lens); li++)
             for (size_t ki = 0; ki < sizeof(kks) / sizeof(*kks); ki++)
-                for (int mode = 0; mode < 3; mode++) { /* scan whole, scan in pieces, scan_ids */
+                /* mode 0: scan whole, 1: in pieces, 2: scan_ids, 3: whole with distinct scores
+                 * (the reduce's deep selects rather than its ties) */
+                for (int mode = 0; mode < 4; mode++) {
                     int len = lens[li], kk = kks[ki], cnt = -1;
                     for (int i = 0; i < len; i++) {
-                        row[i] = (float)(kp_rng_next(&r) % 7) * 0.5f;
+                        row[i] = mode == 3 ? (float)(kp_rng_next(&r) % 1000003) * 1e-6f
+                                           : (float)(kp_rng_next(&r) % 7) * 0.5f;
                         if (kp_rng_next(&r) % 53 == 0) row[i] = NAN;
                         ids[i] = i;
                     }
@@ -485,7 +489,7 @@ static void test_selector_vs_plain(void **state)
                     void *mem = malloc(kp_topk_bytes(&c));
                     kp_topk s;
                     kp_topk_init(&s, &c, mem, min_score);
-                    if (mode == 0)
+                    if (mode == 0 || mode == 3)
                         kp_topk_scan(&s, &c, row, len, 0);
                     else if (mode == 1)
                         for (int i0 = 0; i0 < len; i0 += 333)
@@ -503,8 +507,9 @@ static void test_selector_vs_plain(void **state)
                 }
     }
     kp_topk_force_portable(0);
-    if (!__builtin_cpu_supports("avx512f"))
-        print_message("no AVX-512 here: both passes ran the portable compaction\n");
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512vl"))
+        print_message("no AVX-512 (F + VL) here: both passes ran the portable compaction or "
+                      "reduce\n");
     free(row), free(ids), free(got), free(gs), free(want);
 }
 
