@@ -22,7 +22,7 @@
 # (default 256) and the scoring rate's --batch. --kafka K=V (repeatable): a librdkafka property in
 # the serve workers' [kafka] (e.g. linger.ms=1; not the load generator's), recorded in e2e.json.
 # --perf S: perf record (DWARF call graphs) on the drain worker for S s (OUT/perf.data, top of the report printed).
-# --smoke: 3,000 items, 5,000 keyphrases, 3 s offered rate, no scale, the ESCI sample only (titles,
+# --smoke: 20,000 items, 5,000 keyphrases, 3 s offered rate, no scale, the ESCI sample only (titles,
 # keyphrases, training judgments: no data outside the repo; ctest label bench).
 # Prints the machine line and a table; writes OUT/e2e.json (default bench/out/e2e).
 set -euo pipefail
@@ -32,7 +32,9 @@ RATE_FIXED="" MTHREADS=1 BATCH=256 KAFKA_SET=()
 HD=${KPREC_HOMEDEPOT:-/work/shared/data/homedepot} SMOKE=0
 while [ $# -gt 0 ]; do
   case "$1" in
-  --smoke) SMOKE=1 NITEMS=3000 NKP=5000 RATE_S=3 SCALE=0; shift ;;
+  # smoke: 20,000 items, so the drain spans many of e2e_tools.py's 50 ms polls (3,000 were once
+  # drained between two of them: 0 s, no rate)
+  --smoke) SMOKE=1 NITEMS=20000 NKP=5000 RATE_S=3 SCALE=0; shift ;;
   --kprec) KPREC=$2; shift 2 ;;
   --out) OUT=$2; shift 2 ;;
   --items) NITEMS=$2; shift 2 ;;
