@@ -60,8 +60,7 @@ void kp_topk_finish(kp_topk *s, const kp_topk_cfg *c, int k, int *ids, float *sc
 
 /* Tests and benchmarks: on (1), scans use the portable SSE2/C compaction and reduces the scalar
  * quickselect even where AVX-512 runs (the default picks AVX-512 when the CPU has it); results
- * are identical either way. Not
- * thread-safe against scans running at the same time. */
+ * are identical either way. Not thread-safe against scans running at the same time. */
 void kp_topk_force_portable(int on);
 
 /* Sorting helpers shared with the references. */

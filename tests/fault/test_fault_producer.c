@@ -327,8 +327,9 @@ static void test_txn_refused_record_is_fatal(void **state)
 }
 
 /* Fenced in the middle of a transaction (another producer took the transactional.id: the
- * coordinator answers AddPartitionsToTxn with PRODUCER_FENCED) while its records are queued and in
- * flight: the answer is FATAL, promptly, and the producer can still be freed. (A fenced trainer in
+ * coordinator answers AddPartitionsToTxn with PRODUCER_FENCED) while its records are queued (none
+ * is sent before the partition is added): the answer is FATAL, promptly, and the producer can
+ * still be freed. (A fenced trainer in
  * tests/multihost once waited forever for the delivery reports of records in flight: the mock
  * does not lose them, so here the wait ends either way; tests/multihost is where that race runs.)
  */
