@@ -151,6 +151,19 @@ int kp_parallel_for(int threads, int n, kp_range_fn fn, void *ctx)
     return rc;
 }
 
+int kp_parallel_parts(int threads, int parts, int n, kp_range_fn fn, void *ctx)
+{
+    if (n <= 0) return 0;
+    int P = parts < 1 ? 1 : parts;
+    if (P > n) P = n;
+    if (P > KP_MAX_THREADS) P = KP_MAX_THREADS;
+    if (threads >= P) return kp_parallel_for(P, n, fn, ctx);
+    int rc = 0;
+    for (int t = 0; t < P; t++)
+        if (fn(ctx, t, (int)((long)n * t / P), (int)((long)n * (t + 1) / P))) rc = -1;
+    return rc;
+}
+
 typedef struct {
     kp_range_fn fn;
     void *ctx;

@@ -105,6 +105,14 @@ typedef int (*kp_range_fn)(void *ctx, int t, int lo, int hi);
  * returned 0, else -1. threads < 1 counts as 1; n <= 0 does nothing. */
 int kp_parallel_for(int threads, int n, kp_range_fn fn, void *ctx);
 
+/* Splits [0, n) into min(parts, n) ranges as kp_parallel_for does with that many threads (range t
+ * = [n*t/P, n*(t+1)/P)), whatever the thread count: with threads >= P, as kp_parallel_for(P, ..);
+ * with fewer, every range runs on the calling thread, in order (fn's t is the range). So the calls
+ * fn makes (a GEMM over its rows, say) are the same at every thread count, and so are their
+ * results bit for bit, even where a BLAS computes an element differently by its row's place in a
+ * call. Returns as kp_parallel_for. */
+int kp_parallel_parts(int threads, int parts, int n, kp_range_fn fn, void *ctx);
+
 /* Called as ranges finish: done of total items; on the calling thread only. */
 typedef void (*kp_done_fn)(void *ctx, long done, long total);
 

@@ -423,12 +423,12 @@ void kp_bienc_acts_free(kp_bienc_acts *a)
     KP_FREE_ALL(a->ids, a->offsets, a->loc, a->slot, a->buf, a);
 }
 
-/* The training forward of a batch, rows [lo, hi) (a kp_parallel_for range): featurizing (texts:
- * into the rows' own region of a->ids, rows lo * KP_FEAT_MAX_IDS.., with offsets a->loc + lo + t,
- * compacted after the fan-out by fwd_compact), bag and dense layers. Each row's results depend
- * on its own ids only (the GEMMs compute a row the same in any place of the call:
- * test_step_split_is_bit_identical checks the split against one thread), so the split gives what
- * one thread does. */
+/* The training forward of a batch, rows [lo, hi) (a kp_parallel_parts range t): featurizing
+ * (texts: into the rows' own region of a->ids, rows lo * KP_FEAT_MAX_IDS.., with offsets a->loc +
+ * lo + t, compacted after the fan-out by fwd_compact), bag and dense layers. A batch of
+ * TRAIN_SPLIT_MIN rows or more is cut in the same two parts at every width (a BLAS may compute a
+ * row differently by its place in a GEMM: OpenBLAS's Zen kernels do), so one thread and two give
+ * the same bits (test_step_split_is_bit_identical). */
 typedef struct {
     const kp_bienc *m;
     const tower_params *tp;
@@ -457,7 +457,7 @@ static int fwd_range(void *ctx, int t, int lo, int hi)
 }
 
 /* After a split forward from texts: each range's ids moved down to follow the previous range's,
- * and a->offsets made absolute. T ranges over n rows, as kp_parallel_for cut them. */
+ * and a->offsets made absolute. T ranges over n rows, as kp_parallel_parts cut them. */
 static void fwd_compact(kp_bienc_acts *a, int n, int T)
 {
     int pos = 0;
@@ -481,11 +481,10 @@ static const float *forward_acts(const kp_bienc *m, kp_tower t, kp_bienc_acts *a
                                  const char *const *texts, const size_t *lens, int n)
 {
     int slot = tower_slot(m, t);
-    int T = n >= TRAIN_SPLIT_MIN ? kp_par_threads() : 1;
-    if (T > n) T = n;
+    int P = n >= TRAIN_SPLIT_MIN ? 2 : 1; /* two parts at any width: the same bits at each */
     fwd_job j = {m, &m->tw[slot], a, texts, lens};
-    kp_parallel_for(T, n, fwd_range, &j);
-    if (texts) fwd_compact(a, n, T);
+    kp_parallel_parts(kp_par_threads(), P, n, fwd_range, &j);
+    if (texts) fwd_compact(a, n, P);
     a->n = n;
     a->tw = slot;
     return a->out;

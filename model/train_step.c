@@ -296,9 +296,10 @@ static float distill_loss(const kp_train_config *c, const float *s, const float 
     return l;
 }
 
-/* The in-batch softmax's scores and row softmaxes, rows [lo, hi) (a kp_parallel_for range):
- * a row's scores and softmax depend on that row only, and the loss is summed in row order after
- * the fan-out, so the split gives what one thread does. */
+/* The in-batch softmax's scores and row softmaxes, rows [lo, hi) (a kp_parallel_parts range: the
+ * same two parts at every width, so the GEMM calls are the same): a row's scores and softmax
+ * depend on that row only, and the loss is summed in row order after the fan-out, so the split
+ * gives what one thread does. */
 typedef struct {
     kp_trainer *t;
     const kp_train_batch *b;
@@ -339,7 +340,7 @@ static void terms_at(kp_trainer *t, const kp_train_batch *b, const float *A, con
                    (size_t)p * sizeof(float));
         int width = R >= 32 ? kp_par_threads() : 1;
         soft_job sj = {t, b, K, p};
-        kp_parallel_for(width, R, soft_range, &sj);
+        kp_parallel_parts(width, R >= 32 ? 2 : 1, R, soft_range, &sj);
         double sum = 0.0;
         for (int r = 0; r < R; r++)
             sum += t->row_loss[r];

@@ -1,8 +1,10 @@
 /* The worker's recommender build (kp_follower_build) honours [model] ivf_nprobe / ivf_nlist:
- * 0 = exact; nprobe >= nlist = the exact results through the IVF's list-ordered rows; a small
- * nprobe = an approximate search (some result differs from exact on this inventory); and
+ * 0 = exact; nprobe >= nlist = the exact results through the IVF's list-ordered rows (scores the
+ * same to rounding); a small nprobe = an approximate search (some result differs from exact on this
+ * inventory); and
  * ivf_first_pass / ivf_rescore: int8 and bf16 first passes agree with the fp32 IVF at the same
  * probes on nearly every result; a value outside fp32|int8|bf16 is refused. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,12 +33,11 @@ static const char *words[] = {"drill",  "cordless", "hammer", "paint",  "white",
 #define NW (int)(sizeof(words) / sizeof(*words))
 
 /* Runs the follower's build with the given ivf keys and recommends for the titles. */
-static void recommend(const char *tsv, const kp_bienc *m, const char *nprobe, const char *nlist,
-                      const char *first, const char *const *titles, int *ids)
+static void recommend_sc(const char *tsv, const kp_bienc *m, const char *nprobe, const char *nlist,
+                         const char *first, const char *const *titles, int *ids, float *scores)
 {
     kp_config c;
     char err[256];
-    float scores[NQ * K];
     int counts[NQ];
     kp_config_defaults(&c);
     snprintf(c.model_keyphrases, sizeof(c.model_keyphrases), "%s", tsv);
@@ -51,6 +52,13 @@ static void recommend(const char *tsv, const kp_bienc *m, const char *nprobe, co
     assert_int_equal(kp_rec_recommend(r, titles, NULL, NQ, K, -1.0f, ids, scores, counts), 0);
     kp_rec_free(r);
     kp_config_free(&c);
+}
+
+static void recommend(const char *tsv, const kp_bienc *m, const char *nprobe, const char *nlist,
+                      const char *first, const char *const *titles, int *ids)
+{
+    float scores[NQ * K];
+    recommend_sc(tsv, m, nprobe, nlist, first, titles, ids, scores);
 }
 
 static void test_follower_ivf(void **state)
@@ -79,11 +87,20 @@ static void test_follower_ivf(void **state)
     bc.n_buckets = 1u << 12;
     kp_bienc *m = kp_bienc_new(&bc, 3);
     assert_non_null(m);
-    int exact[NQ * K], all[NQ * K], few[NQ * K];
-    recommend(tsv, m, "0", "0", "fp32", titles, exact);
-    recommend(tsv, m, "16", "16", "fp32", titles, all);
+    int exact[NQ * K], all[NQ * K], few[NQ * K], same_id = 0;
+    float se[NQ * K], sa[NQ * K];
+    recommend_sc(tsv, m, "0", "0", "fp32", titles, exact, se);
+    recommend_sc(tsv, m, "16", "16", "fp32", titles, all, sa);
     recommend(tsv, m, "1", "16", "fp32", titles, few);
-    assert_memory_equal(exact, all, sizeof(exact));
+    /* the IVF's GEMMs over list-ordered rows may round a score differently in its last bits (a
+     * BLAS's kernels can differ by a row's place in a call): the same score at every rank, so
+     * where the ids differ the two are tied to rounding (keyphrases of the same words, of which
+     * the de-dup keeps one), and nearly every id the same */
+    for (int i = 0; i < NQ * K; i++) {
+        assert_true(fabsf(se[i] - sa[i]) <= 1e-6f);
+        same_id += exact[i] == all[i];
+    }
+    assert_true(same_id >= 0.95 * NQ * K);
     assert_true(memcmp(exact, few, sizeof(exact)) != 0);
     const char *kinds[] = {"int8", "bf16"};
     for (int ki = 0; ki < 2; ki++) {

@@ -1,5 +1,6 @@
 /* Tests for model/index: tiled GEMM path vs plain reference (tilings, block boundaries, ties,
  * rising scores), de-dup, min_score, prefix pass (also built concurrently). */
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -532,17 +533,21 @@ static res topk_at(kp_index *ix, const float *q, int nq, int k, float ms, int p,
     return r;
 }
 
-static void assert_bits_equal(const res *a, const res *b, int nq, int k)
+/* The same ids and counts, and the same scores to 4 ulp (a BLAS may compute an element differently
+ * by its row's place in a GEMM call: OpenBLAS 0.3.21's SkylakeX kernels do not, its Zen kernels
+ * do, in the last bits). */
+static void assert_split_equal(const res *a, const res *b, int nq, int k)
 {
     assert_memory_equal(a->ids, b->ids, sizeof(int) * (size_t)nq * k);
-    assert_memory_equal(a->scores, b->scores, sizeof(float) * (size_t)nq * k);
     assert_memory_equal(a->counts, b->counts, sizeof(int) * (size_t)nq);
+    for (size_t i = 0; i < (size_t)nq * k; i++)
+        assert_true(fabsf(a->scores[i] - b->scores[i]) <= 4.0f * FLT_EPSILON * fabsf(b->scores[i]));
 }
 
 /* The model's split (kp_par_threads, model/blas.h; taken with single-threaded BLAS) runs the
- * queries in two halves: the same results bit for bit as width 1 (with this BLAS: each half tiles
- * its queries differently, so this also checks that sgemm computes an element the same whatever
- * its row's tile) and as the reference: exact, de-dup, min_score, prefix (its matrix built lazily
+ * queries in two halves: the same results as width 1 (each half tiles its queries differently, so
+ * a score may differ in its last bits: assert_split_equal) and as the reference: exact, de-dup,
+ * min_score, prefix (its matrix built lazily
  * by the two halves at once, on a fresh index), and massive ties on 40 queries (over the split's
  * minimum of 16). */
 static void test_fanout(void **state)
@@ -562,7 +567,7 @@ static void test_fanout(void **state)
         kp_index *fresh = kp_index_new(keys, n, d, cases[c].ix == ixd ? dk : NULL);
         res b = topk_at(fresh, q, nq, k, cases[c].ms, cases[c].p, 2); /* width 2 first */
         res a = topk_at(cases[c].ix, q, nq, k, cases[c].ms, cases[c].p, 1);
-        assert_bits_equal(&a, &b, nq, k);
+        assert_split_equal(&a, &b, nq, k);
         kp_par_set_threads(2);
         check_vs_ref(fresh, q, nq, k, cases[c].ms, cases[c].p);
         kp_par_set_threads(1);
@@ -586,7 +591,7 @@ static void test_fanout(void **state)
     for (size_t ki = 0; ki < sizeof(tks) / sizeof(*tks); ki++) {
         res a = topk_at(ti, tqv, tq, tks[ki], -INFINITY, 0, 1);
         res b = topk_at(ti, tqv, tq, tks[ki], -INFINITY, 0, 2);
-        assert_bits_equal(&a, &b, tq, tks[ki]);
+        assert_split_equal(&a, &b, tq, tks[ki]);
         kp_par_set_threads(2);
         check_vs_ref(ti, tqv, tq, tks[ki], -INFINITY, 0);
         kp_par_set_threads(1);

@@ -128,21 +128,52 @@ static void run_both(fixture *x, const kp_pipeline *p, int k, kp_rec_suggestion 
     assert_int_equal(kp_rec_suggest_ref(x->rec, titles, x->lens, NT, k, -1.0f, b, cb), 0);
 }
 
-/* fast path == reference: same keyphrases in the same order, same scores */
+static int cmp_word(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Whether texts a and b hold the same words (space-separated, at most 8, any order). */
+static int same_words(const char *a, const char *b)
+{
+    char buf[2][64];
+    char *w[2][8];
+    int n[2] = {0, 0};
+    const char *t[2] = {a, b};
+    for (int s = 0; s < 2; s++) {
+        snprintf(buf[s], sizeof buf[s], "%s", t[s]);
+        for (char *sv, *tok = strtok_r(buf[s], " ", &sv); tok && n[s] < 8;
+             tok = strtok_r(NULL, " ", &sv))
+            w[s][n[s]++] = tok;
+        qsort(w[s], (size_t)n[s], sizeof(char *), cmp_word);
+    }
+    if (n[0] != n[1]) return 0;
+    for (int i = 0; i < n[0]; i++)
+        if (strcmp(w[0][i], w[1][i]) != 0) return 0;
+    return 1;
+}
+
+/* fast path == reference: the same scores at every rank, and the same keyphrases in the same order
+ * but where two are tied to rounding (keyphrases of the same words score the same up to the last
+ * bits, which the GEMM's rows and the reference's dot products may round differently): there the
+ * two lists may hold either; such swaps are few */
 static void check_same(const kp_pipeline *p, fixture *x)
 {
     kp_rec_suggestion a[NT * K], b[NT * K];
-    int ca[NT], cb[NT];
+    int ca[NT], cb[NT], n = 0, swapped = 0;
     run_both(x, p, K, a, ca, b, cb);
     for (int i = 0; i < NT; i++) {
         assert_int_equal(ca[i], cb[i]);
-        for (int j = 0; j < ca[i]; j++) {
+        for (int j = 0; j < ca[i]; j++, n++) {
             const kp_rec_suggestion *u = &a[i * K + j], *v = &b[i * K + j];
-            assert_string_equal(u->keyphrase_id, v->keyphrase_id);
             assert_float_equal(u->raw, v->raw, 1e-5);
             assert_float_equal(u->score, v->score, 1e-5);
+            if (strcmp(u->keyphrase_id, v->keyphrase_id) == 0) continue;
+            assert_true(same_words(u->keyphrase, v->keyphrase));
+            swapped++;
         }
     }
+    assert_true(swapped <= n / 20);
 }
 
 static void test_pipeline_vs_reference(void **state)
