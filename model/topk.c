@@ -110,16 +110,29 @@ static void select_nth(kp_hit *a, int n, int t)
     }
 }
 
-static int g_portable; /* kp_topk_force_portable */
+static int g_simd = KP_TOPK_SIMD_BEST; /* kp_topk_set_simd */
 
-void kp_topk_force_portable(int on)
+void kp_topk_set_simd(int level)
 {
-    g_portable = on;
+    g_simd = level < KP_TOPK_SIMD_PLAIN  ? KP_TOPK_SIMD_PLAIN
+             : level > KP_TOPK_SIMD_BEST ? KP_TOPK_SIMD_BEST
+                                         : level;
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
-#define HAVE_AVX512 1
+#define TOPK_X86 1 /* the AVX-512 and AVX2 kernels, chosen at run time */
+
+static int use_avx512(void)
+{
+    return g_simd >= KP_TOPK_SIMD_BEST && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512vl");
+}
+
+static int use_avx2(void)
+{
+    return g_simd >= KP_TOPK_SIMD_AVX2 && __builtin_cpu_supports("avx2");
+}
 
 /* The hits of the vector select at most (its three scratch parts live on the stack). */
 #define VSELECT_MAX 1024
@@ -156,12 +169,63 @@ split3_avx512(const kp_hit *a, int n, float pv, kp_hit *g, kp_hit *e, kp_hit *l,
     *ng = cg, *ne = ce, *nl = cl;
 }
 
+/* PERM64[m]: the permutevar8x32 indices moving the 64-bit lanes set in m (4 bits) to the front
+ * in order (the lanes after them: don't care). */
+static const int32_t PERM64[16][8] = {
+    {0, 1, 0, 0, 0, 0, 0, 0}, {0, 1, 0, 0, 0, 0, 0, 0}, {2, 3, 0, 0, 0, 0, 0, 0},
+    {0, 1, 2, 3, 0, 0, 0, 0}, {4, 5, 0, 0, 0, 0, 0, 0}, {0, 1, 4, 5, 0, 0, 0, 0},
+    {2, 3, 4, 5, 0, 0, 0, 0}, {0, 1, 2, 3, 4, 5, 0, 0}, {6, 7, 0, 0, 0, 0, 0, 0},
+    {0, 1, 6, 7, 0, 0, 0, 0}, {2, 3, 6, 7, 0, 0, 0, 0}, {0, 1, 2, 3, 6, 7, 0, 0},
+    {4, 5, 6, 7, 0, 0, 0, 0}, {0, 1, 4, 5, 6, 7, 0, 0}, {2, 3, 4, 5, 6, 7, 0, 0},
+    {0, 1, 2, 3, 4, 5, 6, 7}};
+
+/* split3_avx512 with AVX2: four hits per compare, each score copied over its id (moveldup) so a
+ * lane's compare is its sign bit (movemask_pd); three permutes by PERM64, each part stored whole
+ * (the same bound: a part's count before a store is at most i, the store ends at i + 4 <= n). */
+__attribute__((target("avx2,popcnt"))) static void split3_avx2(const kp_hit *a, int n, float pv,
+                                                               kp_hit *g, kp_hit *e, kp_hit *l,
+                                                               int *ng, int *ne, int *nl)
+{
+    const __m256 p = _mm256_set1_ps(pv);
+    int cg = 0, ce = 0, cl = 0, i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(a + i));
+        __m256 sc = _mm256_moveldup_ps(_mm256_castsi256_ps(v)); /* each score twice */
+        int mg = _mm256_movemask_pd(_mm256_castps_pd(_mm256_cmp_ps(sc, p, _CMP_GT_OQ)));
+        int me = _mm256_movemask_pd(_mm256_castps_pd(_mm256_cmp_ps(sc, p, _CMP_EQ_OQ)));
+        int ml = ~(mg | me) & 15;
+        _mm256_storeu_si256(
+            (__m256i *)(g + cg),
+            _mm256_permutevar8x32_epi32(v, _mm256_loadu_si256((const __m256i *)PERM64[mg])));
+        _mm256_storeu_si256(
+            (__m256i *)(e + ce),
+            _mm256_permutevar8x32_epi32(v, _mm256_loadu_si256((const __m256i *)PERM64[me])));
+        _mm256_storeu_si256(
+            (__m256i *)(l + cl),
+            _mm256_permutevar8x32_epi32(v, _mm256_loadu_si256((const __m256i *)PERM64[ml])));
+        cg += __builtin_popcount((unsigned)mg), ce += __builtin_popcount((unsigned)me);
+        cl += __builtin_popcount((unsigned)ml);
+    }
+    for (; i < n; i++) {
+        if (a[i].s > pv)
+            g[cg++] = a[i];
+        else if (a[i].s == pv)
+            e[ce++] = a[i];
+        else
+            l[cl++] = a[i];
+    }
+    *ng = cg, *ne = ce, *nl = cl;
+}
+
+typedef void (*split3_fn)(const kp_hit *a, int n, float pv, kp_hit *g, kp_hit *e, kp_hit *l,
+                          int *ng, int *ne, int *nl);
+
 /* a[0..kk) <- the kk best of a[0..n) (score, then the lower id: the set select_nth(a, n, kk - 1)
  * puts there), in no particular order; a[kk..n) is left clobbered (n <= VSELECT_MAX, 1 <= kk < n).
- * Quickselect on the scores alone, three-way: the hits above the pivot, equal to it, below it; a
- * tie across the kk-th place is settled by id among the equal ones (select_nth on them). */
-__attribute__((target("avx512f,avx512vl,popcnt"))) static void select_top_avx512(kp_hit *a, int n,
-                                                                                 int kk)
+ * Quickselect on the scores alone, three-way by split (split3_avx512 or split3_avx2): the hits
+ * above the pivot, equal to it, below it; a tie across the kk-th place is settled by id among the
+ * equal ones (select_nth on them). */
+static void select_top_vec(kp_hit *a, int n, int kk, split3_fn split)
 {
     kp_hit g[VSELECT_MAX], e[VSELECT_MAX], l[VSELECT_MAX];
     int kept = 0, m = n, need = kk; /* a[0..kept) are in; the rest is among a[kept..kept+m) */
@@ -171,7 +235,7 @@ __attribute__((target("avx512f,avx512vl,popcnt"))) static void select_top_avx512
         float pv = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
         if (pv != pv) break; /* a NaN pivot splits nothing: the scalar select takes it */
         int ng, ne, nl;
-        split3_avx512(r, m, pv, g, e, l, &ng, &ne, &nl);
+        split(r, m, pv, g, e, l, &ng, &ne, &nl);
         memcpy(r, g, sizeof *g * (size_t)ng);
         if (need <= ng) {
             m = ng;
@@ -195,10 +259,13 @@ __attribute__((target("avx512f,avx512vl,popcnt"))) static void select_top_avx512
  * kk-th best score. */
 static float select_top(kp_hit *a, int n, int kk)
 {
-#ifdef HAVE_AVX512
-    if (!g_portable && n <= VSELECT_MAX && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512vl")) {
-        select_top_avx512(a, n, kk);
+#ifdef TOPK_X86
+    split3_fn split = n > VSELECT_MAX ? NULL
+                      : use_avx512()  ? split3_avx512
+                      : use_avx2()    ? split3_avx2
+                                      : NULL;
+    if (split) {
+        select_top_vec(a, n, kk, split);
         float t = a[0].s;
         for (int j = 1; j < kk; j++)
             t = a[j].s < t ? a[j].s : t;
@@ -352,7 +419,7 @@ static int compact_portable(const float *r, int len, float thr, int base, int32_
     return n;
 }
 
-#ifdef HAVE_AVX512
+#ifdef TOPK_X86
 /* The same with AVX-512: one compare to a mask and one compress per 16 scores (compressed in a
  * register and stored whole: a masked compress-store to memory is slow on some CPUs). */
 __attribute__((target("avx512f,popcnt"))) static int
@@ -372,13 +439,39 @@ compact_avx512(const float *r, int len, float thr, int base, int32_t *out)
     }
     return n;
 }
+
+/* BYTE_POS4[m]: the positions of m's set bits (4-bit m), lowest first, a byte each, zero-padded. */
+static const uint32_t BYTE_POS4[16] = {
+    0x00000000, 0x00000000, 0x00000001, 0x00000100, 0x00000002, 0x00000200, 0x00000201, 0x00020100,
+    0x00000003, 0x00000300, 0x00000301, 0x00030100, 0x00000302, 0x00030200, 0x00030201, 0x03020100};
+
+/* The same with AVX2: one compare and one movemask per 8 scores; the positions of the 8-bit mask
+ * are two BYTE_POS4 words joined (the high nibble's, + 4, after the low one's count of bytes),
+ * widened to 8 ints and stored whole. */
+__attribute__((target("avx2,popcnt"))) static int compact_avx2(const float *r, int len, float thr,
+                                                               int base, int32_t *out)
+{
+    __m256 t = _mm256_set1_ps(thr);
+    int n = 0;
+    for (int i = 0; i < len; i += 8) {
+        unsigned m =
+            (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(r + i), t, _CMP_GE_OQ));
+        unsigned lo = m & 15u, hi = m >> 4;
+        uint64_t pos = (uint64_t)BYTE_POS4[lo] | (uint64_t)(BYTE_POS4[hi] + 0x04040404u)
+                                                     << (8 * __builtin_popcount(lo));
+        __m256i p = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)pos));
+        _mm256_storeu_si256((__m256i *)(out + n), _mm256_add_epi32(p, _mm256_set1_epi32(base + i)));
+        n += __builtin_popcount(m);
+    }
+    return n;
+}
 #endif
 
 static int compact(const float *r, int len, float thr, int base, int32_t *out)
 {
-#ifdef HAVE_AVX512
-    if (!g_portable && __builtin_cpu_supports("avx512f"))
-        return compact_avx512(r, len, thr, base, out);
+#ifdef TOPK_X86
+    if (use_avx512()) return compact_avx512(r, len, thr, base, out);
+    if (use_avx2()) return compact_avx2(r, len, thr, base, out);
 #endif
     return compact_portable(r, len, thr, base, out);
 }

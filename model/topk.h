@@ -2,18 +2,18 @@
  * pass and by model/ivf.c for the inverted-file pass).
  *
  * Scores above the running threshold are appended to a buffer of cap hits; when it fills, a
- * quickselect (AVX-512 three-way on the scores where the CPU has it) keeps the best kk and the
- * threshold becomes the kk-th best score (faiss's "reservoir"). With de-dup keys the buffer holds
- * at most one hit per key (an open-addressing table of key -> buffer slot) and a hit whose key is
- * held replaces it only if better, so the kk best of the buffer are the kk best distinct keys.
- * Order: score desc, ties by lower id. A scan offers ids in increasing order (kp_topk_scan: once kk
- * are held an equal score loses the tie, so it is skipped) or in any order (kp_topk_scan_ids: equal
- * scores are offered and the tie is settled by id). Without de-dup, a selector's first scan starts
- * from a lower bound of its kk-th best (the kk-th largest of the maxima of 2 kk groups, rounded up
- * to 16, of that row), so few scores are pushed; a scan compacts the positions reaching the
- * threshold without branches (AVX-512 where the CPU has it, else SSE2/C) and then offers them.
- * Scores below min_score and NaN are never kept. The selector's memory is the caller's
- * (kp_topk_bytes); nothing here allocates.
+ * quickselect (three-way on the scores with AVX-512 or AVX2 where the CPU has it) keeps the best kk
+ * and the threshold becomes the kk-th best score (faiss's "reservoir"). With de-dup keys the buffer
+ * holds at most one hit per key (an open-addressing table of key -> buffer slot) and a hit whose
+ * key is held replaces it only if better, so the kk best of the buffer are the kk best distinct
+ * keys. Order: score desc, ties by lower id. A scan offers ids in increasing order (kp_topk_scan:
+ * once kk are held an equal score loses the tie, so it is skipped) or in any order
+ * (kp_topk_scan_ids: equal scores are offered and the tie is settled by id). Without de-dup, a
+ * selector's first scan starts from a lower bound of its kk-th best (the kk-th largest of the
+ * maxima of 2 kk groups, rounded up to 16, of that row), so few scores are pushed; a scan compacts
+ * the positions reaching the threshold without branches (AVX-512 or AVX2 where the CPU has it, else
+ * SSE2/C) and then offers them. Scores below min_score and NaN are never kept. The selector's
+ * memory is the caller's (kp_topk_bytes); nothing here allocates.
  */
 #ifndef KP_TOPK_H
 #define KP_TOPK_H
@@ -58,10 +58,12 @@ void kp_topk_reduce(kp_topk *s, const kp_topk_cfg *c);
 /* Sorts the kept hits best first and writes k slots: ids/scores (-1 / 0 after the count). */
 void kp_topk_finish(kp_topk *s, const kp_topk_cfg *c, int k, int *ids, float *scores, int *count);
 
-/* Tests and benchmarks: on (1), scans use the portable SSE2/C compaction and reduces the scalar
- * quickselect even where AVX-512 runs (the default picks AVX-512 when the CPU has it); results
- * are identical either way. Not thread-safe against scans running at the same time. */
-void kp_topk_force_portable(int on);
+/* The kernels a scan and a reduce may use, at most: PLAIN, the portable SSE2/C compaction and the
+ * scalar quickselect; AVX2, the AVX2 compaction and three-way select where the CPU has AVX2; BEST
+ * (the default), AVX-512 (F + VL) where the CPU has it, else as AVX2. Results are identical at
+ * every level. For tests and benchmarks; not thread-safe against scans running at the same time. */
+enum { KP_TOPK_SIMD_PLAIN = 0, KP_TOPK_SIMD_AVX2 = 1, KP_TOPK_SIMD_BEST = 2 };
+void kp_topk_set_simd(int level);
 
 /* Sorting helpers shared with the references. */
 int kp_hit_better(float sa, int ia, float sb, int ib);

@@ -451,8 +451,9 @@ static int plain_topk(const float *row, const int *ids, int len, int kk, float m
     return m < kk ? m : kk;
 }
 
-/* The selector alone (kp_topk_scan / _scan_ids + finish) against a plain sort, with the AVX-512
- * compaction and reduce (where the CPU has them) and the portable ones: scores from a handful of
+/* The selector alone (kp_topk_scan / _scan_ids + finish) against a plain sort, at each kernel level
+ * (kp_topk_set_simd: the AVX-512 and the AVX2 compaction and reduce where the CPU has them, and
+ * the portable ones): scores from a handful of
  * values (massive ties at the kk-th place, where the starting lower bound lands) or distinct, NaN
  * sprinkled in, lengths off the 16-score and chunk boundaries, the row offered in one or several
  * scans. */
@@ -467,8 +468,9 @@ static void test_selector_vs_plain(void **state)
     int *ids = malloc(sizeof(int) * 5000), *got = malloc(sizeof(int) * 200);
     float *gs = malloc(sizeof(float) * 200);
     kp_hit *want = malloc(sizeof(kp_hit) * 5000);
-    for (int portable = 0; portable < 2; portable++) {
-        kp_topk_force_portable(portable);
+    const int levels[] = {KP_TOPK_SIMD_BEST, KP_TOPK_SIMD_AVX2, KP_TOPK_SIMD_PLAIN};
+    for (int lv = 0; lv < 3; lv++) {
+        kp_topk_set_simd(levels[lv]);
         for (size_t li = 0; li < sizeof(lens) / sizeof(*lens); li++)
             for (size_t ki = 0; ki < sizeof(kks) / sizeof(*kks); ki++)
                 /* mode 0: scan whole, 1: in pieces, 2: scan_ids, 3: whole with distinct scores
@@ -507,20 +509,24 @@ static void test_selector_vs_plain(void **state)
                     free(mem);
                 }
     }
-    kp_topk_force_portable(0);
+    kp_topk_set_simd(KP_TOPK_SIMD_BEST);
     if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512vl"))
-        print_message("no AVX-512 (F + VL) here: both passes ran the portable compaction or "
-                      "reduce\n");
+        print_message("no AVX-512 (F + VL) here: the first level ran as the second\n");
+    if (!__builtin_cpu_supports("avx2"))
+        print_message("no AVX2 here: every level ran the portable compaction and reduce\n");
     free(row), free(ids), free(got), free(gs), free(want);
 }
 
-/* The index's exact pass with the portable compaction matches the reference too. */
+/* The index's exact pass with the AVX2 and with the portable kernels matches the reference too. */
 static void test_portable_vs_ref(void **state)
 {
-    kp_topk_force_portable(1);
+    kp_topk_set_simd(KP_TOPK_SIMD_AVX2);
     test_rising_and_ties(state);
     test_tiles_vs_ref(state);
-    kp_topk_force_portable(0);
+    kp_topk_set_simd(KP_TOPK_SIMD_PLAIN);
+    test_rising_and_ties(state);
+    test_tiles_vs_ref(state);
+    kp_topk_set_simd(KP_TOPK_SIMD_BEST);
 }
 
 /* kp_index_topk of ix at width w (single-threaded BLAS) into a fresh result. */
