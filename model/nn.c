@@ -408,18 +408,74 @@ __attribute__((target("avx512f"))) static void tanh_avx512(float *out, const flo
     for (; i < N; i++)
         out[i] = tanh_one(inp[i]);
 }
-#define HAVE_TANH_AVX512 1
+
+/* The same on 8 floats at a time with AVX2 (and the same operations, so the same bits). */
+__attribute__((target("avx2"))) static void tanh_avx2(float *out, const float *inp, size_t N)
+{
+    const __m256 big = _mm256_set1_ps(TANH_BIG), lg = _mm256_set1_ps(TANH_LOG2E);
+    const __m256 rnd = _mm256_set1_ps(TANH_ROUND), hi = _mm256_set1_ps(TANH_LN2HI);
+    const __m256 lo = _mm256_set1_ps(TANH_LN2LO), one = _mm256_set1_ps(1.0f);
+    const __m256 sgn = _mm256_set1_ps(-0.0f);
+    const float cs[8] = {6404582.0f / 10854718875.0f,
+                         -929569.0f / 638512875.0f,
+                         21844.0f / 6081075.0f,
+                         -1382.0f / 155925.0f,
+                         62.0f / 2835.0f,
+                         -17.0f / 315.0f,
+                         2.0f / 15.0f,
+                         -1.0f / 3.0f};
+    const float ce[8] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
+                         1.0f / 6.0f,    0.5f,          1.0f,          1.0f};
+    size_t i = 0;
+    for (; i + 8 <= N; i += 8) {
+        __m256 x = _mm256_loadu_ps(inp + i);
+        __m256 t = _mm256_min_ps(_mm256_andnot_ps(sgn, x), big); /* NaN: big, fixed below */
+        __m256 x2 = _mm256_mul_ps(t, t);
+        __m256 p = _mm256_set1_ps(cs[0]);
+        for (int c = 1; c < 8; c++)
+            p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(cs[c]));
+        __m256 small = _mm256_add_ps(t, _mm256_mul_ps(_mm256_mul_ps(t, x2), p));
+        __m256 y = _mm256_add_ps(t, t);
+        __m256 n = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(y, lg), rnd), rnd);
+        __m256 r = _mm256_sub_ps(_mm256_sub_ps(y, _mm256_mul_ps(n, hi)), _mm256_mul_ps(n, lo));
+        __m256 e = _mm256_set1_ps(ce[0]);
+        for (int c = 1; c < 8; c++)
+            e = _mm256_add_ps(_mm256_mul_ps(e, r), _mm256_set1_ps(ce[c]));
+        __m256i ni = _mm256_cvtps_epi32(n); /* n is an integer already */
+        __m256 two = _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
+        __m256 bg = _mm256_sub_ps(
+            one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(_mm256_mul_ps(e, two), one)));
+        __m256 sm = _mm256_cmp_ps(t, _mm256_set1_ps(TANH_SMALL), _CMP_LT_OQ);
+        __m256 v = _mm256_or_ps(_mm256_blendv_ps(bg, small, sm), _mm256_and_ps(x, sgn));
+        _mm256_storeu_ps(out + i, _mm256_blendv_ps(v, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)));
+    }
+    for (; i < N; i++)
+        out[i] = tanh_one(inp[i]);
+}
+#define HAVE_TANH_X86 1
 #endif
+
+void kp_tanh_forward_avx2(float *out, const float *inp, size_t N)
+{
+#ifdef HAVE_TANH_X86
+    if (__builtin_cpu_supports("avx2")) {
+        tanh_avx2(out, inp, N);
+        return;
+    }
+#endif
+    kp_tanh_forward_ref(out, inp, N);
+}
 
 void kp_tanh_forward(float *out, const float *inp, size_t N)
 {
-#ifdef HAVE_TANH_AVX512
+#ifdef HAVE_TANH_X86
     if (__builtin_cpu_supports("avx512f")) {
         tanh_avx512(out, inp, N);
         return;
     }
 #endif
-    kp_tanh_forward_ref(out, inp, N);
+    kp_tanh_forward_avx2(out, inp, N);
 }
 
 void kp_tanh_backward(float *dinp, const float *dout, const float *out, size_t N)

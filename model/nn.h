@@ -79,8 +79,10 @@ void kp_linear_backward_split(float *dinp, float *dW, float *dbias, const float 
  * dinp[i] += dout[i] * (1 - out[i]^2). */
 void kp_tanh_forward(float *out, const float *inp, size_t N);
 /* The plain loop kp_tanh_forward is tested against (bit for bit: the fast path is its AVX-512
- * form, taken where the CPU has it); within 2 ulp of tanh. */
+ * form where the CPU has it, else its AVX2 form where the CPU has that); within 2 ulp of tanh. */
 void kp_tanh_forward_ref(float *out, const float *inp, size_t N);
+/* The AVX2 form alone (the plain loop without AVX2), for tests on CPUs that take AVX-512. */
+void kp_tanh_forward_avx2(float *out, const float *inp, size_t N);
 void kp_tanh_backward(float *dinp, const float *dout, const float *out, size_t N);
 
 /* ---- L2 normalisation of rows ----------------------------------------------------------------

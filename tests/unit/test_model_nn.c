@@ -151,7 +151,8 @@ static double ulps(float a, double t)
     return fabs((double)a - t) / ulp;
 }
 
-/* kp_tanh_forward (its AVX-512 form where the CPU has it) equals its plain loop bit for bit, on
+/* kp_tanh_forward (its AVX-512 form where the CPU has it) and its AVX2 form (where the CPU has
+ * AVX2) equal the plain loop bit for bit, on
  * random and edge inputs and on lengths off the 16-float blocks; the plain loop is within 2 ulp
  * of tanh in double over a dense sweep of [-10, 10], odd, exact at 0 and +-inf, NaN to NaN. */
 static void test_tanh_accuracy(void **state)
@@ -170,15 +171,22 @@ static void test_tanh_accuracy(void **state)
     for (int i = 0; i < 48; i++) /* the edges, cycled over 48 floats */
         x[4096 + i] = edge[i % 14];
     for (size_t len = 0; len <= 48; len++) { /* vector body + scalar tail at every length */
-        kp_tanh_forward(a, x + 4096, len);
         kp_tanh_forward_ref(b, x + 4096, len);
+        kp_tanh_forward(a, x + 4096, len);
+        for (size_t i = 0; i < len; i++)
+            assert_int_equal(f2u(a[i]), f2u(b[i]));
+        kp_tanh_forward_avx2(a, x + 4096, len);
         for (size_t i = 0; i < len; i++)
             assert_int_equal(f2u(a[i]), f2u(b[i]));
     }
     if (!__builtin_cpu_supports("avx512f"))
-        print_message("no AVX-512 here: kp_tanh_forward is its plain loop\n");
-    kp_tanh_forward(a, x, N);
+        print_message("no AVX-512 here: kp_tanh_forward is its AVX2 form (or its plain loop)\n");
+    if (!__builtin_cpu_supports("avx2")) print_message("no AVX2 here: both are the plain loop\n");
+    kp_tanh_forward_avx2(a, x, N);
     kp_tanh_forward_ref(b, x, N);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(f2u(a[i]), f2u(b[i]));
+    kp_tanh_forward(a, x, N);
     double worst = 0;
     for (int i = 0; i < N; i++) {
         assert_int_equal(f2u(a[i]), f2u(b[i]));
