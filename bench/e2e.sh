@@ -3,7 +3,7 @@
 #
 #   bench/e2e.sh [--smoke] [--kprec BIN] [--out DIR] [--items N] [--keyphrases N]
 #                [--rate-s S] [--rate R] [--perf S] [--no-scale] [--model-threads W] [--batch N]
-#                [--kafka K=V]
+#                [--kafka K=V] [--drain-rounds R]
 #
 # In a temp dir: Kafka + Redis (ops/stack.sh), a keyphrase inventory of --keyphrases (default
 # 100,000: the Home Depot keyphrases, then the ESCI sample's queries (ops/esci-prepare.sh), topped up
@@ -11,7 +11,11 @@
 # on 2,000 judged Home Depot items (the speed does not depend on the weights), --items (default
 # 200,000) ItemListed records pre-loaded with `kprec replay` (the Home Depot titles, cycled).
 #  1. drain: one worker from the first processed item to the last (its /metrics), items/s;
-#  2. the scoring rate of the same titles and inventory: kprec eval --speed (one thread), the ratio;
+#  2. the scoring rate of the same titles and inventory: kprec eval --speed (one thread, the workers'
+#     top_k), the ratio;
+#     --drain-rounds R (default 1): R rounds of 1 + 2, alternating (rounds before the last drain the
+#     whole topic in fresh groups); the rates and the ratio are the medians over the rounds (the
+#     ratio: of the per-round ratios), each round in OUT/e2e.json's drain_rounds;
 #  3. offered rate: a producer at 50% of the drain rate (or --rate R items/s) for --rate-s s
 #     (default 20) on fresh ids;
 #     latency = the Redis write (keyspace notification, local clock) - the record's timestamp;
@@ -28,7 +32,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KPREC=$ROOT/build/kprec OUT=$ROOT/bench/out/e2e NITEMS=200000 NKP=100000 RATE_S=20 PERF_S=0 SCALE=1
-RATE_FIXED="" MTHREADS=1 BATCH=256 KAFKA_SET=()
+RATE_FIXED="" MTHREADS=1 BATCH=256 KAFKA_SET=() DROUNDS=1
 HD=${KPREC_HOMEDEPOT:-/work/shared/data/homedepot} SMOKE=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,12 +50,14 @@ while [ $# -gt 0 ]; do
   --model-threads) MTHREADS=$2; shift 2 ;;
   --batch) BATCH=$2; shift 2 ;;
   --kafka) KAFKA_SET+=("$2"); shift 2 ;;
+  --drain-rounds) DROUNDS=$2; shift 2 ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
   *) echo "e2e.sh: unknown argument '$1' (--help)" >&2; exit 2 ;;
   esac
 done
 case "$MTHREADS" in 1 | 2) ;; *) echo "e2e.sh: --model-threads: 1 or 2" >&2; exit 2 ;; esac
 case "$BATCH" in '' | *[!0-9]* | 0) echo "e2e.sh: --batch: an integer >= 1" >&2; exit 2 ;; esac
+case "$DROUNDS" in '' | *[!0-9]* | 0) echo "e2e.sh: --drain-rounds: an integer >= 1" >&2; exit 2 ;; esac
 for kv in "${KAFKA_SET[@]}"; do
   case "$kv" in [a-z]*=?*) ;; *) echo "e2e.sh: --kafka '$kv': KEY=VALUE" >&2; exit 2 ;; esac
 done
@@ -95,6 +101,9 @@ CONF=$T/stack/kprec.ini
 RPORT=$(cat "$T/stack/redis/port")
 BOOT=$(sed -n 's/^bootstrap.servers = //p' "$CONF")
 sed -i "s|^\[model\]|[model]\npath = $T/be.kpm\nthreads = $MTHREADS|; s|^batch_size = 256$|batch_size = $BATCH|" "$CONF"
+# the workers' [worker] top_k (ops/stack.sh's config: 10): the scoring rate selects as many
+TOPK=$("$KPREC" config -c "$CONF" | sed -n 's/^top_k = \([0-9]*\)$/\1/p' | head -1)
+[ -n "$TOPK" ] || die "no [worker] top_k in $("$KPREC" config -c "$CONF" | head -3)"
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 # conf_group NAME: a copy of the config whose serve workers join group NAME
 # (and the --kafka properties: the workers' only)
@@ -131,7 +140,26 @@ log "pre-loading $NITEMS items"
 "$KPREC" replay -c "$CONF" --items "$T/items.tsv" --count "$NITEMS" --quiet
 TOTAL=$NITEMS
 
-# ---- 1. drain, one worker ----
+# ---- 1 + 2, rounds before the last: one worker drains the whole topic in a fresh group, then the
+# scoring rate (score_rate below) ----
+SPEED_N=$((NITEMS < 10000 ? NITEMS : 10000))
+[ "$SPEED_N" -le $(($(wc -l <"$T/items.tsv") - 1)) ] || SPEED_N=$(($(wc -l <"$T/items.tsv") - 1))
+# score_rate: kprec eval --speed over the same titles and inventory (JSON on stdout)
+score_rate() {
+  "$KPREC" eval --model "$T/be.kpm" --items "$T/items.tsv" --keyphrases "$T/kp.tsv" --k "$TOPK" \
+    --speed "$SPEED_N" --rounds 3 --threads 1 --model-threads "$MTHREADS" --batch "$BATCH" --json 2>>"$T/eval.log"
+}
+ROUNDS_JSON="[]"
+for ((r = 1; r < DROUNDS; r++)); do
+  start_workers "$(conf_group "e2e-drain-$r")" 1
+  D=$($TOOLS drain "$URLS" "$NITEMS")
+  stop_workers
+  S=$(score_rate)
+  log "round $r of $DROUNDS: drain $(jq -r .items_per_s <<<"$D") items/s, scoring $(jq -r .items_per_s <<<"$S") items/s"
+  ROUNDS_JSON=$(jq -c --argjson d "$D" --argjson s "$S" '. + [{drain: $d, scoring_items_per_s: $s.items_per_s}]' <<<"$ROUNDS_JSON")
+done
+
+# ---- 1. drain, one worker (the last round) ----
 start_workers "$(conf_group kprec-serve)" 1
 log "worker up (inventory $(curl -sf "${URLS}" | awk '$1 == "kprec_keyphrases" { print $2 }')); draining"
 if [ "$PERF_S" != 0 ]; then
@@ -150,15 +178,18 @@ if [ "$PERF_S" != 0 ]; then
 fi
 DRAIN_RATE=$(jq -r .items_per_s <<<"$DRAIN")
 
-# ---- 2. scoring rate of the same titles and inventory ----
-SPEED_N=$((NITEMS < 10000 ? NITEMS : 10000))
-[ "$SPEED_N" -le $(($(wc -l <"$T/items.tsv") - 1)) ] || SPEED_N=$(($(wc -l <"$T/items.tsv") - 1))
-SCORE=$("$KPREC" eval --model "$T/be.kpm" --items "$T/items.tsv" --keyphrases "$T/kp.tsv" --k 10 \
-  --speed "$SPEED_N" --rounds 3 --threads 1 --model-threads "$MTHREADS" --batch "$BATCH" --json 2>"$T/eval.log")
+# ---- 2. scoring rate of the same titles and inventory (the last round) ----
+SCORE=$(score_rate)
 SCORE_RATE=$(jq -r .items_per_s <<<"$SCORE")
-log "scoring (kprec eval --speed $SPEED_N, 1 BLAS thread, model threads $MTHREADS): $SCORE_RATE items/s"
+log "scoring (kprec eval --speed $SPEED_N, top $TOPK, 1 BLAS thread, model threads $MTHREADS): $SCORE_RATE items/s"
+ROUNDS_JSON=$(jq -c --argjson d "$DRAIN" --argjson s "$SCORE" '. + [{drain: $d, scoring_items_per_s: $s.items_per_s}]' <<<"$ROUNDS_JSON")
+# medians over the rounds: drain, scoring, and the per-round ratio
+MED=$(jq -c 'def med: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+  {drain: (map(.drain.items_per_s) | med), scoring: (map(.scoring_items_per_s) | med),
+   ratio: (map(.drain.items_per_s / .scoring_items_per_s) | med), rounds: length}' <<<"$ROUNDS_JSON")
+[ "$DROUNDS" = 1 ] || log "medians over $DROUNDS rounds: $MED"
 # the same titles against the Home Depot keyphrases alone (~12k: issue 11's 20,000 items/s target)
-S12=$("$KPREC" eval --model "$T/be.kpm" --items "$T/items.tsv" --keyphrases "$DATA/keyphrases.tsv" --k 10 \
+S12=$("$KPREC" eval --model "$T/be.kpm" --items "$T/items.tsv" --keyphrases "$DATA/keyphrases.tsv" --k "$TOPK" \
   --speed "$SPEED_N" --rounds 3 --threads 1 --model-threads "$MTHREADS" --batch "$BATCH" --json 2>>"$T/eval.log")
 S12_N=$(($(wc -l <"$DATA/keyphrases.tsv") - 1))
 log "scoring against $S12_N keyphrases: $(jq -r .items_per_s <<<"$S12") items/s"
@@ -209,16 +240,17 @@ log "redis-benchmark HSET -P 256: $RB writes/s"
 jq -n --arg machine "$MACHINE" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --arg inv "$INVENTORY" \
   --argjson drain "$DRAIN" --argjson score "$SCORE" --argjson s12 "$S12" --argjson s12n "$S12_N" --argjson lat "$LAT" --argjson rate "$RATE" --argjson offered "${OFFERED:-0}" \
   --argjson scale "$SCALE_JSON" --argjson kcat "$KCAT_RATE" --arg rb "$RB" --argjson nkp "$NKP" \
-  --argjson mt "$MTHREADS" --argjson batch "$BATCH" \
+  --argjson mt "$MTHREADS" --argjson batch "$BATCH" --argjson rounds "$ROUNDS_JSON" --argjson med "$MED" \
   --argjson kafka "$(printf '%s\n' "${KAFKA_SET[@]}" | jq -R . | jq -s 'map(select(. != ""))')" \
   '{machine: $machine, load_average: $load, inventory: $inv, keyphrases: $nkp, model_threads: $mt,
     batch_size: $batch, worker_kafka: $kafka, drain: $drain,
     scoring_items_per_s: $score.items_per_s, scoring_small_keyphrases: $s12n,
-    scoring_small_items_per_s: $s12.items_per_s, drain_over_scoring: ($drain.items_per_s / $score.items_per_s),
+    scoring_small_items_per_s: $s12.items_per_s, drain_over_scoring: $med.ratio,
+    drain_rounds: $rounds, drain_median_items_per_s: $med.drain, scoring_median_items_per_s: $med.scoring,
     offered_rate: $rate, offered_achieved: $offered, latency: $lat, scale: $scale, kcat_records_per_s: $kcat,
     redis_hset_pipelined_per_s: ($rb | tonumber? // null)}' >"$OUT/e2e.json"
 jq -r '"| drain (1 worker, \(.keyphrases) keyphrases, model threads \(.model_threads), batch \(.batch_size)) | \(.drain.items) items in \(.drain.seconds) s | \(.drain.items_per_s) items/s, \(.drain.batches) batches (load \(.drain.load1)) |",
-  "| scoring, same titles + inventory (eval --speed) | | \(.scoring_items_per_s) items/s; drain = \(.drain_over_scoring * 100 | round)% of it |",
+  "| scoring, same titles + inventory (eval --speed) | | \(.scoring_items_per_s) items/s; drain = \(.drain_over_scoring * 100 | round)% of it\(if (.drain_rounds | length) > 1 then " (median of \(.drain_rounds | length) alternating rounds of drain and scoring, each ratio in its round: \([.drain_rounds[] | (.drain.items_per_s / .scoring_items_per_s * 100 | round | tostring) + "%"] | join(", ")); median drain \(.drain_median_items_per_s) items/s, scoring \(.scoring_median_items_per_s) items/s)" else "" end) |",
   "| scoring, same titles, \(.scoring_small_keyphrases) keyphrases | | \(.scoring_small_items_per_s) items/s |",
   "| offered \(.offered_rate) items/s (producer achieved \(.offered_achieved)) | \(.latency.n) items | p50 \(.latency.p50_ms) ms, p99 \(.latency.p99_ms) ms (max \(.latency.max_ms)); p50 first/last fifth \(.latency.p50_first_fifth_ms)/\(.latency.p50_last_fifth_ms) ms |",
   (.scale[] | "| scale: \(.workers) worker(s) | \(.items) items in \(.seconds) s | \(.items_per_s) items/s (load \(.load1)) |"),
