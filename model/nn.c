@@ -359,6 +359,19 @@ void kp_tanh_forward_ref(float *out, const float *inp, size_t N)
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
+/* tanh_one's two polynomials for the vector forms, highest power first: p(t^2) of the small-|x|
+ * form tanh(t) = t + t^3 p (tanh_cs), and e^r (tanh_ce). */
+static const float tanh_cs[8] = {6404582.0f / 10854718875.0f,
+                                 -929569.0f / 638512875.0f,
+                                 21844.0f / 6081075.0f,
+                                 -1382.0f / 155925.0f,
+                                 62.0f / 2835.0f,
+                                 -17.0f / 315.0f,
+                                 2.0f / 15.0f,
+                                 -1.0f / 3.0f};
+static const float tanh_ce[8] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
+                                 1.0f / 6.0f,    0.5f,          1.0f,          1.0f};
+
 /* tanh_one on 16 floats at a time; the tail by tanh_one. */
 __attribute__((target("avx512f"))) static void tanh_avx512(float *out, const float *inp, size_t N)
 {
@@ -366,16 +379,6 @@ __attribute__((target("avx512f"))) static void tanh_avx512(float *out, const flo
     const __m512 rnd = _mm512_set1_ps(TANH_ROUND), hi = _mm512_set1_ps(TANH_LN2HI);
     const __m512 lo = _mm512_set1_ps(TANH_LN2LO), one = _mm512_set1_ps(1.0f);
     const __m512i sgn = _mm512_set1_epi32((int)0x80000000u); /* float bit ops are AVX512DQ */
-    const float cs[8] = {6404582.0f / 10854718875.0f,
-                         -929569.0f / 638512875.0f,
-                         21844.0f / 6081075.0f,
-                         -1382.0f / 155925.0f,
-                         62.0f / 2835.0f,
-                         -17.0f / 315.0f,
-                         2.0f / 15.0f,
-                         -1.0f / 3.0f};
-    const float ce[8] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
-                         1.0f / 6.0f,    0.5f,          1.0f,          1.0f};
     size_t i = 0;
     for (; i + 16 <= N; i += 16) {
         __m512 x = _mm512_loadu_ps(inp + i);
@@ -383,16 +386,16 @@ __attribute__((target("avx512f"))) static void tanh_avx512(float *out, const flo
         __m512 a = _mm512_castsi512_ps(_mm512_andnot_si512(sgn, xi));
         __m512 t = _mm512_min_ps(a, big); /* NaN: big, fixed below */
         __m512 x2 = _mm512_mul_ps(t, t);
-        __m512 p = _mm512_set1_ps(cs[0]);
+        __m512 p = _mm512_set1_ps(tanh_cs[0]);
         for (int c = 1; c < 8; c++)
-            p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(cs[c]));
+            p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(tanh_cs[c]));
         __m512 small = _mm512_add_ps(t, _mm512_mul_ps(_mm512_mul_ps(t, x2), p));
         __m512 y = _mm512_add_ps(t, t);
         __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(y, lg), rnd), rnd);
         __m512 r = _mm512_sub_ps(_mm512_sub_ps(y, _mm512_mul_ps(n, hi)), _mm512_mul_ps(n, lo));
-        __m512 e = _mm512_set1_ps(ce[0]);
+        __m512 e = _mm512_set1_ps(tanh_ce[0]);
         for (int c = 1; c < 8; c++)
-            e = _mm512_add_ps(_mm512_mul_ps(e, r), _mm512_set1_ps(ce[c]));
+            e = _mm512_add_ps(_mm512_mul_ps(e, r), _mm512_set1_ps(tanh_ce[c]));
         __m512i ni = _mm512_cvtps_epi32(n); /* n is an integer already */
         __m512 two = _mm512_castsi512_ps(
             _mm512_slli_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(127)), 23));
@@ -416,31 +419,21 @@ __attribute__((target("avx2"))) static void tanh_avx2(float *out, const float *i
     const __m256 rnd = _mm256_set1_ps(TANH_ROUND), hi = _mm256_set1_ps(TANH_LN2HI);
     const __m256 lo = _mm256_set1_ps(TANH_LN2LO), one = _mm256_set1_ps(1.0f);
     const __m256 sgn = _mm256_set1_ps(-0.0f);
-    const float cs[8] = {6404582.0f / 10854718875.0f,
-                         -929569.0f / 638512875.0f,
-                         21844.0f / 6081075.0f,
-                         -1382.0f / 155925.0f,
-                         62.0f / 2835.0f,
-                         -17.0f / 315.0f,
-                         2.0f / 15.0f,
-                         -1.0f / 3.0f};
-    const float ce[8] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
-                         1.0f / 6.0f,    0.5f,          1.0f,          1.0f};
     size_t i = 0;
     for (; i + 8 <= N; i += 8) {
         __m256 x = _mm256_loadu_ps(inp + i);
         __m256 t = _mm256_min_ps(_mm256_andnot_ps(sgn, x), big); /* NaN: big, fixed below */
         __m256 x2 = _mm256_mul_ps(t, t);
-        __m256 p = _mm256_set1_ps(cs[0]);
+        __m256 p = _mm256_set1_ps(tanh_cs[0]);
         for (int c = 1; c < 8; c++)
-            p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(cs[c]));
+            p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(tanh_cs[c]));
         __m256 small = _mm256_add_ps(t, _mm256_mul_ps(_mm256_mul_ps(t, x2), p));
         __m256 y = _mm256_add_ps(t, t);
         __m256 n = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(y, lg), rnd), rnd);
         __m256 r = _mm256_sub_ps(_mm256_sub_ps(y, _mm256_mul_ps(n, hi)), _mm256_mul_ps(n, lo));
-        __m256 e = _mm256_set1_ps(ce[0]);
+        __m256 e = _mm256_set1_ps(tanh_ce[0]);
         for (int c = 1; c < 8; c++)
-            e = _mm256_add_ps(_mm256_mul_ps(e, r), _mm256_set1_ps(ce[c]));
+            e = _mm256_add_ps(_mm256_mul_ps(e, r), _mm256_set1_ps(tanh_ce[c]));
         __m256i ni = _mm256_cvtps_epi32(n); /* n is an integer already */
         __m256 two = _mm256_castsi256_ps(
             _mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));

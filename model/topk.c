@@ -137,6 +137,21 @@ static int use_avx2(void)
 /* The hits of the vector select at most (its three scratch parts live on the stack). */
 #define VSELECT_MAX 1024
 
+/* The scalar end of a split: a[i..n) after the parts' first cg, ce, cl; writes the counts. */
+static void split3_tail(const kp_hit *a, int i, int n, float pv, kp_hit *g, kp_hit *e, kp_hit *l,
+                        int cg, int ce, int cl, int *ng, int *ne, int *nl)
+{
+    for (; i < n; i++) {
+        if (a[i].s > pv)
+            g[cg++] = a[i];
+        else if (a[i].s == pv)
+            e[ce++] = a[i];
+        else
+            l[cl++] = a[i];
+    }
+    *ng = cg, *ne = ce, *nl = cl;
+}
+
 /* Splits a[0..n) by score against pv into g (> pv), e (== pv) and l (< pv, or NaN), in order;
  * writes the counts. Eight hits (score in the low half of each 64-bit lane) per compare and
  * three compresses, each stored whole: a part's count before a store is at most i, so the store
@@ -158,15 +173,7 @@ split3_avx512(const kp_hit *a, int n, float pv, kp_hit *g, kp_hit *e, kp_hit *l,
         _mm512_storeu_si512((void *)(l + cl), _mm512_maskz_compress_epi64(ml, v));
         cg += __builtin_popcount(mg), ce += __builtin_popcount(me), cl += __builtin_popcount(ml);
     }
-    for (; i < n; i++) {
-        if (a[i].s > pv)
-            g[cg++] = a[i];
-        else if (a[i].s == pv)
-            e[ce++] = a[i];
-        else
-            l[cl++] = a[i];
-    }
-    *ng = cg, *ne = ce, *nl = cl;
+    split3_tail(a, i, n, pv, g, e, l, cg, ce, cl, ng, ne, nl);
 }
 
 /* PERM64[m]: the permutevar8x32 indices moving the 64-bit lanes set in m (4 bits) to the front
@@ -206,15 +213,7 @@ __attribute__((target("avx2,popcnt"))) static void split3_avx2(const kp_hit *a, 
         cg += __builtin_popcount((unsigned)mg), ce += __builtin_popcount((unsigned)me);
         cl += __builtin_popcount((unsigned)ml);
     }
-    for (; i < n; i++) {
-        if (a[i].s > pv)
-            g[cg++] = a[i];
-        else if (a[i].s == pv)
-            e[ce++] = a[i];
-        else
-            l[cl++] = a[i];
-    }
-    *ng = cg, *ne = ce, *nl = cl;
+    split3_tail(a, i, n, pv, g, e, l, cg, ce, cl, ng, ne, nl);
 }
 
 typedef void (*split3_fn)(const kp_hit *a, int n, float pv, kp_hit *g, kp_hit *e, kp_hit *l,
