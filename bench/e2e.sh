@@ -57,7 +57,7 @@ while [ $# -gt 0 ]; do
 done
 case "$MTHREADS" in 1 | 2) ;; *) echo "e2e.sh: --model-threads: 1 or 2" >&2; exit 2 ;; esac
 case "$BATCH" in '' | *[!0-9]* | 0) echo "e2e.sh: --batch: an integer >= 1" >&2; exit 2 ;; esac
-case "$DROUNDS" in '' | *[!0-9]* | 0) echo "e2e.sh: --drain-rounds: an integer >= 1" >&2; exit 2 ;; esac
+case "$DROUNDS" in '' | *[!0-9]* | 0*) echo "e2e.sh: --drain-rounds: an integer >= 1 (no leading 0)" >&2; exit 2 ;; esac
 for kv in "${KAFKA_SET[@]}"; do
   case "$kv" in [a-z]*=?*) ;; *) echo "e2e.sh: --kafka '$kv': KEY=VALUE" >&2; exit 2 ;; esac
 done
@@ -153,8 +153,8 @@ ROUNDS_JSON="[]"
 for ((r = 1; r < DROUNDS; r++)); do
   start_workers "$(conf_group "e2e-drain-$r")" 1
   D=$($TOOLS drain "$URLS" "$NITEMS")
+  S=$(score_rate) # the worker up and idle, as in the last round
   stop_workers
-  S=$(score_rate)
   log "round $r of $DROUNDS: drain $(jq -r .items_per_s <<<"$D") items/s, scoring $(jq -r .items_per_s <<<"$S") items/s"
   ROUNDS_JSON=$(jq -c --argjson d "$D" --argjson s "$S" '. + [{drain: $d, scoring_items_per_s: $s.items_per_s}]' <<<"$ROUNDS_JSON")
 done
@@ -194,8 +194,8 @@ S12=$("$KPREC" eval --model "$T/be.kpm" --items "$T/items.tsv" --keyphrases "$DA
 S12_N=$(($(wc -l <"$DATA/keyphrases.tsv") - 1))
 log "scoring against $S12_N keyphrases: $(jq -r .items_per_s <<<"$S12") items/s"
 
-# ---- 3. offered rate: 50% of the drain rate, latency event -> Redis ----
-RATE=${RATE_FIXED:-$(python3 -c "print(max(1, int($DRAIN_RATE * 0.5)))")}
+# ---- 3. offered rate: 50% of the (median) drain rate, latency event -> Redis ----
+RATE=${RATE_FIXED:-$(python3 -c "print(max(1, int($(jq -r .drain <<<"$MED") * 0.5)))")}
 NRATE=$((RATE * RATE_S))
 $TOOLS keyspace "$RPORT" "$T/writes.tsv" r- "$NRATE" &
 KS=$!; PIDS+=($KS)
@@ -250,7 +250,7 @@ jq -n --arg machine "$MACHINE" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --a
     offered_rate: $rate, offered_achieved: $offered, latency: $lat, scale: $scale, kcat_records_per_s: $kcat,
     redis_hset_pipelined_per_s: ($rb | tonumber? // null)}' >"$OUT/e2e.json"
 jq -r '"| drain (1 worker, \(.keyphrases) keyphrases, model threads \(.model_threads), batch \(.batch_size)) | \(.drain.items) items in \(.drain.seconds) s | \(.drain.items_per_s) items/s, \(.drain.batches) batches (load \(.drain.load1)) |",
-  "| scoring, same titles + inventory (eval --speed) | | \(.scoring_items_per_s) items/s; drain = \(.drain_over_scoring * 100 | round)% of it\(if (.drain_rounds | length) > 1 then " (median of \(.drain_rounds | length) alternating rounds of drain and scoring, each ratio in its round: \([.drain_rounds[] | (.drain.items_per_s / .scoring_items_per_s * 100 | round | tostring) + "%"] | join(", ")); median drain \(.drain_median_items_per_s) items/s, scoring \(.scoring_median_items_per_s) items/s)" else "" end) |",
+  "| scoring, same titles + inventory (eval --speed) | | \(if (.drain_rounds | length) > 1 then "median \(.scoring_median_items_per_s) items/s; median drain \(.drain_median_items_per_s) items/s; drain = \(.drain_over_scoring * 100 | round)% of scoring (median of the ratios of \(.drain_rounds | length) alternating rounds of drain and scoring: \([.drain_rounds[] | (.drain.items_per_s / .scoring_items_per_s * 100 | round | tostring) + "%"] | join(", ")); the drain row above is the last round)" else "\(.scoring_items_per_s) items/s; drain = \(.drain_over_scoring * 100 | round)% of it" end) |",
   "| scoring, same titles, \(.scoring_small_keyphrases) keyphrases | | \(.scoring_small_items_per_s) items/s |",
   "| offered \(.offered_rate) items/s (producer achieved \(.offered_achieved)) | \(.latency.n) items | p50 \(.latency.p50_ms) ms, p99 \(.latency.p99_ms) ms (max \(.latency.max_ms)); p50 first/last fifth \(.latency.p50_first_fifth_ms)/\(.latency.p50_last_fifth_ms) ms |",
   (.scale[] | "| scale: \(.workers) worker(s) | \(.items) items in \(.seconds) s | \(.items_per_s) items/s (load \(.load1)) |"),

@@ -481,7 +481,9 @@ static const float *forward_acts(const kp_bienc *m, kp_tower t, kp_bienc_acts *a
                                  const char *const *texts, const size_t *lens, int n)
 {
     int slot = tower_slot(m, t);
-    int P = n >= TRAIN_SPLIT_MIN ? 2 : 1; /* two parts at any width: the same bits at each */
+    /* two parts at any width (the same bits at each); none for no rows (fwd_compact reads a
+     * part's offsets, which only its range writes) */
+    int P = n >= TRAIN_SPLIT_MIN ? 2 : n > 0 ? 1 : 0;
     fwd_job j = {m, &m->tw[slot], a, texts, lens};
     kp_parallel_parts(kp_par_threads(), P, n, fwd_range, &j);
     if (texts) fwd_compact(a, n, P);

@@ -539,9 +539,9 @@ static res topk_at(kp_index *ix, const float *q, int nq, int k, float ms, int p,
     return r;
 }
 
-/* The same ids and counts, and the same scores to 4 ulp (a BLAS may compute an element differently
- * by its row's place in a GEMM call: OpenBLAS 0.3.21's SkylakeX kernels do not, its Zen kernels
- * do, in the last bits). */
+/* The same ids and counts, and the same scores to 4 FLT_EPSILON relative (4 to 8 ulp: a BLAS may
+ * compute an element differently by its row's place in a GEMM call; OpenBLAS 0.3.21's SkylakeX
+ * kernels do not, its Zen kernels do, in the last bits). */
 static void assert_split_equal(const res *a, const res *b, int nq, int k)
 {
     assert_memory_equal(a->ids, b->ids, sizeof(int) * (size_t)nq * k);

@@ -156,7 +156,7 @@ static int same_words(const char *a, const char *b)
 /* fast path == reference: the same scores at every rank, and the same keyphrases in the same order
  * but where two are tied to rounding (keyphrases of the same words score the same up to the last
  * bits, which the GEMM's rows and the reference's dot products may round differently): there the
- * two lists may hold either; such swaps are few */
+ * two lists may hold either; such positions are few (a swap of two ranks counts two) */
 static void check_same(const kp_pipeline *p, fixture *x)
 {
     kp_rec_suggestion a[NT * K], b[NT * K];
