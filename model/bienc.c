@@ -242,9 +242,9 @@ static void tower_dense(const kp_bienc *m, const tower_params *tp, const float *
                         float *h, float *out, float *norm)
 {
     int E = m->cfg.emb_dim, H = m->cfg.hidden_dim, D = m->cfg.out_dim;
-    kp_linear_forward(h, bag, tp->W1, tp->b1, B, E, H);
+    kp_linear_forward_gemv1(h, bag, tp->W1, tp->b1, B, E, H);
     kp_tanh_forward(h, h, (size_t)B * (size_t)H);
-    kp_linear_forward(out, h, tp->W2, tp->b2, B, H, D);
+    kp_linear_forward_gemv1(out, h, tp->W2, tp->b2, B, H, D);
     kp_l2norm_forward(out, norm, out, B, D);
 }
 

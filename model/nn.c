@@ -208,15 +208,24 @@ void kp_linear_forward(float *out, const float *inp, const float *W, const float
             memset(o, 0, (size_t)OC * sizeof(float));
     }
     if (C <= 0) return;
-    /* one row: out[OC] += W[OC x C] @ inp[C], a GEMV (no packing of W: without a small-matrix
-     * kernel, as OpenBLAS 0.3.21 on Zen, a GEMM of one row packs all of W on every call) */
-    if (B == 1) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, W, C, inp, 1, 1.0f, out, 1);
-        return;
-    }
     /* out[B x OC] += inp[B x C] @ W^T */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, C, 1.0f, inp, C, W, C, 1.0f, out,
                 OC);
+}
+
+void kp_linear_forward_gemv1(float *out, const float *inp, const float *W, const float *bias, int B,
+                             int C, int OC)
+{
+    if (B != 1 || C <= 0 || OC <= 0) {
+        kp_linear_forward(out, inp, W, bias, B, C, OC);
+        return;
+    }
+    if (bias)
+        memcpy(out, bias, (size_t)OC * sizeof(float));
+    else
+        memset(out, 0, (size_t)OC * sizeof(float));
+    /* out[OC] += W[OC x C] @ inp[C] */
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, W, C, inp, 1, 1.0f, out, 1);
 }
 
 void kp_linear_forward_ref(float *out, const float *inp, const float *W, const float *bias, int B,

@@ -61,6 +61,13 @@ int kp_embbag_backward_split(kp_rowgrad *dtable, const float *dout, const uint32
  * out [B x OC] = inp [B x C] @ W^T + bias;  W [OC x C], bias [OC] or NULL. */
 void kp_linear_forward(float *out, const float *inp, const float *W, const float *bias, int B,
                        int C, int OC);
+/* kp_linear_forward, but one row (B == 1) by a GEMV, which does not pack W: without a small-matrix
+ * GEMM kernel (OpenBLAS 0.3.21 on Zen) a one-row GEMM packs all of W on every call. The row's last
+ * bits may differ from the same row in a batch, so it is for callers that promise no more than
+ * rounding across batch sizes (the bi-encoder's towers; not the cross-encoder, whose pair scored
+ * alone equals it in a batch bit for bit). */
+void kp_linear_forward_gemv1(float *out, const float *inp, const float *W, const float *bias, int B,
+                             int C, int OC);
 void kp_linear_forward_ref(float *out, const float *inp, const float *W, const float *bias, int B,
                            int C, int OC);
 /* dinp [B x C] += dout @ W;  dW [OC x C] += dout^T @ inp;  dbias [OC] += sum_b dout.

@@ -39,9 +39,11 @@ static void test_linear_blas_vs_ref(void **state)
         kp_linear_forward_ref(o2, inp, W, with_bias ? bias : NULL, B, C, OC);
         assert_close_arr(o1, o2, (size_t)B * OC, 1e-5f);
         for (int b = 0; b < B; b++) { /* one row at a time: the GEMV path */
-            kp_linear_forward(o1, inp + b * C, W, with_bias ? bias : NULL, 1, C, OC);
+            kp_linear_forward_gemv1(o1, inp + b * C, W, with_bias ? bias : NULL, 1, C, OC);
             assert_close_arr(o1, o2 + b * OC, OC, 1e-5f);
         }
+        kp_linear_forward_gemv1(o1, inp, W, with_bias ? bias : NULL, B, C, OC); /* B > 1: GEMM */
+        assert_close_arr(o1, o2, (size_t)B * OC, 1e-5f);
     }
     /* backward accumulates into non-zero buffers */
     float di1[7 * 13], di2[7 * 13], dW1[5 * 13], dW2[5 * 13], db1[5], db2[5];
