@@ -650,10 +650,7 @@ static double block_sumsq(const norm_job *j, size_t blk)
 {
     float *x;
     size_t n = block_of(j, blk, &x);
-    double ss = 0.0;
-    for (size_t i = 0; i < n; i++)
-        ss += (double)x[i] * x[i];
-    return ss;
+    return kp_sumsq(x, n); /* model/vmath.h */
 }
 
 static int norm_range(void *ctx, int t, int lo, int hi)

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "common/util.h"
+#include "model/vmath.h"
 
 /* ---- score matrix ---------------------------------------------------------------------------- */
 
@@ -134,16 +135,12 @@ static double softmax_row(float *P, const float *S, const int *pos, const unsign
     float mx = -INFINITY;
     for (int c = 0; c < C; c++)
         if (!masked(mask, pos, r, C, c) && s[c] / tau > mx) mx = s[c] / tau;
+    for (int c = 0; c < C; c++) /* a masked column's e^-inf is 0 */
+        p[c] = masked(mask, pos, r, C, c) ? -INFINITY : s[c] / tau - mx;
+    kp_exp_forward(p, p, (size_t)C); /* the exponentials of a row at once (model/vmath.h) */
     double z = 0.0;
-    for (int c = 0; c < C; c++) {
-        if (masked(mask, pos, r, C, c)) {
-            p[c] = 0.0f;
-            continue;
-        }
-        double e = exp((double)(s[c] / tau - mx));
-        p[c] = (float)e;
-        z += e;
-    }
+    for (int c = 0; c < C; c++)
+        z += p[c];
     for (int c = 0; c < C; c++)
         p[c] = (float)(p[c] / z);
     /* -log p[pos] = log z - (s_pos/tau - mx), computed without the rounding of p */

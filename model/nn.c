@@ -8,6 +8,20 @@
 
 #include "common/util.h"
 
+/* The hot elementwise loops (embedding-bag sums, AdamW) also come in an AVX2 form: the same
+ * plain C compiled for 8-float vectors (target("avx2"), without FMA: kpmodel builds with
+ * -ffp-contract=off), the same operations in the same order, so the same bits; taken where the
+ * CPU has AVX2. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define KP_NN_X86 1
+static int nn_avx2(void)
+{
+    return __builtin_cpu_supports("avx2");
+}
+#else
+#define KP_NN_X86 0
+#endif
+
 /* ---- kp_rowgrad ------------------------------------------------------------------------------ */
 
 int kp_rowgrad_init(kp_rowgrad *g, uint32_t n_rows, int dim)
@@ -96,7 +110,7 @@ static void prefetch_row(const float *row, int E)
 
 /* out[0..E) += row[0..E): the same additions in the same order as the reference, in blocks
  * of EMBBAG_BLOCK that the compiler turns into vector adds. */
-static void add_row(float *restrict o, const float *restrict row, int E)
+static inline void add_row(float *restrict o, const float *restrict row, int E)
 {
     int e = 0;
     for (; e + EMBBAG_BLOCK <= E; e += EMBBAG_BLOCK)
@@ -106,8 +120,19 @@ static void add_row(float *restrict o, const float *restrict row, int E)
         o[e] += row[e];
 }
 
-void kp_embbag_forward(float *out, const float *table, const uint32_t *ids, const int *offsets,
-                       int B, int E)
+/* g[0..E) += d[0..E) * s, in blocks like add_row. */
+static inline void add_scaled_row(float *restrict g, const float *restrict d, float s, int E)
+{
+    int e = 0;
+    for (; e + EMBBAG_BLOCK <= E; e += EMBBAG_BLOCK)
+        for (int j = 0; j < EMBBAG_BLOCK; j++)
+            g[e + j] += d[e + j] * s;
+    for (; e < E; e++)
+        g[e] += d[e] * s;
+}
+
+static inline void embbag_forward(float *out, const float *table, const uint32_t *ids,
+                                  const int *offsets, int B, int E)
 {
     int total = offsets[B];
     for (int i = offsets[0]; i < offsets[0] + EMBBAG_PREFETCH && i < total; i++)
@@ -128,6 +153,27 @@ void kp_embbag_forward(float *out, const float *table, const uint32_t *ids, cons
     }
 }
 
+#if KP_NN_X86
+__attribute__((target("avx2"))) static void embbag_forward_avx2(float *out, const float *table,
+                                                                const uint32_t *ids,
+                                                                const int *offsets, int B, int E)
+{
+    embbag_forward(out, table, ids, offsets, B, E);
+}
+#endif
+
+void kp_embbag_forward(float *out, const float *table, const uint32_t *ids, const int *offsets,
+                       int B, int E)
+{
+#if KP_NN_X86
+    if (nn_avx2()) {
+        embbag_forward_avx2(out, table, ids, offsets, B, E);
+        return;
+    }
+#endif
+    embbag_forward(out, table, ids, offsets, B, E);
+}
+
 int kp_embbag_backward(kp_rowgrad *dtable, const float *dout, const uint32_t *ids,
                        const int *offsets, int B, int E)
 {
@@ -139,8 +185,7 @@ int kp_embbag_backward(kp_rowgrad *dtable, const float *dout, const uint32_t *id
         for (int i = offsets[b]; i < offsets[b + 1]; i++) {
             float *g = kp_rowgrad_row(dtable, ids[i]);
             if (!g) return -1;
-            for (int e = 0; e < E; e++)
-                g[e] += d[e] * inv;
+            add_scaled_row(g, d, inv, E);
         }
     }
     return 0;
@@ -158,11 +203,8 @@ typedef struct {
     int B, E;
 } bag_bwd_job;
 
-/* Adds the examples' terms into slots [lo, hi) only, examples in order. */
-static int bag_bwd_range(void *ctx, int t, int lo, int hi)
+static inline void bag_bwd(const bag_bwd_job *j, int lo, int hi)
 {
-    (void)t;
-    const bag_bwd_job *j = ctx;
     int E = j->E, base = j->offsets[0];
     for (int b = 0; b < j->B; b++) {
         int n = j->offsets[b + 1] - j->offsets[b];
@@ -172,11 +214,29 @@ static int bag_bwd_range(void *ctx, int t, int lo, int hi)
         for (int i = j->offsets[b]; i < j->offsets[b + 1]; i++) {
             int32_t s = j->slots[i - base];
             if (s < lo || s >= hi) continue;
-            float *g = j->g->grad + (size_t)s * E;
-            for (int e = 0; e < E; e++)
-                g[e] += d[e] * inv;
+            add_scaled_row(j->g->grad + (size_t)s * E, d, inv, E);
         }
     }
+}
+
+#if KP_NN_X86
+__attribute__((target("avx2"))) static void bag_bwd_avx2(const bag_bwd_job *j, int lo, int hi)
+{
+    bag_bwd(j, lo, hi);
+}
+#endif
+
+/* Adds the examples' terms into slots [lo, hi) only, examples in order. */
+static int bag_bwd_range(void *ctx, int t, int lo, int hi)
+{
+    (void)t;
+#if KP_NN_X86
+    if (nn_avx2()) {
+        bag_bwd_avx2(ctx, lo, hi);
+        return 0;
+    }
+#endif
+    bag_bwd(ctx, lo, hi);
     return 0;
 }
 
@@ -310,180 +370,6 @@ void kp_linear_backward_ref(float *dinp, float *dW, float *dbias, const float *d
             if (dbias) dbias[o] += g;
         }
     }
-}
-
-/* ---- tanh ------------------------------------------------------------------------------------ */
-
-/* tanh(x) = sign(x) (1 - 2 / (e^{2|x|} + 1)) for |x| >= TANH_SMALL, with e^y = 2^n e^r (n =
- * round(y / ln 2), r = y - n ln 2 in two parts, e^r by its Taylor series to r^7: truncation
- * < 6e-9 relative at |r| <= ln 2 / 2); below TANH_SMALL the odd Taylor series to x^17 (the next
- * term < 6e-9 relative), where the formula above would cancel. |x| is clamped at TANH_BIG
- * (tanh rounds to 1 there). Error against tanh in double: at most 1.53 ulp over every 16th float
- * of [-10, 10] (worst just above TANH_SMALL); test_tanh_accuracy checks <= 2 ulp. Replaces
- * libm's tanhf, a call per element: a third of the item tower's time. The same operations in the
- * same order in both versions below, and no fused multiply-add (kpmodel builds with
- * -ffp-contract=off), so they agree bit for bit. */
-#define TANH_SMALL 0.55f
-#define TANH_BIG   9.5f
-#define TANH_LN2HI 0.693359375f    /* 9 significant bits: n * LN2HI is exact for n < 2^15 */
-#define TANH_LN2LO -2.12194440e-4f /* ln 2 - LN2HI */
-#define TANH_LOG2E 1.44269504088896f
-#define TANH_ROUND 12582912.0f /* 1.5 * 2^23: adding and subtracting it rounds to integer */
-
-static float tanh_one(float x)
-{
-    float a = fabsf(x), t = a < TANH_BIG ? a : TANH_BIG;
-    /* small: x + x^3 (c3 + x^2 (c5 + ...)) */
-    float x2 = t * t;
-    float p = 6404582.0f / 10854718875.0f;
-    p = p * x2 + (-929569.0f / 638512875.0f);
-    p = p * x2 + (21844.0f / 6081075.0f);
-    p = p * x2 + (-1382.0f / 155925.0f);
-    p = p * x2 + (62.0f / 2835.0f);
-    p = p * x2 + (-17.0f / 315.0f);
-    p = p * x2 + (2.0f / 15.0f);
-    p = p * x2 + (-1.0f / 3.0f);
-    float small = t + t * x2 * p;
-    /* large: 1 - 2 / (e^{2t} + 1) */
-    float y = t + t;
-    float n = (y * TANH_LOG2E + TANH_ROUND) - TANH_ROUND;
-    float r = (y - n * TANH_LN2HI) - n * TANH_LN2LO;
-    float e = 1.0f / 5040.0f;
-    e = e * r + 1.0f / 720.0f;
-    e = e * r + 1.0f / 120.0f;
-    e = e * r + 1.0f / 24.0f;
-    e = e * r + 1.0f / 6.0f;
-    e = e * r + 0.5f;
-    e = e * r + 1.0f;
-    e = e * r + 1.0f;
-    union {
-        uint32_t u;
-        float f;
-    } two = {(uint32_t)((int32_t)n + 127) << 23};
-    float big = 1.0f - 2.0f / (e * two.f + 1.0f);
-    float v = t < TANH_SMALL ? small : big;
-    if (x != x) return x; /* NaN */
-    return copysignf(v, x);
-}
-
-void kp_tanh_forward_ref(float *out, const float *inp, size_t N)
-{
-    for (size_t i = 0; i < N; i++)
-        out[i] = tanh_one(inp[i]);
-}
-
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-/* tanh_one's two polynomials for the vector forms, highest power first: p(t^2) of the small-|x|
- * form tanh(t) = t + t^3 p (tanh_cs), and e^r (tanh_ce). */
-static const float tanh_cs[8] = {6404582.0f / 10854718875.0f,
-                                 -929569.0f / 638512875.0f,
-                                 21844.0f / 6081075.0f,
-                                 -1382.0f / 155925.0f,
-                                 62.0f / 2835.0f,
-                                 -17.0f / 315.0f,
-                                 2.0f / 15.0f,
-                                 -1.0f / 3.0f};
-static const float tanh_ce[8] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
-                                 1.0f / 6.0f,    0.5f,          1.0f,          1.0f};
-
-/* tanh_one on 16 floats at a time; the tail by tanh_one. */
-__attribute__((target("avx512f"))) static void tanh_avx512(float *out, const float *inp, size_t N)
-{
-    const __m512 big = _mm512_set1_ps(TANH_BIG), lg = _mm512_set1_ps(TANH_LOG2E);
-    const __m512 rnd = _mm512_set1_ps(TANH_ROUND), hi = _mm512_set1_ps(TANH_LN2HI);
-    const __m512 lo = _mm512_set1_ps(TANH_LN2LO), one = _mm512_set1_ps(1.0f);
-    const __m512i sgn = _mm512_set1_epi32((int)0x80000000u); /* float bit ops are AVX512DQ */
-    size_t i = 0;
-    for (; i + 16 <= N; i += 16) {
-        __m512 x = _mm512_loadu_ps(inp + i);
-        __m512i xi = _mm512_castps_si512(x);
-        __m512 a = _mm512_castsi512_ps(_mm512_andnot_si512(sgn, xi));
-        __m512 t = _mm512_min_ps(a, big); /* NaN: big, fixed below */
-        __m512 x2 = _mm512_mul_ps(t, t);
-        __m512 p = _mm512_set1_ps(tanh_cs[0]);
-        for (int c = 1; c < 8; c++)
-            p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(tanh_cs[c]));
-        __m512 small = _mm512_add_ps(t, _mm512_mul_ps(_mm512_mul_ps(t, x2), p));
-        __m512 y = _mm512_add_ps(t, t);
-        __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(y, lg), rnd), rnd);
-        __m512 r = _mm512_sub_ps(_mm512_sub_ps(y, _mm512_mul_ps(n, hi)), _mm512_mul_ps(n, lo));
-        __m512 e = _mm512_set1_ps(tanh_ce[0]);
-        for (int c = 1; c < 8; c++)
-            e = _mm512_add_ps(_mm512_mul_ps(e, r), _mm512_set1_ps(tanh_ce[c]));
-        __m512i ni = _mm512_cvtps_epi32(n); /* n is an integer already */
-        __m512 two = _mm512_castsi512_ps(
-            _mm512_slli_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(127)), 23));
-        __m512 bg = _mm512_sub_ps(
-            one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(_mm512_mul_ps(e, two), one)));
-        __mmask16 sm = _mm512_cmp_ps_mask(t, _mm512_set1_ps(TANH_SMALL), _CMP_LT_OQ);
-        __m512 v = _mm512_mask_blend_ps(sm, bg, small);
-        v = _mm512_castsi512_ps(/* the sign of x */
-                                _mm512_or_si512(_mm512_castps_si512(v), _mm512_and_si512(xi, sgn)));
-        __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-        _mm512_storeu_ps(out + i, _mm512_mask_blend_ps(nan, v, x));
-    }
-    for (; i < N; i++)
-        out[i] = tanh_one(inp[i]);
-}
-
-/* The same on 8 floats at a time with AVX2 (and the same operations, so the same bits). */
-__attribute__((target("avx2"))) static void tanh_avx2(float *out, const float *inp, size_t N)
-{
-    const __m256 big = _mm256_set1_ps(TANH_BIG), lg = _mm256_set1_ps(TANH_LOG2E);
-    const __m256 rnd = _mm256_set1_ps(TANH_ROUND), hi = _mm256_set1_ps(TANH_LN2HI);
-    const __m256 lo = _mm256_set1_ps(TANH_LN2LO), one = _mm256_set1_ps(1.0f);
-    const __m256 sgn = _mm256_set1_ps(-0.0f);
-    size_t i = 0;
-    for (; i + 8 <= N; i += 8) {
-        __m256 x = _mm256_loadu_ps(inp + i);
-        __m256 t = _mm256_min_ps(_mm256_andnot_ps(sgn, x), big); /* NaN: big, fixed below */
-        __m256 x2 = _mm256_mul_ps(t, t);
-        __m256 p = _mm256_set1_ps(tanh_cs[0]);
-        for (int c = 1; c < 8; c++)
-            p = _mm256_add_ps(_mm256_mul_ps(p, x2), _mm256_set1_ps(tanh_cs[c]));
-        __m256 small = _mm256_add_ps(t, _mm256_mul_ps(_mm256_mul_ps(t, x2), p));
-        __m256 y = _mm256_add_ps(t, t);
-        __m256 n = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(y, lg), rnd), rnd);
-        __m256 r = _mm256_sub_ps(_mm256_sub_ps(y, _mm256_mul_ps(n, hi)), _mm256_mul_ps(n, lo));
-        __m256 e = _mm256_set1_ps(tanh_ce[0]);
-        for (int c = 1; c < 8; c++)
-            e = _mm256_add_ps(_mm256_mul_ps(e, r), _mm256_set1_ps(tanh_ce[c]));
-        __m256i ni = _mm256_cvtps_epi32(n); /* n is an integer already */
-        __m256 two = _mm256_castsi256_ps(
-            _mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
-        __m256 bg = _mm256_sub_ps(
-            one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(_mm256_mul_ps(e, two), one)));
-        __m256 sm = _mm256_cmp_ps(t, _mm256_set1_ps(TANH_SMALL), _CMP_LT_OQ);
-        __m256 v = _mm256_or_ps(_mm256_blendv_ps(bg, small, sm), _mm256_and_ps(x, sgn));
-        _mm256_storeu_ps(out + i, _mm256_blendv_ps(v, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)));
-    }
-    for (; i < N; i++)
-        out[i] = tanh_one(inp[i]);
-}
-#define HAVE_TANH_X86 1
-#endif
-
-void kp_tanh_forward_avx2(float *out, const float *inp, size_t N)
-{
-#ifdef HAVE_TANH_X86
-    if (__builtin_cpu_supports("avx2")) {
-        tanh_avx2(out, inp, N);
-        return;
-    }
-#endif
-    kp_tanh_forward_ref(out, inp, N);
-}
-
-void kp_tanh_forward(float *out, const float *inp, size_t N)
-{
-#ifdef HAVE_TANH_X86
-    if (__builtin_cpu_supports("avx512f")) {
-        tanh_avx512(out, inp, N);
-        return;
-    }
-#endif
-    kp_tanh_forward_avx2(out, inp, N);
 }
 
 void kp_tanh_backward(float *dinp, const float *dout, const float *out, size_t N)
@@ -653,16 +539,47 @@ static void adamw_span_ref(float *p, const float *g, float *m, float *v, size_t 
         adam_elem(p, g, m, v, i, &c);
 }
 
+static inline void adamw_blocks(float *restrict p, const float *restrict g, float *restrict m,
+                                float *restrict v, size_t n, const adam_coef *c)
+{
+    size_t i = 0;
+    for (; i + ADAM_BLOCK <= n; i += ADAM_BLOCK)
+        for (size_t j = i; j < i + ADAM_BLOCK; j++)
+            adam_elem(p, g, m, v, j, c);
+    for (; i < n; i++)
+        adam_elem(p, g, m, v, i, c);
+}
+
+#if KP_NN_X86
+/* adamw_blocks in 8-float vectors: no FMA (-ffp-contract=off), and the division and square root
+ * round exactly, so the same bits as the plain form. */
+__attribute__((target("avx2"))) static void adamw_blocks_avx2(float *restrict p,
+                                                              const float *restrict g,
+                                                              float *restrict m, float *restrict v,
+                                                              size_t n, const adam_coef *c)
+{
+    adamw_blocks(p, g, m, v, n, c);
+}
+#endif
+
+/* AdamW over n elements with the coefficients c, in the widest form the CPU has. */
+static void adamw_apply(float *restrict p, const float *restrict g, float *restrict m,
+                        float *restrict v, size_t n, const adam_coef *c)
+{
+#if KP_NN_X86
+    if (nn_avx2()) {
+        adamw_blocks_avx2(p, g, m, v, n, c);
+        return;
+    }
+#endif
+    adamw_blocks(p, g, m, v, n, c);
+}
+
 static void adamw_span(float *restrict p, const float *restrict g, float *restrict m,
                        float *restrict v, size_t n, const kp_adam_hp *hp, uint64_t t)
 {
     adam_coef c = adam_coefs(hp, t);
-    size_t i = 0;
-    for (; i + ADAM_BLOCK <= n; i += ADAM_BLOCK)
-        for (size_t j = i; j < i + ADAM_BLOCK; j++)
-            adam_elem(p, g, m, v, j, &c);
-    for (; i < n; i++)
-        adam_elem(p, g, m, v, i, &c);
+    adamw_apply(p, g, m, v, n, &c);
 }
 
 void kp_adamw_update(float *p, const float *g, float *m, float *v, size_t n, const kp_adam_hp *hp,
@@ -680,6 +597,7 @@ void kp_adamw_update_ref(float *p, const float *g, float *m, float *v, size_t n,
 /* Rows ahead of the lazy update whose table / moment lines are requested early: the three
  * tables are each as large as the embedding table, so a row update waits on memory. */
 #define ADAM_PREFETCH 2
+#define COEF_MEMO     64
 
 static void prefetch_rw(const float *row, size_t E)
 {
@@ -691,6 +609,10 @@ void kp_lazy_adamw_update(float *table, float *m, float *v, uint32_t *row_t, con
                           const kp_adam_hp *hp)
 {
     size_t E = (size_t)g->dim;
+    /* the bias corrections of a step count (two pow calls), kept for the next row of that count:
+     * rows touched on every step share one */
+    uint64_t memo_t[COEF_MEMO] = {0}; /* 0: empty (a row's count is >= 1 here) */
+    adam_coef memo_c[COEF_MEMO];
     for (int i = 0; i < g->n; i++) {
         if (i + ADAM_PREFETCH < g->n) {
             size_t ahead = (size_t)g->rows[i + ADAM_PREFETCH] * E;
@@ -700,8 +622,9 @@ void kp_lazy_adamw_update(float *table, float *m, float *v, uint32_t *row_t, con
         }
         uint32_t r = g->rows[i];
         if (row_t[r] < UINT32_MAX) row_t[r]++;
-        size_t off = (size_t)r * E;
-        adamw_span(table + off, g->grad + (size_t)i * E, m + off, v + off, E, hp, row_t[r]);
+        size_t off = (size_t)r * E, h = row_t[r] % COEF_MEMO;
+        if (memo_t[h] != row_t[r]) memo_t[h] = row_t[r], memo_c[h] = adam_coefs(hp, row_t[r]);
+        adamw_apply(table + off, g->grad + (size_t)i * E, m + off, v + off, E, &memo_c[h]);
     }
 }
 

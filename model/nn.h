@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model/vmath.h"
+
 /* ---- row-sparse gradient of an embedding table [n_rows x dim] --------------------------------
  * Holds the gradients of the rows touched since the last kp_rowgrad_zero, in first-touch order
  * (so updates are deterministic). slot[] maps a row to its position (-1 = untouched). */
@@ -82,14 +84,8 @@ void kp_linear_backward_split(float *dinp, float *dW, float *dbias, const float 
                               const float *inp, const float *W, int B, int C, int OC, int width);
 
 /* ---- tanh ------------------------------------------------------------------------------------
- * out[i] = tanh(inp[i]) for N elements (in-place ok). Backward uses the output:
+ * The forward is model/vmath.h's kp_tanh_forward. Backward uses the output:
  * dinp[i] += dout[i] * (1 - out[i]^2). */
-void kp_tanh_forward(float *out, const float *inp, size_t N);
-/* The plain loop kp_tanh_forward is tested against (bit for bit: the fast path is its AVX-512
- * form where the CPU has it, else its AVX2 form where the CPU has that); within 2 ulp of tanh. */
-void kp_tanh_forward_ref(float *out, const float *inp, size_t N);
-/* The AVX2 form alone (the plain loop without AVX2), for tests on CPUs that take AVX-512. */
-void kp_tanh_forward_avx2(float *out, const float *inp, size_t N);
 void kp_tanh_backward(float *dinp, const float *dout, const float *out, size_t N);
 
 /* ---- L2 normalisation of rows ----------------------------------------------------------------
