@@ -10,6 +10,7 @@
 #include "model/featurize.h"
 #include "model/blas.h"
 #include "model/rng.h"
+#include "model/vmath.h"
 
 typedef struct {
     float *emb;   /* [n_buckets x E], its own allocation */

@@ -14,12 +14,16 @@
  * CPU has AVX2. */
 #if defined(__GNUC__) && defined(__x86_64__)
 #define KP_NN_X86 1
+/* the plain loops the AVX2 forms wrap: inlined there always (GCC's size limits may decline
+ * otherwise, and the wrapper would just call the plain form) */
+#define NN_INLINE __attribute__((always_inline)) static inline
 static int nn_avx2(void)
 {
     return __builtin_cpu_supports("avx2");
 }
 #else
 #define KP_NN_X86 0
+#define NN_INLINE static inline
 #endif
 
 /* ---- kp_rowgrad ------------------------------------------------------------------------------ */
@@ -110,7 +114,7 @@ static void prefetch_row(const float *row, int E)
 
 /* out[0..E) += row[0..E): the same additions in the same order as the reference, in blocks
  * of EMBBAG_BLOCK that the compiler turns into vector adds. */
-static inline void add_row(float *restrict o, const float *restrict row, int E)
+NN_INLINE void add_row(float *restrict o, const float *restrict row, int E)
 {
     int e = 0;
     for (; e + EMBBAG_BLOCK <= E; e += EMBBAG_BLOCK)
@@ -121,7 +125,7 @@ static inline void add_row(float *restrict o, const float *restrict row, int E)
 }
 
 /* g[0..E) += d[0..E) * s, in blocks like add_row. */
-static inline void add_scaled_row(float *restrict g, const float *restrict d, float s, int E)
+NN_INLINE void add_scaled_row(float *restrict g, const float *restrict d, float s, int E)
 {
     int e = 0;
     for (; e + EMBBAG_BLOCK <= E; e += EMBBAG_BLOCK)
@@ -131,8 +135,8 @@ static inline void add_scaled_row(float *restrict g, const float *restrict d, fl
         g[e] += d[e] * s;
 }
 
-static inline void embbag_forward(float *out, const float *table, const uint32_t *ids,
-                                  const int *offsets, int B, int E)
+NN_INLINE void embbag_forward(float *out, const float *table, const uint32_t *ids,
+                              const int *offsets, int B, int E)
 {
     int total = offsets[B];
     for (int i = offsets[0]; i < offsets[0] + EMBBAG_PREFETCH && i < total; i++)
@@ -174,8 +178,8 @@ void kp_embbag_forward(float *out, const float *table, const uint32_t *ids, cons
     embbag_forward(out, table, ids, offsets, B, E);
 }
 
-int kp_embbag_backward(kp_rowgrad *dtable, const float *dout, const uint32_t *ids,
-                       const int *offsets, int B, int E)
+NN_INLINE int embbag_backward(kp_rowgrad *dtable, const float *dout, const uint32_t *ids,
+                              const int *offsets, int B, int E)
 {
     for (int b = 0; b < B; b++) {
         int n = offsets[b + 1] - offsets[b];
@@ -191,6 +195,25 @@ int kp_embbag_backward(kp_rowgrad *dtable, const float *dout, const uint32_t *id
     return 0;
 }
 
+#if KP_NN_X86
+__attribute__((target("avx2"))) static int embbag_backward_avx2(kp_rowgrad *dtable,
+                                                                const float *dout,
+                                                                const uint32_t *ids,
+                                                                const int *offsets, int B, int E)
+{
+    return embbag_backward(dtable, dout, ids, offsets, B, E);
+}
+#endif
+
+int kp_embbag_backward(kp_rowgrad *dtable, const float *dout, const uint32_t *ids,
+                       const int *offsets, int B, int E)
+{
+#if KP_NN_X86
+    if (nn_avx2()) return embbag_backward_avx2(dtable, dout, ids, offsets, B, E);
+#endif
+    return embbag_backward(dtable, dout, ids, offsets, B, E);
+}
+
 /* Below this many rows the fan-outs run on the calling thread: starting a thread costs more. */
 #define SPLIT_MIN_ROWS 256
 
@@ -203,7 +226,7 @@ typedef struct {
     int B, E;
 } bag_bwd_job;
 
-static inline void bag_bwd(const bag_bwd_job *j, int lo, int hi)
+NN_INLINE void bag_bwd(const bag_bwd_job *j, int lo, int hi)
 {
     int E = j->E, base = j->offsets[0];
     for (int b = 0; b < j->B; b++) {
@@ -521,8 +544,7 @@ static adam_coef adam_coefs(const kp_adam_hp *hp, uint64_t t)
 }
 
 /* One element: the reference arithmetic, in the reference's order. */
-static inline void adam_elem(float *p, const float *g, float *m, float *v, size_t i,
-                             const adam_coef *c)
+NN_INLINE void adam_elem(float *p, const float *g, float *m, float *v, size_t i, const adam_coef *c)
 {
     float gi = g[i];
     m[i] = c->b1 * m[i] + (1.0f - c->b1) * gi;
@@ -539,8 +561,8 @@ static void adamw_span_ref(float *p, const float *g, float *m, float *v, size_t 
         adam_elem(p, g, m, v, i, &c);
 }
 
-static inline void adamw_blocks(float *restrict p, const float *restrict g, float *restrict m,
-                                float *restrict v, size_t n, const adam_coef *c)
+NN_INLINE void adamw_blocks(float *restrict p, const float *restrict g, float *restrict m,
+                            float *restrict v, size_t n, const adam_coef *c)
 {
     size_t i = 0;
     for (; i + ADAM_BLOCK <= n; i += ADAM_BLOCK)
@@ -623,7 +645,10 @@ void kp_lazy_adamw_update(float *table, float *m, float *v, uint32_t *row_t, con
         uint32_t r = g->rows[i];
         if (row_t[r] < UINT32_MAX) row_t[r]++;
         size_t off = (size_t)r * E, h = row_t[r] % COEF_MEMO;
-        if (memo_t[h] != row_t[r]) memo_t[h] = row_t[r], memo_c[h] = adam_coefs(hp, row_t[r]);
+        if (memo_t[h] != row_t[r]) {
+            memo_t[h] = row_t[r];
+            memo_c[h] = adam_coefs(hp, row_t[r]);
+        }
         adamw_apply(table + off, g->grad + (size_t)i * E, m + off, v + off, E, &memo_c[h]);
     }
 }

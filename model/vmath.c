@@ -307,7 +307,11 @@ double kp_sumsq_ref(const float *x, size_t n)
     return ss;
 }
 
-static inline double sumsq_lanes(const float *x, size_t n)
+#if defined(__GNUC__)
+__attribute__((always_inline)) /* into sumsq_avx2 */
+#endif
+static inline double
+sumsq_lanes(const float *x, size_t n)
 {
     double acc[SUMSQ_LANES] = {0};
     size_t i = 0;
