@@ -52,9 +52,8 @@ kp_recommender *kp_follower_build(const kp_config *c, const kp_bienc *m, char *e
         kp_bienc_free(copy);
         return NULL;
     }
-    kp_recommender *r = kp_rec_new(copy, (const char *const *)kps.id, (const char *const *)kps.text,
-                                   kps.n, c->model_prefix_dim, err, errlen);
-    kp_texts_free(&kps);
+    /* the inventory's text is freed once copied: one copy of it at the build's peak */
+    kp_recommender *r = kp_rec_new_take(copy, &kps, c->model_prefix_dim, err, errlen);
     kp_rec_set_seq(r, seq);
     if (r && c->model_ivf_nprobe > 0 &&
         (kp_rec_set_first_pass(r, c->model_ivf_first_pass, c->model_ivf_rescore) ||

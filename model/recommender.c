@@ -132,8 +132,10 @@ static int embed_keys(kp_bienc *m, const char *const *texts, const size_t *lens,
     return 0;
 }
 
-kp_recommender *kp_rec_new(kp_bienc *m, const char *const *ids, const char *const *texts, int n,
-                           int prefix_dim, char *err, size_t errlen)
+/* kp_rec_new; release (NULL: none), which ids and texts may point into, is freed once the rows
+ * are copied, or on error. */
+static kp_recommender *rec_build(kp_bienc *m, const char *const *ids, const char *const *texts,
+                                 int n, int prefix_dim, kp_texts *release, char *err, size_t errlen)
 {
     int D = kp_bienc_cfg(m)->out_dim;
     float *emb = NULL;
@@ -152,6 +154,8 @@ kp_recommender *kp_rec_new(kp_bienc *m, const char *const *ids, const char *cons
         lens[i] = strlen(texts[i]);
         r->keys[i] = kp_feat_tokenset_key(texts[i], lens[i]);
     }
+    kp_texts_free(release); /* ids and texts are not read past here */
+    release = NULL;
     if (map_reserve(r, n) || embed_keys(m, (const char *const *)r->texts, lens, n, emb)) goto oom;
     r->index = kp_index_adopt(emb, n, D, r->keys); /* emb is the index's now, also on error */
     emb = NULL;
@@ -160,6 +164,7 @@ kp_recommender *kp_rec_new(kp_bienc *m, const char *const *ids, const char *cons
     return r;
 oom:
     snprintf(err, errlen, "recommender: out of memory building the index of %d keyphrases", n);
+    kp_texts_free(release);
     KP_FREE_ALL(emb, lens);
     if (r) {
         kp_rec_free(r);
@@ -167,6 +172,18 @@ oom:
         kp_bienc_free(m);
     }
     return NULL;
+}
+
+kp_recommender *kp_rec_new(kp_bienc *m, const char *const *ids, const char *const *texts, int n,
+                           int prefix_dim, char *err, size_t errlen)
+{
+    return rec_build(m, ids, texts, n, prefix_dim, NULL, err, errlen);
+}
+
+kp_recommender *kp_rec_new_take(kp_bienc *m, kp_texts *t, int prefix_dim, char *err, size_t errlen)
+{
+    return rec_build(m, (const char *const *)t->id, (const char *const *)t->text, t->n, prefix_dim,
+                     t, err, errlen);
 }
 
 int kp_rec_set_ivf(kp_recommender *r, int nlist, int nprobe, uint64_t seed)

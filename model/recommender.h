@@ -30,6 +30,7 @@
 #include "model/bm25.h"
 #include "model/calib.h"
 #include "model/ce.h"
+#include "model/tsv.h"
 
 typedef struct kp_recommender kp_recommender;
 
@@ -59,6 +60,11 @@ typedef struct {
  * prefix_dim: Matryoshka first-pass size (0 = full size only). NULL with err on failure. */
 kp_recommender *kp_rec_new(kp_bienc *m, const char *const *ids, const char *const *texts, int n,
                            int prefix_dim, char *err, size_t errlen);
+
+/* kp_rec_new over the rows of *t, which it frees (kp_texts_free: *t zeroed, also on error) as
+ * soon as the rows are copied, before the embeddings are computed: the build then holds one copy
+ * of the inventory's text, not two (at 1M keyphrases ~100 MB off the worker's peak RSS). */
+kp_recommender *kp_rec_new_take(kp_bienc *m, kp_texts *t, int prefix_dim, char *err, size_t errlen);
 
 /* Adds or replaces n keyphrases (ids[i] -> texts[i], copied; NULL entries skipped): a new id is
  * appended, a known id whose text differs is replaced (re-embedded), one whose text is the same is

@@ -259,6 +259,41 @@ static void assert_rec_as_rebuilt(kp_recommender *a, const kp_bienc *m)
     free((void *)ids), free((void *)texts);
 }
 
+/* kp_rec_new_take: the rows of a kp_texts, which it frees (zeroed); the same keyphrases in the
+ * same order, scoring as kp_rec_new over them does. */
+static void test_rec_new_take(void **state)
+{
+    (void)state;
+    kp_bienc_config bc;
+    kp_bienc_config_default(&bc);
+    kp_bienc *m = kp_bienc_new(&bc, 5);
+    assert_non_null(m);
+    kp_bienc *mine = kp_bienc_new_zero(kp_bienc_cfg(m));
+    assert_int_equal(kp_bienc_copy(mine, m), 0);
+    static char idb[NKP][16], txb[NKP][64];
+    const char *ids[NKP], *texts[NKP];
+    for (int i = 0; i < NKP; i++) {
+        snprintf(idb[i], sizeof idb[i], "kp%d", i);
+        kp_text(i, txb[i], sizeof txb[i]);
+        ids[i] = idb[i], texts[i] = txb[i];
+    }
+    char err[256];
+    kp_texts t;
+    assert_int_equal(kp_texts_build(ids, texts, NKP, &t, err, sizeof err), 0);
+    kp_recommender *r = kp_rec_new_take(mine, &t, 0, err, sizeof err);
+    assert_non_null(r);
+    assert_int_equal(t.n, 0);
+    assert_null(t.arena), assert_null(t.id), assert_null(t.text);
+    assert_int_equal(kp_rec_size(r), NKP);
+    for (int i = 0; i < NKP; i++) {
+        assert_string_equal(kp_rec_keyphrase_id(r, i), idb[i]);
+        assert_string_equal(kp_rec_keyphrase(r, i), txb[i]);
+    }
+    assert_rec_as_rebuilt(r, m);
+    kp_rec_free(r);
+    kp_bienc_free(m);
+}
+
 static void test_rec_upsert_remove(void **state)
 {
     (void)state;
@@ -313,4 +348,4 @@ static void test_rec_upsert_remove(void **state)
 
 TH_MAIN(cmocka_unit_test(test_index_live_vs_rebuild),
         cmocka_unit_test(test_index_live_vs_rebuild_dedup), cmocka_unit_test(test_index_add_edges),
-        cmocka_unit_test(test_rec_upsert_remove))
+        cmocka_unit_test(test_rec_upsert_remove), cmocka_unit_test(test_rec_new_take))
