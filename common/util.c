@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -125,6 +126,174 @@ static void *range_run(void *arg)
     return NULL;
 }
 
+/* The pool: helper threads started on first use and kept, so a fan-out costs a hand-over, not a
+ * thread's creation (~60 us on a VM, as much as a batch's share of work). One caller at a time
+ * owns it (pool_busy); a caller that finds it owned (another thread's fan-out, or a nested one)
+ * starts threads of its own as before. A helper that has finished waits for its next range by
+ * spinning for POOL_SPIN_NS, then sleeps on its condition variable: back-to-back fan-outs (the
+ * chunks of an embedding, the parts of a training step) are handed over in well under a
+ * microsecond, while an idle worker gives its core back within POOL_SPIN_NS. The caller waits for
+ * its helpers the same way. After a fork the child has no helpers: it never uses the pool. */
+#define POOL_SPIN_NS 100000L
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_uint posted;   /* ranges handed over (a sequence number) */
+    atomic_uint finished; /* the last of them done */
+    range_job *job;       /* written before posted, read after it */
+} pool_helper;
+
+static atomic_flag pool_busy = ATOMIC_FLAG_INIT;
+static atomic_int pool_forked;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static int pool_n; /* helpers started; read and grown only by the pool's owner */
+static pool_helper pool_h[KP_MAX_THREADS];
+static pthread_mutex_t pool_done_mu = PTHREAD_MUTEX_INITIALIZER; /* a finished range wakes a */
+static pthread_cond_t pool_done_cv = PTHREAD_COND_INITIALIZER;   /* caller sleeping here */
+
+static void pool_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static int64_t pool_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Spins until *a != v (want_ne) or == v, for up to POOL_SPIN_NS; returns 1 when it came. */
+static int pool_spin(atomic_uint *a, unsigned v, int want_ne)
+{
+    int64_t t0 = 0;
+    for (unsigned i = 1;; i++) {
+        unsigned x = atomic_load_explicit(a, memory_order_acquire);
+        if (want_ne ? x != v : x == v) return 1;
+        pool_relax();
+        if ((i & 63) == 0) {
+            int64_t now = pool_ns();
+            if (!t0)
+                t0 = now;
+            else if (now - t0 > POOL_SPIN_NS)
+                return 0;
+        }
+    }
+}
+
+static void *pool_main(void *arg)
+{
+    pool_helper *h = arg;
+    unsigned seen = 0;
+    for (;;) {
+        if (!pool_spin(&h->posted, seen, 1)) {
+            pthread_mutex_lock(&h->mu);
+            while (atomic_load(&h->posted) == seen)
+                pthread_cond_wait(&h->cv, &h->mu);
+            pthread_mutex_unlock(&h->mu);
+        }
+        seen = atomic_load_explicit(&h->posted, memory_order_acquire);
+        range_run(h->job);
+        pthread_mutex_lock(&pool_done_mu);
+        atomic_store_explicit(&h->finished, seen, memory_order_release);
+        pthread_cond_broadcast(&pool_done_cv);
+        pthread_mutex_unlock(&pool_done_mu);
+    }
+    return NULL;
+}
+
+static void pool_child(void)
+{
+    atomic_store(&pool_forked, 1);
+}
+
+static void pool_init(void)
+{
+    pthread_atfork(NULL, NULL, pool_child);
+}
+
+/* Starts helpers until there are `want` (at most KP_MAX_THREADS - 1); returns how many there are.
+ */
+static int pool_grow(int want)
+{
+    while (pool_n < want) {
+        pool_helper *h = &pool_h[pool_n];
+        pthread_mutex_init(&h->mu, NULL);
+        pthread_cond_init(&h->cv, NULL);
+        atomic_init(&h->posted, 0);
+        atomic_init(&h->finished, 0);
+        pthread_attr_t at;
+        pthread_t th;
+        if (pthread_attr_init(&at)) break;
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        sigset_t all, old; /* signals go to the process's own threads, not to a helper */
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        int rc = pthread_create(&th, &at, pool_main, h);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&at);
+        if (rc) {
+            pthread_cond_destroy(&h->cv);
+            pthread_mutex_destroy(&h->mu);
+            break;
+        }
+        pool_n++;
+    }
+    return pool_n;
+}
+
+/* Ranges 1 .. T-1 on the pool's helpers, range 0 here; returns 0 when the pool is owned by someone
+ * else (nothing run), else 1. */
+static int pool_run(range_job *job, int T)
+{
+    pthread_once(&pool_once, pool_init);
+    if (atomic_load(&pool_forked) || atomic_flag_test_and_set(&pool_busy)) return 0;
+    int nh = pool_grow(T - 1);
+    unsigned seq[KP_MAX_THREADS];
+    for (int t = 1; t < T && t - 1 < nh; t++) {
+        pool_helper *h = &pool_h[t - 1];
+        h->job = &job[t];
+        pthread_mutex_lock(&h->mu);
+        seq[t] = atomic_load(&h->posted) + 1;
+        atomic_store_explicit(&h->posted, seq[t], memory_order_release);
+        pthread_cond_signal(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+    }
+    range_run(&job[0]);
+    for (int t = nh + 1; t < T; t++) /* helpers that could not be started */
+        range_run(&job[t]);
+    for (int t = 1; t < T && t - 1 < nh; t++) {
+        pool_helper *h = &pool_h[t - 1];
+        if (pool_spin(&h->finished, seq[t], 0)) continue;
+        pthread_mutex_lock(&pool_done_mu);
+        while (atomic_load(&h->finished) != seq[t])
+            pthread_cond_wait(&pool_done_cv, &pool_done_mu);
+        pthread_mutex_unlock(&pool_done_mu);
+    }
+    atomic_flag_clear(&pool_busy);
+    return 1;
+}
+
+/* Ranges 1 .. T-1 on threads of their own (the pool is owned): a range whose thread cannot be
+ * started runs here. */
+static void spawn_run(range_job *job, int T)
+{
+    pthread_t th[KP_MAX_THREADS];
+    int started[KP_MAX_THREADS] = {0};
+    for (int t = 1; t < T; t++)
+        started[t] = pthread_create(&th[t], NULL, range_run, &job[t]) == 0;
+    range_run(&job[0]);
+    for (int t = 1; t < T; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            range_run(&job[t]);
+    }
+}
+
 int kp_parallel_for(int threads, int n, kp_range_fn fn, void *ctx)
 {
     if (n <= 0) return 0;
@@ -132,20 +301,13 @@ int kp_parallel_for(int threads, int n, kp_range_fn fn, void *ctx)
     if (T > n) T = n;
     if (T > KP_MAX_THREADS) T = KP_MAX_THREADS;
     range_job job[KP_MAX_THREADS];
-    pthread_t th[KP_MAX_THREADS];
-    int started[KP_MAX_THREADS] = {0};
     for (int t = 0; t < T; t++)
         job[t] = (range_job){fn, ctx, t, (int)((long)n * t / T), (int)((long)n * (t + 1) / T), 0};
-    for (int t = 1; t < T; t++)
-        started[t] = pthread_create(&th[t], NULL, range_run, &job[t]) == 0;
-    range_run(&job[0]);
+    if (T == 1)
+        range_run(&job[0]);
+    else if (!pool_run(job, T))
+        spawn_run(job, T);
     int rc = 0;
-    for (int t = 1; t < T; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else
-            range_run(&job[t]);
-    }
     for (int t = 0; t < T; t++)
         if (job[t].rc) rc = -1;
     return rc;
