@@ -101,8 +101,11 @@ typedef int (*kp_range_fn)(void *ctx, int t, int lo, int hi);
 
 /* Splits [0, n) into min(threads, n) contiguous ranges (range t = [n*t/T, n*(t+1)/T)), runs range
  * t on thread t and range 0 on the calling thread; a range whose thread cannot be started runs on
- * the calling thread, so the result never depends on thread creation. Returns 0 when every range
- * returned 0, else -1. threads < 1 counts as 1; n <= 0 does nothing. */
+ * the calling thread, so the result never depends on thread creation. Threads 1.. are helpers kept
+ * between calls (started on first use, signals blocked, idle ones asleep after ~100 us); a call
+ * made while another is using them (another thread's, or one from inside a range) or in a forked
+ * child starts threads of its own. Returns 0 when every range returned 0, else -1. threads < 1
+ * counts as 1; n <= 0 does nothing. Thread-safe. */
 int kp_parallel_for(int threads, int n, kp_range_fn fn, void *ctx);
 
 /* Splits [0, n) into min(parts, n) ranges as kp_parallel_for does with that many threads (range t
